@@ -1,0 +1,69 @@
+"""Published runs shipped with bayescale, each with a provenance card.
+
+The files live in the top-level ``data/`` folder of the repository, installed
+as the ``bayescale.data`` package so they load from a wheel as well.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import pandas as pd
+
+from bayescale.errors import DatasetError
+from bayescale.runs import Runs
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A bundled data set: its file, card and one-line description."""
+
+    name: str
+    description: str
+    csv: str
+    card: str
+    law_hint: str
+
+
+def _catalog() -> dict[str, DatasetInfo]:
+    raw = json.loads(_files().joinpath("catalog.json").read_text())
+    return {name: DatasetInfo(name=name, **spec) for name, spec in raw.items()}
+
+
+def _files() -> Any:
+    return resources.files("bayescale.data")
+
+
+def names() -> list[str]:
+    """Names of the bundled data sets."""
+    return sorted(_catalog())
+
+
+def info(name: str) -> DatasetInfo:
+    """The catalogue entry of a bundled data set."""
+    catalog = _catalog()
+    if name not in catalog:
+        raise DatasetError(f"unknown data set {name!r}; bundled: {', '.join(sorted(catalog))}")
+    return catalog[name]
+
+
+def describe() -> pd.DataFrame:
+    """One row per bundled data set: name, rows and description."""
+    rows = [{"name": n, "description": info(n).description} for n in names()]
+    return pd.DataFrame(rows)
+
+
+def card(name: str) -> str:
+    """The provenance card (source, licence, units) of a bundled data set."""
+    return _files().joinpath(info(name).card).read_text()
+
+
+def load(name: str) -> Runs:
+    """Load a bundled data set as validated :class:`~bayescale.Runs`."""
+    entry = info(name)
+    with _files().joinpath(entry.csv).open("r") as handle:
+        frame = pd.read_csv(handle)
+    return Runs(frame=Runs.from_frame(frame).frame, source=name)

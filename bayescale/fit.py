@@ -1,0 +1,263 @@
+"""Fit a scaling law to runs and hold the posterior: :func:`fit` and :class:`Fit`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayescale import diagnostics as diag
+from bayescale import plan
+from bayescale.errors import RunsError
+from bayescale.laws import ScalingLaw, get_law
+from bayescale.model import (
+    OBSERVED,
+    build_model,
+    check_likelihood,
+    internal_variables,
+    model_parameters,
+    resolve_priors,
+)
+from bayescale.priors import Prior
+from bayescale.runs import Runs
+from bayescale.sampling import SamplerConfig, choose_backend, sample
+
+
+@dataclass
+class Fit:
+    """A fitted law: the posterior and everything needed to rebuild or question it.
+
+    Attributes
+    ----------
+    idata
+        ``arviz.InferenceData`` with ``posterior`` (every law and noise
+        parameter; fixed ones as constants), ``sample_stats``,
+        ``observed_data`` and ``constant_data`` (the runs).
+    law
+        The fitted law.
+    runs
+        The runs the law was fitted to.
+    priors
+        Prior of every free parameter.
+    fixed
+        Value of every fixed parameter.
+    likelihood
+        ``"student_t"`` or ``"normal"``, on log loss.
+    sampler
+        The sampler configuration used.
+    random_seed
+        Seed of the sampler, or ``None``.
+    diagnostics
+        r_hat, bulk ESS and divergences (see :func:`bayescale.diagnostics.compute`).
+    """
+
+    idata: Any
+    law: ScalingLaw
+    runs: Runs
+    priors: dict[str, Prior]
+    fixed: dict[str, float]
+    likelihood: str
+    sampler: SamplerConfig
+    random_seed: int | None
+    diagnostics: dict[str, Any]
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """Posterior draws of every parameter (dims ``chain``, ``draw``)."""
+        return self.idata.posterior
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """Law parameters then noise parameters, in order."""
+        return [p.name for p in model_parameters(self.law, self.likelihood)]
+
+    @property
+    def free_parameters(self) -> list[str]:
+        """Parameters that were sampled (not fixed)."""
+        return [n for n in self.parameter_names if n not in self.fixed]
+
+    def theta(self) -> dict[str, xr.DataArray]:
+        """Draws of every parameter, by name, for evaluating the law."""
+        return {name: self.posterior[name] for name in self.parameter_names}
+
+    def summary(self, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
+        """Posterior table, one row per parameter.
+
+        Columns: ``median``, ``lower``, ``upper``, ``r_hat``, ``ess_bulk`` and
+        whether the parameter was ``fixed``.
+        """
+        from bayescale.intervals import interval_dict
+
+        rows = []
+        for name in self.parameter_names:
+            row: dict[str, Any] = {"parameter": name, **interval_dict(self.posterior[name], prob, kind)}
+            row["r_hat"] = self.diagnostics["r_hat"].get(name, float("nan"))
+            row["ess_bulk"] = self.diagnostics["ess_bulk"].get(name, float("nan"))
+            row["fixed"] = name in self.fixed
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("parameter")
+
+    def predict(
+        self,
+        params: Any,
+        tokens: Any,
+        unique_tokens: Any = None,
+        prob: float = 0.9,
+        kind: str = "eti",
+        random_seed: int | None = None,
+    ) -> pd.DataFrame:
+        """Loss at new (N, D[, U]): the mean loss and the posterior predictive loss.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per query: the inputs, then ``loss_{median,lower,upper}``
+            (the law's mean) and ``loss_predictive_{median,lower,upper}``
+            (with run-to-run noise).
+        """
+        return plan.predict(self, params, tokens, unique_tokens, prob, kind, random_seed)
+
+    def optimal(self, compute: Any, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
+        """Compute-optimal allocation at budget(s) C with C = 6ND.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per budget: ``compute`` then ``params``, ``tokens``,
+            ``tokens_per_param`` and ``loss`` each as ``_median``, ``_lower``,
+            ``_upper``.
+        """
+        return plan.optimal(self, compute, prob, kind)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fit to NetCDF atomically (see :func:`bayescale.io.save_fit`)."""
+        from bayescale.io import save_fit
+
+        return save_fit(self, path)
+
+
+def fit(
+    runs: Any,
+    law: str | ScalingLaw = "chinchilla",
+    *,
+    priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
+    fix: Mapping[str, float] | None = None,
+    likelihood: str = "student_t",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    backend: str = "auto",
+    target_accept: float = 0.95,
+    random_seed: int | None = None,
+    progressbar: bool = True,
+    warn: bool = True,
+) -> Fit:
+    """Fit a scaling law to runs and return the posterior as a :class:`Fit`.
+
+    Parameters
+    ----------
+    runs
+        A :class:`~bayescale.Runs`, a DataFrame, a CSV/Parquet path, or the
+        name of a bundled data set.
+    law
+        Name of a registered law (see :func:`bayescale.list_laws`) or a law.
+    priors
+        Priors overriding the law's defaults, by parameter name.
+    fix
+        Parameters held at fixed values, by name.
+    likelihood
+        ``"student_t"`` (default, robust) or ``"normal"`` noise on log loss.
+    draws, tune, chains
+        Posterior draws and tuning steps per chain, and number of chains.
+    backend
+        ``"auto"`` (fastest installed), ``"numpyro"``, ``"nutpie"`` or ``"pymc"``.
+    target_accept
+        NUTS target acceptance rate.
+    random_seed
+        Seed for reproducible draws.
+    progressbar
+        Show the sampler's progress bar.
+    warn
+        Emit a :class:`~bayescale.diagnostics.FitWarning` when diagnostics fail.
+
+    Returns
+    -------
+    Fit
+    """
+    law_obj = get_law(law)
+    check_likelihood(likelihood)
+    runs_obj = Runs.from_any(runs)
+    free, fixed = resolve_priors(law_obj, likelihood, priors, fix)
+    if len(runs_obj) <= len(free):
+        raise RunsError(
+            f"{len(runs_obj)} runs cannot constrain {len(free)} free parameters "
+            f"({', '.join(free)}); add runs or fix parameters"
+        )
+    config = SamplerConfig(
+        draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
+    )
+    model = build_model(law_obj, runs_obj, free, fixed, likelihood)
+    idata = sample(model, config, random_seed, progressbar)
+    idata = _tidy(idata, law_obj, runs_obj, fixed, likelihood)
+    report = diag.compute(idata, [n for n in free])
+    result = Fit(
+        idata=idata,
+        law=law_obj,
+        runs=runs_obj,
+        priors=free,
+        fixed=fixed,
+        likelihood=likelihood,
+        sampler=SamplerConfig(**{**config.to_dict(), "backend": choose_backend(backend)}),
+        random_seed=random_seed,
+        diagnostics=report,
+    )
+    if warn:
+        diag.warn_if_failed(report)
+    return result
+
+
+def _tidy(idata: Any, law: ScalingLaw, runs: Runs, fixed: Mapping[str, float], likelihood: str) -> Any:
+    """Keep the user-facing parameters, add fixed ones as constants, attach the runs."""
+    import arviz as az
+
+    posterior = idata.posterior
+    posterior = posterior.drop_vars([v for v in internal_variables(law) if v in posterior])
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"])
+    for name, value in fixed.items():
+        posterior[name] = (("chain", "draw"), np.full(shape, value))
+    order = [p.name for p in model_parameters(law, likelihood)]
+    posterior = posterior[order]
+    groups = {"posterior": posterior, "sample_stats": idata.sample_stats}
+    groups["observed_data"] = xr.Dataset(
+        {OBSERVED: (("run",), np.log(runs.column("loss")))}, coords={"run": np.arange(len(runs))}
+    )
+    groups["constant_data"] = runs_to_dataset(runs)
+    return az.InferenceData(**groups)
+
+
+def runs_to_dataset(runs: Runs) -> xr.Dataset:
+    """The runs table as an xarray Dataset along dim ``run`` (for saving)."""
+    frame = runs.frame.reset_index(drop=True)
+    data = {}
+    for col in frame.columns:
+        values = frame[col].to_numpy()
+        if values.dtype == object or pd.api.types.is_string_dtype(frame[col]):
+            values = frame[col].astype(str).to_numpy(dtype=str)
+        data[str(col)] = (("run",), values)
+    ds = xr.Dataset(data, coords={"run": np.arange(len(frame))})
+    ds.attrs["source"] = runs.source
+    ds.attrs["columns"] = json.dumps([str(c) for c in frame.columns])
+    return ds
+
+
+def runs_from_dataset(ds: xr.Dataset) -> Runs:
+    """Inverse of :func:`runs_to_dataset`."""
+    columns = json.loads(ds.attrs["columns"])
+    frame = pd.DataFrame({c: ds[c].values for c in columns})
+    return Runs(frame=frame, source=str(ds.attrs.get("source", "saved fit")))

@@ -1,0 +1,57 @@
+"""Array operations a law's mean is written against, for numpy and for PyTensor.
+
+A law writes its log-space mean once, calling ``ops.exp``, ``ops.log``, ...;
+the sampler passes :data:`TENSOR` and the post-processing of draws passes
+:data:`NUMPY` (which also works on xarray objects, broadcasting by dim name).
+"""
+
+from __future__ import annotations
+
+import functools
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+
+def _tensor_ops() -> SimpleNamespace:
+    import pytensor.tensor as pt
+
+    return SimpleNamespace(
+        exp=pt.exp,
+        log=pt.log,
+        log1p=pt.log1p,
+        expm1=pt.expm1,
+        maximum=pt.maximum,
+        minimum=pt.minimum,
+        where=pt.switch,
+        is_tensor=True,
+    )
+
+
+NUMPY = SimpleNamespace(
+    exp=np.exp,
+    log=np.log,
+    log1p=np.log1p,
+    expm1=np.expm1,
+    maximum=np.maximum,
+    minimum=np.minimum,
+    where=np.where,
+    is_tensor=False,
+)
+
+
+@functools.cache
+def tensor() -> SimpleNamespace:
+    """The PyTensor namespace (imported lazily: pytensor is slow to import)."""
+    return _tensor_ops()
+
+
+def logsumexp(terms: list[Any], ops: SimpleNamespace) -> Any:
+    """Numerically stable ``log(sum(exp(t) for t in terms))``, elementwise.
+
+    Written with elementwise operations only, so it broadcasts the same way
+    for numpy arrays, xarray objects and PyTensor tensors.
+    """
+    top = functools.reduce(ops.maximum, terms)
+    return top + ops.log(sum(ops.exp(t - top) for t in terms))

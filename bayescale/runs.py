@@ -1,0 +1,234 @@
+"""The validated table of training runs every fit starts from.
+
+Canonical columns (units in brackets):
+
+``params``         N, model parameters [count]
+``tokens``         D, training tokens [count]
+``loss``           final loss [nats per token]
+``unique_tokens``  U, unique tokens behind D [count], optional
+``compute``        C, training compute [FLOPs], optional (default 6 N D)
+``group``          label of a data set or recipe, optional
+
+Every bad value raises :class:`~bayescale.errors.RunsError` naming the column
+and the row, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayescale.errors import RunsError
+
+NUMERIC_COLUMNS = ("params", "tokens", "loss", "unique_tokens", "compute")
+REQUIRED_COLUMNS = ("params", "tokens", "loss")
+
+#: Accepted spellings of each canonical column (compared case-insensitively).
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "params": ("params", "n", "n_params", "parameters", "num_params", "model_size"),
+    "tokens": ("tokens", "d", "n_tokens", "training_tokens", "train_tokens", "num_tokens"),
+    "loss": ("loss", "l", "final_loss", "val_loss", "validation_loss"),
+    "unique_tokens": ("unique_tokens", "u", "unique", "n_unique_tokens"),
+    "compute": ("compute", "c", "flops", "training_flop", "training_flops"),
+    "group": ("group", "dataset"),
+}
+
+#: Compute per parameter per token in the default FLOPs model C = 6 N D.
+FLOPS_PER_PARAM_TOKEN = 6.0
+
+
+@dataclass(frozen=True)
+class Runs:
+    """A validated table of training runs.
+
+    Build one with :meth:`Runs.from_any` (a path, a DataFrame, or the name of a
+    bundled data set) rather than the constructor.
+
+    Attributes
+    ----------
+    frame
+        One row per run with the canonical columns (see module docstring) and
+        any extra columns the source had. ``compute`` is always present.
+    source
+        Where the runs came from (path, data set name or ``"DataFrame"``).
+    """
+
+    frame: pd.DataFrame
+    source: str = "DataFrame"
+
+    @classmethod
+    def from_any(cls, source: Any) -> Runs:
+        """Load and validate runs from a path, a DataFrame, a Runs, or a bundled name.
+
+        Parameters
+        ----------
+        source
+            ``Runs`` (returned as is), ``pandas.DataFrame``, a path to a
+            ``.csv`` / ``.parquet`` file, or the name of a bundled data set
+            (see :func:`bayescale.datasets.names`).
+        """
+        if isinstance(source, Runs):
+            return source
+        if isinstance(source, pd.DataFrame):
+            return cls.from_frame(source)
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            if path.exists():
+                return cls.from_frame(read_table(path), source=str(path))
+            from bayescale import datasets
+
+            if str(source) in datasets.names():
+                return datasets.load(str(source))
+            raise RunsError(
+                f"{str(source)!r} is neither an existing file nor a bundled data set "
+                f"(bundled: {', '.join(datasets.names())})"
+            )
+        raise RunsError(
+            f"cannot read runs from a {type(source).__name__}; "
+            "pass a DataFrame, a .csv/.parquet path, or a bundled data set name"
+        )
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, source: str = "DataFrame") -> Runs:
+        """Validate a DataFrame and return Runs with canonical column names."""
+        return cls(frame=validate_frame(frame), source=source)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, column: str) -> pd.Series:
+        return self.frame[column]
+
+    @property
+    def has_unique_tokens(self) -> bool:
+        """True when the table carries a ``unique_tokens`` column."""
+        return "unique_tokens" in self.frame.columns
+
+    def column(self, name: str) -> np.ndarray:
+        """The named column as a float64 numpy array."""
+        if name not in self.frame.columns:
+            raise RunsError(f"runs have no column {name!r}; columns are {list(self.frame.columns)}")
+        return self.frame[name].to_numpy(dtype=float)
+
+    def require(self, columns: Iterable[str], purpose: str) -> None:
+        """Raise a RunsError naming every column in ``columns`` that is missing."""
+        missing = [c for c in columns if c not in self.frame.columns]
+        if missing:
+            raise RunsError(f"{purpose} needs column(s) {missing}; the runs have {list(self.frame.columns)}")
+
+    def subset(self, mask: np.ndarray) -> Runs:
+        """Runs restricted to the rows where ``mask`` is true."""
+        return Runs(self.frame.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True), self.source)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame, with errors that name the file."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix in (".csv", ".txt", ".tsv", ""):
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except pd.errors.EmptyDataError:
+        raise RunsError(f"{str(path)!r} is empty: expected a table with a header row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise RunsError(f"{str(path)!r} could not be read as a table: {exc}") from None
+    raise RunsError(f"{str(path)!r}: unsupported file type {suffix!r}; use .csv or .parquet")
+
+
+def canonical_columns(columns: Iterable[Any]) -> dict[Any, str]:
+    """Map source column names to canonical names using :data:`COLUMN_ALIASES`.
+
+    Raises when two source columns claim the same canonical name.
+    """
+    lookup = {alias: canon for canon, aliases in COLUMN_ALIASES.items() for alias in aliases}
+    mapping: dict[Any, str] = {}
+    claimed: dict[str, Any] = {}
+    columns = list(columns)
+    # Exact canonical names win over aliases (a table with both `params` and `N`).
+    ordered = sorted(columns, key=lambda c: str(c).strip().lower() not in COLUMN_ALIASES)
+    for col in ordered:
+        canon = lookup.get(str(col).strip().lower())
+        if canon is None:
+            continue
+        if canon in claimed:
+            if str(claimed[canon]).strip().lower() == canon:
+                continue  # the canonical column itself is used; the alias stays an extra column
+            raise RunsError(f"columns {claimed[canon]!r} and {col!r} both mean {canon!r}; keep one")
+        claimed[canon] = col
+        mapping[col] = canon
+    return mapping
+
+
+def validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return a validated copy of ``frame`` with canonical columns.
+
+    Raises
+    ------
+    RunsError
+        For a missing column, a non-numeric, NaN, infinite, zero or negative
+        value (naming column and row), or an empty table.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise RunsError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    mapping = canonical_columns(frame.columns)
+    out = frame.rename(columns=mapping).copy()
+    missing = [c for c in REQUIRED_COLUMNS if c not in out.columns]
+    if missing:
+        raise RunsError(
+            f"runs are missing required column(s) {missing}; found {list(frame.columns)}. "
+            f"Accepted names: " + "; ".join(f"{c}: {', '.join(COLUMN_ALIASES[c])}" for c in missing)
+        )
+    if len(out) == 0:
+        raise RunsError("runs table has no rows")
+    out = out.reset_index(drop=True)
+    for col in NUMERIC_COLUMNS:
+        if col in out.columns:
+            out[col] = _positive_numeric(out[col], col)
+    if "compute" not in out.columns:
+        out["compute"] = FLOPS_PER_PARAM_TOKEN * out["params"] * out["tokens"]
+    if "unique_tokens" in out.columns:
+        too_many = np.flatnonzero(out["unique_tokens"].to_numpy() > out["tokens"].to_numpy() * (1 + 1e-9))
+        if too_many.size:
+            row = int(too_many[0])
+            raise RunsError(
+                f"column 'unique_tokens' row {row}: {out['unique_tokens'].iloc[row]:g} unique tokens "
+                f"exceed the {out['tokens'].iloc[row]:g} training tokens "
+                f"({too_many.size} row(s) affected); U cannot be larger than D"
+            )
+    if "group" in out.columns:
+        if out["group"].isna().any():
+            row = int(np.flatnonzero(out["group"].isna().to_numpy())[0])
+            raise RunsError(f"column 'group' row {row}: missing group label")
+        out["group"] = out["group"].astype(str)
+    return out
+
+
+def _positive_numeric(series: pd.Series, col: str) -> pd.Series:
+    values = pd.to_numeric(series, errors="coerce")
+    bad_text = values.isna() & series.notna()
+    if bad_text.any():
+        row = int(np.flatnonzero(bad_text.to_numpy())[0])
+        raise RunsError(
+            f"column {col!r} row {row}: {series.iloc[row]!r} is not a number "
+            f"({int(bad_text.sum())} non-numeric value(s) in {col!r})"
+        )
+    arr = values.to_numpy(dtype=float)
+    checks = (
+        (np.isnan(arr), "is missing (NaN)"),
+        (np.isinf(arr), "is infinite"),
+        (arr <= 0, "must be > 0"),
+    )
+    for bad, what in checks:
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise RunsError(
+                f"column {col!r} row {row}: value {float(arr[row])!r} {what} "
+                f"({int(bad.sum())} such row(s) in {col!r})"
+            )
+    return pd.Series(arr, index=series.index, name=col)

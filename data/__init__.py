@@ -1,0 +1,1 @@
+"""Bundled published runs (installed as ``bayescale.data``); see catalog.json."""

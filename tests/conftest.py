@@ -1,0 +1,52 @@
+"""Shared fixtures: real fits are made once per session and reused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+
+#: Draws for the cheap plumbing fits (CLI, save/load, plots): enough to run, not to conclude.
+QUICK = {"draws": 200, "tune": 300, "chains": 2, "progressbar": False, "warn": False}
+
+TRUE_CHINCHILLA = {"E": 1.8, "A": 480.0, "B": 2100.0, "alpha_N": 0.35, "alpha_D": 0.37}
+
+
+def simulate_ladder(
+    law: str,
+    params: dict[str, float],
+    seed: int,
+    sigma: float = 0.01,
+    sizes: np.ndarray | None = None,
+    multipliers: tuple[float, ...] = (5, 10, 20, 40, 80),
+) -> pd.DataFrame:
+    """Runs simulated from a law: a ladder of sizes x tokens-per-parameter, noise on log loss."""
+    rng = np.random.default_rng(seed)
+    sizes = np.geomspace(5e7, 2e9, 8) if sizes is None else sizes
+    N, M = np.meshgrid(sizes, np.asarray(multipliers, dtype=float))
+    N, D = N.ravel(), (N * M).ravel()
+    mean = bs.get_law(law).loss(params, N, D)
+    loss = mean * np.exp(rng.normal(0.0, sigma, size=N.shape))
+    return pd.DataFrame({"params": N, "tokens": D, "loss": loss})
+
+
+@pytest.fixture(scope="session")
+def chinchilla_fit() -> bs.Fit:
+    """The default fit of the bundled Chinchilla runs (4 chains x 1000 draws): the replication."""
+    return bs.fit("chinchilla", law="chinchilla", random_seed=20260101, progressbar=False)
+
+
+@pytest.fixture(scope="session")
+def quick_fit() -> bs.Fit:
+    """A cheap fit of simulated runs for plumbing tests."""
+    runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=7)
+    return bs.fit(runs, law="chinchilla", random_seed=3, **QUICK)
+
+
+@pytest.fixture(scope="session")
+def quick_fit_path(quick_fit: bs.Fit, tmp_path_factory: pytest.TempPathFactory):
+    path = tmp_path_factory.mktemp("fits") / "quick.nc"
+    quick_fit.save(path)
+    return path

@@ -1,0 +1,114 @@
+import json
+
+import pytest
+
+from bayescale.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fit_summary_plan_predict_end_to_end(capsys, tmp_path):
+    runs = tmp_path / "runs.csv"
+    from conftest import TRUE_CHINCHILLA, simulate_ladder
+
+    simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=5).to_csv(runs, index=False)
+    out_path = tmp_path / "fit.nc"
+    code, out, err = run(
+        capsys,
+        "fit",
+        runs,
+        "--law",
+        "chinchilla",
+        "--out",
+        out_path,
+        "--seed",
+        1,
+        "--draws",
+        150,
+        "--tune",
+        200,
+        "--chains",
+        2,
+        "--fix",
+        "alpha_N=0.35",
+        "--fix",
+        "E=1.8",
+        "--json",
+    )
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["parameters"]["alpha_N"] == {
+        **payload["parameters"]["alpha_N"],
+        "median": 0.35,
+        "fixed": True,
+    }
+    assert payload["parameters"]["E"]["median"] == 1.8
+
+    code, out, _ = run(capsys, "summary", out_path, "--json")
+    summary = json.loads(out)
+    assert summary["law"] == "chinchilla" and summary["n_runs"] == 40 and summary["prob"] == 0.9
+    assert set(summary["parameters"]) == {"E", "A", "B", "alpha_N", "alpha_D", "sigma", "nu"}
+    assert set(summary["diagnostics"]) >= {"divergences", "max_r_hat", "min_ess_bulk"}
+
+    code, out, _ = run(capsys, "plan", out_path, "--compute", "1e22", "--prob", "0.8", "--json")
+    plan = json.loads(out)
+    assert plan["compute"] == 1e22 and plan["prob"] == 0.8
+    for key in ("params", "tokens", "tokens_per_param", "loss"):
+        assert plan[key]["lower"] < plan[key]["median"] < plan[key]["upper"]
+
+    code, out, _ = run(capsys, "predict", out_path, "--params", "1e9", "--tokens", "2e10", "--json")
+    pred = json.loads(out)
+    assert pred["loss"]["lower"] < pred["loss"]["median"] < pred["loss"]["upper"]
+    assert pred["loss_predictive"]["lower"] < pred["loss"]["lower"]
+
+    queries = tmp_path / "q.csv"
+    queries.write_text("N,D\n1e9,2e10\n2e9,4e10\n")
+    code, out, _ = run(capsys, "predict", out_path, "--queries", queries, "--json")
+    assert code == 0 and len(json.loads(out)) == 2
+
+    code, out, _ = run(capsys, "summary", out_path)
+    assert "alpha_N" in out and "fixed" in out
+
+
+def test_readable_tables(capsys, quick_fit_path):
+    code, out, _ = run(capsys, "plan", quick_fit_path, "--compute", "5.76e23")
+    assert code == 0 and "tokens_per_param" in out and "90%" in out
+
+
+def test_datasets_command(capsys):
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0 and out.startswith("chinchilla")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fit", "no-such-file.csv", "--out", "x.nc"], "neither an existing file nor a bundled data set"),
+        (["fit", "chinchilla", "--out", "x.nc", "--law", "nope"], "unknown law 'nope'"),
+        (["fit", "chinchilla", "--out", "x.nc", "--fix", "gamma=1"], "cannot fix 'gamma'"),
+        (["summary", "missing.nc"], "no saved fit at"),
+        (["fit", "chinchilla", "--out", "no/such/dir/x.nc", "--draws", "10", "--tune", "10"], None),
+    ],
+)
+def test_user_mistakes_print_error_without_traceback(capsys, argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert code != 0
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
+    if message:
+        assert message in err
+
+
+def test_argument_errors_exit_nonzero(capsys, quick_fit_path):
+    with pytest.raises(SystemExit) as info:
+        main(["plan", str(quick_fit_path), "--compute", "-5"])
+    assert info.value.code == 2
+    assert "must be a finite number > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit", "chinchilla", "--out", "x.nc", "--fix", "alpha_N"])
+    assert "expected NAME=VALUE" in capsys.readouterr().err
