@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=sorted(PLOTS), help="which figure")
     p.add_argument("--out", type=Path, required=True, help="image file to write (.png, .pdf, .svg)")
 
+    p = sub.add_parser("laws", help="list the laws, their parameters and default priors")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("datasets", help="list the bundled data sets")
     p.add_argument("--json", action="store_true")
     return parser
@@ -321,7 +324,26 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_laws(args: argparse.Namespace) -> int:
+    """``bayescale laws``: each law with its formula, parameters and default priors."""
+    from bayescale.laws import get_law, list_laws
+
+    described = [get_law(name).describe() for name in list_laws()]
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    for info in described:
+        print(f"{info['name']}: {info['formula']}  [{info['reference']}]")
+        print(f"  needs columns: {', '.join(info['required_columns'])}")
+        for name, spec in info["parameters"].items():
+            prior = {k: v for k, v in spec["prior"].items() if k != "distribution"}
+            args_text = ", ".join(f"{k}={v:g}" for k, v in prior.items())
+            print(f"  {name:<9} {spec['prior']['distribution']}({args_text}): {spec['reason']}")
+    return 0
+
+
 COMMANDS = {
+    "laws": cmd_laws,
     "plot": cmd_plot,
     "fit": cmd_fit,
     "summary": cmd_summary,

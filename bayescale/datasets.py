@@ -26,6 +26,8 @@ class DatasetInfo:
     csv: str
     card: str
     law_hint: str
+    #: pandas query selecting the rows that are loaded ("" keeps all); stated in the description.
+    keep_rows: str = ""
 
 
 def _catalog() -> dict[str, DatasetInfo]:
@@ -66,4 +68,6 @@ def load(name: str) -> Runs:
     entry = info(name)
     with _files().joinpath(entry.csv).open("r") as handle:
         frame = pd.read_csv(handle)
+    if entry.keep_rows:
+        frame = frame.query(entry.keep_rows).reset_index(drop=True)
     return Runs(frame=Runs.from_frame(frame).frame, source=name)

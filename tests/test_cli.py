@@ -79,6 +79,15 @@ def test_readable_tables(capsys, quick_fit_path):
     assert code == 0 and "tokens_per_param" in out and "90%" in out
 
 
+def test_laws_command(capsys):
+    code, out, _ = run(capsys, "laws", "--json")
+    laws = {item["name"]: item for item in json.loads(out)}
+    assert code == 0 and set(laws) >= {"chinchilla", "data-constrained", "kaplan"}
+    assert laws["data-constrained"]["required_columns"] == ["params", "tokens", "unique_tokens"]
+    code, out, _ = run(capsys, "laws")
+    assert "R_D_star" in out and "LogNormal" in out
+
+
 def test_datasets_command(capsys):
     code, out, _ = run(capsys, "datasets")
     assert code == 0 and out.startswith("chinchilla")

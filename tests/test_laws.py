@@ -47,3 +47,69 @@ def test_registry():
         bs.get_law("nope")
     with pytest.raises(LawError, match=r"needs values for \['alpha_D'\]"):
         bs.get_law("chinchilla").loss({k: v for k, v in EPOCH.items() if k != "alpha_D"}, 1e9, 1e10)
+
+
+MUENNIGHOFF_C4 = {
+    "E": np.exp(0.6254804),
+    "A": np.exp(6.255414),
+    "B": np.exp(7.3049974),
+    "alpha_N": 0.3526596,
+    "alpha_D": 0.3526596,
+    "R_D_star": 15.387756,
+    "R_N_star": 5.309743,
+}
+
+
+def test_data_constrained_reproduces_datablations_readme():
+    law = bs.get_law("data-constrained")
+    values = law.loss(MUENNIGHOFF_C4, [6.34e9, 8.67e9], [242e9, 178e9], [25e9, 25e9])
+    np.testing.assert_allclose(values, [2.2256440889984477, 2.2269634075087867], atol=1e-6)
+
+
+def test_data_constrained_is_chinchilla_with_ample_data():
+    """One epoch (D = U) and N below N_opt(U): no repetition, no excess parameters."""
+    dc, chin = bs.get_law("data-constrained"), bs.get_law("chinchilla")
+    N, D = np.array([1e8, 1e9]), np.array([2e10, 2e11])
+    np.testing.assert_allclose(dc.loss(MUENNIGHOFF_C4, N, D, D), chin.loss(MUENNIGHOFF_C4, N, D), rtol=1e-12)
+    # Repeating data (fewer unique tokens) can only hurt.
+    assert np.all(dc.loss(MUENNIGHOFF_C4, N, D, D / 10) > chin.loss(MUENNIGHOFF_C4, N, D))
+    with pytest.raises(LawError, match=r"needs \['unique_tokens'\]"):
+        dc.loss(MUENNIGHOFF_C4, N, D)
+
+
+KAPLAN_TABLE2 = {"N_c": 6.4e13, "D_c": 1.8e13, "alpha_N": 0.076, "alpha_D": 0.103}
+
+
+def test_kaplan_formula_and_limits():
+    law = bs.get_law("kaplan")
+    N, D = np.array([1e8, 1e9]), np.array([1e9, 1e10])
+    p = KAPLAN_TABLE2
+    expected = ((p["N_c"] / N) ** (p["alpha_N"] / p["alpha_D"]) + p["D_c"] / D) ** p["alpha_D"]
+    np.testing.assert_allclose(law.loss(p, N, D), expected, rtol=1e-12)
+    # With unlimited data L(N, D) tends to L(N) = (N_c / N)^alpha_N, and likewise for D.
+    n_only = bs.get_law("kaplan-n").loss(p, N)
+    np.testing.assert_allclose(law.loss(p, N, 1e40), n_only, rtol=1e-9)
+    d_only = bs.get_law("kaplan-d").loss(p, D=D)
+    np.testing.assert_allclose(law.loss(p, 1e40, D), d_only, rtol=1e-9)
+
+
+def test_kaplan_headline_numbers():
+    """Kaplan et al. 2020 eq. 1.1/1.2 constants: L(N) = (8.8e13/N)^0.076, L(D) = (5.4e13/D)^0.095."""
+    n_law, d_law = bs.get_law("kaplan-n"), bs.get_law("kaplan-d")
+    # A 1.5B non-embedding-parameter model (GPT-2 size): about 2.38 nats in Kaplan's Fig. 1 units.
+    assert n_law.loss({"N_c": 8.8e13, "alpha_N": 0.076}, 1.5e9) == pytest.approx(
+        (8.8e13 / 1.5e9) ** 0.076, rel=1e-12
+    )
+    # Loss halves for every 2^(1/0.095) ~ 1480x more data.
+    ratio = d_law.loss({"D_c": 5.4e13, "alpha_D": 0.095}, D=1e9) / d_law.loss(
+        {"D_c": 5.4e13, "alpha_D": 0.095}, D=1e9 * 2 ** (1 / 0.095)
+    )
+    assert ratio == pytest.approx(2.0, rel=1e-9)
+
+
+def test_every_law_describes_itself():
+    for name in bs.list_laws():
+        info = bs.get_law(name).describe()
+        assert info["parameters"], name
+        for spec in info["parameters"].values():
+            assert spec["reason"] and spec["prior"]["distribution"]

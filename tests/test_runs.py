@@ -91,3 +91,12 @@ def test_bundled_chinchilla_dataset():
     assert "Epoch AI" in bs.datasets.card("chinchilla")
     with pytest.raises(bs.DatasetError, match="unknown data set 'nope'"):
         bs.datasets.load("nope")
+
+
+def test_bundled_datablations_datasets():
+    runs = bs.datasets.load("datablations")
+    assert len(runs) == 182 and runs.has_unique_tokens
+    assert runs.frame["epochs"].max() == 9000
+    full = bs.datasets.load("datablations-all")
+    assert len(full) == 317 - 9  # the 9 unfinished runs have no final loss
+    assert "Apache-2.0" in bs.datasets.card("datablations")

@@ -91,13 +91,7 @@ class ScalingLaw:
         """
         raise NotImplementedError
 
-    def loss(
-        self,
-        params: Mapping[str, Any],
-        N: Any,
-        D: Any,
-        U: Any = None,
-    ) -> np.ndarray:
+    def loss(self, params: Mapping[str, Any], N: Any = None, D: Any = None, U: Any = None) -> np.ndarray:
         """Evaluate the law's mean loss at fixed parameter values, with numpy.
 
         Parameters
@@ -105,15 +99,16 @@ class ScalingLaw:
         params
             A value for every parameter of the law.
         N, D, U
-            Parameters, tokens and (for laws that need it) unique tokens;
-            anything numpy broadcasts.
+            Parameters, tokens and unique tokens, as far as the law needs them
+            (see ``required_columns``); anything numpy broadcasts.
         """
         missing = [n for n in self.parameter_names if n not in params]
         if missing:
             raise LawError(f"law {self.name!r} needs values for {missing}")
         x = covariates(N, D, U)
-        if "unique_tokens" in self.required_columns and "log_unique_tokens" not in x:
-            raise LawError(f"law {self.name!r} needs unique tokens U")
+        absent = [c for c in self.required_columns if f"log_{c}" not in x]
+        if absent:
+            raise LawError(f"law {self.name!r} needs {absent} to evaluate")
         theta = {k: np.asarray(v, dtype=float) for k, v in params.items()}
         return np.exp(self.log_loss(theta, x, _ops.NUMPY))
 

@@ -1,0 +1,45 @@
+"""Replication of Muennighoff et al.'s R_D*, R_N* on the 182 datablations runs."""
+
+import numpy as np
+import pytest
+
+import bayescale as bs
+
+# Chinchilla coefficients Muennighoff et al. fitted on Chinchilla's C4 IsoFLOP points and held fixed.
+C4_CHINCHILLA = {
+    "E": np.exp(0.6254804),
+    "A": np.exp(6.255414),
+    "B": np.exp(7.3049974),
+    "alpha_N": 0.3526596,
+    "alpha_D": 0.3526596,
+}
+
+
+@pytest.fixture(scope="module")
+def fixed_coefficient_fit():
+    # Their Huber loss with delta 1e-3 on log loss is close to an L1 (median) fit, whose Bayesian
+    # counterpart is a heavy-tailed likelihood: Student-t with nu fixed at 1. With nu free the
+    # posterior settles near nu ~ 20 (a mean fit) and R_N* moves to ~2 (see the issue note).
+    return bs.fit(
+        "datablations",
+        law="data-constrained",
+        fix={**C4_CHINCHILLA, "nu": 1.0},
+        random_seed=2023,
+        progressbar=False,
+    )
+
+
+def test_r_star_intervals_contain_published(fixed_coefficient_fit):
+    table = fixed_coefficient_fit.summary(prob=0.9)
+    assert table.loc["R_D_star", "lower"] <= 15.387756 <= table.loc["R_D_star", "upper"]
+    assert table.loc["R_N_star", "lower"] <= 5.309743 <= table.loc["R_N_star", "upper"]
+    assert fixed_coefficient_fit.diagnostics["divergences"] == 0
+    assert fixed_coefficient_fit.diagnostics["max_r_hat"] <= 1.01
+
+
+def test_predict_needs_unique_tokens(fixed_coefficient_fit):
+    with pytest.raises(bs.LawError, match="needs unique_tokens"):
+        fixed_coefficient_fit.predict(1e9, 1e11)
+    table = fixed_coefficient_fit.predict(6.34e9, 242e9, unique_tokens=25e9)
+    # The fixed-parameter law gives 2.2256 here; the posterior median of the mean must be close.
+    assert table["loss_median"].iloc[0] == pytest.approx(2.2256, abs=0.02)
