@@ -23,6 +23,7 @@ from bayescale.errors import (
 from bayescale.fit import Fit, fit
 from bayescale.io import load_fit, save_fit
 from bayescale.laws import ScalingLaw, get_law, list_laws
+from bayescale.prior_predictive import prior_predictive
 from bayescale.priors import Prior
 from bayescale.runs import Runs
 
@@ -44,5 +45,6 @@ __all__ = [
     "get_law",
     "list_laws",
     "load_fit",
+    "prior_predictive",
     "save_fit",
 ]

@@ -59,3 +59,20 @@ def test_resolve_priors_names_and_fixes():
         resolve_priors(law, "student_t", None, {"E": -1})
     with pytest.raises(PriorError, match="'nu', which is not a parameter"):
         resolve_priors(law, "normal", {"nu": Prior("Gamma", alpha=2, beta=0.1)})
+
+
+def test_prior_predictive_covers_observed_losses():
+    runs = bs.datasets.load("chinchilla")
+    draws = bs.prior_predictive("chinchilla", runs, draws=2000, random_seed=0)
+    assert draws["loss"].dims == ("chain", "draw", "run")
+    assert draws.sizes == {"chain": 1, "draw": 2000, "run": 245}
+    # Weakly informative: the observed losses sit well inside the prior predictive range.
+    lower = draws["loss_predictive"].quantile(0.05, dim=("chain", "draw"))
+    upper = draws["loss_predictive"].quantile(0.95, dim=("chain", "draw"))
+    observed = runs.column("loss")
+    assert np.mean((lower.values < observed) & (observed < upper.values)) > 0.95
+    # Fixed parameters stay fixed and seeds reproduce.
+    fixed = bs.prior_predictive("chinchilla", runs, fix={"E": 1.7}, draws=10, random_seed=1)
+    assert np.all(fixed["E"].values == 1.7)
+    again = bs.prior_predictive("chinchilla", runs, fix={"E": 1.7}, draws=10, random_seed=1)
+    assert fixed.equals(again)
