@@ -157,6 +157,16 @@ def build_model(
     return model
 
 
+def draw_log_noise(
+    rng: np.random.Generator, likelihood: str, theta: Mapping[str, Any], shape: tuple[int, ...]
+) -> np.ndarray:
+    """Run-to-run noise on log loss, one draw per (chain, draw, query) cell of ``shape``."""
+    sigma = np.asarray(theta["sigma"])[..., None]
+    if likelihood == "student_t":
+        return rng.standard_t(np.asarray(theta["nu"])[..., None], size=shape) * sigma
+    return rng.standard_normal(shape) * sigma
+
+
 def internal_variables(law: ScalingLaw) -> list[str]:
     """Names of sampler-only variables, dropped from the posterior a user sees."""
     return [f"{c.amplitude}_log_at_ref" for c in law.centerings]

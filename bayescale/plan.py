@@ -16,6 +16,7 @@ import xarray as xr
 from bayescale.errors import BayescaleError, LawError
 from bayescale.intervals import check_interval, interval_table
 from bayescale.laws import covariates, ops
+from bayescale.model import draw_log_noise
 
 if TYPE_CHECKING:
     from bayescale.fit import Fit
@@ -51,12 +52,7 @@ def predict_draws(
     theta = fit.theta()
     log_mean = fit.law.log_loss(theta, x, ops.NUMPY)
     log_mean = log_mean.transpose("chain", "draw", "query")
-    rng = np.random.default_rng(random_seed)
-    if fit.likelihood == "student_t":
-        noise = rng.standard_t(theta["nu"].values[..., None], size=log_mean.shape)
-    else:
-        noise = rng.standard_normal(log_mean.shape)
-    noise = noise * theta["sigma"].values[..., None]
+    noise = draw_log_noise(np.random.default_rng(random_seed), fit.likelihood, theta, log_mean.shape)
     return xr.Dataset({"loss": np.exp(log_mean), "loss_predictive": np.exp(log_mean + noise)})
 
 

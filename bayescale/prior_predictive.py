@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 from bayescale.laws import ScalingLaw, get_law, ops
-from bayescale.model import law_covariates, resolve_priors
+from bayescale.model import draw_log_noise, law_covariates, resolve_priors
 from bayescale.priors import Prior
 from bayescale.runs import Runs
 
@@ -58,11 +58,7 @@ def prior_predictive(
     x = {k: xr.DataArray(v, dims="run") for k, v in law_covariates(law_obj, runs_obj).items()}
     with np.errstate(over="ignore", invalid="ignore"):
         log_mean = law_obj.log_loss(theta, x, ops.NUMPY).transpose("chain", "draw", "run")
-        if likelihood == "student_t":
-            noise = rng.standard_t(theta["nu"].values[..., None], size=log_mean.shape)
-        else:
-            noise = rng.standard_normal(log_mean.shape)
-        noisy = log_mean + noise * theta["sigma"].values[..., None]
+        noisy = log_mean + draw_log_noise(rng, likelihood, theta, log_mean.shape)
         out = xr.Dataset(theta)
         out["loss"] = np.exp(log_mean)
         out["loss_predictive"] = np.exp(noisy)
