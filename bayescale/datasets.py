@@ -70,4 +70,4 @@ def load(name: str) -> Runs:
         frame = pd.read_csv(handle)
     if entry.keep_rows:
         frame = frame.query(entry.keep_rows).reset_index(drop=True)
-    return Runs(frame=Runs.from_frame(frame).frame, source=name)
+    return Runs.from_frame(frame, source=name)

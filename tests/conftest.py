@@ -11,6 +11,18 @@ import bayescale as bs
 #: Draws for the cheap plumbing fits (CLI, save/load, plots): enough to run, not to conclude.
 QUICK = {"draws": 200, "tune": 300, "chains": 2, "progressbar": False, "warn": False}
 
+#: Muennighoff et al. (2023): Chinchilla coefficients fitted on Chinchilla's C4 IsoFLOP points
+#: (alpha tied to beta) and the R_D*, R_N* fitted with them held fixed (anchors: datablations).
+MUENNIGHOFF_C4 = {
+    "E": np.exp(0.6254804),
+    "A": np.exp(6.255414),
+    "B": np.exp(7.3049974),
+    "alpha_N": 0.3526596,
+    "alpha_D": 0.3526596,
+    "R_D_star": 15.387756,
+    "R_N_star": 5.309743,
+}
+
 TRUE_CHINCHILLA = {"E": 1.8, "A": 480.0, "B": 2100.0, "alpha_N": 0.35, "alpha_D": 0.37}
 
 
