@@ -53,7 +53,11 @@ def predict_draws(
     log_mean = fit.law.log_loss(theta, x, ops.NUMPY)
     log_mean = log_mean.transpose("chain", "draw", "query")
     noise = draw_log_noise(np.random.default_rng(random_seed), fit.likelihood, theta, log_mean.shape)
-    return xr.Dataset({"loss": np.exp(log_mean), "loss_predictive": np.exp(log_mean + noise)})
+    # Heavy-tailed noise (small nu) can put a rare draw beyond exp's float range; it becomes inf,
+    # a faithful "larger than any float" draw that leaves the quantiles untouched.
+    with np.errstate(over="ignore"):
+        predictive = np.exp(log_mean + noise)
+    return xr.Dataset({"loss": np.exp(log_mean), "loss_predictive": predictive})
 
 
 def predict(
