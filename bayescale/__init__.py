@@ -24,6 +24,7 @@ from bayescale.fit import Fit, fit
 from bayescale.io import load_fit, save_fit
 from bayescale.laws import ScalingLaw, get_law, list_laws
 from bayescale.prior_predictive import prior_predictive
+from bayescale.prior_sets import list_prior_sets, published_priors
 from bayescale.priors import Prior
 from bayescale.runs import Runs
 
@@ -44,7 +45,9 @@ __all__ = [
     "fit",
     "get_law",
     "list_laws",
+    "list_prior_sets",
     "load_fit",
     "prior_predictive",
+    "published_priors",
     "save_fit",
 ]

@@ -73,6 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold a parameter fixed (repeatable)",
     )
     p.add_argument("--priors", type=Path, default=None, help="JSON or TOML file of priors by parameter")
+    p.add_argument(
+        "--priors-from",
+        default=None,
+        metavar="SET",
+        help="informed priors centred on a published fit (`bayescale laws` lists the sets); "
+        "--priors entries override it",
+    )
+    p.add_argument(
+        "--widen",
+        type=_positive_float,
+        default=None,
+        help="factor on the published standard errors of --priors-from (default 2)",
+    )
     p.add_argument("--likelihood", default="student_t", choices=["student_t", "normal"])
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)
@@ -153,7 +166,7 @@ def _summary_payload(fit: Any, prob: float) -> dict[str, Any]:
         "parameters": params,
         "diagnostics": {
             "divergences": diag["divergences"],
-            "max_r_hat": diag["max_r_hat"],
+            "max_r_hat": None if math.isnan(diag["max_r_hat"]) else diag["max_r_hat"],
             "min_ess_bulk": diag["min_ess_bulk"],
             "ok": diag["ok"],
             "problems": diag["problems"],
@@ -168,14 +181,16 @@ def _summary_text(payload: dict[str, Any]) -> str:
         f"{'parameter':<10} {'median':>12} {'lower':>12} {'upper':>12} {'r_hat':>7} {'ess_bulk':>9}",
     ]
     for name, p in payload["parameters"].items():
-        r_hat = "fixed" if p["fixed"] else f"{p['r_hat']:.3f}"
-        ess = "" if p["fixed"] else f"{p['ess_bulk']:.0f}"
+        # r_hat is undefined (None) for a single chain.
+        r_hat = "fixed" if p["fixed"] else "n/a" if p["r_hat"] is None else f"{p['r_hat']:.3f}"
+        ess = "" if p["fixed"] or p["ess_bulk"] is None else f"{p['ess_bulk']:.0f}"
         lines.append(
             f"{name:<10} {p['median']:>12.5g} {p['lower']:>12.5g} {p['upper']:>12.5g} {r_hat:>7} {ess:>9}"
         )
     d = payload["diagnostics"]
     lines.append(
-        f"diagnostics: {d['divergences']} divergences, max r_hat {d['max_r_hat']:.3f}, "
+        f"diagnostics: {d['divergences']} divergences, "
+        f"max r_hat {'n/a' if d['max_r_hat'] is None else format(d['max_r_hat'], '.3f')}, "
         f"min bulk ESS {d['min_ess_bulk']:.0f} -> {'ok' if d['ok'] else 'FAILED'}"
     )
     lines += [f"  problem: {p}" for p in d["problems"]]
@@ -195,11 +210,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     from bayescale.diagnostics import FitWarning
     from bayescale.fit import fit
+    from bayescale.prior_sets import DEFAULT_WIDEN, published_priors
     from bayescale.priors import read_priors_file
 
     if not args.out.parent.exists():
         raise BayescaleError(f"cannot save the fit: folder {str(args.out.parent)!r} does not exist")
-    priors = read_priors_file(args.priors) if args.priors else None
+    priors = {}
+    if args.priors_from:
+        widen = DEFAULT_WIDEN if args.widen is None else args.widen
+        priors.update(published_priors(args.priors_from, widen=widen))
+    elif args.widen is not None:
+        raise BayescaleError("--widen goes with --priors-from")
+    if args.priors:
+        priors.update(read_priors_file(args.priors))
     fixed = dict(args.fix)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # reported in the summary below
@@ -327,6 +350,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_laws(args: argparse.Namespace) -> int:
     """``bayescale laws``: each law with its formula, parameters and default priors."""
     from bayescale.laws import get_law, list_laws
+    from bayescale.prior_sets import list_prior_sets, prior_set_info
 
     described = [get_law(name).describe() for name in list_laws()]
     if args.json:
@@ -339,6 +363,10 @@ def cmd_laws(args: argparse.Namespace) -> int:
             prior = {k: v for k, v in spec["prior"].items() if k != "distribution"}
             args_text = ", ".join(f"{k}={v:g}" for k, v in prior.items())
             print(f"  {name:<9} {spec['prior']['distribution']}({args_text}): {spec['reason']}")
+    print("informed prior sets (fit --priors-from SET):")
+    for name in list_prior_sets():
+        info = prior_set_info(name)
+        print(f"  {name} [law {info['law']}]: {info['description']}")
     return 0
 
 
