@@ -31,8 +31,9 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
     chains = posterior.sizes["chain"]
     r_hat = az.rhat(posterior) if chains > 1 else None
     ess = az.ess(posterior, method="bulk")
-    per_r_hat = {n: float(r_hat[n]) if r_hat is not None else float("nan") for n in names}
-    per_ess = {n: float(ess[n]) for n in names}
+    # A vector variable (one value per group) is judged by its worst element.
+    per_r_hat = {n: float(r_hat[n].max()) if r_hat is not None else float("nan") for n in names}
+    per_ess = {n: float(ess[n].min()) for n in names}
     divergences = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
     max_r_hat = max(per_r_hat.values()) if r_hat is not None else float("nan")
     min_ess = min(per_ess.values())

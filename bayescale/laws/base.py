@@ -66,11 +66,30 @@ class ScalingLaw:
     #: Runs columns this law needs besides ``loss``.
     required_columns: ClassVar[tuple[str, ...]] = ("params", "tokens")
     centerings: ClassVar[tuple[Centering, ...]] = ()
+    #: Parameters that vary by the runs' ``group`` column, partially pooled (see :meth:`pooling_parameters`).
+    pooled: ClassVar[tuple[str, ...]] = ()
 
     @property
     def parameter_names(self) -> list[str]:
         """Names of the law's parameters, in declaration order."""
         return [p.name for p in self.parameters]
+
+    def pooling_parameters(self) -> tuple[Parameter, ...]:
+        """The spread across groups of each pooled parameter, ``<name>_tau``.
+
+        A pooled parameter ``P`` takes a value per group, ``log P_g ~ Normal(log P, P_tau)``:
+        ``P`` is the population median and ``P_tau`` the standard deviation of ``log P``
+        across groups.
+        """
+        return tuple(
+            Parameter(
+                f"{name}_tau",
+                Prior("HalfNormal", sigma=POOLING_SCALES.get(name, 0.5)),
+                POOLING_REASONS.get(name, "spread of log value across groups; half-normal, scale 0.5"),
+                f"standard deviation of log {name} across groups",
+            )
+            for name in self.pooled
+        )
 
     def default_priors(self) -> dict[str, Prior]:
         """The default prior of every parameter, by name."""
@@ -126,12 +145,22 @@ class ScalingLaw:
             "title": self.title,
             "formula": self.formula,
             "reference": self.reference,
-            "required_columns": list(self.required_columns),
+            "required_columns": list(self.required_columns) + (["group"] if self.pooled else []),
+            "pooled": list(self.pooled),
             "parameters": {
                 p.name: {"description": p.description, "prior": p.prior.to_dict(), "reason": p.reason}
-                for p in self.parameters
+                for p in self.parameters + self.pooling_parameters()
             },
         }
+
+
+#: Prior scale of the spread of log P across groups, per pooled parameter.
+POOLING_SCALES = {"E": 0.2, "A": 0.5, "B": 0.5}
+POOLING_REASONS = {
+    "E": "irreducible loss differs across data sets by up to ~30% (log sd ~0.1-0.3); half-normal, scale 0.2",
+    "A": "recipes move the size term's amplitude by a factor of ~1.5-3; half-normal on log sd, scale 0.5",
+    "B": "data sets move the data term's amplitude by a factor of ~1.5-3; half-normal on log sd, scale 0.5",
+}
 
 
 def covariates(N: Any, D: Any, U: Any = None) -> dict[str, Any]:

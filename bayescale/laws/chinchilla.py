@@ -81,6 +81,26 @@ class ChinchillaLaw(ScalingLaw):
         }
 
 
+class GroupedChinchillaLaw(ChinchillaLaw):
+    """Chinchilla law with exponents shared across the runs' groups and E per group, partially pooled."""
+
+    name = "chinchilla-grouped"
+    title = "Chinchilla, grouped: shared exponents, E per group (partial pooling)"
+    reference = "Hoffmann et al. 2022, eq. 2, with a partially pooled hierarchy over groups (bayescale)"
+    formula = "L_g = E_g + A / N^alpha_N + B / D^alpha_D; log E_g ~ Normal(log E, E_tau)"
+    pooled = ("E",)
+
+
+class GroupedFullChinchillaLaw(ChinchillaLaw):
+    """Chinchilla law with exponents shared across groups and E, A, B per group, partially pooled."""
+
+    name = "chinchilla-grouped-full"
+    title = "Chinchilla, grouped: shared exponents, E, A and B per group (partial pooling)"
+    reference = "Hoffmann et al. 2022, eq. 2, with a partially pooled hierarchy over groups (bayescale)"
+    formula = "L_g = E_g + A_g / N^alpha_N + B_g / D^alpha_D; log P_g ~ Normal(log P, P_tau) for P in E, A, B"
+    pooled = ("E", "A", "B")
+
+
 def theta_log(theta: Mapping[str, Any], name: str, ops: SimpleNamespace) -> Any:
     """``log theta[name]``, using a precomputed ``log_<name>`` when the sampler supplies one."""
     key = f"log_{name}"
@@ -88,3 +108,5 @@ def theta_log(theta: Mapping[str, Any], name: str, ops: SimpleNamespace) -> Any:
 
 
 CHINCHILLA = register(ChinchillaLaw())
+GROUPED = register(GroupedChinchillaLaw())
+GROUPED_FULL = register(GroupedFullChinchillaLaw())
