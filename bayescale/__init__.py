@@ -19,6 +19,7 @@ from bayescale.errors import (
     LawError,
     PriorError,
     RunsError,
+    RunsWarning,
 )
 from bayescale.fit import Fit, fit
 from bayescale.io import load_fit, save_fit
@@ -38,6 +39,7 @@ __all__ = [
     "PriorError",
     "Runs",
     "RunsError",
+    "RunsWarning",
     "ScalingLaw",
     "__version__",
     "datasets",
