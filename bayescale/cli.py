@@ -11,10 +11,12 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bayescale.diagnostics import FitWarning
 from bayescale.errors import BayescaleError
 
 EXIT_USER_ERROR = 2
@@ -120,7 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            # The CLI reports failed diagnostics itself (see _load and cmd_fit).
+            warnings.simplefilter("ignore", FitWarning)
+            return COMMANDS[args.command](args)
     except (BayescaleError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         if args.debug:
             raise
