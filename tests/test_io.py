@@ -196,7 +196,5 @@ def test_same_seed_same_data_same_posterior_bit_for_bit():
     tiny = {"draws": 30, "tune": 40, "chains": 2, "progressbar": False, "warn": False}
     first = bs.fit(runs, law="kaplan-n", random_seed=5, **tiny)
     again = bs.fit(runs, law="kaplan-n", random_seed=5, **tiny)
-    other = bs.fit(runs, law="kaplan-n", random_seed=6, **tiny)
     for name in first.posterior.data_vars:
         assert first.posterior[name].values.tobytes() == again.posterior[name].values.tobytes(), name
-    assert first.posterior["N_c"].values.tobytes() != other.posterior["N_c"].values.tobytes()
