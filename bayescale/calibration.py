@@ -92,13 +92,17 @@ def simulate_losses(
         return np.exp(log_mean), np.exp(log_mean + noise)
 
 
-def prior_draw(
-    law: str | ScalingLaw, rng: np.random.Generator, likelihood: str = "student_t"
-) -> dict[str, float]:
-    """One draw of every parameter of the law and the noise from the default priors."""
+def prior_draws(
+    law: str | ScalingLaw, n: int, rng: np.random.Generator, likelihood: str = "student_t"
+) -> list[dict[str, float]]:
+    """``n`` draws of every parameter of the law and the noise from the default priors.
+
+    Drawn in one batch per parameter (each :meth:`Prior.sample` call compiles a
+    small graph, so one call per draw would dominate a cheap simulation).
+    """
     free, fixed = resolve_priors(get_law(law), likelihood)
-    theta = {name: float(prior.sample(rng, 1)[0]) for name, prior in free.items()}
-    return {**theta, **fixed}
+    batch = {name: np.asarray(prior.sample(rng, n), dtype=float) for name, prior in free.items()}
+    return [{**{k: float(v[i]) for k, v in batch.items()}, **fixed} for i in range(n)]
 
 
 def rank_of_truth(draws: xr.DataArray, truth: float, ess: float) -> tuple[int, int]:
@@ -258,12 +262,14 @@ def sbc(
     train = (design["params"] < design["params"].max()).to_numpy()
     free, _ = resolve_priors(law_obj, likelihood)
     quantities = list(free)
-    has_n_opt = law_obj.optimal_allocation(prior_draw(law_obj, np.random.default_rng(0)), 1e20) is not None
+    has_n_opt = law_obj.optimal_allocation(dict.fromkeys(law_obj.parameter_names, 1.0), 1e20) is not None
     if has_n_opt:
         quantities.append("N_opt")
     rng = np.random.default_rng(seed)
-    rows, rejected, tries = [], 0, 0
+    rows: list[dict[str, Any]] = []
+    rejected, tries = 0, 0
     max_tries = max_tries or 50 * n_sims
+    pending: list[dict[str, float]] = []
     while len(rows) < n_sims:
         tries += 1
         if tries > max_tries:
@@ -271,7 +277,9 @@ def sbc(
                 f"SBC of {law_obj.name!r}: {rejected} of {tries - 1} prior draws gave training losses "
                 f"outside [{min_loss}, {max_loss}]; widen the range or use other priors"
             )
-        theta = prior_draw(law_obj, rng, likelihood)
+        if not pending:
+            pending = prior_draws(law_obj, max(4 * n_sims, 50), rng, likelihood)
+        theta = pending.pop()
         mean, observed = simulate_losses(law_obj, theta, design, rng, likelihood)
         if not np.all((observed[train] >= min_loss) & (observed[train] <= max_loss)):
             rejected += 1
