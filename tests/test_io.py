@@ -198,3 +198,15 @@ def test_same_seed_same_data_same_posterior_bit_for_bit():
     again = bs.fit(runs, law="kaplan-n", random_seed=5, **tiny)
     for name in first.posterior.data_vars:
         assert first.posterior[name].values.tobytes() == again.posterior[name].values.tobytes(), name
+
+
+def test_cli_strict_turns_failed_diagnostics_into_exit_3(quick_fit_path, capsys):
+    from bayescale.cli import EXIT_DIAGNOSTICS, main
+
+    assert main(["plan", str(quick_fit_path), "--compute", "1e22"]) == 0
+    out, err = capsys.readouterr()
+    assert "compute-optimal plan" in out and "warning: this fit failed its diagnostics" in err
+    assert main(["plan", str(quick_fit_path), "--compute", "1e22", "--strict"]) == EXIT_DIAGNOSTICS
+    out, err = capsys.readouterr()
+    assert "compute-optimal plan" in out and "error: the fit failed its diagnostics (--strict)" in err
+    assert main(["predict", str(quick_fit_path), "--params", "1e9", "--tokens", "2e10", "--strict"]) == 3

@@ -242,3 +242,32 @@ def test_fewer_runs_than_free_parameters_names_them():
         bs.fit(pd.concat([frame(), frame().iloc[:2] * 1.1]), law="chinchilla")
     with pytest.raises(RunsError, match=r"3 runs cannot constrain 3 free parameters"):
         bs.fit(frame(), law="kaplan-n", likelihood="normal")
+
+
+# --- The command line: user mistakes print `error: ...`, warnings print `warning: ...` ---------------
+
+
+def test_cli_bad_runs_file_is_one_line_error(tmp_path, capsys):
+    from bayescale.cli import main
+
+    bad = tmp_path / "runs.csv"
+    frame(loss=[3.1, "oops", 2.7]).to_csv(bad, index=False)
+    code = main(["fit", str(bad), "--out", str(tmp_path / "fit.nc")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: column 'loss' row 1: 'oops' is not a number")
+    assert "Traceback" not in err
+    assert not (tmp_path / "fit.nc").exists()
+
+
+def test_cli_runs_warnings_are_one_line(tmp_path, capsys):
+    from bayescale.cli import main
+
+    runs = tmp_path / "runs.csv"
+    frame(params=[100, 200, 400]).to_csv(runs, index=False)
+    # fewer runs than parameters stops the fit after validation: the warning must already be out
+    code = main(["fit", str(runs), "--out", str(tmp_path / "fit.nc")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "warning: runs units look wrong" in err and "are these millions" in err
+    assert "warnings.warn" not in err
