@@ -19,6 +19,7 @@ from bayescale.errors import (
     LawError,
     PriorError,
     RunsError,
+    RunsWarning,
 )
 from bayescale.fit import Fit, fit
 from bayescale.io import load_fit, save_fit
@@ -39,6 +40,7 @@ __all__ = [
     "PriorError",
     "Runs",
     "RunsError",
+    "RunsWarning",
     "ScalingLaw",
     "__version__",
     "datasets",

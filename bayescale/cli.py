@@ -11,11 +11,13 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bayescale.errors import BayescaleError
+from bayescale.diagnostics import FitWarning
+from bayescale.errors import BayescaleError, RunsWarning
 
 EXIT_USER_ERROR = 2
 EXIT_DIAGNOSTICS = 3
@@ -96,17 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     p = sub.add_parser("summary", help="posterior table and diagnostics of a saved fit")
+    p.add_argument("--strict", action="store_true", help="exit non-zero when the fit failed its diagnostics")
     p.add_argument("fit", type=Path)
     p.add_argument("--prob", type=_probability, default=0.9)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("plan", help="compute-optimal allocation at a budget")
+    p.add_argument("--strict", action="store_true", help="exit non-zero when the fit failed its diagnostics")
     p.add_argument("fit", type=Path)
     p.add_argument("--compute", type=_positive_float, required=True, help="budget in FLOPs")
     p.add_argument("--prob", type=_probability, default=0.9)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("predict", help="loss at new (params, tokens)")
+    p.add_argument("--strict", action="store_true", help="exit non-zero when the fit failed its diagnostics")
     p.add_argument("fit", type=Path)
     p.add_argument("--params", type=_positive_float, help="model parameters N")
     p.add_argument("--tokens", type=_positive_float, help="training tokens D")
@@ -133,12 +138,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            # The CLI reports failed diagnostics itself (see _load and cmd_fit).
+            warnings.simplefilter("ignore", FitWarning)
+            warnings.simplefilter("always", RunsWarning)
+            warnings.showwarning = _show_warning
+            code = COMMANDS[args.command](args)
+        if code == 0 and getattr(args, "strict", False) and getattr(args, "failed_diagnostics", False):
+            print("error: the fit failed its diagnostics (--strict)", file=sys.stderr)
+            return EXIT_DIAGNOSTICS
+        return code
     except (BayescaleError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    """Print a warning as ``warning: ...`` on stderr, without file and line."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
@@ -249,10 +268,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(path: Path) -> Any:
-    import warnings
-
-    from bayescale.diagnostics import FitWarning
+def _load(path: Path, args: argparse.Namespace | None = None) -> Any:
+    """Load a saved fit, printing a warning (and noting it for --strict) if it failed diagnostics."""
     from bayescale.io import load_fit
 
     with warnings.catch_warnings():
@@ -263,12 +280,14 @@ def _load(path: Path) -> Any:
             "warning: this fit failed its diagnostics: " + "; ".join(fit.diagnostics["problems"]),
             file=sys.stderr,
         )
+        if args is not None:
+            args.failed_diagnostics = True  # main() exits non-zero under --strict
     return fit
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     """``bayescale summary``."""
-    payload = _summary_payload(_load(args.fit), args.prob)
+    payload = _summary_payload(_load(args.fit, args), args.prob)
     _emit(args, payload, _summary_text(payload))
     return 0
 
@@ -277,7 +296,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """``bayescale plan``: compute-optimal allocation at a budget."""
     from bayescale.intervals import row_to_intervals
 
-    fit = _load(args.fit)
+    fit = _load(args.fit, args)
     row = fit.optimal(args.compute, prob=args.prob).iloc[0]
     quantities = ["params", "tokens", "tokens_per_param", "loss"]
     payload = {"compute": args.compute, "prob": args.prob, **row_to_intervals(row, quantities)}
@@ -291,7 +310,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from bayescale.intervals import row_to_intervals
     from bayescale.runs import canonical_columns, read_table
 
-    fit = _load(args.fit)
+    fit = _load(args.fit, args)
     if args.queries is not None:
         if args.params is not None or args.tokens is not None:
             raise BayescaleError("give either --queries or --params/--tokens, not both")
@@ -338,7 +357,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from bayescale import plots
 
-    fit = _load(args.fit)
+    fit = _load(args.fit, args)
     if not args.out.parent.exists():
         raise BayescaleError(f"folder {str(args.out.parent)!r} does not exist")
     ax = getattr(plots, PLOTS[args.kind])(fit)

@@ -1,7 +1,9 @@
-"""The exceptions bayescale raises for user mistakes.
+"""The exceptions and warnings bayescale raises for user mistakes.
 
 Every user-facing error derives from :class:`BayescaleError`, so callers (and the
 command line) can tell a mistake in the input from a bug in the library.
+Input that is legal but suspicious (duplicate runs, units that look wrong)
+gets a :class:`RunsWarning` instead, naming the evidence.
 """
 
 from __future__ import annotations
@@ -29,3 +31,7 @@ class FitFileError(BayescaleError):
 
 class DatasetError(BayescaleError):
     """An unknown bundled data set name."""
+
+
+class RunsWarning(UserWarning):
+    """A runs table that loads but looks wrong: duplicate runs or implausible units."""

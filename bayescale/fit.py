@@ -56,6 +56,10 @@ class Fit:
         Seed of the sampler, or ``None``.
     diagnostics
         r_hat, bulk ESS and divergences (see :func:`bayescale.diagnostics.compute`).
+    warn
+        Whether answers (``predict``, ``optimal``) of a fit that failed its
+        diagnostics emit a :class:`~bayescale.FitWarning`. Either way such
+        answers carry the problems in ``table.attrs["fit_warning"]``.
     """
 
     idata: Any
@@ -67,6 +71,7 @@ class Fit:
     sampler: SamplerConfig
     random_seed: int | None
     diagnostics: dict[str, Any]
+    warn: bool = True
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -147,7 +152,7 @@ class Fit:
             (the law's mean) and ``loss_predictive_{median,lower,upper}``
             (with run-to-run noise).
         """
-        return plan.predict(self, params, tokens, unique_tokens, prob, kind, random_seed)
+        return self._flag(plan.predict(self, params, tokens, unique_tokens, prob, kind, random_seed))
 
     def optimal(self, compute: Any, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
         """Compute-optimal allocation at budget(s) C with C = 6ND.
@@ -159,7 +164,15 @@ class Fit:
             ``tokens_per_param`` and ``loss`` each as ``_median``, ``_lower``,
             ``_upper``.
         """
-        return plan.optimal(self, compute, prob, kind)
+        return self._flag(plan.optimal(self, compute, prob, kind))
+
+    def _flag(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Mark an answer drawn from a fit that failed its diagnostics, and warn."""
+        if not self.diagnostics["ok"]:
+            table.attrs["fit_warning"] = "; ".join(self.diagnostics["problems"])
+            if self.warn:
+                diag.warn_if_failed(self.diagnostics, stacklevel=4)
+        return table
 
     def save(self, path: str | Path) -> Path:
         """Write the fit to NetCDF atomically (see :func:`bayescale.io.save_fit`)."""
@@ -245,6 +258,7 @@ def fit(
         sampler=SamplerConfig(**{**config.to_dict(), "backend": choose_backend(backend)}),
         random_seed=random_seed,
         diagnostics=report,
+        warn=warn,
     )
     if warn:
         diag.warn_if_failed(report)

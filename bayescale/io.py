@@ -121,7 +121,11 @@ def load_fit(path: str | Path) -> Any:
         raise FitFileError(
             f"{str(path)!r} is not a bayescale fit (no '{FORMAT}' stamp); was it written by Fit.save?"
         )
-    if int(attrs.get("format_version", -1)) != FORMAT_VERSION:
+    try:
+        version = int(attrs.get("format_version", -1))
+    except (TypeError, ValueError):
+        version = -1
+    if version != FORMAT_VERSION:
         raise FitFileError(
             f"{str(path)!r} has fit format {attrs.get('format_version')} (written by bayescale "
             f"{attrs.get('bayescale_version')}); this bayescale {__version__} reads format {FORMAT_VERSION}"
@@ -149,6 +153,14 @@ def load_fit(path: str | Path) -> Any:
     except KeyError as exc:
         raise FitFileError(
             f"{str(path)!r} lacks the attribute {exc.args[0]!r} every bayescale fit has"
+        ) from None
+    except FitFileError:
+        raise
+    except (BayescaleError, TypeError, ValueError) as exc:
+        # An unknown law, prior or sampler setting: written by another version or extension.
+        raise FitFileError(
+            f"{str(path)!r} is incompatible with this bayescale {__version__} (file written by "
+            f"{attrs.get('bayescale_version')}): {exc}"
         ) from None
     for key in list(attrs):
         idata.posterior.attrs.pop(key, None)

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 
 
 def _query_array(values: Any, name: str) -> np.ndarray:
-    arr = np.atleast_1d(np.asarray(values, dtype=float))
+    try:
+        arr = np.atleast_1d(np.asarray(values, dtype=float))
+    except (TypeError, ValueError):
+        raise BayescaleError(f"{name} must be a number or numbers, got {values!r}") from None
     if arr.ndim != 1:
         raise BayescaleError(f"{name} must be a number or a 1-d sequence, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):

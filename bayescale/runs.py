@@ -10,11 +10,15 @@ Canonical columns (units in brackets):
 ``group``          label of a data set or recipe, optional
 
 Every bad value raises :class:`~bayescale.errors.RunsError` naming the column
-and the row, so nothing is silently dropped.
+and the row (0-based position in the table), so nothing is silently dropped.
+Legal but suspicious input (duplicate runs, units that look like millions or
+billions) loads with a :class:`~bayescale.errors.RunsWarning` giving the evidence.
 """
 
 from __future__ import annotations
 
+import difflib
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayescale.errors import RunsError
+from bayescale.errors import RunsError, RunsWarning
 
 NUMERIC_COLUMNS = ("params", "tokens", "loss", "unique_tokens", "compute")
 REQUIRED_COLUMNS = ("params", "tokens", "loss")
@@ -40,6 +44,17 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 
 #: Compute per parameter per token in the default FLOPs model C = 6 N D.
 FLOPS_PER_PARAM_TOKEN = 6.0
+
+#: No loss in nats per token exceeds this: the uniform distribution over a vocabulary of
+#: 1M tokens is ln(1e6) = 13.8 nats, and bits per token over 50k tokens are 15.6.
+MAX_LOSS_NATS = 20.0
+#: Below these a column is almost surely in millions/billions rather than counts: the smallest
+#: language models in published ladders have ~1e5 parameters and see ~1e7 tokens.
+MIN_PLAUSIBLE_MAX_PARAMS = 1e4
+MIN_PLAUSIBLE_MAX_TOKENS = 1e6
+#: Published ladders train on 1 to 10^4 tokens per parameter; a median below this means
+#: tokens and params are in different units (e.g. tokens in billions, params in counts).
+MIN_PLAUSIBLE_TOKENS_PER_PARAM = 1e-3
 
 
 @dataclass(frozen=True)
@@ -121,6 +136,12 @@ class Runs:
         if missing:
             raise RunsError(f"{purpose} needs column(s) {missing}; the runs have {list(self.frame.columns)}")
 
+    def drop_duplicates(self) -> Runs:
+        """Runs without repeated identical rows (the first of each is kept)."""
+        keys = [c for c in (*NUMERIC_COLUMNS, "group") if c in self.frame.columns]
+        keep = ~self.frame.duplicated(subset=keys, keep="first").to_numpy()
+        return self.subset(keep)
+
     def subset(self, mask: np.ndarray) -> Runs:
         """Runs restricted to the rows where ``mask`` is true."""
         return Runs(self.frame.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True), self.source)
@@ -138,6 +159,8 @@ def read_table(path: Path) -> pd.DataFrame:
         raise RunsError(f"{str(path)!r} is empty: expected a table with a header row") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise RunsError(f"{str(path)!r} could not be read as a table: {exc}") from None
+    except Exception as exc:  # pyarrow and csv raise their own types for a damaged file
+        raise RunsError(f"{str(path)!r} could not be read as a table: {type(exc).__name__}: {exc}") from None
     raise RunsError(f"{str(path)!r}: unsupported file type {suffix!r}; use .csv or .parquet")
 
 
@@ -176,22 +199,32 @@ def validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """
     if not isinstance(frame, pd.DataFrame):
         raise RunsError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if repeated:
+        raise RunsError(f"runs table has repeated column name(s) {repeated}; keep one of each")
     mapping = canonical_columns(frame.columns)
     out = frame.rename(columns=mapping).copy()
     missing = [c for c in REQUIRED_COLUMNS if c not in out.columns]
     if missing:
-        raise RunsError(
-            f"runs are missing required column(s) {missing}; found {list(frame.columns)}. "
-            f"Accepted names: " + "; ".join(f"{c}: {', '.join(COLUMN_ALIASES[c])}" for c in missing)
-        )
+        raise RunsError(_missing_message(missing, list(frame.columns), mapping))
     if len(out) == 0:
         raise RunsError("runs table has no rows")
     out = out.reset_index(drop=True)
     for col in NUMERIC_COLUMNS:
         if col in out.columns:
             out[col] = _positive_numeric(out[col], col)
+    _check_loss_units(out["loss"].to_numpy())
     if "compute" not in out.columns:
-        out["compute"] = FLOPS_PER_PARAM_TOKEN * out["params"] * out["tokens"]
+        with np.errstate(over="ignore"):
+            out["compute"] = FLOPS_PER_PARAM_TOKEN * out["params"] * out["tokens"]
+        overflow = np.flatnonzero(~np.isfinite(out["compute"].to_numpy()))
+        if overflow.size:
+            row = int(overflow[0])
+            raise RunsError(
+                f"row {row}: 6 x params x tokens = 6 x {out['params'].iloc[row]:g} x "
+                f"{out['tokens'].iloc[row]:g} overflows; params and tokens are counts, "
+                "not exponents or scaled units"
+            )
     if "unique_tokens" in out.columns:
         too_many = np.flatnonzero(out["unique_tokens"].to_numpy() > out["tokens"].to_numpy() * (1 + 1e-9))
         if too_many.size:
@@ -206,19 +239,100 @@ def validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
             row = int(np.flatnonzero(out["group"].isna().to_numpy())[0])
             raise RunsError(f"column 'group' row {row}: missing group label")
         out["group"] = out["group"].astype(str)
+    _warn_units(out)
+    _warn_duplicates(out)
     return out
 
 
+def _missing_message(missing: list[str], columns: list[Any], mapping: dict[Any, str]) -> str:
+    """Name the missing columns, suggest a close unmapped column for each, list the aliases."""
+    unmapped = [c for c in columns if c not in mapping]
+    hints = []
+    for canon in missing:
+        best, best_score = None, 0.0
+        for col in unmapped:
+            name = str(col).strip().lower()
+            for alias in COLUMN_ALIASES[canon]:
+                score = difflib.SequenceMatcher(None, name, alias).ratio()
+                if score > best_score:
+                    best, best_score = col, score
+        if best is not None and best_score >= 0.6:
+            hints.append(f"column {best!r} looks like {canon!r}: rename it to {canon!r}")
+    message = f"runs are missing required column(s) {missing}; found {[str(c) for c in columns]}. "
+    if hints:
+        message += "Did you mean: " + "; ".join(hints) + ". "
+    elif len(columns) == 1 and any(sep in str(columns[0]) for sep in (";", "\t", "|", " ")):
+        message += "The whole header was read as one column: is the file comma-separated? "
+    return message + "Accepted names: " + "; ".join(f"{c}: {', '.join(COLUMN_ALIASES[c])}" for c in missing)
+
+
+def _check_loss_units(loss: np.ndarray) -> None:
+    """Raise for a loss that no language model reports in nats per token."""
+    bad = np.flatnonzero(loss > MAX_LOSS_NATS)
+    if bad.size:
+        row = int(bad[0])
+        raise RunsError(
+            f"column 'loss' row {row}: {loss[row]:g} cannot be a loss in nats per token "
+            f"(> {MAX_LOSS_NATS:g}; {bad.size} such row(s)). Perplexity? use log(perplexity). "
+            "Bits per token? multiply by ln 2 = 0.693. A percentage or accuracy is not a loss"
+        )
+
+
+def _warn_units(out: pd.DataFrame) -> None:
+    """Warn, with the evidence, when params or tokens look like millions or billions."""
+    params, tokens = out["params"].to_numpy(), out["tokens"].to_numpy()
+    notes = []
+    if params.max() < MIN_PLAUSIBLE_MAX_PARAMS:
+        row = int(np.argmax(params))
+        notes.append(
+            f"column 'params': the largest value is {params[row]:g} (row {row}), below "
+            f"{MIN_PLAUSIBLE_MAX_PARAMS:g}; params count parameters: are these millions (x 1e6) "
+            "or billions (x 1e9)?"
+        )
+    if tokens.max() < MIN_PLAUSIBLE_MAX_TOKENS:
+        row = int(np.argmax(tokens))
+        notes.append(
+            f"column 'tokens': the largest value is {tokens[row]:g} (row {row}), below "
+            f"{MIN_PLAUSIBLE_MAX_TOKENS:g}; tokens count tokens: are these billions (x 1e9)?"
+        )
+    ratio = tokens / params
+    if np.median(ratio) < MIN_PLAUSIBLE_TOKENS_PER_PARAM:
+        row = int(np.argmin(ratio))
+        notes.append(
+            f"columns 'tokens'/'params': median tokens per parameter is {np.median(ratio):.3g} "
+            f"(row {row}: {tokens[row]:g} tokens for {params[row]:g} params); ladders train on "
+            "1-10^4 tokens per parameter: are tokens in billions or params in different units?"
+        )
+    if notes:
+        warnings.warn("runs units look wrong:\n  - " + "\n  - ".join(notes), RunsWarning, stacklevel=4)
+
+
+def _warn_duplicates(out: pd.DataFrame) -> None:
+    """Warn about identical rows, keeping them, and say how to drop them."""
+    keys = [c for c in (*NUMERIC_COLUMNS, "group") if c in out.columns]
+    repeats = np.flatnonzero(out.duplicated(subset=keys, keep="first").to_numpy())
+    if repeats.size:
+        first = int(repeats[0])
+        twin = int(np.flatnonzero((out[keys] == out[keys].iloc[first]).all(axis=1).to_numpy())[0])
+        warnings.warn(
+            f"{repeats.size} run(s) repeat an earlier row exactly (row {first} equals row {twin}; "
+            f"repeats at rows {repeats[:10].tolist()}{' ...' if repeats.size > 10 else ''}). They are "
+            "kept and count as independent runs; drop them with runs.drop_duplicates() or "
+            "frame.drop_duplicates() if they are copies",
+            RunsWarning,
+            stacklevel=4,
+        )
+
+
 def _positive_numeric(series: pd.Series, col: str) -> pd.Series:
-    values = pd.to_numeric(series, errors="coerce")
-    bad_text = values.isna() & series.notna()
+    arr = np.array([_to_float(v) for v in series.to_numpy(dtype=object)], dtype=float)
+    bad_text = np.isnan(arr) & series.notna().to_numpy()
     if bad_text.any():
-        row = int(np.flatnonzero(bad_text.to_numpy())[0])
+        row = int(np.flatnonzero(bad_text)[0])
         raise RunsError(
             f"column {col!r} row {row}: {series.iloc[row]!r} is not a number "
             f"({int(bad_text.sum())} non-numeric value(s) in {col!r})"
         )
-    arr = values.to_numpy(dtype=float)
     checks = (
         (np.isnan(arr), "is missing (NaN)"),
         (np.isinf(arr), "is infinite"),
@@ -232,3 +346,16 @@ def _positive_numeric(series: pd.Series, col: str) -> pd.Series:
                 f"({int(bad.sum())} such row(s) in {col!r})"
             )
     return pd.Series(arr, index=series.index, name=col)
+
+
+def _to_float(value: Any) -> float:
+    """A real number from a cell, or NaN for anything else (text, booleans, complex, lists)."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return float("nan")
+    if isinstance(value, str):
+        value = value.strip().replace("_", "")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")
+    return number

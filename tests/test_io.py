@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,144 @@ def test_altered_posterior_is_refused(quick_fit, tmp_path):
     idata.to_netcdf(tmp_path / "altered2.nc")
     with pytest.raises(FitFileError, match="do not match the recorded checksum"):
         bs.load_fit(tmp_path / "altered2.nc")
+
+
+def _rewrite(src, dst, **attrs):
+    """Copy a saved fit to ``dst`` with some posterior attrs replaced (None deletes)."""
+    import arviz as az
+
+    idata = az.from_netcdf(src)
+    for key, value in attrs.items():
+        if value is None:
+            idata.posterior.attrs.pop(key)
+        else:
+            idata.posterior.attrs[key] = value
+    idata.to_netcdf(dst)
+    return dst
+
+
+def test_saved_fit_carries_version_law_priors_runs_and_hash(quick_fit_path):
+    import arviz as az
+
+    from bayescale.priors import priors_from_json
+
+    attrs = az.from_netcdf(quick_fit_path).posterior.attrs
+    assert attrs["bayescale_version"] == bs.__version__
+    assert attrs["law"] == "chinchilla"
+    assert set(priors_from_json(attrs["priors"])) == {"E", "A", "B", "alpha_N", "alpha_D", "sigma", "nu"}
+    assert len(attrs["config_hash"]) == 64 and len(attrs["posterior_checksum"]) == 64
+    assert len(bs.load_fit(quick_fit_path).runs) == 40
+
+
+@pytest.mark.parametrize(
+    ("attrs", "message"),
+    [
+        ({"format_version": 99}, r"has fit format 99 .* reads format 1"),
+        ({"format_version": "x"}, r"has fit format x"),
+        ({"format": "other-tool"}, r"not a bayescale fit \(no 'bayescale-fit' stamp\)"),
+        ({"config_hash": "0" * 64}, r"configuration or runs do not match the recorded hash"),
+        (
+            {"priors": '{"E": {"distribution": "Normal", "mu": 0, "sigma": 1}}'},
+            r"do not match the recorded hash",
+        ),
+        ({"posterior_checksum": None}, r"lacks the attribute 'posterior_checksum'"),
+    ],
+)
+def test_altered_or_incompatible_files_say_which(quick_fit_path, tmp_path, attrs, message):
+    path = _rewrite(quick_fit_path, tmp_path / "changed.nc", **attrs)
+    with pytest.raises(FitFileError, match=message):
+        bs.load_fit(path)
+
+
+def test_unknown_law_is_incompatible(quick_fit_path, tmp_path, monkeypatch):
+    # A law this version does not know (newer release, plug-in); rehashed so only the law differs.
+    import arviz as az
+
+    from bayescale import io
+
+    idata = az.from_netcdf(quick_fit_path)
+    attrs = idata.posterior.attrs
+    attrs["law"] = "future-law"
+    attrs["config_hash"] = io._config_hash(attrs, idata.constant_data)
+    idata.to_netcdf(tmp_path / "future.nc")
+    with pytest.raises(FitFileError, match=r"incompatible with this bayescale .*unknown law 'future-law'"):
+        bs.load_fit(tmp_path / "future.nc")
+
+
+def test_interrupted_write_keeps_earlier_file(quick_fit, tmp_path, monkeypatch):
+    """The write dies after putting half a file on disk (as a full disk or Ctrl-C would)."""
+    path = tmp_path / "fit.nc"
+    quick_fit.save(path)
+    before = path.read_bytes()
+    original = type(quick_fit.idata).to_netcdf
+
+    def half_then_interrupt(self, filename, *args, **kwargs):
+        original(self, filename, *args, **kwargs)
+        with open(filename, "r+b") as handle:
+            handle.truncate(len(before) // 2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(quick_fit.idata), "to_netcdf", half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        quick_fit.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"]
+    assert bs.load_fit(path).posterior["E"].equals(quick_fit.posterior["E"])
+
+
+def test_failed_replace_keeps_earlier_file(quick_fit, tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "fit.nc"
+    quick_fit.save(path)
+    before = path.read_bytes()
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        quick_fit.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"]
+
+
+def test_failed_diagnostics_are_saved_and_every_answer_warns(quick_fit, quick_fit_path):
+    # The quick fit (2 chains x 200 draws) fails the ESS >= 400 rule: its failure travels with the file.
+    assert not quick_fit.diagnostics["ok"]
+    with pytest.warns(bs.FitWarning, match=r"(?s)failed its diagnostics.*bulk ESS"):
+        loaded = bs.load_fit(quick_fit_path)
+    assert loaded.diagnostics["ok"] is False
+    assert loaded.diagnostics["problems"] == quick_fit.diagnostics["problems"]
+    for answer in (lambda: loaded.predict(1e10, 2e11), lambda: loaded.optimal(1e23)):
+        with pytest.warns(bs.FitWarning, match="bulk ESS"):
+            table = answer()
+        assert "bulk ESS" in table.attrs["fit_warning"]
+    # warn=False (as the quick fit was made) silences the warning but the table still says so.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = quick_fit.optimal(1e23)
+    assert "bulk ESS" in table.attrs["fit_warning"]
+
+
+def test_same_seed_same_data_same_posterior_bit_for_bit():
+    from conftest import TRUE_CHINCHILLA, simulate_ladder
+
+    runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=21)
+    tiny = {"draws": 30, "tune": 40, "chains": 2, "progressbar": False, "warn": False}
+    first = bs.fit(runs, law="kaplan-n", random_seed=5, **tiny)
+    again = bs.fit(runs, law="kaplan-n", random_seed=5, **tiny)
+    for name in first.posterior.data_vars:
+        assert first.posterior[name].values.tobytes() == again.posterior[name].values.tobytes(), name
+
+
+def test_cli_strict_turns_failed_diagnostics_into_exit_3(quick_fit_path, capsys):
+    from bayescale.cli import EXIT_DIAGNOSTICS, main
+
+    assert main(["plan", str(quick_fit_path), "--compute", "1e22"]) == 0
+    out, err = capsys.readouterr()
+    assert "compute-optimal plan" in out and "warning: this fit failed its diagnostics" in err
+    assert main(["plan", str(quick_fit_path), "--compute", "1e22", "--strict"]) == EXIT_DIAGNOSTICS
+    out, err = capsys.readouterr()
+    assert "compute-optimal plan" in out and "error: the fit failed its diagnostics (--strict)" in err
+    assert main(["predict", str(quick_fit_path), "--params", "1e9", "--tokens", "2e10", "--strict"]) == 3
