@@ -11,6 +11,16 @@ Fit a law to runs, then ask the posterior questions with credible intervals::
 
 from bayescale import datasets
 from bayescale._version import __version__
+from bayescale.compare import (
+    Extrapolation,
+    LooWarning,
+    compare,
+    extrapolate,
+    extrapolation_weights,
+    loo,
+    rolling_extrapolation,
+    stacking_weights,
+)
 from bayescale.diagnostics import FitWarning
 from bayescale.errors import (
     BayescaleError,
@@ -30,21 +40,29 @@ from bayescale.runs import Runs
 __all__ = [
     "BayescaleError",
     "DatasetError",
+    "Extrapolation",
     "Fit",
     "FitFileError",
     "FitWarning",
     "LawError",
+    "LooWarning",
     "Prior",
     "PriorError",
     "Runs",
     "RunsError",
     "ScalingLaw",
     "__version__",
+    "compare",
     "datasets",
+    "extrapolate",
+    "extrapolation_weights",
     "fit",
     "get_law",
     "list_laws",
     "load_fit",
+    "loo",
     "prior_predictive",
+    "rolling_extrapolation",
     "save_fit",
+    "stacking_weights",
 ]
