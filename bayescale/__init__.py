@@ -11,6 +11,7 @@ Fit a law to runs, then ask the posterior questions with credible intervals::
 
 from bayescale import datasets
 from bayescale._version import __version__
+from bayescale.averaging import Averaged, average
 from bayescale.compare import (
     Extrapolation,
     LooWarning,
@@ -38,6 +39,7 @@ from bayescale.priors import Prior
 from bayescale.runs import Runs
 
 __all__ = [
+    "Averaged",
     "BayescaleError",
     "DatasetError",
     "Extrapolation",
@@ -52,6 +54,7 @@ __all__ = [
     "RunsError",
     "ScalingLaw",
     "__version__",
+    "average",
     "compare",
     "datasets",
     "extrapolate",

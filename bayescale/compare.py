@@ -128,12 +128,14 @@ def _describe_runs(runs: Runs, index: np.ndarray) -> str:
     return ", ".join(parts) + more
 
 
-def compare(fits: Mapping[str, Fit] | Sequence[Fit], method: str = "stacking") -> pd.DataFrame:
+def compare(
+    fits: Mapping[str, Fit] | Sequence[Fit], method: str = "stacking", k_threshold: float = PARETO_K_MAX
+) -> pd.DataFrame:
     """Rank fits of several laws to the same runs by PSIS-LOO expected log predictive density.
 
     Each law is scored on the log loss of the same runs, so ELPDs are
     comparable across laws. Warns (:class:`LooWarning`) naming the runs whose
-    Pareto k exceeds :data:`PARETO_K_MAX`, for which the LOO estimate is
+    Pareto k exceeds ``k_threshold``, for which the LOO estimate is
     unreliable; those runs are influential and a refit without them (or
     K-fold cross-validation) is the honest check.
 
@@ -144,12 +146,14 @@ def compare(fits: Mapping[str, Fit] | Sequence[Fit], method: str = "stacking") -
     method
         How ArviZ weights the fits: ``"stacking"`` (default), ``"BB-pseudo-BMA"``
         or ``"pseudo-BMA"``.
+    k_threshold
+        Pareto k above which a run is reported as influential.
 
     Returns
     -------
     pandas.DataFrame
         Index ``law`` (the names), best first; columns ``rank``, ``elpd_loo``,
-        ``p_loo``, ``se``, ``elpd_diff`` (to the best, <= 0), ``dse`` (its
+        ``p_loo``, ``se``, ``elpd_diff`` (best minus this, >= 0), ``dse`` (its
         standard error), ``weight``, ``pareto_k_max`` and
         ``influential_runs`` (indices of the runs with k above the threshold).
     """
@@ -158,18 +162,21 @@ def compare(fits: Mapping[str, Fit] | Sequence[Fit], method: str = "stacking") -
     named = _named_fits(fits)
     _check_same_runs(named)
     loos = {name: loo(f) for name, f in named.items()}
-    table = az.compare(loos, ic="loo", method=method, scale="log")
+    with warnings.catch_warnings():
+        # ArviZ 0.23 sorts in place, which pandas 3 deprecates; nothing for our users to act on.
+        warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.sort_values")
+        table = az.compare(loos, ic="loo", method=method, scale="log")
     table.index.name = "law"
     ks = {name: np.asarray(result.pareto_k) for name, result in loos.items()}
     table["pareto_k_max"] = [float(ks[name].max()) for name in table.index]
-    table["influential_runs"] = [np.flatnonzero(ks[name] > PARETO_K_MAX).tolist() for name in table.index]
+    table["influential_runs"] = [np.flatnonzero(ks[name] > k_threshold).tolist() for name in table.index]
     table = table.drop(columns=["warning", "scale"])
     for name in table.index:
-        bad = np.flatnonzero(ks[name] > PARETO_K_MAX)
+        bad = np.flatnonzero(ks[name] > k_threshold)
         if len(bad):
             warnings.warn(
                 f"PSIS-LOO is unreliable for {name!r}: {len(bad)} of {len(ks[name])} runs have Pareto k > "
-                f"{PARETO_K_MAX} (max {ks[name].max():.2f}): {_describe_runs(named[name].runs, bad)}; "
+                f"{k_threshold} (max {ks[name].max():.2f}): {_describe_runs(named[name].runs, bad)}; "
                 "these runs sway the fit, check them or compare by extrapolation",
                 LooWarning,
                 stacklevel=2,
