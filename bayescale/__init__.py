@@ -11,6 +11,17 @@ Fit a law to runs, then ask the posterior questions with credible intervals::
 
 from bayescale import datasets
 from bayescale._version import __version__
+from bayescale.averaging import Averaged, average
+from bayescale.compare import (
+    Extrapolation,
+    LooWarning,
+    compare,
+    extrapolate,
+    extrapolation_weights,
+    loo,
+    rolling_extrapolation,
+    stacking_weights,
+)
 from bayescale.diagnostics import FitWarning
 from bayescale.errors import (
     BayescaleError,
@@ -30,12 +41,15 @@ from bayescale.priors import Prior
 from bayescale.runs import Runs
 
 __all__ = [
+    "Averaged",
     "BayescaleError",
     "DatasetError",
+    "Extrapolation",
     "Fit",
     "FitFileError",
     "FitWarning",
     "LawError",
+    "LooWarning",
     "Prior",
     "PriorError",
     "Runs",
@@ -43,13 +57,20 @@ __all__ = [
     "RunsWarning",
     "ScalingLaw",
     "__version__",
+    "average",
+    "compare",
     "datasets",
+    "extrapolate",
+    "extrapolation_weights",
     "fit",
     "get_law",
     "list_laws",
     "list_prior_sets",
     "load_fit",
+    "loo",
     "prior_predictive",
     "published_priors",
+    "rolling_extrapolation",
     "save_fit",
+    "stacking_weights",
 ]

@@ -211,3 +211,74 @@ def _dist(prior: Prior) -> Any:
     import pymc as pm
 
     return getattr(pm, prior.distribution).dist(**prior.kwargs)
+
+
+def _residuals(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs: Runs) -> Any:
+    """``(log loss - law's log mean) / sigma`` per draw and run (dims ``chain``, ``draw``, ``run``)."""
+    import xarray as xr
+
+    from bayescale.laws import ops
+
+    check_likelihood(likelihood)
+    x = {k: xr.DataArray(v, dims="run") for k, v in law_covariates(law, runs).items()}
+    observed = xr.DataArray(np.log(runs.column("loss")), dims="run")
+    z = (observed - law.log_loss(theta, x, ops.NUMPY)) / theta["sigma"]
+    return z.transpose("chain", "draw", "run")
+
+
+def log_likelihood_draws(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs: Runs) -> Any:
+    """Log density of each run's log loss under each posterior draw, with numpy.
+
+    The density the sampler uses (:func:`build_model`), evaluated on any runs:
+    the fit's own (for PSIS-LOO) or held-out ones (for extrapolation). Every law
+    is a density on log loss, so values of different laws on the same runs are
+    comparable.
+
+    Parameters
+    ----------
+    law, likelihood
+        The law and the noise model (``"student_t"`` or ``"normal"``).
+    theta
+        Draws of every parameter (``xarray.DataArray`` with dims ``chain``, ``draw``).
+    runs
+        Runs with ``loss`` and the columns the law needs.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``chain``, ``draw``, ``run``: ``log p(log loss_i | theta_s)``.
+    """
+    from scipy import special
+
+    z = _residuals(law, likelihood, theta, runs)
+    sigma = theta["sigma"]
+    if likelihood == "student_t":
+        nu = theta["nu"]
+        logp = (
+            special.gammaln((nu + 1) / 2)
+            - special.gammaln(nu / 2)
+            - 0.5 * np.log(nu * np.pi)
+            - np.log(sigma)
+            - (nu + 1) / 2 * np.log1p(z**2 / nu)
+        )
+    else:
+        logp = -0.5 * np.log(2 * np.pi) - np.log(sigma) - 0.5 * z**2
+    return logp.transpose("chain", "draw", "run")
+
+
+def predictive_cdf(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs: Runs) -> Any:
+    """Posterior predictive probability of a loss below each run's observed loss (the PIT).
+
+    The noise model's CDF at the observed log loss, averaged over draws: uniform
+    on (0, 1) across runs when the predictive distribution is calibrated.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dim ``run``.
+    """
+    from scipy import special
+
+    z = _residuals(law, likelihood, theta, runs)
+    cdf = special.stdtr(theta["nu"], z) if likelihood == "student_t" else special.ndtr(z)
+    return cdf.mean(dim=("chain", "draw"))
