@@ -11,6 +11,7 @@ Fit a law to runs, then ask the posterior questions with credible intervals::
 
 from bayescale import datasets
 from bayescale._version import __version__
+from bayescale.curves import Curves
 from bayescale.diagnostics import FitWarning
 from bayescale.errors import (
     BayescaleError,
@@ -22,6 +23,7 @@ from bayescale.errors import (
 )
 from bayescale.fit import Fit, fit
 from bayescale.io import load_fit, save_fit
+from bayescale.isoflop import IsoflopFit, fit_isoflop
 from bayescale.laws import ScalingLaw, get_law, list_laws
 from bayescale.prior_predictive import prior_predictive
 from bayescale.priors import Prior
@@ -29,10 +31,12 @@ from bayescale.runs import Runs
 
 __all__ = [
     "BayescaleError",
+    "Curves",
     "DatasetError",
     "Fit",
     "FitFileError",
     "FitWarning",
+    "IsoflopFit",
     "LawError",
     "Prior",
     "PriorError",
@@ -42,6 +46,7 @@ __all__ = [
     "__version__",
     "datasets",
     "fit",
+    "fit_isoflop",
     "get_law",
     "list_laws",
     "load_fit",

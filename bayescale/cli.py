@@ -112,7 +112,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("datasets", help="list the bundled data sets")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("isoflop", help="IsoFLOP profiles (Approach 2): exponents a, b and the optimum")
+    p.add_argument("runs", help="CSV/Parquet of runs (params, tokens, loss[, compute]) or a bundled name")
+    p.add_argument("--group", default=None, help="the group of runs to fit (when the runs hold several)")
+    p.add_argument("--compute", type=_positive_float, default=None, help="budget for the optimum (FLOPs)")
+    p.add_argument("--budget-tol", type=float, default=0.1, help="relative gap joining budgets (default 0.1)")
+    p.add_argument("--shape", default="skewed", choices=["skewed", "parabola"])
+    _sampler_arguments(p)
     return parser
+
+
+def _sampler_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prob", type=_probability, default=0.9)
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--backend", default="auto", choices=["auto", "numpyro", "nutpie", "pymc"])
+    p.add_argument("--json", action="store_true")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -342,7 +360,64 @@ def cmd_laws(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        backend=args.backend,
+        random_seed=args.seed,
+        progressbar=False,
+        warn=False,
+    )
+
+
+def _method_text(title: str, payload: dict[str, Any]) -> str:
+    lines = [_intervals_text(title, {k: payload[k] for k in ("a", "b")})]
+    if payload.get("optimum"):
+        opt = payload["optimum"]
+        lines.append(_intervals_text(f"optimum at C = {opt['compute']:.3g} FLOPs", opt["intervals"]))
+    d = payload["diagnostics"]
+    lines.append(
+        f"diagnostics: {d['divergences']} divergences, max r_hat {d['max_r_hat']:.3f}, "
+        f"min bulk ESS {d['min_ess_bulk']:.0f} -> {'ok' if d['ok'] else 'FAILED'}"
+    )
+    lines += [f"  problem: {p}" for p in d["problems"]]
+    return "\n".join(lines)
+
+
+def _optimum(result: Any, compute: float | None, prob: float) -> dict[str, Any] | None:
+    from bayescale.intervals import row_to_intervals
+
+    if compute is None:
+        return None
+    row = result.optimal(compute, prob=prob).iloc[0]
+    return {"compute": compute, "intervals": row_to_intervals(row, ["params", "tokens", "tokens_per_param"])}
+
+
+def cmd_isoflop(args: argparse.Namespace) -> int:
+    """``bayescale isoflop``: one hierarchical fit of the IsoFLOP profiles."""
+    from bayescale.isoflop import fit_isoflop
+
+    result = fit_isoflop(
+        args.runs, group=args.group, budget_tol=args.budget_tol, shape=args.shape, **_sampler_kwargs(args)
+    )
+    payload = result.summary(args.prob)
+    payload["optimum"] = _optimum(result, args.compute, args.prob)
+    budgets = "\n".join(
+        f"  budget {b['budget']:.3g}: {b['n_runs']} runs ({b['compute_min']:.3g}-{b['compute_max']:.3g})"
+        + ("" if b["used"] else f", not used: {b['n_sizes']} size(s) < 3")
+        for b in payload["budgets"]
+    )
+    title = (
+        f"IsoFLOP fit ({payload['shape']} profiles) on {payload['n_runs']} runs; {args.prob:.0%} intervals"
+    )
+    _emit(args, payload, f"budget levels:\n{budgets}\n" + _method_text(title, payload))
+    return 0
+
+
 COMMANDS = {
+    "isoflop": cmd_isoflop,
     "laws": cmd_laws,
     "plot": cmd_plot,
     "fit": cmd_fit,
