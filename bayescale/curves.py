@@ -118,8 +118,12 @@ class Curves:
         return Runs.from_frame(last, source=f"{self.source} (final checkpoints)")
 
     def as_runs(self) -> Runs:
-        """Every checkpoint as a run (what a parametric fit on checkpoints treats as independent)."""
-        return Runs.from_frame(self.frame, source=f"{self.source} (checkpoints as runs)")
+        """Every checkpoint as a run (what a parametric fit on checkpoints treats as independent).
+
+        The run label moves to column ``curve`` (a fit's saved runs are indexed by ``run``).
+        """
+        frame = self.frame.rename(columns={"run": "curve"})
+        return Runs.from_frame(frame, source=f"{self.source} (checkpoints as runs)")
 
 
 def validate_curves(frame: pd.DataFrame) -> pd.DataFrame:

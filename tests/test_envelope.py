@@ -60,3 +60,29 @@ def test_errors():
         fit_envelope(simulate_curves(0), correlation="ar2", **QUICK)
     with pytest.raises(bs.RunsError, match="at least 3 model sizes"):
         fit_envelope(simulate_curves(0, n_runs=2), **QUICK)
+
+
+def test_cli_compare_methods_json(tmp_path, capsys):
+    """Plumbing: the three approaches on one set of curves, each with a, b and the optimum."""
+    import json
+
+    from bayescale.cli import main
+
+    path = tmp_path / "curves.csv"
+    simulate_curves(seed=5).to_csv(path, index=False)
+    cheap = ["--draws", "100", "--tune", "150", "--chains", "1", "--seed", "1"]
+    assert main(["compare-methods", str(path), "--compute", "1e21", "--json", *cheap]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert [m["approach"] for m in payload["methods"]] == [1, 2, 3]
+    for method in payload["methods"]:
+        assert set(method["a"]) == {"median", "lower", "upper"}
+        assert set(method["params"]) == {"median", "lower", "upper"}
+
+
+def test_cli_envelope_errors(capsys):
+    from bayescale.cli import main
+
+    assert main(["envelope", "chinchilla", "--json"]) == 2
+    assert "not loss curves" in capsys.readouterr().err
+    assert main(["compare-methods", "chinchilla", "--compute", "1e21", "--methods", "magic"]) == 2
+    assert "unknown method" in capsys.readouterr().err
