@@ -22,6 +22,7 @@ from bayescale.compare import (
     rolling_extrapolation,
     stacking_weights,
 )
+from bayescale.curves import Curves
 from bayescale.diagnostics import FitWarning
 from bayescale.errors import (
     BayescaleError,
@@ -34,6 +35,7 @@ from bayescale.errors import (
 )
 from bayescale.fit import Fit, fit
 from bayescale.io import load_fit, save_fit
+from bayescale.isoflop import IsoflopFit, fit_isoflop
 from bayescale.laws import ScalingLaw, get_law, list_laws
 from bayescale.prior_predictive import prior_predictive
 from bayescale.prior_sets import list_prior_sets, published_priors
@@ -43,11 +45,13 @@ from bayescale.runs import Runs
 __all__ = [
     "Averaged",
     "BayescaleError",
+    "Curves",
     "DatasetError",
     "Extrapolation",
     "Fit",
     "FitFileError",
     "FitWarning",
+    "IsoflopFit",
     "LawError",
     "LooWarning",
     "Prior",
@@ -63,6 +67,7 @@ __all__ = [
     "extrapolate",
     "extrapolation_weights",
     "fit",
+    "fit_isoflop",
     "get_law",
     "list_laws",
     "list_prior_sets",

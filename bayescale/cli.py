@@ -174,7 +174,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("datasets", help="list the bundled data sets")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("isoflop", help="IsoFLOP profiles (Approach 2): exponents a, b and the optimum")
+    p.add_argument("runs", help="CSV/Parquet of runs (params, tokens, loss[, compute]) or a bundled name")
+    p.add_argument("--group", default=None, help="the group of runs to fit (when the runs hold several)")
+    p.add_argument("--compute", type=_positive_float, default=None, help="budget for the optimum (FLOPs)")
+    p.add_argument("--budget-tol", type=float, default=0.1, help="relative gap joining budgets (default 0.1)")
+    p.add_argument("--shape", default="skewed", choices=["skewed", "parabola"])
+    _sampler_arguments(p)
+
+    p = sub.add_parser(
+        "envelope", help="training-curve envelope (Approach 1): exponents a, b and the optimum"
+    )
+    p.add_argument("curves", help="CSV/Parquet of checkpoints (run, params, tokens, loss) or a bundled name")
+    p.add_argument("--compute", type=_positive_float, default=None, help="budget for the optimum (FLOPs)")
+    p.add_argument("--correlation", default="ar1", choices=["ar1", "none"], help="within-run residuals")
+    _sampler_arguments(p)
+
+    p = sub.add_parser("compare-methods", help="Approaches 1, 2, 3 side by side (Hoffmann et al. Table 2)")
+    p.add_argument("data", help="runs or curves: CSV/Parquet or a bundled name")
+    p.add_argument("--compute", type=_positive_float, required=True, help="budget for the optimum (FLOPs)")
+    p.add_argument("--group", default=None, help="the group of runs to use")
+    p.add_argument(
+        "--methods", default="envelope,isoflop,parametric", help="comma-separated subset of the three"
+    )
+    _sampler_arguments(p)
     return parser
+
+
+def _sampler_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prob", type=_probability, default=0.9)
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--backend", default="auto", choices=["auto", "numpyro", "nutpie", "pymc"])
+    p.add_argument("--json", action="store_true")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -520,7 +555,118 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        backend=args.backend,
+        random_seed=args.seed,
+        progressbar=False,
+        warn=False,
+    )
+
+
+def _method_text(title: str, payload: dict[str, Any]) -> str:
+    lines = [_intervals_text(title, {k: payload[k] for k in ("a", "b")})]
+    if payload.get("optimum"):
+        opt = payload["optimum"]
+        lines.append(_intervals_text(f"optimum at C = {opt['compute']:.3g} FLOPs", opt["intervals"]))
+    d = payload["diagnostics"]
+    lines.append(
+        f"diagnostics: {d['divergences']} divergences, max r_hat {d['max_r_hat']:.3f}, "
+        f"min bulk ESS {d['min_ess_bulk']:.0f} -> {'ok' if d['ok'] else 'FAILED'}"
+    )
+    lines += [f"  problem: {p}" for p in d["problems"]]
+    return "\n".join(lines)
+
+
+def _optimum(result: Any, compute: float | None, prob: float) -> dict[str, Any] | None:
+    from bayescale.intervals import row_to_intervals
+
+    if compute is None:
+        return None
+    row = result.optimal(compute, prob=prob).iloc[0]
+    return {"compute": compute, "intervals": row_to_intervals(row, ["params", "tokens", "tokens_per_param"])}
+
+
+def cmd_isoflop(args: argparse.Namespace) -> int:
+    """``bayescale isoflop``: one hierarchical fit of the IsoFLOP profiles."""
+    from bayescale.isoflop import fit_isoflop
+
+    result = fit_isoflop(
+        args.runs, group=args.group, budget_tol=args.budget_tol, shape=args.shape, **_sampler_kwargs(args)
+    )
+    payload = result.summary(args.prob)
+    payload["optimum"] = _optimum(result, args.compute, args.prob)
+    budgets = "\n".join(
+        f"  budget {b['budget']:.3g}: {b['n_runs']} runs ({b['compute_min']:.3g}-{b['compute_max']:.3g})"
+        + ("" if b["used"] else f", not used: {b['n_sizes']} size(s) < 3")
+        for b in payload["budgets"]
+    )
+    title = (
+        f"IsoFLOP fit ({payload['shape']} profiles) on {payload['n_runs']} runs; {args.prob:.0%} intervals"
+    )
+    _emit(args, payload, f"budget levels:\n{budgets}\n" + _method_text(title, payload))
+    return 0
+
+
+def cmd_envelope(args: argparse.Namespace) -> int:
+    """``bayescale envelope``: smoothed curves, their envelope, a and b."""
+    from bayescale.envelope import fit_envelope
+
+    result = fit_envelope(args.curves, correlation=args.correlation, **_sampler_kwargs(args))
+    payload = result.summary(args.prob)
+    payload["optimum"] = _optimum(result, args.compute, args.prob)
+    title = (
+        f"training-curve envelope on {payload['n_runs']} curves, {payload['n_points']} checkpoints "
+        f"({payload['correlation']} residuals); {args.prob:.0%} intervals"
+    )
+    _emit(args, payload, _method_text(title, payload))
+    return 0
+
+
+def cmd_compare_methods(args: argparse.Namespace) -> int:
+    """``bayescale compare-methods``: one row per method with a, b and the optimum."""
+    from bayescale.methods import compare_methods
+
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    kwargs = {k: v for k, v in _sampler_kwargs(args).items() if k not in ("progressbar", "warn")}
+    table = compare_methods(
+        args.data, args.compute, group=args.group, methods=methods, prob=args.prob, **kwargs
+    )
+    if args.json:
+        records = []
+        for rec in table.to_dict("records"):
+            out = {k: rec[k] for k in ("method", "approach", "compute", "note") if k in rec}
+            if "a_median" in rec and rec["a_median"] == rec["a_median"]:
+                out.update({k: rec[k] for k in ("n_points", "seconds", "diagnostics_ok")})
+                for name in ("a", "b", "params", "tokens"):
+                    out[name] = {s: rec[f"{name}_{s}"] for s in ("median", "lower", "upper")}
+            records.append(out)
+        print(json.dumps({"prob": args.prob, "methods": records}, indent=2))
+        return 0
+    print(f"compute-optimal exponents and plan at C = {args.compute:.3g} FLOPs ({args.prob:.0%} intervals)")
+    for rec in table.to_dict("records"):
+        if "a_median" not in rec or rec["a_median"] != rec["a_median"]:
+            print(f"approach {rec['approach']} {rec['method']:<10}: {rec['note']}")
+            continue
+        print(
+            f"approach {rec['approach']} {rec['method']:<10}: a {rec['a_median']:.3f} "
+            f"[{rec['a_lower']:.3f}, {rec['a_upper']:.3f}]  b {rec['b_median']:.3f} "
+            f"[{rec['b_lower']:.3f}, {rec['b_upper']:.3f}]  N_opt {rec['params_median']:.3g} "
+            f"[{rec['params_lower']:.3g}, {rec['params_upper']:.3g}]  D_opt {rec['tokens_median']:.3g}  "
+            f"({rec['n_points']} points, {rec['seconds']} s"
+            f"{'' if rec['diagnostics_ok'] else ', diagnostics FAILED'})"
+            + (f"  {rec['note']}" if rec["note"] else "")
+        )
+    return 0
+
+
 COMMANDS = {
+    "isoflop": cmd_isoflop,
+    "envelope": cmd_envelope,
+    "compare-methods": cmd_compare_methods,
     "laws": cmd_laws,
     "plot": cmd_plot,
     "fit": cmd_fit,

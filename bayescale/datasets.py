@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from bayescale.errors import DatasetError
 from bayescale.runs import Runs
+
+if TYPE_CHECKING:
+    from bayescale.curves import Curves
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class DatasetInfo:
     law_hint: str
     #: pandas query selecting the rows that are loaded ("" keeps all); stated in the description.
     keep_rows: str = ""
+    #: True when the rows are checkpoints of loss curves (a ``run`` column): see :func:`load_curves`.
+    curves: bool = False
 
 
 def _catalog() -> dict[str, DatasetInfo]:
@@ -65,9 +70,25 @@ def card(name: str) -> str:
 
 def load(name: str) -> Runs:
     """Load a bundled data set as validated :class:`~bayescale.Runs`."""
+    return Runs.from_frame(_frame(info(name)), source=name)
+
+
+def load_curves(name: str) -> Curves:
+    """Load a bundled data set of loss curves as validated :class:`~bayescale.curves.Curves`."""
+    from bayescale.curves import Curves
+
     entry = info(name)
+    if not entry.curves:
+        curves = [n for n in names() if info(n).curves]
+        raise DatasetError(
+            f"data set {name!r} holds final losses, not loss curves; curve data sets: {curves}"
+        )
+    return Curves.from_frame(_frame(entry), source=name)
+
+
+def _frame(entry: DatasetInfo) -> pd.DataFrame:
     with _files().joinpath(entry.csv).open("r") as handle:
         frame = pd.read_csv(handle)
     if entry.keep_rows:
         frame = frame.query(entry.keep_rows).reset_index(drop=True)
-    return Runs.from_frame(frame, source=name)
+    return frame

@@ -1,0 +1,352 @@
+"""IsoFLOP profiles (Hoffmann et al. 2022, Approach 2) as one hierarchical model.
+
+Runs are grouped into compute budgets. Within budget ``c`` the log loss is a
+parabola in ``x = log N`` with its vertex at ``x*_c``; the vertices lie on the
+line ``x*_c = log k + a log C_c`` up to a scatter ``tau``. Everything is sampled
+jointly, so the uncertainty of each budget's minimum flows into ``a`` (and into
+``b = 1 - a`` under ``C = kappa N D``), unlike a two-stage fit that regresses
+point estimates of the minima.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayescale import diagnostics as diag
+from bayescale.errors import BayescaleError, RunsError
+from bayescale.intervals import check_interval, interval_dict, interval_table
+from bayescale.runs import Runs
+from bayescale.sampling import SamplerConfig, choose_backend, sample
+
+#: Budgets whose compute differs by less than this fraction are one budget level.
+DEFAULT_BUDGET_TOL = 0.1
+
+#: Sampled parameters checked by the diagnostics (the per-budget ones are checked too).
+GLOBAL_PARAMETERS = ["a", "x_center", "tau", "sigma", "nu", "skew"]
+
+#: Shapes of one budget's profile of log loss against u = log N - log N*:
+#: ``parabola`` k u^2 (Hoffmann et al.), ``skewed`` 2k (e^(s u) - 1 - s u) / s^2, which tends to
+#: the parabola as s -> 0 and lets the loss rise faster on one side (large, under-trained models).
+SHAPES = ("parabola", "skewed")
+
+
+def group_budgets(compute: np.ndarray, tol: float = DEFAULT_BUDGET_TOL) -> tuple[np.ndarray, pd.DataFrame]:
+    """Group runs into budget levels: sorted budgets closer than ``tol`` (relative) join one level.
+
+    Returns
+    -------
+    level, table
+        The level index of every run, and one row per level: ``budget`` (the
+        geometric mean of its runs' compute), ``n_runs``, ``compute_min``,
+        ``compute_max``.
+    """
+    if not 0 <= tol < 1:
+        raise BayescaleError(f"budget tolerance must be in [0, 1), got {tol!r}")
+    log_c = np.log(np.asarray(compute, dtype=float))
+    order = np.argsort(log_c, kind="stable")
+    gaps = np.diff(log_c[order]) > np.log1p(tol)
+    level_sorted = np.concatenate([[0], np.cumsum(gaps)])
+    level = np.empty_like(level_sorted)
+    level[order] = level_sorted
+    frame = pd.DataFrame({"level": level, "compute": np.exp(log_c)})
+    table = frame.groupby("level")["compute"].agg(
+        budget=lambda c: float(np.exp(np.mean(np.log(c)))),
+        n_runs="size",
+        compute_min="min",
+        compute_max="max",
+    )
+    return level, table.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class IsoflopData:
+    """The runs prepared for the model: budgets, log sizes, log losses."""
+
+    runs: Runs
+    budgets: pd.DataFrame
+    level: np.ndarray
+    used: np.ndarray
+    kappa: float
+    kappa_spread: float
+
+
+def prepare(runs: Runs, budget_tol: float = DEFAULT_BUDGET_TOL, min_sizes: int = 3) -> IsoflopData:
+    """Group ``runs`` into budgets and keep the budgets with at least ``min_sizes`` distinct sizes.
+
+    ``kappa`` is the geometric mean of ``C / (N D)`` over the runs (6 when
+    compute defaults to 6ND); ``kappa_spread`` is max/min of that ratio.
+    """
+    if "group" in runs.frame.columns and runs.frame["group"].nunique() > 1:
+        groups = sorted(runs.frame["group"].unique())
+        raise RunsError(
+            f"the runs hold {len(groups)} groups {groups}; an IsoFLOP fit takes one: "
+            "select it with group=... (CLI: --group)"
+        )
+    level, budgets = group_budgets(runs.column("compute"), budget_tol)
+    n_sizes = pd.Series(runs.column("params")).groupby(level).nunique()
+    budgets["n_sizes"] = n_sizes.to_numpy()
+    budgets["used"] = budgets["n_sizes"] >= min_sizes
+    if int(budgets["used"].sum()) < 2:
+        raise RunsError(
+            f"an IsoFLOP fit needs at least 2 budgets with >= {min_sizes} model sizes each; "
+            f"found {int(budgets['used'].sum())} among {len(budgets)} budget level(s) "
+            f"(grouping tolerance {budget_tol:g}): {budgets[['budget', 'n_sizes']].to_dict('records')}"
+        )
+    ratio = runs.column("compute") / (runs.column("params") * runs.column("tokens"))
+    return IsoflopData(
+        runs=runs,
+        budgets=budgets,
+        level=level,
+        used=budgets["used"].to_numpy()[level],
+        kappa=float(np.exp(np.mean(np.log(ratio)))),
+        kappa_spread=float(ratio.max() / ratio.min()),
+    )
+
+
+def build_model(data: IsoflopData, likelihood: str = "student_t", shape: str = "skewed") -> Any:
+    """The PyMC model of the IsoFLOP profiles of ``data``.
+
+    Coordinates are centred on the data (log N on its mean, log C on the mean
+    over budgets) so the sampler sees parameters of order one.
+    """
+    import pymc as pm
+
+    budgets = data.budgets[data.budgets["used"]].reset_index(drop=True)
+    keep = data.used
+    remap = {old: new for new, old in enumerate(np.flatnonzero(data.budgets["used"].to_numpy()))}
+    idx = np.array([remap[v] for v in data.level[keep]])
+    x = np.log(data.runs.column("params")[keep])
+    y = np.log(data.runs.column("loss")[keep])
+    log_c = np.log(budgets["budget"].to_numpy())
+    x_mean, c_mean = float(x.mean()), float(log_c.mean())
+    # Per-budget starting values: the best run of each budget.
+    y_start = np.array([y[idx == b].min() for b in range(len(budgets))])
+    coords = {"budget": np.arange(len(budgets)), "run": np.arange(int(keep.sum()))}
+    with pm.Model(coords=coords) as model:
+        a = pm.Normal("a", mu=0.5, sigma=0.3)
+        x_center = pm.Normal("x_center", mu=0.0, sigma=3.0)
+        tau = pm.HalfNormal("tau", sigma=0.3)
+        z = pm.Normal("vertex_z", 0.0, 1.0, dims="budget")
+        vertex = x_center + a * (log_c - c_mean) + tau * z
+        pm.Deterministic("log_params_opt", vertex + x_mean, dims="budget")
+        log_loss_opt = pm.Normal("log_loss_opt", mu=y_start, sigma=1.0, dims="budget")
+        log_curv = pm.Normal("log_curvature", mu=np.log(0.05), sigma=1.5, dims="budget")
+        curvature = pm.Deterministic("curvature", pm.math.exp(log_curv), dims="budget")
+        u = x - x_mean - vertex[idx]
+        if shape == "skewed":
+            skew = pm.Normal("skew", mu=0.0, sigma=2.0)
+            bowl = (pm.math.exp(skew * u) - 1.0 - skew * u) / skew**2 * 2.0
+        elif shape == "parabola":
+            bowl = u**2
+        else:
+            raise BayescaleError(f"unknown profile shape {shape!r}; use one of {list(SHAPES)}")
+        sigma = pm.HalfNormal("sigma", sigma=0.05)
+        mu = log_loss_opt[idx] + curvature[idx] * bowl
+        if likelihood == "student_t":
+            nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
+            pm.StudentT("log_loss", nu=nu, mu=mu, sigma=sigma, observed=y, dims="run")
+        elif likelihood == "normal":
+            pm.Normal("log_loss", mu=mu, sigma=sigma, observed=y, dims="run")
+        else:
+            raise BayescaleError(f"unknown likelihood {likelihood!r}; use 'student_t' or 'normal'")
+        pm.Deterministic("log_k", x_center + x_mean - a * c_mean)
+    return model
+
+
+def _scalar_view(idata: Any, names: list[str]) -> tuple[Any, list[str]]:
+    """An object with ``posterior`` / ``sample_stats`` where every vector variable is split per element.
+
+    :func:`bayescale.diagnostics.compute` reads scalar variables only.
+    """
+    from types import SimpleNamespace
+
+    flat = {}
+    for name in names:
+        var = idata.posterior[name]
+        extra = [d for d in var.dims if d not in ("chain", "draw")]
+        if not extra:
+            flat[name] = var
+            continue
+        stacked = var.stack(element=extra)
+        for i in range(stacked.sizes["element"]):
+            flat[f"{name}[{i}]"] = stacked.isel(element=i, drop=True)
+    return SimpleNamespace(posterior=xr.Dataset(flat), sample_stats=idata.sample_stats), list(flat)
+
+
+@dataclass
+class IsoflopFit:
+    """Posterior of the IsoFLOP model: exponents, per-budget optima and the plan at any budget.
+
+    Attributes
+    ----------
+    idata
+        ``arviz.InferenceData``; the posterior holds ``a``, ``log_k``,
+        ``tau`` (scatter of the log optima about the line), per-budget
+        ``log_params_opt``, ``log_loss_opt`` and ``curvature``.
+    data
+        The runs with their budget grouping (``data.budgets``).
+    diagnostics
+        r_hat, bulk ESS and divergences of the sampled parameters.
+    """
+
+    idata: Any
+    data: IsoflopData
+    shape: str
+    likelihood: str
+    sampler: SamplerConfig
+    random_seed: int | None
+    diagnostics: dict[str, Any]
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """Posterior draws (dims ``chain``, ``draw`` and ``budget``)."""
+        return self.idata.posterior
+
+    @property
+    def budgets(self) -> pd.DataFrame:
+        """The budget grouping: one row per level, with ``used`` saying whether it entered the fit."""
+        return self.data.budgets
+
+    def exponent_draws(self) -> xr.Dataset:
+        """Draws of ``a`` (N_opt ∝ C^a) and ``b = 1 - a`` (D_opt ∝ C^b, from C = kappa N D)."""
+        a = self.posterior["a"]
+        return xr.Dataset({"a": a, "b": 1.0 - a})
+
+    def exponents(self, prob: float = 0.9, kind: str = "eti") -> dict[str, dict[str, float]]:
+        """``{"a": {"median", "lower", "upper"}, "b": {...}}``."""
+        draws = self.exponent_draws()
+        return {name: interval_dict(draws[name], prob, kind) for name in ("a", "b")}
+
+    def optimal_draws(self, compute: Any) -> xr.Dataset:
+        """Draws of ``params``, ``tokens`` and ``tokens_per_param`` at each budget (dim ``query``)."""
+        from bayescale.plan import _query
+
+        query = _query(compute=compute)
+        log_c = np.log(query["compute"])
+        log_n = self.posterior["log_k"] + self.posterior["a"] * log_c
+        params = np.exp(log_n)
+        tokens = query["compute"] / (self.data.kappa * params)
+        out = xr.Dataset({"params": params, "tokens": tokens, "tokens_per_param": tokens / params})
+        return out.transpose("chain", "draw", "query")
+
+    def optimal(self, compute: Any, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
+        """Compute-optimal ``params``, ``tokens``, ``tokens_per_param`` at budget(s), one row each."""
+        from bayescale.plan import _query
+
+        check_interval(prob, kind)
+        return interval_table(self.optimal_draws(compute), prob, kind, _query(compute=compute))
+
+    def budget_table(self, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
+        """Per used budget: the budget, its runs, and the optimum ``params`` and ``loss`` with intervals."""
+        post = self.posterior
+        draws = xr.Dataset(
+            {"params_opt": np.exp(post["log_params_opt"]), "loss_opt": np.exp(post["log_loss_opt"])}
+        )
+        draws = draws.rename({"budget": "query"})
+        used = self.budgets[self.budgets["used"]].reset_index(drop=True)
+        query = xr.Dataset(
+            {"budget": ("query", used["budget"].to_numpy()), "n_runs": ("query", used["n_runs"].to_numpy())}
+        )
+        return interval_table(draws, prob, kind, query)
+
+    def summary(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
+        """JSON-ready summary: exponents, grouping, kappa and diagnostics."""
+        return {
+            "n_runs": int(self.data.used.sum()),
+            "prob": prob,
+            **self.exponents(prob, kind),
+            "log_k": interval_dict(self.posterior["log_k"], prob, kind),
+            "tau": interval_dict(self.posterior["tau"], prob, kind),
+            "shape": self.shape,
+            "kappa": self.data.kappa,
+            "kappa_spread": self.data.kappa_spread,
+            "budgets": self.budgets.to_dict("records"),
+            "diagnostics": {
+                k: self.diagnostics[k] for k in ("divergences", "max_r_hat", "min_ess_bulk", "ok", "problems")
+            },
+        }
+
+
+def fit_isoflop(
+    runs: Any,
+    *,
+    group: str | None = None,
+    budget_tol: float = DEFAULT_BUDGET_TOL,
+    shape: str = "skewed",
+    likelihood: str = "student_t",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    backend: str = "auto",
+    target_accept: float = 0.95,
+    random_seed: int | None = None,
+    progressbar: bool = True,
+    warn: bool = True,
+) -> IsoflopFit:
+    """Fit IsoFLOP profiles and the power law of their minima in one model.
+
+    Parameters
+    ----------
+    runs
+        Runs (a :class:`~bayescale.Runs`, DataFrame, CSV/Parquet path or
+        bundled name) with ``params``, ``tokens``, ``loss`` and optionally
+        ``compute`` (default 6ND).
+    group
+        Keep only the runs of this ``group`` label (required when the runs
+        hold several groups, e.g. the settings of ``porian-isoflop``).
+    budget_tol
+        Runs whose compute differs by less than this fraction share a budget;
+        the grouping is in :attr:`IsoflopFit.budgets`.
+    shape
+        Profile of log loss against log N within a budget: ``"skewed"``
+        (default) or ``"parabola"`` (Hoffmann et al.); see :data:`SHAPES`.
+    likelihood
+        ``"student_t"`` (default) or ``"normal"`` noise on log loss about the parabolas.
+    draws, tune, chains, backend, target_accept, random_seed, progressbar
+        Sampler settings (see :func:`bayescale.fit`).
+    warn
+        Emit a :class:`~bayescale.diagnostics.FitWarning` when diagnostics fail.
+
+    Returns
+    -------
+    IsoflopFit
+    """
+    runs_obj = Runs.from_any(runs)
+    if group is not None:
+        if "group" not in runs_obj.frame.columns:
+            raise RunsError(f"group={group!r} given but the runs have no 'group' column")
+        labels = sorted(runs_obj.frame["group"].unique())
+        if group not in labels:
+            raise RunsError(f"no runs in group {group!r}; groups: {labels}")
+        runs_obj = runs_obj.subset(runs_obj.frame["group"].to_numpy() == group)
+    if shape not in SHAPES:
+        raise BayescaleError(f"unknown profile shape {shape!r}; use one of {list(SHAPES)}")
+    data = prepare(runs_obj, budget_tol)
+    config = SamplerConfig(
+        draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
+    )
+    model = build_model(data, likelihood, shape)
+    idata = sample(model, config, random_seed, progressbar)
+    names = [n for n in GLOBAL_PARAMETERS if n in idata.posterior] + [
+        "vertex_z",
+        "log_loss_opt",
+        "log_curvature",
+    ]
+    view, flat_names = _scalar_view(idata, names)
+    report = diag.compute(view, flat_names)
+    if warn:
+        diag.warn_if_failed(report)
+    return IsoflopFit(
+        idata=idata,
+        data=data,
+        shape=shape,
+        likelihood=likelihood,
+        sampler=SamplerConfig(**{**config.to_dict(), "backend": choose_backend(backend)}),
+        random_seed=random_seed,
+        diagnostics=report,
+    )

@@ -1,0 +1,153 @@
+"""Hoffmann et al.'s three methods side by side on one data set (their Table 2).
+
+Approach 1: the training-curve envelope (:mod:`bayescale.envelope`), needs loss curves.
+Approach 2: IsoFLOP profiles (:mod:`bayescale.isoflop`); from curves, the profiles are read off
+the checkpoints at common budgets.
+Approach 3: the parametric law L(N, D) = E + A/N^alpha + B/D^beta (:func:`bayescale.fit`), whose
+optimum gives a = beta/(alpha+beta), b = alpha/(alpha+beta).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayescale.curves import Curves
+from bayescale.errors import RunsError
+from bayescale.intervals import interval_dict, row_to_intervals
+from bayescale.runs import Runs
+
+METHODS = ("envelope", "isoflop", "parametric")
+APPROACH = {"envelope": 1, "isoflop": 2, "parametric": 3}
+
+
+def isoflop_from_curves(curves: Curves, n_budgets: int = 8, min_runs: int = 4) -> Runs:
+    """IsoFLOP points read off loss curves: loss at budget C of each run that reached C.
+
+    Budgets are log-spaced over the compute reached by at least ``min_runs`` runs; each run's
+    log loss is interpolated linearly in log tokens between its checkpoints (no extrapolation).
+    """
+    from bayescale.envelope import compute_grid, prepare
+
+    data = prepare(curves)
+    grid = compute_grid(data, 4 * n_budgets)
+    usable = grid[grid["n_runs"] >= min_runs]["compute"].to_numpy()
+    if usable.size < 2:
+        raise RunsError(f"fewer than {min_runs} curves reach a common compute; no IsoFLOP profiles")
+    budgets = np.geomspace(usable.min(), usable.max(), n_budgets)
+    rows = []
+    for r, n in enumerate(data.params):
+        mask = data.run == r
+        log_t, log_l = data.log_tokens[mask], data.log_loss[mask]
+        log_d = np.log(budgets / (data.kappa * n))
+        inside = (log_d >= log_t.min()) & (log_d <= log_t.max())
+        for c, d in zip(budgets[inside], log_d[inside], strict=True):
+            rows.append(
+                {"params": n, "tokens": np.exp(d), "compute": c, "loss": np.exp(np.interp(d, log_t, log_l))}
+            )
+    return Runs.from_frame(pd.DataFrame(rows), source=f"{curves.source} (IsoFLOP points from curves)")
+
+
+def _load(source: Any, group: str | None) -> tuple[Runs, Curves | None]:
+    """The data as Runs (every row a run) and, when it has a run column, as Curves."""
+    from bayescale import datasets
+
+    curves = None
+    if isinstance(source, Curves):
+        curves = source
+    elif isinstance(source, str) and source in datasets.names():
+        curves = datasets.load_curves(source) if datasets.info(source).curves else None
+    else:
+        try:
+            curves = Curves.from_any(source)
+        except RunsError:
+            curves = None
+    runs = curves.as_runs() if curves is not None else Runs.from_any(source)
+    if group is not None:
+        if "group" not in runs.frame.columns or group not in set(runs.frame["group"]):
+            raise RunsError(f"no runs in group {group!r}")
+        runs = runs.subset(runs.frame["group"].to_numpy() == group)
+        if curves is not None:
+            curves = Curves(
+                curves.frame[curves.frame["group"] == group].reset_index(drop=True), curves.source
+            )
+    return runs, curves
+
+
+def compare_methods(
+    source: Any,
+    compute: float,
+    *,
+    group: str | None = None,
+    methods: tuple[str, ...] = METHODS,
+    prob: float = 0.9,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    backend: str = "auto",
+    random_seed: int | None = None,
+) -> pd.DataFrame:
+    """Fit each applicable method and tabulate a, b and the optimum at ``compute``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method: ``method``, ``approach``, ``n_points``, ``a_*``, ``b_*``,
+        ``params_*``, ``tokens_*`` (``median``, ``lower``, ``upper``), ``seconds``,
+        ``diagnostics_ok`` and ``note`` (why a method was skipped, or what it assumed).
+    """
+    from bayescale.diagnostics import FitWarning
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise RunsError(f"unknown method(s) {unknown}; use {list(METHODS)}")
+    runs, curves = _load(source, group)
+    sampler = dict(
+        draws=draws, tune=tune, chains=chains, backend=backend, random_seed=random_seed, progressbar=False
+    )
+    rows = []
+    for method in methods:
+        row: dict[str, Any] = {"method": method, "approach": APPROACH[method]}
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)  # reported in diagnostics_ok
+            if method == "envelope":
+                if curves is None:
+                    rows.append({**row, "note": "needs loss curves (a run column); skipped"})
+                    continue
+                from bayescale.envelope import fit_envelope
+
+                result = fit_envelope(curves, **sampler)
+                exps, n_points, note = result.exponent_draws(), len(curves), "AR(1) within-run residuals"
+            elif method == "isoflop":
+                from bayescale.isoflop import fit_isoflop
+
+                points = isoflop_from_curves(curves) if curves is not None else runs
+                result = fit_isoflop(points, **sampler)
+                exps, n_points = result.exponent_draws(), int(result.data.used.sum())
+                note = "profiles read off the curves" if curves is not None else ""
+            else:
+                from bayescale.fit import fit
+
+                result = fit(runs, law="chinchilla", **sampler)
+                best = result.law.optimal_allocation(result.theta(), np.array([compute]))
+                exps, n_points = {"a": best["a"], "b": best["b"]}, len(runs)
+                note = "checkpoints treated as independent runs" if curves is not None else ""
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        row["n_points"] = n_points
+        for name in ("a", "b"):
+            for stat, value in interval_dict(exps[name], prob).items():
+                row[f"{name}_{stat}"] = value
+        optimum = result.optimal(compute, prob=prob).iloc[0]
+        for name, iv in row_to_intervals(optimum, ["params", "tokens"]).items():
+            row.update({f"{name}_{stat}": value for stat, value in iv.items()})
+        row["diagnostics_ok"] = bool(result.diagnostics["ok"])
+        row["note"] = note
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.insert(2, "compute", compute)
+    return table

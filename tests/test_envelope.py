@@ -1,0 +1,88 @@
+"""Training-curve envelope (Approach 1): AR(1) within-run correlation versus independent checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import QUICK, TRUE_CHINCHILLA
+
+import bayescale as bs
+from bayescale.envelope import fit_envelope
+
+
+def simulate_curves(seed: int, rho: float = 0.9, sigma: float = 0.004, n_runs: int = 7) -> pd.DataFrame:
+    """Curves from the Chinchilla law, each run's residuals an AR(1) series on log loss."""
+    rng = np.random.default_rng(seed)
+    law = bs.get_law("chinchilla")
+    rows = []
+    for n in np.geomspace(3e7, 2e9, n_runs):
+        tokens = np.geomspace(2e8, 1.5e11, 16)
+        eps = np.empty(tokens.size)
+        eps[0] = rng.normal(0, sigma / np.sqrt(1 - rho**2))
+        for t in range(1, tokens.size):
+            eps[t] = rho * eps[t - 1] + rng.normal(0, sigma)
+        loss = law.loss(TRUE_CHINCHILLA, n, tokens) * np.exp(eps)
+        rows += [
+            {"run": f"m{n:.2g}", "params": n, "tokens": d, "loss": lo}
+            for d, lo in zip(tokens, loss, strict=True)
+        ]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def fits():
+    curves = bs.Curves.from_any(simulate_curves(seed=3))
+    settings = {**QUICK, "draws": 300, "tune": 300}
+    return {c: fit_envelope(curves, correlation=c, random_seed=2, **settings) for c in ("ar1", "none")}
+
+
+def test_ignoring_within_run_correlation_is_overconfident(fits):
+    width = {c: f.exponents()["a"]["upper"] - f.exponents()["a"]["lower"] for c, f in fits.items()}
+    assert width["none"] < width["ar1"]
+    rho = fits["ar1"].summary()["rho"]
+    assert rho["lower"] < 0.9 < rho["upper"] or rho["lower"] > 0.5  # the correlation is detected
+
+
+def test_envelope_answers_have_intervals(fits):
+    fit = fits["ar1"]
+    exps = fit.exponents()
+    assert exps["b"]["median"] == pytest.approx(1 - exps["a"]["median"])
+    row = fit.optimal(1e21).iloc[0]
+    assert row["params_lower"] <= row["params_median"] <= row["params_upper"]
+    assert row["tokens_median"] * row["params_median"] * 6 == pytest.approx(1e21, rel=1e-6)
+    true_a = TRUE_CHINCHILLA["alpha_D"] / (TRUE_CHINCHILLA["alpha_N"] + TRUE_CHINCHILLA["alpha_D"])
+    assert abs(exps["a"]["median"] - true_a) < 0.15  # 7 discrete sizes: the envelope is a staircase
+
+
+def test_errors():
+    with pytest.raises(bs.BayescaleError, match="unknown correlation"):
+        fit_envelope(simulate_curves(0), correlation="ar2", **QUICK)
+    with pytest.raises(bs.RunsError, match="at least 3 model sizes"):
+        fit_envelope(simulate_curves(0, n_runs=2), **QUICK)
+
+
+def test_cli_compare_methods_json(tmp_path, capsys):
+    """Plumbing: the three approaches on one set of curves, each with a, b and the optimum."""
+    import json
+
+    from bayescale.cli import main
+
+    path = tmp_path / "curves.csv"
+    simulate_curves(seed=5).to_csv(path, index=False)
+    cheap = ["--draws", "100", "--tune", "150", "--chains", "1", "--seed", "1"]
+    assert main(["compare-methods", str(path), "--compute", "1e21", "--json", *cheap]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert [m["approach"] for m in payload["methods"]] == [1, 2, 3]
+    for method in payload["methods"]:
+        assert set(method["a"]) == {"median", "lower", "upper"}
+        assert set(method["params"]) == {"median", "lower", "upper"}
+
+
+def test_cli_envelope_errors(capsys):
+    from bayescale.cli import main
+
+    assert main(["envelope", "chinchilla", "--json"]) == 2
+    assert "not loss curves" in capsys.readouterr().err
+    assert main(["compare-methods", "chinchilla", "--compute", "1e21", "--methods", "magic"]) == 2
+    assert "unknown method" in capsys.readouterr().err

@@ -1,0 +1,112 @@
+"""IsoFLOP profiles (Approach 2): grouping, errors, recovery, and Porian et al.'s published exponent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import QUICK, TRUE_CHINCHILLA
+
+import bayescale as bs
+from bayescale.isoflop import fit_isoflop, group_budgets
+
+PORIAN_FINAL = "rw|tuned|short|const|standard|val"
+
+
+def simulate_isoflop(seed: int, jitter: float = 0.0, sigma: float = 0.005) -> pd.DataFrame:
+    """IsoFLOP profiles drawn from the Chinchilla law: 5 budgets x 7 sizes around the optimum."""
+    rng = np.random.default_rng(seed)
+    law = bs.get_law("chinchilla")
+    rows = []
+    for budget in np.geomspace(1e18, 1e21, 5):
+        best = law.optimal_allocation(TRUE_CHINCHILLA, np.array([budget]))["params"][0]
+        for n in best * np.geomspace(0.15, 6.0, 7):
+            c = budget * (1 + jitter * rng.uniform(-1, 1))
+            d = c / (6 * n)
+            loss = law.loss(TRUE_CHINCHILLA, n, d) * np.exp(rng.normal(0, sigma))
+            rows.append({"params": n, "tokens": d, "compute": c, "loss": float(loss)})
+    return pd.DataFrame(rows)
+
+
+def true_a() -> float:
+    return TRUE_CHINCHILLA["alpha_D"] / (TRUE_CHINCHILLA["alpha_N"] + TRUE_CHINCHILLA["alpha_D"])
+
+
+def test_group_budgets_joins_nearby_budgets():
+    level, table = group_budgets(np.array([1e18, 1.05e18, 0.97e18, 4e18, 4.1e18, 1.6e19]), tol=0.1)
+    assert level.tolist() == [0, 0, 0, 1, 1, 2]
+    assert table["n_runs"].tolist() == [3, 2, 1]
+    assert table["budget"].iloc[0] == pytest.approx(np.exp(np.mean(np.log([1e18, 1.05e18, 0.97e18]))))
+
+
+def test_group_budgets_tolerance_zero_keeps_every_budget_apart():
+    level, _ = group_budgets(np.array([1e18, 1.05e18]), tol=0.0)
+    assert level.tolist() == [0, 1]
+
+
+def test_errors():
+    with pytest.raises(bs.RunsError, match="groups"):
+        fit_isoflop("porian-isoflop", **QUICK)
+    with pytest.raises(bs.RunsError, match="no runs in group 'nope'"):
+        fit_isoflop("porian-isoflop", group="nope", **QUICK)
+    one_budget = simulate_isoflop(0).iloc[:7]
+    with pytest.raises(bs.RunsError, match="at least 2 budgets"):
+        fit_isoflop(one_budget, **QUICK)
+    with pytest.raises(bs.BayescaleError, match="unknown profile shape"):
+        fit_isoflop(simulate_isoflop(0), shape="cubic", **QUICK)
+    with pytest.raises(bs.BayescaleError, match="budget tolerance"):
+        group_budgets(np.array([1.0, 2.0]), tol=1.5)
+
+
+@pytest.fixture(scope="module")
+def simulated_fit():
+    runs = simulate_isoflop(seed=4, jitter=0.03)
+    return fit_isoflop(runs, random_seed=5, **{**QUICK, "draws": 400, "tune": 400})
+
+
+def test_recovers_exponent_of_simulated_profiles(simulated_fit):
+    # budgets jittered by +-3% are grouped back to 5 levels and the grouping is reported
+    assert simulated_fit.budgets["n_runs"].tolist() == [7] * 5
+    exps = simulated_fit.exponents()
+    assert exps["a"]["lower"] < true_a() < exps["a"]["upper"]
+    assert exps["b"]["median"] == pytest.approx(1 - exps["a"]["median"])
+    assert exps["a"]["upper"] - exps["a"]["lower"] < 0.1
+
+
+def test_optimal_at_a_budget_matches_law(simulated_fit):
+    law = bs.get_law("chinchilla")
+    budget = 1e22  # beyond the largest budget: an extrapolation by 10x
+    truth = law.optimal_allocation(TRUE_CHINCHILLA, np.array([budget]))
+    row = simulated_fit.optimal(budget, prob=0.95).iloc[0]
+    assert row["params_lower"] < truth["params"][0] < row["params_upper"]
+    assert row["tokens_median"] * row["params_median"] * 6 == pytest.approx(budget, rel=1e-6)
+    table = simulated_fit.budget_table()
+    assert {"params_opt_median", "loss_opt_lower", "n_runs"} <= set(table.columns)
+
+
+@pytest.mark.slow
+def test_porian_final_setting_contains_published_exponent():
+    """Porian et al. 2024, RefinedWeb final setting: a = 0.497 (80% bootstrap 0.493-0.502)."""
+    fit = fit_isoflop("porian-isoflop", group=PORIAN_FINAL, random_seed=1, progressbar=False)
+    a = fit.exponents(prob=0.9)["a"]
+    assert a["lower"] < 0.497 < a["upper"]
+    assert a["upper"] - a["lower"] < 0.05
+    assert fit.budgets["used"].all() and len(fit.budgets) == 12
+
+
+def test_cli_isoflop_json(tmp_path, capsys):
+    import json
+
+    from bayescale.cli import main
+
+    path = tmp_path / "runs.csv"
+    simulate_isoflop(seed=2, jitter=0.03).to_csv(path, index=False)
+    args = ["isoflop", str(path), "--compute", "1e21", "--json", "--seed", "1"]
+    assert main([*args, "--draws", "100", "--tune", "150", "--chains", "1"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert set(payload["a"]) == {"median", "lower", "upper"}
+    assert payload["b"]["median"] == pytest.approx(1 - payload["a"]["median"])
+    assert len(payload["budgets"]) == 5
+    assert set(payload["optimum"]["intervals"]["params"]) == {"median", "lower", "upper"}
+    assert main(["isoflop", "porian-isoflop", "--json"]) == 2
+    assert "group" in capsys.readouterr().err
