@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--backend", default="auto", choices=["auto", "numpyro", "nutpie", "pymc"])
+    p.add_argument("--backend", default="auto", choices=["auto", "jax", "numpyro", "nutpie", "pymc"])
     p.add_argument("--strict", action="store_true", help="exit non-zero when diagnostics fail")
     p.add_argument("--progress", action="store_true", help="show the sampler's progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

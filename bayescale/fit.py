@@ -18,7 +18,6 @@ from bayescale.errors import RunsError
 from bayescale.laws import ScalingLaw, get_law
 from bayescale.model import (
     OBSERVED,
-    build_model,
     check_likelihood,
     internal_variables,
     model_parameters,
@@ -26,7 +25,8 @@ from bayescale.model import (
 )
 from bayescale.priors import Prior
 from bayescale.runs import Runs
-from bayescale.sampling import SamplerConfig, choose_backend, sample
+from bayescale.sampling import SamplerConfig
+from bayescale.sampling import run as run_sampler
 
 
 @dataclass
@@ -176,7 +176,8 @@ def fit(
     draws, tune, chains
         Posterior draws and tuning steps per chain, and number of chains.
     backend
-        ``"auto"`` (fastest installed), ``"numpyro"``, ``"nutpie"`` or ``"pymc"``.
+        ``"auto"`` (fastest that fits the model), ``"jax"`` (hand-built JAX
+        density, no PyMC), ``"numpyro"``, ``"nutpie"`` or ``"pymc"``.
     target_accept
         NUTS target acceptance rate.
     random_seed
@@ -202,8 +203,7 @@ def fit(
     config = SamplerConfig(
         draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
     )
-    model = build_model(law_obj, runs_obj, free, fixed, likelihood)
-    idata = sample(model, config, random_seed, progressbar)
+    idata, used = run_sampler(law_obj, runs_obj, free, fixed, likelihood, config, random_seed, progressbar)
     idata = _tidy(idata, law_obj, runs_obj, fixed, likelihood)
     report = diag.compute(idata, [n for n in free])
     result = Fit(
@@ -213,7 +213,7 @@ def fit(
         priors=free,
         fixed=fixed,
         likelihood=likelihood,
-        sampler=SamplerConfig(**{**config.to_dict(), "backend": choose_backend(backend)}),
+        sampler=SamplerConfig(**{**config.to_dict(), "backend": used}),
         random_seed=random_seed,
         diagnostics=report,
     )

@@ -131,7 +131,8 @@ def build_model(
     observed = np.log(runs.column("loss"))
     centered = {c.amplitude: c for c in law.centerings if c.amplitude in priors and c.exponent in priors}
     with pm.Model(coords={"run": np.arange(len(runs))}) as model:
-        theta: dict[str, Any] = dict(fixed)
+        # numpy float64, not Python floats: PyTensor casts a float like 2000.0 to float32.
+        theta: dict[str, Any] = {k: np.float64(v) for k, v in fixed.items()}
         for p in model_parameters(law, likelihood):
             if p.name in priors and p.name not in centered:
                 theta[p.name] = priors[p.name].create_variable(p.name)
