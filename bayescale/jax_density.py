@@ -199,9 +199,12 @@ def build_density(
     ValueError
         When :func:`unsupported` gives a reason (callers check it first).
     """
+    from bayescale.sampling import setup_jax
+
     reason = unsupported(law, priors, likelihood)
     if reason:
         raise ValueError(reason)
+    setup_jax()  # 64-bit, like the PyMC model: float32 loses the likelihood's last digits
     x = law_covariates(law, runs)
     centered = {c.amplitude: c for c in law.centerings if c.amplitude in priors and c.exponent in priors}
     sites = []
