@@ -23,6 +23,7 @@ from bayescale.errors import (
 from bayescale.fit import Fit, fit
 from bayescale.io import load_fit, save_fit
 from bayescale.laws import ScalingLaw, get_law, list_laws
+from bayescale.many import JobResult, fit_many
 from bayescale.prior_predictive import prior_predictive
 from bayescale.priors import Prior
 from bayescale.runs import Runs
@@ -33,6 +34,7 @@ __all__ = [
     "Fit",
     "FitFileError",
     "FitWarning",
+    "JobResult",
     "LawError",
     "Prior",
     "PriorError",
@@ -42,6 +44,7 @@ __all__ = [
     "__version__",
     "datasets",
     "fit",
+    "fit_many",
     "get_law",
     "list_laws",
     "load_fit",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,10 @@ BACKENDS = ("auto", "jax", "numpyro", "nutpie", "pymc")
 
 #: Environment variable naming the on-disk cache of compiled JAX samplers ("" or "0" turns it off).
 CACHE_ENV = "BAYESCALE_CACHE_DIR"
+
+# numpyro keeps its effect handlers on one global stack, so two threads tracing models at
+# once corrupt each other's (seen with fit_many on a thread pool): one run at a time per process.
+_NUMPYRO_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,10 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     )
     fields = ("diverging", "num_steps", "energy", "accept_prob", "adapt_state.step_size", "potential_energy")
     key = jax.random.PRNGKey(int(rng.integers(2**31)))
-    mcmc.run(key, data, init_params={"position": jnp.asarray(init)}, extra_fields=fields)
+    # numpyro wants a leading chain axis on the starts only when there are several chains.
+    start = jnp.asarray(init if config.chains > 1 else init[0])
+    with _NUMPYRO_LOCK:
+        mcmc.run(key, data, init_params={"position": start}, extra_fields=fields)
     position = np.asarray(mcmc.get_samples(group_by_chain=True)["position"])
     extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
     return _to_inference_data(density, position, extra)
