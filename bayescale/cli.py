@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="show the sampler's progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
+    p = sub.add_parser("fit-many", help="run many fits from a JSON list of jobs, locally or on Dask")
+    p.add_argument("jobs", type=Path, help="JSON list of jobs: fit() keywords plus a 'name' each")
+    p.add_argument("--out-dir", required=True, type=Path, help="folder for the fits (NAME.nc)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler address")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPUs)")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("summary", help="posterior table and diagnostics of a saved fit")
     p.add_argument("fit", type=Path)
     p.add_argument("--prob", type=_probability, default=0.9)
@@ -226,6 +233,48 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_many(args: argparse.Namespace) -> int:
+    """``bayescale fit-many``: run every job, save each fit, print one line per job."""
+    from bayescale.many import dask_executor, fit_many
+
+    if not args.jobs.is_file():
+        raise BayescaleError(f"jobs file {str(args.jobs)!r} does not exist")
+    if not args.out_dir.is_dir():
+        raise BayescaleError(f"output folder {str(args.out_dir)!r} does not exist")
+    try:
+        jobs = json.loads(args.jobs.read_text())
+    except json.JSONDecodeError as exc:
+        raise BayescaleError(f"jobs file {str(args.jobs)!r} is not valid JSON: {exc}") from None
+    if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
+        raise BayescaleError("the jobs file must hold a JSON list of objects (fit() keywords)")
+    names = [str(job.pop("name", f"job{i}")) for i, job in enumerate(jobs)]
+    if len(set(names)) != len(names):
+        raise BayescaleError("job names must be unique: each names its output file")
+    for job in jobs:
+        if "seed" in job:
+            job["random_seed"] = job.pop("seed")
+        job.setdefault("warn", False)
+    executor = dask_executor(args.scheduler) if args.scheduler else None
+    results = fit_many(jobs, executor=executor, max_workers=args.workers)
+    rows = []
+    for name, result in zip(names, results, strict=True):
+        row: dict[str, Any] = {"name": name, "ok": result.ok, "error": result.error}
+        if result.ok:
+            row["saved_to"] = str(result.fit.save(args.out_dir / f"{name}.nc"))
+            row["diagnostics_ok"] = result.fit.diagnostics["ok"]
+        rows.append(row)
+    lines = [
+        f"{r['name']:<20} " + (f"saved to {r['saved_to']}" if r["ok"] else f"FAILED: {r['error']}")
+        for r in rows
+    ]
+    _emit(args, rows, "\n".join(lines))
+    failed = sum(not r["ok"] for r in rows)
+    if failed:
+        print(f"error: {failed} of {len(rows)} jobs failed", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
 def _load(path: Path) -> Any:
     import warnings
 
@@ -346,6 +395,7 @@ COMMANDS = {
     "laws": cmd_laws,
     "plot": cmd_plot,
     "fit": cmd_fit,
+    "fit-many": cmd_fit_many,
     "summary": cmd_summary,
     "plan": cmd_plan,
     "predict": cmd_predict,

@@ -59,8 +59,27 @@ def test_fit_many_checks_jobs():
     assert bs.fit_many([]) == []
 
 
-def test_fit_many_default_process_pool():
-    jobs = _jobs()[:2]
-    results = bs.fit_many(jobs, max_workers=1)
-    assert results[0].ok and results[0].fit.posterior.sizes["draw"] == TINY["draws"]
-    assert not results[1].ok and "no-such-law" in results[1].error
+def test_cli_fit_many(tmp_path, capsys):
+    # Also the default executor: a spawned local process pool.
+    import json
+
+    from bayescale.cli import main
+
+    runs = tmp_path / "runs.csv"
+    simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=4).to_csv(runs, index=False)
+    jobs = [
+        {"name": "good", "runs": str(runs), "law": "chinchilla", "seed": 1, **TINY},
+        {"name": "bad", "runs": str(runs), "law": "chinchilla", "fix": {"zeta": 1.0}, **TINY},
+    ]
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    out = tmp_path / "fits"
+    out.mkdir()
+    status = main(
+        ["fit-many", str(tmp_path / "jobs.json"), "--out-dir", str(out), "--workers", "1", "--json"]
+    )
+    assert status == 2
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["good", "bad"]
+    assert rows[0]["ok"] and bs.load_fit(out / "good.nc").posterior.sizes["draw"] == TINY["draws"]
+    assert not rows[1]["ok"] and "zeta" in rows[1]["error"]
+    assert main(["fit-many", str(tmp_path / "missing.json"), "--out-dir", str(out)]) == 2
