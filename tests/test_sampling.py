@@ -170,3 +170,18 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.delenv(sampling.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert sampling.cache_dir() == tmp_path / "bayescale" / "jax"
+
+
+def test_fast_path_does_not_import_pymc(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bayescale as bs\n"
+        "f = bs.fit('chinchilla', draws=20, tune=30, chains=1, progressbar=False, warn=False,\n"
+        "           random_seed=0)\n"
+        f"f.save({str(tmp_path / 'f.nc')!r})\n"
+        "print(f.sampler.backend, 'pymc' in sys.modules, 'pytensor' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["jax", "False", "False"]
