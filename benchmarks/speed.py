@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import logsumexp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -120,9 +119,12 @@ def huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
 def peer_objective(p: np.ndarray, log_n, log_d, log_l, delta=1e-3):
     """Hoffmann et al.'s objective: Huber of LSE(a - alpha log N, b - beta log D, e) - log L."""
     a, b, e, alpha, beta = p
-    terms = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])
-    pred = logsumexp(terms, axis=0)
-    w = np.exp(terms - pred)
+    t1, t2 = a - alpha * log_n, b - beta * log_d
+    top = np.maximum(np.maximum(t1, t2), e)
+    w = np.stack([np.exp(t1 - top), np.exp(t2 - top), np.exp(e - top)])
+    total = w.sum(axis=0)
+    pred = top + np.log(total)
+    w /= total
     value, g = huber(pred - log_l, delta)
     grad = np.array([(g * w[0]).sum(), (g * w[1]).sum(), (g * w[2]).sum(), -(g * w[0] * log_n).sum()])
     grad = np.append(grad, -(g * w[1] * log_d).sum())
@@ -208,8 +210,8 @@ def scaling(sizes, draws: int, tune: int, chains: int, seed: int) -> list[dict]:
         out[0].block_until_ready()
         per_grad = (time.perf_counter() - t) / reps / chains
         # Shorter runs for the largest sizes keep the benchmark in minutes; ms/ESS stays comparable.
-        n_draws = max(100, min(draws, int(3e7 // n)))
-        config = sampling.SamplerConfig(draws=n_draws, tune=max(100, min(tune, int(3e7 // n))), chains=chains)
+        n_draws = max(50, min(draws, int(3e7 // n)))
+        config = sampling.SamplerConfig(draws=n_draws, tune=max(50, min(tune, int(3e7 // n))), chains=chains)
         t = time.perf_counter()
         idata = sampling.sample_density(density, config, seed, False)
         wall = time.perf_counter() - t
@@ -253,69 +255,90 @@ def main() -> None:
     parser.add_argument("--max-n", type=float, default=1e6, help="largest scaling size (default 1e6)")
     parser.add_argument("--cold-runs", type=int, default=5, help="cold CLI fits for the median")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--parts", default="samplers,peer,scaling,cold", help="comma list of samplers,peer,scaling,cold"
+    )
     args = parser.parse_args()
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
     print(f"load average at start: {load()}", flush=True)
+    parts = set(args.parts.split(","))
     full = (1000, 1000)
     pymc_draws = (300, 300) if args.quick else full
-    rows = []
-    if not args.skip_pymc:
-        rows.append(run_pymc(*pymc_draws, args.seed))
+    rows, fast, peer, scale, cold = [], None, None, [], []
+    if "samplers" in parts:
+        if not args.skip_pymc:
+            rows.append(run_pymc(*pymc_draws, args.seed))
+            print(f"  {rows[-1]}", flush=True)
+        if importlib.util.find_spec("nutpie"):
+            rows.append(run_pymc_backend("nutpie", *full, args.seed))
+        else:
+            print("  nutpie: not installed (pip install bayescale[nutpie])")
+        rows.append(run_pymc_backend("numpyro", *full, args.seed))
         print(f"  {rows[-1]}", flush=True)
-    if importlib.util.find_spec("nutpie"):
-        rows.append(run_pymc_backend("nutpie", *full, args.seed))
-    else:
-        print("  nutpie: not installed (pip install bayescale[nutpie])")
-    rows.append(run_pymc_backend("numpyro", *full, args.seed))
-    print(f"  {rows[-1]}", flush=True)
     sampling.setup_jax()
-    fast, fast_interval_wall = run_fast(*full, args.seed)
-    rows.append(fast)
-    print(f"  {rows[-1]}", flush=True)
-    peer = run_peer(300 if args.quick else 4500, 300 if args.quick else 4000, args.seed)
-    print(f"  peer: {peer}", flush=True)
-    sizes = [int(s) for s in (1e3, 1e4, 1e5, 1e6) if s <= args.max_n]
+    if "samplers" in parts or "peer" in parts:
+        fast, fast_interval_wall = run_fast(*full, args.seed)
+        rows.append(fast)
+        print(f"  {rows[-1]}", flush=True)
+    if "peer" in parts:
+        peer = run_peer(100 if args.quick else 4500, 200 if args.quick else 4000, args.seed)
+        print(f"  peer: {peer}", flush=True)
     short = (300, 300, 2) if args.quick else (1000, 1000, 4)
-    scale = scaling(sizes, *short, args.seed)
-    cold = cold_cli(max(1, args.cold_runs))
+    if "scaling" in parts:
+        sizes = [int(s) for s in (1e3, 1e4, 1e5, 1e6) if s <= args.max_n]
+        scale = scaling(sizes, *short, args.seed)
+    if "cold" in parts:
+        cold = cold_cli(max(1, args.cold_runs))
 
-    base = rows[0]["ess_per_s"]
-    print("\n## Samplers: Chinchilla runs, Chinchilla law, Student-t likelihood, 4 chains")
-    print(f"{'method':<44} {'wall s':>8} {'min ESS':>8} {'ESS/s':>8} {'x base':>7} {'div':>4} {'r_hat':>6}")
-    for r in rows:
+    if rows:
+        base = rows[0]["ess_per_s"]
+        print("\n## Samplers: Chinchilla runs, Chinchilla law, Student-t likelihood, 4 chains")
         print(
-            f"{r['method']:<44} {r['wall']:>8.1f} {r['ess']:>8.0f} {r['ess_per_s']:>8.1f} "
-            f"{r['ess_per_s'] / base:>7.1f} {r['div']:>4} {r['r_hat']:>6.3f}"
+            f"{'method':<44} {'wall s':>8} {'min ESS':>8} {'ESS/s':>8} {'x base':>7} {'div':>4} {'r_hat':>6}"
         )
-    print(f"(x base: ESS/s relative to the first row{'' if args.skip_pymc else ', plain PyMC'})")
-    print("\n## Time to a 90% interval on N_opt at C = 5.76e23")
-    m, lo, hi = fast["interval"]
-    print(f"bayescale fast path: {fast_interval_wall:.1f} s, N_opt {m:.3g} [{lo:.3g}, {hi:.3g}]")
-    m, lo, hi = peer["interval"]
-    note = (
-        f"ran {peer['starts']} of 4500 starts and {peer['boot']} of 4000 bootstraps in {peer['wall']:.1f} s, "
-        "scaled linearly to the full counts"
-        if args.quick
-        else "full 4500 starts and 4000 bootstraps"
-    )
-    print(f"least-squares peer (scipy L-BFGS, Huber 1e-3): {peer['full']:.1f} s ({note}),")
-    print(
-        f"  N_opt {m:.3g} [{lo:.3g}, {hi:.3g}] -> "
-        f"bayescale is {peer['full'] / fast_interval_wall:.1f}x faster"
-    )
-    print(f"\n## Scaling (Student-t, {short[2]} chains; ms/grad: one chain's share of a vectorised gradient)")
-    print("(draws = tuning steps per chain shrink as 3e7 / n, at least 100, for the largest sizes)")
-    print(
-        f"{'n obs':>9} {'draws':>6} {'ms/grad':>9} {'wall s':>8} {'min ESS':>8} "
-        f"{'ms/ESS':>8} {'steps':>6} {'div':>4}"
-    )
-    for r in scale:
+        for r in rows:
+            print(
+                f"{r['method']:<44} {r['wall']:>8.1f} {r['ess']:>8.0f} {r['ess_per_s']:>8.1f} "
+                f"{r['ess_per_s'] / base:>7.1f} {r['div']:>4} {r['r_hat']:>6.3f}"
+            )
+        print(f"(x base: ESS/s relative to the first row: {rows[0]['method']})")
+    if peer is not None:
+        print("\n## Time to a 90% interval on N_opt at C = 5.76e23")
+        m, lo, hi = fast["interval"]
+        print(f"bayescale fast path: {fast_interval_wall:.1f} s, N_opt {m:.3g} [{lo:.3g}, {hi:.3g}]")
+        m, lo, hi = peer["interval"]
+        note = (
+            f"ran {peer['starts']} of 4500 starts and {peer['boot']} of 4000 bootstraps "
+            f"in {peer['wall']:.1f} s, "
+            "scaled linearly to the full counts"
+            if args.quick
+            else "full 4500 starts and 4000 bootstraps"
+        )
+        print(f"least-squares peer (scipy L-BFGS, Huber 1e-3): {peer['full']:.1f} s ({note}),")
         print(
-            f"{r['n']:>9} {r['draws']:>6} {r['per_grad_ms']:>9.3f} {r['wall']:>8.1f} {r['ess']:>8.0f} "
-            f"{r['per_ess_ms']:>8.2f} {r['steps']:>6.1f} {r['div']:>4}"
+            f"  N_opt {m:.3g} [{lo:.3g}, {hi:.3g}] -> "
+            f"bayescale is {peer['full'] / fast_interval_wall:.1f}x faster"
         )
-    print("\n## Cold CLI: bayescale fit chinchilla --law chinchilla (new process each, compile cache warm)")
-    print(f"runs: {', '.join(f'{t:.1f}' for t in cold)} s; median {statistics.median(cold):.1f} s")
+    if scale:
+        print(
+            f"\n## Scaling (Student-t, {short[2]} chains; ms/grad: one chain's share of a vectorised "
+            "gradient)"
+        )
+        print("(draws = tuning steps per chain shrink as 3e7 / n, at least 50, for the largest sizes)")
+        print(
+            f"{'n obs':>9} {'draws':>6} {'ms/grad':>9} {'wall s':>8} {'min ESS':>8} "
+            f"{'ms/ESS':>8} {'steps':>6} {'div':>4}"
+        )
+        for r in scale:
+            print(
+                f"{r['n']:>9} {r['draws']:>6} {r['per_grad_ms']:>9.3f} {r['wall']:>8.1f} {r['ess']:>8.0f} "
+                f"{r['per_ess_ms']:>8.2f} {r['steps']:>6.1f} {r['div']:>4}"
+            )
+    if cold:
+        print(
+            "\n## Cold CLI: bayescale fit chinchilla --law chinchilla (new process each, compile cache warm)"
+        )
+        print(f"runs: {', '.join(f'{t:.1f}' for t in cold)} s; median {statistics.median(cold):.1f} s")
     print(f"\nload average at end: {load()}")
 
 
