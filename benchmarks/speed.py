@@ -183,7 +183,7 @@ def run_peer(n_starts: int, n_boot: int, seed: int) -> dict:
 # --- scaling ----------------------------------------------------------------------------------------
 
 
-def scaling(sizes, draws: int, tune: int, chains: int, seed: int) -> list[dict]:
+def scaling(sizes, draws: int, tune: int, chains: int, seed: int, fits: bool = True) -> list[dict]:
     import jax
     import jax.numpy as jnp
     import pandas as pd
@@ -209,6 +209,10 @@ def scaling(sizes, draws: int, tune: int, chains: int, seed: int) -> list[dict]:
             out = grad(x, data)
         out[0].block_until_ready()
         per_grad = (time.perf_counter() - t) / reps / chains
+        if not fits:
+            rows.append({"n": n, "per_grad_ms": per_grad * 1e3, "peak_rss_mb": peak_rss_mb()})
+            print(f"  gradient n={n:>8}: {rows[-1]}", flush=True)
+            continue
         # Shorter runs for the largest sizes keep the benchmark in minutes; ms/ESS stays comparable.
         n_draws = max(50, min(draws, int(3e7 // n)))
         config = sampling.SamplerConfig(draws=n_draws, tune=max(50, min(tune, int(3e7 // n))), chains=chains)
@@ -230,6 +234,12 @@ def scaling(sizes, draws: int, tune: int, chains: int, seed: int) -> list[dict]:
         )
         print(f"  scaling n={n:>8}: {rows[-1]}", flush=True)
     return rows
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def cold_cli(runs: int) -> list[float]:
@@ -256,7 +266,9 @@ def main() -> None:
     parser.add_argument("--cold-runs", type=int, default=5, help="cold CLI fits for the median")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
-        "--parts", default="samplers,peer,scaling,cold", help="comma list of samplers,peer,scaling,cold"
+        "--parts",
+        default="samplers,peer,scaling,cold",
+        help="comma list of samplers,peer,scaling,gradients,cold",
     )
     args = parser.parse_args()
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
@@ -287,6 +299,9 @@ def main() -> None:
     if "scaling" in parts:
         sizes = [int(s) for s in (1e3, 1e4, 1e5, 1e6) if s <= args.max_n]
         scale = scaling(sizes, *short, args.seed)
+    if "gradients" in parts:
+        sizes = [int(s) for s in (1e3, 1e4, 1e5, 1e6) if s <= args.max_n]
+        scaling(sizes, *short, args.seed, fits=False)
     if "cold" in parts:
         cold = cold_cli(max(1, args.cold_runs))
 
