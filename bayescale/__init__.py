@@ -37,6 +37,7 @@ from bayescale.fit import Fit, fit
 from bayescale.io import load_fit, save_fit
 from bayescale.isoflop import IsoflopFit, fit_isoflop
 from bayescale.laws import ScalingLaw, get_law, list_laws
+from bayescale.many import JobResult, fit_many
 from bayescale.prior_predictive import prior_predictive
 from bayescale.prior_sets import list_prior_sets, published_priors
 from bayescale.priors import Prior
@@ -52,6 +53,7 @@ __all__ = [
     "FitFileError",
     "FitWarning",
     "IsoflopFit",
+    "JobResult",
     "LawError",
     "LooWarning",
     "Prior",
@@ -68,6 +70,7 @@ __all__ = [
     "extrapolation_weights",
     "fit",
     "fit_isoflop",
+    "fit_many",
     "get_law",
     "list_laws",
     "list_prior_sets",

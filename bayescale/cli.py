@@ -114,10 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--backend", default="auto", choices=["auto", "numpyro", "nutpie", "pymc"])
+    p.add_argument("--backend", default="auto", choices=["auto", "jax", "numpyro", "nutpie", "pymc"])
     p.add_argument("--strict", action="store_true", help="exit non-zero when diagnostics fail")
     p.add_argument("--progress", action="store_true", help="show the sampler's progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = sub.add_parser("fit-many", help="run many fits from a JSON list of jobs, locally or on Dask")
+    p.add_argument("jobs", type=Path, help="JSON list of jobs: fit() keywords plus a 'name' each")
+    p.add_argument("--out-dir", required=True, type=Path, help="folder for the fits (NAME.nc)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler address")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPUs)")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("summary", help="posterior table and diagnostics of a saved fit")
     p.add_argument("--strict", action="store_true", help="exit non-zero when the fit failed its diagnostics")
@@ -344,6 +351,48 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.strict and not result.diagnostics["ok"]:
         print("error: the fit failed its diagnostics (--strict)", file=sys.stderr)
         return EXIT_DIAGNOSTICS
+    return 0
+
+
+def cmd_fit_many(args: argparse.Namespace) -> int:
+    """``bayescale fit-many``: run every job, save each fit, print one line per job."""
+    from bayescale.many import dask_executor, fit_many
+
+    if not args.jobs.is_file():
+        raise BayescaleError(f"jobs file {str(args.jobs)!r} does not exist")
+    if not args.out_dir.is_dir():
+        raise BayescaleError(f"output folder {str(args.out_dir)!r} does not exist")
+    try:
+        jobs = json.loads(args.jobs.read_text())
+    except json.JSONDecodeError as exc:
+        raise BayescaleError(f"jobs file {str(args.jobs)!r} is not valid JSON: {exc}") from None
+    if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
+        raise BayescaleError("the jobs file must hold a JSON list of objects (fit() keywords)")
+    names = [str(job.pop("name", f"job{i}")) for i, job in enumerate(jobs)]
+    if len(set(names)) != len(names):
+        raise BayescaleError("job names must be unique: each names its output file")
+    for job in jobs:
+        if "seed" in job:
+            job["random_seed"] = job.pop("seed")
+        job.setdefault("warn", False)
+    executor = dask_executor(args.scheduler) if args.scheduler else None
+    results = fit_many(jobs, executor=executor, max_workers=args.workers)
+    rows = []
+    for name, result in zip(names, results, strict=True):
+        row: dict[str, Any] = {"name": name, "ok": result.ok, "error": result.error}
+        if result.ok:
+            row["saved_to"] = str(result.fit.save(args.out_dir / f"{name}.nc"))
+            row["diagnostics_ok"] = result.fit.diagnostics["ok"]
+        rows.append(row)
+    lines = [
+        f"{r['name']:<20} " + (f"saved to {r['saved_to']}" if r["ok"] else f"FAILED: {r['error']}")
+        for r in rows
+    ]
+    _emit(args, rows, "\n".join(lines))
+    failed = sum(not r["ok"] for r in rows)
+    if failed:
+        print(f"error: {failed} of {len(rows)} jobs failed", file=sys.stderr)
+        return EXIT_USER_ERROR
     return 0
 
 
@@ -670,6 +719,7 @@ COMMANDS = {
     "laws": cmd_laws,
     "plot": cmd_plot,
     "fit": cmd_fit,
+    "fit-many": cmd_fit_many,
     "summary": cmd_summary,
     "plan": cmd_plan,
     "predict": cmd_predict,

@@ -18,7 +18,6 @@ from bayescale.errors import LawError, RunsError
 from bayescale.laws import ScalingLaw, get_law
 from bayescale.model import (
     OBSERVED,
-    build_model,
     check_likelihood,
     group_variable,
     internal_variables,
@@ -27,7 +26,8 @@ from bayescale.model import (
 )
 from bayescale.priors import Prior
 from bayescale.runs import Runs
-from bayescale.sampling import SamplerConfig, choose_backend, sample
+from bayescale.sampling import SamplerConfig
+from bayescale.sampling import run as run_sampler
 
 
 @dataclass
@@ -215,7 +215,8 @@ def fit(
     draws, tune, chains
         Posterior draws and tuning steps per chain, and number of chains.
     backend
-        ``"auto"`` (fastest installed), ``"numpyro"``, ``"nutpie"`` or ``"pymc"``.
+        ``"auto"`` (fastest that fits the model), ``"jax"`` (hand-built JAX
+        density, no PyMC), ``"numpyro"``, ``"nutpie"`` or ``"pymc"``.
     target_accept
         NUTS target acceptance rate; default 0.95, and 0.99 for laws with pooled
         parameters, whose hierarchy gave occasional divergences at 0.95.
@@ -244,8 +245,7 @@ def fit(
     config = SamplerConfig(
         draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
     )
-    model = build_model(law_obj, runs_obj, free, fixed, likelihood)
-    idata = sample(model, config, random_seed, progressbar)
+    idata, used = run_sampler(law_obj, runs_obj, free, fixed, likelihood, config, random_seed, progressbar)
     idata = _tidy(idata, law_obj, runs_obj, fixed, likelihood)
     report = diag.compute(idata, list(free) + [group_variable(n) for n in law_obj.pooled])
     result = Fit(
@@ -255,7 +255,7 @@ def fit(
         priors=free,
         fixed=fixed,
         likelihood=likelihood,
-        sampler=SamplerConfig(**{**config.to_dict(), "backend": choose_backend(backend)}),
+        sampler=SamplerConfig(**{**config.to_dict(), "backend": used}),
         random_seed=random_seed,
         diagnostics=report,
         warn=warn,

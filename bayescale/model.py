@@ -146,7 +146,8 @@ def build_model(
         groups, group_index = run_groups(law, runs)
         coords["group"] = groups
     with pm.Model(coords=coords) as model:
-        theta: dict[str, Any] = dict(fixed)
+        # numpy float64, not Python floats: PyTensor casts a float like 2000.0 to float32.
+        theta: dict[str, Any] = {k: np.float64(v) for k, v in fixed.items()}
         for p in model_parameters(law, likelihood):
             if p.name in priors and p.name not in centered:
                 theta[p.name] = priors[p.name].create_variable(p.name)

@@ -1,8 +1,9 @@
-"""Array operations a law's mean is written against, for numpy and for PyTensor.
+"""Array operations a law's mean is written against, for numpy, PyTensor and JAX.
 
 A law writes its log-space mean once, calling ``ops.exp``, ``ops.log``, ...;
-the sampler passes :data:`TENSOR` and the post-processing of draws passes
-:data:`NUMPY` (which also works on xarray objects, broadcasting by dim name).
+the PyMC model passes :func:`tensor`, the JAX log density passes :func:`jax`
+and the post-processing of draws passes :data:`NUMPY` (which also works on
+xarray objects, broadcasting by dim name).
 """
 
 from __future__ import annotations
@@ -39,6 +40,27 @@ NUMPY = SimpleNamespace(
     where=np.where,
     is_tensor=False,
 )
+
+
+def _jax_ops() -> SimpleNamespace:
+    import jax.numpy as jnp
+
+    return SimpleNamespace(
+        exp=jnp.exp,
+        log=jnp.log,
+        log1p=jnp.log1p,
+        expm1=jnp.expm1,
+        maximum=jnp.maximum,
+        minimum=jnp.minimum,
+        where=jnp.where,
+        is_tensor=True,
+    )
+
+
+@functools.cache
+def jax() -> SimpleNamespace:
+    """The JAX namespace (imported lazily: only the fast sampler needs it)."""
+    return _jax_ops()
 
 
 @functools.cache

@@ -1,0 +1,187 @@
+"""The fast path (hand-built JAX density + numpyro) is the same model as the PyMC one, and falls back."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import MUENNIGHOFF_C4, QUICK, TRUE_CHINCHILLA, simulate_ladder
+
+import bayescale as bs
+from bayescale import sampling
+from bayescale.errors import BayescaleError
+from bayescale.jax_density import build_density, unsupported
+from bayescale.laws.chinchilla import ChinchillaLaw
+from bayescale.model import build_model, resolve_priors
+from bayescale.priors import SUPPORTED_DISTRIBUTIONS, Prior
+
+pytest.importorskip("numpyro")
+pytestmark = pytest.mark.filterwarnings("ignore::bayescale.FitWarning")
+
+LAW_TRUTH = {
+    "chinchilla": TRUE_CHINCHILLA,
+    "data-constrained": MUENNIGHOFF_C4,
+    "kaplan": {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095},
+    "kaplan-n": {"N_c": 8.8e13, "alpha_N": 0.076},
+    "kaplan-d": {"D_c": 5.4e13, "alpha_D": 0.095},
+}
+
+#: One prior of every supported distribution, placed on a parameter whose support it fits.
+USER_PRIORS = {
+    "Normal": Prior("Normal", mu=0.35, sigma=0.1),
+    "LogNormal": Prior("LogNormal", mu=0.5, sigma=0.5),
+    "HalfNormal": Prior("HalfNormal", sigma=2.0),
+    "TruncatedNormal": Prior("TruncatedNormal", mu=0.3, sigma=0.2, lower=0.01, upper=1.5),
+    "StudentT": Prior("StudentT", nu=4.0, mu=0.3, sigma=0.2),
+    "HalfStudentT": Prior("HalfStudentT", nu=3.0, sigma=0.1),
+    "Gamma": Prior("Gamma", alpha=3.0, beta=8.0),
+    "Exponential": Prior("Exponential", lam=2.0),
+    "Uniform": Prior("Uniform", lower=0.01, upper=1.5),
+    "Beta": Prior("Beta", alpha=2.0, beta=5.0),
+}
+
+
+def _runs(law: str) -> bs.Runs:
+    rng = np.random.default_rng(4)
+    frame = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=11)
+    frame["unique_tokens"] = frame["tokens"] / rng.uniform(1, 8, len(frame))
+    x = {"N": frame["params"], "D": frame["tokens"], "U": frame["unique_tokens"]}
+    law_obj = bs.get_law(law)
+    frame["loss"] = law_obj.loss(LAW_TRUTH[law], **x) * np.exp(rng.standard_t(3, len(frame)) * 0.01)
+    return bs.Runs.from_any(pd.DataFrame(frame))
+
+
+def _compare(law: str, likelihood: str, priors=None, fixed=None, points: int = 4) -> None:
+    law_obj = bs.get_law(law)
+    runs = _runs(law)
+    free, fix = resolve_priors(law_obj, likelihood, priors, fixed)
+    model = build_model(law_obj, runs, free, fix, likelihood)
+    density = build_density(law_obj, runs, free, fix, likelihood)
+    assert sorted(density.value_names) == sorted(v.name for v in model.value_vars)
+    pymc_logp = model.compile_logp()
+    rng = np.random.default_rng(0)
+    for _ in range(points):
+        position = density.initial_point() + rng.normal(0.0, 0.7, density.size)
+        expected = float(pymc_logp(dict(zip(density.value_names, position, strict=True))))
+        got = float(density.logp(position, density.data))
+        assert np.isfinite(expected)
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-6)
+
+
+@pytest.mark.parametrize("likelihood", ["student_t", "normal"])
+@pytest.mark.parametrize("law", sorted(LAW_TRUTH))
+def test_jax_density_equals_pymc_logp(law, likelihood):
+    _compare(law, likelihood)
+
+
+#: Models with user priors and fixed values: together every prior distribution, each of the three
+#: transforms, centred amplitudes with non-default priors and uncentred ones (exponent fixed).
+VARIANTS = [
+    (
+        "chinchilla",
+        {
+            "E": USER_PRIORS["TruncatedNormal"],
+            "alpha_N": USER_PRIORS["Normal"],
+            "A": USER_PRIORS["Gamma"],
+            "sigma": USER_PRIORS["HalfStudentT"],
+            "nu": USER_PRIORS["Exponential"],
+        },
+        {"alpha_D": 0.37},
+    ),
+    (
+        "chinchilla",
+        {
+            "E": USER_PRIORS["Uniform"],
+            "alpha_N": USER_PRIORS["Beta"],
+            "alpha_D": USER_PRIORS["StudentT"],
+            "B": USER_PRIORS["LogNormal"],
+            "sigma": USER_PRIORS["HalfNormal"],
+        },
+        {"A": 2000.0},
+    ),
+    ("data-constrained", {"R_D_star": USER_PRIORS["Gamma"]}, {"R_N_star": 5.3, "E": 1.9}),
+]
+
+
+@pytest.mark.parametrize("likelihood", ["student_t", "normal"])
+@pytest.mark.parametrize("variant", range(len(VARIANTS)))
+def test_jax_density_with_user_priors_and_fixed_parameters(variant, likelihood):
+    law, priors, fixed = VARIANTS[variant]
+    priors = {k: v for k, v in priors.items() if likelihood == "student_t" or k != "nu"}
+    _compare(law, likelihood, priors=priors, fixed=fixed)
+
+
+def test_every_prior_distribution_is_covered():
+    used = {p.distribution for _, priors, _ in VARIANTS for p in priors.values()}
+    assert used == set(SUPPORTED_DISTRIBUTIONS)
+
+
+def test_every_plain_law_takes_the_fast_path():
+    for name in bs.list_laws():
+        law = bs.get_law(name)
+        if name in LAW_TRUTH:
+            assert unsupported(law, law.default_priors(), "student_t") is None
+
+
+class _Subclassed(ChinchillaLaw):
+    name = "chinchilla-subclass-test"
+
+
+def test_unsupported_model_falls_back_to_pymc(monkeypatch):
+    law = _Subclassed()
+    runs = bs.Runs.from_any(simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=1))
+    free, fixed = resolve_priors(law, "normal")
+    assert "no JAX log density" in unsupported(law, free, "normal")
+    seen = {}
+
+    def fake_sample(model, config, random_seed, progressbar):
+        seen["backend"] = config.backend
+        return "idata"
+
+    monkeypatch.setattr(sampling, "sample", fake_sample)
+    config = sampling.SamplerConfig(draws=10, tune=10, chains=1)
+    idata, used = sampling.run(law, runs, free, fixed, "normal", config, 0, False)
+    assert idata == "idata"
+    assert used == seen["backend"]
+    assert used in ("numpyro", "nutpie", "pymc")
+    with pytest.raises(BayescaleError, match="backend 'jax' cannot fit this model"):
+        config = sampling.SamplerConfig(draws=10, tune=10, chains=1, backend="jax")
+        sampling.run(law, runs, free, fixed, "normal", config, 0, False)
+
+
+def test_fast_fit_is_reproducible_and_recorded(tmp_path):
+    runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=7)
+    first = bs.fit(runs, law="chinchilla", random_seed=5, **QUICK)
+    second = bs.fit(runs, law="chinchilla", random_seed=5, **QUICK)
+    other = bs.fit(runs, law="chinchilla", random_seed=6, **QUICK)
+    assert first.sampler.backend == "jax"
+    for name in first.parameter_names:
+        np.testing.assert_array_equal(first.posterior[name].values, second.posterior[name].values)
+    assert not np.array_equal(first.posterior["E"].values, other.posterior["E"].values)
+    assert first.posterior.sizes == {"chain": QUICK["chains"], "draw": QUICK["draws"]}
+    assert "diverging" in first.idata.sample_stats
+    loaded = bs.load_fit(first.save(tmp_path / "fast.nc"))
+    assert loaded.sampler.backend == "jax"
+
+
+def test_cache_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(sampling.CACHE_ENV, str(tmp_path))
+    assert sampling.cache_dir() == tmp_path
+    monkeypatch.setenv(sampling.CACHE_ENV, "0")
+    assert sampling.cache_dir() is None
+    monkeypatch.delenv(sampling.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert sampling.cache_dir() == tmp_path / "bayescale" / "jax"
+
+
+def test_fast_path_does_not_import_pymc(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bayescale as bs\n"
+        "f = bs.fit('chinchilla', draws=20, tune=30, chains=1, progressbar=False, warn=False,\n"
+        "           random_seed=0)\n"
+        f"f.save({str(tmp_path / 'f.nc')!r})\n"
+        "print(f.sampler.backend, 'pymc' in sys.modules, 'pytensor' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["jax", "False", "False"]
