@@ -9,7 +9,7 @@ Fit a law to runs, then ask the posterior questions with credible intervals::
     fit.optimal(compute=5.76e23)
 """
 
-from bayescale import datasets
+from bayescale import datasets, design, plan
 from bayescale._version import __version__
 from bayescale.diagnostics import FitWarning
 from bayescale.errors import (
@@ -41,10 +41,12 @@ __all__ = [
     "ScalingLaw",
     "__version__",
     "datasets",
+    "design",
     "fit",
     "get_law",
     "list_laws",
     "load_fit",
+    "plan",
     "prior_predictive",
     "save_fit",
 ]

@@ -108,12 +108,15 @@ def point_theta(values: Mapping[str, float], draws: int = 1) -> dict[str, xr.Dat
     return {k: xr.DataArray(np.full((1, draws), float(v)), dims=SAMPLE_DIMS) for k, v in values.items()}
 
 
-def _theta_arrays(law: ScalingLaw, theta: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict]:
+def _theta_arrays(
+    law: ScalingLaw, theta: Mapping[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Parameter draws as numpy arrays of shape (chain, draw, 1), plus the sample coords."""
     missing = [n for n in law.parameter_names if n not in theta]
     if missing:
         raise LawError(f"law {law.name!r} needs draws of {missing}")
-    out, coords = {}, {}
+    out: dict[str, np.ndarray] = {}
+    coords: dict[str, np.ndarray] = {}
     for name, value in theta.items():
         if not isinstance(value, xr.DataArray) or set(value.dims) != set(SAMPLE_DIMS):
             raise BayescaleError(f"theta[{name!r}] must be an xarray.DataArray with dims {SAMPLE_DIMS}")
