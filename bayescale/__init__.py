@@ -9,7 +9,7 @@ Fit a law to runs, then ask the posterior questions with credible intervals::
     fit.optimal(compute=5.76e23)
 """
 
-from bayescale import datasets
+from bayescale import datasets, design, plan
 from bayescale._version import __version__
 from bayescale.averaging import Averaged, average
 from bayescale.compare import (
@@ -66,6 +66,7 @@ __all__ = [
     "average",
     "compare",
     "datasets",
+    "design",
     "extrapolate",
     "extrapolation_weights",
     "fit",
@@ -76,6 +77,7 @@ __all__ = [
     "list_prior_sets",
     "load_fit",
     "loo",
+    "plan",
     "prior_predictive",
     "published_priors",
     "rolling_extrapolation",

@@ -75,6 +75,21 @@ def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _plan_tuple(text: str) -> tuple[float, ...]:
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"expected N,D or N,D,U, got {text!r}")
+    return tuple(_positive_float(part) for part in parts)
+
+
+def _planning_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--unique-tokens", type=_positive_float, default=None, help="unique tokens available")
+    p.add_argument("--prob", type=_probability, default=0.9)
+    p.add_argument("--kind", choices=["eti", "hdi"], default="eti", help="interval kind (default eti)")
+    p.add_argument("--flops-per-param-token", type=_positive_float, default=6.0, help="k in C = k N D")
+    p.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayescale`` command."""
     parser = argparse.ArgumentParser(
@@ -132,11 +147,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prob", type=_probability, default=0.9)
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("plan", help="compute-optimal allocation at a budget")
+    p = sub.add_parser("plan", help="optimal allocation at budget(s), or the budget for a target loss")
     p.add_argument("--strict", action="store_true", help="exit non-zero when the fit failed its diagnostics")
     p.add_argument("fit", type=Path)
-    p.add_argument("--compute", type=_positive_float, required=True, help="budget in FLOPs")
+    p.add_argument(
+        "--compute", type=_positive_float, nargs="+", action="extend", help="budget(s) in FLOPs (repeatable)"
+    )
+    p.add_argument(
+        "--target-loss", type=_positive_float, nargs="+", action="extend", help="loss(es) to reach instead"
+    )
+    _planning_options(p)
+
+    p = sub.add_parser("frontier", help="optimal allocation over a range of budgets")
+    p.add_argument("fit", type=Path)
+    p.add_argument("--from", dest="start", type=_positive_float, required=True, help="smallest budget")
+    p.add_argument("--to", dest="stop", type=_positive_float, required=True, help="largest budget")
+    p.add_argument("--points", type=int, default=7, help="budgets, log-spaced (default 7)")
+    _planning_options(p)
+
+    p = sub.add_parser("compare-plans", help="probability that each plan has the lowest loss, and regret")
+    p.add_argument("fit", type=Path)
+    p.add_argument(
+        "--plan",
+        dest="plans",
+        type=_plan_tuple,
+        action="append",
+        required=True,
+        metavar="N,D[,U]",
+        help="a plan: parameters, tokens and (data-constrained law) unique tokens; give two or more",
+    )
     p.add_argument("--prob", type=_probability, default=0.9)
+    p.add_argument("--kind", choices=["eti", "hdi"], default="eti", help="interval kind (default eti)")
+    p.add_argument("--flops-per-param-token", type=_positive_float, default=6.0, help="k in C = k N D")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("design", help="rank candidate runs by what they would teach about the plan")
+    p.add_argument("fit", type=Path)
+    p.add_argument("--compute", type=_positive_float, required=True, help="target budget in FLOPs")
+    p.add_argument(
+        "--candidates", type=Path, required=True, help="CSV: params, tokens[, unique_tokens, cost]"
+    )
+    p.add_argument("--unique-tokens", type=_positive_float, default=None, help="unique tokens at the target")
+    p.add_argument("--quantity", choices=["params", "tokens", "loss"], default="params")
+    p.add_argument("--outcomes", type=int, default=256, help="simulated outcomes per candidate")
+    p.add_argument("--budget", type=_positive_float, default=None, help="experiment budget in FLOPs")
+    p.add_argument("--rank-by", choices=["budget", "per_flop", "run"], default="budget")
+    p.add_argument("--flops-per-param-token", type=_positive_float, default=6.0, help="k in C = k N D")
+    p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("predict", help="loss at new (params, tokens)")
@@ -420,16 +477,150 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
-    """``bayescale plan``: compute-optimal allocation at a budget."""
+def _number(value: Any) -> float | None:
+    """A float for JSON: ``None`` for inf or NaN (JSON has neither)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _interval_payload(row: Any, names: list[str]) -> dict[str, dict[str, float | None]]:
     from bayescale.intervals import row_to_intervals
 
+    return {n: {k: _number(v) for k, v in iv.items()} for n, iv in row_to_intervals(row, names).items()}
+
+
+def _rows_text(title: str, table: Any, inputs: list[str], names: list[str]) -> str:
+    """One line per row: the inputs, then ``median [lower, upper]`` of each quantity."""
+    head = [f"{c:>11}" for c in inputs] + [f"{n:>33}" for n in names]
+    lines = [title, " ".join(head)]
+    for _, row in table.iterrows():
+        cells = [f"{row[c]:>11.4g}" for c in inputs]
+        for n in names:
+            iv = f"{row[n + '_median']:.4g} [{row[n + '_lower']:.4g}, {row[n + '_upper']:.4g}]"
+            cells.append(f"{iv:>33}")
+        lines.append(" ".join(cells))
+    return "\n".join(lines)
+
+
+def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None:
+    table = fit.optimal(
+        compute, args.unique_tokens, args.prob, args.kind, flops_per_param_token=args.flops_per_param_token
+    )
+    names = ["params", "tokens", "tokens_per_param", "loss", "a", "b"]
+    if args.unique_tokens is not None:
+        names[2:2] = ["epochs"]
+        names += ["loss_reduction_more_unique", "dloss_dlog_unique"]
+    payloads = []
+    for _, row in table.iterrows():
+        payload: dict[str, Any] = {"compute": float(row["compute"]), "prob": args.prob, "kind": args.kind}
+        if args.unique_tokens is not None:
+            payload["unique_tokens"] = args.unique_tokens
+        payloads.append({**payload, **_interval_payload(row, names)})
+    where = "" if args.unique_tokens is None else f" with U = {args.unique_tokens:.3g} unique tokens"
+    interval = f"{args.prob:.0%} {args.kind.upper()} intervals"
+    if len(payloads) == 1:
+        from bayescale.intervals import row_to_intervals
+
+        title = f"compute-optimal plan at C = {payloads[0]['compute']:.3g} FLOPs{where} ({interval})"
+        text = _intervals_text(title, row_to_intervals(table.iloc[0], names))
+        _emit(args, payloads[0], text)
+        return
+    title = f"compute-optimal plans{where} ({interval}); a, b: N_opt ~ C^a, D_opt ~ C^b"
+    _emit(args, payloads, _rows_text(title, table, ["compute"], names))
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``bayescale plan``: optimal allocation at budget(s), or the compute for target loss(es)."""
+    if (args.compute is None) == (args.target_loss is None):
+        raise BayescaleError("give either --compute C [C ...] or --target-loss L [L ...]")
     fit = _load(args.fit, args)
-    row = fit.optimal(args.compute, prob=args.prob).iloc[0]
-    quantities = ["params", "tokens", "tokens_per_param", "loss"]
-    payload = {"compute": args.compute, "prob": args.prob, **row_to_intervals(row, quantities)}
-    title = f"compute-optimal plan at C = {args.compute:.3g} FLOPs ({args.prob:.0%} intervals)"
-    _emit(args, payload, _intervals_text(title, row_to_intervals(row, quantities)))
+    if args.compute is not None:
+        _allocation_output(args, fit, args.compute)
+        return 0
+    table = fit.target_compute(
+        args.target_loss, args.unique_tokens, args.prob, args.kind, args.flops_per_param_token
+    )
+    names = ["compute", "params", "tokens"]
+    payloads = [
+        {
+            "target_loss": float(row["target_loss"]),
+            "prob": args.prob,
+            "kind": args.kind,
+            **_interval_payload(row, names),
+            "fraction_unreachable": float(row["fraction_unreachable"]),
+        }
+        for _, row in table.iterrows()
+    ]
+    title = (
+        f"compute to reach each target loss ({args.prob:.0%} {args.kind.upper()} intervals; "
+        "inf: the target is below the reachable floor in that share of draws)"
+    )
+    text = _rows_text(title, table, ["target_loss", "fraction_unreachable"], names)
+    _emit(args, payloads[0] if len(payloads) == 1 else payloads, text)
+    return 0
+
+
+def cmd_frontier(args: argparse.Namespace) -> int:
+    """``bayescale frontier``: the optimal allocation over log-spaced budgets."""
+    import numpy as np
+
+    if args.stop <= args.start:
+        raise BayescaleError(f"--to ({args.stop:g}) must be larger than --from ({args.start:g})")
+    if args.points < 2:
+        raise BayescaleError(f"--points must be at least 2, got {args.points}")
+    fit = _load(args.fit, args)
+    _allocation_output(args, fit, np.geomspace(args.start, args.stop, args.points))
+    return 0
+
+
+def cmd_compare_plans(args: argparse.Namespace) -> int:
+    """``bayescale compare-plans``: P(lowest loss) and expected regret of each plan."""
+    fit = _load(args.fit, args)
+    table = fit.compare_plans(args.plans, args.prob, args.kind, args.flops_per_param_token)
+    inputs = [c for c in ("params", "tokens", "unique_tokens", "compute") if c in table.columns]
+    payloads = [
+        {
+            **{c: float(row[c]) for c in inputs},
+            "prob": args.prob,
+            "kind": args.kind,
+            **_interval_payload(row, ["loss"]),
+            "prob_best": float(row["prob_best"]),
+            "regret_mean": float(row["regret_mean"]),
+            **_interval_payload(row, ["regret"]),
+        }
+        for _, row in table.iterrows()
+    ]
+    title = (
+        f"plans compared ({args.prob:.0%} {args.kind.upper()} intervals); prob_best: posterior probability "
+        "of the lowest loss; regret: loss above the optimum at the plan's own budget"
+    )
+    text = _rows_text(title, table, [*inputs, "prob_best", "regret_mean"], ["loss", "regret"])
+    _emit(args, payloads, text)
+    return 0
+
+
+def cmd_design(args: argparse.Namespace) -> int:
+    """``bayescale design``: rank candidate runs for the plan at a target budget."""
+    fit = _load(args.fit, args)
+    table = fit.design(
+        args.compute,
+        args.candidates,
+        args.unique_tokens,
+        args.quantity,
+        args.outcomes,
+        args.seed,
+        budget=args.budget,
+        rank_by=args.rank_by,
+    )
+    if args.json:
+        print(table.to_json(orient="records", indent=2))
+        return 0
+    print(
+        f"candidate runs ranked by expected reduction of the posterior variance of log {args.quantity}_opt "
+        f"at C = {args.compute:.3g} FLOPs (rank by {args.rank_by}; ess: effective sample size of the "
+        "importance weights as a share of the draws, distrust rows below ~0.05)"
+    )
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 
 
@@ -722,6 +913,9 @@ COMMANDS = {
     "fit-many": cmd_fit_many,
     "summary": cmd_summary,
     "plan": cmd_plan,
+    "frontier": cmd_frontier,
+    "compare-plans": cmd_compare_plans,
+    "design": cmd_design,
     "predict": cmd_predict,
     "datasets": cmd_datasets,
     "compare": cmd_compare,

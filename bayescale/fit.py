@@ -154,17 +154,86 @@ class Fit:
         """
         return self._flag(plan.predict(self, params, tokens, unique_tokens, prob, kind, random_seed))
 
-    def optimal(self, compute: Any, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
-        """Compute-optimal allocation at budget(s) C with C = 6ND.
+    def optimal(
+        self,
+        compute: Any,
+        unique_tokens: Any = None,
+        prob: float = 0.9,
+        kind: str = "eti",
+        flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
+    ) -> pd.DataFrame:
+        """Compute-optimal allocation at budget(s) C = k N D (k = 6 by default).
+
+        With ``unique_tokens`` (the ``data-constrained`` law) it is the best
+        allocation when only U unique tokens are available.
 
         Returns
         -------
         pandas.DataFrame
-            One row per budget: ``compute`` then ``params``, ``tokens``,
-            ``tokens_per_param`` and ``loss`` each as ``_median``, ``_lower``,
-            ``_upper``.
+            One row per budget: ``compute`` (``unique_tokens``), then
+            ``params``, ``tokens``, ``tokens_per_param``, ``loss`` and the
+            exponents ``a``, ``b`` of N_opt ∝ C^a, D_opt ∝ C^b, each as
+            ``_median``, ``_lower``, ``_upper``; with U also ``epochs`` and the
+            value of more unique data (see :func:`bayescale.plan.optimal_allocation_draws`).
         """
-        return self._flag(plan.optimal(self, compute, prob, kind))
+        return self._flag(plan.optimal(self, compute, unique_tokens, prob, kind, flops_per_param_token))
+
+    def target_compute(
+        self,
+        target_loss: Any,
+        unique_tokens: Any = None,
+        prob: float = 0.9,
+        kind: str = "eti",
+        flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
+    ) -> pd.DataFrame:
+        """Compute needed to reach each target loss (see :func:`bayescale.plan.target_compute`)."""
+        return self._flag(
+            plan.target_compute(self, target_loss, unique_tokens, prob, kind, flops_per_param_token)
+        )
+
+    def compare_plans(
+        self,
+        plans: Any,
+        prob: float = 0.9,
+        kind: str = "eti",
+        flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
+    ) -> pd.DataFrame:
+        """Probability that each plan (N, D[, U]) has the lowest loss, and its expected regret.
+
+        See :func:`bayescale.plan.compare_plans`.
+        """
+        return self._flag(plan.compare_plans(self, plans, prob, kind, flops_per_param_token))
+
+    def design(
+        self,
+        compute: float,
+        candidates: Any,
+        unique_tokens: float | None = None,
+        quantity: str = "params",
+        outcomes: int = 256,
+        random_seed: int | None = None,
+        budget: float | None = None,
+        rank_by: str = "budget",
+    ) -> pd.DataFrame:
+        """Rank candidate runs by how much they are expected to pin down the plan at ``compute``.
+
+        See :mod:`bayescale.design` for the method and its limits.
+        """
+        from bayescale.design import design
+
+        return self._flag(
+            design(
+                self,
+                compute,
+                candidates,
+                unique_tokens,
+                quantity,
+                outcomes,
+                random_seed,
+                budget=budget,
+                rank_by=rank_by,
+            )
+        )
 
     def _flag(self, table: pd.DataFrame) -> pd.DataFrame:
         """Mark an answer drawn from a fit that failed its diagnostics, and warn."""
