@@ -9,7 +9,7 @@ Fit a law to runs, then ask the posterior questions with credible intervals::
     fit.optimal(compute=5.76e23)
 """
 
-from bayescale import datasets
+from bayescale import datasets, plots
 from bayescale._version import __version__
 from bayescale.diagnostics import FitWarning
 from bayescale.errors import (
@@ -25,6 +25,7 @@ from bayescale.io import load_fit, save_fit
 from bayescale.laws import ScalingLaw, get_law, list_laws
 from bayescale.prior_predictive import prior_predictive
 from bayescale.priors import Prior
+from bayescale.report import write_report
 from bayescale.runs import Runs
 
 __all__ = [
@@ -45,6 +46,8 @@ __all__ = [
     "get_law",
     "list_laws",
     "load_fit",
+    "plots",
     "prior_predictive",
     "save_fit",
+    "write_report",
 ]

@@ -117,7 +117,9 @@ def _plan_section(fit: Fit, compute: Sequence[float] | None, prob: float) -> str
     if not _has_allocation(fit):
         return f"<p>The {html.escape(fit.law.name)} law has no closed-form compute-optimal allocation.</p>"
     budgets = np.asarray(compute if compute is not None else default_budgets(fit), dtype=float)
-    table = fit.optimal(budgets, prob=prob).set_index("compute")
+    table = fit.optimal(budgets, prob=prob)
+    table.index = [f"{c:.3g}" for c in table.pop("compute")]
+    table.index.name = "compute [FLOPs]"
     return (
         f"<p>Compute-optimal allocation at C = 6ND, posterior median and {prob:.0%} interval.</p>"
         + _table(table)
