@@ -124,10 +124,11 @@ def log_colours(values: np.ndarray, cmap: str = "viridis") -> tuple[Any, Any]:
 
 
 def plain_log_ticks(ax: Any) -> None:
-    """Label a log loss axis that spans less than a decade with plain numbers (2, 3, 4) instead of 2x10^0."""
+    """Label log axes spanning less than a decade with plain numbers (2, 3, 4) instead of 2x10^0."""
     from matplotlib.ticker import FormatStrFormatter
 
-    lo, hi = ax.get_ylim()
-    if ax.get_yscale() == "log" and 0 < lo and hi / lo < 10:
-        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    for axis, scale, (lo, hi) in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
+                                  (ax.yaxis, ax.get_yscale(), ax.get_ylim())):  # fmt: skip
+        if scale == "log" and 0 < lo and hi / lo < 10:
+            axis.set_major_formatter(FormatStrFormatter("%g"))
+            axis.set_minor_formatter(FormatStrFormatter("%g"))

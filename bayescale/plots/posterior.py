@@ -193,13 +193,15 @@ def plot_ppc(fit: Fit, prob: float = 0.9, random_seed: int = 0, ax: Any = None) 
     inside = (observed >= lower) & (observed <= upper)
     ax.vlines(observed, lower, upper, color="0.6", lw=1, label=f"{prob:.0%} predictive interval")
     ax.scatter(
-        observed, median, s=12, color=np.where(inside, "C0", "C3"), zorder=3, label="predictive median"
+        observed[inside], median[inside], s=12, color="C0", zorder=3, label="predictive median, inside"
     )
+    ax.scatter(observed[~inside], median[~inside], s=18, color="C3", marker="x", zorder=3, label="outside")
     span = [min(observed.min(), lower.min()), max(observed.max(), np.minimum(upper, 10 * observed).max())]
     ax.plot(span, span, color="k", lw=0.8, ls="--", label="predicted = observed")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_ylim(span[0] * 0.97, span[1] * 1.03)
+    ax.set_xlim(span[0] * 0.95, span[1] * 1.03)
+    ax.set_ylim(span[0] * 0.95, span[1] * 1.03)
     plain_log_ticks(ax)
     ax.set_xlabel("observed " + LABELS["loss"])
     ax.set_ylabel("predicted " + LABELS["loss"])
