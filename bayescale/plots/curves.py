@@ -121,12 +121,13 @@ def plot_loss(
     fixed = _CURVE_VARIABLE[x]
     ax = axes(ax)
     runs = fit.runs.frame
-    if curves is None:
-        curves = np.geomspace(runs[fixed].min(), runs[fixed].max(), 4)
-    curves = np.atleast_1d(np.asarray(curves, dtype=float))
-    cmap, norm = log_colours(np.concatenate([runs[fixed].to_numpy(), curves]))
+    default = np.geomspace(runs[fixed].min(), runs[fixed].max(), 4)
+    values = np.atleast_1d(np.asarray(default if curves is None else curves, dtype=float))
+    cmap, norm = log_colours(np.concatenate([runs[fixed].to_numpy(), values]))
     grid = np.geomspace(runs[x].min() / 2, runs[x].max() * 2, 60)
-    for i, value in enumerate(curves):
+    for i, value in enumerate(values):
+        n: Any
+        d: Any
         if x == "compute":
             n, d = value, grid / (FLOPS_PER_PARAM_TOKEN * value)
         elif x == "tokens":
@@ -178,13 +179,12 @@ def plot_isoflop(
     needs_allocation(fit, "IsoFLOP profiles")
     ax = axes(ax)
     runs = fit.runs.frame
-    if budgets is None:
-        budgets = decades(runs["compute"].min(), runs["compute"].max())
-    budgets = np.atleast_1d(np.asarray(budgets, dtype=float))
-    cmap, norm = log_colours(budgets, "plasma")
-    best = optimal_draws(fit, budgets)
+    default = decades(runs["compute"].min(), runs["compute"].max())
+    values = np.atleast_1d(np.asarray(default if budgets is None else budgets, dtype=float))
+    cmap, norm = log_colours(values, "plasma")
+    best = optimal_draws(fit, values)
     prob = max(probs)
-    for i, budget in enumerate(budgets):
+    for i, budget in enumerate(values):
         colour = cmap(0.8 * norm(np.log10(budget)))  # the bright yellow end of plasma is hard to see
         n_opt = interval_dict(best["params"].isel(query=i), prob)
         loss_opt = interval_dict(best["loss"].isel(query=i), prob)

@@ -34,4 +34,5 @@ def optimal_point(estimate: dict[str, float], compute: float) -> dict[str, float
     from bayescale.laws import get_law
 
     best = get_law("chinchilla").optimal_allocation(estimate, np.asarray(compute, dtype=float))
+    assert best is not None  # the Chinchilla law has a closed form
     return {"params": float(best["params"]), "tokens": float(best["tokens"])}
