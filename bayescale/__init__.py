@@ -9,7 +9,7 @@ Fit a law to runs, then ask the posterior questions with credible intervals::
     fit.optimal(compute=5.76e23)
 """
 
-from bayescale import datasets, design, plan
+from bayescale import datasets, design, plan, plots
 from bayescale._version import __version__
 from bayescale.averaging import Averaged, average
 from bayescale.compare import (
@@ -41,6 +41,7 @@ from bayescale.many import JobResult, fit_many
 from bayescale.prior_predictive import prior_predictive
 from bayescale.prior_sets import list_prior_sets, published_priors
 from bayescale.priors import Prior
+from bayescale.report import write_report
 from bayescale.runs import Runs
 
 __all__ = [
@@ -78,9 +79,11 @@ __all__ = [
     "load_fit",
     "loo",
     "plan",
+    "plots",
     "prior_predictive",
     "published_priors",
     "rolling_extrapolation",
     "save_fit",
     "stacking_weights",
+    "write_report",
 ]

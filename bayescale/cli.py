@@ -23,7 +23,22 @@ EXIT_USER_ERROR = 2
 EXIT_DIAGNOSTICS = 3
 
 #: Figure kinds of ``bayescale plot`` and the function drawing each.
-PLOTS = {"frontier": "plot_frontier"}
+PLOTS = {
+    "frontier": "plot_frontier",
+    "allocation": "plot_allocation",
+    "loss": "plot_loss",
+    "loss-params": "plot_loss",
+    "loss-tokens": "plot_loss",
+    "isoflop": "plot_isoflop",
+    "pair": "plot_pair",
+    "prior-posterior": "plot_prior_posterior",
+    "residuals": "plot_residuals",
+    "ppc": "plot_ppc",
+    "epochs": "plot_epochs",
+    "repeated-value": "plot_repeated_value",
+}
+#: Keyword arguments of the kinds that share a function.
+PLOT_OPTIONS: dict[str, dict[str, Any]] = {"loss-params": {"x": "params"}, "loss-tokens": {"x": "tokens"}}
 
 
 def _fix_pair(text: str) -> tuple[str, float]:
@@ -232,6 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
         )
     _add_sampler_arguments(p)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("report", help="self-contained HTML report of a saved fit")
+    p.add_argument("fit", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="HTML file to write")
+    p.add_argument(
+        "--compute",
+        type=_positive_float,
+        action="append",
+        default=None,
+        help="budget in FLOPs to plan (repeatable; default 10x-1000x the largest run)",
+    )
+    p.add_argument("--prob", type=_probability, default=0.9)
 
     p = sub.add_parser("laws", help="list the laws, their parameters and default priors")
     p.add_argument("--json", action="store_true")
@@ -679,9 +706,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
     fit = _load(args.fit, args)
     if not args.out.parent.exists():
         raise BayescaleError(f"folder {str(args.out.parent)!r} does not exist")
-    ax = getattr(plots, PLOTS[args.kind])(fit)
-    ax.figure.savefig(args.out, dpi=120)
+    drawn = getattr(plots, PLOTS[args.kind])(fit, **PLOT_OPTIONS.get(args.kind, {}))
+    figure = drawn if hasattr(drawn, "savefig") else drawn.figure  # multi-panel kinds return a Figure
+    figure.savefig(args.out, dpi=120)
     print(f"wrote {args.kind} figure to {args.out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``bayescale report``: write the self-contained HTML report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayescale.report import write_report
+
+    fit = _load(args.fit)
+    path = write_report(fit, args.out, compute=args.compute, prob=args.prob)
+    print(f"wrote report to {path}")
     return 0
 
 
@@ -909,6 +950,7 @@ COMMANDS = {
     "compare-methods": cmd_compare_methods,
     "laws": cmd_laws,
     "plot": cmd_plot,
+    "report": cmd_report,
     "fit": cmd_fit,
     "fit-many": cmd_fit_many,
     "summary": cmd_summary,

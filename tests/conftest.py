@@ -62,3 +62,43 @@ def quick_fit_path(quick_fit: bs.Fit, tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("fits") / "quick.nc"
     quick_fit.save(path)
     return path
+
+
+def hand_built_fit(
+    law: str, runs, center: dict[str, float], rel_sd: float = 0.03, draws: int = 100, seed: int = 0
+) -> bs.Fit:
+    """A Fit whose posterior is hand-built draws around ``center`` (normal likelihood): no sampling.
+
+    Each parameter is ``center * exp(rel_sd * z)``, z standard normal, over 2 chains.
+    """
+    import arviz as az
+    import xarray as xr
+
+    from bayescale import diagnostics
+    from bayescale.model import resolve_priors
+    from bayescale.sampling import SamplerConfig
+
+    law_obj = bs.get_law(law)
+    runs_obj = bs.Runs.from_any(runs)
+    rng = np.random.default_rng(seed)
+    values = {**center, "sigma": center.get("sigma", 0.01)}
+    posterior = xr.Dataset(
+        {
+            k: (("chain", "draw"), v * np.exp(rel_sd * rng.standard_normal((2, draws))))
+            for k, v in values.items()
+        }
+    )
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((2, draws), dtype=bool))})
+    idata = az.InferenceData(posterior=posterior, sample_stats=stats)
+    free, fixed = resolve_priors(law_obj, "normal")
+    return bs.Fit(
+        idata=idata,
+        law=law_obj,
+        runs=runs_obj,
+        priors=free,
+        fixed=fixed,
+        likelihood="normal",
+        sampler=SamplerConfig(draws=draws, chains=2),
+        random_seed=seed,
+        diagnostics=diagnostics.compute(idata, list(free)),
+    )

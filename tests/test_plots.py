@@ -1,0 +1,235 @@
+"""Figures: what each one draws (lines, bands, markers, scales, labels), on cheap posteriors."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import MUENNIGHOFF_C4, hand_built_fit
+from matplotlib.collections import LineCollection, PathCollection, PolyCollection
+
+import bayescale as bs
+from bayescale import plots
+from bayescale.plots import references
+
+EPOCH = references.EPOCH_2024
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def epoch_fit():
+    """Draws around Epoch's estimate, on the bundled Chinchilla runs (so references apply)."""
+    return hand_built_fit("chinchilla", "chinchilla", EPOCH, rel_sd=0.01)
+
+
+@pytest.fixture(scope="module")
+def datablations_fit():
+    return hand_built_fit("data-constrained", "datablations", MUENNIGHOFF_C4, rel_sd=0.05)
+
+
+def bands(ax):
+    return [c for c in ax.collections if isinstance(c, PolyCollection)]
+
+
+def scatters(ax):
+    return [c for c in ax.collections if isinstance(c, PathCollection)]
+
+
+@pytest.mark.parametrize(("x", "fixed", "xunit"), [("compute", "N", "FLOPs"), ("params", "D", "count"),
+                                                  ("tokens", "N", "count")])  # fmt: skip
+def test_loss_draws_a_median_and_two_bands_per_curve(quick_fit, x, fixed, xunit):
+    ax = plots.plot_loss(quick_fit, x, curves=[1e8, 1e9, 1e10])
+    assert len(ax.lines) == 3
+    assert len(bands(ax)) == 6  # 50% and 90% for each curve
+    assert len(scatters(ax)) == 1 and len(scatters(ax)[0].get_offsets()) == len(quick_fit.runs)
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert xunit in ax.get_xlabel() and "nats/token" in ax.get_ylabel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()][2:] == [f"{fixed} = 1e8", f"{fixed} = 1e9",
+                                                                      f"{fixed} = 1e10"]  # fmt: skip
+
+
+def test_loss_median_curve_is_the_posterior_median_of_the_law(epoch_fit):
+    ax = plots.plot_loss(epoch_fit, "tokens", curves=[1e9])
+    line = ax.lines[0]
+    d, y = line.get_xdata()[10], line.get_ydata()[10]
+    draws = {k: np.asarray(epoch_fit.posterior[k]).ravel() for k in EPOCH}
+    assert y == pytest.approx(np.median(bs.get_law("chinchilla").loss(draws, 1e9, d)), rel=1e-9)
+    # the 90% band is wider than the 50% band at that point
+    wide, narrow = (np.ptp(b.get_paths()[0].vertices[:, 1]) for b in bands(ax))
+    assert wide > narrow > 0
+
+
+def test_loss_rejects_unknown_x(quick_fit):
+    with pytest.raises(bs.BayescaleError, match="x must be one of"):
+        plots.plot_loss(quick_fit, "flops")
+
+
+def test_isoflop_profiles_and_optima(epoch_fit):
+    budgets = [1e19, 1e21, 1e23]
+    ax = plots.plot_isoflop(epoch_fit, budgets=budgets)
+    assert len(ax.lines) >= 3 and len(ax.containers) == 3  # one median curve and one optimum per budget
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert "[count]" in ax.get_xlabel() and "nats/token" in ax.get_ylabel()
+    table = epoch_fit.optimal(budgets)
+    for i, container in enumerate(ax.containers):
+        x_opt = container.lines[0].get_xdata()[0]
+        assert x_opt == pytest.approx(table["params_median"].iloc[i])
+        curve = next(line for line in ax.lines if line.get_label() == f"C = 1e{19 + 2 * i}")
+        # the optimum sits at the bottom of its profile (grid spacing span^(2/60) ~ 12%)
+        argmin = curve.get_xdata()[np.argmin(curve.get_ydata())]
+        assert argmin == pytest.approx(x_opt, rel=0.15)
+
+
+def test_allocation_draws_both_quantities_and_published_points(epoch_fit, quick_fit):
+    ax = plots.plot_allocation(epoch_fit)
+    assert [line.get_label() for line in ax.lines] == ["N_opt, parameters", "D_opt, tokens"]
+    assert len(bands(ax)) == 4  # 50% and 90% bands of each
+    assert len(scatters(ax)) == 3  # Chinchilla 70B, Hoffmann's and Epoch's optima
+    assert ax.get_xlim()[1] >= 1e26 and ax.get_yscale() == "log"
+    # Epoch's optimum at 5.76e23 is the published derived value (anchors: N_opt 7.24e10, D_opt 1.33e12)
+    epoch_point = scatters(ax)[2].get_offsets()
+    assert epoch_point[0, 1] == pytest.approx(7.24e10, rel=0.01)
+    assert epoch_point[1, 1] == pytest.approx(1.33e12, rel=0.01)
+    # simulated runs get no published points unless asked
+    assert len(scatters(plots.plot_allocation(quick_fit))) == 0
+    assert len(scatters(plots.plot_allocation(quick_fit, references=True))) == 3
+
+
+def test_figures_needing_a_closed_form_or_repeats_refuse_other_laws(datablations_fit, quick_fit):
+    with pytest.raises(bs.LawError, match="closed-form"):
+        plots.plot_isoflop(datablations_fit)
+    with pytest.raises(bs.LawError, match="closed-form"):
+        plots.plot_allocation(datablations_fit)
+    with pytest.raises(bs.LawError, match="repeated data"):
+        plots.plot_epochs(quick_fit)
+
+
+def test_epochs_curves_and_runs_on_the_unique_data(datablations_fit):
+    ax = plots.plot_epochs(datablations_fit, unique_tokens=1e8, params=[1.41e7, 1.465e8])
+    assert len(ax.lines) == 2 and len(bands(ax)) == 4
+    runs = datablations_fit.runs.frame
+    on_u = runs[(runs["unique_tokens"] == 1e8) & runs["params"].isin([1.41e7, 1.465e8])]
+    assert sum(len(s.get_offsets()) for s in scatters(ax)) == len(on_u) > 0
+    assert ax.get_xscale() == "log" and "epochs" in ax.get_xlabel()
+    # repeating data cannot lower the loss below that of fresh data: curves flatten, never rise steeply down
+    y = ax.lines[0].get_ydata()
+    assert np.all(np.diff(y) <= 1e-12)
+
+
+def test_repeated_value_saturates_at_one_plus_r_d_star(datablations_fit):
+    ax = plots.plot_repeated_value(datablations_fit, epochs=(1, 1e4))
+    median = ax.lines[0].get_ydata()
+    assert median[0] == pytest.approx(1.0)  # one epoch: D' = U
+    ceiling = 1 + np.median(datablations_fit.posterior["R_D_star"])
+    assert median[-1] == pytest.approx(ceiling, rel=1e-3)
+    assert len(ax.lines) == 3 and len(bands(ax)) == 2  # median, diagonal, ceiling
+
+
+def test_pair_plot_marks_published_estimates(epoch_fit, quick_fit):
+    fig = plots.plot_pair(epoch_fit, ["E", "alpha_N", "alpha_D"])
+    visible = [ax for ax in fig.axes if ax.axison]
+    assert len(visible) == 6  # 3 diagonal histograms, 3 scatter panels below
+    lower = fig.axes[3]  # row 1, col 0: alpha_N against E
+    assert lower.get_xlabel() == "" and lower.get_ylabel() == "alpha_N"
+    marks = [tuple(s.get_offsets()[0]) for s in scatters(lower)[1:]]
+    assert marks == [(pytest.approx(references.HOFFMANN_2022["E"]), pytest.approx(0.33917084)),
+                     (pytest.approx(EPOCH["E"]), pytest.approx(EPOCH["alpha_N"]))]  # fmt: skip
+    plain = plots.plot_pair(quick_fit)
+    assert all(len(scatters(ax)) <= 1 for ax in plain.axes)
+    with pytest.raises(bs.BayescaleError, match="no parameter 'gamma'"):
+        plots.plot_pair(quick_fit, ["gamma"])
+
+
+def test_prior_posterior_has_one_panel_per_free_parameter(quick_fit):
+    fig = plots.plot_prior_posterior(quick_fit, draws=500)
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == len(quick_fit.free_parameters)
+    for ax in panels:
+        assert [line.get_label() for line in ax.lines] == ["prior", "posterior"]
+        assert ax.get_xlabel().startswith("log10 ")  # every default prior is positive
+        # the posterior is narrower than the prior
+        width = [np.ptp(line.get_xdata()[line.get_ydata() > 0.5]) for line in ax.lines]
+        assert width[1] < width[0]
+
+
+def test_prior_posterior_rejects_fixed_parameters(datablations_fit):
+    fit = hand_built_fit("chinchilla", "chinchilla", EPOCH)
+    fit.fixed["E"] = 1.8
+    fit.priors.pop("E")
+    with pytest.raises(bs.BayescaleError, match="no prior for"):
+        plots.plot_prior_posterior(fit, ["E"])
+
+
+def test_residuals_and_ppc_count_runs_inside(quick_fit):
+    ax = plots.plot_residuals(quick_fit)
+    n_inside, n_outside = (len(s.get_offsets()) for s in scatters(ax))
+    assert n_inside + n_outside == len(quick_fit.runs)
+    assert f"{n_inside} of {len(quick_fit.runs)} runs" in ax.get_title()
+    assert n_inside / len(quick_fit.runs) > 0.7  # simulated from the law: most runs inside 90%
+    assert any(isinstance(c, LineCollection) for c in ax.collections)
+    assert ax.get_xscale() == "log" and "[%]" in ax.get_ylabel()
+    ax = plots.plot_ppc(quick_fit)
+    assert f"{n_inside} of {len(quick_fit.runs)} runs" in ax.get_title()  # same seed, same intervals
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+
+
+def test_prior_predictive_draws_nested_intervals_per_run(quick_fit):
+    draws = bs.prior_predictive("chinchilla", quick_fit.runs, draws=200, random_seed=1)
+    ax = plots.plot_prior_predictive(draws, quick_fit.runs)
+    intervals = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(intervals) == 2 and all(len(c.get_segments()) == len(quick_fit.runs) for c in intervals)
+    assert ax.get_yscale() == "log"
+    with pytest.raises(bs.BayescaleError, match="prior_predictive output"):
+        plots.plot_prior_predictive(draws, quick_fit.runs.frame.iloc[:5])
+
+
+def elpd_table():
+    return pd.DataFrame(
+        {"elpd_loo": [410.0, 402.5, 380.0], "se": [12.0, 11.0, 15.0], "elpd_diff": [0.0, 7.5, 30.0],
+         "dse": [0.0, 3.0, 9.0]},
+        index=["chinchilla", "data-constrained", "kaplan"],
+    )  # fmt: skip
+
+
+def test_elpd_ranks_laws_with_error_bars():
+    table = elpd_table().iloc[[2, 0, 1]]  # order of the input must not matter
+    ax = plots.plot_elpd(table)
+    ticks = {t.get_text(): t.get_position()[1] for t in ax.get_yticklabels()}
+    assert sorted(ticks, key=ticks.get, reverse=True) == ["chinchilla", "data-constrained", "kaplan"]
+    main, diff = ax.containers
+    assert sorted(main.lines[0].get_xdata()) == [380.0, 402.5, 410.0]
+    assert sorted(diff.lines[0].get_xdata()) == [380.0, 402.5]  # best minus difference, others only
+    assert "ELPD" in ax.get_xlabel()
+    with pytest.raises(bs.BayescaleError, match=r"column\(s\) \['dse'\]"):
+        plots.plot_elpd(table.drop(columns="dse"))
+
+
+def extrapolation_table():
+    n = np.array([1e8, 3e8, 1e9, 3e9, 1e10])
+    return pd.DataFrame({
+        "params": n, "tokens": 20 * n, "loss": [3.1, 2.8, 2.5, 2.3, 2.1],
+        "split": ["train", "train", "train", "test", "test"],
+        "loss_predictive_median": [np.nan, np.nan, np.nan, 2.32, 2.2],
+        "loss_predictive_lower": [np.nan, np.nan, np.nan, 2.25, 2.15],
+        "loss_predictive_upper": [np.nan, np.nan, np.nan, 2.4, 2.3],
+    })  # fmt: skip
+
+
+def test_extrapolation_marks_held_out_runs_inside_their_intervals():
+    ax = plots.plot_extrapolation(extrapolation_table(), prob=0.9)
+    assert "1 of 2 held-out runs inside" in ax.get_title()  # 2.1 is below [2.15, 2.3]
+    train, test = scatters(ax)
+    assert len(train.get_offsets()) == 3 and len(test.get_offsets()) == 2
+    assert ax.containers[0].lines[0].get_xdata() == pytest.approx(6 * 20 * np.array([3e9, 1e10]) ** 2)
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    bad = extrapolation_table().assign(split=["train"] * 4 + ["holdout"])
+    with pytest.raises(bs.BayescaleError, match="'holdout'"):
+        plots.plot_extrapolation(bad)
