@@ -720,7 +720,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from bayescale.report import write_report
 
-    fit = _load(args.fit)
+    fit = _load(args.fit, args)
     path = write_report(fit, args.out, compute=args.compute, prob=args.prob)
     print(f"wrote report to {path}")
     return 0
