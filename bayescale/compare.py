@@ -26,7 +26,6 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.errors import BayescaleError
-from bayescale.intervals import check_interval
 from bayescale.model import log_likelihood_draws, predictive_cdf
 from bayescale.runs import Runs
 
@@ -322,6 +321,8 @@ def score_runs(fit: Fit, runs: Any, random_seed: int | None = None) -> pd.DataFr
 
     Returns the per-run columns of :attr:`Extrapolation.runs` except ``split``.
     """
+    from scipy.special import logsumexp
+
     from bayescale.plan import predict_draws
 
     runs_obj = Runs.from_any(runs)
@@ -333,7 +334,6 @@ def score_runs(fit: Fit, runs: Any, random_seed: int | None = None) -> pd.DataFr
     table = runs_obj.frame[columns].reset_index(drop=True).copy()
     table["loss_predictive_median"] = draws.median(dim=("chain", "draw")).values
     for prob in SCORED_PROBS:
-        check_interval(prob, "eti")
         tail = (1 - prob) / 2
         bounds = draws.quantile([tail, 1 - tail], dim=("chain", "draw")).values
         suffix = "" if prob == SCORED_PROBS[0] else f"_{round(prob * 100)}"
@@ -341,8 +341,6 @@ def score_runs(fit: Fit, runs: Any, random_seed: int | None = None) -> pd.DataFr
         table[f"loss_predictive_upper{suffix}"] = bounds[1]
     ll = log_likelihood(fit, runs_obj)
     n_draws = ll.sizes["chain"] * ll.sizes["draw"]
-    from scipy.special import logsumexp
-
     table["log_predictive_density"] = logsumexp(ll.values.reshape(n_draws, -1), axis=0) - np.log(n_draws)
     table["pit"] = predictive_cdf(fit.law, fit.likelihood, fit.theta(), runs_obj).values
     return table
