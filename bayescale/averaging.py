@@ -97,7 +97,7 @@ class Averaged:
     def optimal(
         self, compute: Any, prob: float = 0.9, kind: str = "eti", random_seed: int | None = None
     ) -> pd.DataFrame:
-        """Like :meth:`bayescale.Fit.optimal`, from the mixture; every weighted law needs a closed form."""
+        """Like :meth:`bayescale.Fit.optimal`, from the mixture; every weighted law must have an optimum."""
         from bayescale.plan import _query
 
         check_interval(prob, kind)

@@ -125,7 +125,10 @@ class Density:
         ``position`` has the coordinates on its last axis; ``xp`` is numpy or
         ``jax.numpy``.
         """
-        theta, _ = self._theta_and_log_prior(position, xp)
+        # A draw far out in a weakly identified direction (log B > 709, say) has a finite log
+        # density but overflows exp; it becomes inf, as PyMC's own deterministic would.
+        with np.errstate(over="ignore"):
+            theta, _ = self._theta_and_log_prior(position, xp)
         return theta
 
     def logp(self, position: Any, data: Mapping[str, Any]) -> Any:

@@ -166,7 +166,11 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
         # Start from the Laplace approximation: warm-up then begins with a sensible metric
         # instead of the identity, which cuts its leapfrog steps by about a third.
         mode, cov = laplace
-        init = mode + rng.standard_normal((config.chains, density.size)) @ np.linalg.cholesky(cov).T
+        # Jitter the starts by at most one unit per coordinate: in a weakly identified direction the
+        # BFGS inverse Hessian is huge, and a start drawn from it can land where the density is flat
+        # (a chain then stays there: seen on a small ladder, alpha_N ~ 1e99).
+        scale = np.minimum(np.sqrt(np.diag(cov)), 1.0)
+        init = mode + rng.uniform(-1.0, 1.0, (config.chains, density.size)) * scale
         options["inverse_mass_matrix"] = {("position",): jnp.asarray(cov)}
     kernel = NUTS(model, **{**options, **config.extra})
     mcmc = MCMC(

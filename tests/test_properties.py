@@ -162,10 +162,21 @@ def test_optimal_is_finite_over_budgets(log_c, nu):
     )
 
 
-@pytest.mark.parametrize("law", ["kaplan", "kaplan-n", "data-constrained"])
-def test_optimal_without_closed_form_is_a_clear_error(law):
-    with pytest.raises(BayescaleError, match="no closed-form compute-optimal allocation"):
+@pytest.mark.parametrize(
+    ("law", "message"),
+    [
+        ("kaplan-n", r"depends on \['params'\] only"),
+        ("data-constrained", "needs unique_tokens"),
+    ],
+)
+def test_optimal_that_cannot_be_planned_is_a_clear_error(law, message):
+    with pytest.raises(BayescaleError, match=message):
         FITS[law].optimal(1e24)
+
+
+def test_numerical_optimum_is_finite_over_budgets():
+    table = FITS["kaplan"].optimal([1e15, 1e24, 1e30])
+    assert np.all(np.isfinite(table.to_numpy(dtype=float))), table
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
