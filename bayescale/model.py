@@ -165,13 +165,18 @@ def build_model(
             theta[f"log_{name}"] = log_amplitude
             theta[name] = amplitude
         for name in law.pooled:
-            # Centred, log P_g ~ Normal(log P, tau): each group has tens of runs, so its value is
-            # pinned by its data and the centred form samples without the divergences the
-            # non-centred one showed (5-6 per 4000 draws on simulated 3-group ladders).
             log_population = theta[f"log_{name}"] if f"log_{name}" in theta else pt.log(theta[name])
-            log_group = pm.Normal(
-                f"{name}_log_group", mu=log_population, sigma=theta[f"{name}_tau"], dims="group"
-            )
+            if name in law.pooled_noncentred:
+                # Groups barely tell this parameter apart: tau near 0 makes a funnel of the centred
+                # form (229 divergences for A, B on gadre-overtrain); sample standard offsets.
+                offsets = pm.Normal(f"{name}_z", 0.0, 1.0, dims="group")
+                log_group = log_population + theta[f"{name}_tau"] * offsets
+            else:
+                # Centred, log P_g ~ Normal(log P, tau): each group's runs pin its value, and the
+                # centred form samples without the divergences the non-centred one showed for E.
+                log_group = pm.Normal(
+                    f"{name}_log_group", mu=log_population, sigma=theta[f"{name}_tau"], dims="group"
+                )
             pm.Deterministic(group_variable(name), pt.exp(log_group), dims="group")
             theta[f"log_{name}"] = log_group[group_index]
             theta[name] = pt.exp(theta[f"log_{name}"])
@@ -204,7 +209,7 @@ def run_groups(law: ScalingLaw, runs: Runs) -> tuple[np.ndarray, np.ndarray]:
 def internal_variables(law: ScalingLaw) -> list[str]:
     """Names of sampler-only variables, dropped from the posterior a user sees."""
     return [f"{c.amplitude}_log_at_ref" for c in law.centerings] + [
-        f"{name}_log_group" for name in law.pooled
+        f"{name}_z" if name in law.pooled_noncentred else f"{name}_log_group" for name in law.pooled
     ]
 
 

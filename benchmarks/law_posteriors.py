@@ -18,7 +18,7 @@ import bayescale as bs
 PLAN = {
     "chinchilla": ["chinchilla", "kaplan"],
     "datablations": ["data-constrained", "chinchilla", "kaplan"],
-    "gadre-overtrain": ["chinchilla-grouped", "chinchilla-grouped-full", "chinchilla"],
+    "gadre-overtrain": ["chinchilla-grouped-full", "chinchilla-grouped", "chinchilla"],
 }
 
 

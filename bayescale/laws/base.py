@@ -68,6 +68,8 @@ class ScalingLaw:
     centerings: ClassVar[tuple[Centering, ...]] = ()
     #: Parameters that vary by the runs' ``group`` column, partially pooled (see :meth:`pooling_parameters`).
     pooled: ClassVar[tuple[str, ...]] = ()
+    #: Pooled parameters sampled as standard offsets (non-centred): those the groups barely separate.
+    pooled_noncentred: ClassVar[tuple[str, ...]] = ()
 
     @property
     def parameter_names(self) -> list[str]:

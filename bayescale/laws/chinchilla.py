@@ -99,6 +99,7 @@ class GroupedFullChinchillaLaw(ChinchillaLaw):
     reference = "Hoffmann et al. 2022, eq. 2, with a partially pooled hierarchy over groups (bayescale)"
     formula = "L_g = E_g + A_g / N^alpha_N + B_g / D^alpha_D; log P_g ~ Normal(log P, P_tau) for P in E, A, B"
     pooled = ("E", "A", "B")
+    pooled_noncentred = ("A", "B")
 
 
 def theta_log(theta: Mapping[str, Any], name: str, ops: SimpleNamespace) -> Any:
