@@ -149,9 +149,9 @@ def test_unsupported_model_falls_back_to_pymc(monkeypatch):
 
 def test_fast_fit_is_reproducible_and_recorded(tmp_path):
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=7)
-    first = bs.fit(runs, law="chinchilla", random_seed=5, **QUICK)
-    second = bs.fit(runs, law="chinchilla", random_seed=5, **QUICK)
-    other = bs.fit(runs, law="chinchilla", random_seed=6, **QUICK)
+    first = bs.fit(runs, law="chinchilla", random_seed=5, backend="jax", **QUICK)
+    second = bs.fit(runs, law="chinchilla", random_seed=5, backend="jax", **QUICK)
+    other = bs.fit(runs, law="chinchilla", random_seed=6, backend="jax", **QUICK)
     assert first.sampler.backend == "jax"
     for name in first.parameter_names:
         np.testing.assert_array_equal(first.posterior[name].values, second.posterior[name].values)
@@ -178,7 +178,7 @@ def test_fast_path_does_not_import_pymc(tmp_path):
 
     code = (
         "import sys, bayescale as bs\n"
-        "f = bs.fit('chinchilla', draws=20, tune=30, chains=1, progressbar=False, warn=False,\n"
+        "f = bs.fit('chinchilla', draws=20, tune=30, chains=1, progressbar=False, warn=False, backend='jax',\n"
         "           random_seed=0)\n"
         f"f.save({str(tmp_path / 'f.nc')!r})\n"
         "print(f.sampler.backend, 'pymc' in sys.modules, 'pytensor' in sys.modules)\n"
