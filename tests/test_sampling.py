@@ -178,8 +178,8 @@ def test_fast_path_does_not_import_pymc(tmp_path):
 
     code = (
         "import sys, bayescale as bs\n"
-        "f = bs.fit('chinchilla', draws=20, tune=30, chains=1, progressbar=False, warn=False, backend='jax',\n"
-        "           random_seed=0)\n"
+        "f = bs.fit('chinchilla', draws=20, tune=30, chains=1, progressbar=False, warn=False,\n"
+        "           backend='jax', random_seed=0)\n"
         f"f.save({str(tmp_path / 'f.nc')!r})\n"
         "print(f.sampler.backend, 'pymc' in sys.modules, 'pytensor' in sys.modules)\n"
     )
