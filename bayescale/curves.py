@@ -17,14 +17,13 @@ sorted by tokens within each run so models can treat them as a series.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bayescale.errors import RunsError
-from bayescale.runs import Runs, read_table, validate_frame
+from bayescale.runs import Runs, from_source, validate_frame
 
 #: Spellings of the curve-only columns (compared case-insensitively); the rest are Runs' aliases.
 CURVE_ALIASES: dict[str, tuple[str, ...]] = {
@@ -58,24 +57,13 @@ class Curves:
         """Load and validate curves from a Curves, DataFrame, CSV/Parquet path or bundled name."""
         if isinstance(source, Curves):
             return source
-        if isinstance(source, pd.DataFrame):
-            return cls.from_frame(source)
-        if isinstance(source, (str, Path)):
-            path = Path(source)
-            if path.exists():
-                return cls.from_frame(read_table(path), source=str(path))
+
+        def bundled(name: str) -> Curves:
             from bayescale import datasets
 
-            if str(source) in datasets.names():
-                return datasets.load_curves(str(source))
-            raise RunsError(
-                f"{str(source)!r} is neither an existing file nor a bundled data set "
-                f"(bundled: {', '.join(datasets.names())})"
-            )
-        raise RunsError(
-            f"cannot read curves from a {type(source).__name__}; "
-            "pass a DataFrame, a .csv/.parquet path, or a bundled data set name"
-        )
+            return datasets.load_curves(name)
+
+        return from_source(source, "curves", cls.from_frame, bundled)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, source: str = "DataFrame") -> Curves:

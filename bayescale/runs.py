@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,8 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 
 #: Compute per parameter per token in the default FLOPs model C = 6 N D.
 FLOPS_PER_PARAM_TOKEN = 6.0
+
+T = TypeVar("T")
 
 #: No loss in nats per token exceeds this: the uniform distribution over a vocabulary of
 #: 1M tokens is ln(1e6) = 13.8 nats, and bits per token over 50k tokens are 15.6.
@@ -89,24 +91,13 @@ class Runs:
         """
         if isinstance(source, Runs):
             return source
-        if isinstance(source, pd.DataFrame):
-            return cls.from_frame(source)
-        if isinstance(source, (str, Path)):
-            path = Path(source)
-            if path.exists():
-                return cls.from_frame(read_table(path), source=str(path))
+
+        def bundled(name: str) -> Runs:
             from bayescale import datasets
 
-            if str(source) in datasets.names():
-                return datasets.load(str(source))
-            raise RunsError(
-                f"{str(source)!r} is neither an existing file nor a bundled data set "
-                f"(bundled: {', '.join(datasets.names())})"
-            )
-        raise RunsError(
-            f"cannot read runs from a {type(source).__name__}; "
-            "pass a DataFrame, a .csv/.parquet path, or a bundled data set name"
-        )
+            return datasets.load(name)
+
+        return from_source(source, "runs", cls.from_frame, bundled)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, source: str = "DataFrame") -> Runs:
@@ -145,6 +136,42 @@ class Runs:
     def subset(self, mask: np.ndarray) -> Runs:
         """Runs restricted to the rows where ``mask`` is true."""
         return Runs(self.frame.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True), self.source)
+
+
+def from_source(
+    source: Any, what: str, from_frame: Callable[[pd.DataFrame, str], T], bundled: Callable[[str], T]
+) -> T:
+    """Build a table from a DataFrame, a CSV/Parquet path or a bundled data set name.
+
+    Parameters
+    ----------
+    source
+        The user's input.
+    what
+        What is being read (``"runs"``, ``"curves"``), for the error message.
+    from_frame
+        Validates a DataFrame; called with the frame and a description of its source.
+    bundled
+        Loads a bundled data set by name.
+    """
+    if isinstance(source, pd.DataFrame):
+        return from_frame(source, "DataFrame")
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.exists():
+            return from_frame(read_table(path), str(path))
+        from bayescale import datasets
+
+        if str(source) in datasets.names():
+            return bundled(str(source))
+        raise RunsError(
+            f"{str(source)!r} is neither an existing file nor a bundled data set "
+            f"(bundled: {', '.join(datasets.names())})"
+        )
+    raise RunsError(
+        f"cannot read {what} from a {type(source).__name__}; "
+        "pass a DataFrame, a .csv/.parquet path, or a bundled data set name"
+    )
 
 
 def read_table(path: Path) -> pd.DataFrame:
