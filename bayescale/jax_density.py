@@ -47,9 +47,9 @@ _LOG_2PI = math.log(2 * math.pi)
 def _fast_law_types() -> tuple[type, ...]:
     from bayescale.laws.chinchilla import ChinchillaLaw
     from bayescale.laws.data_constrained import DataConstrainedLaw
-    from bayescale.laws.kaplan import KaplanDLaw, KaplanLaw, KaplanNLaw
+    from bayescale.laws.kaplan import KaplanDLaw, KaplanELaw, KaplanLaw, KaplanNLaw
 
-    return (ChinchillaLaw, DataConstrainedLaw, KaplanLaw, KaplanNLaw, KaplanDLaw)
+    return (ChinchillaLaw, DataConstrainedLaw, KaplanLaw, KaplanNLaw, KaplanDLaw, KaplanELaw)
 
 
 def unsupported(law: ScalingLaw, priors: Mapping[str, Prior], likelihood: str) -> str | None:

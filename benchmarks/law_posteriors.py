@@ -16,8 +16,8 @@ import bayescale as bs
 
 #: Which laws apply to which bundled data set (by the columns each needs).
 PLAN = {
-    "chinchilla": ["chinchilla", "kaplan"],
-    "datablations": ["data-constrained", "chinchilla", "kaplan"],
+    "chinchilla": ["chinchilla", "kaplan", "kaplan-e"],
+    "datablations": ["data-constrained", "chinchilla", "kaplan", "kaplan-e"],
     "gadre-overtrain": ["chinchilla-grouped-full", "chinchilla-grouped", "chinchilla"],
 }
 

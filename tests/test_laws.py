@@ -83,6 +83,23 @@ def test_kaplan_formula_and_limits():
     np.testing.assert_allclose(law.loss(p, 1e40, D), d_only, rtol=1e-9)
 
 
+def test_kaplan_e_formula_and_limits():
+    """kaplan-e is Kaplan's eq. 1.5 plus E; each one-variable limit is a power law plus constant."""
+    law = bs.get_law("kaplan-e")
+    p = {"E": 1.8, "N_c": 5e7, "D_c": 1e9, "alpha_N": 0.34, "alpha_D": 0.37}
+    N, D = np.array([1e8, 1e9, 7e10]), np.array([2e9, 2e10, 1.4e12])
+    kaplan = {k: p[k] for k in ("N_c", "D_c", "alpha_N", "alpha_D")}
+    expected = 1.8 + ((5e7 / N) ** (0.34 / 0.37) + 1e9 / D) ** 0.37
+    np.testing.assert_allclose(law.loss(p, N, D), expected, rtol=1e-12)
+    np.testing.assert_allclose(law.loss(p, N, D), 1.8 + bs.get_law("kaplan").loss(kaplan, N, D), rtol=1e-12)
+    # Unlimited data: E + (N_c/N)^alpha_N, i.e. Chinchilla's size term with A = N_c^alpha_N.
+    chin = {"E": 1.8, "A": 5e7**0.34, "B": 1e9**0.37, "alpha_N": 0.34, "alpha_D": 0.37}
+    np.testing.assert_allclose(law.loss(p, N, 1e60), bs.get_law("chinchilla").loss(chin, N, 1e60), rtol=1e-9)
+    np.testing.assert_allclose(law.loss(p, 1e60, D), bs.get_law("chinchilla").loss(chin, 1e60, D), rtol=1e-9)
+    with pytest.raises(LawError, match=r"needs values for \['E'\]"):
+        law.loss(kaplan, N, D)
+
+
 def test_kaplan_headline_numbers():
     """Kaplan et al. 2020 eq. 1.1/1.2 constants: L(N) = (8.8e13/N)^0.076, L(D) = (5.4e13/D)^0.095."""
     n_law, d_law = bs.get_law("kaplan-n"), bs.get_law("kaplan-d")

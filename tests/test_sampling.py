@@ -22,6 +22,7 @@ LAW_TRUTH = {
     "kaplan": {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095},
     "kaplan-n": {"N_c": 8.8e13, "alpha_N": 0.076},
     "kaplan-d": {"D_c": 5.4e13, "alpha_D": 0.095},
+    "kaplan-e": {"E": 1.8, "N_c": 5e7, "D_c": 1e9, "alpha_N": 0.34, "alpha_D": 0.37},
 }
 
 #: One prior of every supported distribution, placed on a parameter whose support it fits.

@@ -1,4 +1,4 @@
-"""Kaplan et al. (2020) laws: L(N, D) of eq. 1.5 and its single-variable limits."""
+"""Kaplan et al. (2020) laws: L(N, D) of eq. 1.5, its single-variable limits, and the form with E."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from bayescale.laws.base import Parameter, ScalingLaw, register
+from bayescale.laws.chinchilla import ALPHA_D, ALPHA_N, E, theta_log
 from bayescale.laws.ops import logsumexp
 from bayescale.priors import Prior
 
@@ -83,6 +84,50 @@ class KaplanDLaw(ScalingLaw):
         return theta["alpha_D"] * (ops.log(theta["D_c"]) - x["log_tokens"])
 
 
+#: With an irreducible term the critical scales map onto Chinchilla's amplitudes in the limits
+#: (D -> inf: (N_c/N)^alpha_N = A/N^alpha_N, so log N_c = log A / alpha_N; likewise log D_c).
+KAPLAN_E_N_C = Parameter(
+    "N_c",
+    Prior("LogNormal", mu=18.0, sigma=4.0),
+    "log N_c = log A / alpha_N is 17.7 (Hoffmann), 17.8 (Epoch), 17.7 (Muennighoff); sd 4 on the log scale",
+    "parameter count at which the size term is 1 nat/token",
+)
+KAPLAN_E_D_C = Parameter(
+    "D_c",
+    Prior("LogNormal", mu=21.0, sigma=4.0),
+    "log D_c = log B / alpha_D is 21.5 (Hoffmann), 20.9 (Epoch), 20.7 (Muennighoff); sd 4 on the log scale",
+    "token count at which the data term is 1 nat/token",
+)
+
+
+class KaplanELaw(ScalingLaw):
+    """L(N, D) = E + [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D.
+
+    Kaplan et al. (2020) eq. 1.5 plus an irreducible loss: the "power law plus
+    constant" form, L = L_inf + (x_0/x)^alpha_x, that Henighan et al. (2020)
+    fit in every domain they studied, and the levelling-off at the entropy of
+    text that Kaplan et al. expect (section 6.3). With E the exponents describe
+    only the reducible loss, so they are Chinchilla-sized (~0.3), not ~0.08.
+    """
+
+    name = "kaplan-e"
+    title = "Kaplan L(N, D) plus irreducible loss (Kaplan et al. 2020; Henighan et al. 2020)"
+    reference = (
+        "Kaplan et al. 2020, eq. 1.5, plus the irreducible term of Henighan et al. 2020, "
+        "Scaling Laws for Autoregressive Generative Modeling (L = L_inf + (x_0/x)^alpha_x)"
+    )
+    formula = "L = E + [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D"
+    parameters = (E, KAPLAN_E_N_C, KAPLAN_E_D_C, ALPHA_N, ALPHA_D)
+
+    def log_loss(self, theta: Mapping[str, Any], x: Mapping[str, Any], ops: SimpleNamespace) -> Any:
+        """``log(E + exp(alpha_D * logsumexp(...)))``: Kaplan's log mean plus E, in log space."""
+        log_nc, log_dc = theta_log(theta, "N_c", ops), theta_log(theta, "D_c", ops)
+        alpha, beta = theta["alpha_N"], theta["alpha_D"]
+        terms = [alpha / beta * (log_nc - x["log_params"]), log_dc - x["log_tokens"]]
+        return logsumexp([theta_log(theta, "E", ops), beta * logsumexp(terms, ops)], ops)
+
+
 KAPLAN = register(KaplanLaw())
 KAPLAN_N = register(KaplanNLaw())
 KAPLAN_D = register(KaplanDLaw())
+KAPLAN_E = register(KaplanELaw())
