@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from typing import Any
 
@@ -49,6 +50,9 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
             f"max r_hat {max_r_hat:.3f} > {MAX_R_HAT} (worst: {worst}): chains disagree; "
             "run more tuning steps and draws, or check for a multimodal posterior"
         )
+        modes = separate_modes(posterior[worst].values)
+        if modes:
+            problems.append(_modes_message(worst, posterior[worst].values, modes, idata))
     if min_ess < MIN_ESS_BULK:
         worst = min(per_ess, key=per_ess.__getitem__)
         problems.append(f"min bulk ESS {min_ess:.0f} < {MIN_ESS_BULK} (worst: {worst}): run more draws")
@@ -61,6 +65,52 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
         "ok": not problems,
         "problems": problems,
     }
+
+
+#: Chains whose medians differ by more than this many within-chain sds sit in separate modes.
+MODE_GAP = 4.0
+
+
+def separate_modes(values: np.ndarray) -> list[list[int]]:
+    """Groups of chains that settled in separate modes of one parameter, or ``[]``.
+
+    Chains are sorted by their median; a gap between neighbours of more than
+    :data:`MODE_GAP` times the largest within-chain standard deviation splits
+    them. Chains that mix slowly in one mode overlap and are not split.
+
+    Parameters
+    ----------
+    values
+        Draws with dims ``(chain, draw)``; anything else returns ``[]``.
+    """
+    if values.ndim != 2 or values.shape[0] < 2:
+        return []
+    medians = np.median(values, axis=1)
+    spread = float(np.max(np.std(values, axis=1)))
+    order = np.argsort(medians)
+    groups, current = [], [int(order[0])]
+    for prev, chain in itertools.pairwise(order):
+        if medians[chain] - medians[prev] > MODE_GAP * spread:
+            groups.append(current)
+            current = []
+        current.append(int(chain))
+    groups.append(current)
+    return [sorted(g) for g in groups] if len(groups) > 1 else []
+
+
+def _modes_message(name: str, values: np.ndarray, modes: list[list[int]], idata: Any) -> str:
+    lp = idata.sample_stats["lp"].values if "lp" in idata.sample_stats else None
+    parts = []
+    for group in modes:
+        text = f"chains {group}: {name} ~ {np.median(values[group]):.4g}"
+        if lp is not None:
+            text += f", mean log density {np.mean(lp[group]):.1f}"
+        parts.append(text)
+    return (
+        f"chains settled in {len(modes)} separate modes ({'; '.join(parts)}): more draws will not "
+        "fix this. Often the law cannot describe every run with one noise scale (see "
+        "predictive_check); fix the outlying runs, the noise (e.g. fix nu), or a parameter"
+    )
 
 
 def warn_if_failed(diagnostics: dict[str, Any], stacklevel: int = 3) -> None:

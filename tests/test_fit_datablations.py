@@ -48,3 +48,17 @@ def test_heavy_tailed_predictive_does_not_warn(fixed_coefficient_fit):
     for seed in range(5):
         draws = fixed_coefficient_fit.predict(6.34e9, [242e9] * 200, unique_tokens=25e9, random_seed=seed)
         assert np.all(np.isfinite(draws["loss_predictive_median"]))
+
+
+def test_separate_modes_are_named():
+    """Chains stuck in two modes (as the all-free fit of datablations can be) are reported as such."""
+    from bayescale.diagnostics import separate_modes
+
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0.0, 1.0, (4, 500))
+    assert separate_modes(draws) == []
+    draws[[1, 3]] += 10.0
+    assert separate_modes(draws) == [[0, 2], [1, 3]]
+    # Slow mixing within one mode (shifted chains that overlap) is not a separate mode.
+    draws = rng.normal(0.0, 1.0, (4, 500)) + np.array([[0.0], [1.5], [3.0], [4.5]])
+    assert separate_modes(draws) == []
