@@ -2,8 +2,9 @@
 
 Usage: python benchmarks/law_posteriors.py [--draws 1000] [--only DATASET]
 
-Prints, per (data set, law): the median and 90% interval of each parameter, the
-divergences, max r_hat, min bulk ESS and the wall time of the fit, as markdown.
+Prints, per (data set, law): the median, 90% interval, r_hat and bulk ESS of each
+parameter, the divergences, max r_hat, min bulk ESS, any failed diagnostic and the
+wall time of the fit, as markdown.
 """
 
 from __future__ import annotations
@@ -43,9 +44,15 @@ def main() -> None:
                 f"divergences {d['divergences']}, max r_hat {d['max_r_hat']:.3f}, "
                 f"min bulk ESS {d['min_ess_bulk']:.0f}, ok: {d['ok']}"
             )
-            print("| parameter | median | 90% interval |\n| --- | --- | --- |")
+            for problem in d["problems"]:
+                print(f"- {problem}")
+            print("| parameter | median | 90% interval | r_hat | bulk ESS |\n| --- | --- | --- | --- | --- |")
             for name, row in fit.summary().iterrows():
-                print(f"| {name} | {row['median']:.4g} | {row['lower']:.4g} – {row['upper']:.4g} |")
+                print(
+                    f"| {name} | {row['median']:.4g} | {row['lower']:.4g} – {row['upper']:.4g} "
+                    f"| {row['r_hat']:.3f} | {row['ess_bulk']:.0f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
