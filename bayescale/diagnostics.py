@@ -77,14 +77,18 @@ def separate_modes(values: np.ndarray) -> list[list[int]]:
     Chains are sorted by their median; a gap between neighbours of more than
     :data:`MODE_GAP` times the largest within-chain standard deviation splits
     them. Chains that mix slowly in one mode overlap and are not split.
+    Positive draws are compared on the log scale, where a scale parameter's
+    modes (B ~ 80 against B ~ 8000) are as far apart as they look.
 
     Parameters
     ----------
     values
         Draws with dims ``(chain, draw)``; anything else returns ``[]``.
     """
-    if values.ndim != 2 or values.shape[0] < 2:
+    if values.ndim != 2 or values.shape[0] < 2 or not np.all(np.isfinite(values)):
         return []
+    if np.all(values > 0):
+        values = np.log(values)
     medians = np.median(values, axis=1)
     spread = float(np.max(np.std(values, axis=1)))
     order = np.argsort(medians)

@@ -62,3 +62,9 @@ def test_separate_modes_are_named():
     # Slow mixing within one mode (shifted chains that overlap) is not a separate mode.
     draws = rng.normal(0.0, 1.0, (4, 500)) + np.array([[0.0], [1.5], [3.0], [4.5]])
     assert separate_modes(draws) == []
+    # A scale parameter's modes are judged on the log scale (B ~ 80 in three chains, ~ 8000 in one,
+    # as in the all-free fit with nu fixed at 1): the wide upper mode does not hide the gap.
+    scale = np.exp(
+        rng.normal(np.log([[80.0], [80.0], [8000.0], [80.0]]), [[0.2], [0.2], [0.5], [0.2]], (4, 500))
+    )
+    assert separate_modes(scale) == [[0, 1, 3], [2]]
