@@ -68,3 +68,17 @@ def test_separate_modes_are_named():
         rng.normal(np.log([[80.0], [80.0], [8000.0], [80.0]]), [[0.2], [0.2], [0.5], [0.2]], (4, 500))
     )
     assert separate_modes(scale) == [[0, 1, 3], [2]]
+
+
+@pytest.mark.slow
+def test_all_free_fit_names_its_two_modes():
+    """With every parameter free the law has two explanations of the runs it cannot fit.
+
+    At this seed two chains settle where alpha_D ~ 0.19, E ~ 1.4, R_N* ~ 4 and sigma ~ 0.012 (the
+    100M-token runs with losses 5-8 become outliers) and two where alpha_D ~ 0.41, E ~ 2.1,
+    R_N* ~ 180 and sigma ~ 0.033. The diagnostics must say so rather than only "run more draws".
+    """
+    fit = bs.fit("datablations", law="data-constrained", random_seed=20260101, progressbar=False, warn=False)
+    assert fit.diagnostics["divergences"] == 0
+    assert fit.diagnostics["max_r_hat"] > 1.01
+    assert any("separate modes" in p for p in fit.diagnostics["problems"]), fit.diagnostics["problems"]
