@@ -112,8 +112,8 @@ def _modes_message(name: str, values: np.ndarray, modes: list[list[int]], idata:
         parts.append(text)
     return (
         f"chains settled in {len(modes)} separate modes ({'; '.join(parts)}): more draws will not "
-        "fix this. Often the law cannot describe every run with one noise scale (see "
-        "predictive_check); fix the outlying runs, the noise (e.g. fix nu), or a parameter"
+        "fix this. Often the law cannot describe every run alike (see predictive_check): drop or "
+        "explain the outlying runs, or fix the parameters the runs cannot pin down"
     )
 
 
