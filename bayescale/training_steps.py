@@ -519,7 +519,7 @@ class StepsFit:
     ) -> Any:
         """Mean loss at (N, S[, B]) with intervals, one row per query (B in tokens).
 
-        Without a batch, or from a fit where B_crit was not identified, ``steps`` are S_min.
+        Without a batch ``steps`` are S_min (a fit without B_crit: the steps at its batch size).
         """
         check_interval(prob, kind)
         n, s = np.broadcast_arrays(
@@ -530,9 +530,11 @@ class StepsFit:
             "log_params": xr.DataArray(np.log(n), dims="query"),
             "log_steps": xr.DataArray(np.log(s), dims="query"),
         }
-        t = {k: v for k, v in self.theta().items()}
+        t: dict[str, Any] = dict(self.theta())
         t["log_N_c"], t["log_S_c"] = np.log(t["N_c"]), np.log(t["S_c"])
-        if batch is not None and self.data.batch_fitted:
+        if batch is not None and not self.data.batch_fitted:
+            raise RunsError(f"a batch size was given but B_crit was not fitted: {self.data.batch_note}")
+        if batch is not None:
             b = np.broadcast_to(np.asarray(batch, float), n.shape)
             query["batch"] = b
             x["log_batch"] = xr.DataArray(np.log(b), dims="query")

@@ -191,3 +191,14 @@ def test_interval_coverage_over_simulations():
     rate = float(np.mean(inside))
     # 48 intervals at 90%: 43.2 expected; below 0.75 (36) is 3 sd below, allowing for correlation.
     assert rate >= 0.75, (rate, np.array(inside))
+
+
+@pytest.mark.slow
+def test_gemstones_one_batch_size():
+    """Gemstones trains every model at 4.19e6 tokens per step: L(N, S) only, said plainly, sampled cleanly."""
+    with pytest.warns(bs.RunsWarning, match=r"batch size 4.19e\+06 tokens.*B_crit is not identified"):
+        fit = fit_steps("gemstones", random_seed=20261123, progressbar=False, warn=False)
+    assert fit.parameter_names == ["alpha_N", "alpha_S", "N_c", "S_c"]
+    assert fit.diagnostics["divergences"] == 0 and fit.diagnostics["max_r_hat"] < 1.01
+    with pytest.raises(bs.RunsError, match="B_crit was not fitted"):
+        fit.critical_batch(3.0)
