@@ -43,8 +43,10 @@ from bayescale.prior_sets import list_prior_sets, published_priors
 from bayescale.priors import Prior
 from bayescale.report import write_report
 from bayescale.runs import Runs
+from bayescale.training_steps import KAPLAN_2020, StepsFit, fit_steps
 
 __all__ = [
+    "KAPLAN_2020",
     "Averaged",
     "BayescaleError",
     "Curves",
@@ -63,6 +65,7 @@ __all__ = [
     "RunsError",
     "RunsWarning",
     "ScalingLaw",
+    "StepsFit",
     "__version__",
     "average",
     "compare",
@@ -73,6 +76,7 @@ __all__ = [
     "fit",
     "fit_isoflop",
     "fit_many",
+    "fit_steps",
     "get_law",
     "list_laws",
     "list_prior_sets",

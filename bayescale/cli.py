@@ -282,6 +282,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--correlation", default="ar1", choices=["ar1", "none"], help="within-run residuals")
     _sampler_arguments(p)
 
+    p = sub.add_parser(
+        "steps", help="Kaplan's L(N, S_min) and critical batch size B_crit(L) from loss curves"
+    )
+    p.add_argument(
+        "curves", help="CSV/Parquet of checkpoints (run, params, step, tokens, loss) or a bundled name"
+    )
+    p.add_argument(
+        "--critical-batch",
+        default="auto",
+        choices=["auto", "yes", "no"],
+        help="fit B*, alpha_B: auto (when batch sizes differ), yes (error if they cannot be), no",
+    )
+    p.add_argument("--correlation", default="ar1", choices=["ar1", "none"], help="within-run residuals")
+    p.add_argument("--min-step", type=float, default=0.0, help="leave out checkpoints before this step")
+    _sampler_arguments(p)
+
     p = sub.add_parser("compare-methods", help="Approaches 1, 2, 3 side by side (Hoffmann et al. Table 2)")
     p.add_argument("data", help="runs or curves: CSV/Parquet or a bundled name")
     p.add_argument("--compute", type=_positive_float, required=True, help="budget for the optimum (FLOPs)")
@@ -907,6 +923,39 @@ def cmd_envelope(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_steps(args: argparse.Namespace) -> int:
+    """``bayescale steps``: Kaplan's L(N, S_min), with B_crit when the batch sizes allow."""
+    from bayescale.training_steps import fit_steps
+
+    critical = {"auto": None, "yes": True, "no": False}[args.critical_batch]
+    result = fit_steps(
+        args.curves,
+        critical_batch=critical,
+        correlation=args.correlation,
+        min_step=args.min_step,
+        **_sampler_kwargs(args),
+    )
+    payload = result.summary(args.prob)
+    names = result.parameter_names
+    title = (
+        f"Kaplan L(N, S_min) on {payload['n_runs']} curves, {payload['n_points']} checkpoints "
+        f"({payload['correlation']} residuals); {args.prob:.0%} intervals"
+    )
+    lines = [_intervals_text(title, {k: payload[k] for k in names})]
+    lines.append(
+        "Kaplan et al. 2020: " + ", ".join(f"{k} {v:.3g}" for k, v in payload["kaplan_2020"].items())
+    )
+    lines.append(f"batch: {payload['batch_note']}")
+    d = payload["diagnostics"]
+    lines.append(
+        f"diagnostics: {d['divergences']} divergences, max r_hat {d['max_r_hat']:.3f}, "
+        f"min bulk ESS {d['min_ess_bulk']:.0f} -> {'ok' if d['ok'] else 'FAILED'}"
+    )
+    lines += [f"  problem: {p}" for p in d["problems"]]
+    _emit(args, payload, "\n".join(lines))
+    return 0
+
+
 def cmd_compare_methods(args: argparse.Namespace) -> int:
     """``bayescale compare-methods``: one row per method with a, b and the optimum."""
     from bayescale.methods import compare_methods
@@ -948,6 +997,7 @@ COMMANDS = {
     "isoflop": cmd_isoflop,
     "envelope": cmd_envelope,
     "compare-methods": cmd_compare_methods,
+    "steps": cmd_steps,
     "laws": cmd_laws,
     "plot": cmd_plot,
     "report": cmd_report,

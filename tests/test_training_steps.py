@@ -1,0 +1,202 @@
+"""Kaplan's L(N, S_min) and critical batch size: formulas, errors, recovery from simulated curves."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale import training_steps as ts
+from bayescale.training_steps import KAPLAN_2020, fit_steps
+
+
+def simulate_curves(
+    seed: int,
+    theta: dict[str, float] = KAPLAN_2020,
+    sizes: tuple[float, ...] = (3e7, 1.5e8, 7e8),
+    batches: tuple[float, ...] = (3e4, 2.5e5, 2e6),
+    n_points: int = 16,
+    sigma: float = 0.005,
+    rho: float = 0.5,
+) -> pd.DataFrame:
+    """Curves from L(N, S_min) with B_crit(L): one run per (size, batch), AR(1) noise on log loss."""
+    rng = np.random.default_rng(seed)
+    steps = np.geomspace(2e3, 2e5, n_points).round()
+    rows = []
+    for n in sizes:
+        for b in batches:
+            eps = np.empty(steps.size)
+            eps[0] = rng.normal(0, sigma / np.sqrt(1 - rho**2))
+            for t in range(1, steps.size):
+                eps[t] = rho * eps[t - 1] + rng.normal(0, sigma)
+            loss = ts.loss_at_steps(n, steps, b, theta) * np.exp(eps)
+            rows += [
+                {"run": f"n{n:.2g}_b{b:.2g}", "params": n, "step": s, "tokens": s * b, "loss": lo}
+                for s, lo in zip(steps, loss, strict=True)
+            ]
+    return pd.DataFrame(rows)
+
+
+# --- formulas with fixed parameters ------------------------------------------------------------
+
+
+def test_mccandlish_trade_off_and_compute_identity():
+    """(S/S_min - 1)(E/E_min - 1) = 1, and C_min = 6 N B_crit S_min when C = 6 N B S."""
+    rng = np.random.default_rng(0)
+    steps, batch = rng.uniform(1e3, 1e6, 50), np.exp(rng.uniform(np.log(1e4), np.log(1e8), 50))
+    loss, n = rng.uniform(2.0, 6.0, 50), rng.uniform(1e7, 1e10, 50)
+    b_star, alpha_b = KAPLAN_2020["B_star"], KAPLAN_2020["alpha_B"]
+    s_min = ts.min_steps(steps, batch, loss, b_star, alpha_b)
+    tokens = batch * steps
+    e_min = ts.min_compute(tokens, batch, loss, b_star, alpha_b)  # E_min: same formula as C_min
+    np.testing.assert_allclose((steps / s_min - 1) * (tokens / e_min - 1), 1.0, rtol=1e-10)
+    b_crit = ts.critical_batch(loss, b_star, alpha_b)
+    np.testing.assert_allclose(e_min, b_crit * s_min, rtol=1e-10)
+    c_min = ts.min_compute(6 * n * tokens, batch, loss, b_star, alpha_b)
+    np.testing.assert_allclose(c_min, 6 * n * b_crit * s_min, rtol=1e-10)
+
+
+def test_kaplan_published_numbers():
+    """Kaplan's constants give B_crit ~ 2e8 L^-4.8 and the compute-efficient exponents of sec. 6.1."""
+    b_crit = ts.critical_batch([1.0, 3.0], KAPLAN_2020["B_star"], KAPLAN_2020["alpha_B"])
+    assert b_crit[0] == pytest.approx(2e8)
+    assert b_crit[1] == pytest.approx(2e8 / 3.0 ** (1 / 0.21))
+    exps = ts.compute_efficient_exponents(
+        KAPLAN_2020["alpha_N"], KAPLAN_2020["alpha_S"], KAPLAN_2020["alpha_B"]
+    )
+    assert exps["params"] + exps["batch"] + exps["steps"] == pytest.approx(1.0)
+    # Kaplan also fit the frontier directly (section 6): alpha_C_min 0.050, N ~ C^0.73, B ~ C^0.24,
+    # S_min ~ C^0.03; the formula on their L(N, S) and B_crit fits gives 0.052, 0.68, 0.25, 0.07.
+    assert exps["alpha_C_min"] == pytest.approx(0.050, abs=0.005)
+    assert exps["params"] == pytest.approx(0.73, abs=0.06)
+    assert exps["batch"] == pytest.approx(0.24, abs=0.02)
+    assert exps["steps"] == pytest.approx(0.03, abs=0.05)
+
+
+def test_loss_at_steps_is_the_fixed_point():
+    n = np.array([1e7, 1e8, 1e9, 1e10])
+    steps = np.array([1e3, 1e4, 1e5, 1e6])
+    for batch in (1e4, 1e6, 1e8):
+        loss = ts.loss_at_steps(n, steps, batch)
+        s_min = ts.min_steps(steps, batch, loss, KAPLAN_2020["B_star"], KAPLAN_2020["alpha_B"])
+        np.testing.assert_allclose(ts.loss_at_min_steps(n, s_min), loss, rtol=1e-10)
+    # a larger batch at the same steps never hurts; far above B_crit, S_min -> S
+    small, large = ts.loss_at_steps(n, steps, 1e4), ts.loss_at_steps(n, steps, 1e12)
+    assert np.all(small > large)
+    np.testing.assert_allclose(large, ts.loss_at_min_steps(n, steps), rtol=1e-5)
+    expected = (6.5e13 / 1e9) ** 0.077 + (2.1e3 / 1e5) ** 0.76
+    assert ts.loss_at_min_steps(1e9, 1e5) == pytest.approx(expected)
+
+
+def test_tensor_mean_matches_numpy():
+    """The sampler's PyTensor graph (Newton steps from the observed loss) equals the numpy fixed point."""
+    from bayescale.laws import ops
+
+    n, steps, batch = np.array([3e7, 7e8, 7e8]), np.array([2e3, 2e4, 2e5]), np.array([3e4, 2e6, 2e5])
+    truth = ts.loss_at_steps(n, steps, batch)
+    theta = ts._theta(KAPLAN_2020, batch=True)
+    x = {"log_params": np.log(n), "log_steps": np.log(steps), "log_batch": np.log(batch)}
+    start = np.log(truth) + np.array([0.05, -0.05, 0.02])  # observed loss off by noise
+    got = ts.log_loss(theta, x, ops.tensor(), log_start=start).eval()
+    np.testing.assert_allclose(np.exp(got), truth, rtol=1e-9)
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def test_missing_inputs_are_named():
+    curves = simulate_curves(0, batches=(2.5e5,))
+    with pytest.raises(bs.RunsError, match="needs optimiser steps: the curves need a 'step' column"):
+        ts.prepare(bs.Curves.from_any(curves.drop(columns="step")))
+    with pytest.raises(
+        bs.RunsError, match=r"cannot fit the critical batch size: .*2.5e\+05 tokens.*B_crit is not identified"
+    ):
+        ts.prepare(bs.Curves.from_any(curves), critical_batch=True)
+    with pytest.warns(bs.RunsWarning, match="two or more batch sizes are needed"):
+        data = ts.prepare(bs.Curves.from_any(curves))
+    assert not data.batch_fitted
+    assert not ts.prepare(bs.Curves.from_any(curves), critical_batch=False).batch_fitted
+    # a batch_size column in tokens stands in for step
+    varied = simulate_curves(0).drop(columns="step")
+    varied["batch_size"] = varied["run"].str.split("_b").str[1].astype(float)
+    data = ts.prepare(bs.Curves.from_any(varied))
+    assert data.batch_fitted
+    np.testing.assert_allclose(np.exp(data.log_steps), simulate_curves(0)["step"].to_numpy())
+    with pytest.raises(bs.BayescaleError, match=r"needs values for \['B_star', 'alpha_B'\]"):
+        ts.loss_at_steps(1e8, 1e4, 1e6, {k: KAPLAN_2020[k] for k in ("alpha_N", "alpha_S", "N_c", "S_c")})
+    with pytest.raises(bs.BayescaleError, match="unknown correlation"):
+        fit_steps(curves, correlation="ar2")
+    with pytest.raises(bs.PriorError, match="not a parameter of this model"):
+        fit_steps(curves, critical_batch=False, priors={"B_star": bs.Prior("LogNormal", mu=19, sigma=1)})
+
+
+# --- fits --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def varied_fit():
+    """One fit of 9 simulated runs (3 sizes x 3 batch sizes) from Kaplan's published constants."""
+    return fit_steps(
+        simulate_curves(seed=1), draws=300, tune=300, chains=2, random_seed=1, progressbar=False, warn=False
+    )
+
+
+def test_recovery_with_varying_batch(varied_fit):
+    """B*, alpha_B are identified across batch sizes; every 90% interval holds the truth."""
+    assert varied_fit.data.batch_fitted
+    table = varied_fit.compare_published()
+    assert list(table["parameter"]) == ["alpha_N", "alpha_S", "N_c", "S_c", "B_star", "alpha_B"]
+    assert table["kaplan_inside"].all(), table
+    assert varied_fit.diagnostics["divergences"] == 0
+    # B_crit at loss 3 is pinned to within a factor 2 either way
+    row = varied_fit.critical_batch(3.0).iloc[0]
+    truth = ts.critical_batch(3.0, KAPLAN_2020["B_star"], KAPLAN_2020["alpha_B"])
+    assert row["critical_batch_lower"] < truth < row["critical_batch_upper"]
+    assert row["critical_batch_upper"] / row["critical_batch_lower"] < 4
+    pred = varied_fit.predict(1.5e8, 2e4, batch=3e4).iloc[0]
+    assert pred["loss_lower"] < ts.loss_at_steps(1.5e8, 2e4, 3e4) < pred["loss_upper"]
+
+
+def test_cli_steps_json(tmp_path, capsys):
+    """Plumbing: one batch size -> a warning naming what is missing, L(N, S) with intervals in JSON."""
+    from bayescale.cli import main
+
+    path = tmp_path / "curves.csv"
+    simulate_curves(seed=5, batches=(2.5e5,)).to_csv(path, index=False)
+    cheap = ["--draws", "100", "--tune", "150", "--chains", "1", "--seed", "1"]
+    assert main(["steps", str(path), "--json", *cheap]) == 0
+    out = capsys.readouterr()
+    payload = json.loads(out.out)
+    assert "B_crit is not identified" in out.err
+    assert payload["critical_batch_fitted"] is False
+    for name in ("alpha_N", "alpha_S", "N_c", "S_c"):
+        assert set(payload[name]) == {"median", "lower", "upper"}
+    assert "B_star" not in payload
+    assert main(["steps", str(path), "--critical-batch", "yes", *cheap]) == 2
+    assert "cannot fit the critical batch size" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_interval_coverage_over_simulations():
+    """Across 8 simulated data sets, the 90% intervals of the 6 parameters hold the truth ~90% of the time."""
+    inside = []
+    for seed in range(8):
+        fit = fit_steps(simulate_curves(seed=100 + seed), random_seed=seed, progressbar=False, warn=False)
+        inside.append(fit.compare_published()["kaplan_inside"].to_numpy())
+    rate = float(np.mean(inside))
+    # 48 intervals at 90%: 43.2 expected; below 0.75 (36) is 3 sd below, allowing for correlation.
+    assert rate >= 0.75, (rate, np.array(inside))
+
+
+@pytest.mark.slow
+def test_gemstones_one_batch_size():
+    """Gemstones trains every model at 4.19e6 tokens per step: L(N, S) only, said plainly, sampled cleanly."""
+    with pytest.warns(bs.RunsWarning, match=r"batch size 4.19e\+06 tokens.*B_crit is not identified"):
+        fit = fit_steps("gemstones", random_seed=20261123, progressbar=False, warn=False)
+    assert fit.parameter_names == ["alpha_N", "alpha_S", "N_c", "S_c"]
+    assert fit.diagnostics["divergences"] == 0 and fit.diagnostics["max_r_hat"] < 1.01
+    with pytest.raises(bs.RunsError, match="B_crit was not fitted"):
+        fit.critical_batch(3.0)
