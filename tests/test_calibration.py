@@ -101,6 +101,13 @@ def test_sbc_plumbing_and_rejection_count():
     assert set(result.uniformity().index) == set(result.quantities)
     coverage = result.coverage()
     assert coverage["runs"] == 15 and 0 <= coverage["predictive"] <= 1
+    summary = cal.SBCResult.combine(
+        [result, cal.sbc("chinchilla", 3, seed=4, fitter=prior_as_posterior)]
+    ).summary()
+    assert summary["sims"] == 8 and summary["rejected"] >= result.rejected and summary["fit_errors"] == 0
+    assert summary["failed_diagnostics"] == 0 and 0 <= summary["min_pvalue"] <= 1
+    with pytest.raises(bs.BayescaleError, match="custom fitter runs in this process"):
+        cal.sbc("chinchilla", 2, fitter=prior_as_posterior, workers=2)
     with pytest.raises(bs.BayescaleError, match=r"gave training losses outside \[19.0, 20.0\]"):
         cal.sbc("chinchilla", 1, fitter=prior_as_posterior, min_loss=19.0, max_loss=20.0, max_tries=20)
 
