@@ -21,9 +21,11 @@ predictive intervals calibrated (the held-out runs are not looked at).
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,19 +189,176 @@ class SBCResult:
         }
         return pd.DataFrame(rows).T
 
+    @staticmethod
+    def combine(parts: list[SBCResult]) -> SBCResult:
+        """Pool studies of one law run with different seeds (e.g. rounds of a time-boxed benchmark)."""
+        if len({p.law for p in parts}) != 1:
+            raise BayescaleError("combine SBC results of one law only")
+        ranks = pd.concat([p.ranks for p in parts], ignore_index=True)
+        settings = {
+            **parts[0].settings,
+            "n_sims": sum(p.settings.get("n_sims", 0) for p in parts),
+            "seeds": [p.settings.get("seed") for p in parts],
+            "fit_errors": [e for p in parts for e in p.settings.get("fit_errors", [])],
+        }
+        return SBCResult(parts[0].law, ranks, sum(p.rejected for p in parts), parts[0].quantities, settings)
+
+    def summary(self, seed: int = 0, alpha: float = 0.01) -> dict[str, Any]:
+        """What the closing note reports for one law.
+
+        ``failed_diagnostics`` counts fits whose diagnostics failed (they stay
+        in the ranks: dropping them would condition on the sampler and bias
+        the test); ``min_pvalue`` is the smallest KS or chi-square p-value over
+        the quantities and ``uniform`` whether it clears the Bonferroni level
+        ``alpha / (2 * quantities)``.
+        """
+        table = self.uniformity(seed)
+        ok = self.ranks["ok"].astype(bool) if len(self.ranks) else pd.Series(dtype=bool)
+        smallest = float(np.min(table[["ks_pvalue", "chi2_pvalue"]].to_numpy()))
+        return {
+            "law": self.law,
+            "sims": len(self.ranks),
+            "rejected": self.rejected,
+            "fit_errors": len(self.settings.get("fit_errors", [])),
+            "failed_diagnostics": int((~ok).sum()),
+            "fits_with_divergences": int((self.ranks["divergences"] > 0).sum()),
+            "fits_r_hat_over_1_05": int((self.ranks["max_r_hat"] > 1.05).sum()),
+            "min_pvalue": smallest,
+            "uniform": smallest > alpha / (2 * len(table)),
+            "coverage": self.coverage(),
+            "uniformity": table.to_dict(orient="index"),
+        }
+
     def coverage(self) -> dict[str, float]:
         """Coverage of the held-out runs by the 90% intervals, pooled over simulations.
 
         ``predictive``: noisy held-out losses inside the predictive interval;
         ``mean``: the true mean loss inside the interval of the law's mean.
         """
-        n = float(self.ranks["heldout_n"].sum())
+        n = int(self.ranks["heldout_n"].sum())
+        covered = int(self.ranks["heldout_covered"].sum())
+        low, high = binomial_interval(covered, n)
         return {
-            "predictive": float(self.ranks["heldout_covered"].sum()) / n,
+            "predictive": covered / n,
+            "predictive_95ci": [low, high],
             "mean": float(self.ranks["mean_covered"].sum()) / n,
             "runs": n,
             "simulations": len(self.ranks),
         }
+
+
+def binomial_interval(successes: int, trials: int, prob: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson interval of a binomial proportion.
+
+    Held-out runs of one simulated ladder share its parameters, so their
+    coverages are correlated and this interval is somewhat too narrow.
+    """
+    from scipy import stats
+
+    tail = (1 - prob) / 2
+    low = stats.beta.ppf(tail, successes, trials - successes + 1) if successes > 0 else 0.0
+    high = stats.beta.ppf(1 - tail, successes + 1, trials - successes) if successes < trials else 1.0
+    return float(low), float(high)
+
+
+@dataclass
+class Simulation:
+    """One accepted SBC simulation: the true parameters and the simulated ladder."""
+
+    theta: dict[str, float]
+    mean: np.ndarray
+    observed: np.ndarray
+
+
+def simulate(
+    law: str | ScalingLaw,
+    n_sims: int,
+    rng: np.random.Generator,
+    design: pd.DataFrame,
+    train: np.ndarray,
+    likelihood: str = "student_t",
+    min_loss: float = 0.2,
+    max_loss: float = 10.0,
+    max_tries: int | None = None,
+) -> tuple[list[Simulation], int]:
+    """``n_sims`` accepted simulations of ``design`` from prior draws, and the count rejected.
+
+    A draw is rejected when a training loss (rows where ``train`` is true)
+    leaves ``[min_loss, max_loss]`` (see the module docstring for why that
+    keeps SBC valid).
+    """
+    if not 0 < min_loss < max_loss <= MAX_LOSS_NATS:
+        raise BayescaleError(f"need 0 < min_loss < max_loss <= {MAX_LOSS_NATS}, got {min_loss}, {max_loss}")
+    law_obj = get_law(law)
+    max_tries = max_tries or 50 * n_sims
+    sims: list[Simulation] = []
+    pending: list[dict[str, float]] = []
+    rejected, tries = 0, 0
+    while len(sims) < n_sims:
+        tries += 1
+        if tries > max_tries:
+            raise BayescaleError(
+                f"SBC of {law_obj.name!r}: {rejected} of {tries - 1} prior draws gave training losses "
+                f"outside [{min_loss}, {max_loss}]; widen the range or use other priors"
+            )
+        if not pending:
+            pending = prior_draws(law_obj, max(4 * n_sims, 50), rng, likelihood)
+        theta = pending.pop()
+        mean, observed = simulate_losses(law_obj, theta, design, rng, likelihood)
+        if np.all((observed[train] >= min_loss) & (observed[train] <= max_loss)):
+            sims.append(Simulation(theta, mean, observed))
+        else:
+            rejected += 1
+    return sims, rejected
+
+
+def score(
+    result: Any,
+    sim: Simulation,
+    law: ScalingLaw,
+    design: pd.DataFrame,
+    train: np.ndarray,
+    quantities: list[str],
+    prob: float = 0.9,
+    random_seed: int | None = None,
+) -> dict[str, Any]:
+    """Ranks of the truth, held-out coverage and diagnostics of one SBC fit: a row of ``SBCResult.ranks``."""
+    from bayescale import plan
+    from bayescale.intervals import interval
+
+    row: dict[str, Any] = {}
+    ess = result.diagnostics["ess_bulk"]
+    for name in quantities:
+        if name == "N_opt":
+            truth = law.optimal_allocation({k: np.float64(v) for k, v in sim.theta.items()}, N_OPT_BUDGET)
+            draws = plan.optimal_draws(result, N_OPT_BUDGET)["params"].isel(query=0)
+            row["N_opt_rank"], row["N_opt_n"] = rank_of_truth(
+                draws, float(truth["params"]), min(ess.values())
+            )
+        else:
+            row[f"{name}_rank"], row[f"{name}_n"] = rank_of_truth(
+                result.posterior[name], sim.theta[name], ess[name]
+            )
+    held = design.loc[~train]
+    predicted = plan.predict_draws(
+        result, held["params"], held["tokens"], held.get("unique_tokens"), random_seed=random_seed
+    )
+    band = interval(predicted["loss_predictive"], prob)
+    band_mean = interval(predicted["loss"], prob)
+    obs, true_mean = sim.observed[~train], sim.mean[~train]
+    row["heldout_covered"] = int(np.sum((band["lower"].values <= obs) & (obs <= band["upper"].values)))
+    row["mean_covered"] = int(
+        np.sum((band_mean["lower"].values <= true_mean) & (true_mean <= band_mean["upper"].values))
+    )
+    row["heldout_n"] = len(obs)
+    diag = result.diagnostics
+    row.update(
+        divergences=diag["divergences"],
+        max_r_hat=diag["max_r_hat"],
+        min_ess_bulk=diag["min_ess_bulk"],
+        ok=diag["ok"],
+    )
+    return row
 
 
 def sbc(
@@ -215,6 +374,9 @@ def sbc(
     prob: float = 0.9,
     fit_kwargs: Mapping[str, Any] | None = None,
     fitter: Callable[..., Any] | None = None,
+    workers: int = 1,
+    executor: Executor | None = None,
+    chunk: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> SBCResult:
     """Simulation-based calibration of ``law`` fitted with :func:`bayescale.fit`.
@@ -242,91 +404,90 @@ def sbc(
         Passed to the fitter (draws, tune, chains, backend, ...).
     fitter
         Defaults to :func:`bayescale.fit`; any callable with its signature.
+        Used in this process, one fit after another (``workers`` and
+        ``executor`` must then be left unset).
+    workers
+        With more than one, the fits run through :func:`bayescale.fit_many`
+        on a pool of this many spawned processes, kept for the whole study.
+    executor
+        Run the fits through :func:`bayescale.fit_many` on this executor
+        (e.g. a Dask cluster's) instead.
+    chunk
+        Fits sent to ``fit_many`` at a time (default ``4 * workers``):
+        progress is reported after each chunk.
     progress
         Called with one line per fitted simulation.
 
     Returns
     -------
     SBCResult
+        A fit that raised is not ranked: it is counted in
+        ``settings["fit_errors"]`` with its message.
     """
-    from bayescale import plan
-    from bayescale.fit import fit as default_fitter
-    from bayescale.intervals import interval
+    from bayescale.many import fit_many
 
-    if not 0 < min_loss < max_loss <= MAX_LOSS_NATS:
-        raise BayescaleError(f"need 0 < min_loss < max_loss <= {MAX_LOSS_NATS}, got {min_loss}, {max_loss}")
     law_obj = get_law(law)
-    fitter = fitter or default_fitter
+    pooled = executor is not None or workers > 1
+    if pooled and fitter is not None:
+        raise BayescaleError("a custom fitter runs in this process: leave workers and executor unset")
+    fitter = fitter or default_fitter()
     kwargs = {"progressbar": False, "warn": False, **(fit_kwargs or {})}
     design = ladder(law_obj, sizes)
     train = (design["params"] < design["params"].max()).to_numpy()
     free, _ = resolve_priors(law_obj, likelihood)
     quantities = list(free)
-    has_n_opt = law_obj.optimal_allocation(dict.fromkeys(law_obj.parameter_names, 1.0), 1e20) is not None
-    if has_n_opt:
+    if law_obj.optimal_allocation(dict.fromkeys(law_obj.parameter_names, 1.0), 1e20) is not None:
         quantities.append("N_opt")
     rng = np.random.default_rng(seed)
+    sims, rejected = simulate(law_obj, n_sims, rng, design, train, likelihood, min_loss, max_loss, max_tries)
+
+    def job(i: int) -> dict[str, Any]:
+        runs = design.loc[train].assign(loss=sims[i].observed[train]).reset_index(drop=True)
+        return {
+            "runs": runs,
+            "law": law_obj.name,
+            "likelihood": likelihood,
+            "random_seed": seed + i,
+            **kwargs,
+        }
+
     rows: list[dict[str, Any]] = []
-    rejected, tries = 0, 0
-    max_tries = max_tries or 50 * n_sims
-    pending: list[dict[str, float]] = []
-    while len(rows) < n_sims:
-        tries += 1
-        if tries > max_tries:
-            raise BayescaleError(
-                f"SBC of {law_obj.name!r}: {rejected} of {tries - 1} prior draws gave training losses "
-                f"outside [{min_loss}, {max_loss}]; widen the range or use other priors"
-            )
-        if not pending:
-            pending = prior_draws(law_obj, max(4 * n_sims, 50), rng, likelihood)
-        theta = pending.pop()
-        mean, observed = simulate_losses(law_obj, theta, design, rng, likelihood)
-        if not np.all((observed[train] >= min_loss) & (observed[train] <= max_loss)):
-            rejected += 1
-            continue
-        runs = design.loc[train].assign(loss=observed[train]).reset_index(drop=True)
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=RuntimeWarning)
-            result = fitter(runs, law=law_obj, likelihood=likelihood, random_seed=seed + len(rows), **kwargs)
-        row: dict[str, Any] = {"sim": len(rows)}
-        ess = result.diagnostics["ess_bulk"]
-        for name in free:
-            row[f"{name}_rank"], row[f"{name}_n"] = rank_of_truth(
-                result.posterior[name], theta[name], ess[name]
-            )
-        if has_n_opt:
-            truth = law_obj.optimal_allocation({k: np.float64(v) for k, v in theta.items()}, N_OPT_BUDGET)
-            draws = plan.optimal_draws(result, N_OPT_BUDGET)["params"].isel(query=0)
-            row["N_opt_rank"], row["N_opt_n"] = rank_of_truth(
-                draws, float(truth["params"]), min(ess.values())
-            )
-        held = design.loc[~train]
-        predicted = plan.predict_draws(
-            result, held["params"], held["tokens"], held.get("unique_tokens"), random_seed=seed + len(rows)
-        )
-        band = interval(predicted["loss_predictive"], prob)
-        band_mean = interval(predicted["loss"], prob)
-        obs, true_mean = observed[~train], mean[~train]
-        row["heldout_covered"] = int(np.sum((band["lower"].values <= obs) & (obs <= band["upper"].values)))
-        row["mean_covered"] = int(
-            np.sum((band_mean["lower"].values <= true_mean) & (true_mean <= band_mean["upper"].values))
-        )
-        row["heldout_n"] = len(obs)
-        diag = result.diagnostics
-        row.update(
-            divergences=diag["divergences"],
-            max_r_hat=diag["max_r_hat"],
-            min_ess_bulk=diag["min_ess_bulk"],
-            ok=diag["ok"],
-            seconds=time.perf_counter() - start,
-        )
-        rows.append(row)
-        if progress is not None:
-            progress(
-                f"{law_obj.name} sim {row['sim']}: {row['seconds']:.1f}s, divergences {row['divergences']}, "
-                f"held-out covered {row['heldout_covered']}/{row['heldout_n']}, rejected so far {rejected}"
-            )
+    errors: list[str] = []
+    own = pooled and executor is None
+    if own:
+        # Spawned, not forked (see bayescale.many); one pool for the study saves the start-up per chunk.
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    step = chunk or (4 * workers if pooled else 1)
+    try:
+        for first in range(0, n_sims, step):
+            indices = range(first, min(first + step, n_sims))
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=RuntimeWarning)
+                if pooled:
+                    outcomes = [(r.fit, r.error) for r in fit_many([job(i) for i in indices], executor)]
+                else:
+                    outcomes = []
+                    for i in indices:
+                        spec = job(i)
+                        outcomes.append((fitter(spec.pop("runs"), **{**spec, "law": law_obj}), None))
+            seconds = (time.perf_counter() - start) / len(indices)
+            for i, (result, error) in zip(indices, outcomes, strict=True):
+                if error is not None:
+                    errors.append(f"sim {i}: {error}")
+                    continue
+                row = {"sim": i, **score(result, sims[i], law_obj, design, train, quantities, prob, seed + i)}
+                row["seconds"] = seconds
+                rows.append(row)
+                if progress is not None:
+                    progress(
+                        f"{law_obj.name} sim {i}: {seconds:.1f}s, divergences {row['divergences']}, "
+                        f"max r_hat {row['max_r_hat']:.3f}, "
+                        f"held-out covered {row['heldout_covered']}/{row['heldout_n']}"
+                    )
+    finally:
+        if own:
+            executor.shutdown(wait=True, cancel_futures=True)
     settings = {
         "n_sims": n_sims,
         "seed": seed,
@@ -335,5 +496,14 @@ def sbc(
         "heldout_runs": int((~train).sum()),
         "loss_range": [min_loss, max_loss],
         "fit_kwargs": {k: v for k, v in kwargs.items() if k not in ("progressbar", "warn")},
+        "workers": workers if executor is None or own else None,
+        "fit_errors": errors,
     }
     return SBCResult(law_obj.name, pd.DataFrame(rows), rejected, quantities, settings)
+
+
+def default_fitter() -> Callable[..., Any]:
+    """:func:`bayescale.fit` (imported late: calibration is imported by the package itself)."""
+    from bayescale.fit import fit
+
+    return fit

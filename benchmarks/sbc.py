@@ -2,69 +2,157 @@
 
 Usage (from the repository root)::
 
-    PYTHONPATH=$PWD python benchmarks/sbc.py --sims 100 --out sbc.json
-    PYTHONPATH=$PWD python benchmarks/sbc.py --laws chinchilla kaplan-n --sims 30 --draws 500
+    PYTHONPATH=$PWD python benchmarks/sbc.py --sims 100 --workers 2 --out benchmarks/results/sbc
+    PYTHONPATH=$PWD python benchmarks/sbc.py --laws chinchilla:150 kaplan-n:60 --draws 500
 
 For each law: prior draws -> simulated ladder (bayescale.calibration.ladder) ->
-fit on the smaller sizes with bayescale.fit -> rank of the truth per parameter
-and for N_opt at 1e23 FLOPs; then uniformity tests of the ranks, the held-out
-coverage of 90% predictive intervals and how many fits failed their diagnostics.
+fit on the smaller sizes through bayescale.fit_many -> rank of the truth per
+parameter and for N_opt at 1e23 FLOPs; then uniformity tests of the ranks, the
+held-out coverage of 90% predictive intervals and how many fits failed their
+diagnostics. ``--out PREFIX`` writes PREFIX.json (everything, ranks included)
+and PREFIX.csv (one row per law and quantity), rewritten after each law.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import multiprocessing
+import shlex
+import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+
+import pandas as pd
 
 import bayescale as bs
 from bayescale import calibration
 
 
+def non_grouped_laws() -> list[str]:
+    """Laws fitted to one ladder (the grouped ones need a ``group`` column)."""
+    return [name for name in bs.list_laws() if not bs.get_law(name).pooled]
+
+
+def table_rows(summary: dict) -> list[dict]:
+    """One CSV row per ranked quantity of one law."""
+    rows = []
+    for quantity, tests in summary["uniformity"].items():
+        rows.append(
+            {
+                "law": summary["law"],
+                "quantity": quantity,
+                "sims": summary["sims"],
+                "rejected": summary["rejected"],
+                "fit_errors": summary["fit_errors"],
+                "failed_diagnostics": summary["failed_diagnostics"],
+                "fits_with_divergences": summary["fits_with_divergences"],
+                "fits_r_hat_over_1_05": summary["fits_r_hat_over_1_05"],
+                "ks_pvalue": tests["ks_pvalue"],
+                "chi2_pvalue": tests["chi2_pvalue"],
+                "edge_fraction": tests["edge_fraction"],
+                "mean_u": tests["mean_u"],
+                "heldout_coverage_90": summary["coverage"]["predictive"],
+                "heldout_coverage_ci_low": summary["coverage"]["predictive_95ci"][0],
+                "heldout_coverage_ci_high": summary["coverage"]["predictive_95ci"][1],
+                "heldout_runs": summary["coverage"]["runs"],
+                "mean_coverage_90": summary["coverage"]["mean"],
+                "seconds": summary["seconds"],
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--laws", nargs="*", default=None, help="laws to check (default: all registered)")
-    parser.add_argument("--sims", type=int, default=100)
+    parser.add_argument(
+        "--laws", nargs="*", default=None, help="laws to check, LAW or LAW:SIMS (default: all non-grouped)"
+    )
+    parser.add_argument("--sims", type=int, default=100, help="simulations per law without :SIMS")
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--tune", type=int, default=500)
     parser.add_argument("--chains", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="processes of the fit_many pool")
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--out", default=None, help="write all results as JSON here")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat the plan with new seeds, pooling the simulations"
+    )
+    parser.add_argument(
+        "--until",
+        default=None,
+        help="UTC time HH:MM after which no new law chunk is started (time-boxed run)",
+    )
+    parser.add_argument("--out", default=None, help="write PREFIX.json and PREFIX.csv")
     args = parser.parse_args()
     warnings.simplefilter("ignore", bs.FitWarning)
-    report = {}
-    for law in args.laws or bs.list_laws():
-        start = time.perf_counter()
-        result = calibration.sbc(
-            law,
-            args.sims,
-            seed=args.seed,
-            fit_kwargs={"draws": args.draws, "tune": args.tune, "chains": args.chains},
-            progress=lambda line: print(line, flush=True),
-        )
-        table = result.uniformity(seed=args.seed)
-        ranks = result.ranks
-        summary = {
+    plan = [
+        (spec.split(":")[0], int(spec.split(":")[1]) if ":" in spec else args.sims)
+        for spec in args.laws or []
+    ]
+    plan = plan or [(law, args.sims) for law in non_grouped_laws()]
+    deadline = None
+    if args.until:
+        hour, minute = (int(x) for x in args.until.split(":"))
+        now = datetime.datetime.now(datetime.UTC)
+        deadline = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    command = "python " + shlex.join(sys.argv)
+    parts: dict[str, list] = {law: [] for law, _ in plan}
+    seconds = dict.fromkeys(parts, 0.0)
+    # One pool for the whole run: spawning workers (importing PyMC and JAX) costs seconds each time.
+    pool = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for round_ in range(args.rounds):
+            for law, sims in plan:
+                if deadline is not None and datetime.datetime.now(datetime.UTC) >= deadline:
+                    print(f"deadline {args.until} UTC reached: not starting {law} round {round_}", flush=True)
+                    continue
+                start = time.perf_counter()
+                parts[law].append(
+                    calibration.sbc(
+                        law,
+                        sims,
+                        seed=args.seed + 100_000 * round_,
+                        fit_kwargs={"draws": args.draws, "tune": args.tune, "chains": args.chains},
+                        executor=pool,
+                        chunk=2 * args.workers,
+                        progress=lambda line: print(line, flush=True),
+                    )
+                )
+                seconds[law] += time.perf_counter() - start
+                write(parts, seconds, command, args.seed, args.out)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def write(parts: dict, seconds: dict, command: str, seed: int, out: str | None) -> None:
+    """Print the pooled result of every law so far and rewrite the output files."""
+    report = {"command": command, "laws": {}}
+    rows: list[dict] = []
+    for law, results in parts.items():
+        if not results:
+            continue
+        result = calibration.SBCResult.combine(results)
+        summary = {**result.summary(seed=seed), "seconds": seconds[law]}
+        report["laws"][law] = {
+            **summary,
             "settings": result.settings,
-            "seconds": time.perf_counter() - start,
-            "rejected": result.rejected,
-            "failed_diagnostics": int((~ranks["ok"].astype(bool)).sum()),
-            "fits_with_divergences": int((ranks["divergences"] > 0).sum()),
-            "coverage": result.coverage(),
-            "uniformity": table.to_dict(orient="index"),
-            "ranks": ranks.to_dict(orient="list"),
+            "ranks": result.ranks.to_dict(orient="list"),
         }
-        report[law] = summary
+        rows.extend(table_rows(summary))
         print(
-            f"\n== {law}: {args.sims} fits in {summary['seconds']:.0f}s, {result.rejected} rejected draws, "
-            f"{summary['failed_diagnostics']} fits failed diagnostics"
+            f"\n== {law}: {summary['sims']} fits in {summary['seconds']:.0f}s, {result.rejected} redrawn, "
+            f"{summary['fit_errors']} fit errors, {summary['failed_diagnostics']} failed diagnostics, "
+            f"{summary['fits_with_divergences']} with divergences, "
+            f"{summary['fits_r_hat_over_1_05']} with r_hat > 1.05"
         )
-        print(table.round(3).to_string())
+        print(result.uniformity(seed=seed).round(3).to_string())
         print(f"held-out 90% coverage: {summary['coverage']}\n", flush=True)
-        if args.out:
-            with open(args.out, "w") as handle:
-                json.dump(report, handle, indent=1, default=float)
+    if out:
+        with open(f"{out}.json", "w") as handle:
+            json.dump(report, handle, indent=1, default=float)
+        pd.DataFrame(rows).to_csv(f"{out}.csv", index=False, float_format="%.4g")
 
 
 if __name__ == "__main__":
