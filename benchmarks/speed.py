@@ -319,6 +319,10 @@ def main() -> None:
                 f"{r['method']:<44} {r['wall']:>8.1f} {r['ess']:>8.0f} {r['ess_per_s']:>8.1f} "
                 f"{r['ess_per_s'] / base:>7.1f} {r['div']:>4} {r['r_hat']:>6.3f}"
             )
+        if peer is not None:
+            label = "least-squares peer: 4500 starts + 4000 boots"
+            ratio = peer["full"] / rows[0]["wall"]
+            print(f"{label:<44} {peer['full']:>8.1f} {'-':>8} {'-':>8} {'-':>7}   (wall {ratio:.2f}x base)")
         print(f"(x base: ESS/s relative to the first row: {rows[0]['method']})")
     if peer is not None:
         print("\n## Time to a 90% interval on N_opt at C = 5.76e23")
