@@ -43,6 +43,10 @@ TRANSFORMS: dict[str, str | None] = {
 
 _LOG_2PI = math.log(2 * math.pi)
 
+#: Observations per block of the chunked likelihood: a block's dozen intermediate arrays
+#: (8 KiB... 64 KiB each) stay in a core's L2 cache.
+CHUNK = 8192
+
 
 def _fast_law_types() -> tuple[type, ...]:
     from bayescale.laws.chinchilla import ChinchillaLaw
@@ -132,12 +136,32 @@ class Density:
         return theta
 
     def logp(self, position: Any, data: Mapping[str, Any]) -> Any:
-        """Log posterior density (up to a constant) at ``position``, with JAX."""
+        """Log posterior density (up to a constant) at ``position``, with JAX.
+
+        Above :data:`CHUNK` observations the likelihood and its gradient are
+        summed over blocks of :data:`CHUNK` (see :func:`_chunked_log_lik`).
+        """
+        import jax.numpy as jnp
+
+        _, log_prior = self._theta_and_log_prior(position, jnp)
+        if data["y"].shape[0] <= CHUNK:
+            return log_prior + self.log_lik(position, data)
+        return log_prior + _chunked_log_lik(self, position, data)
+
+    def logp_unchunked(self, position: Any, data: Mapping[str, Any]) -> Any:
+        """:meth:`logp` in one piece: differentiable in forward mode too (for Hessians)."""
+        import jax.numpy as jnp
+
+        _, log_prior = self._theta_and_log_prior(position, jnp)
+        return log_prior + self.log_lik(position, data)
+
+    def log_lik(self, position: Any, data: Mapping[str, Any]) -> Any:
+        """Log likelihood of the observations in ``data`` at ``position``, with JAX."""
         import jax.numpy as jnp
 
         from bayescale.laws import ops
 
-        theta, log_prior = self._theta_and_log_prior(position, jnp)
+        theta, _ = self._theta_and_log_prior(position, jnp)
         mu = self.law.log_loss(theta, data["x"], ops.jax())
         sigma = theta["sigma"]
         z = (data["y"] - mu) / sigma
@@ -151,7 +175,7 @@ class Density:
         else:
             n = data["y"].shape[0]
             log_lik = n * (-0.5 * _LOG_2PI - jnp.log(sigma)) - 0.5 * jnp.sum(z * z)
-        return log_prior + log_lik
+        return log_lik
 
     def initial_point(self) -> np.ndarray:
         """A central point of the priors on the unconstrained scale (before jitter)."""
@@ -349,3 +373,52 @@ def _truncated_normal_mass(prior: Prior) -> float:
     if math.isfinite(b):
         return float(log_ndtr(hi))
     return 0.0
+
+
+def _chunked_log_lik(density: Density, position: Any, data: Mapping[str, Any]) -> Any:
+    """``density.log_lik`` summed over blocks of :data:`CHUNK` observations, value and gradient at once.
+
+    XLA evaluates the likelihood of all observations as whole-array passes:
+    above ~1e5 values (more with chains vectorised) each pass leaves the CPU
+    caches and the gradient costs ~10x more per observation (measured: 3.5 ms
+    at 1e5 runs, 235 ms at 1e6). A ``lax.scan`` over blocks computes each
+    block's value and gradient (7 numbers) in cache and keeps no
+    per-observation residuals for the backward pass; a ``custom_vjp`` hands
+    the summed gradient to reverse-mode differentiation. Forward mode is not
+    supported: Hessians use :meth:`Density.logp_unchunked`.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    n = data["y"].shape[0]
+    blocks = n // CHUNK
+    whole = blocks * CHUNK
+    value_and_grad = jax.value_and_grad(density.log_lik)
+
+    def both(position: Any, data: Mapping[str, Any]) -> tuple[Any, Any]:
+        def body(carry: Any, block: Any) -> tuple[Any, None]:
+            value, grad = value_and_grad(position, block)
+            return (carry[0] + value, carry[1] + grad), None
+
+        split = jax.tree.map(lambda a: a[:whole].reshape((blocks, CHUNK, *a.shape[1:])), data)
+        zero = (jnp.zeros((), position.dtype), jnp.zeros_like(position))
+        (value, grad), _ = jax.lax.scan(body, zero, split)
+        if whole < n:
+            v, g = value_and_grad(position, jax.tree.map(lambda a: a[whole:], data))
+            value, grad = value + v, grad + g
+        return value, grad
+
+    @jax.custom_vjp
+    def log_lik(position: Any, data: Any) -> Any:
+        return both(position, data)[0]
+
+    def forward(position: Any, data: Any) -> tuple[Any, Any]:
+        value, grad = both(position, data)
+        return value, (grad, data)
+
+    def backward(residual: Any, cotangent: Any) -> tuple[Any, Any]:
+        grad, data = residual
+        return cotangent * grad, jax.tree.map(jnp.zeros_like, data)
+
+    log_lik.defvjp(forward, backward)
+    return log_lik(position, data)

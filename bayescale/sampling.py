@@ -77,7 +77,8 @@ def installed(module: str) -> bool:
 def choose_backend(backend: str) -> str:
     """Resolve ``"auto"`` to the fastest installed backend of the PyMC model; check an explicit one.
 
-    ``"jax"`` (no PyMC model) is chosen by :func:`run`, which knows the model.
+    ``"jax"`` (no PyMC model) is chosen by :func:`run`, which knows the model:
+    this is the fallback when the JAX density cannot represent it.
     """
     if backend == "auto":
         if installed("numpyro") and installed("jax"):
@@ -114,9 +115,10 @@ def run(
         An ``arviz.InferenceData`` with ``posterior`` and ``sample_stats``,
         and the name of the backend that sampled it.
     """
-    # The JAX fast path is opt-in: on a small, weakly identified ladder one of its chains left
-    # for alpha_N ~ 1e100 during warm-up and stayed (r_hat 3.6, no divergence), which the
-    # PyMC-model backends do not do. Until that is understood, "auto" samples the PyMC model.
+    # The JAX fast path is opt-in ("jax"). Its warm-up drift is fixed (see _kinetic_energy), but
+    # on 40-run ladders it still mixes worse than numpyro on the PyMC model: whitened, ESS 28 vs
+    # 281 at QUICK settings; unwhitened, one recovery fit at r_hat 1.01001. "auto" stays on the
+    # PyMC model until that is understood.
     if config.backend == "jax":
         from bayescale.jax_density import build_density, unsupported
 
@@ -139,8 +141,20 @@ def run(
 def sample_density(density: Any, config: SamplerConfig, random_seed: int | None, progressbar: bool) -> Any:
     """Sample a :class:`~bayescale.jax_density.Density` with numpyro's NUTS, chains vectorised.
 
-    Starts like PyMC: each chain at the priors' centre jittered by U(-1, 1)
-    on the unconstrained scale (redrawn where the density is not finite).
+    NUTS (numpyro's, dense mass adapted in warm-up) runs on whitened
+    coordinates ``u``, with ``position = mode + L u`` and ``L L^T`` the
+    inverse Hessian at the posterior mode (the Laplace approximation). There
+    the posterior is close to a standard normal whatever the number of runs,
+    so warm-up starts from a sensible metric and step size, and the
+    dense-mass adaptation is not swamped by numpyro's regularisation towards
+    ``1e-3 I`` (on the original coordinates of a 1e5-run fit, posterior
+    variances ~1e-6, that cost ~100 leapfrog steps per iteration). Each chain
+    starts at ``u ~ U(-1, 1)`` per coordinate, PyMC's jitter on this scale.
+    Without a usable mode (the search fails or the Hessian is not positive
+    definite) or when the posterior is far from Gaussian
+    (:func:`_near_gaussian`), NUTS runs on the original coordinates from the
+    priors' centre, jittered the same way. ``progressbar`` is ignored: the chains run as one
+    compiled program.
 
     Returns
     -------
@@ -149,58 +163,217 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     """
     jax = setup_jax()
     import jax.numpy as jnp
-    import numpyro
-    import numpyro.distributions as dist
-    from numpyro.infer import MCMC, NUTS
 
     size = density.size
     data = jax.tree.map(jnp.asarray, density.data)
-
-    def model(data: Any) -> None:
-        position = numpyro.sample("position", dist.ImproperUniform(dist.constraints.real_vector, (), (size,)))
-        numpyro.factor("logp", density.logp(position, data))
-
     rng = np.random.default_rng(random_seed)
     laplace = _laplace(density, data)
-    options: dict[str, Any] = {"dense_mass": True, "target_accept_prob": config.target_accept}
-    if laplace is None:
+    if laplace is None or not _near_gaussian(density, data, *laplace):
+        shift, scale = np.zeros(size), np.eye(size)
         init = _jittered_starts(density, data, config.chains, rng)
     else:
-        # Start from the Laplace approximation: warm-up then begins with a sensible metric
-        # instead of the identity, which cuts its leapfrog steps by about a third.
-        mode, cov = laplace
-        # Jitter the starts by at most one unit per coordinate: in a weakly identified direction the
-        # BFGS inverse Hessian is huge, and a start drawn from it can land where the density is flat
-        # (a chain then stays there: seen on a small ladder, alpha_N ~ 1e99).
-        scale = np.minimum(np.sqrt(np.diag(cov)), 1.0)
-        init = mode + rng.uniform(-1.0, 1.0, (config.chains, density.size)) * scale
-        options["inverse_mass_matrix"] = {("position",): jnp.asarray(cov)}
-    kernel = NUTS(model, **{**options, **config.extra})
-    mcmc = MCMC(
-        kernel,
-        num_warmup=config.tune,
-        num_samples=config.draws,
-        num_chains=config.chains,
-        chain_method="vectorized",
-        progress_bar=progressbar,
-    )
-    fields = ("diverging", "num_steps", "energy", "accept_prob", "adapt_state.step_size", "potential_energy")
-    key = jax.random.PRNGKey(int(rng.integers(2**31)))
-    # numpyro wants a leading chain axis on the starts only when there are several chains.
-    start = jnp.asarray(init if config.chains > 1 else init[0])
+        shift, scale = laplace
+        init = shift + rng.uniform(-1.0, 1.0, (config.chains, size)) @ scale.T
+    start = np.linalg.solve(scale, (init - shift).T).T
+    keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(2**31))), config.chains)
+    args = (keys, jnp.asarray(start), jnp.asarray(shift), jnp.asarray(scale), data)
     with _NUMPYRO_LOCK:
-        mcmc.run(key, data, init_params={"position": start}, extra_fields=fields)
-    position = np.asarray(mcmc.get_samples(group_by_chain=True)["position"])
-    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-    return _to_inference_data(density, position, extra)
+        u, extra = _exported(_compiled_sampler(density, config), _program_key(density, config, args), args)
+    u = np.asarray(u)
+    extra = {k: np.asarray(v) for k, v in extra.items()}
+    return _to_inference_data(density, shift + u @ scale.T, extra)
+
+
+def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
+    """One jitted program that runs every chain's warm-up and draws (chains vectorised).
+
+    numpyro's functional NUTS (``numpyro.infer.hmc.hmc``) on a potential
+    function instead of its ``MCMC`` class on a model: no model tracing, no
+    dozens of small eagerly compiled programs while chains initialise, so a
+    cold process compiles (or loads from the on-disk cache) one program.
+    Options of ``config.extra`` go to numpyro's ``init_kernel``.
+    """
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer.hmc import hmc
+
+    def potential(shift: Any, scale: Any, data: Any) -> Any:
+        return lambda u: -density.logp(shift + scale @ u, data)
+
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential, kinetic_fn=_kinetic_energy(), algo="NUTS")
+    options = {"dense_mass": True, "target_accept_prob": config.target_accept, **config.extra}
+
+    def chains(keys: Any, starts: Any, shift: Any, scale: Any, data: Any) -> tuple[Any, dict[str, Any]]:
+        args = (shift, scale, data)
+        states = jax.vmap(
+            lambda key, u: init_kernel(u, config.tune, model_args=args, rng_key=key, **options)
+        )(keys, starts)
+        kernel = jax.vmap(lambda state: sample_kernel(state, model_args=args))
+
+        def step(states: Any, i: Any) -> tuple[Any, tuple[Any, dict[str, Any]]]:
+            states = kernel(states)
+            # After warm-up every chain keeps the smallest adapted step size: one that adapted
+            # in the bulk can take too long a step in the tail (seen: all 7 divergences of a
+            # recovery fit in the one chain whose step size was 0.22 where the others had
+            # 0.13-0.16). Any step size fixed after warm-up leaves the posterior invariant.
+            size = states.adapt_state.step_size
+            size = jnp.where(i == config.tune - 1, jnp.min(size), size)
+            states = states._replace(adapt_state=states.adapt_state._replace(step_size=size))
+            fields = {
+                "diverging": states.diverging,
+                "num_steps": states.num_steps,
+                "energy": states.energy,
+                "accept_prob": states.accept_prob,
+                "adapt_state.step_size": size,
+                "potential_energy": states.potential_energy,
+            }
+            return states, (states.z, fields)
+
+        # One scan over warm-up and draws (the kernel adapts while state.i < tune): tracing
+        # numpyro's NUTS is most of a cold fit's time, and a second scan would trace it again.
+        _, out = jax.lax.scan(step, states, jnp.arange(config.tune + config.draws))
+        return jax.tree.map(lambda a: jnp.swapaxes(a[config.tune :], 0, 1), out)
+
+    return jax.jit(chains)
+
+
+def _program_key(density: Any, config: SamplerConfig, args: tuple[Any, ...]) -> str | None:
+    """Hash of everything the compiled sampler depends on, or ``None`` when it cannot be keyed.
+
+    The model's structure (law, priors, fixed values, reference points and
+    likelihood: constants of the program), the sampler settings, the shapes
+    of the arguments, the versions of jax and numpyro and the source of
+    bayescale itself (a changed law or density is a new program).
+    """
+    import hashlib
+
+    import jax
+    import numpyro
+
+    if config.extra:
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    shapes = [(a.shape, str(a.dtype)) for a in jax.tree.leaves(args)]
+    parts = (
+        type(density.law).__qualname__,
+        density.law.name,
+        density.likelihood,
+        density.sites,
+        density.fixed,
+    )
+    parts += (config.tune, config.draws, config.chains, config.target_accept, shapes)
+    parts += (jax.__version__, numpyro.__version__)
+    digest.update(repr(parts).encode())
+    return digest.hexdigest()
+
+
+def _exported(jitted: Any, key: str | None, args: tuple[Any, ...]) -> Any:
+    """Call ``jitted(*args)`` through a serialised ``jax.export`` of it kept in the cache folder.
+
+    Tracing numpyro's vectorised NUTS takes seconds of Python in every new
+    process; the exported program skips it (its compilation is then found in
+    JAX's persistent compilation cache). A missing, stale or unreadable
+    export is rebuilt.
+    """
+    from jax import export
+
+    folder = cache_dir()
+    if key is None or folder is None:
+        return jitted(*args)
+    path = folder / "exported" / f"{key}.bin"
+    if path.exists():
+        try:
+            program = export.deserialize(bytearray(path.read_bytes()))
+        except Exception:  # any failure to load (corrupt file, other jax): rebuild it
+            program = None
+        if program is not None:
+            return program.call(*args)
+    program = export.export(jitted)(*args)
+    try:
+        blob = program.serialize()
+    except ImportError:  # serialisation needs flatbuffers (in the `fast` extra)
+        return jitted(*args)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(blob)
+        partial.replace(path)  # atomic: concurrent fits never read half a file
+    except OSError:
+        pass  # an unwritable cache only costs tracing time
+    return program.call(*args)
+
+
+def _near_gaussian(
+    density: Any, data: Any, mode: np.ndarray, root: np.ndarray, reach: float = 2.0, factor: float = 2.0
+) -> bool:
+    """Whether the log density falls like its Laplace approximation ``reach`` sds out along each axis.
+
+    The Gaussian predicts a fall of ``reach**2 / 2 = 2``; each of the ``2 d``
+    falls must be within ``factor`` of it. NUTS gains from whitened
+    coordinates when the posterior is close to Gaussian (many runs), but on
+    a small, weakly identified ladder (a banana the curvature at the mode
+    misjudges) warm-up from the mode mixed worse than the PyMC default of
+    original coordinates and starts jittered around the priors' centre
+    (measured, QUICK settings: r_hat 1.34 against 1.01 on one such ladder).
+    Measured largest falls: 46-490 on 20-run ladders and 8-13 on the 40-run
+    recovery ladders (not whitened: whitened, a 40-run QUICK fit had bulk
+    ESS 28 against 216), 3.2 on the Chinchilla runs, 3.0 on 1e3 and 2.0 on
+    1e5 simulated runs (whitened).
+    """
+    import jax
+
+    points = mode + reach * np.concatenate([root.T, -root.T])
+    logp = jax.jit(jax.vmap(density.logp, in_axes=(0, None)))
+    values = np.asarray(logp(np.vstack([mode, points]), data))
+    falls = values[0] - values[1:]
+    expected = reach**2 / 2
+    return bool(
+        np.all(np.isfinite(falls)) and np.all((falls > expected / factor) & (falls < expected * factor))
+    )
+
+
+def _kinetic_energy() -> Any:
+    """The Euclidean kinetic energy of numpyro, with an overflow counted as a divergence.
+
+    A leapfrog step from a point with a steep gradient (a start off the
+    posterior's ridge, a step size still too large early in warm-up) can
+    land where the log density is finite but astronomically low (-1e227) and
+    the momentum about 1e227. numpyro's ``0.5 * r.M^-1.r`` then overflows,
+    and the sum of terms of both signs can come out as ``-inf``: the step
+    looks like an infinite energy gain, NUTS accepts it with probability 1
+    and does not flag a divergence (only NaN is mapped to ``+inf``). The
+    chain is then stranded there (seen: alpha_N ~ 1e100, r_hat 3.6). A
+    positive quadratic form that is not finite is ``+inf``: the step is
+    divergent and rejected, as it should be.
+    """
+    import jax.numpy as jnp
+    from numpyro.infer.hmc_util import euclidean_kinetic_energy
+
+    def kinetic_energy(inverse_mass_matrix: Any, r: Any) -> Any:
+        energy = euclidean_kinetic_energy(inverse_mass_matrix, r)
+        return jnp.where(jnp.isfinite(energy), energy, jnp.inf)
+
+    # Its gradient is the plain one (M^-1 r), which numpyro looks up on the function.
+    kinetic_energy._kinetic_grad = euclidean_kinetic_energy._kinetic_grad  # type: ignore[attr-defined]
+    return kinetic_energy
 
 
 def _laplace(density: Any, data: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """Posterior mode and BFGS inverse Hessian there, or ``None`` when the search fails."""
+    """Posterior mode and the Cholesky factor of the inverse Hessian there, or ``None``.
+
+    The Hessian is JAX's exact one (BFGS's running estimate is poor in the
+    weakly identified directions); ``None`` when the search fails or the
+    Hessian is not positive definite (a mode on a ridge).
+    """
     import jax
     from scipy.optimize import minimize
 
-    value_and_grad = jax.jit(jax.value_and_grad(lambda x, data: -density.logp(x, data)))
+    def neg_logp(x: Any, data: Any) -> Any:
+        return -density.logp(x, data)
+
+    value_and_grad = jax.jit(jax.value_and_grad(neg_logp))
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = value_and_grad(x, data)
@@ -208,14 +381,19 @@ def _laplace(density: Any, data: Any) -> tuple[np.ndarray, np.ndarray] | None:
 
     with np.errstate(all="ignore"):
         result = minimize(objective, density.initial_point(), jac=True, method="BFGS")
-    cov = np.asarray(result.hess_inv)
-    if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun) or not np.all(np.isfinite(cov)):
+    if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
         return None
+    hessian = np.asarray(
+        jax.jit(jax.hessian(lambda x, data: -density.logp_unchunked(x, data)))(result.x, data)
+    )
     try:
-        np.linalg.cholesky(cov)
+        # L = chol(H^-1) computed as inv(chol(H))^T: H^-1 = (C C^T)^-1 = C^-T C^-1.
+        root = np.linalg.inv(np.linalg.cholesky(hessian)).T
     except np.linalg.LinAlgError:
         return None
-    return result.x, cov
+    if not np.all(np.isfinite(root)):
+        return None
+    return result.x, root
 
 
 def _jittered_starts(density: Any, data: Any, chains: int, rng: np.random.Generator) -> np.ndarray:

@@ -98,10 +98,12 @@ def run_fast(draws: int, tune: int, seed: int) -> tuple[dict, float]:
     """The fast path, and its time to a 90% interval on N_opt (fit + plan.optimal)."""
     law, runs, _, _ = model_setup()
     t = time.perf_counter()
-    fit = bs.fit(runs, law=law, draws=draws, tune=tune, random_seed=seed, progressbar=False, warn=False)
+    fit = bs.fit(
+        runs, law=law, draws=draws, tune=tune, random_seed=seed, progressbar=False, warn=False, backend="jax"
+    )
     row = fit.optimal(BUDGET).iloc[0]
     wall = time.perf_counter() - t
-    result = summarise(f"bayescale fast path ({draws}+{tune})", fit.idata, wall)
+    result = summarise(f"bayescale JAX density + numpyro ({draws}+{tune})", fit.idata, wall)
     result["interval"] = (row["params_median"], row["params_lower"], row["params_upper"])
     return result, wall
 
@@ -214,8 +216,8 @@ def scaling(sizes, draws: int, tune: int, chains: int, seed: int, fits: bool = T
             print(f"  gradient n={n:>8}: {rows[-1]}", flush=True)
             continue
         # Shorter runs for the largest sizes keep the benchmark in minutes; ms/ESS stays comparable.
-        n_draws = max(50, min(draws, int(3e7 // n)))
-        config = sampling.SamplerConfig(draws=n_draws, tune=max(50, min(tune, int(3e7 // n))), chains=chains)
+        n_draws = max(150, min(draws, int(3e7 // n)))
+        config = sampling.SamplerConfig(draws=n_draws, tune=max(150, min(tune, int(3e7 // n))), chains=chains)
         t = time.perf_counter()
         idata = sampling.sample_density(density, config, seed, False)
         wall = time.perf_counter() - t
@@ -230,6 +232,7 @@ def scaling(sizes, draws: int, tune: int, chains: int, seed: int, fits: bool = T
                 "per_ess_ms": wall / report["min_ess_bulk"] * 1e3,
                 "steps": float(idata.sample_stats["n_steps"].mean()),
                 "div": report["divergences"],
+                "peak_rss_mb": peak_rss_mb(),
             }
         )
         print(f"  scaling n={n:>8}: {rows[-1]}", flush=True)
@@ -316,6 +319,10 @@ def main() -> None:
                 f"{r['method']:<44} {r['wall']:>8.1f} {r['ess']:>8.0f} {r['ess_per_s']:>8.1f} "
                 f"{r['ess_per_s'] / base:>7.1f} {r['div']:>4} {r['r_hat']:>6.3f}"
             )
+        if peer is not None:
+            label = "least-squares peer: 4500 starts + 4000 boots"
+            ratio = peer["full"] / rows[0]["wall"]
+            print(f"{label:<44} {peer['full']:>8.1f} {'-':>8} {'-':>8} {'-':>7}   (wall {ratio:.2f}x base)")
         print(f"(x base: ESS/s relative to the first row: {rows[0]['method']})")
     if peer is not None:
         print("\n## Time to a 90% interval on N_opt at C = 5.76e23")
@@ -339,15 +346,16 @@ def main() -> None:
             f"\n## Scaling (Student-t, {short[2]} chains; ms/grad: one chain's share of a vectorised "
             "gradient)"
         )
-        print("(draws = tuning steps per chain shrink as 3e7 / n, at least 50, for the largest sizes)")
+        print("(draws = tuning steps per chain shrink as 3e7 / n, at least 150, for the largest sizes;")
+        print(" wall: whole fit incl. Laplace start and compile; peak MB: process RSS so far)")
         print(
             f"{'n obs':>9} {'draws':>6} {'ms/grad':>9} {'wall s':>8} {'min ESS':>8} "
-            f"{'ms/ESS':>8} {'steps':>6} {'div':>4}"
+            f"{'ms/ESS':>8} {'steps':>6} {'div':>4} {'peak MB':>8}"
         )
         for r in scale:
             print(
                 f"{r['n']:>9} {r['draws']:>6} {r['per_grad_ms']:>9.3f} {r['wall']:>8.1f} {r['ess']:>8.0f} "
-                f"{r['per_ess_ms']:>8.2f} {r['steps']:>6.1f} {r['div']:>4}"
+                f"{r['per_ess_ms']:>8.2f} {r['steps']:>6.1f} {r['div']:>4} {r['peak_rss_mb']:>8.0f}"
             )
     if cold:
         print(

@@ -186,3 +186,120 @@ def test_fast_path_does_not_import_pymc(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["jax", "False", "False"]
+
+
+def test_chunked_likelihood_equals_whole_array_one():
+    """Above CHUNK observations logp sums blocks (value and gradient): same numbers as one piece."""
+    import jax
+    import jax.numpy as jnp
+
+    from bayescale import jax_density
+
+    rng = np.random.default_rng(2)
+    n = 2 * jax_density.CHUNK + 123
+    N = np.exp(rng.uniform(np.log(5e7), np.log(2e9), n))
+    frame = pd.DataFrame({"params": N, "tokens": N * rng.uniform(5, 80, n)})
+    frame["loss"] = ChinchillaLaw().loss(TRUE_CHINCHILLA, frame["params"], frame["tokens"]) * np.exp(
+        rng.standard_t(4, n) * 0.01
+    )
+    law = bs.get_law("chinchilla")
+    for likelihood in ("student_t", "normal"):
+        free, fixed = resolve_priors(law, likelihood)
+        density = build_density(law, bs.Runs.from_any(frame), free, fixed, likelihood)
+        data = jax.tree.map(jnp.asarray, density.data)
+        points = jnp.asarray(density.initial_point() + rng.normal(0.0, 0.3, (3, density.size)))
+        chunked = jax.vmap(jax.value_and_grad(density.logp), in_axes=(0, None))(points, data)
+        whole = jax.vmap(jax.value_and_grad(density.logp_unchunked), in_axes=(0, None))(points, data)
+        np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-11)
+        np.testing.assert_allclose(
+            chunked[1], whole[1], rtol=1e-8, atol=1e-8 * float(jnp.abs(whole[1]).max())
+        )
+
+
+def test_kinetic_energy_that_overflows_is_a_divergence():
+    """numpyro's 0.5 r.M^-1.r can overflow to -inf (an 'infinite energy gain'); ours gives +inf."""
+    import jax.numpy as jnp
+    from numpyro.infer.hmc_util import euclidean_kinetic_energy
+
+    kinetic = sampling._kinetic_energy()
+    matrix = jnp.asarray([[2.0, 0.5], [0.5, 1.0]])
+    r = jnp.asarray([0.3, -1.2])
+    assert float(kinetic(matrix, r)) == pytest.approx(float(euclidean_kinetic_energy(matrix, r)))
+    huge = jnp.asarray([1e200, -1e300])
+    assert float(euclidean_kinetic_energy(-jnp.eye(2), huge)) == -np.inf  # the hole, made easy to hit
+    for m in (-jnp.eye(2), matrix):
+        assert float(kinetic(m, huge)) == np.inf
+    assert float(kinetic(matrix, jnp.asarray([np.nan, 0.0]))) == np.inf
+
+
+def test_far_start_is_not_stranded_by_an_overflowing_step():
+    """The warm-up drift of session 2 (alpha_N ~ 1e100, r_hat 3.6), replayed at the NUTS level.
+
+    From this start (one chain's start then, on the design tests' small ladder) with the Laplace
+    covariance as metric and numpyro's first step size, one leapfrog step lands at potential
+    ~1e227 and numpyro's own kinetic energy overflows to -inf: the step is accepted and the
+    chain is stranded, for every key tried. With the guarded kinetic energy it never is.
+    """
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer.hmc import hmc
+
+    runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=11)
+    runs = runs[runs["params"] < 3e8].reset_index(drop=True)
+    law = bs.get_law("chinchilla")
+    free, fixed = resolve_priors(law, "student_t")
+    density = build_density(law, bs.Runs.from_any(runs), free, fixed)
+    data = jax.tree.map(jnp.asarray, density.data)
+    _, root = sampling._laplace(density, data)
+    start = jnp.asarray([0.35, 0.22, -0.37, -1.59, -0.94, -4.93, 4.01])
+
+    def stranded(kinetic_fn) -> int:
+        init_kernel, sample_kernel = hmc(potential_fn=lambda z: -density.logp(z, data), kinetic_fn=kinetic_fn)
+        count = 0
+        for seed in range(4):
+            state = init_kernel(
+                start,
+                num_warmup=300,
+                dense_mass=True,
+                target_accept_prob=0.95,
+                inverse_mass_matrix=jnp.asarray(root @ root.T),
+                rng_key=jax.random.PRNGKey(seed),
+            )
+            for _ in range(3):
+                state = sample_kernel(state)
+            count += bool(state.potential_energy > 1e6)
+        return count
+
+    assert stranded(None) == 4  # the hole is real (if numpyro fixes it, this line tells us)
+    assert stranded(sampling._kinetic_energy()) == 0
+
+
+def test_small_ladder_that_stranded_a_chain_now_mixes():
+    """tests/test_design.py's small_fit (seed 5) on the fast path: no chain strays."""
+    runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=11)
+    runs = runs[runs["params"] < 3e8].reset_index(drop=True)
+    fit = bs.fit(runs, law="chinchilla", random_seed=5, backend="jax", **QUICK)
+    assert fit.diagnostics["divergences"] == 0
+    assert fit.diagnostics["max_r_hat"] < 1.1
+    alpha = fit.posterior["alpha_N"].values
+    assert np.all(np.isfinite(fit.posterior["A"].values))
+    assert np.all((alpha > 0.05) & (alpha < 2.0))
+
+
+@pytest.mark.slow
+def test_fast_path_sweep_no_chain_strays_on_small_ladders():
+    """20 small, weakly identified ladders at QUICK settings: every chain stays in the posterior.
+
+    Session 2's fast path stranded one chain at alpha_N ~ 1e100 on such a ladder. Short runs of
+    these banana-shaped posteriors do not reach r_hat 1.01 on any backend; a stranded chain gives
+    r_hat in the hundreds, an infinite A or an alpha_N far above its prior's range.
+    """
+    for seed in range(20):
+        runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=seed)
+        runs = runs[runs["params"] < 3e8].reset_index(drop=True)
+        fit = bs.fit(runs, law="chinchilla", random_seed=seed, backend="jax", **QUICK)
+        alpha = fit.posterior["alpha_N"].values
+        assert np.all(np.isfinite(fit.posterior["A"].values)), seed
+        assert np.all((alpha > 0.05) & (alpha < 2.0)), seed
+        assert fit.diagnostics["max_r_hat"] < 1.2, seed
+        assert fit.diagnostics["divergences"] == 0, seed
