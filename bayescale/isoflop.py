@@ -10,7 +10,7 @@ point estimates of the minima.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -208,6 +208,31 @@ def _scalar_view(idata: Any, names: list[str]) -> tuple[Any, list[str]]:
     return SimpleNamespace(posterior=xr.Dataset(flat), sample_stats=idata.sample_stats), list(flat)
 
 
+def sample_checked(
+    model: Any,
+    names: list[str],
+    config: SamplerConfig,
+    random_seed: int | None,
+    progressbar: bool,
+    warn: bool,
+) -> tuple[Any, dict[str, Any], SamplerConfig]:
+    """Sample ``model`` and diagnose its variables among ``names`` (vectors element by element).
+
+    Returns
+    -------
+    idata, diagnostics, config
+        The draws, the :func:`bayescale.diagnostics.compute` report (a
+        :class:`~bayescale.diagnostics.FitWarning` when it fails and ``warn``),
+        and ``config`` with the backend that ran.
+    """
+    idata = sample(model, config, random_seed, progressbar)
+    view, flat = _scalar_view(idata, [n for n in names if n in idata.posterior])
+    report = diag.compute(view, flat)
+    if warn:
+        diag.warn_if_failed(report)
+    return idata, report, replace(config, backend=choose_backend(config.backend))
+
+
 @dataclass
 class IsoflopFit:
     """Posterior of the IsoFLOP model: exponents, per-budget optima and the plan at any budget.
@@ -366,23 +391,16 @@ def fit_isoflop(
     config = SamplerConfig(
         draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
     )
-    model = build_model(data, likelihood, shape)
-    idata = sample(model, config, random_seed, progressbar)
-    names = [n for n in GLOBAL_PARAMETERS if n in idata.posterior] + [
-        "vertex_z",
-        "log_loss_opt",
-        "log_curvature",
-    ]
-    view, flat_names = _scalar_view(idata, names)
-    report = diag.compute(view, flat_names)
-    if warn:
-        diag.warn_if_failed(report)
+    names = [*GLOBAL_PARAMETERS, "vertex_z", "log_loss_opt", "log_curvature"]
+    idata, report, used = sample_checked(
+        build_model(data, likelihood, shape), names, config, random_seed, progressbar, warn
+    )
     return IsoflopFit(
         idata=idata,
         data=data,
         shape=shape,
         likelihood=likelihood,
-        sampler=SamplerConfig(**{**config.to_dict(), "backend": choose_backend(backend)}),
+        sampler=used,
         random_seed=random_seed,
         diagnostics=report,
     )
