@@ -90,6 +90,10 @@ def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _window(text: str) -> float | None:
+    return None if text.strip().lower() == "none" else _positive_float(text)
+
+
 def _plan_tuple(text: str) -> tuple[float, ...]:
     parts = [part.strip() for part in text.split(",")]
     if len(parts) not in (2, 3):
@@ -272,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compute", type=_positive_float, default=None, help="budget for the optimum (FLOPs)")
     p.add_argument("--budget-tol", type=float, default=0.1, help="relative gap joining budgets (default 0.1)")
     p.add_argument("--shape", default="skewed", choices=["skewed", "parabola"])
+    p.add_argument(
+        "--window",
+        type=_window,
+        default=0.1,
+        help="fit each budget on runs within this log loss of its lowest ('none': all runs; default 0.1)",
+    )
     _sampler_arguments(p)
 
     p = sub.add_parser(
@@ -892,13 +902,18 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
     from bayescale.isoflop import fit_isoflop
 
     result = fit_isoflop(
-        args.runs, group=args.group, budget_tol=args.budget_tol, shape=args.shape, **_sampler_kwargs(args)
+        args.runs,
+        group=args.group,
+        budget_tol=args.budget_tol,
+        window=args.window,
+        shape=args.shape,
+        **_sampler_kwargs(args),
     )
     payload = result.summary(args.prob)
     payload["optimum"] = _optimum(result, args.compute, args.prob)
     budgets = "\n".join(
         f"  budget {b['budget']:.3g}: {b['n_runs']} runs ({b['compute_min']:.3g}-{b['compute_max']:.3g})"
-        + ("" if b["used"] else f", not used: {b['n_sizes']} size(s) < 3")
+        + ("" if b["used"] else f", not used: {b['n_in_window']} size(s) in the window < 3")
         for b in payload["budgets"]
     )
     title = (
@@ -970,7 +985,8 @@ def cmd_compare_methods(args: argparse.Namespace) -> int:
         for rec in table.to_dict("records"):
             out = {k: rec[k] for k in ("method", "approach", "compute", "note") if k in rec}
             if "a_median" in rec and rec["a_median"] == rec["a_median"]:
-                out.update({k: rec[k] for k in ("n_points", "seconds", "diagnostics_ok")})
+                out.update({"n_points": int(rec["n_points"]), "seconds": rec["seconds"]})
+                out["diagnostics_ok"] = bool(rec["diagnostics_ok"])
                 for name in ("a", "b", "params", "tokens"):
                     out[name] = {s: rec[f"{name}_{s}"] for s in ("median", "lower", "upper")}
             records.append(out)
@@ -986,7 +1002,7 @@ def cmd_compare_methods(args: argparse.Namespace) -> int:
             f"[{rec['a_lower']:.3f}, {rec['a_upper']:.3f}]  b {rec['b_median']:.3f} "
             f"[{rec['b_lower']:.3f}, {rec['b_upper']:.3f}]  N_opt {rec['params_median']:.3g} "
             f"[{rec['params_lower']:.3g}, {rec['params_upper']:.3g}]  D_opt {rec['tokens_median']:.3g}  "
-            f"({rec['n_points']} points, {rec['seconds']} s"
+            f"({int(rec['n_points'])} points, {rec['seconds']} s"
             f"{'' if rec['diagnostics_ok'] else ', diagnostics FAILED'})"
             + (f"  {rec['note']}" if rec["note"] else "")
         )

@@ -22,11 +22,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale import diagnostics as diag
 from bayescale.curves import Curves
 from bayescale.errors import BayescaleError, RunsError
 from bayescale.intervals import check_interval, interval_dict, interval_table
-from bayescale.sampling import SamplerConfig, choose_backend, sample
+from bayescale.sampling import SamplerConfig
 
 CORRELATIONS = ("ar1", "none")
 
@@ -271,7 +270,7 @@ def fit_envelope(
     -------
     EnvelopeFit
     """
-    from bayescale.isoflop import _scalar_view
+    from bayescale.isoflop import sample_checked
 
     curves_obj = Curves.from_any(curves)
     if correlation not in CORRELATIONS:
@@ -283,17 +282,15 @@ def fit_envelope(
     config = SamplerConfig(
         draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
     )
-    idata = sample(build_model(data, correlation), config, random_seed, progressbar)
-    names = ["log_E", "log_G_at_ref", "beta", "sigma"] + (["rho"] if correlation == "ar1" else [])
-    view, flat = _scalar_view(idata, names)
-    report = diag.compute(view, flat)
-    if warn:
-        diag.warn_if_failed(report)
+    names = ["log_E", "log_G_at_ref", "beta", "sigma", "rho"]
+    idata, report, used = sample_checked(
+        build_model(data, correlation), names, config, random_seed, progressbar, warn
+    )
     return EnvelopeFit(
         idata=idata,
         data=data,
         correlation=correlation,
-        sampler=SamplerConfig(**{**config.to_dict(), "backend": choose_backend(backend)}),
+        sampler=used,
         random_seed=random_seed,
         diagnostics=report,
         grid=grid,

@@ -10,7 +10,7 @@ point estimates of the minima.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,12 @@ from bayescale.sampling import SamplerConfig, choose_backend, sample
 
 #: Budgets whose compute differs by less than this fraction are one budget level.
 DEFAULT_BUDGET_TOL = 0.1
+
+#: Default profile window: a budget's runs enter the fit when their log loss is within this of
+#: the budget's lowest (loss at most ~10.5% above it). Far from the minimum no smooth bowl fits:
+#: on Porian et al.'s final setting the loss of over-sized, under-trained models climbs to twice
+#: the minimum, and fitting those points drove a Student-t fit to nu ~ 0.5 and poor mixing.
+DEFAULT_WINDOW = 0.1
 
 #: Sampled parameters checked by the diagnostics (the per-budget ones are checked too).
 GLOBAL_PARAMETERS = ["a", "x_center", "tau", "sigma", "nu", "skew"]
@@ -73,10 +79,30 @@ class IsoflopData:
     used: np.ndarray
     kappa: float
     kappa_spread: float
+    window: float | None = None
 
 
-def prepare(runs: Runs, budget_tol: float = DEFAULT_BUDGET_TOL, min_sizes: int = 3) -> IsoflopData:
-    """Group ``runs`` into budgets and keep the budgets with at least ``min_sizes`` distinct sizes.
+def in_window(level: np.ndarray, loss: np.ndarray, window: float | None) -> np.ndarray:
+    """True for runs whose log loss is within ``window`` of their budget's lowest (all when None)."""
+    if window is None:
+        return np.ones(len(level), dtype=bool)
+    if not window > 0:
+        raise BayescaleError(f"profile window must be positive (a log-loss excess), got {window!r}")
+    log_loss = np.log(np.asarray(loss, dtype=float))
+    best = pd.Series(log_loss).groupby(level).transform("min").to_numpy()
+    return log_loss <= best + window
+
+
+def prepare(
+    runs: Runs,
+    budget_tol: float = DEFAULT_BUDGET_TOL,
+    min_sizes: int = 3,
+    window: float | None = DEFAULT_WINDOW,
+) -> IsoflopData:
+    """Group ``runs`` into budgets and keep the runs and budgets the profiles are fitted on.
+
+    A run enters when its log loss is within ``window`` of its budget's lowest; a budget
+    enters when at least ``min_sizes`` distinct sizes do.
 
     ``kappa`` is the geometric mean of ``C / (N D)`` over the runs (6 when
     compute defaults to 6ND); ``kappa_spread`` is max/min of that ratio.
@@ -88,23 +114,27 @@ def prepare(runs: Runs, budget_tol: float = DEFAULT_BUDGET_TOL, min_sizes: int =
             "select it with group=... (CLI: --group)"
         )
     level, budgets = group_budgets(runs.column("compute"), budget_tol)
-    n_sizes = pd.Series(runs.column("params")).groupby(level).nunique()
-    budgets["n_sizes"] = n_sizes.to_numpy()
-    budgets["used"] = budgets["n_sizes"] >= min_sizes
+    near = in_window(level, runs.column("loss"), window)
+    params = pd.Series(runs.column("params"))
+    budgets["n_sizes"] = params.groupby(level).nunique().to_numpy()
+    budgets["n_in_window"] = params[near].groupby(level[near]).nunique().reindex(budgets.index, fill_value=0)
+    budgets["used"] = budgets["n_in_window"] >= min_sizes
     if int(budgets["used"].sum()) < 2:
         raise RunsError(
             f"an IsoFLOP fit needs at least 2 budgets with >= {min_sizes} model sizes each; "
             f"found {int(budgets['used'].sum())} among {len(budgets)} budget level(s) "
-            f"(grouping tolerance {budget_tol:g}): {budgets[['budget', 'n_sizes']].to_dict('records')}"
+            f"(grouping tolerance {budget_tol:g}, window {window}): "
+            f"{budgets[['budget', 'n_sizes', 'n_in_window']].to_dict('records')}"
         )
     ratio = runs.column("compute") / (runs.column("params") * runs.column("tokens"))
     return IsoflopData(
         runs=runs,
         budgets=budgets,
         level=level,
-        used=budgets["used"].to_numpy()[level],
+        used=budgets["used"].to_numpy()[level] & near,
         kappa=float(np.exp(np.mean(np.log(ratio)))),
         kappa_spread=float(ratio.max() / ratio.min()),
+        window=window,
     )
 
 
@@ -176,6 +206,31 @@ def _scalar_view(idata: Any, names: list[str]) -> tuple[Any, list[str]]:
         for i in range(stacked.sizes["element"]):
             flat[f"{name}[{i}]"] = stacked.isel(element=i, drop=True)
     return SimpleNamespace(posterior=xr.Dataset(flat), sample_stats=idata.sample_stats), list(flat)
+
+
+def sample_checked(
+    model: Any,
+    names: list[str],
+    config: SamplerConfig,
+    random_seed: int | None,
+    progressbar: bool,
+    warn: bool,
+) -> tuple[Any, dict[str, Any], SamplerConfig]:
+    """Sample ``model`` and diagnose its variables among ``names`` (vectors element by element).
+
+    Returns
+    -------
+    idata, diagnostics, config
+        The draws, the :func:`bayescale.diagnostics.compute` report (a
+        :class:`~bayescale.diagnostics.FitWarning` when it fails and ``warn``),
+        and ``config`` with the backend that ran.
+    """
+    idata = sample(model, config, random_seed, progressbar)
+    view, flat = _scalar_view(idata, [n for n in names if n in idata.posterior])
+    report = diag.compute(view, flat)
+    if warn:
+        diag.warn_if_failed(report)
+    return idata, report, replace(config, backend=choose_backend(config.backend))
 
 
 @dataclass
@@ -277,6 +332,7 @@ def fit_isoflop(
     *,
     group: str | None = None,
     budget_tol: float = DEFAULT_BUDGET_TOL,
+    window: float | None = DEFAULT_WINDOW,
     shape: str = "skewed",
     likelihood: str = "student_t",
     draws: int = 1000,
@@ -302,6 +358,11 @@ def fit_isoflop(
     budget_tol
         Runs whose compute differs by less than this fraction share a budget;
         the grouping is in :attr:`IsoflopFit.budgets`.
+    window
+        Fit each budget's profile on its runs whose log loss is within this
+        of the budget's lowest (default 0.1: loss within ~10.5%); ``None``
+        fits every run. A budget with fewer than 3 sizes in the window is left
+        out and flagged (``n_in_window`` and ``used`` in :attr:`IsoflopFit.budgets`).
     shape
         Profile of log loss against log N within a budget: ``"skewed"``
         (default) or ``"parabola"`` (Hoffmann et al.); see :data:`SHAPES`.
@@ -326,27 +387,20 @@ def fit_isoflop(
         runs_obj = runs_obj.subset(runs_obj.frame["group"].to_numpy() == group)
     if shape not in SHAPES:
         raise BayescaleError(f"unknown profile shape {shape!r}; use one of {list(SHAPES)}")
-    data = prepare(runs_obj, budget_tol)
+    data = prepare(runs_obj, budget_tol, window=window)
     config = SamplerConfig(
         draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
     )
-    model = build_model(data, likelihood, shape)
-    idata = sample(model, config, random_seed, progressbar)
-    names = [n for n in GLOBAL_PARAMETERS if n in idata.posterior] + [
-        "vertex_z",
-        "log_loss_opt",
-        "log_curvature",
-    ]
-    view, flat_names = _scalar_view(idata, names)
-    report = diag.compute(view, flat_names)
-    if warn:
-        diag.warn_if_failed(report)
+    names = [*GLOBAL_PARAMETERS, "vertex_z", "log_loss_opt", "log_curvature"]
+    idata, report, used = sample_checked(
+        build_model(data, likelihood, shape), names, config, random_seed, progressbar, warn
+    )
     return IsoflopFit(
         idata=idata,
         data=data,
         shape=shape,
         likelihood=likelihood,
-        sampler=SamplerConfig(**{**config.to_dict(), "backend": choose_backend(backend)}),
+        sampler=used,
         random_seed=random_seed,
         diagnostics=report,
     )

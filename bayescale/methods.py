@@ -150,4 +150,7 @@ def compare_methods(
         rows.append(row)
     table = pd.DataFrame(rows)
     table.insert(2, "compute", compute)
+    if "n_points" in table:
+        # a skipped method has no count: keep the column integer (not float with NaN)
+        table["n_points"] = table["n_points"].astype("Int64")
     return table

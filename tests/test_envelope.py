@@ -77,6 +77,26 @@ def test_cli_compare_methods_json(tmp_path, capsys):
     for method in payload["methods"]:
         assert set(method["a"]) == {"median", "lower", "upper"}
         assert set(method["params"]) == {"median", "lower", "upper"}
+        assert isinstance(method["n_points"], int)
+
+
+def test_cli_compare_methods_text_prints_counts_as_integers(monkeypatch, capsys):
+    """A skipped method (no curves for Approach 1) leaves NaN in the counts; the text stays integer."""
+    import bayescale.methods
+    from bayescale.cli import main
+
+    iv = {f"{n}_{s}": 0.5 for n in ("a", "b", "params", "tokens") for s in ("median", "lower", "upper")}
+    rows = [
+        {"method": "envelope", "approach": 1, "note": "needs loss curves (a run column); skipped"},
+        {"method": "isoflop", "approach": 2, "n_points": 35, "seconds": 1.0, "diagnostics_ok": True, **iv},
+    ]
+    table = pd.DataFrame(rows)
+    table["note"] = table["note"].fillna("")
+    assert table["n_points"].dtype == float  # what pandas makes of the skipped row
+    monkeypatch.setattr(bayescale.methods, "compare_methods", lambda *a, **k: table)
+    assert main(["compare-methods", "runs.csv", "--compute", "1e21"]) == 0
+    out = capsys.readouterr().out
+    assert "(35 points" in out and "35.0" not in out
 
 
 def test_cli_envelope_errors(capsys):

@@ -8,7 +8,7 @@ import pytest
 from conftest import QUICK, TRUE_CHINCHILLA
 
 import bayescale as bs
-from bayescale.isoflop import fit_isoflop, group_budgets
+from bayescale.isoflop import fit_isoflop, group_budgets, in_window, prepare
 
 PORIAN_FINAL = "rw|tuned|short|const|standard|val"
 
@@ -42,6 +42,29 @@ def test_group_budgets_joins_nearby_budgets():
 def test_group_budgets_tolerance_zero_keeps_every_budget_apart():
     level, _ = group_budgets(np.array([1e18, 1.05e18]), tol=0.0)
     assert level.tolist() == [0, 1]
+
+
+def test_window_keeps_runs_near_each_budgets_minimum():
+    level = np.array([0, 0, 0, 1, 1])
+    loss = np.array([3.0, 3.2, 4.0, 2.0, 2.5])
+    # log(3.2/3) = 0.065 is inside a 0.1 window, log(4/3) = 0.29 and log(2.5/2) = 0.22 are not
+    assert in_window(level, loss, 0.1).tolist() == [True, True, False, True, False]
+    assert in_window(level, loss, None).all()
+    with pytest.raises(bs.BayescaleError, match="window must be positive"):
+        in_window(level, loss, 0.0)
+
+
+def test_window_flags_budgets_left_with_too_few_sizes():
+    runs = simulate_isoflop(1)
+    # the first budget keeps only its 2 best sizes: every other run there gets a much higher loss
+    first = runs["compute"] == runs["compute"].min()
+    worst = runs[first].sort_values("loss").index[2:]
+    runs.loc[worst, "loss"] *= 1.5
+    data = prepare(bs.Runs.from_frame(runs), window=0.1)
+    assert data.budgets["n_in_window"].iloc[0] == 2
+    assert data.budgets["used"].tolist() == [False, True, True, True, True]
+    assert not data.used[first.to_numpy()].any()
+    assert prepare(bs.Runs.from_frame(runs), window=None).budgets["used"].all()
 
 
 def test_errors():
@@ -86,12 +109,14 @@ def test_optimal_at_a_budget_matches_law(simulated_fit):
 
 @pytest.mark.slow
 def test_porian_final_setting_contains_published_exponent():
-    """Porian et al. 2024, RefinedWeb final setting: a = 0.497 (80% bootstrap 0.493-0.502)."""
+    """Porian et al. 2024, RefinedWeb final setting: a = 0.497 (80% bootstrap 0.493-0.502), and the
+    fit converges (0 divergences, r_hat <= 1.01, bulk ESS >= 400 on every sampled parameter)."""
     fit = fit_isoflop("porian-isoflop", group=PORIAN_FINAL, random_seed=1, progressbar=False)
     a = fit.exponents(prob=0.9)["a"]
     assert a["lower"] < 0.497 < a["upper"]
     assert a["upper"] - a["lower"] < 0.05
     assert fit.budgets["used"].all() and len(fit.budgets) == 12
+    assert fit.diagnostics["ok"], fit.diagnostics["problems"]
 
 
 def test_cli_isoflop_json(tmp_path, capsys):
