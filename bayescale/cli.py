@@ -78,9 +78,9 @@ def _add_sampler_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {
+    """Sampler settings shared by the commands that fit; ``likelihood`` only where the command has it."""
+    kwargs: dict[str, Any] = {
         "random_seed": args.seed,
-        "likelihood": args.likelihood,
         "draws": args.draws,
         "tune": args.tune,
         "chains": args.chains,
@@ -88,6 +88,9 @@ def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "progressbar": False,
         "warn": False,
     }
+    if getattr(args, "likelihood", None) is not None:
+        kwargs["likelihood"] = args.likelihood
+    return kwargs
 
 
 def _window(text: str) -> float | None:
@@ -860,18 +863,6 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
     )
     _emit(args, payload, text)
     return 0
-
-
-def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(
-        draws=args.draws,
-        tune=args.tune,
-        chains=args.chains,
-        backend=args.backend,
-        random_seed=args.seed,
-        progressbar=False,
-        warn=False,
-    )
 
 
 def _method_text(title: str, payload: dict[str, Any]) -> str:

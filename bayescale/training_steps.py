@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale import diagnostics as diag
 from bayescale.curves import Curves
 from bayescale.errors import BayescaleError, RunsError, RunsWarning
 from bayescale.intervals import check_interval, interval_dict, interval_table
@@ -45,7 +44,7 @@ from bayescale.laws.base import Parameter
 from bayescale.laws.kaplan import KAPLAN_ALPHA_N, N_C
 from bayescale.model import SIGMA, check_likelihood
 from bayescale.priors import Prior
-from bayescale.sampling import SamplerConfig, choose_backend, sample
+from bayescale.sampling import SamplerConfig
 
 #: Kaplan et al. (2020): Table 3 fit of L(N, S_min) and the critical-batch fit of section 5.1
 #: (N non-embedding parameters, loss in nats per token, batch size in tokens).
@@ -637,7 +636,7 @@ def fit_steps(
     StepsFit
     """
     from bayescale.errors import PriorError
-    from bayescale.isoflop import _scalar_view
+    from bayescale.isoflop import sample_checked
     from bayescale.priors import as_prior
 
     if correlation not in CORRELATIONS:
@@ -661,20 +660,17 @@ def fit_steps(
     config = SamplerConfig(
         draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
     )
-    idata = sample(build_model(data, merged, correlation, likelihood), config, random_seed, progressbar)
     free = [n for n in merged if n not in ("N_c", "S_c", "B_star")]
     free += ["N_c_log_at_ref", "S_c_log_at_ref"] + (["B_crit_log_at_ref"] if data.batch_fitted else [])
-    view, flat = _scalar_view(idata, free)
-    report = diag.compute(view, flat)
-    if warn:
-        diag.warn_if_failed(report)
+    model = build_model(data, merged, correlation, likelihood)
+    idata, report, ran = sample_checked(model, free, config, random_seed, progressbar, warn)
     return StepsFit(
         idata=idata,
         data=data,
         priors=merged,
         correlation=correlation,
         likelihood=likelihood,
-        sampler=SamplerConfig(**{**config.to_dict(), "backend": choose_backend(backend)}),
+        sampler=ran,
         random_seed=random_seed,
         diagnostics=report,
     )

@@ -121,3 +121,16 @@ def test_argument_errors_exit_nonzero(capsys, quick_fit_path):
     with pytest.raises(SystemExit):
         main(["fit", "chinchilla", "--out", "x.nc", "--fix", "alpha_N"])
     assert "expected NAME=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["compare", "extrapolate"])
+def test_likelihood_option_reaches_the_fit(command):
+    # A second definition of the helper once dropped --likelihood for these commands silently.
+    from bayescale.cli import _sampler_kwargs, build_parser
+
+    args = build_parser().parse_args([command, "chinchilla", "--likelihood", "normal", "--seed", "3"])
+    kwargs = _sampler_kwargs(args)
+    assert kwargs["likelihood"] == "normal"
+    assert kwargs["random_seed"] == 3
+    envelope_args = build_parser().parse_args(["envelope", "gemstones"])
+    assert "likelihood" not in _sampler_kwargs(envelope_args)
