@@ -216,7 +216,10 @@ class EnvelopeFit:
 
 
 def compute_grid(data: CurveData, size: int = 60) -> pd.DataFrame:
-    """Log-spaced compute values covered by at least :data:`MIN_RUNS_AT_COMPUTE` runs."""
+    """Log-spaced compute values covered by at least :data:`MIN_RUNS_AT_COMPUTE` runs.
+
+    ``size`` points span the covered range; those in gaps of coverage are left out.
+    """
     frame = pd.DataFrame({"run": data.run, "t": data.log_tokens})
     lo = frame.groupby("run")["t"].min().to_numpy()
     hi = frame.groupby("run")["t"].max().to_numpy()
@@ -232,7 +235,9 @@ def compute_grid(data: CurveData, size: int = 60) -> pd.DataFrame:
         )
     grid = np.linspace(ok.min(), ok.max(), size)
     cover = ((grid[:, None] >= log_c_lo) & (grid[:, None] <= log_c_hi)).sum(axis=1)
-    return pd.DataFrame({"compute": np.exp(grid), "n_runs": cover})
+    # Runs of few sizes leave gaps in compute between ok.min() and ok.max(): keep covered points only.
+    keep = cover >= MIN_RUNS_AT_COMPUTE
+    return pd.DataFrame({"compute": np.exp(grid[keep]), "n_runs": cover[keep]})
 
 
 def fit_envelope(

@@ -106,3 +106,19 @@ def test_cli_envelope_errors(capsys):
     assert "not loss curves" in capsys.readouterr().err
     assert main(["compare-methods", "chinchilla", "--compute", "1e21", "--methods", "magic"]) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+def test_compute_grid_skips_gaps_in_coverage():
+    # Three sizes per cluster, two clusters far apart in compute: the grid between them has no run
+    # (on the datablations curves this made the envelope fail with a zero-size reduction).
+    from bayescale.envelope import MIN_RUNS_AT_COMPUTE, compute_grid, prepare
+
+    rows = []
+    for n in (1e7, 1.2e7, 1.4e7, 1e9, 1.2e9, 1.4e9):
+        for d in np.geomspace(1e8, 1e9, 5):
+            rows.append({"run": f"m{n:.2g}", "params": n, "tokens": d, "loss": 3.0})
+    grid = compute_grid(prepare(bs.Curves.from_any(pd.DataFrame(rows))), size=40)
+    assert len(grid) > 0
+    assert (grid["n_runs"] >= MIN_RUNS_AT_COMPUTE).all()
+    log_c = np.log(grid["compute"])
+    assert log_c.min() < np.log(6 * 1.4e7 * 1e9) and log_c.max() > np.log(6 * 1e9 * 1e8)
