@@ -207,7 +207,9 @@ def canonical_columns(columns: Iterable[Any]) -> dict[Any, str]:
         if canon is None:
             continue
         if canon in claimed:
-            if str(claimed[canon]).strip().lower() == canon:
+            first_is_canon = str(claimed[canon]).strip().lower() == canon
+            # `Tokens` and `tokens` both spell the canonical name: renaming would repeat a column.
+            if first_is_canon and str(col).strip().lower() != canon:
                 continue  # the canonical column itself is used; the alias stays an extra column
             raise RunsError(f"columns {claimed[canon]!r} and {col!r} both mean {canon!r}; keep one")
         claimed[canon] = col

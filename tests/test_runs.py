@@ -198,6 +198,9 @@ def test_repeated_and_conflicting_column_names():
         bs.Runs.from_any(data)
     with pytest.raises(RunsError, match=r"columns 'N' and 'n_params' both mean 'params'"):
         bs.Runs.from_any(frame().rename(columns={"params": "N"}).assign(n_params=1e9))
+    # Two spellings of the canonical name itself (found by hypothesis: a ValueError before).
+    with pytest.raises(RunsError, match=r"columns 'Tokens' and 'tokens' both mean 'tokens'"):
+        bs.Runs.from_any(frame().rename(columns={"tokens": "Tokens"}).assign(tokens=1e9))
 
 
 def test_duplicate_runs_warn_are_kept_and_can_be_dropped():
