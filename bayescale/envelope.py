@@ -275,7 +275,7 @@ def fit_envelope(
     -------
     EnvelopeFit
     """
-    from bayescale.isoflop import sample_checked
+    from bayescale.sampling import sample_checked
 
     curves_obj = Curves.from_any(curves)
     if correlation not in CORRELATIONS:

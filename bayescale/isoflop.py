@@ -10,18 +10,17 @@ point estimates of the minima.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale import diagnostics as diag
 from bayescale.errors import BayescaleError, RunsError
 from bayescale.intervals import check_interval, interval_dict, interval_table
 from bayescale.runs import Runs
-from bayescale.sampling import SamplerConfig, choose_backend, sample
+from bayescale.sampling import SamplerConfig, sample_checked
 
 #: Budgets whose compute differs by less than this fraction are one budget level.
 DEFAULT_BUDGET_TOL = 0.1
@@ -186,51 +185,6 @@ def build_model(data: IsoflopData, likelihood: str = "student_t", shape: str = "
             raise BayescaleError(f"unknown likelihood {likelihood!r}; use 'student_t' or 'normal'")
         pm.Deterministic("log_k", x_center + x_mean - a * c_mean)
     return model
-
-
-def _scalar_view(idata: Any, names: list[str]) -> tuple[Any, list[str]]:
-    """An object with ``posterior`` / ``sample_stats`` where every vector variable is split per element.
-
-    :func:`bayescale.diagnostics.compute` reads scalar variables only.
-    """
-    from types import SimpleNamespace
-
-    flat = {}
-    for name in names:
-        var = idata.posterior[name]
-        extra = [d for d in var.dims if d not in ("chain", "draw")]
-        if not extra:
-            flat[name] = var
-            continue
-        stacked = var.stack(element=extra)
-        for i in range(stacked.sizes["element"]):
-            flat[f"{name}[{i}]"] = stacked.isel(element=i, drop=True)
-    return SimpleNamespace(posterior=xr.Dataset(flat), sample_stats=idata.sample_stats), list(flat)
-
-
-def sample_checked(
-    model: Any,
-    names: list[str],
-    config: SamplerConfig,
-    random_seed: int | None,
-    progressbar: bool,
-    warn: bool,
-) -> tuple[Any, dict[str, Any], SamplerConfig]:
-    """Sample ``model`` and diagnose its variables among ``names`` (vectors element by element).
-
-    Returns
-    -------
-    idata, diagnostics, config
-        The draws, the :func:`bayescale.diagnostics.compute` report (a
-        :class:`~bayescale.diagnostics.FitWarning` when it fails and ``warn``),
-        and ``config`` with the backend that ran.
-    """
-    idata = sample(model, config, random_seed, progressbar)
-    view, flat = _scalar_view(idata, [n for n in names if n in idata.posterior])
-    report = diag.compute(view, flat)
-    if warn:
-        diag.warn_if_failed(report)
-    return idata, report, replace(config, backend=choose_backend(config.backend))
 
 
 @dataclass

@@ -514,3 +514,52 @@ def sample(model: Any, config: SamplerConfig, random_seed: int | None, progressb
             cores=min(config.chains, os.cpu_count() or 1),
             **config.extra,
         )
+
+
+def _scalar_view(idata: Any, names: list[str]) -> tuple[Any, list[str]]:
+    """An object with ``posterior`` / ``sample_stats`` where every vector variable is split per element.
+
+    :func:`bayescale.diagnostics.compute` reads scalar variables only.
+    """
+    from types import SimpleNamespace
+
+    import xarray as xr
+
+    flat = {}
+    for name in names:
+        var = idata.posterior[name]
+        extra = [d for d in var.dims if d not in ("chain", "draw")]
+        if not extra:
+            flat[name] = var
+            continue
+        stacked = var.stack(element=extra)
+        for i in range(stacked.sizes["element"]):
+            flat[f"{name}[{i}]"] = stacked.isel(element=i, drop=True)
+    return SimpleNamespace(posterior=xr.Dataset(flat), sample_stats=idata.sample_stats), list(flat)
+
+
+def sample_checked(
+    model: Any,
+    names: list[str],
+    config: SamplerConfig,
+    random_seed: int | None,
+    progressbar: bool,
+    warn: bool,
+) -> tuple[Any, dict[str, Any], SamplerConfig]:
+    """Sample ``model`` and diagnose its variables among ``names`` (vectors element by element).
+
+    Returns
+    -------
+    idata, diagnostics, config
+        The draws, the :func:`bayescale.diagnostics.compute` report (a
+        :class:`~bayescale.diagnostics.FitWarning` when it fails and ``warn``),
+        and ``config`` with the backend that ran.
+    """
+    from bayescale import diagnostics as diag
+
+    idata = sample(model, config, random_seed, progressbar)
+    view, flat = _scalar_view(idata, [n for n in names if n in idata.posterior])
+    report = diag.compute(view, flat)
+    if warn:
+        diag.warn_if_failed(report)
+    return idata, report, replace(config, backend=choose_backend(config.backend))

@@ -636,8 +636,8 @@ def fit_steps(
     StepsFit
     """
     from bayescale.errors import PriorError
-    from bayescale.isoflop import sample_checked
     from bayescale.priors import as_prior
+    from bayescale.sampling import sample_checked
 
     if correlation not in CORRELATIONS:
         raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
