@@ -68,7 +68,7 @@ def interval_table(quantities: xr.Dataset, prob: float, kind: str, query: xr.Dat
     columns: dict[str, Any] = {}
     if query is not None:
         for name, values in query.data_vars.items():
-            columns[name] = np.atleast_1d(values.values)
+            columns[str(name)] = np.atleast_1d(values.values)
     for name, draws in quantities.data_vars.items():
         summary = interval(draws, prob, kind)
         for stat in ("median", "lower", "upper"):
