@@ -5,6 +5,9 @@ Approach 2: IsoFLOP profiles (:mod:`bayescale.isoflop`); from curves, the profil
 the checkpoints at common budgets.
 Approach 3: the parametric law L(N, D) = E + A/N^alpha + B/D^beta (:func:`bayescale.fit`), whose
 optimum gives a = beta/(alpha+beta), b = alpha/(alpha+beta).
+Kaplan (``steps``, not in Hoffmann's table; opt-in): L(N, S_min) on the curves' optimiser steps
+(:mod:`bayescale.training_steps`), planned on Kaplan's C_min frontier when the batch sizes vary,
+else at the runs' one batch size.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from bayescale.errors import RunsError
 from bayescale.intervals import interval_dict, row_to_intervals
 from bayescale.runs import Runs
 
-METHODS = ("envelope", "isoflop", "parametric")
-APPROACH = {"envelope": 1, "isoflop": 2, "parametric": 3}
+METHODS = ("envelope", "isoflop", "parametric", "steps")
+#: Hoffmann et al.'s three approaches, what :func:`compare_methods` runs unless told otherwise
+DEFAULT_METHODS = ("envelope", "isoflop", "parametric")
+APPROACH: dict[str, int | str] = {"envelope": 1, "isoflop": 2, "parametric": 3, "steps": "Kaplan"}
 
 
 def isoflop_from_curves(curves: Curves, n_budgets: int = 8, min_runs: int = 4) -> Runs:
@@ -78,12 +83,23 @@ def _load(source: Any, group: str | None) -> tuple[Runs, Curves | None]:
     return runs, curves
 
 
+def _fit_steps(curves: Curves, sampler: dict[str, Any]) -> tuple[Any, Any]:
+    """Kaplan's L(N, S_min) on the curves (B_crit when the batch sizes vary) and its a, b draws."""
+    from bayescale.errors import RunsWarning
+    from bayescale.training_steps import fit_steps
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunsWarning)  # one batch size: said in the row's note
+        result = fit_steps(curves, **sampler)
+    return result, result.exponent_draws()
+
+
 def compare_methods(
     source: Any,
     compute: float,
     *,
     group: str | None = None,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[str, ...] = DEFAULT_METHODS,
     prob: float = 0.9,
     draws: int = 1000,
     tune: int = 1000,
@@ -92,6 +108,10 @@ def compare_methods(
     random_seed: int | None = None,
 ) -> pd.DataFrame:
     """Fit each applicable method and tabulate a, b and the optimum at ``compute``.
+
+    A method the data do not support (no curves for Approach 1 or ``steps``, no step or
+    batch-size column for ``steps``, too few sizes...) gets a row whose ``note`` says why,
+    instead of failing the table.
 
     Returns
     -------
@@ -130,6 +150,16 @@ def compare_methods(
                 result = fit_isoflop(points, **sampler)
                 exps, n_points = result.exponent_draws(), int(result.data.used.sum())
                 note = "profiles read off the curves" if curves is not None else ""
+            elif method == "steps":
+                if curves is None:
+                    rows.append({**row, "note": "needs loss curves with optimiser steps; skipped"})
+                    continue
+                try:
+                    result, exps = _fit_steps(curves, sampler)
+                except RunsError as exc:
+                    rows.append({**row, "note": f"skipped: {exc}"})
+                    continue
+                n_points, note = len(result.data.run), result.plan_note()
             else:
                 from bayescale.fit import fit
 
