@@ -291,11 +291,16 @@ def test_cli_steps_json(tmp_path, capsys):
     path = tmp_path / "curves.csv"
     simulate_curves(seed=5, batches=(2.5e5,)).to_csv(path, index=False)
     cheap = ["--draws", "100", "--tune", "150", "--chains", "1", "--seed", "1"]
-    assert main(["steps", str(path), "--json", *cheap]) == 0
+    assert main(["steps", str(path), "--json", "--compute", "1e20", *cheap]) == 0
     out = capsys.readouterr()
     payload = json.loads(out.out)
     assert "B_crit is not identified" in out.err
     assert payload["critical_batch_fitted"] is False
+    assert payload["plan"].startswith("at the runs' one batch size 2.5e+05")
+    assert set(payload["a"]) == {"median", "lower", "upper"}
+    optimum = payload["optimum"]["intervals"]
+    assert set(optimum) == {"params", "tokens", "tokens_per_param", "steps", "batch", "loss"}
+    assert optimum["batch"]["median"] == pytest.approx(2.5e5)
     for name in ("alpha_N", "alpha_S", "N_c", "S_c"):
         assert set(payload[name]) == {"median", "lower", "upper"}
     assert "B_star" not in payload
