@@ -709,6 +709,10 @@ class StepsFit:
           one the fitted law describes (S_min = S there). ``compute`` = kappa N B S; the columns
           are ``params``, ``tokens``, ``steps``, ``batch`` (= B) and ``loss``. Whether another
           batch size would do better is not answered: that needs runs at several batch sizes.
+          If B_crit(L) does vary with the loss, L(N, S) at one batch size is only approximate
+          and so is this plan: on curves simulated from Kaplan's constants at B = 2.5e5 tokens
+          the fitted a was 0.885 [0.871, 0.898] against 0.73 for the true plan at that B
+          (``benchmarks/steps_one_batch.py``).
 
         Raises
         ------
