@@ -83,15 +83,45 @@ def _load(source: Any, group: str | None) -> tuple[Runs, Curves | None]:
     return runs, curves
 
 
-def _fit_steps(curves: Curves, sampler: dict[str, Any]) -> tuple[Any, Any]:
-    """Kaplan's L(N, S_min) on the curves (B_crit when the batch sizes vary) and its a, b draws."""
-    from bayescale.errors import RunsWarning
-    from bayescale.training_steps import fit_steps
+def _fit_method(
+    method: str, runs: Runs, curves: Curves | None, compute: float, sampler: dict[str, Any]
+) -> tuple[Any, Any, int, str]:
+    """Fit one method: its result, draws of a and b, the points it used and a note.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RunsWarning)  # one batch size: said in the row's note
-        result = fit_steps(curves, **sampler)
-    return result, result.exponent_draws()
+    Raises
+    ------
+    RunsError
+        When the data lack what the method needs (the caller turns it into the row's note).
+    """
+    if method in ("envelope", "steps") and curves is None:
+        what = "loss curves (a run column)" if method == "envelope" else "loss curves with optimiser steps"
+        raise RunsError(f"needs {what}")
+    if method == "envelope":
+        from bayescale.envelope import fit_envelope
+
+        result = fit_envelope(curves, **sampler)
+        return result, result.exponent_draws(), len(curves), "AR(1) within-run residuals"
+    if method == "isoflop":
+        from bayescale.isoflop import fit_isoflop
+
+        points = isoflop_from_curves(curves) if curves is not None else runs
+        result = fit_isoflop(points, **sampler)
+        note = "profiles read off the curves" if curves is not None else ""
+        return result, result.exponent_draws(), int(result.data.used.sum()), note
+    if method == "steps":
+        from bayescale.errors import RunsWarning
+        from bayescale.training_steps import fit_steps
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RunsWarning)  # one batch size: said in the row's note
+            result = fit_steps(curves, **sampler)
+        return result, result.exponent_draws(), len(result.data.run), result.plan_note()
+    from bayescale.fit import fit
+
+    result = fit(runs, law="chinchilla", **sampler)
+    best = result.law.optimal_allocation(result.theta(), np.array([compute]))
+    note = "checkpoints treated as independent runs" if curves is not None else ""
+    return result, {"a": best["a"], "b": best["b"]}, len(runs), note
 
 
 def compare_methods(
@@ -133,40 +163,13 @@ def compare_methods(
     for method in methods:
         row: dict[str, Any] = {"method": method, "approach": APPROACH[method]}
         start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FitWarning)  # reported in diagnostics_ok
-            if method == "envelope":
-                if curves is None:
-                    rows.append({**row, "note": "needs loss curves (a run column); skipped"})
-                    continue
-                from bayescale.envelope import fit_envelope
-
-                result = fit_envelope(curves, **sampler)
-                exps, n_points, note = result.exponent_draws(), len(curves), "AR(1) within-run residuals"
-            elif method == "isoflop":
-                from bayescale.isoflop import fit_isoflop
-
-                points = isoflop_from_curves(curves) if curves is not None else runs
-                result = fit_isoflop(points, **sampler)
-                exps, n_points = result.exponent_draws(), int(result.data.used.sum())
-                note = "profiles read off the curves" if curves is not None else ""
-            elif method == "steps":
-                if curves is None:
-                    rows.append({**row, "note": "needs loss curves with optimiser steps; skipped"})
-                    continue
-                try:
-                    result, exps = _fit_steps(curves, sampler)
-                except RunsError as exc:
-                    rows.append({**row, "note": f"skipped: {exc}"})
-                    continue
-                n_points, note = len(result.data.run), result.plan_note()
-            else:
-                from bayescale.fit import fit
-
-                result = fit(runs, law="chinchilla", **sampler)
-                best = result.law.optimal_allocation(result.theta(), np.array([compute]))
-                exps, n_points = {"a": best["a"], "b": best["b"]}, len(runs)
-                note = "checkpoints treated as independent runs" if curves is not None else ""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FitWarning)  # reported in diagnostics_ok
+                result, exps, n_points, note = _fit_method(method, runs, curves, compute, sampler)
+        except RunsError as exc:  # the data lack what this method needs: say so in its row
+            rows.append({**row, "note": f"skipped: {exc}"})
+            continue
         row["seconds"] = round(time.perf_counter() - start, 1)
         row["n_points"] = n_points
         for name in ("a", "b"):

@@ -180,9 +180,14 @@ def test_compare_methods_steps_says_what_is_missing(tmp_path):
     from bayescale.methods import compare_methods
 
     table = compare_methods("chinchilla", 1e21, methods=("steps",))
-    assert table["note"].iloc[0] == "needs loss curves with optimiser steps; skipped"
+    assert table["note"].iloc[0] == "skipped: needs loss curves with optimiser steps"
     path = tmp_path / "no_steps.csv"
     simulate_curves(seed=0).drop(columns="step").to_csv(path, index=False)
     table = compare_methods(str(path), 1e21, methods=("steps",))
     assert table["note"].iloc[0].startswith("skipped: Kaplan's L(N, S) needs optimiser steps")
     assert "a_median" not in table.columns
+    # any method's RunsError (here: the envelope needs 3 sizes) is its row's note, not the table's end
+    path = tmp_path / "two_sizes.csv"
+    simulate_curves(seed=0, sizes=(3e7, 1.5e8)).to_csv(path, index=False)
+    table = compare_methods(str(path), 1e21, methods=("envelope",))
+    assert "at least 3 model sizes" in table["note"].iloc[0]
