@@ -711,7 +711,7 @@ class StepsFit:
           batch size would do better is not answered: that needs runs at several batch sizes.
           If B_crit(L) does vary with the loss, L(N, S) at one batch size is only approximate
           and so is this plan: on curves simulated from Kaplan's constants at B = 2.5e5 tokens
-          the fitted a was 0.885 [0.871, 0.898] against 0.73 for the true plan at that B
+          the fitted a was 0.886 [0.869, 0.900] against 0.73 for the true plan at that B
           (``benchmarks/steps_one_batch.py``).
 
         Raises
