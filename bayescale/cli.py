@@ -309,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--correlation", default="ar1", choices=["ar1", "none"], help="within-run residuals")
     p.add_argument("--min-step", type=float, default=0.0, help="leave out checkpoints before this step")
+    p.add_argument(
+        "--compute",
+        type=_positive_float,
+        default=None,
+        help="budget for the compute-optimal model (FLOPs; C_min on Kaplan's frontier when B_crit is fitted)",
+    )
     _sampler_arguments(p)
 
     p = sub.add_parser("compare-methods", help="Approaches 1, 2, 3 side by side (Hoffmann et al. Table 2)")
@@ -316,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compute", type=_positive_float, required=True, help="budget for the optimum (FLOPs)")
     p.add_argument("--group", default=None, help="the group of runs to use")
     p.add_argument(
-        "--methods", default="envelope,isoflop,parametric", help="comma-separated subset of the three"
+        "--methods",
+        default="envelope,isoflop,parametric",
+        help="comma-separated subset of envelope, isoflop, parametric and steps (Kaplan's L(N, S), opt-in)",
     )
     _sampler_arguments(p)
     return parser
@@ -942,6 +950,12 @@ def cmd_steps(args: argparse.Namespace) -> int:
         **_sampler_kwargs(args),
     )
     payload = result.summary(args.prob)
+    if args.compute is not None:
+        from bayescale.intervals import row_to_intervals
+
+        row = result.optimal(args.compute, prob=args.prob).iloc[0]
+        columns = [c[: -len("_median")] for c in row.index if c.endswith("_median")]
+        payload["optimum"] = {"compute": args.compute, "intervals": row_to_intervals(row, columns)}
     names = result.parameter_names
     title = (
         f"Kaplan L(N, S_min) on {payload['n_runs']} curves, {payload['n_points']} checkpoints "
@@ -952,6 +966,17 @@ def cmd_steps(args: argparse.Namespace) -> int:
         "Kaplan et al. 2020: " + ", ".join(f"{k} {v:.3g}" for k, v in payload["kaplan_2020"].items())
     )
     lines.append(f"batch: {payload['batch_note']}")
+    if "a" in payload:
+        lines.append(
+            _intervals_text(
+                f"compute-optimal exponents, {payload['plan']}", {k: payload[k] for k in ("a", "b")}
+            )
+        )
+    else:
+        lines.append(f"no compute-optimal plan: {payload['plan']}")
+    if payload.get("optimum"):
+        opt = payload["optimum"]
+        lines.append(_intervals_text(f"optimum at C = {opt['compute']:.3g} FLOPs", opt["intervals"]))
     d = payload["diagnostics"]
     lines.append(
         f"diagnostics: {d['divergences']} divergences, max r_hat {d['max_r_hat']:.3f}, "

@@ -5,6 +5,9 @@ Approach 2: IsoFLOP profiles (:mod:`bayescale.isoflop`); from curves, the profil
 the checkpoints at common budgets.
 Approach 3: the parametric law L(N, D) = E + A/N^alpha + B/D^beta (:func:`bayescale.fit`), whose
 optimum gives a = beta/(alpha+beta), b = alpha/(alpha+beta).
+Kaplan (``steps``, not in Hoffmann's table; opt-in): L(N, S_min) on the curves' optimiser steps
+(:mod:`bayescale.training_steps`), planned on Kaplan's C_min frontier when the batch sizes vary,
+else at the runs' one batch size.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from bayescale.errors import RunsError
 from bayescale.intervals import interval_dict, row_to_intervals
 from bayescale.runs import Runs
 
-METHODS = ("envelope", "isoflop", "parametric")
-APPROACH = {"envelope": 1, "isoflop": 2, "parametric": 3}
+METHODS = ("envelope", "isoflop", "parametric", "steps")
+#: Hoffmann et al.'s three approaches, what :func:`compare_methods` runs unless told otherwise
+DEFAULT_METHODS = ("envelope", "isoflop", "parametric")
+APPROACH: dict[str, int | str] = {"envelope": 1, "isoflop": 2, "parametric": 3, "steps": "Kaplan"}
 
 
 def isoflop_from_curves(curves: Curves, n_budgets: int = 8, min_runs: int = 4) -> Runs:
@@ -78,12 +83,53 @@ def _load(source: Any, group: str | None) -> tuple[Runs, Curves | None]:
     return runs, curves
 
 
+def _fit_method(
+    method: str, runs: Runs, curves: Curves | None, compute: float, sampler: dict[str, Any]
+) -> tuple[Any, Any, int, str]:
+    """Fit one method: its result, draws of a and b, the points it used and a note.
+
+    Raises
+    ------
+    RunsError
+        When the data lack what the method needs (the caller turns it into the row's note).
+    """
+    if method in ("envelope", "steps") and curves is None:
+        what = "loss curves (a run column)" if method == "envelope" else "loss curves with optimiser steps"
+        raise RunsError(f"needs {what}")
+    if method == "envelope":
+        from bayescale.envelope import fit_envelope
+
+        result = fit_envelope(curves, **sampler)
+        return result, result.exponent_draws(), len(curves), "AR(1) within-run residuals"
+    if method == "isoflop":
+        from bayescale.isoflop import fit_isoflop
+
+        points = isoflop_from_curves(curves) if curves is not None else runs
+        result = fit_isoflop(points, **sampler)
+        note = "profiles read off the curves" if curves is not None else ""
+        return result, result.exponent_draws(), int(result.data.used.sum()), note
+    if method == "steps":
+        from bayescale.errors import RunsWarning
+        from bayescale.training_steps import fit_steps
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RunsWarning)  # one batch size: said in the row's note
+            result = fit_steps(curves, **sampler)
+        return result, result.exponent_draws(), len(result.data.run), result.plan_note()
+    from bayescale.fit import fit
+
+    result = fit(runs, law="chinchilla", **sampler)
+    best = result.law.optimal_allocation(result.theta(), np.array([compute]))
+    note = "checkpoints treated as independent runs" if curves is not None else ""
+    return result, {"a": best["a"], "b": best["b"]}, len(runs), note
+
+
 def compare_methods(
     source: Any,
     compute: float,
     *,
     group: str | None = None,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[str, ...] = DEFAULT_METHODS,
     prob: float = 0.9,
     draws: int = 1000,
     tune: int = 1000,
@@ -92,6 +138,10 @@ def compare_methods(
     random_seed: int | None = None,
 ) -> pd.DataFrame:
     """Fit each applicable method and tabulate a, b and the optimum at ``compute``.
+
+    A method the data do not support (no curves for Approach 1 or ``steps``, no step or
+    batch-size column for ``steps``, too few sizes...) gets a row whose ``note`` says why,
+    instead of failing the table.
 
     Returns
     -------
@@ -113,30 +163,13 @@ def compare_methods(
     for method in methods:
         row: dict[str, Any] = {"method": method, "approach": APPROACH[method]}
         start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FitWarning)  # reported in diagnostics_ok
-            if method == "envelope":
-                if curves is None:
-                    rows.append({**row, "note": "needs loss curves (a run column); skipped"})
-                    continue
-                from bayescale.envelope import fit_envelope
-
-                result = fit_envelope(curves, **sampler)
-                exps, n_points, note = result.exponent_draws(), len(curves), "AR(1) within-run residuals"
-            elif method == "isoflop":
-                from bayescale.isoflop import fit_isoflop
-
-                points = isoflop_from_curves(curves) if curves is not None else runs
-                result = fit_isoflop(points, **sampler)
-                exps, n_points = result.exponent_draws(), int(result.data.used.sum())
-                note = "profiles read off the curves" if curves is not None else ""
-            else:
-                from bayescale.fit import fit
-
-                result = fit(runs, law="chinchilla", **sampler)
-                best = result.law.optimal_allocation(result.theta(), np.array([compute]))
-                exps, n_points = {"a": best["a"], "b": best["b"]}, len(runs)
-                note = "checkpoints treated as independent runs" if curves is not None else ""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FitWarning)  # reported in diagnostics_ok
+                result, exps, n_points, note = _fit_method(method, runs, curves, compute, sampler)
+        except RunsError as exc:  # the data lack what this method needs: say so in its row
+            rows.append({**row, "note": f"skipped: {exc}"})
+            continue
         row["seconds"] = round(time.perf_counter() - start, 1)
         row["n_points"] = n_points
         for name in ("a", "b"):

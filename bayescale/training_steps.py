@@ -191,12 +191,78 @@ def compute_efficient_exponents(alpha_N: Any, alpha_S: Any, alpha_B: Any) -> dic
     }
 
 
+def compute_optimal(
+    compute: Any, theta: Mapping[str, Any] = KAPLAN_2020, batch: Any = None, kappa: float = 6.0
+) -> dict[str, Any]:
+    """The compute-optimal model at budget(s) ``compute``, in closed form (Kaplan sec. 6, app. B).
+
+    At a fixed budget the loss is least where the two terms of L(N, S_min) stand in the ratio
+    ``alpha_N (N_c/N)^alpha_N = alpha_S (S_c/S_min)^alpha_S`` (set dL/dN = 0 with S_min = C /
+    (kappa N B)), so ``L = (1 + alpha_N/alpha_S) (N_c/N)^alpha_N`` at the optimum (Kaplan's
+    appendix B, equation number not checked). Writing N and S_min through L and C = kappa N B S_min gives
+    ``L = (C / C_c)^-alpha_C`` and N, S_min, B as powers of C:
+
+    * ``batch=None`` (B_crit fitted): ``compute`` is C_min, the compute at a batch far below
+      B_crit, and B = B_crit(L) = B*/L^(1/alpha_B); ``1/alpha_C = 1/alpha_N + 1/alpha_S +
+      1/alpha_B``, the frontier of :func:`compute_efficient_exponents` (Kaplan sec. 6.1; he
+      fits N ∝ C_min^0.73 directly). Training at B = B_crit itself takes 2 S_min steps and 2 C_min.
+    * ``batch=B`` (tokens per step, fixed): ``compute`` = kappa N B S and S_min = S (the law
+      fitted at that one batch size); ``1/alpha_C = 1/alpha_N + 1/alpha_S``, so
+      N ∝ C^(alpha_S/(alpha_N+alpha_S)) as for Chinchilla's law.
+
+    Parameters
+    ----------
+    compute
+        Budget(s) in FLOPs; numpy arrays or xarray (broadcast against ``theta``).
+    theta
+        ``alpha_N``, ``alpha_S``, ``N_c``, ``S_c`` and, without ``batch``, ``B_star``, ``alpha_B``.
+    batch
+        ``None``: Kaplan's C_min frontier with B_crit(L); a number: plan at that batch size.
+    kappa
+        FLOPs per parameter per token (Kaplan's C = 6 N B S).
+
+    Returns
+    -------
+    dict
+        ``params``, ``tokens`` (= C/(kappa N); E_min on the frontier), ``steps`` (S_min),
+        ``batch`` (B_crit(L) on the frontier, else ``batch``), ``loss`` and ``alpha_C``.
+    """
+    t = _theta(theta, batch=batch is None)
+    a_n, a_s = t["alpha_N"], t["alpha_S"]
+    if batch is None:
+        inv_b, log_scale = 1.0 / t["alpha_B"], t["log_B_star"]
+    else:
+        b = np.asarray(batch, dtype=float)
+        if np.any(~np.isfinite(b)) or np.any(b <= 0):
+            raise BayescaleError(f"batch must be finite and > 0 tokens per step, got {batch!r}")
+        inv_b, log_scale = 0.0, np.log(b)
+    # shares of the loss at the optimum: (N_c/N)^alpha_N = p_n L, (S_c/S_min)^alpha_S = p_s L
+    log_p_n, log_p_s = np.log(a_s / (a_n + a_s)), np.log(a_n / (a_n + a_s))
+    inv_c = 1.0 / a_n + 1.0 / a_s + inv_b
+    log_c_c = np.log(kappa) + t["log_N_c"] + t["log_S_c"] + log_scale - log_p_n / a_n - log_p_s / a_s
+    log_l = (log_c_c - np.log(compute)) / inv_c
+    log_n = t["log_N_c"] - (log_p_n + log_l) / a_n
+    params = np.exp(log_n)
+    return {
+        "params": params,
+        "tokens": compute / (kappa * params),
+        "steps": np.exp(t["log_S_c"] - (log_p_s + log_l) / a_s),
+        "batch": np.exp(log_scale - inv_b * log_l),
+        "loss": np.exp(log_l),
+        "alpha_C": 1.0 / inv_c,
+    }
+
+
 def _theta(theta: Mapping[str, Any], batch: bool) -> dict[str, Any]:
     names = ["alpha_N", "alpha_S", "N_c", "S_c"] + (["B_star", "alpha_B"] if batch else [])
     missing = [n for n in names if n not in theta]
     if missing:
         raise BayescaleError(f"Kaplan's L(N, S) needs values for {missing}; got {sorted(theta)}")
-    out = {n: np.asarray(theta[n], dtype=float) for n in names}
+    # xarray draws keep their dims (chain, draw); anything else becomes a float array
+    out = {
+        n: theta[n].astype(float) if isinstance(theta[n], xr.DataArray) else np.asarray(theta[n], float)
+        for n in names
+    }
     for n in names:
         if np.any(out[n] <= 0):
             raise BayescaleError(f"{n} must be > 0, got {theta[n]!r}")
@@ -274,6 +340,7 @@ class StepsData:
     first: np.ndarray
     batch_fitted: bool
     batch_note: str
+    kappa: float = 6.0
 
     @property
     def covariates(self) -> dict[str, np.ndarray]:
@@ -353,6 +420,8 @@ def prepare(curves: Curves, critical_batch: bool | None = None, min_step: float 
         note = "critical_batch=False: S_min = S (the steps as run), B*, alpha_B not fitted"
     run = curves.run_index()
     first = np.r_[True, run[1:] != run[:-1]]
+    # FLOPs per parameter per token: 6 unless the curves carry their own compute column
+    flops_ratio = curves.column("compute") / (curves.column("params") * curves.column("tokens"))
     return StepsData(
         curves=curves,
         run=run,
@@ -364,6 +433,7 @@ def prepare(curves: Curves, critical_batch: bool | None = None, min_step: float 
         first=first,
         batch_fitted=fitted,
         batch_note=note,
+        kappa=float(np.exp(np.mean(np.log(flops_ratio)))),
     )
 
 
@@ -563,6 +633,104 @@ class StepsFit:
         exps = compute_efficient_exponents(post["alpha_N"], post["alpha_S"], post["alpha_B"])
         return {k: interval_dict(v, prob, kind) for k, v in exps.items()}
 
+    def plan_batch(self) -> float | None:
+        """The batch size :meth:`optimal` plans at: ``None`` on Kaplan's frontier (B_crit fitted).
+
+        Without B_crit the law was fitted with S_min = S at the batch size the runs used, so
+        the plan holds at that batch size only; it is that size (tokens per step).
+
+        Raises
+        ------
+        RunsError
+            When B_crit was not fitted but the runs used several batch sizes (``critical_batch=
+            False`` on such curves): then no single batch size is the one the law describes.
+        """
+        if self.data.batch_fitted:
+            return None
+        batch = np.exp(self.data.log_batch)
+        if batch.max() / batch.min() >= MIN_BATCH_RATIO:
+            raise RunsError(
+                f"no compute-optimal plan: the runs used batch sizes {batch.min():.3g}-{batch.max():.3g} "
+                "tokens but B* and alpha_B were not fitted, so neither Kaplan's C_min frontier "
+                "(needs B_crit) nor a plan at the runs' one batch size applies; fit with "
+                "critical_batch=True (or None)"
+            )
+        return float(np.exp(np.mean(self.data.log_batch)))
+
+    def exponent_draws(self) -> xr.Dataset:
+        """Draws of ``a`` (N_opt ∝ C^a), ``b = 1 - a`` (D_opt ∝ C^b) and ``alpha_C`` (L ∝ C^-alpha_C).
+
+        With B_crit: Kaplan's frontier, ``a = alpha_C / alpha_N`` with ``1/alpha_C = 1/alpha_N +
+        1/alpha_S + 1/alpha_B``; at the runs' one batch size: ``a = alpha_S / (alpha_N + alpha_S)``.
+        """
+        frontier = self.plan_batch() is None  # raises first when there is no plan
+        post = self.posterior
+        inv_c = 1.0 / post["alpha_N"] + 1.0 / post["alpha_S"]
+        if frontier:
+            inv_c = inv_c + 1.0 / post["alpha_B"]
+        a = (1.0 / inv_c) / post["alpha_N"]
+        return xr.Dataset({"a": a, "b": 1.0 - a, "alpha_C": 1.0 / inv_c}).transpose("chain", "draw")
+
+    def exponents(self, prob: float = 0.9, kind: str = "eti") -> dict[str, dict[str, float]]:
+        """``{"a": {"median", "lower", "upper"}, "b": {...}}``."""
+        draws = self.exponent_draws()
+        return {name: interval_dict(draws[name], prob, kind) for name in ("a", "b")}
+
+    def optimal_draws(self, compute: Any) -> xr.Dataset:
+        """Draws of the compute-optimal model at each budget (dim ``query``), see :meth:`optimal`."""
+        from bayescale.plan import _query
+
+        query = _query(compute=compute)
+        batch = self.plan_batch()
+        best = compute_optimal(query["compute"], self.theta(), batch=batch, kappa=self.data.kappa)
+        steps, batch_name = ("steps_min", "critical_batch") if batch is None else ("steps", "batch")
+        out = xr.Dataset(
+            {
+                "params": best["params"],
+                "tokens": best["tokens"],
+                "tokens_per_param": best["tokens"] / best["params"],
+                steps: best["steps"],
+                batch_name: best["batch"],
+                "loss": best["loss"],
+            }
+        )
+        return out.transpose("chain", "draw", "query")
+
+    def optimal(self, compute: Any, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
+        """The compute-optimal model at budget(s) ``compute`` [FLOPs] with intervals, one row each.
+
+        Two cases, decided by the fit (:func:`compute_optimal` has the formulas):
+
+        * B* and alpha_B fitted: Kaplan's compute-efficient frontier. ``compute`` is C_min
+          (eq. 5.5: the compute at a batch far below B_crit); the columns are ``params``,
+          ``tokens`` = E_min = C_min/(kappa N), ``steps_min``, ``critical_batch`` = B_crit(L)
+          and ``loss``. Training at B = B_crit takes 2 S_min steps, 2 E_min tokens, 2 C_min.
+        * One batch size B in the runs, B_crit not fitted: the plan at that batch size, the only
+          one the fitted law describes (S_min = S there). ``compute`` = kappa N B S; the columns
+          are ``params``, ``tokens``, ``steps``, ``batch`` (= B) and ``loss``. Whether another
+          batch size would do better is not answered: that needs runs at several batch sizes.
+          If B_crit(L) does vary with the loss, L(N, S) at one batch size is only approximate
+          and so is this plan: on curves simulated from Kaplan's constants at B = 2.5e5 tokens
+          the fitted a was 0.886 [0.869, 0.900] against 0.73 for the true plan at that B
+          (``benchmarks/steps_one_batch.py``).
+
+        Raises
+        ------
+        RunsError
+            When B_crit was not fitted and the runs used several batch sizes (:meth:`plan_batch`).
+        """
+        from bayescale.plan import _query
+
+        check_interval(prob, kind)
+        return interval_table(self.optimal_draws(compute), prob, kind, _query(compute=compute))
+
+    def plan_note(self) -> str:
+        """What :meth:`optimal` assumes, in one line."""
+        batch = self.plan_batch()
+        if batch is None:
+            return "Kaplan's C_min frontier with fitted B_crit(L) (budget = C_min; at B = B_crit it costs 2x)"
+        return f"at the runs' one batch size {batch:.3g} tokens/step (B_crit not identified, S_min = S)"
+
     def summary(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
         """JSON-ready summary: the law's parameters, the batch note, noise and diagnostics."""
         out: dict[str, Any] = {
@@ -582,6 +750,11 @@ class StepsFit:
             out["rho"] = interval_dict(self.posterior["rho"], prob, kind)
         if self.data.batch_fitted:
             out["compute_efficient"] = self.compute_efficient(prob, kind)
+        try:
+            out["plan"] = self.plan_note()
+            out.update(self.exponents(prob, kind))
+        except RunsError as exc:  # several batch sizes without B_crit: no plan, say why
+            out["plan"] = str(exc)
         out["diagnostics"] = {
             k: self.diagnostics[k] for k in ("divergences", "max_r_hat", "min_ess_bulk", "ok", "problems")
         }

@@ -134,3 +134,60 @@ def test_likelihood_option_reaches_the_fit(command):
     assert kwargs["random_seed"] == 3
     envelope_args = build_parser().parse_args(["envelope", "gemstones"])
     assert "likelihood" not in _sampler_kwargs(envelope_args)
+
+
+def test_compare_methods_steps_row(tmp_path, capsys, monkeypatch):
+    """Kaplan's L(N, S) as a compare-methods row: a, b, the optimum and what it assumed (opt-in).
+
+    Plumbing only, so the fit is replaced by hand-built draws around Kaplan's constants (the
+    sampler is tested in test_training_steps); the row must carry their closed-form answer.
+    """
+    import arviz as az
+    import numpy as np
+    from test_training_steps import simulate_curves
+
+    import bayescale.training_steps as ts
+
+    path = tmp_path / "curves.csv"
+    simulate_curves(seed=4).to_csv(path, index=False)  # 3 sizes x 3 batch sizes: B_crit identified
+    rng = np.random.default_rng(0)
+    draws = {k: v * np.exp(rng.normal(0, 0.02, (2, 50))) for k, v in ts.KAPLAN_2020.items()}
+
+    def fake_fit(curves, **kwargs):
+        data = ts.prepare(curves)
+        report = {"ok": True, "divergences": 0, "max_r_hat": 1.0, "min_ess_bulk": 100.0, "problems": []}
+        return ts.StepsFit(az.from_dict(posterior=draws), data, {}, "ar1", "normal", None, 1, report)
+
+    monkeypatch.setattr(ts, "fit_steps", fake_fit)
+    code, out, err = run(capsys, "compare-methods", path, "--compute", "1e20", "--methods", "steps", "--json")
+    assert code == 0, err
+    (steps,) = json.loads(out)["methods"]
+    assert steps["approach"] == "Kaplan" and steps["n_points"] == 9 * 16 and steps["diagnostics_ok"]
+    assert "C_min frontier" in steps["note"]
+    a = ts.compute_efficient_exponents(draws["alpha_N"], draws["alpha_S"], draws["alpha_B"])["params"]
+    assert steps["a"]["median"] == pytest.approx(np.median(a), rel=1e-9)
+    assert steps["b"]["median"] == pytest.approx(np.median(1 - a), rel=1e-9)
+    n_opt = ts.compute_optimal(1e20, {k: v[..., None] for k, v in draws.items()})["params"]
+    assert steps["params"]["median"] == pytest.approx(np.median(n_opt), rel=1e-9)
+    code, out, err = run(capsys, "compare-methods", path, "--compute", "1e20", "--methods", "steps")
+    assert code == 0 and "approach Kaplan steps" in out and "C_min frontier" in out
+
+
+def test_compare_methods_steps_says_what_is_missing(tmp_path):
+    """No curves, or curves without steps: the steps row says why; the table still comes back."""
+    from test_training_steps import simulate_curves
+
+    from bayescale.methods import compare_methods
+
+    table = compare_methods("chinchilla", 1e21, methods=("steps",))
+    assert table["note"].iloc[0] == "skipped: needs loss curves with optimiser steps"
+    path = tmp_path / "no_steps.csv"
+    simulate_curves(seed=0).drop(columns="step").to_csv(path, index=False)
+    table = compare_methods(str(path), 1e21, methods=("steps",))
+    assert table["note"].iloc[0].startswith("skipped: Kaplan's L(N, S) needs optimiser steps")
+    assert "a_median" not in table.columns
+    # any method's RunsError (here: the envelope needs 3 sizes) is its row's note, not the table's end
+    path = tmp_path / "two_sizes.csv"
+    simulate_curves(seed=0, sizes=(3e7, 1.5e8)).to_csv(path, index=False)
+    table = compare_methods(str(path), 1e21, methods=("envelope",))
+    assert "at least 3 model sizes" in table["note"].iloc[0]

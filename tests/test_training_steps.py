@@ -21,8 +21,12 @@ def simulate_curves(
     n_points: int = 16,
     sigma: float = 0.005,
     rho: float = 0.5,
+    batch_penalty: bool = True,
 ) -> pd.DataFrame:
-    """Curves from L(N, S_min) with B_crit(L): one run per (size, batch), AR(1) noise on log loss."""
+    """Curves from L(N, S_min) with B_crit(L): one run per (size, batch), AR(1) noise on log loss.
+
+    ``batch_penalty=False``: S_min = S (the law a fit without B_crit assumes).
+    """
     rng = np.random.default_rng(seed)
     steps = np.geomspace(2e3, 2e5, n_points).round()
     rows = []
@@ -32,7 +36,8 @@ def simulate_curves(
             eps[0] = rng.normal(0, sigma / np.sqrt(1 - rho**2))
             for t in range(1, steps.size):
                 eps[t] = rho * eps[t - 1] + rng.normal(0, sigma)
-            loss = ts.loss_at_steps(n, steps, b, theta) * np.exp(eps)
+            mean = ts.loss_at_steps(n, steps, b if batch_penalty else None, theta)
+            loss = mean * np.exp(eps)
             rows += [
                 {"run": f"n{n:.2g}_b{b:.2g}", "params": n, "step": s, "tokens": s * b, "loss": lo}
                 for s, lo in zip(steps, loss, strict=True)
@@ -104,6 +109,63 @@ def test_tensor_mean_matches_numpy():
     np.testing.assert_allclose(np.exp(got), truth, rtol=1e-9)
 
 
+def _loss_at_budget(n: float, c_min: float, theta: dict[str, float] = KAPLAN_2020) -> float:
+    """Loss of size n at budget C_min = 6 N B_crit(L) S_min: the root of L = L(N, S_min(L))."""
+    from scipy.optimize import brentq
+
+    def gap(level: float) -> float:
+        s_min = c_min / (6 * n * ts.critical_batch(level, theta["B_star"], theta["alpha_B"]))
+        return float(ts.loss_at_min_steps(n, s_min, theta)) - level
+
+    return brentq(gap, 0.1, 100.0, xtol=1e-14)
+
+
+def test_compute_optimal_frontier_closed_form():
+    """On Kaplan's constants: C_min = 6 N B_crit S_min, L = L(N, S_min), N is the argmin, a from sec. 6.1."""
+    budgets = np.array([1e18, 1e21, 1e24])
+    best = ts.compute_optimal(budgets)
+    b_crit = ts.critical_batch(best["loss"], KAPLAN_2020["B_star"], KAPLAN_2020["alpha_B"])
+    np.testing.assert_allclose(best["batch"], b_crit, rtol=1e-12)
+    np.testing.assert_allclose(6 * best["params"] * best["batch"] * best["steps"], budgets, rtol=1e-12)
+    np.testing.assert_allclose(best["tokens"], best["batch"] * best["steps"], rtol=1e-12)
+    np.testing.assert_allclose(ts.loss_at_min_steps(best["params"], best["steps"]), best["loss"], rtol=1e-12)
+    # brute force: the loss reachable at C_min is least at the closed-form N (a parabola-flat minimum)
+    for c, n_opt, l_opt in zip(budgets, best["params"], best["loss"], strict=True):
+        assert _loss_at_budget(n_opt, c) == pytest.approx(l_opt, rel=1e-10)
+        for factor in (0.8, 0.95, 1.05, 1.25):
+            assert _loss_at_budget(n_opt * factor, c) > l_opt
+    exps = ts.compute_efficient_exponents(
+        KAPLAN_2020["alpha_N"], KAPLAN_2020["alpha_S"], KAPLAN_2020["alpha_B"]
+    )
+    slope = np.diff(np.log(best["params"])) / np.diff(np.log(budgets))
+    np.testing.assert_allclose(slope, exps["params"], rtol=1e-12)
+    np.testing.assert_allclose(best["alpha_C"], exps["alpha_C_min"], rtol=1e-12)
+    # Kaplan's direct fit of the frontier loss, L = (3.1e8 PF-days / C_min)^0.050 (his eq. 1.3, from
+    # memory), agrees with the formula on his L(N, S) and B_crit fits within 3% over six decades.
+    pf_days = budgets / 8.64e19
+    np.testing.assert_allclose(best["loss"], (3.1e8 / pf_days) ** 0.050, rtol=0.03)
+
+
+def test_compute_optimal_at_one_batch_size_is_the_grid_minimum():
+    """At a fixed batch B (C = 6 N B S, S_min = S): the grid's best N; a = alpha_S/(alpha_N+alpha_S)."""
+    batch = 4e6
+    budgets = np.array([1e19, 1e22])
+    best = ts.compute_optimal(budgets, batch=batch)
+    grid = np.geomspace(1e6, 1e13, 200_001)
+    for c, n_opt, l_opt in zip(budgets, best["params"], best["loss"], strict=True):
+        loss = ts.loss_at_min_steps(grid, c / (6 * grid * batch))
+        assert grid[np.argmin(loss)] == pytest.approx(n_opt, rel=1e-4)
+        assert l_opt * (1 - 1e-13) <= loss.min() <= l_opt * (1 + 1e-9)  # no grid point does better
+    np.testing.assert_allclose(best["batch"], batch)
+    slope = np.diff(np.log(best["params"])) / np.diff(np.log(budgets))
+    alpha_n, alpha_s = KAPLAN_2020["alpha_N"], KAPLAN_2020["alpha_S"]
+    np.testing.assert_allclose(slope, alpha_s / (alpha_n + alpha_s), rtol=1e-12)
+    # kappa is the FLOPs per parameter-token of the budget
+    half = ts.compute_optimal(2 * budgets, batch=batch, kappa=12.0)
+    np.testing.assert_allclose(half["params"], best["params"], rtol=1e-12)
+    np.testing.assert_allclose(half["tokens"], best["tokens"], rtol=1e-12)
+
+
 # --- errors ------------------------------------------------------------------------------------
 
 
@@ -127,10 +189,25 @@ def test_missing_inputs_are_named():
     np.testing.assert_allclose(np.exp(data.log_steps), simulate_curves(0)["step"].to_numpy())
     with pytest.raises(bs.BayescaleError, match=r"needs values for \['B_star', 'alpha_B'\]"):
         ts.loss_at_steps(1e8, 1e4, 1e6, {k: KAPLAN_2020[k] for k in ("alpha_N", "alpha_S", "N_c", "S_c")})
+    with pytest.raises(bs.BayescaleError, match=r"needs values for \['B_star', 'alpha_B'\]"):
+        ts.compute_optimal(1e20, {k: KAPLAN_2020[k] for k in ("alpha_N", "alpha_S", "N_c", "S_c")})
+    with pytest.raises(bs.BayescaleError, match="batch must be finite and > 0"):
+        ts.compute_optimal(1e20, batch=-1.0)
     with pytest.raises(bs.BayescaleError, match="unknown correlation"):
         fit_steps(curves, correlation="ar2")
     with pytest.raises(bs.PriorError, match="not a parameter of this model"):
         fit_steps(curves, critical_batch=False, priors={"B_star": bs.Prior("LogNormal", mu=19, sigma=1)})
+
+
+def test_no_plan_when_batch_sizes_vary_but_b_crit_is_not_fitted():
+    """critical_batch=False on curves at several batch sizes: no batch size to plan at, said by name."""
+    data = ts.prepare(bs.Curves.from_any(simulate_curves(0)), critical_batch=False)
+    fit = ts.StepsFit(None, data, {}, "ar1", "normal", None, None, {})  # the refusal needs no draws
+    for call in (fit.plan_batch, fit.exponent_draws, lambda: fit.optimal(1e20)):
+        with pytest.raises(
+            bs.RunsError, match=r"batch sizes 3e\+04-2e\+06 tokens but B\* and alpha_B were not"
+        ):
+            call()
 
 
 # --- fits --------------------------------------------------------------------------------------
@@ -160,6 +237,53 @@ def test_recovery_with_varying_batch(varied_fit):
     assert pred["loss_lower"] < ts.loss_at_steps(1.5e8, 2e4, 3e4) < pred["loss_upper"]
 
 
+def test_optimal_on_the_frontier(varied_fit):
+    """With B_crit fitted: each draw's plan is the closed form on that draw; the truth is recovered."""
+    budgets = [1e19, 1e21]
+    draws = varied_fit.optimal_draws(budgets)
+    post = varied_fit.posterior
+    for chain, draw in ((0, 0), (1, 123)):
+        theta = {k: float(post[k][chain, draw]) for k in varied_fit.parameter_names}
+        one = ts.compute_optimal(np.array(budgets), theta)
+        for name, column in (("params", "params"), ("steps", "steps_min"), ("batch", "critical_batch")):
+            np.testing.assert_allclose(draws[column][chain, draw], one[name], rtol=1e-10)
+    assert varied_fit.plan_batch() is None and "C_min frontier" in varied_fit.plan_note()
+    truth = ts.compute_optimal(np.array(budgets))
+    # six intervals checked at once: 99% each (at 90%, the loss at 1e19 misses by 4e-5 relative)
+    table = varied_fit.optimal(budgets, prob=0.99)
+    for name, column in (("params", "params"), ("loss", "loss"), ("batch", "critical_batch")):
+        assert np.all(table[f"{column}_lower"] < truth[name]), name
+        assert np.all(truth[name] < table[f"{column}_upper"]), name
+    exps = varied_fit.exponents()
+    true_a = ts.compute_efficient_exponents(0.077, 0.76, 0.21)["params"]
+    assert exps["a"]["lower"] < true_a < exps["a"]["upper"]
+    assert exps["b"]["median"] == pytest.approx(1 - exps["a"]["median"])
+
+
+@pytest.fixture(scope="module")
+def one_batch_fit():
+    """Six runs at one batch size (4e6 tokens/step) from L(N, S) with S_min = S."""
+    curves = simulate_curves(seed=2, sizes=(3e7, 1e8, 3e8, 1e9), batches=(4e6,), batch_penalty=False)
+    with pytest.warns(bs.RunsWarning, match="B_crit is not identified"):
+        return fit_steps(curves, draws=300, tune=300, chains=2, random_seed=2, progressbar=False, warn=False)
+
+
+def test_optimal_at_the_runs_batch_size(one_batch_fit):
+    """One batch size: the plan is at that batch size, a = alpha_S/(alpha_N+alpha_S) recovered."""
+    assert one_batch_fit.plan_batch() == pytest.approx(4e6)
+    assert "one batch size 4e+06" in one_batch_fit.plan_note()
+    budgets = [1e19, 1e21]
+    truth = ts.compute_optimal(np.array(budgets), batch=4e6)
+    table = one_batch_fit.optimal(budgets, prob=0.99)  # eight intervals at once: 99% each
+    assert {"steps_median", "batch_median"} <= set(table.columns)
+    np.testing.assert_allclose(table["batch_median"], 4e6)
+    for name in ("params", "tokens", "steps", "loss"):
+        assert np.all(table[f"{name}_lower"] < truth[name]), (name, table)
+        assert np.all(truth[name] < table[f"{name}_upper"]), (name, table)
+    a = one_batch_fit.exponents()["a"]
+    assert a["lower"] < 0.76 / (0.077 + 0.76) < a["upper"]
+
+
 def test_cli_steps_json(tmp_path, capsys):
     """Plumbing: one batch size -> a warning naming what is missing, L(N, S) with intervals in JSON."""
     from bayescale.cli import main
@@ -167,11 +291,16 @@ def test_cli_steps_json(tmp_path, capsys):
     path = tmp_path / "curves.csv"
     simulate_curves(seed=5, batches=(2.5e5,)).to_csv(path, index=False)
     cheap = ["--draws", "100", "--tune", "150", "--chains", "1", "--seed", "1"]
-    assert main(["steps", str(path), "--json", *cheap]) == 0
+    assert main(["steps", str(path), "--json", "--compute", "1e20", *cheap]) == 0
     out = capsys.readouterr()
     payload = json.loads(out.out)
     assert "B_crit is not identified" in out.err
     assert payload["critical_batch_fitted"] is False
+    assert payload["plan"].startswith("at the runs' one batch size 2.5e+05")
+    assert set(payload["a"]) == {"median", "lower", "upper"}
+    optimum = payload["optimum"]["intervals"]
+    assert set(optimum) == {"params", "tokens", "tokens_per_param", "steps", "batch", "loss"}
+    assert optimum["batch"]["median"] == pytest.approx(2.5e5)
     for name in ("alpha_N", "alpha_S", "N_c", "S_c"):
         assert set(payload[name]) == {"median", "lower", "upper"}
     assert "B_star" not in payload
