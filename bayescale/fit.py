@@ -284,9 +284,10 @@ def fit(
     draws, tune, chains
         Posterior draws and tuning steps per chain, and number of chains.
     backend
-        ``"auto"`` (fastest installed backend of the PyMC model), ``"jax"``
-        (experimental: hand-built JAX density, no PyMC; see the README),
-        ``"numpyro"``, ``"nutpie"`` or ``"pymc"``.
+        ``"auto"`` (``"jax"`` when numpyro and jax are installed and the model
+        is supported, else the fastest installed backend of the PyMC model),
+        ``"jax"`` (the fast path: hand-built JAX density, no PyMC; see the
+        README), ``"numpyro"``, ``"nutpie"`` or ``"pymc"``.
     target_accept
         NUTS target acceptance rate; default 0.95, and 0.99 for laws with pooled
         parameters, whose hierarchy gave occasional divergences at 0.95.

@@ -77,8 +77,17 @@ def test_all_free_fit_names_its_two_modes():
     At this seed two chains settle where alpha_D ~ 0.19, E ~ 1.4, R_N* ~ 4 and sigma ~ 0.012 (the
     100M-token runs with losses 5-8 become outliers) and two where alpha_D ~ 0.41, E ~ 2.1,
     R_N* ~ 180 and sigma ~ 0.033. The diagnostics must say so rather than only "run more draws".
+    This needs chains that split, so the test pins numpyro on the PyMC model: the default JAX fast
+    path put all 4 chains in the alpha_D ~ 0.41 mode at this seed (E 2.09, r_hat 1.006).
     """
-    fit = bs.fit("datablations", law="data-constrained", random_seed=20260101, progressbar=False, warn=False)
+    fit = bs.fit(
+        "datablations",
+        law="data-constrained",
+        random_seed=20260101,
+        progressbar=False,
+        warn=False,
+        backend="numpyro",
+    )
     assert fit.diagnostics["divergences"] == 0
     assert fit.diagnostics["max_r_hat"] > 1.01
     assert any("separate modes" in p for p in fit.diagnostics["problems"]), fit.diagnostics["problems"]

@@ -14,11 +14,7 @@ def recovery_fits():
     fits = []
     for seed in SEEDS:
         runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=seed)
-        fits.append(
-            bs.fit(
-                runs, law="chinchilla", draws=1000, tune=700, random_seed=seed, progressbar=False, warn=False
-            )
-        )
+        fits.append(bs.fit(runs, law="chinchilla", random_seed=seed, progressbar=False, warn=False))
     return fits
 
 

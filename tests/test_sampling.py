@@ -1,5 +1,7 @@
 """The fast path (hand-built JAX density + numpyro) is the same model as the PyMC one, and falls back."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -303,3 +305,36 @@ def test_fast_path_sweep_no_chain_strays_on_small_ladders():
         assert np.all((alpha > 0.05) & (alpha < 2.0)), seed
         assert fit.diagnostics["max_r_hat"] < 1.2, seed
         assert fit.diagnostics["divergences"] == 0, seed
+
+
+def test_export_cache_is_safe_with_concurrent_writers(tmp_path):
+    """Two processes exporting the same programs at once leave whole, loadable files (fit_many pools)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from bayescale import sampling\n"
+        "jax = sampling.setup_jax()\n"
+        "import jax.numpy as jnp\n"
+        "f = jax.jit(lambda x: jnp.sin(x) * 2)\n"
+        "total = sum(float(sampling._exported(f, f'key{i}', (jnp.arange(3.0),)).sum()) for i in range(20))\n"
+        "print(repr(total))\n"
+    )
+    env = {**os.environ, sampling.CACHE_ENV: str(tmp_path)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    expected = 20 * float(np.sum(np.sin(np.arange(3.0)) * 2))
+    assert [float(o) for o in outputs] == pytest.approx([expected, expected])
+    files = sorted((tmp_path / "exported").iterdir())
+    assert [f.name for f in files] == sorted(f"key{i}.bin" for i in range(20))  # no partial files left
+    jax = sampling.setup_jax()
+    from jax import export
+
+    for f in files:
+        program = export.deserialize(bytearray(f.read_bytes()))
+        out = program.call(jax.numpy.arange(3.0))
+        np.testing.assert_allclose(np.asarray(out), np.sin(np.arange(3.0)) * 2)
