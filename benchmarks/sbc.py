@@ -60,6 +60,8 @@ def table_rows(summary: dict) -> list[dict]:
                 "heldout_coverage_90": summary["coverage"]["predictive"],
                 "heldout_coverage_ci_low": summary["coverage"]["predictive_95ci"][0],
                 "heldout_coverage_ci_high": summary["coverage"]["predictive_95ci"][1],
+                "heldout_coverage_ladder_ci_low": summary["coverage"]["predictive_95ci_ladders"][0],
+                "heldout_coverage_ladder_ci_high": summary["coverage"]["predictive_95ci_ladders"][1],
                 "heldout_runs": summary["coverage"]["runs"],
                 "mean_coverage_90": summary["coverage"]["mean"],
                 "seconds": summary["seconds"],
@@ -94,7 +96,16 @@ def main() -> None:
         help="UTC time HH:MM after which no new law chunk is started (time-boxed run)",
     )
     parser.add_argument("--out", default=None, help="write PREFIX.json and PREFIX.csv")
+    parser.add_argument(
+        "--resummarize",
+        default=None,
+        metavar="PREFIX",
+        help="no fits: recompute the summaries of PREFIX.json's ranks with this code and rewrite PREFIX.*",
+    )
     args = parser.parse_args()
+    if args.resummarize:
+        resummarize(args.resummarize)
+        return
     warnings.simplefilter("ignore", bs.FitWarning)
     plan = [
         (spec.split(":")[0], int(spec.split(":")[1]) if ":" in spec else args.sims)
@@ -157,16 +168,37 @@ def source_commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
+def resummarize(prefix: str) -> None:
+    """Rebuild every law's result from ``PREFIX.json`` (ranks and settings) and rewrite the outputs."""
+    with open(f"{prefix}.json") as handle:
+        saved = json.load(handle)
+    parts, seconds = {}, {}
+    for law, entry in saved["laws"].items():
+        result = calibration.SBCResult(
+            law, pd.DataFrame(entry["ranks"]), entry["rejected"], list(entry["uniformity"]), entry["settings"]
+        )
+        parts[law], seconds[law] = [result], entry["seconds"]
+    seed = int(saved["command"].split("--seed ")[1].split()[0]) if "--seed " in saved["command"] else 2026
+    extra = {"summarised_by": source_commit()}
+    write(parts, seconds, saved["command"], seed, prefix, saved.get("commit"), extra)
+
+
 def write(
-    parts: dict, seconds: dict, command: str, seed: int, out: str | None, commit: str | None = None
+    parts: dict,
+    seconds: dict,
+    command: str,
+    seed: int,
+    out: str | None,
+    commit: str | None = None,
+    extra: dict | None = None,
 ) -> None:
     """Print the pooled result of every law so far and rewrite the output files."""
-    report = {"command": command, "commit": commit, "laws": {}}
+    report = {"command": command, "commit": commit, **(extra or {}), "laws": {}}
     rows: list[dict] = []
     for law, results in parts.items():
         if not results:
             continue
-        result = calibration.SBCResult.combine(results)
+        result = results[0] if len(results) == 1 else calibration.SBCResult.combine(results)
         summary = {**result.summary(seed=seed), "seconds": seconds[law]}
         report["laws"][law] = {
             **summary,
