@@ -503,7 +503,12 @@ def sbc(
                 if error is not None:
                     errors.append(f"sim {i}: {error}")
                     continue
-                row = {"sim": i, **score(result, sims[i], law_obj, design, train, quantities, prob, seed + i)}
+                with warnings.catch_warnings():
+                    # A failed fit (e.g. a chain stranded at sigma ~ 0) can predict infinite losses;
+                    # its interval is then degenerate, and the fit is counted in failed diagnostics.
+                    warnings.simplefilter("ignore", category=RuntimeWarning)
+                    row = score(result, sims[i], law_obj, design, train, quantities, prob, seed + i)
+                row = {"sim": i, **row}
                 row["seconds"] = seconds
                 rows.append(row)
                 if progress is not None:
