@@ -232,8 +232,11 @@ class SBCResult:
     def coverage(self) -> dict[str, float]:
         """Coverage of the held-out runs by the 90% intervals, pooled over simulations.
 
-        ``predictive``: noisy held-out losses inside the predictive interval;
-        ``mean``: the true mean loss inside the interval of the law's mean.
+        ``predictive``: noisy held-out losses inside the predictive interval,
+        with ``predictive_95ci`` (Clopper-Pearson, runs as independent) and
+        ``predictive_95ci_ladders`` (:func:`cluster_interval`, ladders as the
+        independent units); ``mean``: the true mean loss inside the interval
+        of the law's mean.
         """
         n = int(self.ranks["heldout_n"].sum())
         covered = int(self.ranks["heldout_covered"].sum())
@@ -241,6 +244,9 @@ class SBCResult:
         return {
             "predictive": covered / n,
             "predictive_95ci": [low, high],
+            "predictive_95ci_ladders": list(
+                cluster_interval(self.ranks["heldout_covered"].to_numpy(), self.ranks["heldout_n"].to_numpy())
+            ),
             "mean": float(self.ranks["mean_covered"].sum()) / n,
             "runs": n,
             "simulations": len(self.ranks),
@@ -259,6 +265,27 @@ def binomial_interval(successes: int, trials: int, prob: float = 0.95) -> tuple[
     low = stats.beta.ppf(tail, successes, trials - successes + 1) if successes > 0 else 0.0
     high = stats.beta.ppf(1 - tail, successes + 1, trials - successes) if successes < trials else 1.0
     return float(low), float(high)
+
+
+def cluster_interval(successes: Any, trials: Any, prob: float = 0.95) -> tuple[float, float]:
+    """Interval of a pooled proportion whose trials come in correlated clusters (one per ladder).
+
+    The ratio estimator ``sum(successes) / sum(trials)`` with its cluster-robust
+    (between-cluster) standard error and a Student-t quantile on ``clusters - 1``
+    degrees of freedom, clipped to [0, 1]. Unlike :func:`binomial_interval` it
+    does not assume the held-out runs of one ladder are independent.
+    """
+    from scipy import stats
+
+    successes, trials = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
+    m = len(trials)
+    if m < 2:
+        return 0.0, 1.0
+    p = successes.sum() / trials.sum()
+    residual = (successes - p * trials) / trials.mean()
+    se = float(np.sqrt(np.sum(residual**2) / (m * (m - 1))))
+    half = float(stats.t.ppf(0.5 + prob / 2, m - 1)) * se
+    return float(max(p - half, 0.0)), float(min(p + half, 1.0))
 
 
 @dataclass
@@ -476,7 +503,12 @@ def sbc(
                 if error is not None:
                     errors.append(f"sim {i}: {error}")
                     continue
-                row = {"sim": i, **score(result, sims[i], law_obj, design, train, quantities, prob, seed + i)}
+                with warnings.catch_warnings():
+                    # A failed fit (e.g. a chain stranded at sigma ~ 0) can predict infinite losses;
+                    # its interval is then degenerate, and the fit is counted in failed diagnostics.
+                    warnings.simplefilter("ignore", category=RuntimeWarning)
+                    row = score(result, sims[i], law_obj, design, train, quantities, prob, seed + i)
+                row = {"sim": i, **row}
                 row["seconds"] = seconds
                 rows.append(row)
                 if progress is not None:
