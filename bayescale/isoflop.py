@@ -299,6 +299,8 @@ class IsoflopFit:
             "log_k": interval_dict(self.posterior["log_k"], prob, kind),
             "tau": interval_dict(self.posterior["tau"], prob, kind),
             "shape": self.shape,
+            "window": self.data.window,
+            "neighbours": self.data.neighbours,
             "kappa": self.data.kappa,
             "kappa_spread": self.data.kappa_spread,
             "budgets": self.budgets.to_dict("records"),
