@@ -285,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="fit each budget on runs within this log loss of its lowest ('none': all runs; default 0.1)",
     )
+    p.add_argument(
+        "--neighbours",
+        type=int,
+        default=None,
+        help="also keep only runs within this many sizes of each budget's best, and drop budgets "
+        "whose best is an end size (Porian et al.'s rule; default: no limit)",
+    )
     _sampler_arguments(p)
 
     p = sub.add_parser(
@@ -905,6 +912,7 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
         group=args.group,
         budget_tol=args.budget_tol,
         window=args.window,
+        neighbours=args.neighbours,
         shape=args.shape,
         **_sampler_kwargs(args),
     )

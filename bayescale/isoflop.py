@@ -79,6 +79,7 @@ class IsoflopData:
     kappa: float
     kappa_spread: float
     window: float | None = None
+    neighbours: int | None = None
 
 
 def in_window(level: np.ndarray, loss: np.ndarray, window: float | None) -> np.ndarray:
@@ -92,16 +93,39 @@ def in_window(level: np.ndarray, loss: np.ndarray, window: float | None) -> np.n
     return log_loss <= best + window
 
 
+def near_best(level: np.ndarray, params: np.ndarray, loss: np.ndarray, neighbours: int | None) -> np.ndarray:
+    """True for runs within ``neighbours`` sizes (by rank) of their budget's lowest-loss size.
+
+    A budget whose lowest loss is at its smallest or largest size keeps no runs: its
+    minimum is not bracketed. This is Porian et al.'s (2024) rule: they interpolate each
+    budget's losses (Akima, a local cubic: each piece depends on two sizes either side) and
+    drop budgets whose minimum falls at an end of the size range. ``None`` keeps every run.
+    """
+    if neighbours is None:
+        return np.ones(len(level), dtype=bool)
+    if not (isinstance(neighbours, int | np.integer) and neighbours >= 1):
+        raise BayescaleError(f"neighbours must be a positive integer, got {neighbours!r}")
+    frame = pd.DataFrame({"level": level, "params": params, "loss": loss})
+    frame["rank"] = frame.groupby("level")["params"].rank(method="dense")
+    best = frame.loc[frame.groupby("level")["loss"].idxmin()].set_index("level")
+    n_sizes = frame.groupby("level")["params"].nunique()
+    best_rank = frame["level"].map(best["rank"])
+    bracketed = frame["level"].map((best["rank"] > 1) & (best["rank"] < n_sizes))
+    return ((frame["rank"] - best_rank).abs() <= neighbours).to_numpy() & bracketed.to_numpy(dtype=bool)
+
+
 def prepare(
     runs: Runs,
     budget_tol: float = DEFAULT_BUDGET_TOL,
     min_sizes: int = 3,
     window: float | None = DEFAULT_WINDOW,
+    neighbours: int | None = None,
 ) -> IsoflopData:
     """Group ``runs`` into budgets and keep the runs and budgets the profiles are fitted on.
 
     A run enters when its log loss is within ``window`` of its budget's lowest; a budget
-    enters when at least ``min_sizes`` distinct sizes do.
+    enters when at least ``min_sizes`` distinct sizes do. With ``neighbours``, a run must also
+    be within that many sizes of the budget's best (:func:`near_best`).
 
     ``kappa`` is the geometric mean of ``C / (N D)`` over the runs (6 when
     compute defaults to 6ND); ``kappa_spread`` is max/min of that ratio.
@@ -113,7 +137,9 @@ def prepare(
             "select it with group=... (CLI: --group)"
         )
     level, budgets = group_budgets(runs.column("compute"), budget_tol)
-    near = in_window(level, runs.column("loss"), window)
+    near = in_window(level, runs.column("loss"), window) & near_best(
+        level, runs.column("params"), runs.column("loss"), neighbours
+    )
     params = pd.Series(runs.column("params"))
     budgets["n_sizes"] = params.groupby(level).nunique().to_numpy()
     budgets["n_in_window"] = params[near].groupby(level[near]).nunique().reindex(budgets.index, fill_value=0)
@@ -134,6 +160,7 @@ def prepare(
         kappa=float(np.exp(np.mean(np.log(ratio)))),
         kappa_spread=float(ratio.max() / ratio.min()),
         window=window,
+        neighbours=neighbours,
     )
 
 
@@ -272,6 +299,8 @@ class IsoflopFit:
             "log_k": interval_dict(self.posterior["log_k"], prob, kind),
             "tau": interval_dict(self.posterior["tau"], prob, kind),
             "shape": self.shape,
+            "window": self.data.window,
+            "neighbours": self.data.neighbours,
             "kappa": self.data.kappa,
             "kappa_spread": self.data.kappa_spread,
             "budgets": self.budgets.to_dict("records"),
@@ -287,6 +316,7 @@ def fit_isoflop(
     group: str | None = None,
     budget_tol: float = DEFAULT_BUDGET_TOL,
     window: float | None = DEFAULT_WINDOW,
+    neighbours: int | None = None,
     shape: str = "skewed",
     likelihood: str = "student_t",
     draws: int = 1000,
@@ -317,6 +347,10 @@ def fit_isoflop(
         of the budget's lowest (default 0.1: loss within ~10.5%); ``None``
         fits every run. A budget with fewer than 3 sizes in the window is left
         out and flagged (``n_in_window`` and ``used`` in :attr:`IsoflopFit.budgets`).
+    neighbours
+        Also keep only runs within this many sizes (by rank) of each budget's best, and
+        leave out budgets whose best is their smallest or largest size (Porian et al.'s
+        rule; :func:`near_best`). ``None`` (default) applies no such limit.
     shape
         Profile of log loss against log N within a budget: ``"skewed"``
         (default) or ``"parabola"`` (Hoffmann et al.); see :data:`SHAPES`.
@@ -341,7 +375,7 @@ def fit_isoflop(
         runs_obj = runs_obj.subset(runs_obj.frame["group"].to_numpy() == group)
     if shape not in SHAPES:
         raise BayescaleError(f"unknown profile shape {shape!r}; use one of {list(SHAPES)}")
-    data = prepare(runs_obj, budget_tol, window=window)
+    data = prepare(runs_obj, budget_tol, window=window, neighbours=neighbours)
     config = SamplerConfig(
         draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
     )

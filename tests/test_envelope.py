@@ -122,3 +122,50 @@ def test_compute_grid_skips_gaps_in_coverage():
     assert (grid["n_runs"] >= MIN_RUNS_AT_COMPUTE).all()
     log_c = np.log(grid["compute"])
     assert log_c.min() < np.log(6 * 1.4e7 * 1e9) and log_c.max() > np.log(6 * 1e9 * 1e8)
+
+
+def test_padded_likelihood_equals_the_pointwise_ar1_density():
+    """The (run, checkpoint) grid with its mask gives the AR(1) density point by point, whitened or not."""
+    import pytensor
+    from scipy.stats import norm
+
+    from bayescale.envelope import build_model, prepare
+
+    curves = simulate_curves(seed=1).drop(index=range(9, 16))  # runs of 9 and 16 points: padding used
+    data = prepare(bs.Curves.from_any(curves))
+    rng = np.random.default_rng(0)
+    n_runs = data.grid_y.shape[0]
+    x = np.r_[
+        rng.normal(0.5, 0.1, n_runs), rng.normal(-1, 0.3, n_runs), rng.normal(-1, 0.2, n_runs), -5.0, 0.7
+    ]
+    log_e, log_g, beta = x[:n_runs], x[n_runs : 2 * n_runs], np.exp(x[2 * n_runs : 3 * n_runs])
+    sigma, rho = np.exp(x[-2]), 1 / (1 + np.exp(-x[-1]))
+    u = data.log_tokens - data.log_tokens_ref[data.run]
+    resid = data.log_loss - np.logaddexp(log_e[data.run], log_g[data.run] - beta[data.run] * u)
+    first = np.r_[True, data.run[1:] != data.run[:-1]]
+    innov = np.where(first, resid, resid - rho * np.r_[0.0, resid[:-1]])
+    scale = np.where(first, sigma / np.sqrt(1 - rho**2), sigma)
+    expected = norm.logpdf(innov, 0.0, scale).sum()
+    root = np.linalg.cholesky(np.diag(rng.uniform(0.5, 2.0, x.size)))
+    shift = x - root @ np.ones(x.size)  # the same x at z = 1
+    for model, z in ((build_model(data), x), (build_model(data, "ar1", shift, root), np.ones(x.size))):
+        term = next(p for p in model.potentials if p.name == "log_loss")
+        log_lik = pytensor.function(
+            model.value_vars, model.replace_rvs_by_values([term])[0], mode="FAST_COMPILE"
+        )
+        assert float(log_lik(z)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_laplace_whitening_is_near_standard_normal():
+    """At the mode the whitened coordinates have unit curvature (the map is the inverse Hessian's root)."""
+    import jax
+    from pymc.sampling.jax import get_jaxified_logp
+
+    from bayescale.envelope import build_model, laplace, prepare
+
+    data = prepare(bs.Curves.from_any(simulate_curves(seed=3)))
+    shift, root = laplace(data)
+    logp = get_jaxified_logp(build_model(data, "ar1", shift, root))
+    z0 = np.zeros(shift.size)
+    assert np.abs(np.asarray(jax.grad(lambda z: logp([z]))(z0))).max() < 1e-3
+    np.testing.assert_allclose(-np.asarray(jax.hessian(lambda z: logp([z]))(z0)), np.eye(z0.size), atol=1e-6)

@@ -135,3 +135,18 @@ def test_cli_isoflop_json(tmp_path, capsys):
     assert set(payload["optimum"]["intervals"]["params"]) == {"median", "lower", "upper"}
     assert main(["isoflop", "porian-isoflop", "--json"]) == 2
     assert "group" in capsys.readouterr().err
+
+
+def test_near_best_keeps_sizes_around_each_budgets_minimum():
+    """Porian et al.'s rule: neighbours by size rank of the best run; unbracketed budgets drop out."""
+    from bayescale.isoflop import near_best
+
+    level = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    params = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 1.0, 2.0, 3.0])
+    # budget 0: best at size 4 (rank 4 of 5); budget 1: best at its largest size (edge)
+    loss = np.array([3.5, 3.2, 3.1, 3.0, 3.05, 2.9, 2.8, 2.7])
+    assert near_best(level, params, loss, 1).tolist() == [False, False, True, True, True, False, False, False]
+    assert near_best(level, params, loss, 2).tolist()[:5] == [False, True, True, True, True]
+    assert near_best(level, params, loss, None).all()
+    with pytest.raises(bs.BayescaleError, match="neighbours must be a positive integer"):
+        near_best(level, params, loss, 0)
