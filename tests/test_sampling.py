@@ -338,3 +338,12 @@ def test_export_cache_is_safe_with_concurrent_writers(tmp_path):
         program = export.deserialize(bytearray(f.read_bytes()))
         out = program.call(jax.numpy.arange(3.0))
         np.testing.assert_allclose(np.asarray(out), np.sin(np.arange(3.0)) * 2)
+
+
+def test_a_collapsed_chain_does_not_set_the_shared_step_size():
+    """SBC found a chain that collapsed in warm-up (step 3e-17); the plain minimum froze every chain."""
+    from bayescale.sampling import shared_step_size
+
+    assert shared_step_size(np.array([0.13, 0.22, 0.16, 0.15])) == pytest.approx(0.13)
+    assert shared_step_size(np.array([3e-17, 0.2])) == pytest.approx(0.2)
+    assert shared_step_size(np.array([3e-17, 0.2, 0.1, 0.15])) == pytest.approx(0.1)
