@@ -24,7 +24,8 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
     -------
     dict
         ``divergences``, ``max_r_hat``, ``min_ess_bulk``, per-parameter
-        ``r_hat`` and ``ess_bulk``, ``ok`` and a list of ``problems``.
+        ``r_hat`` and ``ess_bulk``, ``ok``, a list of ``problems`` and
+        ``restarted_chains`` (chains restarted after a collapsed warm-up).
     """
     import arviz as az
 
@@ -56,7 +57,14 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
     if min_ess < MIN_ESS_BULK:
         worst = min(per_ess, key=per_ess.__getitem__)
         problems.append(f"min bulk ESS {min_ess:.0f} < {MIN_ESS_BULK} (worst: {worst}): run more draws")
+    # The fast path restarts a chain whose warm-up collapsed from a healthy chain's state
+    # (sampling._restart_collapsed): not a failure, but that chain did not start independently.
+    stats = idata.sample_stats
+    restarted = []
+    if "restarted" in stats:
+        restarted = [int(c) for c in np.flatnonzero(stats["restarted"].any("draw").values)]
     return {
+        "restarted_chains": restarted,
         "divergences": divergences,
         "max_r_hat": max_r_hat,
         "min_ess_bulk": min_ess,

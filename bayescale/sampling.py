@@ -186,14 +186,54 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     return _to_inference_data(density, shift + u @ scale.T, extra)
 
 
+def _collapsed(sizes: Any, xp: Any = np) -> Any:
+    """Chains whose adapted step size is below ``1e-3`` of the chains' median: stuck in warm-up."""
+    return sizes < _COLLAPSED_STEP * xp.median(sizes)
+
+
 def shared_step_size(sizes: Any, xp: Any = np) -> Any:
     """The step size every chain keeps after warm-up: the smallest among chains that did not collapse.
 
-    A chain whose adapted step size is below ``1e-3`` times the chains' median
-    collapsed in warm-up (stuck at a degenerate point); it does not set the pace.
+    A chain whose warm-up collapsed (:func:`_collapsed`; seen in SBC: step
+    size 3e-17 at sigma, nu ~ 0) does not set the pace, or it would freeze
+    the healthy chains too.
     """
-    healthy = sizes >= _COLLAPSED_STEP * xp.median(sizes)
-    return xp.min(xp.where(healthy, sizes, xp.inf))
+    return xp.min(xp.where(_collapsed(sizes, xp), xp.inf, sizes))
+
+
+def _restart_collapsed(states: Any) -> Any:
+    """Chains that collapsed in warm-up restart from the healthy chain with the smallest step.
+
+    They take its position and adapted metric.
+
+    Starting the draws from another chain's adapted state is a valid
+    initialisation (each chain keeps its own random key from there); the
+    chain is reported in ``sample_stats["restarted"]`` and the fit's
+    diagnostics, since it no longer starts independently of the others.
+    """
+    import jax.numpy as jnp
+
+    sizes = states.adapt_state.step_size
+    collapsed = _collapsed(sizes, jnp)
+    donor = jnp.argmin(jnp.where(collapsed, jnp.inf, sizes))
+
+    def take(x: Any) -> Any:
+        mask = collapsed.reshape((-1,) + (1,) * (x.ndim - 1))
+        return jnp.where(mask, x[donor], x)
+
+    adapt = states.adapt_state
+    adapt = adapt._replace(
+        inverse_mass_matrix=take(adapt.inverse_mass_matrix),
+        mass_matrix_sqrt=take(adapt.mass_matrix_sqrt),
+        mass_matrix_sqrt_inv=take(adapt.mass_matrix_sqrt_inv),
+    )
+    return states._replace(
+        z=take(states.z),
+        z_grad=take(states.z_grad),
+        potential_energy=take(states.potential_energy),
+        energy=take(states.energy),
+        adapt_state=adapt,
+    )
 
 
 def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
@@ -222,7 +262,8 @@ def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
         )(keys, starts)
         kernel = jax.vmap(lambda state: sample_kernel(state, model_args=args))
 
-        def step(states: Any, i: Any) -> tuple[Any, tuple[Any, dict[str, Any]]]:
+        def step(carry: Any, i: Any) -> tuple[Any, tuple[Any, dict[str, Any]]]:
+            states, restarted = carry
             states = kernel(states)
             # After warm-up every chain keeps the smallest adapted step size: one that adapted
             # in the bulk can take too long a step in the tail (seen: all 7 divergences of a
@@ -230,11 +271,12 @@ def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
             # 0.13-0.16). Any step size fixed after warm-up leaves the posterior invariant.
             # Measured on 20 simulated 40-run ladders at the defaults: shared, 0 divergences
             # and lowest min ESS 968; per chain, 2 divergences and lowest min ESS 505, for
-            # ~25% fewer gradients. Sharing does not slow mixing per draw. A chain whose warm-up
-            # collapsed (seen in SBC: step size 3e-17 at sigma, nu ~ 0) does not set the shared
-            # size, or it would freeze the healthy chains too; it is left for r_hat to flag.
+            # ~25% fewer gradients. Sharing does not slow mixing per draw.
+            end_of_warmup = i == config.tune - 1
             size = states.adapt_state.step_size
-            size = jnp.where(i == config.tune - 1, shared_step_size(size, jnp), size)
+            states = jax.lax.cond(end_of_warmup, _restart_collapsed, lambda s: s, states)
+            restarted = restarted | (end_of_warmup & _collapsed(size, jnp))
+            size = jnp.where(end_of_warmup, shared_step_size(size, jnp), size)
             states = states._replace(adapt_state=states.adapt_state._replace(step_size=size))
             fields = {
                 "diverging": states.diverging,
@@ -243,12 +285,14 @@ def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
                 "accept_prob": states.accept_prob,
                 "adapt_state.step_size": size,
                 "potential_energy": states.potential_energy,
+                "restarted": restarted,
             }
-            return states, (states.z, fields)
+            return (states, restarted), (states.z, fields)
 
         # One scan over warm-up and draws (the kernel adapts while state.i < tune): tracing
         # numpyro's NUTS is most of a cold fit's time, and a second scan would trace it again.
-        _, out = jax.lax.scan(step, states, jnp.arange(config.tune + config.draws))
+        carry = (states, jnp.zeros(keys.shape[0], dtype=bool))
+        _, out = jax.lax.scan(step, carry, jnp.arange(config.tune + config.draws))
         return jax.tree.map(lambda a: jnp.swapaxes(a[config.tune :], 0, 1), out)
 
     return jax.jit(chains)
@@ -445,6 +489,7 @@ def _to_inference_data(density: Any, position: np.ndarray, extra: dict[str, np.n
             "tree_depth": (dims, np.floor(np.log2(np.maximum(steps, 1))).astype(int) + 1),
             "acceptance_rate": (dims, extra["accept_prob"]),
             "step_size": (dims, extra["adapt_state.step_size"]),
+            "restarted": (dims, extra["restarted"].astype(bool)),
         },
         coords=coords,
     )

@@ -347,3 +347,24 @@ def test_a_collapsed_chain_does_not_set_the_shared_step_size():
     assert shared_step_size(np.array([0.13, 0.22, 0.16, 0.15])) == pytest.approx(0.13)
     assert shared_step_size(np.array([3e-17, 0.2])) == pytest.approx(0.2)
     assert shared_step_size(np.array([3e-17, 0.2, 0.1, 0.15])) == pytest.approx(0.1)
+
+
+def test_a_collapsed_chain_restarts_from_the_healthy_chain_with_the_smallest_step():
+    import jax.numpy as jnp
+    from numpyro.infer.hmc import HMCState
+    from numpyro.infer.hmc_util import HMCAdaptState
+
+    chains, size = 3, 2
+    z = jnp.arange(chains * size, dtype=float).reshape(chains, size)
+    metric = jnp.stack([jnp.eye(size) * (c + 1) for c in range(chains)])
+    adapt = HMCAdaptState(jnp.array([0.1, 1e-17, 0.2]), metric, metric, metric, None, None, None, None)
+    per_chain = jnp.array([1.0, 2.0, 3.0])
+    states = HMCState(*(None,) * 13)._replace(
+        z=z, z_grad=-z, potential_energy=per_chain, energy=per_chain, adapt_state=adapt
+    )
+    out = sampling._restart_collapsed(states)
+    np.testing.assert_array_equal(out.z, jnp.stack([z[0], z[0], z[2]]))
+    np.testing.assert_array_equal(out.z_grad, -out.z)
+    np.testing.assert_array_equal(out.potential_energy, [1.0, 1.0, 3.0])
+    np.testing.assert_array_equal(out.adapt_state.inverse_mass_matrix[1], metric[0])
+    np.testing.assert_array_equal(out.adapt_state.inverse_mass_matrix[2], metric[2])
