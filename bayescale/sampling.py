@@ -191,6 +191,11 @@ def _collapsed(sizes: Any, xp: Any = np) -> Any:
     return sizes < _COLLAPSED_STEP * xp.median(sizes)
 
 
+def _smallest_healthy(sizes: Any, xp: Any = np) -> Any:
+    """Index of the chain with the smallest adapted step size among those that did not collapse."""
+    return xp.argmin(xp.where(_collapsed(sizes, xp), xp.inf, sizes))
+
+
 def shared_step_size(sizes: Any, xp: Any = np) -> Any:
     """The step size every chain keeps after warm-up: the smallest among chains that did not collapse.
 
@@ -198,24 +203,24 @@ def shared_step_size(sizes: Any, xp: Any = np) -> Any:
     size 3e-17 at sigma, nu ~ 0) does not set the pace, or it would freeze
     the healthy chains too.
     """
-    return xp.min(xp.where(_collapsed(sizes, xp), xp.inf, sizes))
+    return sizes[_smallest_healthy(sizes, xp)]
 
 
-def _restart_collapsed(states: Any) -> Any:
-    """Chains that collapsed in warm-up restart from the healthy chain with the smallest step.
+def _end_warmup(states: Any) -> Any:
+    """Every chain takes the :func:`shared_step_size`; a collapsed chain restarts from its donor.
 
-    They take its position and adapted metric.
-
-    Starting the draws from another chain's adapted state is a valid
-    initialisation (each chain keeps its own random key from there); the
-    chain is reported in ``sample_stats["restarted"]`` and the fit's
-    diagnostics, since it no longer starts independently of the others.
+    The donor is the healthy chain with the smallest step: a collapsed chain
+    takes its position and adapted metric. Starting the draws from another
+    chain's adapted state is a valid initialisation (each chain keeps its own
+    random key from there); the chain is reported in
+    ``sample_stats["restarted"]`` and the fit's diagnostics, since it no
+    longer starts independently of the others.
     """
     import jax.numpy as jnp
 
     sizes = states.adapt_state.step_size
     collapsed = _collapsed(sizes, jnp)
-    donor = jnp.argmin(jnp.where(collapsed, jnp.inf, sizes))
+    donor = _smallest_healthy(sizes, jnp)
 
     def take(x: Any) -> Any:
         mask = collapsed.reshape((-1,) + (1,) * (x.ndim - 1))
@@ -223,6 +228,7 @@ def _restart_collapsed(states: Any) -> Any:
 
     adapt = states.adapt_state
     adapt = adapt._replace(
+        step_size=jnp.full_like(sizes, sizes[donor]),
         inverse_mass_matrix=take(adapt.inverse_mass_matrix),
         mass_matrix_sqrt=take(adapt.mass_matrix_sqrt),
         mass_matrix_sqrt_inv=take(adapt.mass_matrix_sqrt_inv),
@@ -273,11 +279,9 @@ def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
             # and lowest min ESS 968; per chain, 2 divergences and lowest min ESS 505, for
             # ~25% fewer gradients. Sharing does not slow mixing per draw.
             end_of_warmup = i == config.tune - 1
+            restarted = restarted | (end_of_warmup & _collapsed(states.adapt_state.step_size, jnp))
+            states = jax.lax.cond(end_of_warmup, _end_warmup, lambda s: s, states)
             size = states.adapt_state.step_size
-            states = jax.lax.cond(end_of_warmup, _restart_collapsed, lambda s: s, states)
-            restarted = restarted | (end_of_warmup & _collapsed(size, jnp))
-            size = jnp.where(end_of_warmup, shared_step_size(size, jnp), size)
-            states = states._replace(adapt_state=states.adapt_state._replace(step_size=size))
             fields = {
                 "diverging": states.diverging,
                 "num_steps": states.num_steps,

@@ -362,9 +362,10 @@ def test_a_collapsed_chain_restarts_from_the_healthy_chain_with_the_smallest_ste
     states = HMCState(*(None,) * 13)._replace(
         z=z, z_grad=-z, potential_energy=per_chain, energy=per_chain, adapt_state=adapt
     )
-    out = sampling._restart_collapsed(states)
+    out = sampling._end_warmup(states)
     np.testing.assert_array_equal(out.z, jnp.stack([z[0], z[0], z[2]]))
     np.testing.assert_array_equal(out.z_grad, -out.z)
     np.testing.assert_array_equal(out.potential_energy, [1.0, 1.0, 3.0])
     np.testing.assert_array_equal(out.adapt_state.inverse_mass_matrix[1], metric[0])
     np.testing.assert_array_equal(out.adapt_state.inverse_mass_matrix[2], metric[2])
+    np.testing.assert_array_equal(out.adapt_state.step_size, [0.1, 0.1, 0.1])
