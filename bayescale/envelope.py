@@ -24,7 +24,7 @@ import xarray as xr
 
 from bayescale.curves import Curves
 from bayescale.errors import BayescaleError, RunsError
-from bayescale.intervals import check_interval, interval_dict, interval_table
+from bayescale.intervals import AllocationAnswers, interval_dict
 from bayescale.sampling import SamplerConfig, choose_backend
 
 CORRELATIONS = ("ar1", "none")
@@ -212,7 +212,7 @@ def laplace(data: CurveData, correlation: str = "ar1") -> tuple[np.ndarray, np.n
 
 
 @dataclass
-class EnvelopeFit:
+class EnvelopeFit(AllocationAnswers):
     """Posterior of the smoothed curves and the envelope exponents derived from it.
 
     Attributes
@@ -284,11 +284,6 @@ class EnvelopeFit:
         a = (w * (x - xbar) * (y - ybar)).sum("grid") / (w * (x - xbar) ** 2).sum("grid")
         return xr.Dataset({"a": a, "b": 1.0 - a, "log_k": ybar - a * xbar}).transpose("chain", "draw")
 
-    def exponents(self, prob: float = 0.9, kind: str = "eti") -> dict[str, dict[str, float]]:
-        """``{"a": {"median", "lower", "upper"}, "b": {...}}``."""
-        draws = self.exponent_draws()
-        return {name: interval_dict(draws[name], prob, kind) for name in ("a", "b")}
-
     def optimal_draws(self, compute: Any) -> xr.Dataset:
         """Draws of ``params``, ``tokens`` and ``tokens_per_param`` at each budget (dim ``query``)."""
         from bayescale.plan import _query
@@ -299,13 +294,6 @@ class EnvelopeFit:
         tokens = query["compute"] / (self.data.kappa * params)
         out = xr.Dataset({"params": params, "tokens": tokens, "tokens_per_param": tokens / params})
         return out.transpose("chain", "draw", "query")
-
-    def optimal(self, compute: Any, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
-        """Compute-optimal ``params``, ``tokens``, ``tokens_per_param`` at budget(s), one row each."""
-        from bayescale.plan import _query
-
-        check_interval(prob, kind)
-        return interval_table(self.optimal_draws(compute), prob, kind, _query(compute=compute))
 
     def summary(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
         """JSON-ready summary: exponents, correlation, grid and diagnostics."""

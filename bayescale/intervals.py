@@ -79,3 +79,31 @@ def interval_table(quantities: xr.Dataset, prob: float, kind: str, query: xr.Dat
 def row_to_intervals(row: Any, names: list[str]) -> dict[str, dict[str, float]]:
     """From a table row, ``{name: {"median", "lower", "upper"}}`` for each name."""
     return {n: {s: float(row[f"{n}_{s}"]) for s in ("median", "lower", "upper")} for n in names}
+
+
+class AllocationAnswers:
+    """``exponents`` and ``optimal`` of a method's fit, from its ``exponent_draws`` and ``optimal_draws``.
+
+    Shared by the IsoFLOP, envelope and L(N, S) fits, so each method answers the
+    plan questions with the same intervals and table layout.
+    """
+
+    def exponent_draws(self) -> Any:
+        """Draws of ``a`` and ``b`` (and whatever else the method derives)."""
+        raise NotImplementedError
+
+    def optimal_draws(self, compute: Any) -> Any:
+        """Draws of the compute-optimal model at each budget (dim ``query``)."""
+        raise NotImplementedError
+
+    def exponents(self, prob: float = 0.9, kind: str = "eti") -> dict[str, dict[str, float]]:
+        """``{"a": {"median", "lower", "upper"}, "b": {...}}``."""
+        draws = self.exponent_draws()
+        return {name: interval_dict(draws[name], prob, kind) for name in ("a", "b")}
+
+    def optimal(self, compute: Any, prob: float = 0.9, kind: str = "eti") -> Any:
+        """Compute-optimal ``params``, ``tokens``, ``tokens_per_param``... at budget(s), one row each."""
+        from bayescale.plan import _query
+
+        check_interval(prob, kind)
+        return interval_table(self.optimal_draws(compute), prob, kind, _query(compute=compute))

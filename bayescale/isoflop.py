@@ -18,7 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.errors import BayescaleError, RunsError
-from bayescale.intervals import check_interval, interval_dict, interval_table
+from bayescale.intervals import AllocationAnswers, interval_dict, interval_table
 from bayescale.runs import Runs
 from bayescale.sampling import SamplerConfig, sample_checked
 
@@ -215,7 +215,7 @@ def build_model(data: IsoflopData, likelihood: str = "student_t", shape: str = "
 
 
 @dataclass
-class IsoflopFit:
+class IsoflopFit(AllocationAnswers):
     """Posterior of the IsoFLOP model: exponents, per-budget optima and the plan at any budget.
 
     Attributes
@@ -253,11 +253,6 @@ class IsoflopFit:
         a = self.posterior["a"]
         return xr.Dataset({"a": a, "b": 1.0 - a})
 
-    def exponents(self, prob: float = 0.9, kind: str = "eti") -> dict[str, dict[str, float]]:
-        """``{"a": {"median", "lower", "upper"}, "b": {...}}``."""
-        draws = self.exponent_draws()
-        return {name: interval_dict(draws[name], prob, kind) for name in ("a", "b")}
-
     def optimal_draws(self, compute: Any) -> xr.Dataset:
         """Draws of ``params``, ``tokens`` and ``tokens_per_param`` at each budget (dim ``query``)."""
         from bayescale.plan import _query
@@ -269,13 +264,6 @@ class IsoflopFit:
         tokens = query["compute"] / (self.data.kappa * params)
         out = xr.Dataset({"params": params, "tokens": tokens, "tokens_per_param": tokens / params})
         return out.transpose("chain", "draw", "query")
-
-    def optimal(self, compute: Any, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
-        """Compute-optimal ``params``, ``tokens``, ``tokens_per_param`` at budget(s), one row each."""
-        from bayescale.plan import _query
-
-        check_interval(prob, kind)
-        return interval_table(self.optimal_draws(compute), prob, kind, _query(compute=compute))
 
     def budget_table(self, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
         """Per used budget: the budget, its runs, and the optimum ``params`` and ``loss`` with intervals."""

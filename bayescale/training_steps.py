@@ -38,7 +38,7 @@ import xarray as xr
 
 from bayescale.curves import Curves
 from bayescale.errors import BayescaleError, RunsError, RunsWarning
-from bayescale.intervals import check_interval, interval_dict, interval_table
+from bayescale.intervals import AllocationAnswers, check_interval, interval_dict, interval_table
 from bayescale.laws import ops as _ops
 from bayescale.laws.base import Parameter
 from bayescale.laws.kaplan import KAPLAN_ALPHA_N, N_C
@@ -533,7 +533,7 @@ def build_model(
 
 
 @dataclass
-class StepsFit:
+class StepsFit(AllocationAnswers):
     """Posterior of Kaplan's L(N, S_min) (and B_crit when identified) on loss curves.
 
     Attributes
@@ -671,11 +671,6 @@ class StepsFit:
         a = (1.0 / inv_c) / post["alpha_N"]
         return xr.Dataset({"a": a, "b": 1.0 - a, "alpha_C": 1.0 / inv_c}).transpose("chain", "draw")
 
-    def exponents(self, prob: float = 0.9, kind: str = "eti") -> dict[str, dict[str, float]]:
-        """``{"a": {"median", "lower", "upper"}, "b": {...}}``."""
-        draws = self.exponent_draws()
-        return {name: interval_dict(draws[name], prob, kind) for name in ("a", "b")}
-
     def optimal_draws(self, compute: Any) -> xr.Dataset:
         """Draws of the compute-optimal model at each budget (dim ``query``), see :meth:`optimal`."""
         from bayescale.plan import _query
@@ -719,10 +714,7 @@ class StepsFit:
         RunsError
             When B_crit was not fitted and the runs used several batch sizes (:meth:`plan_batch`).
         """
-        from bayescale.plan import _query
-
-        check_interval(prob, kind)
-        return interval_table(self.optimal_draws(compute), prob, kind, _query(compute=compute))
+        return super().optimal(compute, prob, kind)
 
     def plan_note(self) -> str:
         """What :meth:`optimal` assumes, in one line."""
