@@ -10,6 +10,8 @@ diagonal metric needs several times more leapfrog steps.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import os
 import threading
@@ -34,6 +36,9 @@ _NUMPYRO_LOCK = threading.Lock()
 
 #: A chain whose adapted step size is below this fraction of the chains' median collapsed in warm-up.
 _COLLAPSED_STEP = 1e-3
+
+# Compiled programs loaded in this process, by _program_key.
+_PROGRAMS: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -180,10 +185,16 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(2**31))), config.chains)
     args = (keys, jnp.asarray(start), jnp.asarray(shift), jnp.asarray(scale), data)
     with _NUMPYRO_LOCK:
-        u, extra = _exported(_compiled_sampler(density, config), _program_key(density, config, args), args)
+        key = None if config.extra else _program_key(density, args, "nuts", *_sampler_settings(config))
+        u, extra = _exported(_compiled_sampler(density, config), key, args)
     u = np.asarray(u)
     extra = {k: np.asarray(v) for k, v in extra.items()}
     return _to_inference_data(density, shift + u @ scale.T, extra)
+
+
+def _sampler_settings(config: SamplerConfig) -> tuple[Any, ...]:
+    """The settings the compiled sampler bakes in (``config.extra`` is not keyed: never exported)."""
+    return (config.tune, config.draws, config.chains, config.target_accept)
 
 
 def _collapsed(sizes: Any, xp: Any = np) -> Any:
@@ -302,24 +313,26 @@ def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
     return jax.jit(chains)
 
 
-def _program_key(density: Any, config: SamplerConfig, args: tuple[Any, ...]) -> str | None:
-    """Hash of everything the compiled sampler depends on, or ``None`` when it cannot be keyed.
-
-    The model's structure (law, priors, fixed values, reference points and
-    likelihood: constants of the program), the sampler settings, the shapes
-    of the arguments, the versions of jax and numpyro and the source of
-    bayescale itself (a changed law or density is a new program).
-    """
-    import hashlib
-
-    import jax
-    import numpyro
-
-    if config.extra:
-        return None
+@functools.cache
+def _source_digest() -> bytes:
+    """Hash of bayescale's own source: a changed law or density is a new program."""
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).parent.rglob("*.py")):
         digest.update(path.read_bytes())
+    return digest.digest()
+
+
+def _program_key(density: Any, args: tuple[Any, ...], *settings: Any) -> str:
+    """Hash of everything a compiled program of ``density`` depends on.
+
+    The model's structure (law, priors, fixed values, reference points and
+    likelihood: constants of the program), ``settings`` (which program, and
+    the sampler's settings for the sampler), the shapes of the arguments,
+    the versions of jax and numpyro and the source of bayescale itself.
+    """
+    import jax
+    import numpyro
+
     shapes = [(a.shape, str(a.dtype)) for a in jax.tree.leaves(args)]
     parts = (
         type(density.law).__qualname__,
@@ -328,45 +341,62 @@ def _program_key(density: Any, config: SamplerConfig, args: tuple[Any, ...]) -> 
         density.sites,
         density.fixed,
     )
-    parts += (config.tune, config.draws, config.chains, config.target_accept, shapes)
-    parts += (jax.__version__, numpyro.__version__)
+    parts += (settings, shapes, jax.__version__, numpyro.__version__)
+    digest = hashlib.sha256(_source_digest())
     digest.update(repr(parts).encode())
     return digest.hexdigest()
 
 
-def _exported(jitted: Any, key: str | None, args: tuple[Any, ...]) -> Any:
-    """Call ``jitted(*args)`` through a serialised ``jax.export`` of it kept in the cache folder.
+def _program(jitted: Any, key: str | None, args: tuple[Any, ...]) -> Any:
+    """``jitted``, or its serialised ``jax.export`` kept in the cache folder, for arguments like ``args``.
 
     Tracing numpyro's vectorised NUTS takes seconds of Python in every new
-    process; the exported program skips it (its compilation is then found in
-    JAX's persistent compilation cache). A missing, stale or unreadable
-    export is rebuilt.
+    process, and tracing the density's gradient and Hessian for the Laplace
+    step a few tenths; the exported program skips that (its compilation is
+    then found in JAX's persistent compilation cache). A missing, stale or
+    unreadable export is rebuilt. Programs loaded once stay in memory for
+    the process, so repeated fits of one shape skip even the loading.
     """
+    import jax
     from jax import export
 
     folder = cache_dir()
     if key is None or folder is None:
-        return jitted(*args)
+        return jitted
+    if key in _PROGRAMS:
+        return _PROGRAMS[key]
     path = folder / "exported" / f"{key}.bin"
     try:
         program = export.deserialize(bytearray(path.read_bytes()))
     except Exception:  # missing, corrupt, or from another jax: rebuild it
         program = None
-    if program is not None:
-        return program.call(*args)
-    program = export.export(jitted)(*args)
-    try:
-        blob = program.serialize()
-    except ImportError:  # serialisation needs flatbuffers (in the `fast` extra)
-        return jitted(*args)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(blob)
-        partial.replace(path)  # atomic: concurrent fits never read half a file
-    except OSError:
-        pass  # an unwritable cache only costs tracing time
-    return program.call(*args)
+    if program is None:
+        program = export.export(jitted)(*args)
+        try:
+            blob = program.serialize()
+        except ImportError:  # serialisation needs flatbuffers (in the `fast` extra)
+            return jitted
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_bytes(blob)
+            partial.replace(path)  # atomic: concurrent fits never read half a file
+        except OSError:
+            pass  # an unwritable cache only costs tracing time
+    _PROGRAMS[key] = jax.jit(program.call)
+    return _PROGRAMS[key]
+
+
+def _density_program(density: Any, name: str, function: Any, args: tuple[Any, ...]) -> Any:
+    """``function`` of ``density``, jitted, through the program cache (:func:`_program`)."""
+    import jax
+
+    return _program(jax.jit(function), _program_key(density, args, name), args)
+
+
+def _exported(jitted: Any, key: str | None, args: tuple[Any, ...]) -> Any:
+    """``jitted(*args)`` through :func:`_program`."""
+    return _program(jitted, key, args)(*args)
 
 
 def _near_gaussian(
@@ -388,9 +418,9 @@ def _near_gaussian(
     """
     import jax
 
-    points = mode + reach * np.concatenate([root.T, -root.T])
-    logp = jax.jit(jax.vmap(density.logp, in_axes=(0, None)))
-    values = np.asarray(logp(np.vstack([mode, points]), data))
+    points = np.vstack([mode, mode + reach * np.concatenate([root.T, -root.T])])
+    logp = _density_program(density, "logp_batch", jax.vmap(density.logp, in_axes=(0, None)), (points, data))
+    values = np.asarray(logp(points, data))
     falls = values[0] - values[1:]
     expected = reach**2 / 2
     return bool(
@@ -437,18 +467,22 @@ def _laplace(density: Any, data: Any) -> tuple[np.ndarray, np.ndarray] | None:
     def neg_logp(x: Any, data: Any) -> Any:
         return -density.logp(x, data)
 
-    value_and_grad = jax.jit(jax.value_and_grad(neg_logp))
+    def neg_logp_unchunked(x: Any, data: Any) -> Any:
+        return -density.logp_unchunked(x, data)
+
+    args = (np.asarray(density.initial_point(), dtype=float), data)
+    value_and_grad = _density_program(density, "value_and_grad", jax.value_and_grad(neg_logp), args)
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = value_and_grad(x, data)
         return float(value), np.asarray(grad)
 
     with np.errstate(all="ignore"):
-        result = minimize(objective, density.initial_point(), jac=True, method="BFGS")
+        result = minimize(objective, args[0], jac=True, method="BFGS")
     if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
         return None
     hessian = np.asarray(
-        jax.jit(jax.hessian(lambda x, data: -density.logp_unchunked(x, data)))(result.x, data)
+        _density_program(density, "hessian", jax.hessian(neg_logp_unchunked), args)(result.x, data)
     )
     try:
         # L = chol(H^-1) computed as inv(chol(H))^T: H^-1 = (C C^T)^-1 = C^-T C^-1.
@@ -463,9 +497,9 @@ def _laplace(density: Any, data: Any) -> tuple[np.ndarray, np.ndarray] | None:
 def _jittered_starts(density: Any, data: Any, chains: int, rng: np.random.Generator) -> np.ndarray:
     import jax
 
-    logp = jax.jit(jax.vmap(density.logp, in_axes=(0, None)))
     centre = density.initial_point()
     starts = centre + rng.uniform(-1, 1, size=(chains, density.size))
+    logp = _density_program(density, "logp_batch", jax.vmap(density.logp, in_axes=(0, None)), (starts, data))
     for _ in range(10):
         bad = ~np.isfinite(np.asarray(logp(starts, data)))
         if not bad.any():

@@ -369,3 +369,25 @@ def test_a_collapsed_chain_restarts_from_the_healthy_chain_with_the_smallest_ste
     np.testing.assert_array_equal(out.adapt_state.inverse_mass_matrix[1], metric[0])
     np.testing.assert_array_equal(out.adapt_state.inverse_mass_matrix[2], metric[2])
     np.testing.assert_array_equal(out.adapt_state.step_size, [0.1, 0.1, 0.1])
+
+
+def test_exported_programs_give_the_jitted_results(monkeypatch, tmp_path):
+    """The sampler and the Laplace step (gradient, Hessian, batched log density) load from the
+    export cache, and a fit through it draws exactly what the freshly jitted programs draw."""
+    runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=3)
+    settings = {"law": "chinchilla", "random_seed": 4, "backend": "jax", **QUICK}
+
+    monkeypatch.setattr(sampling, "_PROGRAMS", {})
+    monkeypatch.setenv(sampling.CACHE_ENV, "0")
+    jitted = bs.fit(runs, **settings).posterior["alpha_N"].values
+    assert sampling._PROGRAMS == {}  # no cache: nothing exported or kept
+
+    monkeypatch.setenv(sampling.CACHE_ENV, str(tmp_path))
+    exported = bs.fit(runs, **settings).posterior["alpha_N"].values
+    files = sorted((tmp_path / "exported").glob("*.bin"))
+    assert len(files) == len(sampling._PROGRAMS) >= 4  # NUTS, value-and-gradient, Hessian, log density
+    monkeypatch.setattr(sampling, "_PROGRAMS", {})  # a new process: programs come from the files
+    loaded = bs.fit(runs, **settings).posterior["alpha_N"].values
+    assert sorted((tmp_path / "exported").glob("*.bin")) == files
+    np.testing.assert_array_equal(exported, jitted)
+    np.testing.assert_array_equal(loaded, jitted)
