@@ -317,7 +317,8 @@ def test_export_cache_is_safe_with_concurrent_writers(tmp_path):
         "jax = sampling.setup_jax()\n"
         "import jax.numpy as jnp\n"
         "f = jax.jit(lambda x: jnp.sin(x) * 2)\n"
-        "total = sum(float(sampling._exported(f, f'key{i}', (jnp.arange(3.0),)).sum()) for i in range(20))\n"
+        "x = jnp.arange(3.0)\n"
+        "total = sum(float(sampling._exported(lambda: f, f'key{i}', (x,)).sum()) for i in range(20))\n"
         "print(repr(total))\n"
     )
     env = {**os.environ, sampling.CACHE_ENV: str(tmp_path)}
