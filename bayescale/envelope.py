@@ -171,7 +171,6 @@ def laplace(data: CurveData, correlation: str = "ar1") -> tuple[np.ndarray, np.n
     when a program is not cached.
     """
     import jax
-    from pymc.sampling.jax import get_jaxified_logp
 
     from bayescale.sampling import _cached_program, mode_and_root, setup_jax
 
@@ -179,6 +178,8 @@ def laplace(data: CurveData, correlation: str = "ar1") -> tuple[np.ndarray, np.n
 
     @functools.cache
     def neg_logp() -> Any:
+        from pymc.sampling.jax import get_jaxified_logp
+
         # (PyMC's flag reads backwards: negative_logp=False returns -logp)
         model_neg_logp = get_jaxified_logp(build_model(data, correlation), negative_logp=False)
         return lambda x: model_neg_logp([x])
@@ -200,14 +201,13 @@ def laplace(data: CurveData, correlation: str = "ar1") -> tuple[np.ndarray, np.n
 
 def _structure(data: CurveData, correlation: str) -> tuple[Any, ...]:
     """What the Laplace programs of :func:`build_model` bake in: the curves, the correlation, PyMC."""
-    import pymc
-    import pytensor
+    from importlib.metadata import version
 
     digest = hashlib.sha256()
     for array in (data.grid_u, data.grid_y, data.grid_mask):
         digest.update(repr((array.shape, str(array.dtype))).encode())
         digest.update(np.ascontiguousarray(array).tobytes())
-    return ("envelope", correlation, digest.hexdigest(), pymc.__version__, pytensor.__version__)
+    return ("envelope", correlation, digest.hexdigest(), version("pymc"), version("pytensor"))
 
 
 @dataclass
