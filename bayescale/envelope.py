@@ -15,8 +15,10 @@ the true optimum may lie beyond) gives ``a`` per draw, and ``b = 1 - a``.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -162,53 +164,50 @@ def laplace(data: CurveData, correlation: str = "ar1") -> tuple[np.ndarray, np.n
     warm-up shrinks its mass-matrix estimate towards 1e-3 I, which on those scales costs
     hundreds of leapfrog steps per draw. Sampled in whitened coordinates, the posterior is near
     standard normal and its scale no longer depends on the number of checkpoints.
+
+    The value-and-gradient and Hessian programs go through the on-disk program cache
+    (:func:`bayescale.sampling._program`): the curves are constants of the PyMC model, so they
+    are part of the key (:func:`_structure`), and the model is built and converted to JAX only
+    when a program is not cached.
     """
     import jax
-    from pymc.sampling.jax import get_jaxified_logp
-    from scipy.optimize import minimize
 
-    from bayescale.sampling import setup_jax
+    from bayescale.sampling import _cached_program, mode_and_root, setup_jax
 
     setup_jax()
-    # (PyMC's flag reads backwards: negative_logp=False returns -logp)
-    neg_logp = get_jaxified_logp(build_model(data, correlation), negative_logp=False)
-    value_and_grad = jax.jit(jax.value_and_grad(lambda x: neg_logp([x])))
-    hessian = jax.jit(jax.hessian(lambda x: neg_logp([x])))
+
+    @functools.cache
+    def neg_logp() -> Any:
+        from pymc.sampling.jax import get_jaxified_logp
+
+        # (PyMC's flag reads backwards: negative_logp=False returns -logp)
+        model_neg_logp = get_jaxified_logp(build_model(data, correlation), negative_logp=False)
+        return lambda x: model_neg_logp([x])
+
     n_runs = data.grid_y.shape[0]
     y_min = np.where(data.grid_mask, data.grid_y, np.inf).min(axis=1)
     start = np.r_[y_min - 0.2, np.full(n_runs, -1.0), np.full(n_runs, -1.0), np.log(0.01)]
     if correlation == "ar1":
         start = np.r_[start, 0.0]
-
-    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = value_and_grad(x)
-        value, grad = float(value), np.asarray(grad)
-        # a step into overflow is a step to reject: +inf makes the trust region shrink
-        if np.isfinite(value) and np.all(np.isfinite(grad)):
-            return value, grad
-        return np.inf, np.zeros_like(x)
-
-    def curvature(x: np.ndarray) -> np.ndarray:
-        h = np.asarray(hessian(x))
-        return h if np.all(np.isfinite(h)) else np.eye(len(x))  # at a rejected point: unused
-
+    structure = _structure(data, correlation)
+    value_and_grad = _cached_program(
+        structure, "value_and_grad", lambda: jax.value_and_grad(neg_logp()), (start,)
+    )
+    hessian = _cached_program(structure, "hessian", lambda: jax.hessian(neg_logp()), (start,))
     # BFGS first (fast: 4 s at 1e5 points); should it end off the finite region, Newton steps in
     # a trust region on the exact Hessian (slower, but a step into overflow is just rejected).
-    for method in ("BFGS", "trust-ncg"):
-        with np.errstate(all="ignore"):
-            result = minimize(
-                objective, start, jac=True, hess=None if method == "BFGS" else curvature, method=method
-            )
-        if not (np.all(np.isfinite(result.x)) and np.isfinite(result.fun)):
-            continue
-        try:
-            # chol(H^-1) = chol(H)^-T
-            root = np.linalg.inv(np.linalg.cholesky(np.asarray(hessian(result.x)))).T
-        except np.linalg.LinAlgError:
-            continue
-        if np.all(np.isfinite(root)):
-            return result.x, root
-    return None
+    return mode_and_root(value_and_grad, hessian, start, methods=("BFGS", "trust-ncg"))
+
+
+def _structure(data: CurveData, correlation: str) -> tuple[Any, ...]:
+    """What the Laplace programs of :func:`build_model` bake in: the curves, the correlation, PyMC."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for array in (data.grid_u, data.grid_y, data.grid_mask):
+        digest.update(repr((array.shape, str(array.dtype))).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return ("envelope", correlation, digest.hexdigest(), version("pymc"), version("pytensor"))
 
 
 @dataclass
@@ -248,7 +247,8 @@ class EnvelopeFit(AllocationAnswers):
         lo, hi = self._token_range()
         covered = (log_d >= lo[None, :]) & (log_d <= hi[None, :])
         u = xr.DataArray(log_d - self.data.log_tokens_ref[None, :], dims=("grid", "curve"))
-        log_loss = np.logaddexp(post["log_E"], post["log_G_at_ref"] - post["beta"] * u)
+        # (numpy's ufunc on DataArrays returns a DataArray; its stubs say ndarray)
+        log_loss = cast(xr.DataArray, np.logaddexp(post["log_E"], post["log_G_at_ref"] - post["beta"] * u))
         log_loss = log_loss.where(xr.DataArray(covered, dims=("grid", "curve")), np.inf)
         best = log_loss.argmin("curve")
         order = np.argsort(n)

@@ -16,7 +16,7 @@ import importlib.util
 import os
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -94,9 +94,8 @@ def choose_backend(backend: str) -> str:
         if installed("nutpie"):
             return "nutpie"
         return "pymc"
-    needs = {"jax": ("numpyro", "jax"), "numpyro": ("numpyro", "jax"), "nutpie": ("nutpie",), "pymc": ()}
-    needs = needs[backend]
-    missing = [m for m in needs if not installed(m)]
+    modules = {"jax": ("numpyro", "jax"), "numpyro": ("numpyro", "jax"), "nutpie": ("nutpie",), "pymc": ()}
+    missing = [m for m in modules[backend] if not installed(m)]
     if missing:
         raise BayescaleError(
             f"backend {backend!r} needs {missing} installed; `pip install bayescale[fast]` "
@@ -185,8 +184,12 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(2**31))), config.chains)
     args = (keys, jnp.asarray(start), jnp.asarray(shift), jnp.asarray(scale), data)
     with _NUMPYRO_LOCK:
-        key = None if config.extra else _program_key(density, args, "nuts", *_sampler_settings(config))
-        u, extra = _exported(_compiled_sampler(density, config), key, args)
+        key = (
+            None
+            if config.extra
+            else _program_key(_structure(density), args, "nuts", *_sampler_settings(config))
+        )
+        u, extra = _exported(functools.partial(_compiled_sampler, density, config), key, args)
     u = np.asarray(u)
     extra = {k: np.asarray(v) for k, v in extra.items()}
     return _to_inference_data(density, shift + u @ scale.T, extra)
@@ -322,33 +325,40 @@ def _source_digest() -> bytes:
     return digest.digest()
 
 
-def _program_key(density: Any, args: tuple[Any, ...], *settings: Any) -> str:
-    """Hash of everything a compiled program of ``density`` depends on.
+def _structure(density: Any) -> tuple[Any, ...]:
+    """What a program of ``density`` bakes in as constants: law, priors, fixed values, likelihood.
 
-    The model's structure (law, priors, fixed values, reference points and
-    likelihood: constants of the program), ``settings`` (which program, and
-    the sampler's settings for the sampler), the shapes of the arguments,
-    the versions of jax and numpyro and the source of bayescale itself.
+    (The sites carry the priors and reference points; the runs are an argument.)
     """
-    import jax
-    import numpyro
-
-    shapes = [(a.shape, str(a.dtype)) for a in jax.tree.leaves(args)]
-    parts = (
+    return (
         type(density.law).__qualname__,
         density.law.name,
         density.likelihood,
         density.sites,
         density.fixed,
     )
-    parts += (settings, shapes, jax.__version__, numpyro.__version__)
+
+
+def _program_key(structure: tuple[Any, ...], args: tuple[Any, ...], *settings: Any) -> str:
+    """Hash of everything a compiled program depends on.
+
+    ``structure`` (the model's constants baked into the program, e.g.
+    :func:`_structure` of a density), ``settings`` (which program, and the
+    sampler's settings for the sampler), the shapes of the arguments, the
+    versions of jax and numpyro and the source of bayescale itself.
+    """
+    import jax
+    import numpyro
+
+    shapes = [(a.shape, str(a.dtype)) for a in jax.tree.leaves(args)]
+    parts = (*structure, settings, shapes, jax.__version__, numpyro.__version__)
     digest = hashlib.sha256(_source_digest())
     digest.update(repr(parts).encode())
     return digest.hexdigest()
 
 
-def _program(jitted: Any, key: str | None, args: tuple[Any, ...]) -> Any:
-    """``jitted``, or its serialised ``jax.export`` kept in the cache folder, for arguments like ``args``.
+def _program(build: Callable[[], Any], key: str | None, args: tuple[Any, ...]) -> Any:
+    """The jitted program ``build()``, or its ``jax.export`` kept in the cache folder, for ``args``.
 
     Tracing numpyro's vectorised NUTS takes seconds of Python in every new
     process, and tracing the density's gradient and Hessian for the Laplace
@@ -356,13 +366,16 @@ def _program(jitted: Any, key: str | None, args: tuple[Any, ...]) -> Any:
     then found in JAX's persistent compilation cache). A missing, stale or
     unreadable export is rebuilt. Programs loaded once stay in memory for
     the process, so repeated fits of one shape skip even the loading.
+    ``build`` is called only when the program is not cached, and outside
+    any trace (a caller may do costly work there, such as converting a PyMC
+    model to JAX: done while tracing, its constants broke a second export).
     """
     import jax
     from jax import export
 
     folder = cache_dir()
     if key is None or folder is None:
-        return jitted
+        return build()
     if key in _PROGRAMS:
         return _PROGRAMS[key]
     path = folder / "exported" / f"{key}.bin"
@@ -371,6 +384,7 @@ def _program(jitted: Any, key: str | None, args: tuple[Any, ...]) -> Any:
     except Exception:  # missing, corrupt, or from another jax: rebuild it
         program = None
     if program is None:
+        jitted = build()
         program = export.export(jitted)(*args)
         try:
             blob = program.serialize()
@@ -387,16 +401,21 @@ def _program(jitted: Any, key: str | None, args: tuple[Any, ...]) -> Any:
     return _PROGRAMS[key]
 
 
-def _density_program(density: Any, name: str, function: Any, args: tuple[Any, ...]) -> Any:
-    """``function`` of ``density``, jitted, through the program cache (:func:`_program`)."""
+def _cached_program(
+    structure: tuple[Any, ...], name: str, build: Callable[[], Any], args: tuple[Any, ...]
+) -> Any:
+    """The function ``build()``, jitted, through :func:`_program` under :func:`_program_key`.
+
+    ``build`` runs only when the program is not cached.
+    """
     import jax
 
-    return _program(jax.jit(function), _program_key(density, args, name), args)
+    return _program(lambda: jax.jit(build()), _program_key(structure, args, name), args)
 
 
-def _exported(jitted: Any, key: str | None, args: tuple[Any, ...]) -> Any:
-    """``jitted(*args)`` through :func:`_program`."""
-    return _program(jitted, key, args)(*args)
+def _exported(build: Callable[[], Any], key: str | None, args: tuple[Any, ...]) -> Any:
+    """``build()(*args)`` through :func:`_program`."""
+    return _program(build, key, args)(*args)
 
 
 def _near_gaussian(
@@ -416,15 +435,21 @@ def _near_gaussian(
     ESS 28 against 216), 3.2 on the Chinchilla runs, 3.0 on 1e3 and 2.0 on
     1e5 simulated runs (whitened).
     """
-    import jax
-
     points = np.vstack([mode, mode + reach * np.concatenate([root.T, -root.T])])
-    logp = _density_program(density, "logp_batch", jax.vmap(density.logp, in_axes=(0, None)), (points, data))
-    values = np.asarray(logp(points, data))
+    values = np.asarray(_logp_batch(density, points, data)(points, data))
     falls = values[0] - values[1:]
     expected = reach**2 / 2
     return bool(
         np.all(np.isfinite(falls)) and np.all((falls > expected / factor) & (falls < expected * factor))
+    )
+
+
+def _logp_batch(density: Any, points: np.ndarray, data: Any) -> Any:
+    """The program ``(points, data) -> log density at each row of points``, through the cache."""
+    import jax
+
+    return _cached_program(
+        _structure(density), "logp_batch", lambda: jax.vmap(density.logp, in_axes=(0, None)), (points, data)
     )
 
 
@@ -454,15 +479,70 @@ def _kinetic_energy() -> Any:
     return kinetic_energy
 
 
-def _laplace(density: Any, data: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """Posterior mode and the Cholesky factor of the inverse Hessian there, or ``None``.
+def mode_and_root(
+    value_and_grad: Callable[[np.ndarray], tuple[Any, Any]],
+    hessian: Callable[[np.ndarray], Any],
+    start: np.ndarray,
+    methods: Sequence[str] = ("BFGS",),
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Posterior mode and the whitening root ``L`` (``L L^T`` the inverse Hessian there), or ``None``.
 
-    The Hessian is JAX's exact one (BFGS's running estimate is poor in the
-    weakly identified directions); ``None`` when the search fails or the
-    Hessian is not positive definite (a mode on a ridge).
+    Minimises the negative log density from ``start`` with scipy, each of
+    ``methods`` in turn (``"trust-ncg"`` uses ``hessian``) until one ends at
+    a finite point where the Hessian is positive definite.
+
+    Parameters
+    ----------
+    value_and_grad
+        ``x -> (-log p(x), its gradient)``.
+    hessian
+        ``x -> the Hessian of -log p at x``: the exact one (BFGS's running
+        estimate is poor in weakly identified directions).
+    start
+        Where the search starts.
+    methods
+        ``scipy.optimize.minimize`` methods to try in order.
+
+    Returns
+    -------
+    (mode, root) or None
+        ``None`` when every search fails or its Hessian is not positive
+        definite (a mode on a ridge).
     """
-    import jax
     from scipy.optimize import minimize
+
+    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = value_and_grad(x)
+        value, grad = float(value), np.asarray(grad)
+        # a step into overflow is a step to reject: +inf makes the line search or trust region shrink
+        if np.isfinite(value) and np.all(np.isfinite(grad)):
+            return value, grad
+        return np.inf, np.zeros_like(x)
+
+    def curvature(x: np.ndarray) -> np.ndarray:
+        h = np.asarray(hessian(x))
+        return h if np.all(np.isfinite(h)) else np.eye(len(x))  # at a rejected point: unused
+
+    for method in methods:
+        with np.errstate(all="ignore"):
+            result = minimize(
+                objective, start, jac=True, hess=None if method == "BFGS" else curvature, method=method
+            )
+        if not (np.all(np.isfinite(result.x)) and np.isfinite(result.fun)):
+            continue
+        try:
+            # L = chol(H^-1) computed as inv(chol(H))^T: H^-1 = (C C^T)^-1 = C^-T C^-1.
+            root = np.linalg.inv(np.linalg.cholesky(np.asarray(hessian(result.x)))).T
+        except np.linalg.LinAlgError:
+            continue
+        if np.all(np.isfinite(root)):
+            return result.x, root
+    return None
+
+
+def _laplace(density: Any, data: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`mode_and_root` of ``density`` by BFGS from the priors' centre, or ``None``."""
+    import jax
 
     def neg_logp(x: Any, data: Any) -> Any:
         return -density.logp(x, data)
@@ -471,35 +551,17 @@ def _laplace(density: Any, data: Any) -> tuple[np.ndarray, np.ndarray] | None:
         return -density.logp_unchunked(x, data)
 
     args = (np.asarray(density.initial_point(), dtype=float), data)
-    value_and_grad = _density_program(density, "value_and_grad", jax.value_and_grad(neg_logp), args)
-
-    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = value_and_grad(x, data)
-        return float(value), np.asarray(grad)
-
-    with np.errstate(all="ignore"):
-        result = minimize(objective, args[0], jac=True, method="BFGS")
-    if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
-        return None
-    hessian = np.asarray(
-        _density_program(density, "hessian", jax.hessian(neg_logp_unchunked), args)(result.x, data)
-    )
-    try:
-        # L = chol(H^-1) computed as inv(chol(H))^T: H^-1 = (C C^T)^-1 = C^-T C^-1.
-        root = np.linalg.inv(np.linalg.cholesky(hessian)).T
-    except np.linalg.LinAlgError:
-        return None
-    if not np.all(np.isfinite(root)):
-        return None
-    return result.x, root
+    structure = _structure(density)
+    value_and_grad = _cached_program(structure, "value_and_grad", lambda: jax.value_and_grad(neg_logp), args)
+    hessian = _cached_program(structure, "hessian", lambda: jax.hessian(neg_logp_unchunked), args)
+    return mode_and_root(lambda x: value_and_grad(x, data), lambda x: hessian(x, data), args[0])
 
 
 def _jittered_starts(density: Any, data: Any, chains: int, rng: np.random.Generator) -> np.ndarray:
-    import jax
 
     centre = density.initial_point()
     starts = centre + rng.uniform(-1, 1, size=(chains, density.size))
-    logp = _density_program(density, "logp_batch", jax.vmap(density.logp, in_axes=(0, None)), (starts, data))
+    logp = _logp_batch(density, starts, data)
     for _ in range(10):
         bad = ~np.isfinite(np.asarray(logp(starts, data)))
         if not bad.any():
@@ -558,7 +620,7 @@ def setup_jax() -> Any:
 
     jax.config.update("jax_enable_x64", True)
     folder = cache_dir()
-    if folder is not None and jax.config.jax_compilation_cache_dir is None:
+    if folder is not None and jax.config.values["jax_compilation_cache_dir"] is None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError:

@@ -169,3 +169,40 @@ def test_laplace_whitening_is_near_standard_normal():
     z0 = np.zeros(shift.size)
     assert np.abs(np.asarray(jax.grad(lambda z: logp([z]))(z0))).max() < 1e-3
     np.testing.assert_allclose(-np.asarray(jax.hessian(lambda z: logp([z]))(z0)), np.eye(z0.size), atol=1e-6)
+
+
+def test_laplace_programs_are_exported_and_give_the_jitted_results(monkeypatch, tmp_path):
+    """The envelope's value-and-gradient and Hessian load from the export cache without building the
+    PyMC model, and give exactly the jitted programs' mode and root; other curves of the same
+    shapes (constants of the program) are other programs."""
+    from bayescale import envelope, sampling
+
+    data = envelope.prepare(bs.Curves.from_any(simulate_curves(seed=3)))
+    other = envelope.prepare(bs.Curves.from_any(simulate_curves(seed=4)))
+    monkeypatch.setattr(sampling, "_PROGRAMS", {})
+    monkeypatch.setenv(sampling.CACHE_ENV, "0")
+    jitted = envelope.laplace(data)
+    jitted_other = envelope.laplace(other)
+    assert sampling._PROGRAMS == {}  # no cache: nothing exported or kept
+
+    monkeypatch.setenv(sampling.CACHE_ENV, str(tmp_path))
+    exported = envelope.laplace(data)
+    files = sorted((tmp_path / "exported").glob("*.bin"))
+    assert len(files) == len(sampling._PROGRAMS) == 2  # value-and-gradient, Hessian
+    monkeypatch.setattr(sampling, "_PROGRAMS", {})  # a new process: programs come from the files
+
+    def unbuilt(*args, **kwargs):
+        raise AssertionError("the PyMC model was built although its programs are cached")
+
+    build_model = envelope.build_model
+    monkeypatch.setattr(envelope, "build_model", unbuilt)
+    loaded = envelope.laplace(data)
+    assert sorted((tmp_path / "exported").glob("*.bin")) == files
+    monkeypatch.setattr(envelope, "build_model", build_model)
+    exported_other = envelope.laplace(other)
+    assert len(list((tmp_path / "exported").glob("*.bin"))) == 4
+    for expected, got in ((jitted, exported), (jitted, loaded), (jitted_other, exported_other)):
+        assert expected is not None and got is not None
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    assert not np.array_equal(jitted[0], jitted_other[0])

@@ -317,7 +317,8 @@ def test_export_cache_is_safe_with_concurrent_writers(tmp_path):
         "jax = sampling.setup_jax()\n"
         "import jax.numpy as jnp\n"
         "f = jax.jit(lambda x: jnp.sin(x) * 2)\n"
-        "total = sum(float(sampling._exported(f, f'key{i}', (jnp.arange(3.0),)).sum()) for i in range(20))\n"
+        "x = jnp.arange(3.0)\n"
+        "total = sum(float(sampling._exported(lambda: f, f'key{i}', (x,)).sum()) for i in range(20))\n"
         "print(repr(total))\n"
     )
     env = {**os.environ, sampling.CACHE_ENV: str(tmp_path)}
@@ -391,3 +392,25 @@ def test_exported_programs_give_the_jitted_results(monkeypatch, tmp_path):
     assert sorted((tmp_path / "exported").glob("*.bin")) == files
     np.testing.assert_array_equal(exported, jitted)
     np.testing.assert_array_equal(loaded, jitted)
+
+
+def test_mode_and_root_of_a_gaussian_and_of_a_ridge():
+    """A Gaussian's mean and a root of its covariance; a flat direction (singular Hessian) gives None."""
+    cov = np.array([[2.0, 0.6], [0.6, 0.5]])
+    precision = np.linalg.inv(cov)
+    mean = np.array([1.0, -2.0])
+
+    def gaussian(x):
+        d = x - mean
+        return 0.5 * d @ precision @ d, precision @ d
+
+    mode, root = sampling.mode_and_root(gaussian, lambda x: precision, np.zeros(2))
+    np.testing.assert_allclose(mode, mean, atol=1e-5)
+    np.testing.assert_allclose(root @ root.T, cov, rtol=1e-12)
+
+    def flat(x):
+        return x[1] ** 2, np.array([0.0, 2 * x[1]])
+
+    assert (
+        sampling.mode_and_root(flat, lambda x: np.diag([0.0, 2.0]), np.ones(2), ("BFGS", "trust-ncg")) is None
+    )
