@@ -294,7 +294,10 @@ def fit(
     random_seed
         Seed for reproducible draws.
     progressbar
-        Show the sampler's progress bar.
+        Show the sampler's progress bar. On the ``"jax"`` fast path only fits
+        long enough to want one show it (observations x iterations of at
+        least ``bayescale.sampling.BAR_WORK``, 2e7: ~15 s and up); the draws
+        are the same with or without it.
     warn
         Emit a :class:`~bayescale.diagnostics.FitWarning` when diagnostics fail.
 

@@ -37,6 +37,10 @@ _NUMPYRO_LOCK = threading.Lock()
 #: A chain whose adapted step size is below this fraction of the chains' median collapsed in warm-up.
 _COLLAPSED_STEP = 1e-3
 
+#: Observations x iterations from which the fast path samples under a progress bar: 1e4 runs
+#: at 1000 + 1000 iterations, ~13 s on one core (benchmarks/results/speed.txt).
+BAR_WORK = 2e7
+
 # Compiled programs loaded in this process, by _program_key.
 _PROGRAMS: dict[str, Any] = {}
 
@@ -159,8 +163,9 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     Without a usable mode (the search fails or the Hessian is not positive
     definite) or when the posterior is far from Gaussian
     (:func:`_near_gaussian`), NUTS runs on the original coordinates from the
-    priors' centre, jittered the same way. ``progressbar`` is ignored: the chains run as one
-    compiled program.
+    priors' centre, jittered the same way. The chains run as one compiled program; with
+    ``progressbar``, a fit long enough to want one (:func:`_long_enough_for_a_bar`) runs as
+    about 20 calls of a program of fewer iterations under a progress bar, with the same draws.
 
     Returns
     -------
@@ -184,12 +189,12 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(2**31))), config.chains)
     args = (keys, jnp.asarray(start), jnp.asarray(shift), jnp.asarray(scale), data)
     with _NUMPYRO_LOCK:
-        key = (
-            None
-            if config.extra
-            else _program_key(_structure(density), args, "nuts", *_sampler_settings(config))
-        )
-        u, extra = _exported(functools.partial(_compiled_sampler, density, config), key, args)
+        if progressbar and _long_enough_for_a_bar(density, config):
+            u, extra = _sample_in_chunks(density, config, args)
+        else:
+            settings = _sampler_settings(config)
+            key = None if config.extra else _program_key(_structure(density), args, "nuts", *settings)
+            u, extra = _exported(functools.partial(_compiled_sampler, density, config), key, args)
     u = np.asarray(u)
     extra = {k: np.asarray(v) for k, v in extra.items()}
     return _to_inference_data(density, shift + u @ scale.T, extra)
@@ -256,14 +261,18 @@ def _end_warmup(states: Any) -> Any:
     )
 
 
-def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
-    """One jitted program that runs every chain's warm-up and draws (chains vectorised).
+def _nuts(density: Any, config: SamplerConfig) -> tuple[Any, Any]:
+    """NUTS (numpyro's) on ``density`` in whitened coordinates: ``(init, advance)``, chains vectorised.
 
-    numpyro's functional NUTS (``numpyro.infer.hmc.hmc``) on a potential
-    function instead of its ``MCMC`` class on a model: no model tracing, no
-    dozens of small eagerly compiled programs while chains initialise, so a
-    cold process compiles (or loads from the on-disk cache) one program.
-    Options of ``config.extra`` go to numpyro's ``init_kernel``.
+    ``init(keys, starts, shift, scale, data)`` gives every chain's initial state;
+    ``advance(states, restarted, indices, shift, scale, data)`` runs the iterations
+    ``indices`` (warm-up while an index is below ``config.tune``) and returns the new carry
+    ``(states, restarted)`` and each iteration's ``(positions, fields)``. numpyro's
+    functional NUTS (``numpyro.infer.hmc.hmc``) on a potential function instead of its
+    ``MCMC`` class on a model: no model tracing, no dozens of small eagerly compiled
+    programs while chains initialise. Options of ``config.extra`` go to numpyro's
+    ``init_kernel``. ``init`` must be traced before ``advance``: numpyro's ``init_kernel``
+    sets up what its ``sample_kernel`` uses.
     """
     import jax
     import jax.numpy as jnp
@@ -275,11 +284,14 @@ def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential, kinetic_fn=_kinetic_energy(), algo="NUTS")
     options = {"dense_mass": True, "target_accept_prob": config.target_accept, **config.extra}
 
-    def chains(keys: Any, starts: Any, shift: Any, scale: Any, data: Any) -> tuple[Any, dict[str, Any]]:
+    def init(keys: Any, starts: Any, shift: Any, scale: Any, data: Any) -> Any:
         args = (shift, scale, data)
-        states = jax.vmap(
-            lambda key, u: init_kernel(u, config.tune, model_args=args, rng_key=key, **options)
-        )(keys, starts)
+        return jax.vmap(lambda key, u: init_kernel(u, config.tune, model_args=args, rng_key=key, **options))(
+            keys, starts
+        )
+
+    def advance(states: Any, restarted: Any, indices: Any, shift: Any, scale: Any, data: Any) -> Any:
+        args = (shift, scale, data)
         kernel = jax.vmap(lambda state: sample_kernel(state, model_args=args))
 
         def step(carry: Any, i: Any) -> tuple[Any, tuple[Any, dict[str, Any]]]:
@@ -307,13 +319,117 @@ def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
             }
             return (states, restarted), (states.z, fields)
 
-        # One scan over warm-up and draws (the kernel adapts while state.i < tune): tracing
-        # numpyro's NUTS is most of a cold fit's time, and a second scan would trace it again.
-        carry = (states, jnp.zeros(keys.shape[0], dtype=bool))
-        _, out = jax.lax.scan(step, carry, jnp.arange(config.tune + config.draws))
+        return jax.lax.scan(step, (states, restarted), indices)
+
+    return init, advance
+
+
+def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
+    """One jitted program that runs every chain's warm-up and draws (chains vectorised).
+
+    One scan over warm-up and draws (the kernel adapts while ``state.i < tune``): tracing
+    numpyro's NUTS is most of a cold fit's time, and a second scan would trace it again, so
+    a cold process compiles (or loads from the on-disk cache) one program.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    init, advance = _nuts(density, config)
+
+    def chains(keys: Any, starts: Any, shift: Any, scale: Any, data: Any) -> tuple[Any, dict[str, Any]]:
+        states = init(keys, starts, shift, scale, data)
+        restarted = jnp.zeros(keys.shape[0], dtype=bool)
+        _, out = advance(states, restarted, jnp.arange(config.tune + config.draws), shift, scale, data)
         return jax.tree.map(lambda a: jnp.swapaxes(a[config.tune :], 0, 1), out)
 
     return jax.jit(chains)
+
+
+def _long_enough_for_a_bar(density: Any, config: SamplerConfig) -> bool:
+    """Whether observations x iterations reach :data:`BAR_WORK` (a fit of ~15 s or more).
+
+    Shorter fits run as one program: sampling in pieces costs a second compiled program
+    the first time a shape is fitted, for a bar that would be gone in a second or two.
+    """
+    import jax
+
+    observations = max(np.size(a) for a in jax.tree.leaves(density.data))
+    return observations * (config.tune + config.draws) >= BAR_WORK
+
+
+def _chunk_length(total: int, pieces: int = 20) -> int:
+    """The smallest divisor of ``total`` iterations that is at least ``total / pieces``."""
+    return next(n for n in range(max(1, -(-total // pieces)), total + 1) if total % n == 0)
+
+
+def _compiled_chunks(density: Any, config: SamplerConfig, length: int) -> tuple[Any, Any]:
+    """``(init, advance)`` programs for sampling in pieces of ``length`` iterations (a progress bar).
+
+    ``init(keys, starts, shift, scale, data)`` gives the chains' states as a flat list of
+    arrays (an exported program takes lists, not numpyro's named tuples);
+    ``advance(leaves, restarted, first, shift, scale, data)`` runs iterations ``first`` to
+    ``first + length - 1`` and returns ``(leaves, restarted, positions, fields)``. The
+    iterations are the ones of :func:`_compiled_sampler`, so the draws are too.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    init, advance = _nuts(density, config)
+
+    def init_leaves(keys: Any, starts: Any, shift: Any, scale: Any, data: Any) -> list[Any]:
+        return jax.tree.leaves(init(keys, starts, shift, scale, data))
+
+    def advance_leaves(leaves: Any, restarted: Any, first: Any, shift: Any, scale: Any, data: Any) -> Any:
+        # The states' structure, from tracing init (which also sets up numpyro's sample_kernel).
+        shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), (shift, scale, data))
+        keys = jax.ShapeDtypeStruct((config.chains, 2), jnp.uint32)
+        starts = jax.ShapeDtypeStruct((config.chains, density.size), shift.dtype)
+        tree = jax.tree.structure(jax.eval_shape(init, keys, starts, *shapes))
+        states = jax.tree.unflatten(tree, leaves)
+        indices = first + jnp.arange(length)
+        (states, restarted), (positions, fields) = advance(states, restarted, indices, shift, scale, data)
+        return jax.tree.leaves(states), restarted, positions, fields
+
+    return jax.jit(init_leaves), jax.jit(advance_leaves)
+
+
+def _sample_in_chunks(
+    density: Any, config: SamplerConfig, args: tuple[Any, ...]
+) -> tuple[Any, dict[str, Any]]:
+    """What the program of :func:`_compiled_sampler` returns, computed piece by piece under a progress bar."""
+    import jax
+    import jax.numpy as jnp
+    from tqdm import tqdm
+
+    total = config.tune + config.draws
+    length = _chunk_length(total)
+    build_init, build_advance = _compiled_chunks(density, config, length)
+    settings = (*_sampler_settings(config), length)
+
+    def key(name: str, args: tuple[Any, ...]) -> str | None:
+        return None if config.extra else _program_key(_structure(density), args, name, *settings)
+
+    init = _program(lambda: build_init, key("nuts-init", args), args)
+    _, _, shift, scale, data = args
+    leaves = init(*args)
+    restarted = jnp.zeros(config.chains, dtype=bool)
+    step_args = (leaves, restarted, jnp.asarray(0), shift, scale, data)
+    advance = _program(lambda: build_advance, key("nuts-advance", step_args), step_args)
+    pieces, divergences = [], 0
+    with tqdm(total=total, desc=f"NUTS, {config.chains} chains, warm-up", unit="it", leave=False) as bar:
+        for first in range(0, total, length):
+            leaves, restarted, positions, fields = advance(
+                leaves, restarted, jnp.asarray(first), shift, scale, data
+            )
+            pieces.append((positions, fields))
+            sampled = np.asarray(fields["diverging"])[max(0, config.tune - first) :]
+            divergences += int(sampled.sum())
+            if first + length >= config.tune:
+                bar.set_description(f"NUTS, {config.chains} chains, sampling", refresh=False)
+                bar.set_postfix(divergences=divergences, refresh=False)
+            bar.update(length)
+    out = jax.tree.map(lambda *parts: jnp.concatenate(parts), *pieces)
+    return jax.tree.map(lambda a: jnp.swapaxes(a[config.tune :], 0, 1), out)
 
 
 @functools.cache

@@ -414,3 +414,29 @@ def test_mode_and_root_of_a_gaussian_and_of_a_ridge():
     assert (
         sampling.mode_and_root(flat, lambda x: np.diag([0.0, 2.0]), np.ones(2), ("BFGS", "trust-ncg")) is None
     )
+
+
+def test_progress_bar_pieces_draw_what_the_single_program_draws(monkeypatch, capsys):
+    """Sampled in pieces under a progress bar, a fit is the single program's, draw for draw."""
+    runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=3)
+    settings = {**QUICK, "law": "chinchilla", "random_seed": 4, "backend": "jax"}
+    single = bs.fit(runs, **settings)
+    assert "NUTS" not in capsys.readouterr().err
+    monkeypatch.setattr(sampling, "BAR_WORK", 0)  # every fit is long enough for the bar
+    pieces = bs.fit(runs, **{**settings, "progressbar": True})
+    bar = capsys.readouterr().err
+    assert "NUTS, 2 chains, sampling" in bar and "divergences=" in bar
+    for name in ("alpha_N", "E", "sigma"):
+        np.testing.assert_array_equal(pieces.posterior[name].values, single.posterior[name].values)
+    for name in ("diverging", "step_size", "restarted"):
+        np.testing.assert_array_equal(
+            pieces.idata.sample_stats[name].values, single.idata.sample_stats[name].values
+        )
+
+
+def test_chunk_length_divides_the_iterations():
+    assert sampling._chunk_length(2000) == 100
+    assert sampling._chunk_length(500) == 25
+    assert sampling._chunk_length(600) == 30
+    assert sampling._chunk_length(7) == 1
+    assert sampling._chunk_length(13 * 101) == 101  # 1313: no divisor in [66, 100]
