@@ -41,7 +41,8 @@ PLOTS = {
 PLOT_OPTIONS: dict[str, dict[str, Any]] = {"loss-params": {"x": "params"}, "loss-tokens": {"x": "tokens"}}
 #: Help of --bracketed (isoflop and compare-methods).
 BRACKETED_HELP = (
-    "leave out budgets whose lowest loss is at their smallest or largest size (minimum not bracketed)"
+    "leave out budgets whose lowest loss is at (within 10%% of) their smallest or largest size "
+    "(minimum not bracketed)"
 )
 
 
@@ -942,7 +943,9 @@ def _budget_unused(budget: dict[str, Any], bracketed: bool) -> str:
     if budget["used"]:
         return ""
     if bracketed and not budget["bracketed"]:
-        return ", not used: lowest loss at its smallest or largest size (minimum not bracketed)"
+        return (
+            ", not used: lowest loss at (within 10% of) its smallest or largest size (minimum not bracketed)"
+        )
     return f", not used: {budget['n_in_window']} size(s) in the window < 3"
 
 

@@ -31,6 +31,13 @@ DEFAULT_BUDGET_TOL = 0.1
 #: the minimum, and fitting those points drove a Student-t fit to nu ~ 0.5 and poor mixing.
 DEFAULT_WINDOW = 0.1
 
+#: With ``bracketed``, a budget's best size within this fraction of its smallest or largest size
+#: counts as that end (the grouping tolerance of budgets, reused). On Gemstones' profiles read off
+#: the curves it also catches best sizes 1.03e8 next to 1.04e8 and 1.92e9 next to 2.01e9; any
+#: value in [0.05, 0.13) flags the same budgets there, and 0 and 0.1 flag the same on Chinchilla
+#: and on all 15 Porian settings (benchmarks/results/isoflop_bracketed.txt).
+EDGE_SIZE_TOL = 0.1
+
 #: Sampled parameters checked by the diagnostics (the per-budget ones are checked too).
 GLOBAL_PARAMETERS = ["a", "x_center", "tau", "sigma", "nu", "skew"]
 
@@ -94,16 +101,22 @@ def in_window(level: np.ndarray, loss: np.ndarray, window: float | None) -> np.n
     return log_loss <= best + window
 
 
-def bracketed_levels(level: np.ndarray, params: np.ndarray, loss: np.ndarray) -> pd.Series:
+def bracketed_levels(
+    level: np.ndarray, params: np.ndarray, loss: np.ndarray, size_tol: float = 0.0
+) -> pd.Series:
     """Per budget level: True when its lowest-loss size is neither its smallest nor its largest size.
 
-    An unbracketed budget locates its minimum only by extrapolating the profile past the sizes
-    run (the best may lie anywhere beyond the end); a budget with one size is unbracketed.
+    A best size within ``size_tol`` (relative) of the smallest or largest counts as that end:
+    a run only 1% larger than the best does not show where the loss turns up. An unbracketed
+    budget locates its minimum only by extrapolating the profile past the sizes run; a budget
+    with one size is unbracketed.
     """
+    if not 0 <= size_tol < 1:
+        raise BayescaleError(f"size tolerance must be in [0, 1), got {size_tol!r}")
     frame = pd.DataFrame({"level": level, "params": params, "loss": loss})
     best = frame.loc[frame.groupby("level")["loss"].idxmin()].set_index("level")["params"]
     sizes = frame.groupby("level")["params"]
-    return (best > sizes.min()) & (best < sizes.max())
+    return (best > sizes.min() * (1 + size_tol)) & (best * (1 + size_tol) < sizes.max())
 
 
 def near_best(level: np.ndarray, params: np.ndarray, loss: np.ndarray, neighbours: int | None) -> np.ndarray:
@@ -141,9 +154,9 @@ def prepare(
     A run enters when its log loss is within ``window`` of its budget's lowest; a budget
     enters when at least ``min_sizes`` distinct sizes do. With ``neighbours``, a run must also
     be within that many sizes of the budget's best (:func:`near_best`). With ``bracketed``, a
-    budget must also have its lowest loss at neither its smallest nor its largest size
-    (:func:`bracketed_levels`; the ``bracketed`` column of ``budgets`` says which do, and
-    ``used`` is false for those left out).
+    budget must also have its lowest loss at neither its smallest nor its largest size, sizes
+    within :data:`EDGE_SIZE_TOL` of an end counting as that end (:func:`bracketed_levels`; the
+    ``bracketed`` column of ``budgets`` says which do, and ``used`` is false for those left out).
 
     ``kappa`` is the geometric mean of ``C / (N D)`` over the runs (6 when
     compute defaults to 6ND); ``kappa_spread`` is max/min of that ratio.
@@ -161,7 +174,8 @@ def prepare(
     params = pd.Series(runs.column("params"))
     budgets["n_sizes"] = params.groupby(level).nunique().to_numpy()
     budgets["n_in_window"] = params[near].groupby(level[near]).nunique().reindex(budgets.index, fill_value=0)
-    budgets["bracketed"] = bracketed_levels(level, runs.column("params"), runs.column("loss")).to_numpy()
+    edges = bracketed_levels(level, runs.column("params"), runs.column("loss"), EDGE_SIZE_TOL)
+    budgets["bracketed"] = edges.to_numpy()
     budgets["used"] = (budgets["n_in_window"] >= min_sizes) & (budgets["bracketed"] | (not bracketed))
     if int(budgets["used"].sum()) < 2:
         raise RunsError(
@@ -363,9 +377,10 @@ def fit_isoflop(
         leave out budgets whose best is their smallest or largest size (Porian et al.'s
         rule; :func:`near_best`). ``None`` (default) applies no such limit.
     bracketed
-        Leave out budgets whose lowest-loss run is their smallest or largest size: their
-        minimum is not bracketed by the sizes run, so the fit extrapolates it. Unlike
-        ``neighbours`` it keeps every run of the other budgets. Default ``False``; the
+        Leave out budgets whose lowest-loss run is their smallest or largest size (or within
+        :data:`EDGE_SIZE_TOL`, 10%, of it): their minimum is not bracketed by the sizes run, so
+        the fit extrapolates it. Unlike ``neighbours`` (whose rank rule has no tolerance) it
+        keeps every run of the other budgets. Default ``False``; the
         budgets left out have ``bracketed`` false and ``used`` false in
         :attr:`IsoflopFit.budgets` (and in :meth:`IsoflopFit.summary`).
     shape

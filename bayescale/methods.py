@@ -160,8 +160,8 @@ def compare_methods(
     A method the data do not support (no curves for Approach 1 or ``steps``, no step or
     batch-size column for ``steps``, too few sizes...) gets a row whose ``note`` says why,
     instead of failing the table. ``bracketed`` leaves out of Approach 2 the budgets whose
-    lowest loss is at their smallest or largest size (see :func:`~bayescale.isoflop.fit_isoflop`);
-    the row's note names them.
+    lowest loss is at (within 10% of) their smallest or largest size (see
+    :func:`~bayescale.isoflop.fit_isoflop`); the row's note names them.
 
     Returns
     -------

@@ -157,28 +157,32 @@ def test_bracketed_drops_budgets_whose_best_is_an_end_size():
     left out (``used`` false) only with ``bracketed``; the other budgets keep all their runs."""
     from bayescale.isoflop import bracketed_levels
 
-    level = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3])
-    params = np.tile([1e8, 2e8, 3e8, 4e8], 4)
+    level = np.repeat([0, 1, 2, 3, 4], 4)
+    params = np.concatenate([np.tile([1e8, 2e8, 3e8, 4e8], 4), [1e8, 2e8, 3e8, 3.1e8]])
     loss = np.concatenate(
         [
             [3.2, 3.1, 3.0, 3.05],  # best at size 3 of 4: bracketed
             [2.9, 2.95, 3.0, 3.1],  # best at the smallest size
             [2.9, 2.8, 2.75, 2.7],  # best at the largest size
             [2.7, 2.6, 2.62, 2.65],  # best at size 2: bracketed
+            [2.7, 2.6, 2.5, 2.51],  # best at 3e8, within 10% of the largest (3.1e8)
         ]
     )
-    assert bracketed_levels(level, params, loss).tolist() == [True, False, False, True]
+    assert bracketed_levels(level, params, loss).tolist() == [True, False, False, True, True]
+    assert bracketed_levels(level, params, loss, 0.1).tolist() == [True, False, False, True, False]
+    with pytest.raises(bs.BayescaleError, match="size tolerance must be in"):
+        bracketed_levels(level, params, loss, 1.0)
     compute = 1e18 * 2.0**level
     frame = pd.DataFrame(
         {"params": params, "tokens": compute / (6 * params), "loss": loss, "compute": compute}
     )
     runs = bs.Runs.from_frame(frame)
     loose = prepare(runs, window=None)
-    assert loose.budgets["bracketed"].tolist() == [True, False, False, True]
+    assert loose.budgets["bracketed"].tolist() == [True, False, False, True, False]
     assert loose.budgets["used"].all() and not loose.bracketed
     strict = prepare(runs, window=None, bracketed=True)
     assert strict.bracketed
-    assert strict.budgets["used"].tolist() == [True, False, False, True]
+    assert strict.budgets["used"].tolist() == [True, False, False, True, False]
     assert strict.used.tolist() == np.isin(level, [0, 3]).tolist()
     with pytest.raises(
         bs.RunsError, match="at least 2 budgets with >= 3 model sizes each and a bracketed minimum"
@@ -214,7 +218,7 @@ def test_cli_bracketed_option_and_text():
     assert parser.parse_args(["compare-methods", "gemstones", "--compute", "1e22", "--bracketed"]).bracketed
     edge = {"used": False, "bracketed": False, "n_in_window": 5}
     assert _budget_unused(edge, True) == (
-        ", not used: lowest loss at its smallest or largest size (minimum not bracketed)"
+        ", not used: lowest loss at (within 10% of) its smallest or largest size (minimum not bracketed)"
     )
     # without the option an unbracketed budget is left out only for too few sizes in the window
     assert _budget_unused({**edge, "n_in_window": 2}, False) == ", not used: 2 size(s) in the window < 3"
