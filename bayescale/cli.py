@@ -940,13 +940,16 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
 
 def _budget_unused(budget: dict[str, Any], bracketed: bool) -> str:
     """Why an IsoFLOP budget level was left out of the fit ('' when it was used)."""
+    from bayescale.isoflop import EDGE_SIZE_TOL, MIN_SIZES
+
     if budget["used"]:
         return ""
-    if bracketed and not budget["bracketed"]:
-        return (
-            ", not used: lowest loss at (within 10% of) its smallest or largest size (minimum not bracketed)"
-        )
-    return f", not used: {budget['n_in_window']} size(s) in the window < 3"
+    if budget["n_in_window"] < MIN_SIZES or not bracketed:
+        return f", not used: {budget['n_in_window']} size(s) in the window < {MIN_SIZES}"
+    return (
+        f", not used: lowest loss at (within {EDGE_SIZE_TOL:.0%} of) its smallest or largest size "
+        "(minimum not bracketed)"
+    )
 
 
 def cmd_envelope(args: argparse.Namespace) -> int:

@@ -31,6 +31,9 @@ DEFAULT_BUDGET_TOL = 0.1
 #: the minimum, and fitting those points drove a Student-t fit to nu ~ 0.5 and poor mixing.
 DEFAULT_WINDOW = 0.1
 
+#: Fewest distinct model sizes (in the window) a budget needs to enter the fit.
+MIN_SIZES = 3
+
 #: With ``bracketed``, a budget's best size within this fraction of its smallest or largest size
 #: counts as that end (the grouping tolerance of budgets, reused). On Gemstones' profiles read off
 #: the curves it also catches best sizes 1.03e8 next to 1.04e8 and 1.92e9 next to 2.01e9; any
@@ -144,7 +147,7 @@ def near_best(level: np.ndarray, params: np.ndarray, loss: np.ndarray, neighbour
 def prepare(
     runs: Runs,
     budget_tol: float = DEFAULT_BUDGET_TOL,
-    min_sizes: int = 3,
+    min_sizes: int = MIN_SIZES,
     window: float | None = DEFAULT_WINDOW,
     neighbours: int | None = None,
     bracketed: bool = False,

@@ -111,13 +111,14 @@ def _fit_method(
         envelope = fit_envelope(curves, **sampler)
         return envelope, envelope.exponent_draws(), len(curves), "AR(1) within-run residuals"
     if method == "isoflop":
-        from bayescale.isoflop import fit_isoflop
+        from bayescale.isoflop import MIN_SIZES, fit_isoflop
 
         points = isoflop_from_curves(curves) if curves is not None else runs
         isoflop = fit_isoflop(points, bracketed=bracketed, **sampler)
         notes = ["profiles read off the curves"] if curves is not None else []
         if bracketed:
-            dropped = isoflop.budgets[~isoflop.budgets["bracketed"]]["budget"]
+            budgets = isoflop.budgets  # those with too few sizes are left out anyway: not named
+            dropped = budgets[~budgets["bracketed"] & (budgets["n_in_window"] >= MIN_SIZES)]["budget"]
             notes.append(
                 "budgets without a bracketed minimum left out: "
                 + (", ".join(f"{c:.3g}" for c in dropped) if len(dropped) else "none")
