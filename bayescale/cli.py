@@ -42,7 +42,7 @@ PLOT_OPTIONS: dict[str, dict[str, Any]] = {"loss-params": {"x": "params"}, "loss
 #: Help of --bracketed (isoflop and compare-methods).
 BRACKETED_HELP = (
     "leave out budgets whose lowest loss is at (within 10%% of) their smallest or largest size "
-    "(minimum not bracketed)"
+    "(minimum not bracketed; --no-bracketed keeps them)"
 )
 
 
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also keep only runs within this many sizes of each budget's best, and drop budgets "
         "whose best is an end size (Porian et al.'s rule; default: no limit)",
     )
-    p.add_argument("--bracketed", action="store_true", help=BRACKETED_HELP)
+    p.add_argument("--bracketed", action=argparse.BooleanOptionalAction, default=True, help=BRACKETED_HELP)
     _sampler_arguments(p)
 
     p = sub.add_parser(
@@ -339,7 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="envelope,isoflop,parametric",
         help="comma-separated subset of envelope, isoflop, parametric and steps (Kaplan's L(N, S), opt-in)",
     )
-    p.add_argument("--bracketed", action="store_true", help=f"Approach 2: {BRACKETED_HELP}")
+    p.add_argument(
+        "--bracketed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"Approach 2: {BRACKETED_HELP}",
+    )
     _sampler_arguments(p)
     return parser
 

@@ -89,7 +89,7 @@ def _fit_method(
     curves: Curves | None,
     compute: float,
     sampler: dict[str, Any],
-    bracketed: bool = False,
+    bracketed: bool = True,
 ) -> tuple[Any, Any, int, str]:
     """Fit one method: its result, draws of a and b, the points it used and a note.
 
@@ -116,12 +116,11 @@ def _fit_method(
         points = isoflop_from_curves(curves) if curves is not None else runs
         isoflop = fit_isoflop(points, bracketed=bracketed, **sampler)
         notes = ["profiles read off the curves"] if curves is not None else []
-        if bracketed:
-            budgets = isoflop.budgets  # those with too few sizes are left out anyway: not named
-            dropped = budgets[~budgets["bracketed"] & (budgets["n_in_window"] >= MIN_SIZES)]["budget"]
+        budgets = isoflop.budgets  # those with too few sizes are left out anyway: not named
+        dropped = budgets[~budgets["bracketed"] & (budgets["n_in_window"] >= MIN_SIZES)]["budget"]
+        if bracketed and len(dropped):
             notes.append(
-                "budgets without a bracketed minimum left out: "
-                + (", ".join(f"{c:.3g}" for c in dropped) if len(dropped) else "none")
+                "budgets without a bracketed minimum left out: " + ", ".join(f"{c:.3g}" for c in dropped)
             )
         return isoflop, isoflop.exponent_draws(), int(isoflop.data.used.sum()), "; ".join(notes)
     if method == "steps":
@@ -154,15 +153,15 @@ def compare_methods(
     chains: int = 4,
     backend: str = "auto",
     random_seed: int | None = None,
-    bracketed: bool = False,
+    bracketed: bool = True,
 ) -> pd.DataFrame:
     """Fit each applicable method and tabulate a, b and the optimum at ``compute``.
 
     A method the data do not support (no curves for Approach 1 or ``steps``, no step or
     batch-size column for ``steps``, too few sizes...) gets a row whose ``note`` says why,
-    instead of failing the table. ``bracketed`` leaves out of Approach 2 the budgets whose
+    instead of failing the table. ``bracketed`` (default) leaves out of Approach 2 the budgets whose
     lowest loss is at (within 10% of) their smallest or largest size (see
-    :func:`~bayescale.isoflop.fit_isoflop`); the row's note names them.
+    :func:`~bayescale.isoflop.fit_isoflop`); the row's note names them. ``False`` keeps them.
 
     Returns
     -------

@@ -7,6 +7,7 @@ runs them; prints a and N_opt at the compute given (median [90%]), divergences, 
 min bulk ESS (each with the worst parameter), budgets used, seconds.
 
     PYTHONPATH=$PWD nice -n 10 python benchmarks/isoflop_bracketed.py [--sets gemstones,chinchilla,porian]
+        [--porian SETTING]
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ PORIAN = "owt2|base|long|kaplan|standard|val"
 COMPUTE = {"gemstones": 1e22, "chinchilla": 5.76e23, "porian": 1e21}
 
 
-def runs_of(name: str) -> bs.Runs:
+def runs_of(name: str, setting: str) -> bs.Runs:
     if name == "gemstones":
         return isoflop_from_curves(bs.datasets.load_curves("gemstones"))
     if name == "chinchilla":
         return bs.Runs.from_any("chinchilla")
     runs = bs.Runs.from_any("porian-isoflop")
-    return runs.subset(runs.frame["group"].to_numpy() == PORIAN)
+    return runs.subset(runs.frame["group"].to_numpy() == setting)
 
 
 def main() -> None:
@@ -39,11 +40,12 @@ def main() -> None:
     )
     parser.add_argument("--sets", default="gemstones,chinchilla,porian")
     parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--porian", default=PORIAN, help="the porian-isoflop setting (group)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    print(f"draws=tune={args.draws} chains=4 seed=1; Porian setting {PORIAN}")
+    print(f"draws=tune={args.draws} chains=4 seed=1; Porian setting {args.porian}")
     for name in args.sets.split(","):
-        runs = runs_of(name)
+        runs = runs_of(name, args.porian)
         for bracketed in (False, True):
             start = time.perf_counter()
             fit = fit_isoflop(

@@ -177,10 +177,10 @@ def test_bracketed_drops_budgets_whose_best_is_an_end_size():
         {"params": params, "tokens": compute / (6 * params), "loss": loss, "compute": compute}
     )
     runs = bs.Runs.from_frame(frame)
-    loose = prepare(runs, window=None)
+    loose = prepare(runs, window=None, bracketed=False)
     assert loose.budgets["bracketed"].tolist() == [True, False, False, True, False]
     assert loose.budgets["used"].all() and not loose.bracketed
-    strict = prepare(runs, window=None, bracketed=True)
+    strict = prepare(runs, window=None)  # bracketed by default
     assert strict.bracketed
     assert strict.budgets["used"].tolist() == [True, False, False, True, False]
     assert strict.used.tolist() == np.isin(level, [0, 3]).tolist()
@@ -202,7 +202,7 @@ def test_bracketed_fit_names_the_budgets_left_out(tmp_path):
     runs = runs[~(first & (runs["params"] > best * 1.01))].reset_index(drop=True)
     assert first.sum() - (runs["compute"] == runs["compute"].min()).sum() == 3  # 4 of 7 sizes left
     sampler = {k: v for k, v in QUICK.items() if k not in ("progressbar", "warn")}
-    table = compare_methods(runs, 1e21, methods=("isoflop",), bracketed=True, random_seed=1, **sampler)
+    table = compare_methods(runs, 1e21, methods=("isoflop",), random_seed=1, **sampler)  # bracketed: default
     row = table.iloc[0]
     assert row["note"] == "budgets without a bracketed minimum left out: 1e+18"
     assert row["n_points"] == 4 * 7
@@ -213,9 +213,12 @@ def test_cli_bracketed_option_and_text():
     from bayescale.cli import _budget_unused, build_parser
 
     parser = build_parser()
-    assert parser.parse_args(["isoflop", "runs.csv", "--bracketed"]).bracketed
-    assert not parser.parse_args(["isoflop", "runs.csv"]).bracketed
-    assert parser.parse_args(["compare-methods", "gemstones", "--compute", "1e22", "--bracketed"]).bracketed
+    assert parser.parse_args(["isoflop", "runs.csv"]).bracketed
+    assert not parser.parse_args(["isoflop", "runs.csv", "--no-bracketed"]).bracketed
+    assert not parser.parse_args(
+        ["compare-methods", "gemstones", "--compute", "1e22", "--no-bracketed"]
+    ).bracketed
+    assert parser.parse_args(["compare-methods", "gemstones", "--compute", "1e22"]).bracketed
     edge = {"used": False, "bracketed": False, "n_in_window": 5}
     assert _budget_unused(edge, True) == (
         ", not used: lowest loss at (within 10% of) its smallest or largest size (minimum not bracketed)"
