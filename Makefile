@@ -30,6 +30,7 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bayescale tests benchmarks
 	$(BIN)/ruff format --check bayescale tests benchmarks
+	$(BIN)/mypy bayescale
 
 format: $(STAMP)
 	$(BIN)/ruff format bayescale tests benchmarks

@@ -229,7 +229,7 @@ class SBCResult:
             "uniformity": table.to_dict(orient="index"),
         }
 
-    def coverage(self) -> dict[str, float]:
+    def coverage(self) -> dict[str, Any]:
         """Coverage of the held-out runs by the 90% intervals, pooled over simulations.
 
         ``predictive``: noisy held-out losses inside the predictive interval,
@@ -358,6 +358,8 @@ def score(
     for name in quantities:
         if name == "N_opt":
             truth = law.optimal_allocation({k: np.float64(v) for k, v in sim.theta.items()}, N_OPT_BUDGET)
+            if truth is None:
+                raise BayescaleError(f"law {law.name!r} has no closed-form optimum: N_opt cannot be ranked")
             draws = plan.optimal_draws(result, N_OPT_BUDGET)["params"].isel(query=0)
             row["N_opt_rank"], row["N_opt_n"] = rank_of_truth(
                 draws, float(truth["params"]), min(ess.values())
@@ -480,10 +482,10 @@ def sbc(
 
     rows: list[dict[str, Any]] = []
     errors: list[str] = []
-    own = pooled and executor is None
-    if own:
+    own: Executor | None = None  # a pool this study starts, and so shuts down
+    if pooled and executor is None:
         # Spawned, not forked (see bayescale.many); one pool for the study saves the start-up per chunk.
-        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        own = executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     step = chunk or (4 * workers if pooled else 1)
     try:
         for first in range(0, n_sims, step):
@@ -518,8 +520,8 @@ def sbc(
                         f"held-out covered {row['heldout_covered']}/{row['heldout_n']}"
                     )
     finally:
-        if own:
-            executor.shutdown(wait=True, cancel_futures=True)
+        if own is not None:
+            own.shutdown(wait=True, cancel_futures=True)
     settings = {
         "n_sims": n_sims,
         "seed": seed,
@@ -528,7 +530,7 @@ def sbc(
         "heldout_runs": int((~train).sum()),
         "loss_range": [min_loss, max_loss],
         "fit_kwargs": {k: v for k, v in kwargs.items() if k not in ("progressbar", "warn")},
-        "workers": workers if executor is None or own else None,
+        "workers": workers if executor is None or own is not None else None,
         "fit_errors": errors,
     }
     return SBCResult(law_obj.name, pd.DataFrame(rows), rejected, quantities, settings)

@@ -39,6 +39,11 @@ PLOTS = {
 }
 #: Keyword arguments of the kinds that share a function.
 PLOT_OPTIONS: dict[str, dict[str, Any]] = {"loss-params": {"x": "params"}, "loss-tokens": {"x": "tokens"}}
+#: Help of --bracketed (isoflop and compare-methods).
+BRACKETED_HELP = (
+    "leave out budgets whose lowest loss is at (within 10%% of) their smallest or largest size "
+    "(minimum not bracketed; --no-bracketed keeps them)"
+)
 
 
 def _fix_pair(text: str) -> tuple[str, float]:
@@ -292,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also keep only runs within this many sizes of each budget's best, and drop budgets "
         "whose best is an end size (Porian et al.'s rule; default: no limit)",
     )
+    p.add_argument("--bracketed", action=argparse.BooleanOptionalAction, default=True, help=BRACKETED_HELP)
     _sampler_arguments(p)
 
     p = sub.add_parser(
@@ -332,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         default="envelope,isoflop,parametric",
         help="comma-separated subset of envelope, isoflop, parametric and steps (Kaplan's L(N, S), opt-in)",
+    )
+    p.add_argument(
+        "--bracketed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"Approach 2: {BRACKETED_HELP}",
     )
     _sampler_arguments(p)
     return parser
@@ -913,6 +925,7 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
         budget_tol=args.budget_tol,
         window=args.window,
         neighbours=args.neighbours,
+        bracketed=args.bracketed,
         shape=args.shape,
         **_sampler_kwargs(args),
     )
@@ -920,7 +933,7 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
     payload["optimum"] = _optimum(result, args.compute, args.prob)
     budgets = "\n".join(
         f"  budget {b['budget']:.3g}: {b['n_runs']} runs ({b['compute_min']:.3g}-{b['compute_max']:.3g})"
-        + ("" if b["used"] else f", not used: {b['n_in_window']} size(s) in the window < 3")
+        + _budget_unused(b, payload["bracketed"])
         for b in payload["budgets"]
     )
     title = (
@@ -928,6 +941,20 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
     )
     _emit(args, payload, f"budget levels:\n{budgets}\n" + _method_text(title, payload))
     return 0
+
+
+def _budget_unused(budget: dict[str, Any], bracketed: bool) -> str:
+    """Why an IsoFLOP budget level was left out of the fit ('' when it was used)."""
+    from bayescale.isoflop import EDGE_SIZE_TOL, MIN_SIZES
+
+    if budget["used"]:
+        return ""
+    if budget["n_in_window"] < MIN_SIZES or not bracketed:
+        return f", not used: {budget['n_in_window']} size(s) in the window < {MIN_SIZES}"
+    return (
+        f", not used: lowest loss at (within {EDGE_SIZE_TOL:.0%} of) its smallest or largest size "
+        "(minimum not bracketed)"
+    )
 
 
 def cmd_envelope(args: argparse.Namespace) -> int:
@@ -1002,7 +1029,13 @@ def cmd_compare_methods(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     kwargs = {k: v for k, v in _sampler_kwargs(args).items() if k not in ("progressbar", "warn")}
     table = compare_methods(
-        args.data, args.compute, group=args.group, methods=methods, prob=args.prob, **kwargs
+        args.data,
+        args.compute,
+        group=args.group,
+        methods=methods,
+        prob=args.prob,
+        bracketed=args.bracketed,
+        **kwargs,
     )
     if args.json:
         records = []

@@ -19,7 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 
 #: Pareto k above which a run's PSIS-LOO estimate is unreliable (Vehtari et al. 2024, for S >= 2000 draws).
 PARETO_K_MAX = 0.7
+
+#: How :func:`compare` can weight the fits (ArviZ's ``az.compare`` methods).
+WeightMethod = Literal["stacking", "BB-pseudo-BMA", "pseudo-BMA"]
+WEIGHT_METHODS: tuple[WeightMethod, ...] = ("stacking", "BB-pseudo-BMA", "pseudo-BMA")
 
 #: Quantities a training-set threshold can be put on, and the runs column each needs.
 SPLIT_BY = {"compute": "compute", "params": "params", "tokens": "tokens", "epochs": "unique_tokens"}
@@ -158,13 +162,15 @@ def compare(
     """
     import arviz as az
 
+    if method not in WEIGHT_METHODS:  # before the LOO of every fit, not after it (ArviZ's check)
+        raise BayescaleError(f"unknown weighting method {method!r}; use one of {list(WEIGHT_METHODS)}")
     named = _named_fits(fits)
     _check_same_runs(named)
     loos = {name: loo(f) for name, f in named.items()}
     with warnings.catch_warnings():
         # ArviZ 0.23 sorts in place, which pandas 3 deprecates; nothing for our users to act on.
         warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.sort_values")
-        table = az.compare(loos, ic="loo", method=method, scale="log")
+        table = az.compare(loos, ic="loo", method=cast(WeightMethod, method), scale="log")
     table.index.name = "law"
     ks = {name: np.asarray(result.pareto_k) for name, result in loos.items()}
     table["pareto_k_max"] = [float(ks[name].max()) for name in table.index]

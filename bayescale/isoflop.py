@@ -31,6 +31,16 @@ DEFAULT_BUDGET_TOL = 0.1
 #: the minimum, and fitting those points drove a Student-t fit to nu ~ 0.5 and poor mixing.
 DEFAULT_WINDOW = 0.1
 
+#: Fewest distinct model sizes (in the window) a budget needs to enter the fit.
+MIN_SIZES = 3
+
+#: With ``bracketed``, a budget's best size within this fraction of its smallest or largest size
+#: counts as that end (the grouping tolerance of budgets, reused). On Gemstones' profiles read off
+#: the curves it also catches best sizes 1.03e8 next to 1.04e8 and 1.92e9 next to 2.01e9; any
+#: value in [0.045, 0.145) flags the same budgets there, and 0 and 0.1 flag the same on Chinchilla
+#: and on all 15 Porian settings (benchmarks/results/isoflop_bracketed.txt).
+EDGE_SIZE_TOL = 0.1
+
 #: Sampled parameters checked by the diagnostics (the per-budget ones are checked too).
 GLOBAL_PARAMETERS = ["a", "x_center", "tau", "sigma", "nu", "skew"]
 
@@ -80,6 +90,7 @@ class IsoflopData:
     kappa_spread: float
     window: float | None = None
     neighbours: int | None = None
+    bracketed: bool = True
 
 
 def in_window(level: np.ndarray, loss: np.ndarray, window: float | None) -> np.ndarray:
@@ -93,13 +104,32 @@ def in_window(level: np.ndarray, loss: np.ndarray, window: float | None) -> np.n
     return log_loss <= best + window
 
 
+def bracketed_levels(
+    level: np.ndarray, params: np.ndarray, loss: np.ndarray, size_tol: float = 0.0
+) -> pd.Series:
+    """Per budget level: True when its lowest-loss size is neither its smallest nor its largest size.
+
+    A best size within ``size_tol`` (relative) of the smallest or largest counts as that end:
+    a run only 1% larger than the best does not show where the loss turns up. An unbracketed
+    budget locates its minimum only by extrapolating the profile past the sizes run; a budget
+    with one size is unbracketed.
+    """
+    if not 0 <= size_tol < 1:
+        raise BayescaleError(f"size tolerance must be in [0, 1), got {size_tol!r}")
+    frame = pd.DataFrame({"level": level, "params": params, "loss": loss})
+    best = frame.loc[frame.groupby("level")["loss"].idxmin()].set_index("level")["params"]
+    sizes = frame.groupby("level")["params"]
+    return (best > sizes.min() * (1 + size_tol)) & (best * (1 + size_tol) < sizes.max())
+
+
 def near_best(level: np.ndarray, params: np.ndarray, loss: np.ndarray, neighbours: int | None) -> np.ndarray:
     """True for runs within ``neighbours`` sizes (by rank) of their budget's lowest-loss size.
 
     A budget whose lowest loss is at its smallest or largest size keeps no runs: its
-    minimum is not bracketed. This is Porian et al.'s (2024) rule: they interpolate each
-    budget's losses (Akima, a local cubic: each piece depends on two sizes either side) and
-    drop budgets whose minimum falls at an end of the size range. ``None`` keeps every run.
+    minimum is not bracketed (:func:`bracketed_levels`). This is Porian et al.'s (2024) rule:
+    they interpolate each budget's losses (Akima, a local cubic: each piece depends on two
+    sizes either side) and drop budgets whose minimum falls at an end of the size range.
+    ``None`` keeps every run.
     """
     if neighbours is None:
         return np.ones(len(level), dtype=bool)
@@ -107,25 +137,29 @@ def near_best(level: np.ndarray, params: np.ndarray, loss: np.ndarray, neighbour
         raise BayescaleError(f"neighbours must be a positive integer, got {neighbours!r}")
     frame = pd.DataFrame({"level": level, "params": params, "loss": loss})
     frame["rank"] = frame.groupby("level")["params"].rank(method="dense")
-    best = frame.loc[frame.groupby("level")["loss"].idxmin()].set_index("level")
-    n_sizes = frame.groupby("level")["params"].nunique()
-    best_rank = frame["level"].map(best["rank"])
-    bracketed = frame["level"].map((best["rank"] > 1) & (best["rank"] < n_sizes))
+    best_rank = frame["level"].map(
+        frame.loc[frame.groupby("level")["loss"].idxmin()].set_index("level")["rank"]
+    )
+    bracketed = frame["level"].map(bracketed_levels(level, params, loss))
     return ((frame["rank"] - best_rank).abs() <= neighbours).to_numpy() & bracketed.to_numpy(dtype=bool)
 
 
 def prepare(
     runs: Runs,
     budget_tol: float = DEFAULT_BUDGET_TOL,
-    min_sizes: int = 3,
+    min_sizes: int = MIN_SIZES,
     window: float | None = DEFAULT_WINDOW,
     neighbours: int | None = None,
+    bracketed: bool = True,
 ) -> IsoflopData:
     """Group ``runs`` into budgets and keep the runs and budgets the profiles are fitted on.
 
     A run enters when its log loss is within ``window`` of its budget's lowest; a budget
     enters when at least ``min_sizes`` distinct sizes do. With ``neighbours``, a run must also
-    be within that many sizes of the budget's best (:func:`near_best`).
+    be within that many sizes of the budget's best (:func:`near_best`). With ``bracketed`` (default), a
+    budget must also have its lowest loss at neither its smallest nor its largest size, sizes
+    within :data:`EDGE_SIZE_TOL` of an end counting as that end (:func:`bracketed_levels`; the
+    ``bracketed`` column of ``budgets`` says which do, and ``used`` is false for those left out).
 
     ``kappa`` is the geometric mean of ``C / (N D)`` over the runs (6 when
     compute defaults to 6ND); ``kappa_spread`` is max/min of that ratio.
@@ -143,13 +177,16 @@ def prepare(
     params = pd.Series(runs.column("params"))
     budgets["n_sizes"] = params.groupby(level).nunique().to_numpy()
     budgets["n_in_window"] = params[near].groupby(level[near]).nunique().reindex(budgets.index, fill_value=0)
-    budgets["used"] = budgets["n_in_window"] >= min_sizes
+    edges = bracketed_levels(level, runs.column("params"), runs.column("loss"), EDGE_SIZE_TOL)
+    budgets["bracketed"] = edges.to_numpy()
+    budgets["used"] = (budgets["n_in_window"] >= min_sizes) & (budgets["bracketed"] | (not bracketed))
     if int(budgets["used"].sum()) < 2:
         raise RunsError(
-            f"an IsoFLOP fit needs at least 2 budgets with >= {min_sizes} model sizes each; "
+            f"an IsoFLOP fit needs at least 2 budgets with >= {min_sizes} model sizes each"
+            f"{' and a bracketed minimum' if bracketed else ''}; "
             f"found {int(budgets['used'].sum())} among {len(budgets)} budget level(s) "
             f"(grouping tolerance {budget_tol:g}, window {window}): "
-            f"{budgets[['budget', 'n_sizes', 'n_in_window']].to_dict('records')}"
+            f"{budgets[['budget', 'n_sizes', 'n_in_window', 'bracketed']].to_dict('records')}"
         )
     ratio = runs.column("compute") / (runs.column("params") * runs.column("tokens"))
     return IsoflopData(
@@ -161,6 +198,7 @@ def prepare(
         kappa_spread=float(ratio.max() / ratio.min()),
         window=window,
         neighbours=neighbours,
+        bracketed=bracketed,
     )
 
 
@@ -289,6 +327,7 @@ class IsoflopFit(AllocationAnswers):
             "shape": self.shape,
             "window": self.data.window,
             "neighbours": self.data.neighbours,
+            "bracketed": self.data.bracketed,
             "kappa": self.data.kappa,
             "kappa_spread": self.data.kappa_spread,
             "budgets": self.budgets.to_dict("records"),
@@ -305,6 +344,7 @@ def fit_isoflop(
     budget_tol: float = DEFAULT_BUDGET_TOL,
     window: float | None = DEFAULT_WINDOW,
     neighbours: int | None = None,
+    bracketed: bool = True,
     shape: str = "skewed",
     likelihood: str = "student_t",
     draws: int = 1000,
@@ -339,6 +379,16 @@ def fit_isoflop(
         Also keep only runs within this many sizes (by rank) of each budget's best, and
         leave out budgets whose best is their smallest or largest size (Porian et al.'s
         rule; :func:`near_best`). ``None`` (default) applies no such limit.
+    bracketed
+        Leave out budgets whose lowest-loss run is their smallest or largest size (or within
+        :data:`EDGE_SIZE_TOL`, 10%, of it): their minimum is not bracketed by the sizes run, so
+        the fit extrapolates it. Unlike ``neighbours`` (whose rank rule has no tolerance) it
+        keeps every run of the other budgets. The budgets left out have ``bracketed`` false
+        and ``used`` false in :attr:`IsoflopFit.budgets` (and in :meth:`IsoflopFit.summary`).
+        Default ``True`` (since session 5: on Gemstones' profiles read off the curves it turns
+        failed diagnostics into passed ones and moves no Chinchilla or Porian result outside
+        its interval, ``benchmarks/results/isoflop_bracketed.txt``); ``False`` fits every
+        budget, as before.
     shape
         Profile of log loss against log N within a budget: ``"skewed"``
         (default) or ``"parabola"`` (Hoffmann et al.); see :data:`SHAPES`.
@@ -363,7 +413,7 @@ def fit_isoflop(
         runs_obj = runs_obj.subset(runs_obj.frame["group"].to_numpy() == group)
     if shape not in SHAPES:
         raise BayescaleError(f"unknown profile shape {shape!r}; use one of {list(SHAPES)}")
-    data = prepare(runs_obj, budget_tol, window=window, neighbours=neighbours)
+    data = prepare(runs_obj, budget_tol, window=window, neighbours=neighbours, bracketed=bracketed)
     config = SamplerConfig(
         draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
     )

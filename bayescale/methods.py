@@ -84,9 +84,16 @@ def _load(source: Any, group: str | None) -> tuple[Runs, Curves | None]:
 
 
 def _fit_method(
-    method: str, runs: Runs, curves: Curves | None, compute: float, sampler: dict[str, Any]
+    method: str,
+    runs: Runs,
+    curves: Curves | None,
+    compute: float,
+    sampler: dict[str, Any],
+    bracketed: bool = True,
 ) -> tuple[Any, Any, int, str]:
     """Fit one method: its result, draws of a and b, the points it used and a note.
+
+    ``bracketed`` is passed to :func:`~bayescale.isoflop.fit_isoflop` (Approach 2 only).
 
     Raises
     ------
@@ -96,32 +103,42 @@ def _fit_method(
     if method in ("envelope", "steps") and curves is None:
         what = "loss curves (a run column)" if method == "envelope" else "loss curves with optimiser steps"
         raise RunsError(f"needs {what}")
+    # one name per fit type below, so each result keeps its own type
     if method == "envelope":
         from bayescale.envelope import fit_envelope
 
-        result = fit_envelope(curves, **sampler)
-        return result, result.exponent_draws(), len(curves), "AR(1) within-run residuals"
+        assert curves is not None  # checked above
+        envelope = fit_envelope(curves, **sampler)
+        return envelope, envelope.exponent_draws(), len(curves), "AR(1) within-run residuals"
     if method == "isoflop":
-        from bayescale.isoflop import fit_isoflop
+        from bayescale.isoflop import MIN_SIZES, fit_isoflop
 
         points = isoflop_from_curves(curves) if curves is not None else runs
-        result = fit_isoflop(points, **sampler)
-        note = "profiles read off the curves" if curves is not None else ""
-        return result, result.exponent_draws(), int(result.data.used.sum()), note
+        isoflop = fit_isoflop(points, bracketed=bracketed, **sampler)
+        notes = ["profiles read off the curves"] if curves is not None else []
+        budgets = isoflop.budgets  # those with too few sizes are left out anyway: not named
+        dropped = budgets[~budgets["bracketed"] & (budgets["n_in_window"] >= MIN_SIZES)]["budget"]
+        if bracketed and len(dropped):
+            notes.append(
+                "budgets without a bracketed minimum left out: " + ", ".join(f"{c:.3g}" for c in dropped)
+            )
+        return isoflop, isoflop.exponent_draws(), int(isoflop.data.used.sum()), "; ".join(notes)
     if method == "steps":
         from bayescale.errors import RunsWarning
         from bayescale.training_steps import fit_steps
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RunsWarning)  # one batch size: said in the row's note
-            result = fit_steps(curves, **sampler)
-        return result, result.exponent_draws(), len(result.data.run), result.plan_note()
+            steps = fit_steps(curves, **sampler)
+        return steps, steps.exponent_draws(), len(steps.data.run), steps.plan_note()
     from bayescale.fit import fit
 
-    result = fit(runs, law="chinchilla", **sampler)
-    best = result.law.optimal_allocation(result.theta(), np.array([compute]))
+    parametric = fit(runs, law="chinchilla", **sampler)
+    best = parametric.law.optimal_allocation(parametric.theta(), np.array([compute]))
+    if best is None:  # the chinchilla law always has an optimum; this guards the Optional type
+        raise RunsError("the chinchilla law gave no compute-optimal allocation")
     note = "checkpoints treated as independent runs" if curves is not None else ""
-    return result, {"a": best["a"], "b": best["b"]}, len(runs), note
+    return parametric, {"a": best["a"], "b": best["b"]}, len(runs), note
 
 
 def compare_methods(
@@ -136,12 +153,15 @@ def compare_methods(
     chains: int = 4,
     backend: str = "auto",
     random_seed: int | None = None,
+    bracketed: bool = True,
 ) -> pd.DataFrame:
     """Fit each applicable method and tabulate a, b and the optimum at ``compute``.
 
     A method the data do not support (no curves for Approach 1 or ``steps``, no step or
     batch-size column for ``steps``, too few sizes...) gets a row whose ``note`` says why,
-    instead of failing the table.
+    instead of failing the table. ``bracketed`` (default) leaves out of Approach 2 the budgets whose
+    lowest loss is at (within 10% of) their smallest or largest size (see
+    :func:`~bayescale.isoflop.fit_isoflop`); the row's note names them. ``False`` keeps them.
 
     Returns
     -------
@@ -166,7 +186,7 @@ def compare_methods(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FitWarning)  # reported in diagnostics_ok
-                result, exps, n_points, note = _fit_method(method, runs, curves, compute, sampler)
+                result, exps, n_points, note = _fit_method(method, runs, curves, compute, sampler, bracketed)
         except RunsError as exc:  # the data lack what this method needs: say so in its row
             rows.append({**row, "note": f"skipped: {exc}"})
             continue

@@ -5,7 +5,10 @@ the published a (with their 80% bootstrap interval), whether the published value
 ours, divergences, max r_hat, min bulk ESS and the budgets used.
 
     PYTHONPATH=$PWD nice -n 10 python benchmarks/porian_settings.py [--window 0.1|none]
-        [--neighbours K] [--groups G1,G2] [--draws 1000]
+        [--neighbours K] [--no-bracketed] [--groups G1,G2] [--draws 1000]
+
+Results before session 5 (porian_window.txt, porian_neighbours2.txt) were fitted with every budget
+(the behaviour of --no-bracketed).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def main() -> None:
     )
     parser.add_argument("--window", default="0.1")
     parser.add_argument("--neighbours", type=int, default=None)
+    parser.add_argument("--bracketed", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--groups", default=None)
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--published", type=Path, default=PUBLISHED)
@@ -38,7 +42,10 @@ def main() -> None:
     published = pd.read_csv(args.published).set_index("config")
     runs = bs.Runs.from_any("porian-isoflop")
     groups = args.groups.split(",") if args.groups else sorted(runs.frame["group"].unique())
-    print(f"window={window} neighbours={args.neighbours} draws=tune={args.draws} chains=4 seed=1")
+    print(
+        f"window={window} neighbours={args.neighbours} bracketed={args.bracketed} "
+        f"draws=tune={args.draws} chains=4 seed=1"
+    )
     print(f"{'setting':40s} {'a [90%]':>22s} {'published [80%]':>22s} in  div r_hat   ESS budgets  sec")
     n_in = 0
     for group in groups:
@@ -48,6 +55,7 @@ def main() -> None:
             group=group,
             window=window,
             neighbours=args.neighbours,
+            bracketed=args.bracketed,
             draws=args.draws,
             tune=args.draws,
             random_seed=1,

@@ -112,6 +112,20 @@ def test_sbc_plumbing_and_rejection_count():
         cal.sbc("chinchilla", 1, fitter=prior_as_posterior, min_loss=19.0, max_loss=20.0, max_tries=20)
 
 
+def test_score_n_opt_needs_a_law_with_an_optimum():
+    """Ranking N_opt under a law with no closed-form optimum is a precise error, not a TypeError
+    from indexing None (sbc never asks for it; a direct call to score could)."""
+    from types import SimpleNamespace
+
+    law = bs.get_law("kaplan")
+    assert law.optimal_allocation(dict.fromkeys(law.parameter_names, 1.0), 1e20) is None
+    sim = cal.Simulation(dict.fromkeys(law.parameter_names, 1.0), np.ones(3), np.ones(3))
+    result = SimpleNamespace(diagnostics={"ess_bulk": {}})
+    design = pd.DataFrame({"params": [1e8, 2e8, 4e8], "tokens": [2e9, 4e9, 8e9]})
+    with pytest.raises(bs.BayescaleError, match="'kaplan' has no closed-form optimum"):
+        cal.score(result, sim, law, design, np.ones(3, dtype=bool), ["N_opt"])
+
+
 def test_ladder_needs_unique_tokens_only_for_data_constrained():
     assert list(cal.ladder("chinchilla").columns) == ["params", "tokens"]
     design = cal.ladder("data-constrained")

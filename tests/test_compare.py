@@ -112,6 +112,8 @@ def test_compare_rejects_bad_input(quick_fit, kaplan_quick):
     fewer = dataclasses.replace(kaplan_quick, runs=kaplan_quick.runs.subset(np.arange(40) < 30))
     with pytest.raises(bs.BayescaleError, match="different runs"):
         bs.compare({"chinchilla": quick_fit, "kaplan": fewer})
+    with pytest.raises(bs.BayescaleError, match=r"unknown weighting method 'bma'; use one of \['stacking'"):
+        bs.compare({"chinchilla": quick_fit, "kaplan": kaplan_quick}, method="bma")
 
 
 @pytest.fixture(scope="module")

@@ -150,3 +150,80 @@ def test_near_best_keeps_sizes_around_each_budgets_minimum():
     assert near_best(level, params, loss, None).all()
     with pytest.raises(bs.BayescaleError, match="neighbours must be a positive integer"):
         near_best(level, params, loss, 0)
+
+
+def test_bracketed_drops_budgets_whose_best_is_an_end_size():
+    """A budget whose lowest loss is at its smallest or largest size is unbracketed: flagged always,
+    left out (``used`` false) only with ``bracketed``; the other budgets keep all their runs."""
+    from bayescale.isoflop import bracketed_levels
+
+    level = np.repeat([0, 1, 2, 3, 4], 4)
+    params = np.concatenate([np.tile([1e8, 2e8, 3e8, 4e8], 4), [1e8, 2e8, 3e8, 3.1e8]])
+    loss = np.concatenate(
+        [
+            [3.2, 3.1, 3.0, 3.05],  # best at size 3 of 4: bracketed
+            [2.9, 2.95, 3.0, 3.1],  # best at the smallest size
+            [2.9, 2.8, 2.75, 2.7],  # best at the largest size
+            [2.7, 2.6, 2.62, 2.65],  # best at size 2: bracketed
+            [2.7, 2.6, 2.5, 2.51],  # best at 3e8, within 10% of the largest (3.1e8)
+        ]
+    )
+    assert bracketed_levels(level, params, loss).tolist() == [True, False, False, True, True]
+    assert bracketed_levels(level, params, loss, 0.1).tolist() == [True, False, False, True, False]
+    with pytest.raises(bs.BayescaleError, match="size tolerance must be in"):
+        bracketed_levels(level, params, loss, 1.0)
+    compute = 1e18 * 2.0**level
+    frame = pd.DataFrame(
+        {"params": params, "tokens": compute / (6 * params), "loss": loss, "compute": compute}
+    )
+    runs = bs.Runs.from_frame(frame)
+    loose = prepare(runs, window=None, bracketed=False)
+    assert loose.budgets["bracketed"].tolist() == [True, False, False, True, False]
+    assert loose.budgets["used"].all() and not loose.bracketed
+    strict = prepare(runs, window=None)  # bracketed by default
+    assert strict.bracketed
+    assert strict.budgets["used"].tolist() == [True, False, False, True, False]
+    assert strict.used.tolist() == np.isin(level, [0, 3]).tolist()
+    with pytest.raises(
+        bs.RunsError, match="at least 2 budgets with >= 3 model sizes each and a bracketed minimum"
+    ):
+        prepare(runs.subset(level <= 2), window=None, bracketed=True)
+
+
+def test_bracketed_fit_names_the_budgets_left_out(tmp_path):
+    """One quick fit (compare-methods' Approach 2 row): the first budget's sizes above its optimum
+    are not run, so its best run is its largest; ``bracketed`` leaves it out, the row's note names
+    it, and a is still recovered from the other four budgets."""
+    from bayescale.methods import compare_methods
+
+    runs = simulate_isoflop(seed=3)
+    first = runs["compute"] == runs["compute"].min()
+    best = runs[first].sort_values("loss")["params"].iloc[0]
+    runs = runs[~(first & (runs["params"] > best * 1.01))].reset_index(drop=True)
+    assert first.sum() - (runs["compute"] == runs["compute"].min()).sum() == 3  # 4 of 7 sizes left
+    sampler = {k: v for k, v in QUICK.items() if k not in ("progressbar", "warn")}
+    table = compare_methods(runs, 1e21, methods=("isoflop",), random_seed=1, **sampler)  # bracketed: default
+    row = table.iloc[0]
+    assert row["note"] == "budgets without a bracketed minimum left out: 1e+18"
+    assert row["n_points"] == 4 * 7
+    assert row["a_lower"] < true_a() < row["a_upper"]
+
+
+def test_cli_bracketed_option_and_text():
+    from bayescale.cli import _budget_unused, build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["isoflop", "runs.csv"]).bracketed
+    assert not parser.parse_args(["isoflop", "runs.csv", "--no-bracketed"]).bracketed
+    assert not parser.parse_args(
+        ["compare-methods", "gemstones", "--compute", "1e22", "--no-bracketed"]
+    ).bracketed
+    assert parser.parse_args(["compare-methods", "gemstones", "--compute", "1e22"]).bracketed
+    edge = {"used": False, "bracketed": False, "n_in_window": 5}
+    assert _budget_unused(edge, True) == (
+        ", not used: lowest loss at (within 10% of) its smallest or largest size (minimum not bracketed)"
+    )
+    # too few sizes is the reason given first; without the option it is the only reason
+    for option in (True, False):
+        assert _budget_unused({**edge, "n_in_window": 2}, option) == ", not used: 2 size(s) in the window < 3"
+    assert _budget_unused({**edge, "used": True}, True) == ""
