@@ -192,17 +192,22 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
         if progressbar and _long_enough_for_a_bar(density, config):
             u, extra = _sample_in_chunks(density, config, args)
         else:
-            settings = _sampler_settings(config)
-            key = None if config.extra else _program_key(_structure(density), args, "nuts", *settings)
+            key = _sampler_key(density, config, args, "nuts")
             u, extra = _exported(functools.partial(_compiled_sampler, density, config), key, args)
     u = np.asarray(u)
     extra = {k: np.asarray(v) for k, v in extra.items()}
     return _to_inference_data(density, shift + u @ scale.T, extra)
 
 
-def _sampler_settings(config: SamplerConfig) -> tuple[Any, ...]:
-    """The settings the compiled sampler bakes in (``config.extra`` is not keyed: never exported)."""
-    return (config.tune, config.draws, config.chains, config.target_accept)
+def _sampler_key(density: Any, config: SamplerConfig, args: tuple[Any, ...], *program: Any) -> str | None:
+    """:func:`_program_key` of a sampler program (``program``: its name and any settings of its own).
+
+    ``None`` with ``config.extra``: numpyro options are not keyed, so such a program is never exported.
+    """
+    if config.extra:
+        return None
+    settings = (config.tune, config.draws, config.chains, config.target_accept)
+    return _program_key(_structure(density), args, *program, *settings)
 
 
 def _collapsed(sizes: Any, xp: Any = np) -> Any:
@@ -404,32 +409,30 @@ def _sample_in_chunks(
     total = config.tune + config.draws
     length = _chunk_length(total)
     build_init, build_advance = _compiled_chunks(density, config, length)
-    settings = (*_sampler_settings(config), length)
-
-    def key(name: str, args: tuple[Any, ...]) -> str | None:
-        return None if config.extra else _program_key(_structure(density), args, name, *settings)
-
-    init = _program(lambda: build_init, key("nuts-init", args), args)
+    init = _program(lambda: build_init, _sampler_key(density, config, args, "nuts-init", length), args)
     _, _, shift, scale, data = args
     leaves = init(*args)
     restarted = jnp.zeros(config.chains, dtype=bool)
     step_args = (leaves, restarted, jnp.asarray(0), shift, scale, data)
-    advance = _program(lambda: build_advance, key("nuts-advance", step_args), step_args)
+    key = _sampler_key(density, config, step_args, "nuts-advance", length)
+    advance = _program(lambda: build_advance, key, step_args)
     pieces, divergences = [], 0
     with tqdm(total=total, desc=f"NUTS, {config.chains} chains, warm-up", unit="it", leave=False) as bar:
         for first in range(0, total, length):
             leaves, restarted, positions, fields = advance(
                 leaves, restarted, jnp.asarray(first), shift, scale, data
             )
-            pieces.append((positions, fields))
-            sampled = np.asarray(fields["diverging"])[max(0, config.tune - first) :]
-            divergences += int(sampled.sum())
-            if first + length >= config.tune:
+            # keep the draws only (a piece may straddle the end of warm-up)
+            warmup = max(0, config.tune - first)
+            drawn = jax.tree.map(lambda a, skip=warmup: a[skip:], (positions, fields))
+            if drawn[0].shape[0]:
+                pieces.append(drawn)
+                divergences += int(np.asarray(drawn[1]["diverging"]).sum())
                 bar.set_description(f"NUTS, {config.chains} chains, sampling", refresh=False)
                 bar.set_postfix(divergences=divergences, refresh=False)
             bar.update(length)
     out = jax.tree.map(lambda *parts: jnp.concatenate(parts), *pieces)
-    return jax.tree.map(lambda a: jnp.swapaxes(a[config.tune :], 0, 1), out)
+    return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), out)
 
 
 @functools.cache
@@ -505,6 +508,7 @@ def _program(build: Callable[[], Any], key: str | None, args: tuple[Any, ...]) -
         try:
             blob = program.serialize()
         except ImportError:  # serialisation needs flatbuffers (in the `fast` extra)
+            _PROGRAMS[key] = jitted  # not saved, but not traced and exported again in this process
             return jitted
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -674,7 +678,6 @@ def _laplace(density: Any, data: Any) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _jittered_starts(density: Any, data: Any, chains: int, rng: np.random.Generator) -> np.ndarray:
-
     centre = density.initial_point()
     starts = centre + rng.uniform(-1, 1, size=(chains, density.size))
     logp = _logp_batch(density, starts, data)
