@@ -933,7 +933,7 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
     payload["optimum"] = _optimum(result, args.compute, args.prob)
     budgets = "\n".join(
         f"  budget {b['budget']:.3g}: {b['n_runs']} runs ({b['compute_min']:.3g}-{b['compute_max']:.3g})"
-        + _budget_unused(b, payload["bracketed"])
+        + _budget_unused(b)
         for b in payload["budgets"]
     )
     title = (
@@ -943,18 +943,18 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _budget_unused(budget: dict[str, Any], bracketed: bool) -> str:
+def _budget_unused(budget: dict[str, Any]) -> str:
     """Why an IsoFLOP budget level was left out of the fit ('' when it was used)."""
-    from bayescale.isoflop import EDGE_SIZE_TOL, MIN_SIZES
+    from bayescale.isoflop import EDGE_SIZE_TOL, MIN_SIZES, left_out_unbracketed
 
     if budget["used"]:
         return ""
-    if budget["n_in_window"] < MIN_SIZES or not bracketed:
-        return f", not used: {budget['n_in_window']} size(s) in the window < {MIN_SIZES}"
-    return (
-        f", not used: lowest loss at (within {EDGE_SIZE_TOL:.0%} of) its smallest or largest size "
-        "(minimum not bracketed)"
-    )
+    if left_out_unbracketed(budget):
+        return (
+            f", not used: lowest loss at (within {EDGE_SIZE_TOL:.0%} of) its smallest or largest size "
+            "(minimum not bracketed)"
+        )
+    return f", not used: {budget['n_in_window']} size(s) in the window < {MIN_SIZES}"
 
 
 def cmd_envelope(args: argparse.Namespace) -> int:

@@ -122,6 +122,15 @@ def bracketed_levels(
     return (best > sizes.min() * (1 + size_tol)) & (best * (1 + size_tol) < sizes.max())
 
 
+def left_out_unbracketed(budgets: Any) -> Any:
+    """Budgets (a ``budgets`` table or one of its records) left out for an unbracketed minimum alone.
+
+    They are not used although enough sizes (:data:`MIN_SIZES`) are in their window: with the
+    ``bracketed`` option that happens only to budgets whose minimum is not bracketed.
+    """
+    return ~np.asarray(budgets["used"], dtype=bool) & (np.asarray(budgets["n_in_window"]) >= MIN_SIZES)
+
+
 def near_best(level: np.ndarray, params: np.ndarray, loss: np.ndarray, neighbours: int | None) -> np.ndarray:
     """True for runs within ``neighbours`` sizes (by rank) of their budget's lowest-loss size.
 

@@ -111,14 +111,14 @@ def _fit_method(
         envelope = fit_envelope(curves, **sampler)
         return envelope, envelope.exponent_draws(), len(curves), "AR(1) within-run residuals"
     if method == "isoflop":
-        from bayescale.isoflop import MIN_SIZES, fit_isoflop
+        from bayescale.isoflop import fit_isoflop, left_out_unbracketed
 
         points = isoflop_from_curves(curves) if curves is not None else runs
         isoflop = fit_isoflop(points, bracketed=bracketed, **sampler)
         notes = ["profiles read off the curves"] if curves is not None else []
-        budgets = isoflop.budgets  # those with too few sizes are left out anyway: not named
-        dropped = budgets[~budgets["bracketed"] & (budgets["n_in_window"] >= MIN_SIZES)]["budget"]
-        if bracketed and len(dropped):
+        # (budgets with too few sizes are left out anyway: not named)
+        dropped = isoflop.budgets["budget"][left_out_unbracketed(isoflop.budgets)]
+        if len(dropped):
             notes.append(
                 "budgets without a bracketed minimum left out: " + ", ".join(f"{c:.3g}" for c in dropped)
             )

@@ -17,7 +17,7 @@ import time
 import warnings
 
 import bayescale as bs
-from bayescale.isoflop import fit_isoflop
+from bayescale.isoflop import fit_isoflop, left_out_unbracketed
 from bayescale.methods import isoflop_from_curves
 
 PORIAN = "owt2|base|long|kaplan|standard|val"
@@ -57,7 +57,7 @@ def main() -> None:
             worst_r = max(d["r_hat"], key=d["r_hat"].__getitem__)
             worst_e = min(d["ess_bulk"], key=d["ess_bulk"].__getitem__)
             b = fit.budgets
-            dropped = b.index[~b["bracketed"] & (b["n_in_window"] >= 3)].tolist() if bracketed else []
+            dropped = b.index[left_out_unbracketed(b)].tolist()
             print(
                 f"{name:10s} bracketed={bracketed!s:5s} "
                 f"a {a['median']:.3f} [{a['lower']:.3f}, {a['upper']:.3f}] "

@@ -220,10 +220,9 @@ def test_cli_bracketed_option_and_text():
     ).bracketed
     assert parser.parse_args(["compare-methods", "gemstones", "--compute", "1e22"]).bracketed
     edge = {"used": False, "bracketed": False, "n_in_window": 5}
-    assert _budget_unused(edge, True) == (
+    assert _budget_unused(edge) == (
         ", not used: lowest loss at (within 10% of) its smallest or largest size (minimum not bracketed)"
     )
-    # too few sizes is the reason given first; without the option it is the only reason
-    for option in (True, False):
-        assert _budget_unused({**edge, "n_in_window": 2}, option) == ", not used: 2 size(s) in the window < 3"
-    assert _budget_unused({**edge, "used": True}, True) == ""
+    # too few sizes is the reason given first (without the option it is the only reason)
+    assert _budget_unused({**edge, "n_in_window": 2}) == ", not used: 2 size(s) in the window < 3"
+    assert _budget_unused({**edge, "used": True}) == ""
