@@ -7,23 +7,29 @@ Fit a law to runs, then ask the posterior questions with credible intervals::
     fit = bs.fit("chinchilla", law="chinchilla", random_seed=1)
     fit.summary()
     fit.optimal(compute=5.76e23)
+
+The package is layered, each folder importing only from the folders below it
+(checked by ``make lint``): ``data`` (runs and curves tables, bundled data sets),
+``model`` (priors, laws, likelihoods), ``inference`` (samplers, diagnostics),
+``posterior`` (intervals and queries on draws), ``questions`` (planning, law
+comparison, averaging, design), ``methods`` (the fitting methods and their
+results), ``checks`` (predictive checks, calibration, extrapolation scores), and
+the clients ``plots``, ``report`` and ``cli``. This module is the public API.
 """
 
-from bayescale import datasets, design, plan, plots
+from bayescale import _aliases, plots
 from bayescale._version import __version__
-from bayescale.averaging import Averaged, average
-from bayescale.compare import (
+from bayescale.checks.extrapolation import (
     Extrapolation,
-    LooWarning,
-    compare,
     extrapolate,
     extrapolation_weights,
-    loo,
     rolling_extrapolation,
-    stacking_weights,
 )
-from bayescale.curves import Curves
-from bayescale.diagnostics import FitWarning
+from bayescale.checks.predictive import predictive_check, residual_trends
+from bayescale.checks.prior_predictive import prior_predictive
+from bayescale.data import datasets
+from bayescale.data.curves import Curves
+from bayescale.data.runs import Runs
 from bayescale.errors import (
     BayescaleError,
     DatasetError,
@@ -33,17 +39,24 @@ from bayescale.errors import (
     RunsError,
     RunsWarning,
 )
-from bayescale.fit import Fit, fit
-from bayescale.io import load_fit, save_fit
-from bayescale.isoflop import IsoflopFit, fit_isoflop
-from bayescale.laws import ScalingLaw, get_law, list_laws
-from bayescale.many import JobResult, fit_many
-from bayescale.prior_predictive import prior_predictive
-from bayescale.prior_sets import list_prior_sets, published_priors
-from bayescale.priors import Prior
+from bayescale.inference.diagnostics import FitWarning
+from bayescale.inference.sampling import SamplerConfig
+from bayescale.methods.envelope import EnvelopeFit, fit_envelope
+from bayescale.methods.io import load_fit, save_fit
+from bayescale.methods.isoflop import IsoflopFit, fit_isoflop
+from bayescale.methods.many import JobResult, fit_many
+from bayescale.methods.parametric import Fit, fit
+from bayescale.methods.side_by_side import compare_methods
+from bayescale.methods.training_steps import KAPLAN_2020, StepsFit, fit_steps
+from bayescale.model.laws import ScalingLaw, get_law, list_laws
+from bayescale.model.prior_sets import list_prior_sets, published_priors
+from bayescale.model.priors import Prior
+from bayescale.questions import design, plan
+from bayescale.questions.averaging import Averaged, average
+from bayescale.questions.compare import LooWarning, compare, loo, stacking_weights
 from bayescale.report import write_report
-from bayescale.runs import Runs
-from bayescale.training_steps import KAPLAN_2020, StepsFit, fit_steps
+
+_aliases.install()
 
 __all__ = [
     "KAPLAN_2020",
@@ -51,6 +64,7 @@ __all__ = [
     "BayescaleError",
     "Curves",
     "DatasetError",
+    "EnvelopeFit",
     "Extrapolation",
     "Fit",
     "FitFileError",
@@ -64,16 +78,19 @@ __all__ = [
     "Runs",
     "RunsError",
     "RunsWarning",
+    "SamplerConfig",
     "ScalingLaw",
     "StepsFit",
     "__version__",
     "average",
     "compare",
+    "compare_methods",
     "datasets",
     "design",
     "extrapolate",
     "extrapolation_weights",
     "fit",
+    "fit_envelope",
     "fit_isoflop",
     "fit_many",
     "fit_steps",
@@ -84,8 +101,10 @@ __all__ = [
     "loo",
     "plan",
     "plots",
+    "predictive_check",
     "prior_predictive",
     "published_priors",
+    "residual_trends",
     "rolling_extrapolation",
     "save_fit",
     "stacking_weights",

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bayescale.diagnostics import FitWarning
 from bayescale.errors import BayescaleError, RunsWarning
+from bayescale.inference.diagnostics import FitWarning
 
 EXIT_USER_ERROR = 2
 EXIT_DIAGNOSTICS = 3
@@ -453,10 +453,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """``bayescale fit``: fit, save, print the summary."""
     import warnings
 
-    from bayescale.diagnostics import FitWarning
-    from bayescale.fit import fit
-    from bayescale.prior_sets import DEFAULT_WIDEN, published_priors
-    from bayescale.priors import read_priors_file
+    from bayescale.inference.diagnostics import FitWarning
+    from bayescale.methods.parametric import fit
+    from bayescale.model.prior_sets import DEFAULT_WIDEN, published_priors
+    from bayescale.model.priors import read_priors_file
 
     if not args.out.parent.exists():
         raise BayescaleError(f"cannot save the fit: folder {str(args.out.parent)!r} does not exist")
@@ -496,7 +496,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_fit_many(args: argparse.Namespace) -> int:
     """``bayescale fit-many``: run every job, save each fit, print one line per job."""
-    from bayescale.many import dask_executor, fit_many
+    from bayescale.methods.many import dask_executor, fit_many
 
     if not args.jobs.is_file():
         raise BayescaleError(f"jobs file {str(args.jobs)!r} does not exist")
@@ -538,7 +538,7 @@ def cmd_fit_many(args: argparse.Namespace) -> int:
 
 def _load(path: Path, args: argparse.Namespace | None = None) -> Any:
     """Load a saved fit, printing a warning (and noting it for --strict) if it failed diagnostics."""
-    from bayescale.io import load_fit
+    from bayescale.methods.io import load_fit
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
@@ -567,7 +567,7 @@ def _number(value: Any) -> float | None:
 
 
 def _interval_payload(row: Any, names: list[str]) -> dict[str, dict[str, float | None]]:
-    from bayescale.intervals import row_to_intervals
+    from bayescale.posterior.intervals import row_to_intervals
 
     return {n: {k: _number(v) for k, v in iv.items()} for n, iv in row_to_intervals(row, names).items()}
 
@@ -602,7 +602,7 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
     where = "" if args.unique_tokens is None else f" with U = {args.unique_tokens:.3g} unique tokens"
     interval = f"{args.prob:.0%} {args.kind.upper()} intervals"
     if len(payloads) == 1:
-        from bayescale.intervals import row_to_intervals
+        from bayescale.posterior.intervals import row_to_intervals
 
         title = f"compute-optimal plan at C = {payloads[0]['compute']:.3g} FLOPs{where} ({interval})"
         text = _intervals_text(title, row_to_intervals(table.iloc[0], names))
@@ -709,8 +709,8 @@ def cmd_design(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``bayescale predict``: loss at one (N, D) or at every row of a CSV."""
-    from bayescale.intervals import row_to_intervals
-    from bayescale.runs import canonical_columns, read_table
+    from bayescale.data.runs import canonical_columns, read_table
+    from bayescale.posterior.intervals import row_to_intervals
 
     fit = _load(args.fit, args)
     if args.queries is not None:
@@ -741,7 +741,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     """``bayescale datasets``: bundled data sets, one line each."""
-    from bayescale import datasets
+    from bayescale.data import datasets
 
     table = datasets.describe()
     if args.json:
@@ -784,8 +784,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_laws(args: argparse.Namespace) -> int:
     """``bayescale laws``: each law with its formula, parameters and default priors."""
-    from bayescale.laws import get_law, list_laws
-    from bayescale.prior_sets import list_prior_sets, prior_set_info
+    from bayescale.model.laws import get_law, list_laws
+    from bayescale.model.prior_sets import list_prior_sets, prior_set_info
 
     described = [get_law(name).describe() for name in list_laws()]
     if args.json:
@@ -813,8 +813,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """``bayescale compare``: fit each law (or load saved fits) and rank them by PSIS-LOO."""
     import warnings
 
-    from bayescale.compare import LooWarning, compare
-    from bayescale.fit import fit
+    from bayescale.methods.parametric import fit
+    from bayescale.questions.compare import LooWarning, compare
 
     if args.laws is not None:
         if len(args.sources) != 1:
@@ -862,7 +862,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_extrapolate(args: argparse.Namespace) -> int:
     """``bayescale extrapolate``: fit below a threshold, score the held-out runs."""
-    from bayescale.compare import extrapolate
+    from bayescale.checks.extrapolation import extrapolate
 
     given = {by: getattr(args, f"train_below_{by}") for by in ("compute", "params", "tokens", "epochs")}
     given = {by: value for by, value in given.items() if value is not None}
@@ -907,7 +907,7 @@ def _method_text(title: str, payload: dict[str, Any]) -> str:
 
 
 def _optimum(result: Any, compute: float | None, prob: float) -> dict[str, Any] | None:
-    from bayescale.intervals import row_to_intervals
+    from bayescale.posterior.intervals import row_to_intervals
 
     if compute is None:
         return None
@@ -917,7 +917,7 @@ def _optimum(result: Any, compute: float | None, prob: float) -> dict[str, Any] 
 
 def cmd_isoflop(args: argparse.Namespace) -> int:
     """``bayescale isoflop``: one hierarchical fit of the IsoFLOP profiles."""
-    from bayescale.isoflop import fit_isoflop
+    from bayescale.methods.isoflop import fit_isoflop
 
     result = fit_isoflop(
         args.runs,
@@ -945,7 +945,7 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
 
 def _budget_unused(budget: dict[str, Any]) -> str:
     """Why an IsoFLOP budget level was left out of the fit ('' when it was used)."""
-    from bayescale.isoflop import EDGE_SIZE_TOL, MIN_SIZES, left_out_unbracketed
+    from bayescale.methods.isoflop import EDGE_SIZE_TOL, MIN_SIZES, left_out_unbracketed
 
     if budget["used"]:
         return ""
@@ -959,7 +959,7 @@ def _budget_unused(budget: dict[str, Any]) -> str:
 
 def cmd_envelope(args: argparse.Namespace) -> int:
     """``bayescale envelope``: smoothed curves, their envelope, a and b."""
-    from bayescale.envelope import fit_envelope
+    from bayescale.methods.envelope import fit_envelope
 
     result = fit_envelope(args.curves, correlation=args.correlation, **_sampler_kwargs(args))
     payload = result.summary(args.prob)
@@ -974,7 +974,7 @@ def cmd_envelope(args: argparse.Namespace) -> int:
 
 def cmd_steps(args: argparse.Namespace) -> int:
     """``bayescale steps``: Kaplan's L(N, S_min), with B_crit when the batch sizes allow."""
-    from bayescale.training_steps import fit_steps
+    from bayescale.methods.training_steps import fit_steps
 
     critical = {"auto": None, "yes": True, "no": False}[args.critical_batch]
     result = fit_steps(
@@ -986,7 +986,7 @@ def cmd_steps(args: argparse.Namespace) -> int:
     )
     payload = result.summary(args.prob)
     if args.compute is not None:
-        from bayescale.intervals import row_to_intervals
+        from bayescale.posterior.intervals import row_to_intervals
 
         row = result.optimal(args.compute, prob=args.prob).iloc[0]
         columns = [c[: -len("_median")] for c in row.index if c.endswith("_median")]
@@ -1024,7 +1024,7 @@ def cmd_steps(args: argparse.Namespace) -> int:
 
 def cmd_compare_methods(args: argparse.Namespace) -> int:
     """``bayescale compare-methods``: one row per method with a, b and the optimum."""
-    from bayescale.methods import compare_methods
+    from bayescale.methods.side_by_side import compare_methods
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     kwargs = {k: v for k, v in _sampler_kwargs(args).items() if k not in ("progressbar", "warn")}

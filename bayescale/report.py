@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bayescale import __version__, plots
+from bayescale import plots
+from bayescale._version import __version__
 from bayescale.errors import BayescaleError
 from bayescale.plots._common import decades
 
 if TYPE_CHECKING:
-    from bayescale.fit import Fit
+    from bayescale.methods.parametric import Fit
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 960px; margin: 2em auto; color: #222; }

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale.envelope import fit_envelope
+from bayescale.methods.envelope import fit_envelope
 
 TRUTH = {"E": 1.8, "A": 480.0, "B": 2100.0, "alpha_N": 0.35, "alpha_D": 0.37}  # TRUE_CHINCHILLA
 

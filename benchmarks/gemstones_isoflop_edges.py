@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 
 import bayescale as bs
-from bayescale.isoflop import fit_isoflop, prepare
-from bayescale.methods import isoflop_from_curves
+from bayescale.methods.isoflop import fit_isoflop, prepare
+from bayescale.methods.side_by_side import isoflop_from_curves
 
 warnings.simplefilter("ignore")
 pts = isoflop_from_curves(bs.datasets.load_curves("gemstones"))

@@ -17,8 +17,8 @@ import time
 import warnings
 
 import bayescale as bs
-from bayescale.isoflop import fit_isoflop, left_out_unbracketed
-from bayescale.methods import isoflop_from_curves
+from bayescale.methods.isoflop import fit_isoflop, left_out_unbracketed
+from bayescale.methods.side_by_side import isoflop_from_curves
 
 PORIAN = "owt2|base|long|kaplan|standard|val"
 #: data set -> the compute (FLOPs) at which N_opt is read

@@ -15,7 +15,7 @@ import time
 import warnings
 
 import bayescale as bs
-from bayescale import diagnostics
+from bayescale.checks import predictive as diagnostics
 
 #: Which laws apply to which bundled data set (by the columns each needs).
 PLAN = {

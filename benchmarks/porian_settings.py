@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 import bayescale as bs
-from bayescale.isoflop import fit_isoflop
+from bayescale.methods.isoflop import fit_isoflop
 
 PUBLISHED = Path(__file__).resolve().parents[3] / "shared/anchors/porian-rsld/published_exponent_fits.csv"
 

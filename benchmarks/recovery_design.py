@@ -26,7 +26,7 @@ from scipy.optimize import least_squares
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import bayescale as bs
-from bayescale.laws import covariates, ops
+from bayescale.model.laws import covariates, ops
 
 Z90 = 1.6448536269514722
 

@@ -5,7 +5,7 @@ Usage (from the repository root)::
     PYTHONPATH=$PWD python benchmarks/sbc.py --sims 100 --workers 2 --out benchmarks/results/sbc
     PYTHONPATH=$PWD python benchmarks/sbc.py --laws chinchilla:150 kaplan-n:60 --draws 500
 
-For each law: prior draws -> simulated ladder (bayescale.calibration.ladder) ->
+For each law: prior draws -> simulated ladder (bayescale.checks.calibration.ladder) ->
 fit on the smaller sizes through bayescale.fit_many -> rank of the truth per
 parameter and for N_opt at 1e23 FLOPs; then uniformity tests of the ranks, the
 held-out coverage of 90% predictive intervals and how many fits failed their
@@ -31,7 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pandas as pd
 
 import bayescale as bs
-from bayescale import calibration
+from bayescale.checks import calibration
 
 
 def non_grouped_laws() -> list[str]:

@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import bayescale as bs  # noqa: E402
-from bayescale import diagnostics, sampling  # noqa: E402
-from bayescale.jax_density import build_density  # noqa: E402
-from bayescale.model import resolve_priors  # noqa: E402
+from bayescale.inference import diagnostics, sampling  # noqa: E402
+from bayescale.model.jax_density import build_density  # noqa: E402
+from bayescale.model.pymc_model import resolve_priors  # noqa: E402
 
 BUDGET = 5.76e23
 NAMES = ["E", "A", "B", "alpha_N", "alpha_D", "sigma", "nu"]
@@ -72,7 +72,7 @@ def model_setup():
 def run_pymc(draws: int, tune: int, seed: int) -> dict:
     import pymc as pm
 
-    from bayescale.model import build_model
+    from bayescale.model.pymc_model import build_model
 
     law, runs, free, fixed = model_setup()
     t = time.perf_counter()
@@ -84,7 +84,7 @@ def run_pymc(draws: int, tune: int, seed: int) -> dict:
 
 
 def run_pymc_backend(backend: str, draws: int, tune: int, seed: int) -> dict:
-    from bayescale.model import build_model
+    from bayescale.model.pymc_model import build_model
 
     law, runs, free, fixed = model_setup()
     t = time.perf_counter()

@@ -17,7 +17,7 @@ from scipy.optimize import minimize_scalar
 sys.path.insert(0, "tests")
 from test_training_steps import simulate_curves
 
-from bayescale import training_steps as ts
+from bayescale.methods import training_steps as ts
 
 BUDGETS = (1e18, 1e20)
 

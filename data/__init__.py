@@ -1,1 +1,1 @@
-"""Bundled published runs (installed as ``bayescale.data``); see catalog.json."""
+"""Bundled published runs (installed as ``bayescale.bundled``); see catalog.json."""

@@ -74,9 +74,9 @@ def hand_built_fit(
     import arviz as az
     import xarray as xr
 
-    from bayescale import diagnostics
-    from bayescale.model import resolve_priors
-    from bayescale.sampling import SamplerConfig
+    from bayescale.inference import diagnostics
+    from bayescale.inference.sampling import SamplerConfig
+    from bayescale.model.pymc_model import resolve_priors
 
     law_obj = bs.get_law(law)
     runs_obj = bs.Runs.from_any(runs)

@@ -11,11 +11,11 @@ import xarray as xr
 from conftest import MUENNIGHOFF_C4, QUICK, TRUE_CHINCHILLA, simulate_ladder
 
 import bayescale as bs
-from bayescale import calibration as cal
-from bayescale.diagnostics import predictive_check, residual_trends
-from bayescale.fit import Fit
-from bayescale.model import resolve_priors
-from bayescale.sampling import SamplerConfig
+from bayescale.checks import calibration as cal
+from bayescale.checks.predictive import predictive_check, residual_trends
+from bayescale.inference.sampling import SamplerConfig
+from bayescale.methods.parametric import Fit
+from bayescale.model.pymc_model import resolve_priors
 
 # --- The rank statistic itself, on exact posteriors (no sampling) -----------------------------------
 
@@ -234,12 +234,12 @@ def test_misspecified_law_is_caught_by_comparison_and_diagnostics():
     own residuals bend with model size while the true law's show nothing.
     Ladder: 8 sizes from 3e7 to 3e9 x 5 token ratios, 0.4% noise on the loss.
     """
-    compare_mod = importlib.import_module("bayescale.compare")  # bs.compare is the function
+    compare_mod = importlib.import_module("bayescale.questions.compare")  # bs.compare is the function
     runs = simulate_ladder(
         "chinchilla", TRUE_CHINCHILLA, seed=7, sigma=0.004, sizes=np.geomspace(3e7, 3e9, 8)
     )
     ex = {
-        law: compare_mod.extrapolate(
+        law: bs.extrapolate(
             runs, law, threshold=1.2e9, by="params", random_seed=1, **{**QUICK, "draws": 500, "tune": 500}
         )
         for law in ("chinchilla", "kaplan")
@@ -255,7 +255,7 @@ def test_misspecified_law_is_caught_by_comparison_and_diagnostics():
     # Extrapolation to the 10 runs of the two largest sizes.
     scores = {law: e.scores for law, e in ex.items()}
     assert scores["chinchilla"]["elpd_test"] > scores["kaplan"]["elpd_test"] + 10, scores
-    assert compare_mod.extrapolation_weights(ex)["kaplan"] < 0.05
+    assert bs.extrapolation_weights(ex)["kaplan"] < 0.05
     assert scores["kaplan"]["coverage"] <= 0.5 and scores["chinchilla"]["coverage"] >= 0.8, scores
     # The wrong fit's own diagnostics: residuals bend with log size; the true law's are clean.
     wrong = residual_trends(predictive_check(ex["kaplan"].fit, random_seed=0))
@@ -299,12 +299,12 @@ def test_ignoring_repetition_shows_in_residuals_and_comparison():
     sigma = {law: float(f.posterior["sigma"].median()) for law, f in fits.items()}
     assert sigma["chinchilla"] > 3 * sigma["data-constrained"], sigma
     # The comparison tools agree: LOO on all runs, and extrapolation from <= 4 epochs to 16 and 64.
-    compare_mod = importlib.import_module("bayescale.compare")
+    compare_mod = importlib.import_module("bayescale.questions.compare")
     table = compare_mod.compare(fits)
     assert table.index[0] == "data-constrained"
     assert table.loc["chinchilla", "elpd_diff"] > 4 * table.loc["chinchilla", "dse"], table
     ex = {
-        law: compare_mod.extrapolate(
+        law: bs.extrapolate(
             runs,
             law,
             threshold=10.0,
@@ -320,4 +320,4 @@ def test_ignoring_repetition_shows_in_residuals_and_comparison():
     }
     scores = {law: e.scores for law, e in ex.items()}
     assert scores["data-constrained"]["elpd_test"] > scores["chinchilla"]["elpd_test"], scores
-    assert compare_mod.extrapolation_weights(ex)["chinchilla"] < 0.05
+    assert bs.extrapolation_weights(ex)["chinchilla"] < 0.05

@@ -13,7 +13,7 @@ from scipy import stats
 
 import bayescale as bs
 from bayescale.cli import main
-from bayescale.model import log_likelihood_draws, predictive_cdf
+from bayescale.model.pymc_model import log_likelihood_draws, predictive_cdf
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 from conftest import QUICK, TRUE_CHINCHILLA, simulate_ladder
 
 import bayescale as bs
-from bayescale import design
 from bayescale.errors import BayescaleError
+from bayescale.questions import design
 
 TARGET = 1e22
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import QUICK, TRUE_CHINCHILLA
 
 import bayescale as bs
-from bayescale.envelope import fit_envelope
+from bayescale.methods.envelope import fit_envelope
 
 
 def simulate_curves(seed: int, rho: float = 0.9, sigma: float = 0.004, n_runs: int = 7) -> pd.DataFrame:
@@ -82,7 +82,7 @@ def test_cli_compare_methods_json(tmp_path, capsys):
 
 def test_cli_compare_methods_text_prints_counts_as_integers(monkeypatch, capsys):
     """A skipped method (no curves for Approach 1) leaves NaN in the counts; the text stays integer."""
-    import bayescale.methods
+    import bayescale.methods.side_by_side
     from bayescale.cli import main
 
     iv = {f"{n}_{s}": 0.5 for n in ("a", "b", "params", "tokens") for s in ("median", "lower", "upper")}
@@ -93,7 +93,7 @@ def test_cli_compare_methods_text_prints_counts_as_integers(monkeypatch, capsys)
     table = pd.DataFrame(rows)
     table["note"] = table["note"].fillna("")
     assert table["n_points"].dtype == float  # what pandas makes of the skipped row
-    monkeypatch.setattr(bayescale.methods, "compare_methods", lambda *a, **k: table)
+    monkeypatch.setattr(bayescale.methods.side_by_side, "compare_methods", lambda *a, **k: table)
     assert main(["compare-methods", "runs.csv", "--compute", "1e21"]) == 0
     out = capsys.readouterr().out
     assert "(35 points" in out and "35.0" not in out
@@ -111,7 +111,7 @@ def test_cli_envelope_errors(capsys):
 def test_compute_grid_skips_gaps_in_coverage():
     # Three sizes per cluster, two clusters far apart in compute: the grid between them has no run
     # (on the datablations curves this made the envelope fail with a zero-size reduction).
-    from bayescale.envelope import MIN_RUNS_AT_COMPUTE, compute_grid, prepare
+    from bayescale.methods.envelope import MIN_RUNS_AT_COMPUTE, compute_grid, prepare
 
     rows = []
     for n in (1e7, 1.2e7, 1.4e7, 1e9, 1.2e9, 1.4e9):
@@ -129,7 +129,7 @@ def test_padded_likelihood_equals_the_pointwise_ar1_density():
     import pytensor
     from scipy.stats import norm
 
-    from bayescale.envelope import build_model, prepare
+    from bayescale.methods.envelope import build_model, prepare
 
     curves = simulate_curves(seed=1).drop(index=range(9, 16))  # runs of 9 and 16 points: padding used
     data = prepare(bs.Curves.from_any(curves))
@@ -161,7 +161,7 @@ def test_laplace_whitening_is_near_standard_normal():
     import jax
     from pymc.sampling.jax import get_jaxified_logp
 
-    from bayescale.envelope import build_model, laplace, prepare
+    from bayescale.methods.envelope import build_model, laplace, prepare
 
     data = prepare(bs.Curves.from_any(simulate_curves(seed=3)))
     shift, root = laplace(data)
@@ -175,17 +175,19 @@ def test_laplace_programs_are_exported_and_give_the_jitted_results(monkeypatch, 
     """The envelope's value-and-gradient and Hessian load from the export cache without building the
     PyMC model, and give exactly the jitted programs' mode and root; other curves of the same
     shapes (constants of the program) are other programs."""
-    from bayescale import envelope, sampling
+    from bayescale.inference import sampling
+    from bayescale.methods import envelope
+    from bayescale.model import jax_backend
 
     data = envelope.prepare(bs.Curves.from_any(simulate_curves(seed=3)))
     other = envelope.prepare(bs.Curves.from_any(simulate_curves(seed=4)))
     monkeypatch.setattr(sampling, "_PROGRAMS", {})
-    monkeypatch.setenv(sampling.CACHE_ENV, "0")
+    monkeypatch.setenv(jax_backend.CACHE_ENV, "0")
     jitted = envelope.laplace(data)
     jitted_other = envelope.laplace(other)
     assert sampling._PROGRAMS == {}  # no cache: nothing exported or kept
 
-    monkeypatch.setenv(sampling.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(jax_backend.CACHE_ENV, str(tmp_path))
     exported = envelope.laplace(data)
     files = sorted((tmp_path / "exported").glob("*.bin"))
     assert len(files) == len(sampling._PROGRAMS) == 2  # value-and-gradient, Hessian

@@ -52,7 +52,7 @@ def test_heavy_tailed_predictive_does_not_warn(fixed_coefficient_fit):
 
 def test_separate_modes_are_named():
     """Chains stuck in two modes (as the all-free fit of datablations can be) are reported as such."""
-    from bayescale.diagnostics import separate_modes
+    from bayescale.inference.diagnostics import separate_modes
 
     rng = np.random.default_rng(0)
     draws = rng.normal(0.0, 1.0, (4, 500))

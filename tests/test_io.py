@@ -88,7 +88,7 @@ def _rewrite(src, dst, **attrs):
 def test_saved_fit_carries_version_law_priors_runs_and_hash(quick_fit_path):
     import arviz as az
 
-    from bayescale.priors import priors_from_json
+    from bayescale.model.priors import priors_from_json
 
     attrs = az.from_netcdf(quick_fit_path).posterior.attrs
     assert attrs["bayescale_version"] == bs.__version__
@@ -122,7 +122,7 @@ def test_unknown_law_is_incompatible(quick_fit_path, tmp_path, monkeypatch):
     # A law this version does not know (newer release, plug-in); rehashed so only the law differs.
     import arviz as az
 
-    from bayescale import io
+    from bayescale.methods import io
 
     idata = az.from_netcdf(quick_fit_path)
     attrs = idata.posterior.attrs

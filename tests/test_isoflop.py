@@ -8,7 +8,7 @@ import pytest
 from conftest import QUICK, TRUE_CHINCHILLA
 
 import bayescale as bs
-from bayescale.isoflop import fit_isoflop, group_budgets, in_window, prepare
+from bayescale.methods.isoflop import fit_isoflop, group_budgets, in_window, prepare
 
 PORIAN_FINAL = "rw|tuned|short|const|standard|val"
 
@@ -139,7 +139,7 @@ def test_cli_isoflop_json(tmp_path, capsys):
 
 def test_near_best_keeps_sizes_around_each_budgets_minimum():
     """Porian et al.'s rule: neighbours by size rank of the best run; unbracketed budgets drop out."""
-    from bayescale.isoflop import near_best
+    from bayescale.methods.isoflop import near_best
 
     level = np.array([0, 0, 0, 0, 0, 1, 1, 1])
     params = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 1.0, 2.0, 3.0])
@@ -155,7 +155,7 @@ def test_near_best_keeps_sizes_around_each_budgets_minimum():
 def test_bracketed_drops_budgets_whose_best_is_an_end_size():
     """A budget whose lowest loss is at its smallest or largest size is unbracketed: flagged always,
     left out (``used`` false) only with ``bracketed``; the other budgets keep all their runs."""
-    from bayescale.isoflop import bracketed_levels
+    from bayescale.methods.isoflop import bracketed_levels
 
     level = np.repeat([0, 1, 2, 3, 4], 4)
     params = np.concatenate([np.tile([1e8, 2e8, 3e8, 4e8], 4), [1e8, 2e8, 3e8, 3.1e8]])
@@ -194,7 +194,7 @@ def test_bracketed_fit_names_the_budgets_left_out(tmp_path):
     """One quick fit (compare-methods' Approach 2 row): the first budget's sizes above its optimum
     are not run, so its best run is its largest; ``bracketed`` leaves it out, the row's note names
     it, and a is still recovered from the other four budgets."""
-    from bayescale.methods import compare_methods
+    from bayescale.methods.side_by_side import compare_methods
 
     runs = simulate_isoflop(seed=3)
     first = runs["compute"] == runs["compute"].min()

@@ -9,10 +9,10 @@ import xarray as xr
 from conftest import MUENNIGHOFF_C4
 
 import bayescale as bs
-from bayescale import plan
 from bayescale.cli import main
 from bayescale.errors import BayescaleError, LawError
-from bayescale.laws.chinchilla import ChinchillaLaw
+from bayescale.model.laws.chinchilla import ChinchillaLaw
+from bayescale.questions import plan
 
 EPOCH = {"E": 1.81686, "A": 482.00572, "B": 2085.43420, "alpha_N": 0.34781, "alpha_D": 0.36585}
 CHINCHILLA = bs.get_law("chinchilla")

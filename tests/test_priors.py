@@ -3,8 +3,8 @@ import pytest
 
 import bayescale as bs
 from bayescale.errors import PriorError
-from bayescale.model import resolve_priors
-from bayescale.priors import Prior, priors_from_json, priors_to_json, read_priors_file
+from bayescale.model.priors import Prior, priors_from_json, priors_to_json, read_priors_file
+from bayescale.model.pymc_model import resolve_priors
 
 
 def test_round_trip_dict_and_json():

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bayescale as bs
+from bayescale.data.runs import NUMERIC_COLUMNS
 from bayescale.errors import BayescaleError, RunsError
-from bayescale.fit import Fit
-from bayescale.model import resolve_priors
-from bayescale.runs import NUMERIC_COLUMNS
-from bayescale.sampling import SamplerConfig
+from bayescale.inference.sampling import SamplerConfig
+from bayescale.methods.parametric import Fit
+from bayescale.model.pymc_model import resolve_priors
 
 # --- Validation: any table loads into valid Runs or raises RunsError ------------------------------
 

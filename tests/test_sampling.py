@@ -8,12 +8,13 @@ import pytest
 from conftest import MUENNIGHOFF_C4, QUICK, TRUE_CHINCHILLA, simulate_ladder
 
 import bayescale as bs
-from bayescale import sampling
 from bayescale.errors import BayescaleError
-from bayescale.jax_density import build_density, unsupported
-from bayescale.laws.chinchilla import ChinchillaLaw
-from bayescale.model import build_model, resolve_priors
-from bayescale.priors import SUPPORTED_DISTRIBUTIONS, Prior
+from bayescale.inference import sampling
+from bayescale.model import jax_backend
+from bayescale.model.jax_density import build_density, unsupported
+from bayescale.model.laws.chinchilla import ChinchillaLaw
+from bayescale.model.priors import SUPPORTED_DISTRIBUTIONS, Prior
+from bayescale.model.pymc_model import build_model, resolve_priors
 
 pytest.importorskip("numpyro")
 pytestmark = pytest.mark.filterwarnings("ignore::bayescale.FitWarning")
@@ -166,13 +167,13 @@ def test_fast_fit_is_reproducible_and_recorded(tmp_path):
 
 
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv(sampling.CACHE_ENV, str(tmp_path))
-    assert sampling.cache_dir() == tmp_path
-    monkeypatch.setenv(sampling.CACHE_ENV, "0")
-    assert sampling.cache_dir() is None
-    monkeypatch.delenv(sampling.CACHE_ENV)
+    monkeypatch.setenv(jax_backend.CACHE_ENV, str(tmp_path))
+    assert jax_backend.cache_dir() == tmp_path
+    monkeypatch.setenv(jax_backend.CACHE_ENV, "0")
+    assert jax_backend.cache_dir() is None
+    monkeypatch.delenv(jax_backend.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert sampling.cache_dir() == tmp_path / "bayescale" / "jax"
+    assert jax_backend.cache_dir() == tmp_path / "bayescale" / "jax"
 
 
 def test_fast_path_does_not_import_pymc(tmp_path):
@@ -195,7 +196,7 @@ def test_chunked_likelihood_equals_whole_array_one():
     import jax
     import jax.numpy as jnp
 
-    from bayescale import jax_density
+    from bayescale.model.pymc_model import jax_density
 
     rng = np.random.default_rng(2)
     n = 2 * jax_density.CHUNK + 123
@@ -313,15 +314,16 @@ def test_export_cache_is_safe_with_concurrent_writers(tmp_path):
     import sys
 
     code = (
-        "from bayescale import sampling\n"
-        "jax = sampling.setup_jax()\n"
+        "from bayescale.inference import sampling\n"
+        "from bayescale.model import jax_backend\n"
+        "jax = jax_backend.setup_jax()\n"
         "import jax.numpy as jnp\n"
         "f = jax.jit(lambda x: jnp.sin(x) * 2)\n"
         "x = jnp.arange(3.0)\n"
         "total = sum(float(sampling._exported(lambda: f, f'key{i}', (x,)).sum()) for i in range(20))\n"
         "print(repr(total))\n"
     )
-    env = {**os.environ, sampling.CACHE_ENV: str(tmp_path)}
+    env = {**os.environ, jax_backend.CACHE_ENV: str(tmp_path)}
     procs = [
         subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
         for _ in range(2)
@@ -332,7 +334,7 @@ def test_export_cache_is_safe_with_concurrent_writers(tmp_path):
     assert [float(o) for o in outputs] == pytest.approx([expected, expected])
     files = sorted((tmp_path / "exported").iterdir())
     assert [f.name for f in files] == sorted(f"key{i}.bin" for i in range(20))  # no partial files left
-    jax = sampling.setup_jax()
+    jax = jax_backend.setup_jax()
     from jax import export
 
     for f in files:
@@ -343,7 +345,7 @@ def test_export_cache_is_safe_with_concurrent_writers(tmp_path):
 
 def test_a_collapsed_chain_does_not_set_the_shared_step_size():
     """SBC found a chain that collapsed in warm-up (step 3e-17); the plain minimum froze every chain."""
-    from bayescale.sampling import shared_step_size
+    from bayescale.inference.sampling import shared_step_size
 
     assert shared_step_size(np.array([0.13, 0.22, 0.16, 0.15])) == pytest.approx(0.13)
     assert shared_step_size(np.array([3e-17, 0.2])) == pytest.approx(0.2)
@@ -379,11 +381,11 @@ def test_exported_programs_give_the_jitted_results(monkeypatch, tmp_path):
     settings = {"law": "chinchilla", "random_seed": 4, "backend": "jax", **QUICK}
 
     monkeypatch.setattr(sampling, "_PROGRAMS", {})
-    monkeypatch.setenv(sampling.CACHE_ENV, "0")
+    monkeypatch.setenv(jax_backend.CACHE_ENV, "0")
     jitted = bs.fit(runs, **settings).posterior["alpha_N"].values
     assert sampling._PROGRAMS == {}  # no cache: nothing exported or kept
 
-    monkeypatch.setenv(sampling.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(jax_backend.CACHE_ENV, str(tmp_path))
     exported = bs.fit(runs, **settings).posterior["alpha_N"].values
     files = sorted((tmp_path / "exported").glob("*.bin"))
     assert len(files) == len(sampling._PROGRAMS) >= 4  # NUTS, value-and-gradient, Hessian, log density

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale import training_steps as ts
-from bayescale.training_steps import KAPLAN_2020, fit_steps
+from bayescale.methods import training_steps as ts
+from bayescale.methods.training_steps import KAPLAN_2020, fit_steps
 
 
 def simulate_curves(
@@ -98,7 +98,7 @@ def test_loss_at_steps_is_the_fixed_point():
 
 def test_tensor_mean_matches_numpy():
     """The sampler's PyTensor graph (Newton steps from the observed loss) equals the numpy fixed point."""
-    from bayescale.laws import ops
+    from bayescale.model.laws import ops
 
     n, steps, batch = np.array([3e7, 7e8, 7e8]), np.array([2e3, 2e4, 2e5]), np.array([3e4, 2e6, 2e5])
     truth = ts.loss_at_steps(n, steps, batch)

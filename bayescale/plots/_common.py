@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bayescale.errors import BayescaleError, LawError
-from bayescale.intervals import interval
+from bayescale.posterior.intervals import interval
 
 if TYPE_CHECKING:
-    from bayescale.fit import Fit
+    from bayescale.methods.parametric import Fit
 
 #: Default credible bands: 50% (dark) inside 90% (light).
 BAND_PROBS = (0.5, 0.9)

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from bayescale.data.runs import FLOPS_PER_PARAM_TOKEN
 from bayescale.plots._common import LABELS, axes, check_columns
-from bayescale.runs import FLOPS_PER_PARAM_TOKEN
 
 ELPD_COLUMNS = ("elpd_loo", "se", "elpd_diff", "dse")
 EXTRAPOLATION_COLUMNS = (

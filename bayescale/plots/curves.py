@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bayescale.data.runs import FLOPS_PER_PARAM_TOKEN
 from bayescale.errors import BayescaleError
-from bayescale.intervals import interval, interval_dict
 from bayescale.plots import references as refs
 from bayescale.plots._common import (
     BAND_PROBS,
@@ -28,10 +28,10 @@ from bayescale.plots._common import (
     needs_unique_tokens,
     plain_log_ticks,
 )
-from bayescale.runs import FLOPS_PER_PARAM_TOKEN
+from bayescale.posterior.intervals import interval, interval_dict
 
 if TYPE_CHECKING:
-    from bayescale.fit import Fit
+    from bayescale.methods.parametric import Fit
 
 #: For each x of :func:`plot_loss`, the variable held fixed along each curve (and colouring the runs).
 _CURVE_VARIABLE = {"compute": "params", "tokens": "params", "params": "tokens"}
@@ -56,7 +56,7 @@ def plot_frontier(
     ax
         Matplotlib axes to draw on; a new figure when ``None``.
     """
-    from bayescale.plan import optimal_draws
+    from bayescale.questions.plan import optimal_draws
 
     ax = axes(ax)
     runs = fit.runs.frame
@@ -83,7 +83,7 @@ def plot_frontier(
 
 def _loss_draws(fit: Fit, params: Any, tokens: Any) -> Any:
     """Draws of the law's mean loss; a law of repeated data gets fresh data (U = D)."""
-    from bayescale.plan import predict_draws
+    from bayescale.questions.plan import predict_draws
 
     unique = tokens if "unique_tokens" in fit.law.required_columns else None
     return predict_draws(fit, params, tokens, unique, random_seed=0)["loss"]
@@ -174,7 +174,7 @@ def plot_isoflop(
     ax
         Matplotlib axes; a new figure when ``None``.
     """
-    from bayescale.plan import optimal_draws
+    from bayescale.questions.plan import optimal_draws
 
     needs_allocation(fit, "IsoFLOP profiles")
     ax = axes(ax)
@@ -240,7 +240,7 @@ def plot_allocation(
     ax
         Matplotlib axes; a new figure when ``None``.
     """
-    from bayescale.plan import optimal_draws
+    from bayescale.questions.plan import optimal_draws
 
     needs_allocation(fit, "the compute-optimal frontier")
     ax = axes(ax)
@@ -305,7 +305,7 @@ def plot_epochs(
     ax
         Matplotlib axes; a new figure when ``None``.
     """
-    from bayescale.plan import predict_draws
+    from bayescale.questions.plan import predict_draws
 
     needs_unique_tokens(fit, "loss against epochs")
     ax = axes(ax)

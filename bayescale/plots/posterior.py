@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bayescale.errors import BayescaleError
-from bayescale.intervals import interval
 from bayescale.plots import references as refs
 from bayescale.plots._common import BAND_PROBS, LABELS, axes, figure, is_chinchilla_data, plain_log_ticks
+from bayescale.posterior.intervals import interval
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from bayescale.fit import Fit
+    from bayescale.methods.parametric import Fit
 
 _MARKERS = ("s", "o", "^", "v")
 
@@ -143,7 +143,7 @@ def plot_prior_posterior(
 
 
 def _run_predictions(fit: Fit, random_seed: int) -> Any:
-    from bayescale.plan import predict_draws
+    from bayescale.questions.plan import predict_draws
 
     frame = fit.runs.frame
     unique = frame["unique_tokens"] if "unique_tokens" in fit.law.required_columns else None
@@ -220,17 +220,19 @@ def plot_prior_predictive(
     Parameters
     ----------
     draws
-        Output of :func:`bayescale.prior_predictive` (``loss_predictive``, dims chain, draw, run).
+        Output of :func:`bayescale.checks.prior_predictive` (``loss_predictive``, dims chain, draw, run).
     runs
         The same runs (anything :meth:`bayescale.Runs.from_any` accepts).
     x
         Column on the x axis: ``"compute"``, ``"params"`` or ``"tokens"``.
     """
-    from bayescale.runs import Runs
+    from bayescale.data.runs import Runs
 
     frame = Runs.from_any(runs).frame
     if "loss_predictive" not in draws or draws["loss_predictive"].sizes.get("run") != len(frame):
-        raise BayescaleError("draws must be bayescale.prior_predictive output for these runs (dim 'run')")
+        raise BayescaleError(
+            "draws must be bayescale.checks.prior_predictive output for these runs (dim 'run')"
+        )
     if x not in ("compute", "params", "tokens"):
         raise BayescaleError(f"x must be 'compute', 'params' or 'tokens', got {x!r}")
     ax = axes(ax)

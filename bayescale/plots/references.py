@@ -31,7 +31,7 @@ ESTIMATES = {"Hoffmann et al. 2022": HOFFMANN_2022, "Epoch AI 2024": EPOCH_2024}
 
 def optimal_point(estimate: dict[str, float], compute: float) -> dict[str, float]:
     """Compute-optimal ``params`` and ``tokens`` of a Chinchilla-law point estimate at C = 6ND."""
-    from bayescale.laws import get_law
+    from bayescale.model.laws import get_law
 
     best = get_law("chinchilla").optimal_allocation(estimate, np.asarray(compute, dtype=float))
     assert best is not None  # the Chinchilla law has a closed form

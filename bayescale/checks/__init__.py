@@ -1,0 +1,1 @@
+"""The checks layer: prior and posterior predictive checks, calibration, extrapolation scoring."""

@@ -1,0 +1,1 @@
+"""The data layer: validated runs and curves tables, bundled data sets."""

@@ -1,0 +1,186 @@
+"""The validated table of loss curves: checkpoints of several training runs.
+
+Columns (units in brackets), on top of those of :class:`~bayescale.Runs`:
+
+``run``         label of the training run a checkpoint belongs to
+``params``      N of that run [count], one value per run
+``tokens``      tokens seen at the checkpoint [count]
+``loss``        loss at the checkpoint [nats per token]
+``step``        optimiser step, optional
+``batch_size``  batch size in tokens or sequences, optional
+``compute``     compute spent so far [FLOPs], optional (default 6 N D)
+
+Checkpoints of one run are not independent draws; the table keeps them
+sorted by tokens within each run so models can treat them as a series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayescale.data import catalog
+from bayescale.data.runs import Runs, from_source, validate_frame
+from bayescale.errors import RunsError
+
+#: Spellings of the curve-only columns (compared case-insensitively); the rest are Runs' aliases.
+CURVE_ALIASES: dict[str, tuple[str, ...]] = {
+    "run": ("run", "run_name", "run_id", "model"),
+    "tokens": ("tokens_seen", "tokens_so_far"),
+    "step": ("step", "steps", "iteration"),
+    "batch_size": ("batch_size", "batch", "bs"),
+}
+
+
+@dataclass(frozen=True)
+class Curves:
+    """A validated table of loss curves, one row per checkpoint.
+
+    Build one with :meth:`Curves.from_any`. Rows are sorted by ``run`` then
+    ``tokens``.
+
+    Attributes
+    ----------
+    frame
+        Canonical columns (see module docstring) plus any extra columns.
+    source
+        Where the curves came from.
+    """
+
+    frame: pd.DataFrame
+    source: str = "DataFrame"
+
+    @classmethod
+    def from_any(cls, source: Any) -> Curves:
+        """Load and validate curves from a Curves, DataFrame, CSV/Parquet path or bundled name."""
+        if isinstance(source, Curves):
+            return source
+
+        def bundled(name: str) -> Curves:
+            return cls.from_frame(catalog.curves_frame(name), source=name)
+
+        return from_source(source, "curves", cls.from_frame, bundled)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, source: str = "DataFrame") -> Curves:
+        """Validate a DataFrame and return Curves with canonical column names."""
+        return cls(frame=validate_curves(frame), source=source)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def run_names(self) -> list[str]:
+        """Run labels in table order."""
+        return list(pd.unique(self.frame["run"]))
+
+    def run_index(self) -> np.ndarray:
+        """Integer index of each checkpoint's run (into :attr:`run_names`)."""
+        return pd.Categorical(self.frame["run"], categories=self.run_names).codes.astype(int)
+
+    def column(self, name: str) -> np.ndarray:
+        """The named column as a float64 array."""
+        if name not in self.frame.columns:
+            raise RunsError(f"curves have no column {name!r}; columns are {list(self.frame.columns)}")
+        return self.frame[name].to_numpy(dtype=float)
+
+    def runs_table(self) -> pd.DataFrame:
+        """One row per run: ``run``, ``params``, ``n_points``, ``tokens_max``."""
+        grouped = self.frame.groupby("run", sort=False)
+        return pd.DataFrame(
+            {
+                "run": self.run_names,
+                "params": grouped["params"].first().to_numpy(),
+                "n_points": grouped.size().to_numpy(),
+                "tokens_max": grouped["tokens"].max().to_numpy(),
+            }
+        )
+
+    def final_runs(self) -> Runs:
+        """The last checkpoint of each run as :class:`~bayescale.Runs`."""
+        last = self.frame.groupby("run", sort=False).tail(1).reset_index(drop=True)
+        return Runs.from_frame(last, source=f"{self.source} (final checkpoints)")
+
+    def as_runs(self) -> Runs:
+        """Every checkpoint as a run (what a parametric fit on checkpoints treats as independent).
+
+        The run label moves to column ``curve`` (a fit's saved runs are indexed by ``run``).
+        """
+        frame = self.frame.rename(columns={"run": "curve"})
+        return Runs.from_frame(frame, source=f"{self.source} (checkpoints as runs)")
+
+
+def validate_curves(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return a validated copy of ``frame`` with canonical columns, sorted by run then tokens.
+
+    Raises
+    ------
+    RunsError
+        Everything :func:`bayescale.data.runs.validate_frame` rejects, plus: no
+        ``run`` column, a missing run label, a run with several ``params``
+        values, two checkpoints of one run at the same tokens, a run with a
+        single checkpoint, or fewer than two runs.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise RunsError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    out = frame.rename(columns=_curve_mapping(frame.columns))
+    if "run" not in out.columns:
+        raise RunsError(
+            f"curves need a 'run' column saying which run each checkpoint belongs to; "
+            f"found {list(frame.columns)}. Accepted names: {', '.join(CURVE_ALIASES['run'])}"
+        )
+    out = validate_frame(out)
+    if out["run"].isna().any():
+        row = int(np.flatnonzero(out["run"].isna().to_numpy())[0])
+        raise RunsError(f"column 'run' row {row}: missing run label")
+    out["run"] = out["run"].astype(str)
+    for col in ("step", "batch_size"):
+        if col in out.columns:
+            values = pd.to_numeric(out[col], errors="coerce")
+            bad = np.flatnonzero(~(values.to_numpy(dtype=float) > 0))
+            if bad.size:
+                raise RunsError(
+                    f"column {col!r} row {int(bad[0])}: {out[col].iloc[bad[0]]!r} must be a number > 0"
+                )
+            out[col] = values.astype(float)
+    per_run = out.groupby("run", sort=False)
+    n_sizes = per_run["params"].nunique()
+    if (n_sizes > 1).any():
+        run = n_sizes.index[np.flatnonzero(n_sizes.to_numpy() > 1)[0]]
+        values = sorted(out.loc[out["run"] == run, "params"].unique())
+        raise RunsError(f"run {run!r} has several 'params' values {values}; one model size per run")
+    counts = per_run.size()
+    if (counts < 2).any():
+        run = counts.index[np.flatnonzero(counts.to_numpy() < 2)[0]]
+        raise RunsError(f"run {run!r} has a single checkpoint; a curve needs at least 2")
+    if len(counts) < 2:
+        raise RunsError(f"curves need at least 2 runs; found {len(counts)} ({list(counts.index)})")
+    out["_order"] = np.arange(len(out))
+    out = out.sort_values(["run", "tokens"], kind="stable")
+    dup = out.duplicated(["run", "tokens"], keep=False).to_numpy()
+    if dup.any():
+        row = int(out["_order"].to_numpy()[dup][0])
+        raise RunsError(
+            f"row {row}: run {out['run'].to_numpy()[dup][0]!r} has two checkpoints at "
+            f"{out['tokens'].to_numpy()[dup][0]:g} tokens"
+        )
+    return out.drop(columns="_order").reset_index(drop=True)
+
+
+def _curve_mapping(columns: Any) -> dict[Any, str]:
+    lower = {str(c).strip().lower(): c for c in columns}
+    mapping: dict[Any, str] = {}
+    for canon, aliases in CURVE_ALIASES.items():
+        if canon in lower:
+            continue  # the canonical name itself is present
+        hits = [lower[a] for a in aliases if a in lower]
+        if canon == "tokens" and any(a in lower for a in ("d", "n_tokens", "training_tokens", "num_tokens")):
+            continue  # Runs' own alias of tokens is present
+        if len(hits) > 1:
+            raise RunsError(f"columns {hits} all mean {canon!r}; keep one")
+        if hits:
+            mapping[hits[0]] = canon
+    return mapping

@@ -1,0 +1,387 @@
+"""The validated table of training runs every fit starts from.
+
+Canonical columns (units in brackets):
+
+``params``         N, model parameters [count]
+``tokens``         D, training tokens [count]
+``loss``           final loss [nats per token]
+``unique_tokens``  U, unique tokens behind D [count], optional
+``compute``        C, training compute [FLOPs], optional (default 6 N D)
+``group``          label of a data set or recipe, optional
+
+Every bad value raises :class:`~bayescale.errors.RunsError` naming the column
+and the row (0-based position in the table), so nothing is silently dropped.
+Legal but suspicious input (duplicate runs, units that look like millions or
+billions) loads with a :class:`~bayescale.errors.RunsWarning` giving the evidence.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from bayescale.data import catalog
+from bayescale.errors import RunsError, RunsWarning
+
+NUMERIC_COLUMNS = ("params", "tokens", "loss", "unique_tokens", "compute")
+REQUIRED_COLUMNS = ("params", "tokens", "loss")
+
+#: Accepted spellings of each canonical column (compared case-insensitively).
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "params": ("params", "n", "n_params", "parameters", "num_params", "model_size"),
+    "tokens": ("tokens", "d", "n_tokens", "training_tokens", "train_tokens", "num_tokens"),
+    "loss": ("loss", "l", "final_loss", "val_loss", "validation_loss"),
+    "unique_tokens": ("unique_tokens", "u", "unique", "n_unique_tokens"),
+    "compute": ("compute", "c", "flops", "training_flop", "training_flops"),
+    "group": ("group", "dataset"),
+}
+
+#: Compute per parameter per token in the default FLOPs model C = 6 N D.
+FLOPS_PER_PARAM_TOKEN = 6.0
+
+T = TypeVar("T")
+
+#: No loss in nats per token exceeds this: the uniform distribution over a vocabulary of
+#: 1M tokens is ln(1e6) = 13.8 nats, and bits per token over 50k tokens are 15.6.
+MAX_LOSS_NATS = 20.0
+#: Below these a column is almost surely in millions/billions rather than counts: the smallest
+#: language models in published ladders have ~1e5 parameters and see ~1e7 tokens.
+MIN_PLAUSIBLE_MAX_PARAMS = 1e4
+MIN_PLAUSIBLE_MAX_TOKENS = 1e6
+#: Published ladders train on 1 to 10^4 tokens per parameter; a median below this means
+#: tokens and params are in different units (e.g. tokens in billions, params in counts).
+MIN_PLAUSIBLE_TOKENS_PER_PARAM = 1e-3
+
+
+@dataclass(frozen=True)
+class Runs:
+    """A validated table of training runs.
+
+    Build one with :meth:`Runs.from_any` (a path, a DataFrame, or the name of a
+    bundled data set) rather than the constructor.
+
+    Attributes
+    ----------
+    frame
+        One row per run with the canonical columns (see module docstring) and
+        any extra columns the source had. ``compute`` is always present.
+    source
+        Where the runs came from (path, data set name or ``"DataFrame"``).
+    """
+
+    frame: pd.DataFrame
+    source: str = "DataFrame"
+
+    @classmethod
+    def from_any(cls, source: Any) -> Runs:
+        """Load and validate runs from a path, a DataFrame, a Runs, or a bundled name.
+
+        Parameters
+        ----------
+        source
+            ``Runs`` (returned as is), ``pandas.DataFrame``, a path to a
+            ``.csv`` / ``.parquet`` file, or the name of a bundled data set
+            (see :func:`bayescale.data.datasets.names`).
+        """
+        if isinstance(source, Runs):
+            return source
+
+        def bundled(name: str) -> Runs:
+            return cls.from_frame(catalog.frame(catalog.info(name)), source=name)
+
+        return from_source(source, "runs", cls.from_frame, bundled)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, source: str = "DataFrame") -> Runs:
+        """Validate a DataFrame and return Runs with canonical column names."""
+        return cls(frame=validate_frame(frame), source=source)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, column: str) -> pd.Series:
+        return self.frame[column]
+
+    @property
+    def has_unique_tokens(self) -> bool:
+        """True when the table carries a ``unique_tokens`` column."""
+        return "unique_tokens" in self.frame.columns
+
+    def column(self, name: str) -> np.ndarray:
+        """The named column as a float64 numpy array."""
+        if name not in self.frame.columns:
+            raise RunsError(f"runs have no column {name!r}; columns are {list(self.frame.columns)}")
+        return self.frame[name].to_numpy(dtype=float)
+
+    def require(self, columns: Iterable[str], purpose: str) -> None:
+        """Raise a RunsError naming every column in ``columns`` that is missing."""
+        missing = [c for c in columns if c not in self.frame.columns]
+        if missing:
+            raise RunsError(f"{purpose} needs column(s) {missing}; the runs have {list(self.frame.columns)}")
+
+    def drop_duplicates(self) -> Runs:
+        """Runs without repeated identical rows (the first of each is kept)."""
+        keys = [c for c in (*NUMERIC_COLUMNS, "group") if c in self.frame.columns]
+        keep = ~self.frame.duplicated(subset=keys, keep="first").to_numpy()
+        return self.subset(keep)
+
+    def subset(self, mask: np.ndarray) -> Runs:
+        """Runs restricted to the rows where ``mask`` is true."""
+        return Runs(self.frame.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True), self.source)
+
+
+def from_source(
+    source: Any, what: str, from_frame: Callable[[pd.DataFrame, str], T], bundled: Callable[[str], T]
+) -> T:
+    """Build a table from a DataFrame, a CSV/Parquet path or a bundled data set name.
+
+    Parameters
+    ----------
+    source
+        The user's input.
+    what
+        What is being read (``"runs"``, ``"curves"``), for the error message.
+    from_frame
+        Validates a DataFrame; called with the frame and a description of its source.
+    bundled
+        Loads a bundled data set by name.
+    """
+    if isinstance(source, pd.DataFrame):
+        return from_frame(source, "DataFrame")
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.exists():
+            return from_frame(read_table(path), str(path))
+        if str(source) in catalog.names():
+            return bundled(str(source))
+        raise RunsError(
+            f"{str(source)!r} is neither an existing file nor a bundled data set "
+            f"(bundled: {', '.join(catalog.names())})"
+        )
+    raise RunsError(
+        f"cannot read {what} from a {type(source).__name__}; "
+        "pass a DataFrame, a .csv/.parquet path, or a bundled data set name"
+    )
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame, with errors that name the file."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix in (".csv", ".txt", ".tsv", ""):
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except pd.errors.EmptyDataError:
+        raise RunsError(f"{str(path)!r} is empty: expected a table with a header row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise RunsError(f"{str(path)!r} could not be read as a table: {exc}") from None
+    except Exception as exc:  # pyarrow and csv raise their own types for a damaged file
+        raise RunsError(f"{str(path)!r} could not be read as a table: {type(exc).__name__}: {exc}") from None
+    raise RunsError(f"{str(path)!r}: unsupported file type {suffix!r}; use .csv or .parquet")
+
+
+def canonical_columns(columns: Iterable[Any]) -> dict[Any, str]:
+    """Map source column names to canonical names using :data:`COLUMN_ALIASES`.
+
+    Raises when two source columns claim the same canonical name.
+    """
+    lookup = {alias: canon for canon, aliases in COLUMN_ALIASES.items() for alias in aliases}
+    mapping: dict[Any, str] = {}
+    claimed: dict[str, Any] = {}
+    columns = list(columns)
+    # Exact canonical names win over aliases (a table with both `params` and `N`).
+    ordered = sorted(columns, key=lambda c: str(c).strip().lower() not in COLUMN_ALIASES)
+    for col in ordered:
+        canon = lookup.get(str(col).strip().lower())
+        if canon is None:
+            continue
+        if canon in claimed:
+            first_is_canon = str(claimed[canon]).strip().lower() == canon
+            # `Tokens` and `tokens` both spell the canonical name: renaming would repeat a column.
+            if first_is_canon and str(col).strip().lower() != canon:
+                continue  # the canonical column itself is used; the alias stays an extra column
+            raise RunsError(f"columns {claimed[canon]!r} and {col!r} both mean {canon!r}; keep one")
+        claimed[canon] = col
+        mapping[col] = canon
+    return mapping
+
+
+def validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return a validated copy of ``frame`` with canonical columns.
+
+    Raises
+    ------
+    RunsError
+        For a missing column, a non-numeric, NaN, infinite, zero or negative
+        value (naming column and row), or an empty table.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise RunsError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if repeated:
+        raise RunsError(f"runs table has repeated column name(s) {repeated}; keep one of each")
+    mapping = canonical_columns(frame.columns)
+    out = frame.rename(columns=mapping).copy()
+    missing = [c for c in REQUIRED_COLUMNS if c not in out.columns]
+    if missing:
+        raise RunsError(_missing_message(missing, list(frame.columns), mapping))
+    if len(out) == 0:
+        raise RunsError("runs table has no rows")
+    out = out.reset_index(drop=True)
+    for col in NUMERIC_COLUMNS:
+        if col in out.columns:
+            out[col] = _positive_numeric(out[col], col)
+    _check_loss_units(out["loss"].to_numpy())
+    if "compute" not in out.columns:
+        with np.errstate(over="ignore"):
+            out["compute"] = FLOPS_PER_PARAM_TOKEN * out["params"] * out["tokens"]
+        overflow = np.flatnonzero(~np.isfinite(out["compute"].to_numpy()))
+        if overflow.size:
+            row = int(overflow[0])
+            raise RunsError(
+                f"row {row}: 6 x params x tokens = 6 x {out['params'].iloc[row]:g} x "
+                f"{out['tokens'].iloc[row]:g} overflows; params and tokens are counts, "
+                "not exponents or scaled units"
+            )
+    if "unique_tokens" in out.columns:
+        too_many = np.flatnonzero(out["unique_tokens"].to_numpy() > out["tokens"].to_numpy() * (1 + 1e-9))
+        if too_many.size:
+            row = int(too_many[0])
+            raise RunsError(
+                f"column 'unique_tokens' row {row}: {out['unique_tokens'].iloc[row]:g} unique tokens "
+                f"exceed the {out['tokens'].iloc[row]:g} training tokens "
+                f"({too_many.size} row(s) affected); U cannot be larger than D"
+            )
+    if "group" in out.columns:
+        if out["group"].isna().any():
+            row = int(np.flatnonzero(out["group"].isna().to_numpy())[0])
+            raise RunsError(f"column 'group' row {row}: missing group label")
+        out["group"] = out["group"].astype(str)
+    _warn_units(out)
+    _warn_duplicates(out)
+    return out
+
+
+def _missing_message(missing: list[str], columns: list[Any], mapping: dict[Any, str]) -> str:
+    """Name the missing columns, suggest a close unmapped column for each, list the aliases."""
+    unmapped = [c for c in columns if c not in mapping]
+    hints = []
+    for canon in missing:
+        best, best_score = None, 0.0
+        for col in unmapped:
+            name = str(col).strip().lower()
+            for alias in COLUMN_ALIASES[canon]:
+                score = difflib.SequenceMatcher(None, name, alias).ratio()
+                if score > best_score:
+                    best, best_score = col, score
+        if best is not None and best_score >= 0.6:
+            hints.append(f"column {best!r} looks like {canon!r}: rename it to {canon!r}")
+    message = f"runs are missing required column(s) {missing}; found {[str(c) for c in columns]}. "
+    if hints:
+        message += "Did you mean: " + "; ".join(hints) + ". "
+    elif len(columns) == 1 and any(sep in str(columns[0]) for sep in (";", "\t", "|", " ")):
+        message += "The whole header was read as one column: is the file comma-separated? "
+    return message + "Accepted names: " + "; ".join(f"{c}: {', '.join(COLUMN_ALIASES[c])}" for c in missing)
+
+
+def _check_loss_units(loss: np.ndarray) -> None:
+    """Raise for a loss that no language model reports in nats per token."""
+    bad = np.flatnonzero(loss > MAX_LOSS_NATS)
+    if bad.size:
+        row = int(bad[0])
+        raise RunsError(
+            f"column 'loss' row {row}: {loss[row]:g} cannot be a loss in nats per token "
+            f"(> {MAX_LOSS_NATS:g}; {bad.size} such row(s)). Perplexity? use log(perplexity). "
+            "Bits per token? multiply by ln 2 = 0.693. A percentage or accuracy is not a loss"
+        )
+
+
+def _warn_units(out: pd.DataFrame) -> None:
+    """Warn, with the evidence, when params or tokens look like millions or billions."""
+    params, tokens = out["params"].to_numpy(), out["tokens"].to_numpy()
+    notes = []
+    if params.max() < MIN_PLAUSIBLE_MAX_PARAMS:
+        row = int(np.argmax(params))
+        notes.append(
+            f"column 'params': the largest value is {params[row]:g} (row {row}), below "
+            f"{MIN_PLAUSIBLE_MAX_PARAMS:g}; params count parameters: are these millions (x 1e6) "
+            "or billions (x 1e9)?"
+        )
+    if tokens.max() < MIN_PLAUSIBLE_MAX_TOKENS:
+        row = int(np.argmax(tokens))
+        notes.append(
+            f"column 'tokens': the largest value is {tokens[row]:g} (row {row}), below "
+            f"{MIN_PLAUSIBLE_MAX_TOKENS:g}; tokens count tokens: are these billions (x 1e9)?"
+        )
+    ratio = tokens / params
+    if np.median(ratio) < MIN_PLAUSIBLE_TOKENS_PER_PARAM:
+        row = int(np.argmin(ratio))
+        notes.append(
+            f"columns 'tokens'/'params': median tokens per parameter is {np.median(ratio):.3g} "
+            f"(row {row}: {tokens[row]:g} tokens for {params[row]:g} params); ladders train on "
+            "1-10^4 tokens per parameter: are tokens in billions or params in different units?"
+        )
+    if notes:
+        warnings.warn("runs units look wrong:\n  - " + "\n  - ".join(notes), RunsWarning, stacklevel=4)
+
+
+def _warn_duplicates(out: pd.DataFrame) -> None:
+    """Warn about identical rows, keeping them, and say how to drop them."""
+    keys = [c for c in (*NUMERIC_COLUMNS, "group") if c in out.columns]
+    repeats = np.flatnonzero(out.duplicated(subset=keys, keep="first").to_numpy())
+    if repeats.size:
+        first = int(repeats[0])
+        twin = int(np.flatnonzero((out[keys] == out[keys].iloc[first]).all(axis=1).to_numpy())[0])
+        warnings.warn(
+            f"{repeats.size} run(s) repeat an earlier row exactly (row {first} equals row {twin}; "
+            f"repeats at rows {repeats[:10].tolist()}{' ...' if repeats.size > 10 else ''}). They are "
+            "kept and count as independent runs; drop them with runs.drop_duplicates() or "
+            "frame.drop_duplicates() if they are copies",
+            RunsWarning,
+            stacklevel=4,
+        )
+
+
+def _positive_numeric(series: pd.Series, col: str) -> pd.Series:
+    arr = np.array([_to_float(v) for v in series.to_numpy(dtype=object)], dtype=float)
+    bad_text = np.isnan(arr) & series.notna().to_numpy()
+    if bad_text.any():
+        row = int(np.flatnonzero(bad_text)[0])
+        raise RunsError(
+            f"column {col!r} row {row}: {series.iloc[row]!r} is not a number "
+            f"({int(bad_text.sum())} non-numeric value(s) in {col!r})"
+        )
+    checks = (
+        (np.isnan(arr), "is missing (NaN)"),
+        (np.isinf(arr), "is infinite"),
+        (arr <= 0, "must be > 0"),
+    )
+    for bad, what in checks:
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise RunsError(
+                f"column {col!r} row {row}: value {float(arr[row])!r} {what} "
+                f"({int(bad.sum())} such row(s) in {col!r})"
+            )
+    return pd.Series(arr, index=series.index, name=col)
+
+
+def _to_float(value: Any) -> float:
+    """A real number from a cell, or NaN for anything else (text, booleans, complex, lists)."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return float("nan")
+    if isinstance(value, str):
+        value = value.strip().replace("_", "")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")
+    return number

@@ -1,0 +1,1 @@
+"""The inference layer: samplers, the JAX NUTS fast path, the program cache, diagnostics."""

@@ -1,0 +1,136 @@
+"""Convergence diagnostics computed on every fit (r_hat, bulk ESS, divergences, modes)."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Any
+
+import numpy as np
+
+#: Thresholds a fit must meet (Vehtari et al. 2021 recommend r_hat <= 1.01, ESS >= 400).
+MAX_R_HAT = 1.01
+MIN_ESS_BULK = 400
+
+
+class FitWarning(UserWarning):
+    """A fit whose diagnostics fail: its answers may not be trustworthy."""
+
+
+def compute(idata: Any, names: list[str]) -> dict[str, Any]:
+    """Diagnostics of the free parameters ``names`` of a sampled InferenceData.
+
+    Returns
+    -------
+    dict
+        ``divergences``, ``max_r_hat``, ``min_ess_bulk``, per-parameter
+        ``r_hat`` and ``ess_bulk``, ``ok``, a list of ``problems`` and
+        ``restarted_chains`` (chains restarted after a collapsed warm-up).
+    """
+    import arviz as az
+
+    posterior = idata.posterior[names]
+    chains = posterior.sizes["chain"]
+    r_hat = az.rhat(posterior) if chains > 1 else None
+    ess = az.ess(posterior, method="bulk")
+    # A vector variable (one value per group) is judged by its worst element.
+    per_r_hat = {n: float(r_hat[n].max()) if r_hat is not None else float("nan") for n in names}
+    per_ess = {n: float(ess[n].min()) for n in names}
+    divergences = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
+    max_r_hat = max(per_r_hat.values()) if r_hat is not None else float("nan")
+    min_ess = min(per_ess.values())
+    problems = []
+    if divergences:
+        problems.append(
+            f"{divergences} divergent transitions: raise target_accept (e.g. 0.95), "
+            "tighten the priors, or check that the law suits the data"
+        )
+    if np.isfinite(max_r_hat) and max_r_hat > MAX_R_HAT:
+        worst = max(per_r_hat, key=per_r_hat.__getitem__)
+        problems.append(
+            f"max r_hat {max_r_hat:.3f} > {MAX_R_HAT} (worst: {worst}): chains disagree; "
+            "run more tuning steps and draws, or check for a multimodal posterior"
+        )
+        modes = separate_modes(posterior[worst].values)
+        if modes:
+            problems.append(_modes_message(worst, posterior[worst].values, modes, idata))
+    if min_ess < MIN_ESS_BULK:
+        worst = min(per_ess, key=per_ess.__getitem__)
+        problems.append(f"min bulk ESS {min_ess:.0f} < {MIN_ESS_BULK} (worst: {worst}): run more draws")
+    # The fast path restarts a chain whose warm-up collapsed from a healthy chain's state
+    # (sampling._end_warmup): not a failure, but that chain did not start independently.
+    stats = idata.sample_stats
+    restarted = []
+    if "restarted" in stats:
+        restarted = [int(c) for c in np.flatnonzero(stats["restarted"].any("draw").values)]
+    return {
+        "restarted_chains": restarted,
+        "divergences": divergences,
+        "max_r_hat": max_r_hat,
+        "min_ess_bulk": min_ess,
+        "r_hat": per_r_hat,
+        "ess_bulk": per_ess,
+        "ok": not problems,
+        "problems": problems,
+    }
+
+
+#: Chains whose medians differ by more than this many within-chain sds sit in separate modes.
+MODE_GAP = 4.0
+
+
+def separate_modes(values: np.ndarray) -> list[list[int]]:
+    """Groups of chains that settled in separate modes of one parameter, or ``[]``.
+
+    Chains are sorted by their median; a gap between neighbours of more than
+    :data:`MODE_GAP` times the largest within-chain standard deviation splits
+    them. Chains that mix slowly in one mode overlap and are not split.
+    Positive draws are compared on the log scale, where a scale parameter's
+    modes (B ~ 80 against B ~ 8000) are as far apart as they look.
+
+    Parameters
+    ----------
+    values
+        Draws with dims ``(chain, draw)``; anything else returns ``[]``.
+    """
+    if values.ndim != 2 or values.shape[0] < 2 or not np.all(np.isfinite(values)):
+        return []
+    if np.all(values > 0):
+        values = np.log(values)
+    medians = np.median(values, axis=1)
+    spread = float(np.max(np.std(values, axis=1)))
+    order = np.argsort(medians)
+    groups, current = [], [int(order[0])]
+    for prev, chain in itertools.pairwise(order):
+        if medians[chain] - medians[prev] > MODE_GAP * spread:
+            groups.append(current)
+            current = []
+        current.append(int(chain))
+    groups.append(current)
+    return [sorted(g) for g in groups] if len(groups) > 1 else []
+
+
+def _modes_message(name: str, values: np.ndarray, modes: list[list[int]], idata: Any) -> str:
+    lp = idata.sample_stats["lp"].values if "lp" in idata.sample_stats else None
+    parts = []
+    for group in modes:
+        text = f"chains {group}: {name} ~ {np.median(values[group]):.4g}"
+        if lp is not None:
+            text += f", mean log density {np.mean(lp[group]):.1f}"
+        parts.append(text)
+    return (
+        f"chains settled in {len(modes)} separate modes ({'; '.join(parts)}): more draws will not "
+        "fix this. Often the law cannot describe every run alike (see predictive_check): drop or "
+        "explain the outlying runs, or fix the parameters the runs cannot pin down"
+    )
+
+
+def warn_if_failed(diagnostics: dict[str, Any], stacklevel: int = 3) -> None:
+    """Emit a :class:`FitWarning` listing every failed diagnostic."""
+    if not diagnostics["ok"]:
+        warnings.warn(
+            "the fit failed its diagnostics; treat its answers with care:\n  - "
+            + "\n  - ".join(diagnostics["problems"]),
+            FitWarning,
+            stacklevel=stacklevel,
+        )

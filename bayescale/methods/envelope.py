@@ -1,0 +1,416 @@
+"""Training-curve envelope (Hoffmann et al. 2022, Approach 1) with within-run correlation.
+
+Each run's curve is smoothed by ``log L_r(D) = log(E_r + G_r (D / D_r)^-beta_r)``, D_r the
+geometric mean of the run's checkpoint tokens.
+Checkpoints of one run share its history, so the residuals about the curve are
+an AR(1) series in checkpoint order (``correlation="ar1"``, default), not
+independent draws (``correlation="none"``, which gives overconfident intervals).
+
+For every posterior draw, the envelope at each compute C of a grid is the run
+with the lowest smoothed loss at D = C / (kappa N_r) among the runs whose
+observed tokens cover that D; a line through log N_opt against log C (points
+where the winner is the smallest or largest run available are left out, since
+the true optimum may lie beyond) gives ``a`` per draw, and ``b = 1 - a``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayescale.data.curves import Curves
+from bayescale.errors import BayescaleError, RunsError
+from bayescale.inference.sampling import SamplerConfig, choose_backend
+from bayescale.posterior.intervals import AllocationAnswers, interval_dict
+from bayescale.posterior.query import make_query
+
+CORRELATIONS = ("ar1", "none")
+
+#: Least number of runs covering a compute for it to enter the envelope grid.
+MIN_RUNS_AT_COMPUTE = 3
+
+
+@dataclass(frozen=True)
+class CurveData:
+    """Curves prepared for the model: run index, log tokens, log loss, padded (run, checkpoint) grid."""
+
+    curves: Curves
+    run: np.ndarray
+    log_tokens: np.ndarray
+    log_loss: np.ndarray
+    log_tokens_ref: np.ndarray
+    params: np.ndarray
+    kappa: float
+    #: (run, checkpoint) arrays, each run's checkpoints left-aligned and the rest masked out:
+    #: the model then broadcasts per-run parameters instead of gathering them per point (whose
+    #: gradient is a scatter-add, 2-3x slower at 1e5 points).
+    grid_u: np.ndarray
+    grid_y: np.ndarray
+    grid_mask: np.ndarray
+
+
+def prepare(curves: Curves) -> CurveData:
+    """Arrays of ``curves`` in table order (sorted by run, then tokens)."""
+    run = curves.run_index()
+    log_tokens = np.log(curves.column("tokens"))
+    log_loss = np.log(curves.column("loss"))
+    ratio = curves.column("compute") / (curves.column("params") * curves.column("tokens"))
+    # each run's mean log tokens: there its G_r is least correlated with beta_r
+    log_tokens_ref = pd.Series(log_tokens).groupby(run).mean().to_numpy()
+    lengths = np.bincount(run)
+    position = np.arange(len(run)) - np.r_[0, np.cumsum(lengths)[:-1]][run]
+    shape = (len(lengths), int(lengths.max()))
+    grid_u, grid_y, grid_mask = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=bool)
+    grid_u[run, position] = log_tokens - log_tokens_ref[run]
+    grid_y[run, position] = log_loss
+    grid_mask[run, position] = True
+    return CurveData(
+        curves=curves,
+        run=run,
+        log_tokens=log_tokens,
+        log_loss=log_loss,
+        log_tokens_ref=log_tokens_ref,
+        params=curves.runs_table()["params"].to_numpy(dtype=float),
+        kappa=float(np.exp(np.mean(np.log(ratio)))),
+        grid_u=grid_u,
+        grid_y=grid_y,
+        grid_mask=grid_mask,
+    )
+
+
+def _n_coordinates(data: CurveData, correlation: str) -> int:
+    """Unconstrained coordinates: log E, log G, log beta per run, log sigma, and logit rho (AR(1))."""
+    return 3 * data.grid_y.shape[0] + 1 + (correlation == "ar1")
+
+
+def _log_e_prior_mean(data: CurveData) -> np.ndarray:
+    """Prior mean of each run's log E: 0.2 below the lowest log loss the run reached."""
+    return np.where(data.grid_mask, data.grid_y, np.inf).min(axis=1) - 0.2
+
+
+def build_model(
+    data: CurveData,
+    correlation: str = "ar1",
+    shift: np.ndarray | None = None,
+    root: np.ndarray | None = None,
+) -> Any:
+    """The PyMC model of every run's smoothed curve, with AR(1) or independent residuals.
+
+    The sampler moves ``z`` with the unconstrained parameters ``x = shift + root @ z``
+    (defaults: ``x = z``); :func:`laplace` gives the posterior mode and the Cholesky factor
+    of its covariance, which make ``z`` near standard normal. The map is affine, so the
+    posterior of the parameters is the same whatever ``shift`` and ``root`` are.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    if correlation not in CORRELATIONS:
+        raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
+    n_runs = data.grid_y.shape[0]
+    size = _n_coordinates(data, correlation)
+    shift = np.zeros(size) if shift is None else np.asarray(shift, dtype=float)
+    root = np.eye(size) if root is None else np.asarray(root, dtype=float)
+    mask = data.grid_mask.astype(float)
+    # an innovation at checkpoint t > 0 needs t and t - 1 in the run; padding is at the end of rows
+    pairs = mask[:, 1:]
+    n_points = float(mask.sum())
+    coords = {"curve": data.curves.run_names}
+    with pm.Model(coords=coords) as model:
+        z = pm.Flat("z", shape=size)
+        x = pt.as_tensor(shift) + pt.dot(pt.as_tensor(root), z)
+        log_e, log_g, log_beta = x[:n_runs], x[n_runs : 2 * n_runs], x[2 * n_runs : 3 * n_runs]
+        log_sigma = x[3 * n_runs]
+        beta, sigma = pt.exp(log_beta), pt.exp(log_sigma)
+        pm.Deterministic("log_E", log_e, dims="curve")
+        pm.Deterministic("log_G_at_ref", log_g, dims="curve")
+        pm.Deterministic("beta", beta, dims="curve")
+        pm.Deterministic("sigma", sigma)
+        # Priors (on the unconstrained scale, with the Jacobians of exp and logistic):
+        # log E_r below the lowest loss the run reached (E < L), weakly: 90% within a factor 2.4;
+        # log G_r ~ N(-1, 2); beta_r ~ LogNormal(-1, 0.6); sigma ~ HalfNormal(0.05); rho ~ Beta(2, 2).
+        log_prior = (
+            pm.logp(pm.Normal.dist(_log_e_prior_mean(data), 0.5), log_e).sum()
+            + pm.logp(pm.Normal.dist(-1.0, 2.0), log_g).sum()
+            + pm.logp(pm.Normal.dist(-1.0, 0.6), log_beta).sum()
+            + pm.logp(pm.HalfNormal.dist(0.05), sigma)
+            + log_sigma
+        )
+        mu = pt.logaddexp(log_e[:, None], log_g[:, None] - beta[:, None] * data.grid_u)
+        resid = (data.grid_y - mu) * mask
+        if correlation == "ar1":
+            logit_rho = x[3 * n_runs + 1]
+            rho = pm.Deterministic("rho", pm.math.sigmoid(logit_rho))
+            log_prior += 2.0 * (pt.log(rho) + pt.log1p(-rho))  # Beta(2, 2) density and Jacobian
+            innov = (resid[:, 1:] - rho * resid[:, :-1]) * pairs
+            # The first checkpoint of a run has the stationary variance sigma^2 / (1 - rho^2).
+            first_var = sigma**2 / (1.0 - rho**2)
+            sum_sq = (innov**2).sum() / sigma**2 + (resid[:, 0] ** 2).sum() / first_var
+            log_det = (n_points - n_runs) * pt.log(sigma) + 0.5 * n_runs * pt.log(first_var)
+        else:
+            sum_sq = (resid**2).sum() / sigma**2
+            log_det = n_points * pt.log(sigma)
+        pm.Potential("log_prior", log_prior)
+        # The map from residuals to innovations is triangular with unit diagonal: no Jacobian term.
+        pm.Potential("log_loss", -0.5 * sum_sq - log_det - 0.5 * n_points * np.log(2 * np.pi))
+    return model
+
+
+def laplace(data: CurveData, correlation: str = "ar1") -> tuple[np.ndarray, np.ndarray] | None:
+    """Posterior mode on the unconstrained scale and the Cholesky factor of the inverse Hessian there.
+
+    ``None`` when the search fails or the Hessian is not positive definite. With many
+    checkpoints per run the posterior standard deviations are ~1e-3 or less; numpyro's
+    warm-up shrinks its mass-matrix estimate towards 1e-3 I, which on those scales costs
+    hundreds of leapfrog steps per draw. Sampled in whitened coordinates, the posterior is near
+    standard normal and its scale no longer depends on the number of checkpoints.
+
+    The value-and-gradient and Hessian programs go through the on-disk program cache
+    (:func:`bayescale.inference.sampling._program`): the curves are constants of the PyMC model, so they
+    are part of the key (:func:`_structure`), and the model is built and converted to JAX only
+    when a program is not cached.
+    """
+    import jax
+
+    from bayescale.inference.sampling import _cached_program, mode_and_root, setup_jax
+
+    setup_jax()
+
+    @functools.cache
+    def neg_logp() -> Any:
+        from pymc.sampling.jax import get_jaxified_logp
+
+        # (PyMC's flag reads backwards: negative_logp=False returns -logp)
+        model_neg_logp = get_jaxified_logp(build_model(data, correlation), negative_logp=False)
+        return lambda x: model_neg_logp([x])
+
+    n_runs = data.grid_y.shape[0]
+    start = np.r_[_log_e_prior_mean(data), np.full(n_runs, -1.0), np.full(n_runs, -1.0), np.log(0.01)]
+    if correlation == "ar1":
+        start = np.r_[start, 0.0]
+    structure = _structure(data, correlation)
+    value_and_grad = _cached_program(
+        structure, "value_and_grad", lambda: jax.value_and_grad(neg_logp()), (start,)
+    )
+    hessian = _cached_program(structure, "hessian", lambda: jax.hessian(neg_logp()), (start,))
+    # BFGS first (fast: 4 s at 1e5 points); should it end off the finite region, Newton steps in
+    # a trust region on the exact Hessian (slower, but a step into overflow is just rejected).
+    return mode_and_root(value_and_grad, hessian, start, methods=("BFGS", "trust-ncg"))
+
+
+def _structure(data: CurveData, correlation: str) -> tuple[Any, ...]:
+    """What the Laplace programs of :func:`build_model` bake in: the curves, the correlation, PyMC."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for array in (data.grid_u, data.grid_y, data.grid_mask):
+        digest.update(repr((array.shape, str(array.dtype))).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return ("envelope", correlation, digest.hexdigest(), version("pymc"), version("pytensor"))
+
+
+@dataclass
+class EnvelopeFit(AllocationAnswers):
+    """Posterior of the smoothed curves and the envelope exponents derived from it.
+
+    Attributes
+    ----------
+    idata
+        ``arviz.InferenceData``; posterior ``log_E``, ``log_G_at_ref``,
+        ``beta`` per curve, ``sigma`` and (AR(1)) ``rho``.
+    data
+        The curves as arrays.
+    grid
+        Compute values of the envelope, with how many runs cover each.
+    """
+
+    idata: Any
+    data: CurveData
+    correlation: str
+    sampler: SamplerConfig
+    random_seed: int | None
+    diagnostics: dict[str, Any]
+    grid: pd.DataFrame
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """Posterior draws (dims ``chain``, ``draw``, ``curve``)."""
+        return self.idata.posterior
+
+    def envelope_draws(self) -> xr.Dataset:
+        """Per draw and grid compute: ``params_opt`` of the envelope and whether it is ``interior``."""
+        post = self.posterior
+        compute = self.grid["compute"].to_numpy()
+        n = self.data.params
+        log_d = np.log(compute[:, None] / (self.data.kappa * n[None, :]))  # (grid, curve)
+        lo, hi = self._token_range()
+        covered = (log_d >= lo[None, :]) & (log_d <= hi[None, :])
+        u = xr.DataArray(log_d - self.data.log_tokens_ref[None, :], dims=("grid", "curve"))
+        # (numpy's ufunc on DataArrays returns a DataArray; its stubs say ndarray)
+        log_loss = cast(xr.DataArray, np.logaddexp(post["log_E"], post["log_G_at_ref"] - post["beta"] * u))
+        log_loss = log_loss.where(xr.DataArray(covered, dims=("grid", "curve")), np.inf)
+        best = log_loss.argmin("curve")
+        order = np.argsort(n)
+        n_sorted = n[order]
+        cov_sorted = covered[:, order]
+        smallest = np.array([n_sorted[c].min() for c in cov_sorted])
+        largest = np.array([n_sorted[c].max() for c in cov_sorted])
+        params_opt = xr.DataArray(n[best.values], dims=best.dims, coords=best.coords)
+        interior = (params_opt > xr.DataArray(smallest, dims="grid")) & (
+            params_opt < xr.DataArray(largest, dims="grid")
+        )
+        return xr.Dataset({"params_opt": params_opt, "interior": interior})
+
+    def _token_range(self) -> tuple[np.ndarray, np.ndarray]:
+        frame = pd.DataFrame({"run": self.data.run, "t": self.data.log_tokens})
+        grouped = frame.groupby("run")["t"]
+        return grouped.min().to_numpy(), grouped.max().to_numpy()
+
+    def exponent_draws(self) -> xr.Dataset:
+        """Draws of ``a``, ``b = 1 - a`` and ``log_k`` (log N_opt = log_k + a log C)."""
+        env = self.envelope_draws()
+        x = xr.DataArray(np.log(self.grid["compute"].to_numpy()), dims="grid")
+        y = np.log(env["params_opt"])
+        w = env["interior"].astype(float)
+        sw = w.sum("grid")
+        if float(sw.min()) < 2:
+            raise RunsError(
+                "the envelope has fewer than 2 compute values where the best run is neither the "
+                "smallest nor the largest available; curves of more model sizes are needed"
+            )
+        xbar = (w * x).sum("grid") / sw
+        ybar = (w * y).sum("grid") / sw
+        a = (w * (x - xbar) * (y - ybar)).sum("grid") / (w * (x - xbar) ** 2).sum("grid")
+        return xr.Dataset({"a": a, "b": 1.0 - a, "log_k": ybar - a * xbar}).transpose("chain", "draw")
+
+    def optimal_draws(self, compute: Any) -> xr.Dataset:
+        """Draws of ``params``, ``tokens`` and ``tokens_per_param`` at each budget (dim ``query``)."""
+        query = make_query(compute=compute)
+        exps = self.exponent_draws()
+        params = np.exp(exps["log_k"] + exps["a"] * np.log(query["compute"]))
+        tokens = query["compute"] / (self.data.kappa * params)
+        out = xr.Dataset({"params": params, "tokens": tokens, "tokens_per_param": tokens / params})
+        return out.transpose("chain", "draw", "query")
+
+    def summary(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
+        """JSON-ready summary: exponents, correlation, grid and diagnostics."""
+        out: dict[str, Any] = {
+            "n_points": len(self.data.run),
+            "n_runs": len(self.data.params),
+            "prob": prob,
+            "correlation": self.correlation,
+            **self.exponents(prob, kind),
+            "sigma": interval_dict(self.posterior["sigma"], prob, kind),
+            "kappa": self.data.kappa,
+            "compute_grid": [float(self.grid["compute"].min()), float(self.grid["compute"].max())],
+        }
+        if "rho" in self.posterior:
+            out["rho"] = interval_dict(self.posterior["rho"], prob, kind)
+        out["diagnostics"] = {
+            k: self.diagnostics[k] for k in ("divergences", "max_r_hat", "min_ess_bulk", "ok", "problems")
+        }
+        return out
+
+
+def compute_grid(data: CurveData, size: int = 60) -> pd.DataFrame:
+    """Log-spaced compute values covered by at least :data:`MIN_RUNS_AT_COMPUTE` runs.
+
+    ``size`` points span the covered range; those in gaps of coverage are left out.
+    """
+    frame = pd.DataFrame({"run": data.run, "t": data.log_tokens})
+    lo = frame.groupby("run")["t"].min().to_numpy()
+    hi = frame.groupby("run")["t"].max().to_numpy()
+    log_c_lo = np.log(data.kappa * data.params) + lo
+    log_c_hi = np.log(data.kappa * data.params) + hi
+    candidates = np.linspace(log_c_lo.min(), log_c_hi.max(), 4 * size)
+    n_cover = ((candidates[:, None] >= log_c_lo) & (candidates[:, None] <= log_c_hi)).sum(axis=1)
+    ok = candidates[n_cover >= MIN_RUNS_AT_COMPUTE]
+    if ok.size == 0:
+        raise RunsError(
+            f"no compute is covered by {MIN_RUNS_AT_COMPUTE} or more runs; the envelope needs "
+            "curves that overlap in compute"
+        )
+    grid = np.linspace(ok.min(), ok.max(), size)
+    cover = ((grid[:, None] >= log_c_lo) & (grid[:, None] <= log_c_hi)).sum(axis=1)
+    # Runs of few sizes leave gaps in compute between ok.min() and ok.max(): keep covered points only.
+    keep = cover >= MIN_RUNS_AT_COMPUTE
+    return pd.DataFrame({"compute": np.exp(grid[keep]), "n_runs": cover[keep]})
+
+
+def fit_envelope(
+    curves: Any,
+    *,
+    correlation: str = "ar1",
+    grid_size: int = 60,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    backend: str = "auto",
+    target_accept: float = 0.9,
+    random_seed: int | None = None,
+    progressbar: bool = True,
+    warn: bool = True,
+    whiten: bool = True,
+) -> EnvelopeFit:
+    """Fit smoothed loss curves and derive the compute-optimal envelope (Approach 1).
+
+    Parameters
+    ----------
+    curves
+        :class:`~bayescale.data.curves.Curves`, a DataFrame, a CSV/Parquet path or a
+        bundled curve data set (columns ``run``, ``params``, ``tokens``, ``loss``).
+    correlation
+        ``"ar1"`` (default): residuals of one run follow an AR(1) series;
+        ``"none"``: independent checkpoints (overconfident; for comparison).
+    grid_size
+        Number of compute values of the envelope.
+    draws, tune, chains, backend, target_accept, random_seed, progressbar
+        Sampler settings (see :func:`bayescale.methods.parametric`).
+    warn
+        Emit a :class:`~bayescale.inference.diagnostics.FitWarning` when diagnostics fail.
+    whiten
+        Sample in coordinates whitened by the Laplace approximation (:func:`laplace`;
+        default). ``False`` samples the unconstrained parameters as they are (slow to
+        adapt when there are thousands of checkpoints per run).
+
+    Returns
+    -------
+    EnvelopeFit
+    """
+    from bayescale.inference.sampling import sample_checked
+
+    curves_obj = Curves.from_any(curves)
+    if correlation not in CORRELATIONS:
+        raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
+    if curves_obj.frame["params"].nunique() < 3:
+        raise RunsError("the envelope needs curves of at least 3 model sizes")
+    data = prepare(curves_obj)
+    grid = compute_grid(data, grid_size)
+    names = ["log_E", "log_G_at_ref", "beta", "sigma", "rho"]
+    whitening = laplace(data, correlation) if whiten else None
+    extra = {}
+    if whitening is not None and choose_backend(backend) == "numpyro":
+        # Whitened, the posterior is near N(0, I): a diagonal metric is enough, and a dense one
+        # is worse: estimated in warm-up's first windows from tens of draws of 60+ coordinates,
+        # it is near singular and warm-up ran at the 1023-step tree-depth limit (measured: 1e4
+        # points, 20 runs: warm-up 45 s dense against 5 s diagonal, 36 against 15 steps after).
+        extra = {"nuts_kwargs": {"dense_mass": False}}
+    config = SamplerConfig(
+        draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept, extra=extra
+    )
+    model = build_model(data, correlation, *(whitening or (None, None)))
+    idata, report, used = sample_checked(model, names, config, random_seed, progressbar, warn)
+    return EnvelopeFit(
+        idata=idata,
+        data=data,
+        correlation=correlation,
+        sampler=used,
+        random_seed=random_seed,
+        diagnostics=report,
+        grid=grid,
+    )

@@ -1,0 +1,141 @@
+"""Many independent fits at once through any ``concurrent.futures.Executor``: :func:`fit_many`.
+
+A local process pool by default; a Dask cluster by passing
+``distributed.Client(address).get_executor()`` (or :func:`dask_executor`),
+so a calibration study of thousands of fits runs on a cluster unchanged.
+Results come back in job order; a job that fails is reported in its own
+:class:`JobResult` and never loses the others.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from bayescale.errors import BayescaleError
+
+#: fit() keywords a job may not set (results travel back to the caller, not to a screen).
+_FORCED = {"progressbar": False}
+
+
+@dataclass
+class JobResult:
+    """The outcome of one job of :func:`fit_many`.
+
+    Attributes
+    ----------
+    index
+        Position of the job in the input.
+    fit
+        The :class:`~bayescale.Fit`, or ``None`` when the job failed.
+    error
+        ``"ExceptionType: message"`` when the job failed, else ``None``.
+    traceback
+        The formatted traceback of the failure (from the worker), else ``None``.
+    """
+
+    index: int
+    fit: Any = None
+    error: str | None = None
+    traceback: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the job produced a fit."""
+        return self.error is None
+
+
+def run_job(job: Mapping[str, Any]) -> Any:
+    """Run one job, ``bayescale.fit(**job)``, in a worker."""
+    from bayescale.methods.parametric import fit
+
+    return fit(**{**job, **_FORCED})
+
+
+def _failure(index: int, exc: BaseException) -> JobResult:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return JobResult(index=index, error=f"{type(exc).__name__}: {exc}", traceback=text)
+
+
+def fit_many(
+    jobs: Iterable[Mapping[str, Any]],
+    executor: Executor | None = None,
+    max_workers: int | None = None,
+) -> list[JobResult]:
+    """Run many independent fits concurrently; results in job order.
+
+    Parameters
+    ----------
+    jobs
+        Keyword arguments of :func:`bayescale.methods.parametric` for each job, e.g.
+        ``{"runs": frame, "law": "chinchilla", "random_seed": 1}``. They
+        travel to the workers, so they must pickle (data frames, paths and
+        bundled data set names do).
+    executor
+        Any ``concurrent.futures.Executor``: for a Dask cluster,
+        ``distributed.Client(address).get_executor()``. By default a local
+        process pool (spawned processes, ``max_workers`` of them, default
+        the number of CPUs), shut down on return.
+    max_workers
+        Workers of the default pool; ignored when ``executor`` is given.
+
+    Returns
+    -------
+    list of JobResult
+        One per job, in order. A failed job has ``fit=None`` and the error
+        (with the worker's traceback); the other jobs' fits are kept.
+    """
+    jobs = [dict(job) for job in jobs]
+    for i, job in enumerate(jobs):
+        if "runs" not in job:
+            raise BayescaleError(f"job {i} has no 'runs'; each job holds the keyword arguments of fit()")
+    if not jobs:
+        return []
+    own = executor is None
+    if executor is None:
+        workers = max_workers or min(len(jobs), os.cpu_count() or 1)
+        # Spawned, not forked: a fork of a process running JAX or PyMC threads can deadlock.
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures: list[Future[Any] | JobResult] = []
+        for i, job in enumerate(jobs):
+            try:
+                futures.append(executor.submit(run_job, job))
+            except Exception as exc:  # e.g. a job that does not pickle, or a broken pool
+                futures.append(_failure(i, exc))
+        results = []
+        for i, future in enumerate(futures):
+            if isinstance(future, JobResult):
+                results.append(future)
+                continue
+            try:
+                results.append(JobResult(index=i, fit=future.result()))
+            except Exception as exc:
+                results.append(_failure(i, exc))
+        return results
+    finally:
+        if own:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+def dask_executor(address: str) -> Executor:
+    """A ``concurrent.futures.Executor`` on the Dask scheduler at ``address``.
+
+    Needs ``distributed`` (``pip install bayescale[dask]``).
+    """
+    try:
+        from distributed import Client
+    except ImportError:
+        raise BayescaleError(
+            "running on a Dask scheduler needs `distributed`: pip install bayescale[dask]"
+        ) from None
+    try:
+        client = Client(address, timeout="20s")
+    except OSError as exc:
+        raise BayescaleError(f"cannot connect to the Dask scheduler at {address!r}: {exc}") from None
+    return client.get_executor()

@@ -1,0 +1,380 @@
+"""Fit a scaling law to runs and hold the posterior: :func:`fit` and :class:`Fit`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayescale.data.runs import Runs
+from bayescale.errors import LawError, RunsError
+from bayescale.inference import diagnostics as diag
+from bayescale.inference.sampling import SamplerConfig
+from bayescale.inference.sampling import run as run_sampler
+from bayescale.model.laws import ScalingLaw, get_law
+from bayescale.model.priors import Prior
+from bayescale.model.pymc_model import (
+    OBSERVED,
+    check_likelihood,
+    group_variable,
+    internal_variables,
+    model_parameters,
+    resolve_priors,
+)
+from bayescale.questions import plan
+
+
+@dataclass
+class Fit:
+    """A fitted law: the posterior and everything needed to rebuild or question it.
+
+    Attributes
+    ----------
+    idata
+        ``arviz.InferenceData`` with ``posterior`` (every law and noise
+        parameter; fixed ones as constants), ``sample_stats``,
+        ``observed_data`` and ``constant_data`` (the runs).
+    law
+        The fitted law.
+    runs
+        The runs the law was fitted to.
+    priors
+        Prior of every free parameter.
+    fixed
+        Value of every fixed parameter.
+    likelihood
+        ``"student_t"`` or ``"normal"``, on log loss.
+    sampler
+        The sampler configuration used.
+    random_seed
+        Seed of the sampler, or ``None``.
+    diagnostics
+        r_hat, bulk ESS and divergences (see :func:`bayescale.inference.diagnostics.compute`).
+    warn
+        Whether answers (``predict``, ``optimal``) of a fit that failed its
+        diagnostics emit a :class:`~bayescale.FitWarning`. Either way such
+        answers carry the problems in ``table.attrs["fit_warning"]``.
+    """
+
+    idata: Any
+    law: ScalingLaw
+    runs: Runs
+    priors: dict[str, Prior]
+    fixed: dict[str, float]
+    likelihood: str
+    sampler: SamplerConfig
+    random_seed: int | None
+    diagnostics: dict[str, Any]
+    warn: bool = True
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """Posterior draws of every parameter (dims ``chain``, ``draw``)."""
+        return self.idata.posterior
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """Law parameters then noise parameters, in order."""
+        return [p.name for p in model_parameters(self.law, self.likelihood)]
+
+    @property
+    def free_parameters(self) -> list[str]:
+        """Parameters that were sampled (not fixed)."""
+        return [n for n in self.parameter_names if n not in self.fixed]
+
+    @property
+    def groups(self) -> list[str]:
+        """Labels of the groups a pooled law was fitted to (empty for other laws)."""
+        return [str(g) for g in self.posterior.coords["group"].values] if self.law.pooled else []
+
+    def theta(self, group: str | None = None) -> dict[str, xr.DataArray]:
+        """Draws of every parameter, by name, for evaluating the law.
+
+        Parameters
+        ----------
+        group
+            For a law with pooled parameters: use this group's values of them.
+            ``None`` gives the population medians (a typical group).
+        """
+        theta = {name: self.posterior[name] for name in self.parameter_names}
+        if group is not None:
+            if not self.law.pooled:
+                raise LawError(f"law {self.law.name!r} has no per-group parameters; leave group=None")
+            if str(group) not in self.groups:
+                raise LawError(f"unknown group {group!r}; the fit has groups {self.groups}")
+            for name in self.law.pooled:
+                theta[name] = self.posterior[group_variable(name)].sel(group=str(group), drop=True)
+        return theta
+
+    def summary(self, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
+        """Posterior table, one row per parameter.
+
+        Columns: ``median``, ``lower``, ``upper``, ``r_hat``, ``ess_bulk`` and
+        whether the parameter was ``fixed``.
+        """
+        from bayescale.posterior.intervals import interval_dict
+
+        rows = []
+        for name in self.parameter_names:
+            row: dict[str, Any] = {"parameter": name, **interval_dict(self.posterior[name], prob, kind)}
+            row["r_hat"] = self.diagnostics["r_hat"].get(name, float("nan"))
+            row["ess_bulk"] = self.diagnostics["ess_bulk"].get(name, float("nan"))
+            row["fixed"] = name in self.fixed
+            rows.append(row)
+        for name in self.law.pooled:
+            values = self.posterior[group_variable(name)]
+            for group in self.groups:
+                row = {"parameter": f"{name}[{group}]", **interval_dict(values.sel(group=group), prob, kind)}
+                rows.append({**row, "r_hat": float("nan"), "ess_bulk": float("nan"), "fixed": False})
+        return pd.DataFrame(rows).set_index("parameter")
+
+    def predict(
+        self,
+        params: Any,
+        tokens: Any,
+        unique_tokens: Any = None,
+        prob: float = 0.9,
+        kind: str = "eti",
+        random_seed: int | None = None,
+    ) -> pd.DataFrame:
+        """Loss at new (N, D[, U]): the mean loss and the posterior predictive loss.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per query: the inputs, then ``loss_{median,lower,upper}``
+            (the law's mean) and ``loss_predictive_{median,lower,upper}``
+            (with run-to-run noise).
+        """
+        return self._flag(plan.predict(self, params, tokens, unique_tokens, prob, kind, random_seed))
+
+    def optimal(
+        self,
+        compute: Any,
+        unique_tokens: Any = None,
+        prob: float = 0.9,
+        kind: str = "eti",
+        flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
+    ) -> pd.DataFrame:
+        """Compute-optimal allocation at budget(s) C = k N D (k = 6 by default).
+
+        With ``unique_tokens`` (the ``data-constrained`` law) it is the best
+        allocation when only U unique tokens are available.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per budget: ``compute`` (``unique_tokens``), then
+            ``params``, ``tokens``, ``tokens_per_param``, ``loss`` and the
+            exponents ``a``, ``b`` of N_opt ∝ C^a, D_opt ∝ C^b, each as
+            ``_median``, ``_lower``, ``_upper``; with U also ``epochs`` and the
+            value of more unique data (see :func:`bayescale.questions.plan.optimal_allocation_draws`).
+        """
+        return self._flag(plan.optimal(self, compute, unique_tokens, prob, kind, flops_per_param_token))
+
+    def target_compute(
+        self,
+        target_loss: Any,
+        unique_tokens: Any = None,
+        prob: float = 0.9,
+        kind: str = "eti",
+        flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
+    ) -> pd.DataFrame:
+        """Compute needed to reach each target loss (see :func:`bayescale.questions.plan.target_compute`)."""
+        return self._flag(
+            plan.target_compute(self, target_loss, unique_tokens, prob, kind, flops_per_param_token)
+        )
+
+    def compare_plans(
+        self,
+        plans: Any,
+        prob: float = 0.9,
+        kind: str = "eti",
+        flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
+    ) -> pd.DataFrame:
+        """Probability that each plan (N, D[, U]) has the lowest loss, and its expected regret.
+
+        See :func:`bayescale.questions.plan.compare_plans`.
+        """
+        return self._flag(plan.compare_plans(self, plans, prob, kind, flops_per_param_token))
+
+    def design(
+        self,
+        compute: float,
+        candidates: Any,
+        unique_tokens: float | None = None,
+        quantity: str = "params",
+        outcomes: int = 256,
+        random_seed: int | None = None,
+        budget: float | None = None,
+        rank_by: str = "budget",
+    ) -> pd.DataFrame:
+        """Rank candidate runs by how much they are expected to pin down the plan at ``compute``.
+
+        See :mod:`bayescale.questions.design` for the method and its limits.
+        """
+        from bayescale.questions.design import design
+
+        return self._flag(
+            design(
+                self,
+                compute,
+                candidates,
+                unique_tokens,
+                quantity,
+                outcomes,
+                random_seed,
+                budget=budget,
+                rank_by=rank_by,
+            )
+        )
+
+    def _flag(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Mark an answer drawn from a fit that failed its diagnostics, and warn."""
+        if not self.diagnostics["ok"]:
+            table.attrs["fit_warning"] = "; ".join(self.diagnostics["problems"])
+            if self.warn:
+                diag.warn_if_failed(self.diagnostics, stacklevel=4)
+        return table
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fit to NetCDF atomically (see :func:`bayescale.methods.io.save_fit`)."""
+        from bayescale.methods.io import save_fit
+
+        return save_fit(self, path)
+
+
+def fit(
+    runs: Any,
+    law: str | ScalingLaw = "chinchilla",
+    *,
+    priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
+    fix: Mapping[str, float] | None = None,
+    likelihood: str = "student_t",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    backend: str = "auto",
+    target_accept: float = 0.95,
+    random_seed: int | None = None,
+    progressbar: bool = True,
+    warn: bool = True,
+) -> Fit:
+    """Fit a scaling law to runs and return the posterior as a :class:`Fit`.
+
+    Parameters
+    ----------
+    runs
+        A :class:`~bayescale.Runs`, a DataFrame, a CSV/Parquet path, or the
+        name of a bundled data set.
+    law
+        Name of a registered law (see :func:`bayescale.list_laws`) or a law.
+    priors
+        Priors overriding the law's defaults, by parameter name.
+    fix
+        Parameters held at fixed values, by name.
+    likelihood
+        ``"student_t"`` (default, robust) or ``"normal"`` noise on log loss.
+    draws, tune, chains
+        Posterior draws and tuning steps per chain, and number of chains.
+    backend
+        ``"auto"`` (``"jax"`` when numpyro and jax are installed and the model
+        is supported, else the fastest installed backend of the PyMC model),
+        ``"jax"`` (the fast path: hand-built JAX density, no PyMC; see the
+        README), ``"numpyro"``, ``"nutpie"`` or ``"pymc"``.
+    target_accept
+        NUTS target acceptance rate; default 0.95, and 0.99 for laws with pooled
+        parameters, whose hierarchy gave occasional divergences at 0.95.
+    random_seed
+        Seed for reproducible draws.
+    progressbar
+        Show the sampler's progress bar. On the ``"jax"`` fast path only fits
+        long enough to want one show it (observations x iterations of at
+        least ``bayescale.inference.sampling.BAR_WORK``, 2e7: ~15 s and up); the draws
+        are the same with or without it.
+    warn
+        Emit a :class:`~bayescale.inference.diagnostics.FitWarning` when diagnostics fail.
+
+    Returns
+    -------
+    Fit
+    """
+    law_obj = get_law(law)
+    check_likelihood(likelihood)
+    runs_obj = Runs.from_any(runs)
+    free, fixed = resolve_priors(law_obj, likelihood, priors, fix)
+    if len(runs_obj) <= len(free):
+        raise RunsError(
+            f"{len(runs_obj)} runs cannot constrain {len(free)} free parameters "
+            f"({', '.join(free)}); add runs or fix parameters"
+        )
+    if target_accept is None:
+        target_accept = 0.99 if law_obj.pooled else 0.95
+    config = SamplerConfig(
+        draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
+    )
+    idata, used = run_sampler(law_obj, runs_obj, free, fixed, likelihood, config, random_seed, progressbar)
+    idata = _tidy(idata, law_obj, runs_obj, fixed, likelihood)
+    report = diag.compute(idata, list(free) + [group_variable(n) for n in law_obj.pooled])
+    result = Fit(
+        idata=idata,
+        law=law_obj,
+        runs=runs_obj,
+        priors=free,
+        fixed=fixed,
+        likelihood=likelihood,
+        sampler=SamplerConfig(**{**config.to_dict(), "backend": used}),
+        random_seed=random_seed,
+        diagnostics=report,
+        warn=warn,
+    )
+    if warn:
+        diag.warn_if_failed(report)
+    return result
+
+
+def _tidy(idata: Any, law: ScalingLaw, runs: Runs, fixed: Mapping[str, float], likelihood: str) -> Any:
+    """Keep the user-facing parameters, add fixed ones as constants, attach the runs."""
+    import arviz as az
+
+    posterior = idata.posterior
+    posterior = posterior.drop_vars([v for v in internal_variables(law) if v in posterior])
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"])
+    for name, value in fixed.items():
+        posterior[name] = (("chain", "draw"), np.full(shape, value))
+    order = [p.name for p in model_parameters(law, likelihood)] + [group_variable(n) for n in law.pooled]
+    posterior = posterior[order]
+    groups = {"posterior": posterior, "sample_stats": idata.sample_stats}
+    groups["observed_data"] = xr.Dataset(
+        {OBSERVED: (("run",), np.log(runs.column("loss")))}, coords={"run": np.arange(len(runs))}
+    )
+    groups["constant_data"] = runs_to_dataset(runs)
+    return az.InferenceData(**groups)
+
+
+def runs_to_dataset(runs: Runs) -> xr.Dataset:
+    """The runs table as an xarray Dataset along dim ``run`` (for saving)."""
+    frame = runs.frame.reset_index(drop=True)
+    data = {}
+    for col in frame.columns:
+        values = frame[col].to_numpy()
+        if values.dtype == object or pd.api.types.is_string_dtype(frame[col]):
+            values = frame[col].astype(str).to_numpy(dtype=str)
+        data[str(col)] = (("run",), values)
+    ds = xr.Dataset(data, coords={"run": np.arange(len(frame))})
+    ds.attrs["source"] = runs.source
+    ds.attrs["columns"] = json.dumps([str(c) for c in frame.columns])
+    return ds
+
+
+def runs_from_dataset(ds: xr.Dataset) -> Runs:
+    """Inverse of :func:`runs_to_dataset`."""
+    columns = json.loads(ds.attrs["columns"])
+    frame = pd.DataFrame({c: ds[c].values for c in columns})
+    return Runs(frame=frame, source=str(ds.attrs.get("source", "saved fit")))

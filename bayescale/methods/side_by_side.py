@@ -1,0 +1,209 @@
+"""Hoffmann et al.'s three methods side by side on one data set (their Table 2).
+
+Approach 1: the training-curve envelope (:mod:`bayescale.methods.envelope`), needs loss curves.
+Approach 2: IsoFLOP profiles (:mod:`bayescale.methods.isoflop`); from curves, the profiles are read off
+the checkpoints at common budgets.
+Approach 3: the parametric law L(N, D) = E + A/N^alpha + B/D^beta (:func:`bayescale.fit`), whose
+optimum gives a = beta/(alpha+beta), b = alpha/(alpha+beta).
+Kaplan (``steps``, not in Hoffmann's table; opt-in): L(N, S_min) on the curves' optimiser steps
+(:mod:`bayescale.methods.training_steps`), planned on Kaplan's C_min frontier when the batch sizes vary,
+else at the runs' one batch size.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayescale.data.curves import Curves
+from bayescale.data.runs import Runs
+from bayescale.errors import RunsError
+from bayescale.posterior.intervals import interval_dict, row_to_intervals
+
+METHODS = ("envelope", "isoflop", "parametric", "steps")
+#: Hoffmann et al.'s three approaches, what :func:`compare_methods` runs unless told otherwise
+DEFAULT_METHODS = ("envelope", "isoflop", "parametric")
+APPROACH: dict[str, int | str] = {"envelope": 1, "isoflop": 2, "parametric": 3, "steps": "Kaplan"}
+
+
+def isoflop_from_curves(curves: Curves, n_budgets: int = 8, min_runs: int = 4) -> Runs:
+    """IsoFLOP points read off loss curves: loss at budget C of each run that reached C.
+
+    Budgets are log-spaced over the compute reached by at least ``min_runs`` runs; each run's
+    log loss is interpolated linearly in log tokens between its checkpoints (no extrapolation).
+    """
+    from bayescale.methods.envelope import compute_grid, prepare
+
+    data = prepare(curves)
+    grid = compute_grid(data, 4 * n_budgets)
+    usable = grid[grid["n_runs"] >= min_runs]["compute"].to_numpy()
+    if usable.size < 2:
+        raise RunsError(f"fewer than {min_runs} curves reach a common compute; no IsoFLOP profiles")
+    budgets = np.geomspace(usable.min(), usable.max(), n_budgets)
+    rows = []
+    for r, n in enumerate(data.params):
+        mask = data.run == r
+        log_t, log_l = data.log_tokens[mask], data.log_loss[mask]
+        log_d = np.log(budgets / (data.kappa * n))
+        inside = (log_d >= log_t.min()) & (log_d <= log_t.max())
+        for c, d in zip(budgets[inside], log_d[inside], strict=True):
+            rows.append(
+                {"params": n, "tokens": np.exp(d), "compute": c, "loss": np.exp(np.interp(d, log_t, log_l))}
+            )
+    return Runs.from_frame(pd.DataFrame(rows), source=f"{curves.source} (IsoFLOP points from curves)")
+
+
+def _load(source: Any, group: str | None) -> tuple[Runs, Curves | None]:
+    """The data as Runs (every row a run) and, when it has a run column, as Curves."""
+    from bayescale.data import datasets
+
+    curves = None
+    if isinstance(source, Curves):
+        curves = source
+    elif isinstance(source, str) and source in datasets.names():
+        curves = datasets.load_curves(source) if datasets.info(source).curves else None
+    else:
+        try:
+            curves = Curves.from_any(source)
+        except RunsError:
+            curves = None
+    runs = curves.as_runs() if curves is not None else Runs.from_any(source)
+    if group is not None:
+        if "group" not in runs.frame.columns or group not in set(runs.frame["group"]):
+            raise RunsError(f"no runs in group {group!r}")
+        runs = runs.subset(runs.frame["group"].to_numpy() == group)
+        if curves is not None:
+            curves = Curves(
+                curves.frame[curves.frame["group"] == group].reset_index(drop=True), curves.source
+            )
+    return runs, curves
+
+
+def _fit_method(
+    method: str,
+    runs: Runs,
+    curves: Curves | None,
+    compute: float,
+    sampler: dict[str, Any],
+    bracketed: bool = True,
+) -> tuple[Any, Any, int, str]:
+    """Fit one method: its result, draws of a and b, the points it used and a note.
+
+    ``bracketed`` is passed to :func:`~bayescale.methods.isoflop.fit_isoflop` (Approach 2 only).
+
+    Raises
+    ------
+    RunsError
+        When the data lack what the method needs (the caller turns it into the row's note).
+    """
+    if method in ("envelope", "steps") and curves is None:
+        what = "loss curves (a run column)" if method == "envelope" else "loss curves with optimiser steps"
+        raise RunsError(f"needs {what}")
+    # one name per fit type below, so each result keeps its own type
+    if method == "envelope":
+        from bayescale.methods.envelope import fit_envelope
+
+        assert curves is not None  # checked above
+        envelope = fit_envelope(curves, **sampler)
+        return envelope, envelope.exponent_draws(), len(curves), "AR(1) within-run residuals"
+    if method == "isoflop":
+        from bayescale.methods.isoflop import fit_isoflop, left_out_unbracketed
+
+        points = isoflop_from_curves(curves) if curves is not None else runs
+        isoflop = fit_isoflop(points, bracketed=bracketed, **sampler)
+        notes = ["profiles read off the curves"] if curves is not None else []
+        # (budgets with too few sizes are left out anyway: not named)
+        dropped = isoflop.budgets["budget"][left_out_unbracketed(isoflop.budgets)]
+        if len(dropped):
+            notes.append(
+                "budgets without a bracketed minimum left out: " + ", ".join(f"{c:.3g}" for c in dropped)
+            )
+        return isoflop, isoflop.exponent_draws(), int(isoflop.data.used.sum()), "; ".join(notes)
+    if method == "steps":
+        from bayescale.errors import RunsWarning
+        from bayescale.methods.training_steps import fit_steps
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RunsWarning)  # one batch size: said in the row's note
+            steps = fit_steps(curves, **sampler)
+        return steps, steps.exponent_draws(), len(steps.data.run), steps.plan_note()
+    from bayescale.methods.parametric import fit
+
+    parametric = fit(runs, law="chinchilla", **sampler)
+    best = parametric.law.optimal_allocation(parametric.theta(), np.array([compute]))
+    if best is None:  # the chinchilla law always has an optimum; this guards the Optional type
+        raise RunsError("the chinchilla law gave no compute-optimal allocation")
+    note = "checkpoints treated as independent runs" if curves is not None else ""
+    return parametric, {"a": best["a"], "b": best["b"]}, len(runs), note
+
+
+def compare_methods(
+    source: Any,
+    compute: float,
+    *,
+    group: str | None = None,
+    methods: tuple[str, ...] = DEFAULT_METHODS,
+    prob: float = 0.9,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    backend: str = "auto",
+    random_seed: int | None = None,
+    bracketed: bool = True,
+) -> pd.DataFrame:
+    """Fit each applicable method and tabulate a, b and the optimum at ``compute``.
+
+    A method the data do not support (no curves for Approach 1 or ``steps``, no step or
+    batch-size column for ``steps``, too few sizes...) gets a row whose ``note`` says why,
+    instead of failing the table. ``bracketed`` (default) leaves out of Approach 2 the budgets whose
+    lowest loss is at (within 10% of) their smallest or largest size (see
+    :func:`~bayescale.methods.isoflop.fit_isoflop`); the row's note names them. ``False`` keeps them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method: ``method``, ``approach``, ``n_points``, ``a_*``, ``b_*``,
+        ``params_*``, ``tokens_*`` (``median``, ``lower``, ``upper``), ``seconds``,
+        ``diagnostics_ok`` and ``note`` (why a method was skipped, or what it assumed).
+    """
+    from bayescale.inference.diagnostics import FitWarning
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise RunsError(f"unknown method(s) {unknown}; use {list(METHODS)}")
+    runs, curves = _load(source, group)
+    sampler = dict(
+        draws=draws, tune=tune, chains=chains, backend=backend, random_seed=random_seed, progressbar=False
+    )
+    rows = []
+    for method in methods:
+        row: dict[str, Any] = {"method": method, "approach": APPROACH[method]}
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FitWarning)  # reported in diagnostics_ok
+                result, exps, n_points, note = _fit_method(method, runs, curves, compute, sampler, bracketed)
+        except RunsError as exc:  # the data lack what this method needs: say so in its row
+            rows.append({**row, "note": f"skipped: {exc}"})
+            continue
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        row["n_points"] = n_points
+        for name in ("a", "b"):
+            for stat, value in interval_dict(exps[name], prob).items():
+                row[f"{name}_{stat}"] = value
+        optimum = result.optimal(compute, prob=prob).iloc[0]
+        for name, iv in row_to_intervals(optimum, ["params", "tokens"]).items():
+            row.update({f"{name}_{stat}": value for stat, value in iv.items()})
+        row["diagnostics_ok"] = bool(result.diagnostics["ok"])
+        row["note"] = note
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.insert(2, "compute", compute)
+    if "n_points" in table:
+        # a skipped method has no count: keep the column integer (not float with NaN)
+        table["n_points"] = table["n_points"].astype("Int64")
+    return table

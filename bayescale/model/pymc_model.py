@@ -1,0 +1,290 @@
+"""Build the PyMC model of a law on a set of runs.
+
+Observed is the log loss of each run, with a Student-t (default, robust to
+outlying runs: the Bayesian counterpart of the Huber loss used by Hoffmann et
+al. and Epoch) or Gaussian likelihood around the law's log-space mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from bayescale.data.runs import Runs
+from bayescale.errors import LawError, PriorError
+from bayescale.model.laws import Parameter, ScalingLaw
+from bayescale.model.priors import Prior, as_prior
+
+LIKELIHOODS = ("student_t", "normal")
+
+#: Name of the observed variable in the PyMC model and the InferenceData.
+OBSERVED = "log_loss"
+
+SIGMA = Parameter(
+    "sigma",
+    Prior("HalfNormal", sigma=0.05),
+    "run-to-run scatter of log loss is 0.1%-3% in published ladders; half-normal with scale 5%",
+    "scale of the noise on log loss",
+)
+NU = Parameter(
+    "nu",
+    Prior("Gamma", alpha=2.0, beta=0.1),
+    "Juarez & Steel (2010) default for Student-t degrees of freedom: mean 20, allows heavy tails",
+    "Student-t degrees of freedom of the noise",
+)
+
+
+def noise_parameters(likelihood: str) -> tuple[Parameter, ...]:
+    """The noise parameters a likelihood adds to the law's parameters."""
+    check_likelihood(likelihood)
+    return (SIGMA, NU) if likelihood == "student_t" else (SIGMA,)
+
+
+def check_likelihood(likelihood: str) -> None:
+    """Raise a LawError for an unknown likelihood name."""
+    if likelihood not in LIKELIHOODS:
+        raise LawError(f"unknown likelihood {likelihood!r}; use one of {list(LIKELIHOODS)}")
+
+
+def model_parameters(law: ScalingLaw, likelihood: str) -> tuple[Parameter, ...]:
+    """Every parameter of the model: the law's, the spread of its pooled ones, then the noise's."""
+    return tuple(law.parameters) + law.pooling_parameters() + noise_parameters(likelihood)
+
+
+def group_variable(name: str) -> str:
+    """Name of the per-group values of pooled parameter ``name`` (dims ``chain, draw, group``)."""
+    return f"{name}_group"
+
+
+def resolve_priors(
+    law: ScalingLaw,
+    likelihood: str,
+    priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
+    fixed: Mapping[str, float] | None = None,
+) -> tuple[dict[str, Prior], dict[str, float]]:
+    """Merge user priors and fixed values with the defaults, checking every name.
+
+    Returns
+    -------
+    priors, fixed
+        The prior of every free parameter, and the value of every fixed one.
+    """
+    params = {p.name: p for p in model_parameters(law, likelihood)}
+    merged = {name: p.prior for name, p in params.items()}
+    for name, spec in (priors or {}).items():
+        if name not in params:
+            raise PriorError(
+                f"prior given for {name!r}, which is not a parameter of law {law.name!r} "
+                f"with {likelihood} likelihood; parameters: {list(params)}"
+            )
+        merged[name] = as_prior(spec)
+    fixed_values: dict[str, float] = {}
+    for name, value in (fixed or {}).items():
+        if name not in params:
+            raise PriorError(
+                f"cannot fix {name!r}: not a parameter of law {law.name!r}; parameters: {list(params)}"
+            )
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise PriorError(f"fixed value for {name!r} is not a number: {value!r}") from None
+        if not np.isfinite(number):
+            raise PriorError(f"fixed value for {name!r} must be finite, got {value!r}")
+        if merged[name].is_positive and number <= 0:
+            raise PriorError(f"fixed value for {name!r} must be > 0, got {number}")
+        fixed_values[name] = number
+    pooled_fixed = [name for name in law.pooled if name in fixed_values or f"{name}_tau" in fixed_values]
+    if pooled_fixed:
+        raise PriorError(
+            f"cannot fix {pooled_fixed}: law {law.name!r} gives them a value per group; "
+            "fit a law without pooling to hold them fixed"
+        )
+    free = {name: prior for name, prior in merged.items() if name not in fixed_values}
+    if not free:
+        raise PriorError("every parameter is fixed: nothing left to fit")
+    for c in law.centerings:
+        if c.amplitude in free and not free[c.amplitude].is_positive:
+            raise PriorError(
+                f"prior of {c.amplitude!r} must be on positive values, got {free[c.amplitude]!r}"
+            )
+    return free, fixed_values
+
+
+def law_covariates(law: ScalingLaw, runs: Runs) -> dict[str, np.ndarray]:
+    """The log covariates of the runs that the law's mean reads."""
+    runs.require(law.required_columns, f"law {law.name!r}")
+    return {f"log_{col}": np.log(runs.column(col)) for col in law.required_columns}
+
+
+def build_model(
+    law: ScalingLaw,
+    runs: Runs,
+    priors: Mapping[str, Prior],
+    fixed: Mapping[str, float],
+    likelihood: str = "student_t",
+) -> Any:
+    """Return the ``pymc.Model`` of ``law`` on ``runs``.
+
+    Positive parameters are sampled on the log scale (their priors are
+    positive distributions). Each amplitude paired with an exponent (see
+    :class:`~bayescale.model.laws.Centering`) is sampled at the reference point of
+    its covariate, with the user's prior on the amplitude kept exactly.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from bayescale.model.laws import ops
+
+    check_likelihood(likelihood)
+    x = law_covariates(law, runs)
+    observed = np.log(runs.column("loss"))
+    centered = {c.amplitude: c for c in law.centerings if c.amplitude in priors and c.exponent in priors}
+    coords: dict[str, Any] = {"run": np.arange(len(runs))}
+    if law.pooled:
+        groups, group_index = run_groups(law, runs)
+        coords["group"] = groups
+    with pm.Model(coords=coords) as model:
+        # numpy float64, not Python floats: PyTensor casts a float like 2000.0 to float32.
+        theta: dict[str, Any] = {k: np.float64(v) for k, v in fixed.items()}
+        for p in model_parameters(law, likelihood):
+            if p.name in priors and p.name not in centered:
+                theta[p.name] = priors[p.name].create_variable(p.name)
+        for name, c in centered.items():
+            ref = float(np.mean(x[c.covariate]))
+            prior = priors[name]
+            start = float(np.median(np.log(prior.sample(np.random.default_rng(0), 101))))
+            start -= float(np.median(priors[c.exponent].sample(np.random.default_rng(1), 101))) * ref
+            # z = log(amplitude) - exponent * ref: the log of the term at the reference point.
+            at_ref = pm.Flat(f"{name}_log_at_ref", initval=start)
+            log_amplitude = at_ref + theta[c.exponent] * ref
+            amplitude = pm.Deterministic(name, pt.exp(log_amplitude))
+            # Prior on the amplitude, moved to log scale (+ log A) and sheared (unit Jacobian).
+            pm.Potential(f"{name}_prior", pm.logp(_dist(prior), amplitude) + log_amplitude)
+            theta[f"log_{name}"] = log_amplitude
+            theta[name] = amplitude
+        for name in law.pooled:
+            log_population = theta[f"log_{name}"] if f"log_{name}" in theta else pt.log(theta[name])
+            if name in law.pooled_noncentred:
+                # Groups barely tell this parameter apart: tau near 0 makes a funnel of the centred
+                # form (229 divergences for A, B on gadre-overtrain); sample standard offsets.
+                offsets = pm.Normal(f"{name}_z", 0.0, 1.0, dims="group")
+                log_group = log_population + theta[f"{name}_tau"] * offsets
+            else:
+                # Centred, log P_g ~ Normal(log P, tau): each group's runs pin its value, and the
+                # centred form samples without the divergences the non-centred one showed for E.
+                log_group = pm.Normal(
+                    f"{name}_log_group", mu=log_population, sigma=theta[f"{name}_tau"], dims="group"
+                )
+            pm.Deterministic(group_variable(name), pt.exp(log_group), dims="group")
+            theta[f"log_{name}"] = log_group[group_index]
+            theta[name] = pt.exp(theta[f"log_{name}"])
+        data = {k: pm.Data(k, v, dims="run") for k, v in x.items()}
+        mu = law.log_loss(theta, data, ops.tensor())
+        if likelihood == "student_t":
+            pm.StudentT(OBSERVED, nu=theta["nu"], mu=mu, sigma=theta["sigma"], observed=observed, dims="run")
+        else:
+            pm.Normal(OBSERVED, mu=mu, sigma=theta["sigma"], observed=observed, dims="run")
+    return model
+
+
+def draw_log_noise(
+    rng: np.random.Generator, likelihood: str, theta: Mapping[str, Any], shape: tuple[int, ...]
+) -> np.ndarray:
+    """Run-to-run noise on log loss, one draw per (chain, draw, query) cell of ``shape``."""
+    sigma = np.asarray(theta["sigma"])[..., None]
+    if likelihood == "student_t":
+        return rng.standard_t(np.asarray(theta["nu"])[..., None], size=shape) * sigma
+    return rng.standard_normal(shape) * sigma
+
+
+def run_groups(law: ScalingLaw, runs: Runs) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted group labels of the runs and each run's index into them."""
+    runs.require(("group",), f"law {law.name!r}")
+    groups, index = np.unique(runs.frame["group"].astype(str).to_numpy(), return_inverse=True)
+    return groups, index
+
+
+def internal_variables(law: ScalingLaw) -> list[str]:
+    """Names of sampler-only variables, dropped from the posterior a user sees."""
+    return [f"{c.amplitude}_log_at_ref" for c in law.centerings] + [
+        f"{name}_z" if name in law.pooled_noncentred else f"{name}_log_group" for name in law.pooled
+    ]
+
+
+def _dist(prior: Prior) -> Any:
+    import pymc as pm
+
+    return getattr(pm, prior.distribution).dist(**prior.kwargs)
+
+
+def _residuals(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs: Runs) -> Any:
+    """``(log loss - law's log mean) / sigma`` per draw and run (dims ``chain``, ``draw``, ``run``)."""
+    import xarray as xr
+
+    from bayescale.model.laws import ops
+
+    check_likelihood(likelihood)
+    x = {k: xr.DataArray(v, dims="run") for k, v in law_covariates(law, runs).items()}
+    observed = xr.DataArray(np.log(runs.column("loss")), dims="run")
+    z = (observed - law.log_loss(theta, x, ops.NUMPY)) / theta["sigma"]
+    return z.transpose("chain", "draw", "run")
+
+
+def log_likelihood_draws(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs: Runs) -> Any:
+    """Log density of each run's log loss under each posterior draw, with numpy.
+
+    The density the sampler uses (:func:`build_model`), evaluated on any runs:
+    the fit's own (for PSIS-LOO) or held-out ones (for extrapolation). Every law
+    is a density on log loss, so values of different laws on the same runs are
+    comparable.
+
+    Parameters
+    ----------
+    law, likelihood
+        The law and the noise model (``"student_t"`` or ``"normal"``).
+    theta
+        Draws of every parameter (``xarray.DataArray`` with dims ``chain``, ``draw``).
+    runs
+        Runs with ``loss`` and the columns the law needs.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``chain``, ``draw``, ``run``: ``log p(log loss_i | theta_s)``.
+    """
+    from scipy import special
+
+    z = _residuals(law, likelihood, theta, runs)
+    sigma = theta["sigma"]
+    if likelihood == "student_t":
+        nu = theta["nu"]
+        logp = (
+            special.gammaln((nu + 1) / 2)
+            - special.gammaln(nu / 2)
+            - 0.5 * np.log(nu * np.pi)
+            - np.log(sigma)
+            - (nu + 1) / 2 * np.log1p(z**2 / nu)
+        )
+    else:
+        logp = -0.5 * np.log(2 * np.pi) - np.log(sigma) - 0.5 * z**2
+    return logp.transpose("chain", "draw", "run")
+
+
+def predictive_cdf(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs: Runs) -> Any:
+    """Posterior predictive probability of a loss below each run's observed loss (the PIT).
+
+    The noise model's CDF at the observed log loss, averaged over draws: uniform
+    on (0, 1) across runs when the predictive distribution is calibrated.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dim ``run``.
+    """
+    from scipy import special
+
+    z = _residuals(law, likelihood, theta, runs)
+    cdf = special.stdtr(theta["nu"], z) if likelihood == "student_t" else special.ndtr(z)
+    return cdf.mean(dim=("chain", "draw"))

@@ -1,0 +1,1 @@
+"""The posterior layer: intervals and queries on posterior draws."""

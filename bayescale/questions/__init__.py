@@ -1,0 +1,1 @@
+"""The questions layer: planning answers, law comparison, averaging, next-run design."""
