@@ -31,6 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check bayescale tests benchmarks
 	$(BIN)/ruff format --check bayescale tests benchmarks
 	$(BIN)/mypy bayescale
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff format bayescale tests benchmarks

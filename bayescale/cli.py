@@ -18,6 +18,7 @@ from typing import Any
 
 from bayescale.errors import BayescaleError, RunsWarning
 from bayescale.inference.diagnostics import FitWarning
+from bayescale.posterior.extrapolation import DISTANCE_COLUMNS
 
 EXIT_USER_ERROR = 2
 EXIT_DIAGNOSTICS = 3
@@ -566,6 +567,18 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _distance_payload(row: Any) -> dict[str, float | None]:
+    """The extrapolation guard's columns of one answer row (see ``bayescale.posterior.extrapolation``)."""
+    return {name: _number(row[name]) for name in DISTANCE_COLUMNS if name in row.index}
+
+
+def _warn_beyond(table: Any) -> None:
+    """Print the guard's warning when an answer lies beyond the distance where coverage was measured."""
+    message = table.attrs.get("extrapolation_warning")
+    if message:
+        print(f"warning: {message}", file=sys.stderr)
+
+
 def _interval_payload(row: Any, names: list[str]) -> dict[str, dict[str, float | None]]:
     from bayescale.posterior.intervals import row_to_intervals
 
@@ -589,6 +602,7 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
     table = fit.optimal(
         compute, args.unique_tokens, args.prob, args.kind, flops_per_param_token=args.flops_per_param_token
     )
+    _warn_beyond(table)
     names = ["params", "tokens", "tokens_per_param", "loss", "a", "b"]
     if args.unique_tokens is not None:
         names[2:2] = ["epochs"]
@@ -598,7 +612,7 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
         payload: dict[str, Any] = {"compute": float(row["compute"]), "prob": args.prob, "kind": args.kind}
         if args.unique_tokens is not None:
             payload["unique_tokens"] = args.unique_tokens
-        payloads.append({**payload, **_interval_payload(row, names)})
+        payloads.append({**payload, **_interval_payload(row, names), "distance": _distance_payload(row)})
     where = "" if args.unique_tokens is None else f" with U = {args.unique_tokens:.3g} unique tokens"
     interval = f"{args.prob:.0%} {args.kind.upper()} intervals"
     if len(payloads) == 1:
@@ -623,6 +637,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     table = fit.target_compute(
         args.target_loss, args.unique_tokens, args.prob, args.kind, args.flops_per_param_token
     )
+    _warn_beyond(table)
     names = ["compute", "params", "tokens"]
     payloads = [
         {
@@ -660,6 +675,7 @@ def cmd_compare_plans(args: argparse.Namespace) -> int:
     """``bayescale compare-plans``: P(lowest loss) and expected regret of each plan."""
     fit = _load(args.fit, args)
     table = fit.compare_plans(args.plans, args.prob, args.kind, args.flops_per_param_token)
+    _warn_beyond(table)
     inputs = [c for c in ("params", "tokens", "unique_tokens", "compute") if c in table.columns]
     payloads = [
         {
@@ -724,6 +740,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if missing:
             raise BayescaleError(f"queries file needs column(s) {missing}; found {list(frame.columns)}")
         table = fit.predict(frame["params"], frame["tokens"], prob=args.prob, random_seed=args.seed)
+        _warn_beyond(table)
         if args.json:
             print(table.to_json(orient="records", indent=2))
         else:
@@ -731,9 +748,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     if args.params is None or args.tokens is None:
         raise BayescaleError("give --params and --tokens (or --queries FILE)")
-    row = fit.predict(args.params, args.tokens, prob=args.prob, random_seed=args.seed).iloc[0]
+    table = fit.predict(args.params, args.tokens, prob=args.prob, random_seed=args.seed)
+    _warn_beyond(table)
+    row = table.iloc[0]
     intervals = row_to_intervals(row, ["loss", "loss_predictive"])
     payload = {"params": args.params, "tokens": args.tokens, "prob": args.prob, **intervals}
+    payload["distance"] = _distance_payload(row)
     title = f"loss at N = {args.params:.3g}, D = {args.tokens:.3g} ({args.prob:.0%} intervals)"
     _emit(args, payload, _intervals_text(title, intervals))
     return 0

@@ -27,6 +27,7 @@ from bayescale.model.pymc_model import (
     model_parameters,
     resolve_priors,
 )
+from bayescale.posterior.extrapolation import guard, span_of
 from bayescale.questions import plan
 
 
@@ -176,7 +177,10 @@ class Fit:
             ``_median``, ``_lower``, ``_upper``; with U also ``epochs`` and the
             value of more unique data (see :func:`bayescale.questions.plan.optimal_allocation_draws`).
         """
-        return self._flag(plan.optimal(self, compute, unique_tokens, prob, kind, flops_per_param_token))
+        return self._flag(
+            plan.optimal(self, compute, unique_tokens, prob, kind, flops_per_param_token),
+            flops_per_param_token,
+        )
 
     def target_compute(
         self,
@@ -188,7 +192,8 @@ class Fit:
     ) -> pd.DataFrame:
         """Compute needed to reach each target loss (see :func:`bayescale.questions.plan.target_compute`)."""
         return self._flag(
-            plan.target_compute(self, target_loss, unique_tokens, prob, kind, flops_per_param_token)
+            plan.target_compute(self, target_loss, unique_tokens, prob, kind, flops_per_param_token),
+            flops_per_param_token,
         )
 
     def compare_plans(
@@ -202,7 +207,9 @@ class Fit:
 
         See :func:`bayescale.questions.plan.compare_plans`.
         """
-        return self._flag(plan.compare_plans(self, plans, prob, kind, flops_per_param_token))
+        return self._flag(
+            plan.compare_plans(self, plans, prob, kind, flops_per_param_token), flops_per_param_token
+        )
 
     def design(
         self,
@@ -235,8 +242,11 @@ class Fit:
             )
         )
 
-    def _flag(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Mark an answer drawn from a fit that failed its diagnostics, and warn."""
+    def _flag(
+        self, table: pd.DataFrame, flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN
+    ) -> pd.DataFrame:
+        """Add the extrapolation guard's columns; mark an answer of a fit that failed its diagnostics."""
+        guard(table, span_of(self.runs), flops_per_param_token)
         if not self.diagnostics["ok"]:
             table.attrs["fit_warning"] = "; ".join(self.diagnostics["problems"])
             if self.warn:

@@ -11,8 +11,8 @@ Two jobs, both driven by the same distances:
   understates what is not known off the data's range (which law, and how the
   truth bends past the last run). :func:`discrepancy_draws` adds, on log loss, a
   Normal term whose scale grows linearly with the distance beyond the runs
-  (:func:`beyond_decades`); zero inside the runs' range, so in-range answers
-  keep their sharpness.
+  (:func:`beyond`), :data:`DISCREPANCY_SCALE` per e-fold; zero inside the runs'
+  range, so in-range answers keep their sharpness.
 """
 
 from __future__ import annotations
@@ -21,9 +21,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from bayescale.data.runs import FLOPS_PER_PARAM_TOKEN, Runs
 
 #: Guard thresholds: an answer past any of these is flagged.
 GUARD = {"compute_multiple": 100.0, "params_multiple": 30.0, "tokens_per_param_outside": 4.0}
+
+
+#: Standard deviation of the discrepancy on log loss per e-fold of distance beyond the runs
+#: (see :func:`beyond`), learnt from held-out ladders by ``benchmarks/extrapolation.py``.
+DISCREPANCY_SCALE = 0.0
+
+#: The guard's columns on every answer table.
+DISTANCE_COLUMNS = tuple(GUARD)
 
 
 @dataclass(frozen=True)
@@ -35,13 +46,21 @@ class RunSpan:
     compute_max: float
     tokens_per_param_min: float
     tokens_per_param_max: float
+    params_tokens_max: float
 
     @classmethod
     def of(cls, params: Any, tokens: Any, compute: Any) -> RunSpan:
         """The span of runs with these columns (equal-length arrays)."""
         n, d, c = (np.asarray(v, dtype=float) for v in (params, tokens, compute))
         ratio = d / n
-        return cls(float(n.max()), float(d.max()), float(c.max()), float(ratio.min()), float(ratio.max()))
+        return cls(
+            float(n.max()),
+            float(d.max()),
+            float(c.max()),
+            float(ratio.min()),
+            float(ratio.max()),
+            float((n * d).max()),
+        )
 
 
 def _outside(ratio: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -86,7 +105,67 @@ def beyond_message(columns: dict[str, np.ndarray]) -> str | None:
     )
 
 
-def beyond_decades(span: RunSpan, params: Any, tokens: Any) -> np.ndarray:
-    """Distance beyond the runs, in decades: the largest of log10(N/N_max), log10(D/D_max), 0."""
+def beyond(span: RunSpan, params: Any, tokens: Any) -> np.ndarray:
+    """Distance beyond the runs in e-folds: the largest of three ways to leave their range.
+
+    ``log(N D / max N D)`` (compute beyond the largest run's), ``log(N / max N)``
+    (a larger model than any run) and how far ``log(D / N)`` lies outside the
+    runs' span of tokens per parameter, each counted only when positive; 0 inside.
+    """
     n, d = (np.asarray(v, dtype=float) for v in (params, tokens))
-    return np.maximum(np.maximum(np.log10(n / span.params_max), np.log10(d / span.tokens_max)), 0.0)
+    ratio = d / n
+    parts = (
+        np.log(n * d / span.params_tokens_max),
+        np.log(n / span.params_max),
+        np.log(ratio / span.tokens_per_param_max),
+        np.log(span.tokens_per_param_min / ratio),
+    )
+    return np.maximum(np.maximum.reduce(parts), 0.0)
+
+
+def discrepancy_draws(
+    rng: np.random.Generator, scale: float, distance: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
+    """Draws of the discrepancy on log loss: Normal(0, (scale * distance)^2), last axis the queries.
+
+    Zero (exactly) where ``distance`` is 0, so answers inside the runs' range are unchanged.
+    """
+    if scale == 0.0 or not np.any(distance > 0):
+        return np.zeros(shape)
+    return rng.standard_normal(shape) * (scale * np.asarray(distance, dtype=float))
+
+
+def span_of(runs: Runs) -> RunSpan:
+    """The :class:`RunSpan` of a runs table."""
+    return RunSpan.of(runs.column("params"), runs.column("tokens"), runs.column("compute"))
+
+
+def _answer_column(table: pd.DataFrame, name: str) -> np.ndarray | None:
+    """An answer's input column, or its posterior median (``optimal`` answers ``params_median``)."""
+    for column in (name, f"{name}_median"):
+        if column in table.columns:
+            return table[column].to_numpy(dtype=float)
+    return None
+
+
+def guard(table: pd.DataFrame, span: RunSpan, flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN) -> None:
+    """Add the guard's columns to an answer table (in place) and its warning to ``table.attrs``.
+
+    The table needs ``params`` and ``tokens`` (or their ``_median``); ``compute``
+    (or ``compute_median``) is used when present, else k N D. Tables without
+    them (next-run designs, say) are left as they are. The warning, when any
+    row lies past :data:`GUARD`, is ``table.attrs["extrapolation_warning"]``.
+    """
+    params, tokens = _answer_column(table, "params"), _answer_column(table, "tokens")
+    if params is None or tokens is None:
+        return
+    compute = _answer_column(table, "compute")
+    if compute is None:
+        compute = flops_per_param_token * params * tokens
+    with np.errstate(divide="ignore", invalid="ignore"):  # unreachable targets answer inf
+        columns = distance_columns(span, params, tokens, compute)
+    for name, values in columns.items():
+        table[name] = np.where(np.isnan(values), np.inf, values)  # an unreachable answer is infinitely far
+    message = beyond_message(columns)
+    if message:
+        table.attrs["extrapolation_warning"] = message

@@ -34,6 +34,8 @@ from bayescale.data.runs import FLOPS_PER_PARAM_TOKEN
 from bayescale.errors import BayescaleError, LawError
 from bayescale.model.laws import ScalingLaw, covariates, ops
 from bayescale.model.pymc_model import draw_log_noise
+from bayescale.posterior import extrapolation
+from bayescale.posterior.extrapolation import beyond, discrepancy_draws, span_of
 from bayescale.posterior.intervals import SAMPLE_DIMS, check_interval, interval_table
 from bayescale.posterior.query import make_query
 
@@ -258,9 +260,22 @@ def optimal_draws(
     compute: Any,
     unique_tokens: Any = None,
     flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
+    random_seed: int | None = 0,
+    discrepancy: bool = True,
 ) -> xr.Dataset:
-    """:func:`optimal_allocation_draws` on a fit's posterior."""
-    return optimal_allocation_draws(fit.law, fit.theta(), compute, unique_tokens, flops_per_param_token)
+    """:func:`optimal_allocation_draws` on a fit's posterior.
+
+    With ``discrepancy`` (default), the ``loss`` at an optimum beyond the runs'
+    range carries the law's discrepancy (as in :func:`predict_draws`), drawn with
+    ``random_seed`` (fixed by default, so the same call gives the same table).
+    """
+    draws = optimal_allocation_draws(fit.law, fit.theta(), compute, unique_tokens, flops_per_param_token)
+    if discrepancy:
+        distance = beyond(span_of(fit.runs), draws["params"].values, draws["tokens"].values)
+        scale = extrapolation.DISCREPANCY_SCALE
+        delta = discrepancy_draws(np.random.default_rng(random_seed), scale, distance, distance.shape)
+        draws["loss"] = draws["loss"] * np.exp(delta)
+    return draws
 
 
 def optimal(
@@ -282,9 +297,19 @@ def optimal(
 
 
 def predict_draws(
-    fit: Fit, params: Any, tokens: Any, unique_tokens: Any = None, random_seed: int | None = None
+    fit: Fit,
+    params: Any,
+    tokens: Any,
+    unique_tokens: Any = None,
+    random_seed: int | None = None,
+    discrepancy: bool = True,
 ) -> xr.Dataset:
-    """Draws of the mean loss ``loss`` and predictive loss ``loss_predictive`` per query."""
+    """Draws of the mean loss ``loss`` and predictive loss ``loss_predictive`` per query.
+
+    With ``discrepancy`` (default), queries beyond the runs' range carry the law's
+    discrepancy, growing with the distance beyond the runs
+    (:mod:`bayescale.posterior.extrapolation`); inside the range it is zero.
+    """
     query = make_query(params=params, tokens=tokens, unique_tokens=unique_tokens)
     if "unique_tokens" in fit.law.required_columns and "unique_tokens" not in query:
         raise LawError(f"law {fit.law.name!r} needs unique_tokens to predict")
@@ -294,7 +319,13 @@ def predict_draws(
     theta = fit.theta()
     log_mean = fit.law.log_loss(theta, x, ops.NUMPY)
     log_mean = log_mean.transpose("chain", "draw", "query")
-    noise = draw_log_noise(np.random.default_rng(random_seed), fit.likelihood, theta, log_mean.shape)
+    rng = np.random.default_rng(random_seed)
+    noise = draw_log_noise(rng, fit.likelihood, theta, log_mean.shape)
+    if discrepancy:
+        distance = beyond(span_of(fit.runs), query["params"].values, query["tokens"].values)
+        log_mean = log_mean + discrepancy_draws(
+            rng, extrapolation.DISCREPANCY_SCALE, distance, log_mean.shape
+        )
     # Heavy-tailed noise (small nu) can put a rare draw beyond exp's float range; it becomes inf,
     # a faithful "larger than any float" draw that leaves the quantiles untouched.
     with np.errstate(over="ignore"):
