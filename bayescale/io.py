@@ -15,10 +15,12 @@ escapes every value it shows).
 from __future__ import annotations
 
 import errno
+import gc
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -203,14 +205,22 @@ def load_fit(path: str | Path) -> Any:
     if not path.is_file():
         raise FitFileError(f"no saved fit at {str(path)!r}")
     _check_hdf5(path)
+    failure = None
     try:
         idata = az.from_netcdf(path, engine="h5netcdf")
         for group in idata.groups():
             getattr(idata, group).load()
     except Exception as exc:  # h5py/netCDF raise many types for a damaged file
-        raise FitFileError(
-            f"{str(path)!r} is not a readable NetCDF fit (corrupt or truncated?): {type(exc).__name__}: {exc}"
-        ) from None
+        failure = f"{type(exc).__name__}: {exc}"
+        # h5netcdf's half-opened file fails again when it is collected and prints that as a
+        # traceback ("Exception ignored in ..."): the error below already says what is wrong.
+        hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+    if failure is not None:
+        try:
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+        raise FitFileError(f"{str(path)!r} is not a readable NetCDF fit (corrupt or truncated?): {failure}")
     missing = [g for g in REQUIRED_GROUPS if g not in idata.groups()]
     if missing:
         raise FitFileError(f"{str(path)!r} is not a bayescale fit: missing group(s) {missing}")
