@@ -158,12 +158,21 @@ def from_source(
         return from_frame(source, "DataFrame")
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if path.exists():
+        if path.is_file():
             return from_frame(read_table(path), str(path))
         from bayescale import datasets
 
         if str(source) in datasets.names():
+            if path.exists():
+                warnings.warn(
+                    f"{str(source)!r} names a local folder and a bundled data set; the folder is not "
+                    "a runs file, so the bundled data set is used",
+                    RunsWarning,
+                    stacklevel=3,
+                )
             return bundled(str(source))
+        if path.exists():
+            raise RunsError(f"{str(source)!r} is a folder, not a .csv/.parquet file of {what}")
         raise RunsError(
             f"{str(source)!r} is neither an existing file nor a bundled data set "
             f"(bundled: {', '.join(datasets.names())})"

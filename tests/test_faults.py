@@ -454,3 +454,87 @@ def test_divergence_advice_starts_above_the_default_target_accept():
                              sample_stats=stats)  # fmt: skip
     (advice,) = [p for p in diagnostics.compute(idata, ["x"])["problems"] if "divergent" in p]
     assert "above the 0.95 default" in advice and "target_accept=0.99" in advice
+
+
+# Finding 15/16: output onto a read-only or full disk; schedulers that are not Dask -----------------
+
+
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_plot_or_report_onto_a_read_only_folder(tmp_path, capsys, command):
+    fit_path = cheap_fit_file(tmp_path / "fit.nc")
+    with tiny_tmpfs(tmp_path / "ro", options="ro") as folder:
+        out = folder / ("x.png" if command == "plot" else "r.html")
+        argv = (
+            ["plot", fit_path, "loss", "--out", out]
+            if command == "plot"
+            else ["report", fit_path, "--out", out]
+        )
+        code, _, err = run(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and "Read-only file system" in err, err
+
+
+def test_report_onto_a_full_disk_leaves_no_file(tmp_path, capsys):
+    fit_path = cheap_fit_file(tmp_path / "fit.nc")
+    with tiny_tmpfs(tmp_path / "full", size="16k") as folder:
+        (folder / "filler").write_bytes(b"\0" * 12 * 1024)
+        code, _, err = run(capsys, "report", fit_path, "--out", folder / "r.html")
+        left = sorted(p.name for p in folder.iterdir())
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err, err
+    assert left == ["filler"]
+
+
+def test_local_folder_named_like_a_bundled_data_set_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "chinchilla").mkdir()
+    with pytest.warns(RunsWarning, match="names a local folder and a bundled data set"):
+        runs = bs.Runs.from_any("chinchilla")
+    assert len(runs) == 245
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(RunsError, match=r"'mine' is a folder, not a \.csv/\.parquet file of runs"):
+        bs.Runs.from_any("mine")
+
+
+@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 64])
+def test_scheduler_that_is_not_dask_fails_within_the_timeout(monkeypatch, reply):
+    import socket
+    import threading
+
+    from bayescale import many
+    from bayescale.errors import BayescaleError
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    held = []
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                held.append(conn)
+                with contextlib.suppress(OSError):
+                    conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setattr(many, "CONNECT_TIMEOUT", 2)
+    began = time.monotonic()
+    try:
+        with pytest.raises(
+            BayescaleError, match=f"cannot connect to the Dask scheduler at 'tcp://127.0.0.1:{port}'"
+        ):
+            many.dask_executor(f"tcp://127.0.0.1:{port}")
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert time.monotonic() - began < 2 + 10 + 5
+
+
+@pytest.mark.parametrize("address", ["not a url", "tcp://", "http://host", "host:port", ""])
+def test_scheduler_address_that_is_not_an_address(address):
+    from bayescale.errors import BayescaleError
+    from bayescale.many import dask_executor
+
+    with pytest.raises(BayescaleError, match="is not a Dask scheduler address"):
+        dask_executor(address)
