@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import signal
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +26,9 @@ from bayescale.posterior.extrapolation import DISTANCE_COLUMNS
 
 EXIT_USER_ERROR = 2
 EXIT_DIAGNOSTICS = 3
+#: 128 + the signal's number, as a shell reports a process ended by SIGINT or SIGPIPE.
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 #: Figure kinds of ``bayescale plot`` and the function drawing each.
 PLOTS = {
@@ -67,6 +74,39 @@ def _positive_float(text: str) -> float:
     return value
 
 
+#: Most seeds every backend accepts (numpy's legacy generators stop at 2**32 - 1).
+MAX_SEED = 2**32 - 1
+#: Most budgets ``frontier`` evaluates (each is a full pass over the posterior draws).
+MAX_POINTS = 1000
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one ``error:`` line (exit 2), like every other error."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USER_ERROR, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _probability(text: str) -> float:
     value = _positive_float(text)
     if value >= 1:
@@ -75,7 +115,7 @@ def _probability(text: str) -> float:
 
 
 def _add_sampler_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--seed", type=_seed, default=None, help="random seed")
     p.add_argument("--likelihood", default="student_t", choices=["student_t", "normal"])
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)
@@ -120,9 +160,7 @@ def _planning_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayescale`` command."""
-    parser = argparse.ArgumentParser(
-        prog="bayescale", description="Bayesian fitting of language-model scaling laws."
-    )
+    parser = _Parser(prog="bayescale", description="Bayesian fitting of language-model scaling laws.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -130,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", help="CSV/Parquet file of runs, or a bundled data set name")
     p.add_argument("--law", default="chinchilla", help="law name (default: chinchilla)")
     p.add_argument("--out", required=True, type=Path, help="where to write the fit (NetCDF)")
-    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--seed", type=_seed, default=None, help="random seed")
     p.add_argument(
         "--fix",
         action="append",
@@ -166,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("jobs", type=Path, help="JSON list of jobs: fit() keywords plus a 'name' each")
     p.add_argument("--out-dir", required=True, type=Path, help="folder for the fits (NAME.nc)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler address")
-    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPUs)")
+    p.add_argument(
+        "--workers", type=_positive_int, default=None, help="local worker processes (default: CPUs)"
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("summary", help="posterior table and diagnostics of a saved fit")
@@ -190,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("fit", type=Path)
     p.add_argument("--from", dest="start", type=_positive_float, required=True, help="smallest budget")
     p.add_argument("--to", dest="stop", type=_positive_float, required=True, help="largest budget")
-    p.add_argument("--points", type=int, default=7, help="budgets, log-spaced (default 7)")
+    p.add_argument(
+        "--points", type=int, default=7, help=f"budgets, log-spaced (default 7, at most {MAX_POINTS})"
+    )
     _planning_options(p)
 
     p = sub.add_parser("compare-plans", help="probability that each plan has the lowest loss, and regret")
@@ -221,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=_positive_float, default=None, help="experiment budget in FLOPs")
     p.add_argument("--rank-by", choices=["budget", "per_flop", "run"], default="budget")
     p.add_argument("--flops-per-param-token", type=_positive_float, default=6.0, help="k in C = k N D")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=_seed, default=None)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("predict", help="loss at new (params, tokens)")
@@ -231,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=_positive_float, help="training tokens D")
     p.add_argument("--queries", type=Path, help="CSV with columns params, tokens (one prediction per row)")
     p.add_argument("--prob", type=_probability, default=0.9)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=_seed, default=None)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("plot", help="draw a standard figure of a saved fit")
@@ -352,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _sampler_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prob", type=_probability, default=0.9)
-    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--seed", type=_seed, default=None, help="random seed")
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=4)
@@ -362,8 +404,13 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    if argv is None and threading.current_thread() is threading.main_thread():
+        _handle_interrupts()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        return _interrupted(argv)
     try:
         with warnings.catch_warnings():
             # The CLI reports failed diagnostics itself (see _load and cmd_fit).
@@ -374,12 +421,87 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code == 0 and getattr(args, "strict", False) and getattr(args, "failed_diagnostics", False):
             print("error: the fit failed its diagnostics (--strict)", file=sys.stderr)
             return EXIT_DIAGNOSTICS
+        sys.stdout.flush()  # a closed pipe (`| head -1`) shows here, not at exit
         return code
-    except (BayescaleError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+    except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        return _interrupted(argv)
+    except BrokenPipeError:
+        # The reader went away (`summary | head -1`): nothing more to say, and no one to say it to.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except (BayescaleError, OSError, UnicodeDecodeError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's message on one line (OS errors with their file name)."""
+    text = str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        text = f"a file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    return " ".join(text.split()) or type(exc).__name__
+
+
+_REPORTED = threading.Lock()
+
+
+def _interrupted(argv: Sequence[str] | None) -> int:
+    """Ctrl-C: one line and exit 130, without a traceback.
+
+    Run as the ``bayescale`` command (``argv`` None) the process ends here, without the
+    interpreter's shutdown, which can crash while compiler or sampler threads still run.
+    """
+    if not _REPORTED.acquire(blocking=False):
+        return EXIT_INTERRUPTED
+    print("error: interrupted", file=sys.stderr)
+    if argv is None:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(EXIT_INTERRUPTED)
+    _REPORTED.release()
+    return EXIT_INTERRUPTED
+
+
+#: Seconds between Ctrl-C and the exit when the KeyboardInterrupt was swallowed (see below).
+INTERRUPT_GRACE = 3.0
+
+
+def _handle_interrupts() -> None:
+    """Make Ctrl-C end the command within seconds, with one line and no traceback.
+
+    A KeyboardInterrupt raised while a library runs a callback (JAX's garbage-collection
+    hook) is swallowed and printed as a traceback, and the fit goes on. So SIGINT raises
+    the KeyboardInterrupt (files being written are cleaned up as it unwinds), such swallowed
+    interrupts are not printed, and a timer ends the process if it is still running after
+    :data:`INTERRUPT_GRACE` seconds. A second Ctrl-C ends it at once.
+    """
+    default_hook = sys.unraisablehook
+
+    def quiet_hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return
+        default_hook(unraisable)
+
+    def exit_soon() -> None:
+        time.sleep(INTERRUPT_GRACE)
+        _interrupted(None)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if getattr(on_sigint, "seen", False):
+            _interrupted(None)
+        on_sigint.seen = True  # type: ignore[attr-defined]
+        threading.Thread(target=exit_soon, daemon=True).start()
+        raise KeyboardInterrupt
+
+    sys.unraisablehook = quiet_hook
+    signal.signal(signal.SIGINT, on_sigint)
 
 
 def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
@@ -388,7 +510,24 @@ def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> Non
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    print(json.dumps(payload, indent=2) if args.json else text)
+    print(_json(payload) if args.json else text)
+
+
+def _json(payload: Any) -> str:
+    """JSON with null for NaN and infinities (bare NaN is not JSON; strict parsers reject it)."""
+    return json.dumps(_json_safe(payload), indent=2, allow_nan=False)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalars
+        return _json_safe(value.item())
+    return value
 
 
 def _summary_payload(fit: Any, prob: float) -> dict[str, Any]:
@@ -455,21 +594,34 @@ def cmd_fit(args: argparse.Namespace) -> int:
     import warnings
 
     from bayescale.inference.diagnostics import FitWarning
+    from bayescale.methods.io import check_writable
     from bayescale.methods.parametric import fit
     from bayescale.model.prior_sets import DEFAULT_WIDEN, published_priors
     from bayescale.model.priors import read_priors_file
 
     if not args.out.parent.exists():
         raise BayescaleError(f"cannot save the fit: folder {str(args.out.parent)!r} does not exist")
+    _refuse_input_as_output(args.out, [args.runs, args.priors])
+    check_writable(args.out)  # before sampling: a fit must not be lost for want of a folder
+    repeated = sorted({name for name, _ in args.fix if sum(n == name for n, _ in args.fix) > 1})
+    if repeated:
+        raise BayescaleError(f"--fix given more than once for {repeated}; give each parameter once")
+    fixed = dict(args.fix)
     priors = {}
     if args.priors_from:
         widen = DEFAULT_WIDEN if args.widen is None else args.widen
-        priors.update(published_priors(args.priors_from, widen=widen))
+        published = published_priors(args.priors_from, widen=widen)
+        priors.update({k: v for k, v in published.items() if k not in fixed})
     elif args.widen is not None:
         raise BayescaleError("--widen goes with --priors-from")
     if args.priors:
-        priors.update(read_priors_file(args.priors))
-    fixed = dict(args.fix)
+        given = read_priors_file(args.priors)
+        clash = sorted(set(given) & set(fixed))
+        if clash:
+            raise BayescaleError(
+                f"the priors file gives a prior for {clash}, fixed by --fix; a fixed parameter has no prior"
+            )
+        priors.update(given)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # reported in the summary below
         result = fit(
@@ -485,7 +637,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             random_seed=args.seed,
             progressbar=args.progress,
         )
-    path = result.save(args.out)
+    path = _save_or_keep(result, args.out)
     payload = _summary_payload(result, 0.9)
     payload["saved_to"] = str(path)
     _emit(args, payload, _summary_text(payload) + f"\nsaved fit to {path}")
@@ -495,8 +647,48 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_input_as_output(out: Path, inputs: Sequence[Any]) -> None:
+    """Raise when ``out`` is one of the input files (writing it would destroy the input)."""
+    if not out.exists():
+        return
+    for source in inputs:
+        if source is None or not isinstance(source, (str, Path)) or not Path(source).is_file():
+            continue
+        if os.path.samefile(out, source):
+            raise BayescaleError(f"--out {str(out)!r} is an input file; it would be replaced; choose another")
+
+
+def _save_or_keep(result: Any, out: Path) -> Path:
+    """Save the fit to ``out``; if that fails, keep it in the temporary folder and say where.
+
+    A finished fit is never lost to a write error: the error names the copy.
+    """
+    import tempfile
+
+    try:
+        return result.save(out)
+    except (OSError, BayescaleError) as exc:
+        reason = _one_line(exc)
+    name = None
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"bayescale-{out.stem}-", suffix=".nc")
+        os.close(fd)
+        kept = result.save(name)
+    except (OSError, BayescaleError) as exc:
+        if name is not None:
+            Path(name).unlink(missing_ok=True)
+        raise BayescaleError(
+            f"cannot save the fit to {str(out)!r}: {reason}; keeping a copy failed too: {_one_line(exc)}"
+        ) from None
+    raise BayescaleError(
+        f"cannot save the fit to {str(out)!r}: {reason}; the fit is kept at {str(kept)!r} "
+        "(move it from there)"
+    )
+
+
 def cmd_fit_many(args: argparse.Namespace) -> int:
     """``bayescale fit-many``: run every job, save each fit, print one line per job."""
+    from bayescale.methods.io import check_writable
     from bayescale.methods.many import dask_executor, fit_many
 
     if not args.jobs.is_file():
@@ -504,14 +696,23 @@ def cmd_fit_many(args: argparse.Namespace) -> int:
     if not args.out_dir.is_dir():
         raise BayescaleError(f"output folder {str(args.out_dir)!r} does not exist")
     try:
-        jobs = json.loads(args.jobs.read_text())
+        jobs = json.loads(args.jobs.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise BayescaleError(f"jobs file {str(args.jobs)!r} is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise BayescaleError(
+            f"jobs file {str(args.jobs)!r} is not UTF-8 text: {exc.reason} at byte {exc.start}"
+        ) from None
     if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
         raise BayescaleError("the jobs file must hold a JSON list of objects (fit() keywords)")
     names = [str(job.pop("name", f"job{i}")) for i, job in enumerate(jobs)]
     if len(set(names)) != len(names):
         raise BayescaleError("job names must be unique: each names its output file")
+    outputs = [_job_output(args.out_dir, name, i) for i, name in enumerate(names)]
+    for i, (job, out) in enumerate(zip(jobs, outputs, strict=True)):
+        if isinstance(job.get("runs"), str):
+            _refuse_input_as_output(out, [job["runs"]])
+        check_writable(out, f"job {i} ({names[i]!r})")
     for job in jobs:
         if "seed" in job:
             job["random_seed"] = job.pop("seed")
@@ -519,10 +720,13 @@ def cmd_fit_many(args: argparse.Namespace) -> int:
     executor = dask_executor(args.scheduler) if args.scheduler else None
     results = fit_many(jobs, executor=executor, max_workers=args.workers)
     rows = []
-    for name, result in zip(names, results, strict=True):
+    for name, out, result in zip(names, outputs, results, strict=True):
         row: dict[str, Any] = {"name": name, "ok": result.ok, "error": result.error}
         if result.ok:
-            row["saved_to"] = str(result.fit.save(args.out_dir / f"{name}.nc"))
+            try:  # one job that cannot be saved must not stop the saving of the others
+                row["saved_to"] = str(_save_or_keep(result.fit, out))
+            except BayescaleError as exc:
+                row.update(ok=False, error=str(exc))
             row["diagnostics_ok"] = result.fit.diagnostics["ok"]
         rows.append(row)
     lines = [
@@ -535,6 +739,34 @@ def cmd_fit_many(args: argparse.Namespace) -> int:
         print(f"error: {failed} of {len(rows)} jobs failed", file=sys.stderr)
         return EXIT_USER_ERROR
     return 0
+
+
+def _job_output(out_dir: Path, name: str, index: int) -> Path:
+    """``out_dir/NAME.nc``, refusing a job name that is not a plain file name.
+
+    A shared jobs file must not write outside ``--out-dir``: no ``..``, no absolute
+    path, no folder separator, no NUL or other control character.
+    """
+    bad = None
+    if not name or name in (".", ".."):
+        bad = "is empty or a folder reference"
+    elif any(sep in name for sep in ("/", "\\", os.sep)) or (os.altsep and os.altsep in name):
+        bad = "contains a folder separator"
+    elif any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        bad = "contains a control character"
+    elif name.startswith("."):
+        bad = "starts with '.' (hidden file)"
+    elif len(f"{name}.nc".encode()) > 255:
+        bad = "is too long for a file name"
+    if bad:
+        raise BayescaleError(
+            f"job {index} has name {name!r}, which {bad}; a name must be a plain file name "
+            f"(the fit is saved as NAME.nc in --out-dir)"
+        )
+    out = out_dir / f"{name}.nc"
+    if out.resolve().parent != out_dir.resolve():
+        raise BayescaleError(f"job {index} has name {name!r}, which would be saved outside --out-dir")
+    return out
 
 
 def _load(path: Path, args: argparse.Namespace | None = None) -> Any:
@@ -599,9 +831,18 @@ def _rows_text(title: str, table: Any, inputs: list[str], names: list[str]) -> s
 
 
 def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None:
-    table = fit.optimal(
-        compute, args.unique_tokens, args.prob, args.kind, flops_per_param_token=args.flops_per_param_token
-    )
+    import numpy as np
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an absurd budget is refused just below
+        table = fit.optimal(
+            compute,
+            args.unique_tokens,
+            args.prob,
+            args.kind,
+            flops_per_param_token=args.flops_per_param_token,
+        )
+    _check_allocation(table, args.flops_per_param_token)
     _warn_beyond(table)
     names = ["params", "tokens", "tokens_per_param", "loss", "a", "b"]
     if args.unique_tokens is not None:
@@ -624,6 +865,26 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
         return
     title = f"compute-optimal plans{where} ({interval}); a, b: N_opt ~ C^a, D_opt ~ C^b"
     _emit(args, payloads, _rows_text(title, table, ["compute"], names))
+
+
+def _check_allocation(table: Any, flops_per_param_token: float) -> None:
+    """Raise when a budget is too small or too large for a meaningful plan.
+
+    That is, when the plan is not at least one parameter and one token, or not finite: the
+    answer would otherwise be inf, NaN or 1e-150 parameters.
+    """
+    import numpy as np
+
+    for _, row in table.iterrows():
+        cells = [row[f"{q}_{s}"] for q in ("params", "tokens") for s in ("median", "lower", "upper")]
+        values = np.asarray([*cells, row["loss_median"]], dtype=float)
+        if not np.all(np.isfinite(values)) or min(cells) < 1:
+            raise BayescaleError(
+                f"no meaningful plan at C = {row['compute']:.3g} FLOPs with {flops_per_param_token:g} FLOPs "
+                f"per parameter per token: the optimum is N = {row['params_median']:.3g} parameters, "
+                f"D = {row['tokens_median']:.3g} tokens; give a budget (and FLOPs per parameter-token) "
+                "that buys at least one parameter and one token"
+            )
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -664,8 +925,8 @@ def cmd_frontier(args: argparse.Namespace) -> int:
 
     if args.stop <= args.start:
         raise BayescaleError(f"--to ({args.stop:g}) must be larger than --from ({args.start:g})")
-    if args.points < 2:
-        raise BayescaleError(f"--points must be at least 2, got {args.points}")
+    if not 2 <= args.points <= MAX_POINTS:
+        raise BayescaleError(f"--points must be from 2 to {MAX_POINTS}, got {args.points}")
     fit = _load(args.fit, args)
     _allocation_output(args, fit, np.geomspace(args.start, args.stop, args.points))
     return 0
@@ -739,6 +1000,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         missing = [c for c in ("params", "tokens") if c not in frame.columns]
         if missing:
             raise BayescaleError(f"queries file needs column(s) {missing}; found {list(frame.columns)}")
+        if frame.empty:
+            raise BayescaleError(f"queries file {str(args.queries)!r} has a header but no rows")
+        for column in ("params", "tokens"):
+            frame[column] = _query_column(frame[column], column)
         table = fit.predict(frame["params"], frame["tokens"], prob=args.prob, random_seed=args.seed)
         _warn_beyond(table)
         if args.json:
@@ -759,6 +1024,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _query_column(series: Any, column: str) -> Any:
+    """The column as positive finite floats, or an error naming the first bad row."""
+    import pandas as pd
+
+    values = pd.to_numeric(series, errors="coerce").astype(float)
+    bad = ~(values.notna() & (values > 0) & (values < float("inf")))
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise BayescaleError(
+            f"queries file column {column!r} row {row}: {series.iloc[row]!r} is not a finite number > 0 "
+            f"({int(bad.sum())} such row(s))"
+        )
+    return values
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     """``bayescale datasets``: bundled data sets, one line each."""
     from bayescale.data import datasets
@@ -777,14 +1057,31 @@ def cmd_plot(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from bayescale import plots
+    from matplotlib.figure import Figure
 
-    fit = _load(args.fit, args)
+    from bayescale import plots
+    from bayescale.methods.io import check_writable
+    from bayescale.report import refuse_to_replace_data, write_atomically
+
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = args.out.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise BayescaleError(
+            f"cannot write a figure as {str(args.out)!r}: unknown image type {suffix!r}; "
+            f"use one of {', '.join('.' + f for f in sorted(formats))}"
+        )
     if not args.out.parent.exists():
         raise BayescaleError(f"folder {str(args.out.parent)!r} does not exist")
+    refuse_to_replace_data(args.out, "the figure")
+    check_writable(args.out, "the figure")
+    fit = _load(args.fit, args)
     drawn = getattr(plots, PLOTS[args.kind])(fit, **PLOT_OPTIONS.get(args.kind, {}))
     figure = drawn if hasattr(drawn, "savefig") else drawn.figure  # multi-panel kinds return a Figure
-    figure.savefig(args.out, dpi=120)
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=suffix, dpi=120)
+    write_atomically(args.out, buffer.getvalue())
     print(f"wrote {args.kind} figure to {args.out}")
     return 0
 
@@ -794,8 +1091,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from bayescale.report import write_report
+    from bayescale.methods.io import check_writable
+    from bayescale.report import refuse_to_replace_data, write_report
 
+    if args.out.parent.exists():
+        refuse_to_replace_data(args.out, "the report")
+        check_writable(args.out, "the report")
     fit = _load(args.fit, args)
     path = write_report(fit, args.out, compute=args.compute, prob=args.prob)
     print(f"wrote report to {path}")
@@ -1067,7 +1368,7 @@ def cmd_compare_methods(args: argparse.Namespace) -> int:
                 for name in ("a", "b", "params", "tokens"):
                     out[name] = {s: rec[f"{name}_{s}"] for s in ("median", "lower", "upper")}
             records.append(out)
-        print(json.dumps({"prob": args.prob, "methods": records}, indent=2))
+        print(_json({"prob": args.prob, "methods": records}))
         return 0
     print(f"compute-optimal exponents and plan at C = {args.compute:.3g} FLOPs ({args.prob:.0%} intervals)")
     for rec in table.to_dict("records"):

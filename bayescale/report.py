@@ -82,8 +82,13 @@ def _png(obj: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _e(value: Any) -> str:
+    """The one way a value enters the HTML: as escaped text (a saved fit's values are not trusted)."""
+    return html.escape(str(value), quote=True)
+
+
 def _table(frame: Any, index: bool = True) -> str:
-    return frame.to_html(index=index, border=0, float_format=lambda v: f"{v:.4g}", na_rep="")
+    return frame.to_html(index=index, border=0, float_format=lambda v: f"{v:.4g}", na_rep="", escape=True)
 
 
 def _data_section(fit: Fit) -> str:
@@ -95,7 +100,7 @@ def _data_section(fit: Fit) -> str:
                            "max": frame[columns].max()})  # fmt: skip
     ranges.index.name = "column"
     return (
-        f"<p>{len(frame)} runs from <code>{html.escape(fit.runs.source)}</code>; "
+        f"<p>{_e(len(frame))} runs from <code>{_e(fit.runs.source)}</code>; "
         "units: counts, FLOPs and nats/token.</p>" + _table(ranges)
     )
 
@@ -105,25 +110,26 @@ def _diagnostics_section(fit: Fit) -> str:
     state = '<span class="ok">passed</span>' if d["ok"] else '<span class="failed">FAILED</span>'
     config = fit.sampler.to_dict()
     rows = [
-        f"<li>diagnostics {state}: {d['divergences']} divergences, max r_hat {d['max_r_hat']:.3f}, "
-        f"min bulk ESS {d['min_ess_bulk']:.0f}</li>",
-        "<li>sampler: " + html.escape(", ".join(f"{k}={v}" for k, v in config.items()))
-        + f", random_seed={fit.random_seed}</li>",
+        f"<li>diagnostics {state}: {_e(d['divergences'])} divergences, "
+        f"max r_hat {_e(format(d['max_r_hat'], '.3f'))}, "
+        f"min bulk ESS {_e(format(d['min_ess_bulk'], '.0f'))}</li>",
+        "<li>sampler: " + _e(", ".join(f"{k}={v}" for k, v in config.items()))
+        + f", random_seed={_e(fit.random_seed)}</li>",
     ]  # fmt: skip
-    rows += [f'<li class="failed">{html.escape(p)}</li>' for p in d["problems"]]
+    rows += [f'<li class="failed">{_e(p)}</li>' for p in d["problems"]]
     return "<ul>" + "".join(rows) + "</ul>"
 
 
 def _plan_section(fit: Fit, compute: Sequence[float] | None, prob: float) -> str:
     if not _has_allocation(fit):
-        return f"<p>The {html.escape(fit.law.name)} law has no closed-form compute-optimal allocation.</p>"
+        return f"<p>The {_e(fit.law.name)} law has no closed-form compute-optimal allocation.</p>"
     budgets = np.asarray(compute if compute is not None else default_budgets(fit), dtype=float)
     table = fit.optimal(budgets, prob=prob)
     table.index = [f"{c:.3g}" for c in table.pop("compute")]
     table.index.name = "compute [FLOPs]"
     return (
-        f"<p>Compute-optimal allocation at C = 6ND, posterior median and {prob:.0%} interval.</p>"
-        + _table(table)
+        f"<p>Compute-optimal allocation at C = 6ND, posterior median and "
+        f"{_e(format(prob, '.0%'))} interval.</p>" + _table(table)
     )
 
 
@@ -147,31 +153,75 @@ def build_report(fit: Fit, compute: Sequence[float] | None = None, prob: float =
     fixed = ", ".join(f"{k} = {v:.4g}" for k, v in fit.fixed.items()) or "none"
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>bayescale report: {html.escape(law.name)} law</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{html.escape(law.title)}</h1>",
-        f"<p><code>{html.escape(law.formula)}</code><br>{html.escape(law.reference)}<br>"
-        f"likelihood on log loss: {html.escape(fit.likelihood)}; fixed parameters: {html.escape(fixed)}</p>",
+        f"<title>bayescale report: {_e(law.name)} law</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{_e(law.title)}</h1>",
+        f"<p><code>{_e(law.formula)}</code><br>{_e(law.reference)}<br>"
+        f"likelihood on log loss: {_e(fit.likelihood)}; fixed parameters: {_e(fixed)}</p>",
         "<h2>Data</h2>", _data_section(fit),
         "<h2>Diagnostics</h2>", _diagnostics_section(fit),
-        f"<h2>Parameters ({prob:.0%} credible intervals)</h2>", _table(fit.summary(prob)),
+        f"<h2>Parameters ({_e(format(prob, '.0%'))} credible intervals)</h2>", _table(fit.summary(prob)),
         "<h2>Plan</h2>", _plan_section(fit, compute, prob),
         "<h2>Figures</h2>",
     ]  # fmt: skip
     for caption, draw in figures(fit):
         parts.append(
-            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{_png(draw())}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{_png(draw())}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
         )
-    parts.append(f"<p><small>made by bayescale {html.escape(__version__)}</small></p></body></html>")
+    parts.append(f"<p><small>made by bayescale {_e(__version__)}</small></p></body></html>")
     return "\n".join(parts)
 
 
 def write_report(
     fit: Fit, path: str | Path, compute: Sequence[float] | None = None, prob: float = 0.9
 ) -> Path:
-    """Write :func:`build_report` to ``path`` (HTML) and return the path."""
+    """Write :func:`build_report` to ``path`` (HTML) atomically and return the path.
+
+    Refuses to replace a file that is not an HTML report (a saved fit, a runs table).
+    """
     path = Path(path)
     if not path.parent.exists():
         raise BayescaleError(f"cannot write the report: folder {str(path.parent)!r} does not exist")
-    path.write_text(build_report(fit, compute, prob), encoding="utf-8")
+    refuse_to_replace_data(path, "the report")
+    text = build_report(fit, compute, prob)
+    write_atomically(path, text.encode("utf-8"))
     return path
+
+
+#: Leading bytes of the files an output must never replace: HDF5/NetCDF-4 (saved fits), Parquet.
+_DATA_SIGNATURES = (b"\x89HDF\r\n\x1a\n", b"CDF\x01", b"CDF\x02", b"PAR1")
+
+
+def refuse_to_replace_data(path: Path, what: str) -> None:
+    """Raise a BayescaleError when ``path`` is a folder or holds a saved fit or Parquet data."""
+    if path.is_dir():
+        raise BayescaleError(f"cannot write {what}: {str(path)!r} is a folder")
+    if path.is_file():
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(8)
+        except OSError:
+            return
+        if head.startswith(_DATA_SIGNATURES):
+            raise BayescaleError(
+                f"refusing to write {what} over {str(path)!r}: it holds a saved fit or data; "
+                "choose another --out"
+            )
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` beside ``path`` and move it into place, so a failure leaves no partial file."""
+    import os
+    import tempfile
+
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp_name, 0o666 & ~mask)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise

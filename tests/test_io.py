@@ -101,7 +101,7 @@ def test_saved_fit_carries_version_law_priors_runs_and_hash(quick_fit_path):
 @pytest.mark.parametrize(
     ("attrs", "message"),
     [
-        ({"format_version": 99}, r"has fit format 99 .* reads format 1"),
+        ({"format_version": 99}, r"has fit format 99 .* reads format 2"),
         ({"format_version": "x"}, r"has fit format x"),
         ({"format": "other-tool"}, r"not a bayescale fit \(no 'bayescale-fit' stamp\)"),
         ({"config_hash": "0" * 64}, r"configuration or runs do not match the recorded hash"),

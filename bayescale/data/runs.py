@@ -157,10 +157,19 @@ def from_source(
         return from_frame(source, "DataFrame")
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if path.exists():
+        if path.is_file():
             return from_frame(read_table(path), str(path))
         if str(source) in catalog.names():
+            if path.exists():
+                warnings.warn(
+                    f"{str(source)!r} names a local folder and a bundled data set; the folder is not "
+                    "a runs file, so the bundled data set is used",
+                    RunsWarning,
+                    stacklevel=3,
+                )
             return bundled(str(source))
+        if path.exists():
+            raise RunsError(f"{str(source)!r} is a folder, not a .csv/.parquet file of {what}")
         raise RunsError(
             f"{str(source)!r} is neither an existing file nor a bundled data set "
             f"(bundled: {', '.join(catalog.names())})"
@@ -178,7 +187,9 @@ def read_table(path: Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
         if suffix in (".csv", ".txt", ".tsv", ""):
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+            sep = "\t" if suffix == ".tsv" else ","
+            _refuse_repeated_header(path, sep)
+            return pd.read_csv(path, sep=sep)
     except pd.errors.EmptyDataError:
         raise RunsError(f"{str(path)!r} is empty: expected a table with a header row") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
@@ -186,6 +197,17 @@ def read_table(path: Path) -> pd.DataFrame:
     except Exception as exc:  # pyarrow and csv raise their own types for a damaged file
         raise RunsError(f"{str(path)!r} could not be read as a table: {type(exc).__name__}: {exc}") from None
     raise RunsError(f"{str(path)!r}: unsupported file type {suffix!r}; use .csv or .parquet")
+
+
+def _refuse_repeated_header(path: Path, sep: str) -> None:
+    """Raise for a header that repeats a name (pandas would rename the second ``loss.1``)."""
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+    if header.empty:
+        return
+    names = [str(v).strip() for v in header.iloc[0].tolist()]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise RunsError(f"{str(path)!r}: the header repeats column name(s) {repeated}; keep one of each")
 
 
 def canonical_columns(columns: Iterable[Any]) -> dict[Any, str]:
@@ -228,7 +250,7 @@ def validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
     repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
     if repeated:
         raise RunsError(f"runs table has repeated column name(s) {repeated}; keep one of each")
-    mapping = canonical_columns(frame.columns)
+    mapping = _plausible_short_aliases(frame, canonical_columns(frame.columns))
     out = frame.rename(columns=mapping).copy()
     missing = [c for c in REQUIRED_COLUMNS if c not in out.columns]
     if missing:
@@ -268,6 +290,64 @@ def validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
     _warn_units(out)
     _warn_duplicates(out)
     return out
+
+
+#: One-letter aliases of optional columns, easily another column's name (a cluster id ``c``):
+#: taken only when their values look like what they would mean.
+SHORT_ALIASES = {"c": "compute", "u": "unique_tokens"}
+#: A ``c`` column is compute when its median ratio to 6 N D is within this factor of 1.
+COMPUTE_ALIAS_FACTOR = 10.0
+#: A ``u`` column is unique tokens when its values are counts of at least this many tokens
+#: (the smallest published ladders see ~1e7 tokens) and at most D.
+MIN_PLAUSIBLE_UNIQUE_TOKENS = 1e5
+
+
+def _plausible_short_aliases(frame: pd.DataFrame, mapping: dict[Any, str]) -> dict[Any, str]:
+    """Drop a one-letter alias (``c``, ``u``) whose values do not fit its meaning, with a warning.
+
+    ``c`` must agree with 6 N D within a factor of :data:`COMPUTE_ALIAS_FACTOR` (median ratio);
+    ``u`` must hold counts of at least :data:`MIN_PLAUSIBLE_UNIQUE_TOKENS` and at most D. A
+    column that fails stays an extra column; spelled out (``compute``, ``unique_tokens``)
+    it is taken as given and checked as before.
+    """
+    by_canon = {canon: col for col, canon in mapping.items()}
+    if "params" not in by_canon or "tokens" not in by_canon:
+        return mapping
+    params = pd.to_numeric(frame[by_canon["params"]], errors="coerce").to_numpy(dtype=float)
+    tokens = pd.to_numeric(frame[by_canon["tokens"]], errors="coerce").to_numpy(dtype=float)
+    kept = dict(mapping)
+    for col, canon in mapping.items():
+        if str(col).strip().lower() not in SHORT_ALIASES:
+            continue
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN (text) columns
+            if canon == "compute":
+                six_nd = FLOPS_PER_PARAM_TOKEN * params * tokens
+                ratio = np.nanmedian(values / six_nd)
+                fits = bool(np.isfinite(ratio) and 1 / COMPUTE_ALIAS_FACTOR <= ratio <= COMPUTE_ALIAS_FACTOR)
+                evidence = (
+                    f"median {np.nanmedian(values):.3g} against 6 N D median {np.nanmedian(six_nd):.3g}"
+                )
+            else:
+                fits = bool(
+                    np.all(np.isfinite(values))
+                    and np.nanmin(values) >= MIN_PLAUSIBLE_UNIQUE_TOKENS
+                    and np.all(values <= tokens * (1 + 1e-9))
+                )
+                evidence = (
+                    f"values {np.nanmin(values):.3g} to {np.nanmax(values):.3g}, "
+                    f"tokens D median {np.nanmedian(tokens):.3g}"
+                )
+        if not fits:
+            del kept[col]
+            warnings.warn(
+                f"column {col!r} was not taken as {canon!r}: its values ({evidence}) do not look like "
+                f"{canon}; it is kept as an extra column. Rename it to {canon!r} if it is {canon}",
+                RunsWarning,
+                stacklevel=4,
+            )
+    return kept
 
 
 def _missing_message(missing: list[str], columns: list[Any], mapping: dict[Any, str]) -> str:

@@ -11,6 +11,8 @@ import numpy as np
 #: Thresholds a fit must meet (Vehtari et al. 2021 recommend r_hat <= 1.01, ESS >= 400).
 MAX_R_HAT = 1.01
 MIN_ESS_BULK = 400
+#: The NUTS target acceptance rate of :func:`bayescale.fit` (the advice on divergences starts from it).
+DEFAULT_TARGET_ACCEPT = 0.95
 
 
 class FitWarning(UserWarning):
@@ -42,7 +44,8 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
     problems = []
     if divergences:
         problems.append(
-            f"{divergences} divergent transitions: raise target_accept (e.g. 0.95), "
+            f"{divergences} divergent transitions: raise target_accept above the "
+            f"{DEFAULT_TARGET_ACCEPT} default (e.g. bayescale.fit(..., target_accept=0.99)), "
             "tighten the priors, or check that the law suits the data"
         )
     if np.isfinite(max_r_hat) and max_r_hat > MAX_R_HAT:

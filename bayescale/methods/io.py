@@ -3,15 +3,24 @@
 The file is an ArviZ InferenceData NetCDF. The posterior's attrs carry the
 package version, the law, the likelihood, the priors and fixed values as JSON,
 the sampler configuration, the diagnostics, a hash of the configuration and
-runs, and a checksum of the posterior draws, so :func:`load_fit` can rebuild
-the fit and refuse a file that is corrupt, foreign or does not match.
+runs, a checksum of the posterior draws and a hash of everything else the
+answers read (diagnostics, sample stats, observed data, the runs' attributes,
+coordinates and the version), so :func:`load_fit` can rebuild the fit and
+refuse a file that is corrupt, foreign or does not match. The hashes are plain
+SHA-256: they catch corruption and careless edits, not a forger who recomputes
+them, so every value read back is also type-checked (and the HTML report
+escapes every value it shows).
 """
 
 from __future__ import annotations
 
+import errno
+import gc
 import hashlib
 import json
 import os
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,7 +32,9 @@ from bayescale.errors import BayescaleError, FitFileError
 from bayescale.model.priors import priors_from_json, priors_to_json
 
 FORMAT = "bayescale-fit"
-FORMAT_VERSION = 1
+#: 2: adds ``content_hash`` (diagnostics, sample stats, observed data, coordinates, version)
+#: and stores a runs column whose name NetCDF cannot hold under a placeholder name.
+FORMAT_VERSION = 2
 REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
 
 
@@ -44,6 +55,77 @@ def _posterior_checksum(posterior: Any) -> str:
     return digest.hexdigest()
 
 
+#: The posterior attrs bayescale writes that :func:`_config_hash` does not cover.
+_CONTENT_KEYS = ("format", "format_version", "bayescale_version", "diagnostics")
+
+
+def _array_bytes(values: Any) -> bytes:
+    """Bytes of an array that survive a NetCDF round trip: text as JSON, numbers as float64."""
+    values = np.asarray(values)
+    if values.dtype.kind in "OUSM m":
+        return json.dumps([str(v) for v in values.ravel().tolist()]).encode()
+    return np.ascontiguousarray(values, dtype=float).tobytes()
+
+
+def _content_hash(attrs: dict[str, Any], idata: Any) -> str:
+    """SHA-256 of every group's variables and coordinates, their non-hash attrs and the version.
+
+    With :func:`_config_hash` and :func:`_posterior_checksum` this covers everything
+    :func:`load_fit` reads: diagnostics, sample stats, observed data, the runs and
+    their ``columns``/``source`` attrs, the group labels, the format and version.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps({k: str(attrs[k]) for k in _CONTENT_KEYS}, sort_keys=True).encode())
+    for group in sorted(idata.groups()):
+        ds = getattr(idata, group)
+        digest.update(f"group {group}".encode())
+        if group != "posterior":
+            plain = {str(k): np.asarray(v).tolist() for k, v in ds.attrs.items()}
+            digest.update(json.dumps(plain, sort_keys=True, default=str).encode())
+        for name in sorted(map(str, ds.variables)):
+            var = ds[name]
+            digest.update(json.dumps([name, list(map(str, var.dims)), list(var.shape)]).encode())
+            digest.update(_array_bytes(var.values))
+    return digest.hexdigest()
+
+
+def check_writable(path: str | Path, what: str = "the fit") -> Path:
+    """Raise a BayescaleError unless a file can be written at ``path`` (checked by writing one).
+
+    Called before a long fit so that a read-only folder, a file where a folder
+    should be, or a folder in place of the file is found before, not after, sampling.
+    """
+    path = Path(path)
+    parent = path.parent
+    if not parent.exists():
+        raise BayescaleError(f"cannot save {what}: folder {str(parent)!r} does not exist")
+    if not parent.is_dir():
+        raise BayescaleError(f"cannot save {what}: {str(parent)!r} is a file, not a folder")
+    if path.is_dir():
+        raise BayescaleError(f"cannot save {what}: {str(path)!r} is a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BayescaleError(
+            f"cannot save {what} in {str(parent)!r}: {exc.strerror or exc} (read-only or full?)"
+        ) from None
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _estimated_size(idata: Any) -> int:
+    """Bytes the NetCDF file will need, roughly: the arrays plus room for headers."""
+    arrays = sum(int(getattr(idata, g).nbytes) for g in idata.groups())
+    return int(arrays * 1.1) + 256 * 1024
+
+
 def save_fit(fit: Any, path: str | Path) -> Path:
     """Write ``fit`` to ``path`` (NetCDF) atomically.
 
@@ -58,6 +140,8 @@ def save_fit(fit: Any, path: str | Path) -> Path:
     path = Path(path)
     if not path.parent.exists():
         raise BayescaleError(f"cannot save fit: folder {str(path.parent)!r} does not exist")
+    if not path.parent.is_dir():
+        raise BayescaleError(f"cannot save fit: {str(path.parent)!r} is a file, not a folder")
     idata = fit.idata.copy()
     attrs = {
         "format": FORMAT,
@@ -73,11 +157,26 @@ def save_fit(fit: Any, path: str | Path) -> Path:
     }
     attrs["config_hash"] = _config_hash(attrs, idata.constant_data)
     attrs["posterior_checksum"] = _posterior_checksum(idata.posterior)
+    attrs["content_hash"] = _content_hash(attrs, idata)
     idata.posterior.attrs.update(attrs)
+    # HDF5 meeting a full disk half-way through can leave its library in a bad state: check first.
+    need, free = _estimated_size(idata), shutil.disk_usage(path.parent).free
+    if free < need:
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device: {free} bytes free in {str(path.parent)!r}, the fit needs about {need}",
+        )
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        idata.to_netcdf(tmp_name, engine="h5netcdf")
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600 whatever the umask
+        try:
+            idata.to_netcdf(tmp_name, engine="h5netcdf")
+        except OSError:
+            raise
+        except Exception as exc:  # h5py reports a failed write (e.g. a full disk) as RuntimeError
+            code = errno.ENOSPC if "errno = 28" in str(exc) else errno.EIO
+            raise OSError(code, f"writing {str(path)!r} failed: {type(exc).__name__}: {exc}") from None
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -105,14 +204,23 @@ def load_fit(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FitFileError(f"no saved fit at {str(path)!r}")
+    _check_hdf5(path)
+    failure = None
     try:
         idata = az.from_netcdf(path, engine="h5netcdf")
         for group in idata.groups():
             getattr(idata, group).load()
     except Exception as exc:  # h5py/netCDF raise many types for a damaged file
-        raise FitFileError(
-            f"{str(path)!r} is not a readable NetCDF fit (corrupt or truncated?): {type(exc).__name__}: {exc}"
-        ) from None
+        failure = f"{type(exc).__name__}: {exc}"
+        # h5netcdf's half-opened file fails again when it is collected and prints that as a
+        # traceback ("Exception ignored in ..."): the error below already says what is wrong.
+        hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+    if failure is not None:
+        try:
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+        raise FitFileError(f"{str(path)!r} is not a readable NetCDF fit (corrupt or truncated?): {failure}")
     missing = [g for g in REQUIRED_GROUPS if g not in idata.groups()]
     if missing:
         raise FitFileError(f"{str(path)!r} is not a bayescale fit: missing group(s) {missing}")
@@ -139,6 +247,11 @@ def load_fit(path: str | Path) -> Any:
             raise FitFileError(
                 f"{str(path)!r}: posterior draws do not match the recorded checksum (file corrupt?)"
             )
+        if attrs["content_hash"] != _content_hash(attrs, idata):
+            raise FitFileError(
+                f"{str(path)!r}: diagnostics, sample stats, observed data, runs attributes or version "
+                "do not match the recorded hash (file altered?)"
+            )
         fit = Fit(
             idata=idata,
             law=get_law(attrs["law"]),
@@ -150,6 +263,7 @@ def load_fit(path: str | Path) -> Any:
             random_seed=json.loads(attrs["random_seed"]),
             diagnostics=json.loads(attrs["diagnostics"]),
         )
+        _check_types(fit)
     except KeyError as exc:
         raise FitFileError(
             f"{str(path)!r} lacks the attribute {exc.args[0]!r} every bayescale fit has"
@@ -166,3 +280,56 @@ def load_fit(path: str | Path) -> Any:
         idata.posterior.attrs.pop(key, None)
     warn_if_failed(fit.diagnostics)
     return fit
+
+
+def _check_hdf5(path: Path) -> None:
+    """Refuse a file HDF5 cannot open before h5netcdf tries (its failed open prints a traceback)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except Exception as exc:  # h5py raises OSError, RuntimeError, KeyError ... for a damaged file
+        raise FitFileError(
+            f"{str(path)!r} is not a readable NetCDF fit (corrupt or truncated?): {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_types(fit: Any) -> None:
+    """Raise TypeError when a value read from the file does not have the type bayescale writes.
+
+    The hashes only catch careless edits; this keeps a crafted file's text out of
+    numbers, flags and labels that the summary, the plans and the report show.
+    """
+    from bayescale.model.pymc_model import check_likelihood
+
+    check_likelihood(fit.likelihood)
+    seed = fit.random_seed
+    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)):
+        raise TypeError(f"random_seed must be an integer or null, got {seed!r}")
+    d = fit.diagnostics
+    if not isinstance(d, dict):
+        raise TypeError(f"diagnostics must be a JSON object, got {type(d).__name__}")
+    checks = {
+        "divergences": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "max_r_hat": _is_number,
+        "min_ess_bulk": _is_number,
+        "ok": lambda v: isinstance(v, bool),
+        "problems": lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v),
+        "r_hat": lambda v: isinstance(v, dict) and all(_is_number(x) for x in v.values()),
+        "ess_bulk": lambda v: isinstance(v, dict) and all(_is_number(x) for x in v.values()),
+    }
+    for key, ok in checks.items():
+        if key not in d or not ok(d[key]):
+            raise TypeError(f"diagnostics[{key!r}] is missing or of the wrong type: {d.get(key)!r}")
+    if d["ok"] and d["problems"]:
+        raise TypeError("diagnostics say ok but list problems")
+    for name, value in fit.fixed.items():
+        if not np.isfinite(value):
+            raise TypeError(f"fixed value of {name!r} is not finite: {value!r}")
+    if not isinstance(fit.runs.source, str):
+        raise TypeError(f"runs source must be text, got {fit.runs.source!r}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
+import threading
 import traceback
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -134,8 +136,31 @@ def dask_executor(address: str) -> Executor:
         raise BayescaleError(
             "running on a Dask scheduler needs `distributed`: pip install bayescale[dask]"
         ) from None
-    try:
-        client = Client(address, timeout="20s")
-    except OSError as exc:
-        raise BayescaleError(f"cannot connect to the Dask scheduler at {address!r}: {exc}") from None
-    return client.get_executor()
+    if not _ADDRESS.fullmatch(address.strip()):
+        raise BayescaleError(
+            f"{address!r} is not a Dask scheduler address; expected HOST:PORT or PROTOCOL://HOST:PORT, "
+            "e.g. tcp://10.0.0.5:8786"
+        )
+    outcome: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            outcome["client"] = Client(address.strip(), timeout=f"{CONNECT_TIMEOUT}s")
+        except BaseException as exc:  # a server that is not Dask fails in many ways (even MemoryError)
+            outcome["error"] = exc
+
+    # The client's own timeout is not honoured by every server that answers the port: bound it here.
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(CONNECT_TIMEOUT + 10)
+    if "client" in outcome:
+        return outcome["client"].get_executor()
+    reason = outcome.get("error")
+    detail = f"{type(reason).__name__}: {reason}" if reason else f"no answer within {CONNECT_TIMEOUT + 10} s"
+    raise BayescaleError(f"cannot connect to the Dask scheduler at {address!r}: {' '.join(detail.split())}")
+
+
+#: Seconds to wait for a Dask scheduler.
+CONNECT_TIMEOUT = 20
+#: HOST:PORT or PROTOCOL://HOST:PORT (IPv6 hosts in brackets).
+_ADDRESS = re.compile(r"(?:[a-z][a-z0-9+.-]*://)?(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")

@@ -14,7 +14,8 @@ def cache_dir() -> Path | None:
     """Folder of the on-disk JAX compilation cache, or ``None`` when turned off.
 
     ``$BAYESCALE_CACHE_DIR`` if set (empty or ``0`` turns the cache off), else
-    ``$XDG_CACHE_HOME/bayescale/jax`` (``~/.cache/bayescale/jax``).
+    ``$XDG_CACHE_HOME/bayescale/jax`` (``~/.cache/bayescale/jax``). Programs found there are
+    loaded and run without a check, so it must be a folder only the user can write.
     """
     env = os.environ.get(CACHE_ENV)
     if env is not None:

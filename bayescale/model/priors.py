@@ -167,7 +167,12 @@ def read_priors_file(path: str | Path) -> dict[str, Prior]:
     path = Path(path)
     if not path.is_file():
         raise PriorError(f"priors file {str(path)!r} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PriorError(
+            f"priors file {str(path)!r} is not UTF-8 text: {exc.reason} at byte {exc.start}"
+        ) from None
     try:
         if path.suffix.lower() == ".toml":
             raw = tomllib.loads(text)

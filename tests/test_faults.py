@@ -1,0 +1,540 @@
+"""Faults: no fit is lost, nothing is silently wrong (issue 20, findings 4-9, 11, 12, 14, 17)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from cheap_fits import cheap_fit, cheap_fit_file
+
+import bayescale as bs
+from bayescale.cli import main
+from bayescale.errors import RunsError, RunsWarning
+
+pytestmark = pytest.mark.filterwarnings("ignore::bayescale.FitWarning")
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _runs(**extra) -> pd.DataFrame:
+    from conftest import TRUE_CHINCHILLA, simulate_ladder
+
+    frame = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=7)
+    for name, values in extra.items():
+        frame[name] = values
+    return frame
+
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+    """`bayescale fit` returns a cheap hand-built fit instead of sampling (records that it was called)."""
+    calls = []
+
+    def fake_fit(runs, **kwargs):
+        calls.append(kwargs)
+        frame = bs.Runs.from_any(runs).frame
+        return cheap_fit(frame[[c for c in frame.columns if c != "compute"]])
+
+    monkeypatch.setattr(importlib.import_module("bayescale.methods.parametric"), "fit", fake_fit)
+    return calls
+
+
+@contextlib.contextmanager
+def tiny_tmpfs(path: Path, size: str = "64k", options: str = ""):
+    """A small tmpfs at ``path`` (root only; the test is skipped where it cannot be mounted)."""
+    path.mkdir(parents=True, exist_ok=True)
+    opts = f"size={size}" + (f",{options}" if options else "")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+# Finding 4: any column name round-trips ----------------------------------------------------------
+
+
+def test_run_and_slash_column_names_save_and_load(tmp_path):
+    n = 40
+    extra = {
+        "run": [f"r{i}" for i in range(n)],
+        "lr/warmup": np.linspace(0.1, 1, n),
+        "with space": np.arange(n),
+        "_column_1": np.arange(n) * 2.0,
+        "été": ["x"] * n,
+        ".": np.ones(n),
+    }
+    fit = cheap_fit(_runs(**extra))
+    path = fit.save(tmp_path / "fit.nc")
+    loaded = bs.load_fit(path)
+    assert list(loaded.runs.frame.columns) == list(fit.runs.frame.columns)
+    pd.testing.assert_frame_equal(loaded.runs.frame, fit.runs.frame, check_dtype=False)
+
+
+# Finding 5: writability is checked before sampling; a failed write keeps the fit -------------------
+
+
+def test_file_as_parent_is_refused_before_sampling(tmp_path, capsys, no_sampling):
+    runs = tmp_path / "runs.csv"
+    _runs().to_csv(runs, index=False)
+    code, _, err = run(capsys, "fit", runs, "--out", runs / "fit.nc")
+    assert code == 2 and "is a file, not a folder" in err and no_sampling == []
+
+
+def test_folder_as_out_is_refused_before_sampling(tmp_path, capsys, no_sampling):
+    (tmp_path / "fit.nc").mkdir()
+    code, _, err = run(capsys, "fit", "chinchilla", "--out", tmp_path / "fit.nc")
+    assert code == 2 and "is a folder" in err and no_sampling == []
+
+
+def test_read_only_folder_is_refused_before_sampling(tmp_path, capsys, no_sampling):
+    with tiny_tmpfs(tmp_path / "ro", options="ro") as folder:
+        code, _, err = run(capsys, "fit", "chinchilla", "--out", folder / "fit.nc")
+    assert code == 2 and "Read-only file system" in err and no_sampling == []
+    assert err.count("\n") == 1
+
+
+def test_failed_write_keeps_the_fit_and_says_where(tmp_path, capsys, no_sampling, monkeypatch):
+    from bayescale.methods import io
+
+    original = io.save_fit
+    target = tmp_path / "fit.nc"
+
+    def fails_at_target(fit, path):
+        if Path(path) == target:
+            raise OSError(errno.EIO, "Input/output error")
+        return original(fit, path)
+
+    monkeypatch.setattr(io, "save_fit", fails_at_target)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "kept"))
+    (tmp_path / "kept").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    code, _, err = run(capsys, "fit", "chinchilla", "--out", target)
+    assert code == 2 and err.count("\n") == 1
+    assert "cannot save the fit to" in err and "Input/output error" in err
+    kept = [p for p in (tmp_path / "kept").iterdir()]
+    assert len(kept) == 1 and f"the fit is kept at '{kept[0]}'" in err
+    assert len(bs.load_fit(kept[0]).runs) == 245  # the bundled chinchilla runs
+
+
+# Finding 6: a full disk -------------------------------------------------------------------------
+
+
+def test_full_disk_before_writing_leaves_nothing(tmp_path, monkeypatch):
+    import shutil
+
+    fit = cheap_fit()
+    path = fit.save(tmp_path / "fit.nc")
+    before = path.read_bytes()
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(OSError) as info:
+        fit.save(path)
+    assert info.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["fit.nc"]
+
+
+def test_hdf5_write_error_becomes_an_os_error_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    fit = cheap_fit()
+
+    def hdf5_full(self, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"\x89HDF\r\n\x1a\n partial")
+        raise RuntimeError(
+            "Can't write data (file write failed: errno = 28, error message = 'No space left')"
+        )
+
+    monkeypatch.setattr(type(fit.idata), "to_netcdf", hdf5_full)
+    with pytest.raises(OSError) as info:
+        fit.save(tmp_path / "fit.nc")
+    assert info.value.errno == errno.ENOSPC and "No space left" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+SAVE_ON_FULL_DISK = """
+import sys, warnings
+warnings.simplefilter("ignore")
+sys.path.insert(0, {tests!r})
+from cheap_fits import cheap_fit
+try:
+    cheap_fit().save({path!r})
+except OSError as exc:
+    print("OSError", exc.errno)
+"""
+
+
+def test_real_full_disk_no_crash_no_temp_file(tmp_path):
+    """A 96k tmpfs: the save is refused (ENOSPC) without a crash or a file left behind."""
+    with tiny_tmpfs(tmp_path / "full", size="96k") as folder:
+        script = SAVE_ON_FULL_DISK.format(tests=str(Path(__file__).parent), path=str(folder / "fit.nc"))
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        left = list(folder.iterdir())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"OSError {errno.ENOSPC}"
+    assert "Traceback" not in done.stderr
+    assert left == []
+
+
+def test_cli_fit_onto_a_full_disk_keeps_the_fit(tmp_path, capsys, no_sampling, monkeypatch):
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with tiny_tmpfs(tmp_path / "full", size="96k") as folder:
+        code, _, err = run(capsys, "fit", "chinchilla", "--out", folder / "fit.nc")
+        left = list(folder.iterdir())
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err
+    assert left == []
+    kept = [p for p in tmp_path.iterdir() if p.suffix == ".nc"]
+    assert len(kept) == 1 and str(kept[0]) in err
+    bs.load_fit(kept[0])
+
+
+# Finding 7: one job that cannot be saved does not stop the others -----------------------------------
+
+
+def test_fit_many_saves_every_job_it_can(tmp_path, capsys, monkeypatch):
+    from bayescale.methods import io
+    from bayescale.methods.many import JobResult
+
+    def fake_fit_many(jobs, executor=None, max_workers=None):
+        return [JobResult(index=i, fit=cheap_fit(seed=i)) for i in range(len(jobs))]
+
+    monkeypatch.setattr("bayescale.methods.many.fit_many", fake_fit_many)
+    original = io.save_fit
+
+    def second_fails(fit, path):
+        if Path(path).name == "b.nc":
+            raise OSError(errno.EIO, "Input/output error")
+        return original(fit, path)
+
+    monkeypatch.setattr(io, "save_fit", second_fails)
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([{"name": n, "runs": "chinchilla"} for n in "abc"]))
+    out = tmp_path / "out"
+    out.mkdir()
+    code, stdout, err = run(capsys, "fit-many", jobs, "--out-dir", out, "--json")
+    rows = json.loads(stdout)
+    assert code == 2 and "1 of 3 jobs failed" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.nc", "c.nc"]
+    assert [r["ok"] for r in rows] == [True, False, True]
+    assert "the fit is kept at" in rows[1]["error"]
+
+
+# Finding 8: never replace an input; the report is atomic and never replaces a fit ------------------
+
+
+def test_out_equal_to_the_runs_file_is_refused(tmp_path, capsys, no_sampling):
+    runs = tmp_path / "runs.csv"
+    _runs().to_csv(runs, index=False)
+    before = runs.read_bytes()
+    code, _, err = run(capsys, "fit", runs, "--out", runs)
+    assert code == 2 and "is an input file" in err and no_sampling == []
+    assert runs.read_bytes() == before
+
+
+def test_fit_many_output_equal_to_a_jobs_runs_file_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    _runs().to_csv(out / "a.nc", index=False)
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([{"name": "a", "runs": str(out / "a.nc")}]))
+    code, _, err = run(capsys, "fit-many", jobs, "--out-dir", out)
+    assert code == 2 and "is an input file" in err
+
+
+@pytest.mark.parametrize("command", ["report", "plot"])
+def test_report_or_plot_over_a_saved_fit_is_refused(tmp_path, capsys, command):
+    fit_path = cheap_fit_file(tmp_path / "fit.nc")
+    other = cheap_fit_file(tmp_path / "other.nc")
+    before = other.read_bytes()
+    argv = (
+        ["report", fit_path, "--out", other]
+        if command == "report"
+        else ["plot", fit_path, "loss", "--out", other]
+    )
+    if command == "plot":
+        other = other.rename(tmp_path / "other.png")
+        argv[-1] = other
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "holds a saved fit or data" in err, err
+    assert other.read_bytes() == before
+
+
+def test_report_write_is_atomic(tmp_path, monkeypatch):
+    from bayescale import report
+
+    path = tmp_path / "report.html"
+    path.write_text("<p>earlier report</p>")
+    monkeypatch.setattr(report, "build_report", lambda *a, **k: "<p>new</p>" * 1000)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        report.write_report(cheap_fit(), path)
+    assert path.read_text() == "<p>earlier report</p>"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+# Finding 9: Ctrl-C -----------------------------------------------------------------------------
+
+
+def test_keyboard_interrupt_is_one_line_and_exit_130(capsys, monkeypatch):
+    from bayescale import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "laws", interrupted)
+    code, _, err = run(capsys, "laws")
+    assert code == 130 and err == "error: interrupted\n"
+
+
+def test_sigint_during_a_fit_exits_130_without_traceback(tmp_path):
+    """A real SIGINT once the fit has started compiling (JAX loaded): exit 130, one line."""
+    bayescale = Path(sys.executable).with_name("bayescale")
+    proc = subprocess.Popen(
+        [str(bayescale), "fit", "chinchilla", "--out", str(tmp_path / "fit.nc"), "--draws", "5000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    maps = Path(f"/proc/{proc.pid}/maps")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            if "jaxlib" in maps.read_text() or "libpytensor" in maps.read_text():
+                break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert err == "error: interrupted\n", err[-2000:]
+    assert not (tmp_path / "fit.nc").exists()
+
+
+# Finding 11: one-letter aliases are checked against 6ND and D ------------------------------------
+
+
+def test_short_compute_alias_that_is_not_compute_is_left_out_with_the_evidence():
+    frame = _runs(c=np.arange(40) % 3 + 1)
+    with pytest.warns(RunsWarning, match=r"column 'c' was not taken as 'compute'.*median 2 against 6 N D"):
+        runs = bs.Runs.from_frame(frame)
+    np.testing.assert_allclose(runs["compute"], 6 * frame["params"] * frame["tokens"])
+    assert "c" in runs.frame.columns
+
+
+def test_short_unique_tokens_alias_that_is_a_cluster_id_is_left_out():
+    frame = _runs(u=np.arange(40) % 4)
+    with pytest.warns(RunsWarning, match=r"column 'u' was not taken as 'unique_tokens'"):
+        runs = bs.Runs.from_frame(frame)
+    assert not runs.has_unique_tokens
+
+
+def test_short_aliases_that_fit_are_taken_silently():
+    import warnings
+
+    base = _runs()
+    frame = base.assign(C=6.2 * base["params"] * base["tokens"], U=base["tokens"] / 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RunsWarning)
+        runs = bs.Runs.from_frame(frame)
+    np.testing.assert_allclose(runs["compute"], frame["C"])
+    np.testing.assert_allclose(runs["unique_tokens"], frame["U"])
+
+
+# Finding 12: repeated column names ----------------------------------------------------------
+
+
+def test_repeated_column_names_in_a_csv_are_refused(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text("params,tokens,loss,loss\n1e8,2e9,3.1,3.0\n2e8,4e9,2.9,2.8\n")
+    with pytest.raises(RunsError, match=r"repeats column name\(s\) \['loss'\]"):
+        bs.Runs.from_any(path)
+
+
+# Finding 14: budgets too small, and JSON without NaN --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra", [["--compute", "1e-300"], ["--compute", "1e20", "--flops-per-param-token", "1e-300"]]
+)
+def test_tiny_budget_or_flops_is_an_error(tmp_path, capsys, extra):
+    path = cheap_fit_file(tmp_path / "fit.nc")
+    code, out, err = run(capsys, "plan", path, *extra, "--json")
+    assert code == 2 and out == ""
+    assert err.startswith("error: no meaningful plan at C = ") and err.count("\n") == 1, err
+
+
+def test_json_output_never_holds_bare_nan():
+    from bayescale.cli import _json
+
+    text = _json({"a": float("nan"), "b": [np.float64("inf"), 1.5], "c": {"d": np.float32("nan")}})
+    assert json.loads(text) == {"a": None, "b": [None, 1.5], "c": {"d": None}}
+    assert "NaN" not in text and "Infinity" not in text
+
+
+# Finding 17: umask, repeated --fix, prior on a fixed parameter, advice --------------------------
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_fit_honours_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = cheap_fit().save(tmp_path / "fit.nc")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
+
+
+def test_fix_given_twice_is_refused(capsys, tmp_path, no_sampling):
+    code, _, err = run(
+        capsys, "fit", "chinchilla", "--out", tmp_path / "f.nc", "--fix", "E=1", "--fix", "E=2"
+    )
+    assert code == 2 and "--fix given more than once for ['E']" in err and no_sampling == []
+
+
+def test_prior_for_a_fixed_parameter_is_refused(capsys, tmp_path, no_sampling):
+    priors = tmp_path / "priors.json"
+    priors.write_text(json.dumps({"E": {"distribution": "LogNormal", "mu": 0.5, "sigma": 0.2}}))
+    code, _, err = run(
+        capsys, "fit", "chinchilla", "--out", tmp_path / "f.nc", "--fix", "E=1.7", "--priors", priors
+    )
+    assert code == 2 and "prior for ['E'], fixed by --fix" in err and no_sampling == []
+
+
+def test_priors_from_a_set_skip_the_fixed_parameters(capsys, tmp_path, no_sampling):
+    code, _, err = run(
+        capsys,
+        "fit",
+        "chinchilla",
+        "--out",
+        tmp_path / "f.nc",
+        "--fix",
+        "E=1.7",
+        "--priors-from",
+        "epoch-chinchilla",
+    )
+    assert code == 0, err
+    assert "E" not in no_sampling[0]["priors"] and no_sampling[0]["fix"] == {"E": 1.7}
+
+
+def test_divergence_advice_starts_above_the_default_target_accept():
+    import inspect
+
+    import arviz as az
+    import xarray as xr
+
+    from bayescale.inference import diagnostics
+
+    assert inspect.signature(bs.fit).parameters["target_accept"].default == diagnostics.DEFAULT_TARGET_ACCEPT
+    rng = np.random.default_rng(0)
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.eye(2, 50, dtype=bool))})
+    idata = az.InferenceData(posterior=xr.Dataset({"x": (("chain", "draw"), rng.normal(size=(2, 50)))}),
+                             sample_stats=stats)  # fmt: skip
+    (advice,) = [p for p in diagnostics.compute(idata, ["x"])["problems"] if "divergent" in p]
+    assert "above the 0.95 default" in advice and "target_accept=0.99" in advice
+
+
+# Finding 15/16: output onto a read-only or full disk; schedulers that are not Dask -----------------
+
+
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_plot_or_report_onto_a_read_only_folder(tmp_path, capsys, command):
+    fit_path = cheap_fit_file(tmp_path / "fit.nc")
+    with tiny_tmpfs(tmp_path / "ro", options="ro") as folder:
+        out = folder / ("x.png" if command == "plot" else "r.html")
+        argv = (
+            ["plot", fit_path, "loss", "--out", out]
+            if command == "plot"
+            else ["report", fit_path, "--out", out]
+        )
+        code, _, err = run(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and "Read-only file system" in err, err
+
+
+def test_report_onto_a_full_disk_leaves_no_file(tmp_path, capsys):
+    fit_path = cheap_fit_file(tmp_path / "fit.nc")
+    with tiny_tmpfs(tmp_path / "full", size="16k") as folder:
+        (folder / "filler").write_bytes(b"\0" * 12 * 1024)
+        code, _, err = run(capsys, "report", fit_path, "--out", folder / "r.html")
+        left = sorted(p.name for p in folder.iterdir())
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err, err
+    assert left == ["filler"]
+
+
+def test_local_folder_named_like_a_bundled_data_set_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "chinchilla").mkdir()
+    with pytest.warns(RunsWarning, match="names a local folder and a bundled data set"):
+        runs = bs.Runs.from_any("chinchilla")
+    assert len(runs) == 245
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(RunsError, match=r"'mine' is a folder, not a \.csv/\.parquet file of runs"):
+        bs.Runs.from_any("mine")
+
+
+@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 64])
+def test_scheduler_that_is_not_dask_fails_within_the_timeout(monkeypatch, reply):
+    import socket
+    import threading
+
+    from bayescale.errors import BayescaleError
+    from bayescale.methods import many
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    held = []
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                held.append(conn)
+                with contextlib.suppress(OSError):
+                    conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setattr(many, "CONNECT_TIMEOUT", 2)
+    began = time.monotonic()
+    try:
+        with pytest.raises(
+            BayescaleError, match=f"cannot connect to the Dask scheduler at 'tcp://127.0.0.1:{port}'"
+        ):
+            many.dask_executor(f"tcp://127.0.0.1:{port}")
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert time.monotonic() - began < 2 + 10 + 5
+
+
+@pytest.mark.parametrize("address", ["not a url", "tcp://", "http://host", "host:port", ""])
+def test_scheduler_address_that_is_not_an_address(address):
+    from bayescale.errors import BayescaleError
+    from bayescale.methods.many import dask_executor
+
+    with pytest.raises(BayescaleError, match="is not a Dask scheduler address"):
+        dask_executor(address)
