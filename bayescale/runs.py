@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,9 +77,11 @@ class Runs:
 
     frame: pd.DataFrame
     source: str = "DataFrame"
+    #: What the loader options did (rows kept by filters and best-of, derived columns).
+    notes: tuple[str, ...] = ()
 
     @classmethod
-    def from_any(cls, source: Any) -> Runs:
+    def from_any(cls, source: Any, **options: Any) -> Runs:
         """Load and validate runs from a path, a DataFrame, a Runs, or a bundled name.
 
         Parameters
@@ -88,21 +90,29 @@ class Runs:
             ``Runs`` (returned as is), ``pandas.DataFrame``, a path to a
             ``.csv`` / ``.parquet`` file, or the name of a bundled data set
             (see :func:`bayescale.datasets.names`).
+        **options
+            Loader options for a raw table (see :mod:`bayescale.columns`):
+            ``columns`` (``{"params": "N_no_emb"}``), ``where``
+            (``["peak_lr <= 4e-3"]``), ``best_of`` (``"peak_lr"``) and
+            ``flops_per_param_token`` (k of C = k N D for derived columns and
+            the compute check; default 6).
         """
         if isinstance(source, Runs):
-            return source
+            return source if not options else cls.from_frame(source.frame, source.source, **options)
 
         def bundled(name: str) -> Runs:
             from bayescale import datasets
 
-            return datasets.load(name)
+            runs = datasets.load(name)
+            return runs if not options else cls.from_frame(runs.frame, name, **options)
 
-        return from_source(source, "runs", cls.from_frame, bundled)
+        return from_source(source, "runs", lambda f, s: cls.from_frame(f, s, **options), bundled)
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, source: str = "DataFrame") -> Runs:
-        """Validate a DataFrame and return Runs with canonical column names."""
-        return cls(frame=validate_frame(frame), source=source)
+    def from_frame(cls, frame: pd.DataFrame, source: str = "DataFrame", **options: Any) -> Runs:
+        """Validate a DataFrame and return Runs with canonical column names (options: see from_any)."""
+        notes: list[str] = []
+        return cls(frame=validate_frame(frame, notes=notes, **options), source=source, notes=tuple(notes))
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -211,14 +221,28 @@ def canonical_columns(columns: Iterable[Any]) -> dict[Any, str]:
             # `Tokens` and `tokens` both spell the canonical name: renaming would repeat a column.
             if first_is_canon and str(col).strip().lower() != canon:
                 continue  # the canonical column itself is used; the alias stays an extra column
-            raise RunsError(f"columns {claimed[canon]!r} and {col!r} both mean {canon!r}; keep one")
+            raise RunsError(
+                f"columns {claimed[canon]!r} and {col!r} both mean {canon!r}; say which with "
+                f"--column {canon}={claimed[canon]} (Python: columns={{{canon!r}: {str(claimed[canon])!r}}}) "
+                "or keep one"
+            )
         claimed[canon] = col
         mapping[col] = canon
     return mapping
 
 
-def validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
+def validate_frame(
+    frame: pd.DataFrame,
+    columns: Mapping[str, str] | None = None,
+    where: Sequence[str] | str | None = None,
+    best_of: str | None = None,
+    flops_per_param_token: float | None = None,
+    notes: list[str] | None = None,
+) -> pd.DataFrame:
     """Return a validated copy of ``frame`` with canonical columns.
+
+    ``columns``, ``where``, ``best_of`` and ``flops_per_param_token`` are the
+    loader options of :mod:`bayescale.columns`; what they did is appended to ``notes``.
 
     Raises
     ------
@@ -231,21 +255,35 @@ def validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
     repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
     if repeated:
         raise RunsError(f"runs table has repeated column name(s) {repeated}; keep one of each")
-    mapping = canonical_columns(frame.columns)
+    from bayescale import columns as loader
+
+    notes = [] if notes is None else notes
+    mapping = loader.resolve_columns(list(frame.columns), columns)
     out = frame.rename(columns=mapping).copy()
+    if where:
+        out, said = loader.apply_where(out, [where] if isinstance(where, str) else list(where), mapping)
+        notes += said
+    out, said = loader.derive_columns(out, flops_per_param_token)
+    notes += said
     missing = [c for c in REQUIRED_COLUMNS if c not in out.columns]
     if missing:
         raise RunsError(_missing_message(missing, list(frame.columns), mapping))
     if len(out) == 0:
         raise RunsError("runs table has no rows")
     out = out.reset_index(drop=True)
+    if best_of is not None:
+        out, said = loader.best_of_sweep(out, best_of, mapping)
+        notes += said
     for col in NUMERIC_COLUMNS:
         if col in out.columns:
             out[col] = _positive_numeric(out[col], col)
     _check_loss_units(out["loss"].to_numpy())
-    if "compute" not in out.columns:
+    if "compute" in out.columns:
+        loader.check_flops(out, flops_per_param_token)
+    else:
+        k = FLOPS_PER_PARAM_TOKEN if flops_per_param_token is None else loader.check_k(flops_per_param_token)
         with np.errstate(over="ignore"):
-            out["compute"] = FLOPS_PER_PARAM_TOKEN * out["params"] * out["tokens"]
+            out["compute"] = k * out["params"] * out["tokens"]
         overflow = np.flatnonzero(~np.isfinite(out["compute"].to_numpy()))
         if overflow.size:
             row = int(overflow[0])
@@ -255,14 +293,7 @@ def validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
                 "not exponents or scaled units"
             )
     if "unique_tokens" in out.columns:
-        too_many = np.flatnonzero(out["unique_tokens"].to_numpy() > out["tokens"].to_numpy() * (1 + 1e-9))
-        if too_many.size:
-            row = int(too_many[0])
-            raise RunsError(
-                f"column 'unique_tokens' row {row}: {out['unique_tokens'].iloc[row]:g} unique tokens "
-                f"exceed the {out['tokens'].iloc[row]:g} training tokens "
-                f"({too_many.size} row(s) affected); U cannot be larger than D"
-            )
+        out = loader.check_unique_tokens(out)
     if "group" in out.columns:
         if out["group"].isna().any():
             row = int(np.flatnonzero(out["group"].isna().to_numpy())[0])
