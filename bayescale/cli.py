@@ -122,7 +122,12 @@ FLOPS_HELP = "k in C = k N D (default 6), or 'estimate': the median of compute /
 
 
 def _flops_k(text: str) -> float | str:
-    return "estimate" if text.strip().lower() == "estimate" else _positive_float(text)
+    if text.strip().lower() == "estimate":
+        return "estimate"
+    try:
+        return _positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0 or 'estimate', got {text!r}") from None
 
 
 def _loader_options(p: argparse.ArgumentParser) -> None:

@@ -50,10 +50,15 @@ OPERATORS = ("<=", ">=", "==", "!=", "<", ">")
 _WHERE = re.compile(r"^\s*(?P<column>.+?)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<value>.*?)\s*$")
 
 
-def _canonical_names() -> tuple[str, ...]:
-    from bayescale.runs import COLUMN_ALIASES
+def _runs() -> Any:
+    """The runs module, imported late (it imports this one): the one place naming its path."""
+    from bayescale import runs
 
-    return tuple(COLUMN_ALIASES)
+    return runs
+
+
+def _canonical_names() -> tuple[str, ...]:
+    return tuple(_runs().COLUMN_ALIASES)
 
 
 # --------------------------------------------------------------------------- column mapping
@@ -105,8 +110,7 @@ def resolve_columns(columns: Sequence[Any], explicit: Mapping[str, str] | None =
     A source column already named like a canonical column that the mapping gives
     to another column is renamed ``<name>_unused`` (kept as an extra column).
     """
-    from bayescale.runs import COLUMN_ALIASES, canonical_columns
-
+    canonical_columns = _runs().canonical_columns
     if not explicit:
         return canonical_columns(columns)
     canon_names = _canonical_names()
@@ -134,7 +138,7 @@ def resolve_columns(columns: Sequence[Any], explicit: Mapping[str, str] | None =
             raise RunsError(f"column mapping gives {source!r} to both {mapping[column]!r} and {name!r}")
         mapping[column] = name
     taken = set(explicit)
-    lookup = {alias: canon for canon, aliases in COLUMN_ALIASES.items() for alias in aliases}
+    lookup = {alias: canon for canon, aliases in _runs().COLUMN_ALIASES.items() for alias in aliases}
     rest = [c for c in columns if c not in mapping and lookup.get(str(c).strip().lower()) not in taken]
     mapping.update(canonical_columns(rest))
     for column in columns:
@@ -242,9 +246,8 @@ def derive_columns(
     frame: pd.DataFrame, flops_per_param_token: float | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
     """Fill a missing ``params`` (or ``tokens``) from ``compute`` and the other: N = C / (k D)."""
-    from bayescale.runs import FLOPS_PER_PARAM_TOKEN, _positive_numeric
-
-    k = FLOPS_PER_PARAM_TOKEN if flops_per_param_token is None else check_k(flops_per_param_token)
+    _positive_numeric = _runs()._positive_numeric
+    k = _runs().FLOPS_PER_PARAM_TOKEN if flops_per_param_token is None else check_k(flops_per_param_token)
     have = set(frame.columns)
     notes: list[str] = []
     for target, other in (("params", "tokens"), ("tokens", "params")):
@@ -283,8 +286,7 @@ def best_of_sweep(
     frame: pd.DataFrame, sweep: str, renamed: Mapping[Any, str] | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
     """Keep the lowest loss per (params, tokens[, group, unique_tokens]) over the values of ``sweep``."""
-    from bayescale.runs import _positive_numeric
-
+    _positive_numeric = _runs()._positive_numeric
     column = _find_column(frame, sweep, renamed or {}, f"best of {sweep!r}")
     keys = [c for c in ("params", "tokens", "group", "unique_tokens") if c in frame.columns]
     missing = [c for c in ("params", "tokens", "loss") if c not in frame.columns]
@@ -373,9 +375,7 @@ def check_unique_tokens(out: pd.DataFrame) -> pd.DataFrame:
 
 def check_flops(out: pd.DataFrame, flops_per_param_token: float | None = None) -> None:
     """Warn when the runs' ``compute`` is not k N D (k = 6 unless given) within :data:`FLOPS_TOLERANCE`."""
-    from bayescale.runs import FLOPS_PER_PARAM_TOKEN
-
-    k = FLOPS_PER_PARAM_TOKEN if flops_per_param_token is None else check_k(flops_per_param_token)
+    k = _runs().FLOPS_PER_PARAM_TOKEN if flops_per_param_token is None else check_k(flops_per_param_token)
     ratio = out["compute"].to_numpy() / (out["params"].to_numpy() * out["tokens"].to_numpy())
     lo, hi, median = float(ratio.min()), float(ratio.max()), float(np.median(ratio))
     if lo >= k * (1 - FLOPS_TOLERANCE) and hi <= k * (1 + FLOPS_TOLERANCE):

@@ -1,6 +1,8 @@
 """The loader options of a raw runs table: column mapping, row filters, derived columns, best-of-sweep,
 the unique-tokens tolerance and the FLOP-convention check."""
 
+import copy
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -251,3 +253,22 @@ def test_raw_misfitting_table_loads_with_a_mapping_and_best_of():
         )
     assert len(no_emb) == 81
     assert estimate_flops_per_param_token(no_emb) == pytest.approx(6.0, rel=1e-6)
+
+
+def test_plan_with_the_flop_convention_estimated_from_the_runs(quick_fit, tmp_path, capsys):
+    idata = copy.deepcopy(quick_fit.idata)  # a saved fit keeps its runs in constant_data
+    runs = idata.constant_data
+    runs["compute"] = 4.0 * runs["params"] * runs["tokens"]
+    frame = quick_fit.runs.frame.assign(compute=runs["compute"].values)
+    path = dataclasses.replace(quick_fit, idata=idata, runs=bs.Runs(frame, "k = 4")).save(tmp_path / "k4.nc")
+    argv = ["plan", str(path), "--compute", "1e22", "--json", "--flops-per-param-token"]
+    assert cli.main([*argv, "estimate"]) == 0
+    captured = capsys.readouterr()
+    assert "note: FLOP convention estimated from the runs: k = compute / (N D) = 4 (median)" in captured.err
+    estimated = json.loads(captured.out)
+    assert cli.main([*argv, "4"]) == 0
+    assert json.loads(capsys.readouterr().out) == estimated
+    assert 4 * estimated["params"]["median"] * estimated["tokens"]["median"] == pytest.approx(1e22, rel=1e-3)
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "six"])
+    assert "a number > 0 or 'estimate', got 'six'" in capsys.readouterr().err
