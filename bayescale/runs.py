@@ -38,7 +38,7 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "tokens": ("tokens", "d", "n_tokens", "training_tokens", "train_tokens", "num_tokens"),
     "loss": ("loss", "l", "final_loss", "val_loss", "validation_loss"),
     "unique_tokens": ("unique_tokens", "u", "unique", "n_unique_tokens"),
-    "compute": ("compute", "c", "flops", "training_flop", "training_flops"),
+    "compute": ("compute", "c", "flops", "training_flop", "training_flops", "compute_budget"),
     "group": ("group", "dataset"),
 }
 

@@ -272,3 +272,16 @@ def test_plan_with_the_flop_convention_estimated_from_the_runs(quick_fit, tmp_pa
     with pytest.raises(SystemExit):
         cli.main([*argv, "six"])
     assert "a number > 0 or 'estimate', got 'six'" in capsys.readouterr().err
+
+
+LLAMA3 = RAW.parent / "llama3-isoflops" / "isoflops_points.csv"
+
+
+@pytest.mark.skipif(not LLAMA3.is_file(), reason="shared llama3-isoflops anchor not present")
+def test_params_derived_for_an_isoflop_table_of_compute_tokens_loss():
+    runs = bs.Runs.from_any(LLAMA3)  # compute_budget, training_tokens, validation_loss
+    assert len(runs) == 133
+    assert runs.notes[0].startswith("derived 'params' from 'compute' and 'tokens': N = C / (6 D)")
+    # SOURCE.md: N = C / (6 D) ranges over 5.9e7 - 1.7e10.
+    assert runs.column("params").min() == pytest.approx(5.9e7, rel=0.01)
+    assert runs.column("params").max() == pytest.approx(1.7e10, rel=0.02)
