@@ -154,8 +154,96 @@ def _planning_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unique-tokens", type=_positive_float, default=None, help="unique tokens available")
     p.add_argument("--prob", type=_probability, default=0.9)
     p.add_argument("--kind", choices=["eti", "hdi"], default="eti", help="interval kind (default eti)")
-    p.add_argument("--flops-per-param-token", type=_positive_float, default=6.0, help="k in C = k N D")
+    p.add_argument("--flops-per-param-token", type=_flops_k, default=6.0, help=FLOPS_HELP)
     p.add_argument("--json", action="store_true")
+
+
+#: Help of --flops-per-param-token where a fit is planned.
+FLOPS_HELP = "k in C = k N D (default 6), or 'estimate': the median of compute / (N D) of the fit's runs"
+
+
+def _flops_k(text: str) -> float | str:
+    if text.strip().lower() == "estimate":
+        return "estimate"
+    try:
+        return _positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0 or 'estimate', got {text!r}") from None
+
+
+def _loader_options(p: argparse.ArgumentParser) -> None:
+    """Options reading a raw runs table: column mapping, row filters, derived columns, best-of-sweep."""
+    p.add_argument(
+        "--column",
+        dest="column_map",
+        action="append",
+        default=[],
+        metavar="NAME=SOURCE",
+        help="which source column is a runs column, e.g. params=N_no_emb (repeatable; "
+        "NAME= uses no column for NAME)",
+    )
+    p.add_argument(
+        "--columns",
+        dest="columns_file",
+        type=Path,
+        default=None,
+        help="JSON/TOML file mapping NAME to SOURCE",
+    )
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="'COLUMN OP VALUE'",
+        help="keep rows where COLUMN OP VALUE holds, OP one of < <= > >= == != (repeatable: all must hold)",
+    )
+    p.add_argument(
+        "--best-of",
+        default=None,
+        metavar="COLUMN",
+        help="a sweep column (e.g. peak_lr): keep the lowest loss per (params, tokens[, group])",
+    )
+    p.add_argument(
+        "--flops-per-param-token",
+        dest="loader_k",
+        type=_positive_float,
+        default=None,
+        metavar="K",
+        help="FLOP convention C = K N D of the table: derives params (tokens) from compute and tokens "
+        "(params) and checks a compute column against it (default 6)",
+    )
+
+
+def _load_runs(args: argparse.Namespace, source: Any) -> Any:
+    """The runs of ``source`` read with the loader options; prints what the options did."""
+    from bayescale.data.columns import parse_column_items, read_column_file
+    from bayescale.data.runs import Runs
+
+    columns = read_column_file(args.columns_file) if args.columns_file is not None else {}
+    columns.update(parse_column_items(args.column_map))
+    options = {
+        "columns": columns or None,
+        "where": args.where or None,
+        "best_of": args.best_of,
+        "flops_per_param_token": args.loader_k,
+    }
+    runs = Runs.from_any(source, **{k: v for k, v in options.items() if v is not None})
+    for note in runs.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return runs
+
+
+def _resolve_flops(fit: Any, args: argparse.Namespace | None) -> None:
+    """Replace ``--flops-per-param-token estimate`` with the median compute / (N D) of the fit's runs."""
+    if args is None or getattr(args, "flops_per_param_token", None) != "estimate":
+        return
+    from bayescale.data.columns import estimate_flops_per_param_token
+
+    args.flops_per_param_token = estimate_flops_per_param_token(fit.runs)
+    print(
+        f"note: FLOP convention estimated from the runs: k = compute / (N D) = "
+        f"{args.flops_per_param_token:.4g} (median)",
+        file=sys.stderr,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit a law to runs and save the posterior")
     p.add_argument("runs", help="CSV/Parquet file of runs, or a bundled data set name")
+    _loader_options(p)
     p.add_argument("--law", default="chinchilla", help="law name (default: chinchilla)")
     p.add_argument("--out", required=True, type=Path, help="where to write the fit (NetCDF)")
     p.add_argument("--seed", type=_seed, default=None, help="random seed")
@@ -190,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=None,
         help="factor on the published standard errors of --priors-from (default 2)",
+    )
+    p.add_argument(
+        "--prior-params",
+        default=None,
+        metavar="A,B,...",
+        help="borrow only these parameters from --priors-from (e.g. A,B,alpha_N,alpha_D: E is left out)",
     )
     p.add_argument("--likelihood", default="student_t", choices=["student_t", "normal"])
     p.add_argument("--draws", type=int, default=1000)
@@ -248,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--prob", type=_probability, default=0.9)
     p.add_argument("--kind", choices=["eti", "hdi"], default="eti", help="interval kind (default eti)")
-    p.add_argument("--flops-per-param-token", type=_positive_float, default=6.0, help="k in C = k N D")
+    p.add_argument("--flops-per-param-token", type=_flops_k, default=6.0, help=FLOPS_HELP)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("design", help="rank candidate runs by what they would teach about the plan")
@@ -262,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outcomes", type=int, default=256, help="simulated outcomes per candidate")
     p.add_argument("--budget", type=_positive_float, default=None, help="experiment budget in FLOPs")
     p.add_argument("--rank-by", choices=["budget", "per_flop", "run"], default="budget")
-    p.add_argument("--flops-per-param-token", type=_positive_float, default=6.0, help="k in C = k N D")
+    p.add_argument("--flops-per-param-token", type=_flops_k, default=6.0, help=FLOPS_HELP)
     p.add_argument("--seed", type=_seed, default=None)
     p.add_argument("--json", action="store_true")
 
@@ -291,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extrapolate", help="fit a law on small runs, score its predictions of the large ones")
     p.add_argument("runs", help="CSV/Parquet file of runs, or a bundled data set name")
+    _loader_options(p)
     p.add_argument("--law", default="chinchilla")
     for by in ("compute", "params", "tokens", "epochs"):
         p.add_argument(
@@ -323,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("isoflop", help="IsoFLOP profiles (Approach 2): exponents a, b and the optimum")
     p.add_argument("runs", help="CSV/Parquet of runs (params, tokens, loss[, compute]) or a bundled name")
+    _loader_options(p)
     p.add_argument("--group", default=None, help="the group of runs to fit (when the runs hold several)")
     p.add_argument("--compute", type=_positive_float, default=None, help="budget for the optimum (FLOPs)")
     p.add_argument("--budget-tol", type=float, default=0.1, help="relative gap joining budgets (default 0.1)")
@@ -610,10 +707,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     priors = {}
     if args.priors_from:
         widen = DEFAULT_WIDEN if args.widen is None else args.widen
-        published = published_priors(args.priors_from, widen=widen)
+        chosen = None if args.prior_params is None else [p.strip() for p in args.prior_params.split(",")]
+        published = published_priors(args.priors_from, widen=widen, parameters=chosen)
         priors.update({k: v for k, v in published.items() if k not in fixed})
     elif args.widen is not None:
         raise BayescaleError("--widen goes with --priors-from")
+    elif args.prior_params is not None:
+        raise BayescaleError("--prior-params goes with --priors-from")
     if args.priors:
         given = read_priors_file(args.priors)
         clash = sorted(set(given) & set(fixed))
@@ -625,7 +725,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # reported in the summary below
         result = fit(
-            args.runs,
+            _load_runs(args, args.runs),
             law=args.law,
             priors=priors,
             fix=fixed,
@@ -776,6 +876,7 @@ def _load(path: Path, args: argparse.Namespace | None = None) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
         fit = load_fit(path)
+    _resolve_flops(fit, args)
     if not fit.diagnostics["ok"]:
         print(
             "warning: this fit failed its diagnostics: " + "; ".join(fit.diagnostics["problems"]),
@@ -971,7 +1072,10 @@ def cmd_design(args: argparse.Namespace) -> int:
         args.seed,
         budget=args.budget,
         rank_by=args.rank_by,
+        flops_per_param_token=args.flops_per_param_token,
     )
+    for note in table.attrs.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(table.to_json(orient="records", indent=2))
         return 0
@@ -986,7 +1090,8 @@ def cmd_design(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``bayescale predict``: loss at one (N, D) or at every row of a CSV."""
-    from bayescale.data.runs import canonical_columns, read_table
+    from bayescale.data.runs import read_table
+    from bayescale.data.schema import canonical_columns
     from bayescale.posterior.intervals import row_to_intervals
 
     fit = _load(args.fit, args)
@@ -1193,7 +1298,8 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
             "--train-below-epochs"
         )
     ((by, threshold),) = given.items()
-    result = extrapolate(args.runs, args.law, threshold=threshold, by=by, **_sampler_kwargs(args))
+    runs = _load_runs(args, args.runs)
+    result = extrapolate(runs, args.law, threshold=threshold, by=by, **_sampler_kwargs(args))
     scores = result.scores
     payload = {key: scores[key] for key in ("law", "by", "threshold", "n_train", "n_test")}
     for key in ("coverage", "coverage_50", "elpd_test", "elpd_test_per_run", "median_abs_pct_error"):
@@ -1241,7 +1347,7 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
     from bayescale.methods.isoflop import fit_isoflop
 
     result = fit_isoflop(
-        args.runs,
+        _load_runs(args, args.runs),
         group=args.group,
         budget_tol=args.budget_tol,
         window=args.window,

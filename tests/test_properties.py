@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bayescale as bs
-from bayescale.data.runs import NUMERIC_COLUMNS
+from bayescale.data.schema import NUMERIC_COLUMNS
 from bayescale.errors import BayescaleError, RunsError
 from bayescale.inference.sampling import SamplerConfig
 from bayescale.methods.parametric import Fit

@@ -186,7 +186,7 @@ def test_files_that_are_not_tables(tmp_path):
         bs.Runs.from_any(bad_parquet)
     folder = tmp_path / "folder.csv"
     folder.mkdir()
-    with pytest.raises(RunsError, match="is a folder, not a .csv/.parquet file of runs"):
+    with pytest.raises(RunsError, match=r"is a folder, not a \.csv/\.parquet file of runs"):
         bs.Runs.from_any(folder)
     with pytest.raises(RunsError, match="cannot read runs from a list"):
         bs.Runs.from_any([1, 2, 3])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,23 +28,15 @@ import numpy as np
 import pandas as pd
 
 from bayescale.data import catalog
+from bayescale.data import columns as loader
+from bayescale.data.schema import (
+    COLUMN_ALIASES,
+    FLOPS_PER_PARAM_TOKEN,
+    NUMERIC_COLUMNS,
+    REQUIRED_COLUMNS,
+    positive_numeric,
+)
 from bayescale.errors import RunsError, RunsWarning
-
-NUMERIC_COLUMNS = ("params", "tokens", "loss", "unique_tokens", "compute")
-REQUIRED_COLUMNS = ("params", "tokens", "loss")
-
-#: Accepted spellings of each canonical column (compared case-insensitively).
-COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
-    "params": ("params", "n", "n_params", "parameters", "num_params", "model_size"),
-    "tokens": ("tokens", "d", "n_tokens", "training_tokens", "train_tokens", "num_tokens"),
-    "loss": ("loss", "l", "final_loss", "val_loss", "validation_loss"),
-    "unique_tokens": ("unique_tokens", "u", "unique", "n_unique_tokens"),
-    "compute": ("compute", "c", "flops", "training_flop", "training_flops"),
-    "group": ("group", "dataset"),
-}
-
-#: Compute per parameter per token in the default FLOPs model C = 6 N D.
-FLOPS_PER_PARAM_TOKEN = 6.0
 
 T = TypeVar("T")
 
@@ -78,9 +70,11 @@ class Runs:
 
     frame: pd.DataFrame
     source: str = "DataFrame"
+    #: What the loader options did (rows kept by filters and best-of, derived columns).
+    notes: tuple[str, ...] = ()
 
     @classmethod
-    def from_any(cls, source: Any) -> Runs:
+    def from_any(cls, source: Any, **options: Any) -> Runs:
         """Load and validate runs from a path, a DataFrame, a Runs, or a bundled name.
 
         Parameters
@@ -89,19 +83,26 @@ class Runs:
             ``Runs`` (returned as is), ``pandas.DataFrame``, a path to a
             ``.csv`` / ``.parquet`` file, or the name of a bundled data set
             (see :func:`bayescale.data.datasets.names`).
+        **options
+            Loader options for a raw table (see :mod:`bayescale.data.columns`):
+            ``columns`` (``{"params": "N_no_emb"}``), ``where``
+            (``["peak_lr <= 4e-3"]``), ``best_of`` (``"peak_lr"``) and
+            ``flops_per_param_token`` (k of C = k N D for derived columns and
+            the compute check; default 6).
         """
         if isinstance(source, Runs):
-            return source
+            return source if not options else cls.from_frame(source.frame, source.source, **options)
 
         def bundled(name: str) -> Runs:
-            return cls.from_frame(catalog.frame(catalog.info(name)), source=name)
+            return cls.from_frame(catalog.frame(catalog.info(name)), name, **options)
 
-        return from_source(source, "runs", cls.from_frame, bundled)
+        return from_source(source, "runs", lambda f, s: cls.from_frame(f, s, **options), bundled)
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, source: str = "DataFrame") -> Runs:
-        """Validate a DataFrame and return Runs with canonical column names."""
-        return cls(frame=validate_frame(frame), source=source)
+    def from_frame(cls, frame: pd.DataFrame, source: str = "DataFrame", **options: Any) -> Runs:
+        """Validate a DataFrame and return Runs with canonical column names (options: see from_any)."""
+        notes: list[str] = []
+        return cls(frame=validate_frame(frame, notes=notes, **options), source=source, notes=tuple(notes))
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -210,34 +211,18 @@ def _refuse_repeated_header(path: Path, sep: str) -> None:
         raise RunsError(f"{str(path)!r}: the header repeats column name(s) {repeated}; keep one of each")
 
 
-def canonical_columns(columns: Iterable[Any]) -> dict[Any, str]:
-    """Map source column names to canonical names using :data:`COLUMN_ALIASES`.
-
-    Raises when two source columns claim the same canonical name.
-    """
-    lookup = {alias: canon for canon, aliases in COLUMN_ALIASES.items() for alias in aliases}
-    mapping: dict[Any, str] = {}
-    claimed: dict[str, Any] = {}
-    columns = list(columns)
-    # Exact canonical names win over aliases (a table with both `params` and `N`).
-    ordered = sorted(columns, key=lambda c: str(c).strip().lower() not in COLUMN_ALIASES)
-    for col in ordered:
-        canon = lookup.get(str(col).strip().lower())
-        if canon is None:
-            continue
-        if canon in claimed:
-            first_is_canon = str(claimed[canon]).strip().lower() == canon
-            # `Tokens` and `tokens` both spell the canonical name: renaming would repeat a column.
-            if first_is_canon and str(col).strip().lower() != canon:
-                continue  # the canonical column itself is used; the alias stays an extra column
-            raise RunsError(f"columns {claimed[canon]!r} and {col!r} both mean {canon!r}; keep one")
-        claimed[canon] = col
-        mapping[col] = canon
-    return mapping
-
-
-def validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
+def validate_frame(
+    frame: pd.DataFrame,
+    columns: Mapping[str, str] | None = None,
+    where: Sequence[str] | str | None = None,
+    best_of: str | None = None,
+    flops_per_param_token: float | None = None,
+    notes: list[str] | None = None,
+) -> pd.DataFrame:
     """Return a validated copy of ``frame`` with canonical columns.
+
+    ``columns``, ``where``, ``best_of`` and ``flops_per_param_token`` are the
+    loader options of :mod:`bayescale.data.columns`; what they did is appended to ``notes``.
 
     Raises
     ------
@@ -250,21 +235,33 @@ def validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
     repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
     if repeated:
         raise RunsError(f"runs table has repeated column name(s) {repeated}; keep one of each")
-    mapping = _plausible_short_aliases(frame, canonical_columns(frame.columns))
+    notes = [] if notes is None else notes
+    mapping = _plausible_short_aliases(frame, loader.resolve_columns(list(frame.columns), columns))
     out = frame.rename(columns=mapping).copy()
+    if where:
+        out, said = loader.apply_where(out, [where] if isinstance(where, str) else list(where), mapping)
+        notes += said
+    out, said = loader.derive_columns(out, flops_per_param_token)
+    notes += said
     missing = [c for c in REQUIRED_COLUMNS if c not in out.columns]
     if missing:
         raise RunsError(_missing_message(missing, list(frame.columns), mapping))
     if len(out) == 0:
         raise RunsError("runs table has no rows")
     out = out.reset_index(drop=True)
+    if best_of is not None:
+        out, said = loader.best_of_sweep(out, best_of, mapping)
+        notes += said
     for col in NUMERIC_COLUMNS:
         if col in out.columns:
-            out[col] = _positive_numeric(out[col], col)
+            out[col] = positive_numeric(out[col], col)
     _check_loss_units(out["loss"].to_numpy())
-    if "compute" not in out.columns:
+    if "compute" in out.columns:
+        loader.check_flops(out, flops_per_param_token)
+    else:
+        k = FLOPS_PER_PARAM_TOKEN if flops_per_param_token is None else loader.check_k(flops_per_param_token)
         with np.errstate(over="ignore"):
-            out["compute"] = FLOPS_PER_PARAM_TOKEN * out["params"] * out["tokens"]
+            out["compute"] = k * out["params"] * out["tokens"]
         overflow = np.flatnonzero(~np.isfinite(out["compute"].to_numpy()))
         if overflow.size:
             row = int(overflow[0])
@@ -274,14 +271,7 @@ def validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
                 "not exponents or scaled units"
             )
     if "unique_tokens" in out.columns:
-        too_many = np.flatnonzero(out["unique_tokens"].to_numpy() > out["tokens"].to_numpy() * (1 + 1e-9))
-        if too_many.size:
-            row = int(too_many[0])
-            raise RunsError(
-                f"column 'unique_tokens' row {row}: {out['unique_tokens'].iloc[row]:g} unique tokens "
-                f"exceed the {out['tokens'].iloc[row]:g} training tokens "
-                f"({too_many.size} row(s) affected); U cannot be larger than D"
-            )
+        out = loader.check_unique_tokens(out)
     if "group" in out.columns:
         if out["group"].isna().any():
             row = int(np.flatnonzero(out["group"].isna().to_numpy())[0])
@@ -333,7 +323,7 @@ def _plausible_short_aliases(frame: pd.DataFrame, mapping: dict[Any, str]) -> di
                 fits = bool(
                     np.all(np.isfinite(values))
                     and np.nanmin(values) >= MIN_PLAUSIBLE_UNIQUE_TOKENS
-                    and np.all(values <= tokens * (1 + 1e-9))
+                    and np.all(values <= tokens * (1 + loader.UNIQUE_TOKENS_RTOL))
                 )
                 evidence = (
                     f"values {np.nanmin(values):.3g} to {np.nanmax(values):.3g}, "
@@ -428,40 +418,3 @@ def _warn_duplicates(out: pd.DataFrame) -> None:
             RunsWarning,
             stacklevel=4,
         )
-
-
-def _positive_numeric(series: pd.Series, col: str) -> pd.Series:
-    arr = np.array([_to_float(v) for v in series.to_numpy(dtype=object)], dtype=float)
-    bad_text = np.isnan(arr) & series.notna().to_numpy()
-    if bad_text.any():
-        row = int(np.flatnonzero(bad_text)[0])
-        raise RunsError(
-            f"column {col!r} row {row}: {series.iloc[row]!r} is not a number "
-            f"({int(bad_text.sum())} non-numeric value(s) in {col!r})"
-        )
-    checks = (
-        (np.isnan(arr), "is missing (NaN)"),
-        (np.isinf(arr), "is infinite"),
-        (arr <= 0, "must be > 0"),
-    )
-    for bad, what in checks:
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise RunsError(
-                f"column {col!r} row {row}: value {float(arr[row])!r} {what} "
-                f"({int(bad.sum())} such row(s) in {col!r})"
-            )
-    return pd.Series(arr, index=series.index, name=col)
-
-
-def _to_float(value: Any) -> float:
-    """A real number from a cell, or NaN for anything else (text, booleans, complex, lists)."""
-    if isinstance(value, (bool, np.bool_)) or value is None:
-        return float("nan")
-    if isinstance(value, str):
-        value = value.strip().replace("_", "")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return float("nan")
-    return number

@@ -221,6 +221,7 @@ class Fit:
         random_seed: int | None = None,
         budget: float | None = None,
         rank_by: str = "budget",
+        flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
     ) -> pd.DataFrame:
         """Rank candidate runs by how much they are expected to pin down the plan at ``compute``.
 
@@ -239,6 +240,7 @@ class Fit:
                 random_seed,
                 budget=budget,
                 rank_by=rank_by,
+                flops_per_param_token=flops_per_param_token,
             )
         )
 
@@ -319,11 +321,18 @@ def fit(
     check_likelihood(likelihood)
     runs_obj = Runs.from_any(runs)
     free, fixed = resolve_priors(law_obj, likelihood, priors, fix)
-    if len(runs_obj) <= len(free):
+    from bayescale.data.columns import count_constrained, warn_ladder
+
+    # Parameters with a prior the user chose (--priors-from, --priors) are constrained by it.
+    informed = count_constrained(priors, free)
+    if len(runs_obj) <= len(free) - len(informed):
         raise RunsError(
-            f"{len(runs_obj)} runs cannot constrain {len(free)} free parameters "
-            f"({', '.join(free)}); add runs or fix parameters"
+            f"{len(runs_obj)} runs cannot constrain {len(free) - len(informed)} free parameters "
+            f"({', '.join(n for n in free if n not in informed)}){' on default priors' if informed else ''}; "
+            "add runs or fix parameters, or give informed priors on some (priors=published_priors(...); "
+            "CLI --priors-from SET --prior-params A,B,alpha_N,alpha_D)"
         )
+    warn_ladder(runs_obj, law_obj.required_columns)
     if target_accept is None:
         target_accept = 0.99 if law_obj.pooled else 0.95
     config = SamplerConfig(

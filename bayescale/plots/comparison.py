@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from bayescale.data.runs import FLOPS_PER_PARAM_TOKEN
+from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
 from bayescale.plots._common import LABELS, axes, check_columns
 
 ELPD_COLUMNS = ("elpd_loo", "se", "elpd_diff", "dse")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bayescale.data.runs import FLOPS_PER_PARAM_TOKEN
+from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
 from bayescale.errors import BayescaleError
 from bayescale.plots import references as refs
 from bayescale.plots._common import (

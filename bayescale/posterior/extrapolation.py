@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayescale.data.runs import FLOPS_PER_PARAM_TOKEN, Runs
+from bayescale.data.runs import Runs
+from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
 
 #: Guard thresholds: an answer past any of these is flagged.
 GUARD = {"compute_multiple": 100.0, "params_multiple": 30.0, "tokens_per_param_outside": 4.0}

@@ -45,7 +45,7 @@ import pandas as pd
 import xarray as xr
 from scipy.special import gammaln, logsumexp
 
-from bayescale.data.runs import FLOPS_PER_PARAM_TOKEN, canonical_columns
+from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN, canonical_columns
 from bayescale.errors import BayescaleError
 from bayescale.model.laws import ScalingLaw
 from bayescale.model.pymc_model import check_likelihood, draw_log_noise
@@ -256,7 +256,11 @@ def design(
         if not path.is_file():
             raise BayescaleError(f"candidates file {str(path)!r} does not exist")
         candidates = read_table(path)
-    return expected_variance_reduction(
+    proposed = _off_ratio_proposals(fit, candidates, flops_per_param_token)
+    if proposed is not None:
+        given = candidates.rename(columns=canonical_columns(candidates.columns))
+        candidates = pd.concat([given, proposed], ignore_index=True)
+    table = expected_variance_reduction(
         fit.law,
         fit.theta(),
         fit.likelihood,
@@ -270,3 +274,52 @@ def design(
         budget,
         rank_by,
     )
+    return _flag_candidates(table, fit, proposed)
+
+
+def _off_ratio_proposals(fit: Fit, candidates: pd.DataFrame, k: float) -> pd.DataFrame | None:
+    """Off-ratio runs to rank alongside the candidates when the fit's ladder is single-ratio."""
+    from bayescale.data.columns import MIN_RATIO_SPREAD, off_ratio_candidates
+
+    frame = fit.runs.frame
+    if not {"params", "tokens"} <= set(frame.columns) or "unique_tokens" in fit.law.required_columns:
+        return None
+    ratio = frame["tokens"].to_numpy(dtype=float) / frame["params"].to_numpy(dtype=float)
+    if ratio.max() / ratio.min() >= MIN_RATIO_SPREAD:
+        return None
+    proposed = off_ratio_candidates(fit.runs)
+    named = set(candidates.rename(columns=canonical_columns(candidates.columns)).columns)
+    for column in ("cost", "compute"):
+        if column in named:  # the candidates give their cost: give the proposals theirs, k N D
+            proposed[column] = k * proposed["params"] * proposed["tokens"]
+    return proposed
+
+
+def _flag_candidates(table: pd.DataFrame, fit: Fit, proposed: pd.DataFrame | None) -> pd.DataFrame:
+    """Columns ``duplicate_of_run`` (row of an existing run within 5% in N and D, else -1) and ``origin``."""
+    from bayescale.data.columns import duplicate_of
+
+    notes = []
+    table["duplicate_of_run"] = duplicate_of(table, fit.runs)
+    repeats = table.loc[table["duplicate_of_run"] >= 0]
+    if len(repeats):
+        listed = ", ".join(
+            f"N = {r.params:.3g}, D = {r.tokens:.3g} (run {r.duplicate_of_run})" for r in repeats.itertuples()
+        )
+        notes.append(
+            f"{len(repeats)} candidate(s) repeat an existing run within 5% in N and D: {listed}; a repeat "
+            "only averages the noise of a point the fit already has"
+        )
+    if proposed is not None:
+        keys = set(zip(proposed["params"], proposed["tokens"], strict=True))
+        table["origin"] = [
+            "proposed: off-ratio" if (n, d) in keys else "given"
+            for n, d in zip(table["params"], table["tokens"], strict=True)
+        ]
+        notes.append(
+            f"the fit's runs all share one tokens-per-parameter ratio; {len(proposed)} off-ratio runs "
+            "(4x fewer and 4x more tokens per parameter at the smallest sizes, origin 'proposed: "
+            "off-ratio') are ranked with the candidates"
+        )
+    table.attrs["notes"] = notes
+    return table

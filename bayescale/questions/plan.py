@@ -10,7 +10,7 @@ and credible interval, one row per query.
 Conventions
 -----------
 - Compute is C = k N D with k = ``flops_per_param_token`` (default 6,
-  :data:`bayescale.data.runs.FLOPS_PER_PARAM_TOKEN`); pass another k if you count
+  :data:`bayescale.data.schema.FLOPS_PER_PARAM_TOKEN`); pass another k if you count
   embedding or attention FLOPs differently.
 - ``unique_tokens`` U is the unique data *available*: a plan with D < U sees
   only D of it, so the law is evaluated at min(U, D) (as in the datablations
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.data.runs import FLOPS_PER_PARAM_TOKEN
+from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
 from bayescale.errors import BayescaleError, LawError
 from bayescale.model.laws import ScalingLaw, covariates, ops
 from bayescale.model.pymc_model import draw_log_noise
@@ -516,7 +516,7 @@ def compare_plans(
 
 def _plans_frame(plans: Sequence[Sequence[float]] | pd.DataFrame) -> pd.DataFrame:
     if isinstance(plans, pd.DataFrame):
-        from bayescale.data.runs import canonical_columns
+        from bayescale.data.schema import canonical_columns
 
         frame = plans.rename(columns=canonical_columns(plans.columns))
         missing = [c for c in ("params", "tokens") if c not in frame.columns]

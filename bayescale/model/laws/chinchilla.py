@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
-from bayescale.data.runs import FLOPS_PER_PARAM_TOKEN
+from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
 from bayescale.model.laws.base import Centering, Parameter, ScalingLaw, register
 from bayescale.model.laws.ops import logsumexp
 from bayescale.model.priors import Prior

@@ -1,0 +1,135 @@
+"""Small and badly designed ladders: informed priors on some parameters, the runs-per-parameter rule,
+the warning for a single-ratio (or narrow) ladder, and design's duplicates and off-ratio proposals."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale import cli
+from bayescale.data.columns import ladder_problems
+from bayescale.errors import PriorError, RunsError, RunsWarning
+
+#: Cheap draws: these tests check that the fits run and what they say, not the posterior's accuracy.
+SMALL = {"draws": 200, "tune": 300, "chains": 2, "progressbar": False, "warn": False}
+BORROWED = ("A", "B", "alpha_N", "alpha_D")
+RAW_CSV = Path(__file__).resolve().parents[1] / ".." / "shared" / "anchors" / "misfitting"
+RAW_CSV = RAW_CSV / "scaling_results_last_ckpt_only.csv"
+
+
+def five_run_ladder() -> bs.Runs:
+    """Gadre et al.'s C4 runs at 20 tokens per parameter below 2B parameters: 5 sizes, one ratio."""
+    where = ["group == c4_original", "token_multiplier == 20", "params < 2e9"]
+    return bs.Runs.from_any("gadre-overtrain", where=where)
+
+
+@pytest.fixture(scope="module")
+def five_run_fit():
+    runs = five_run_ladder()
+    priors = bs.published_priors("epoch-chinchilla", parameters=BORROWED)
+    with pytest.warns(RunsWarning, match=r"all 5 runs train on 20 to 20 tokens per parameter"):
+        return bs.fit(runs, law="chinchilla", priors=priors, random_seed=1, **SMALL)
+
+
+def test_five_run_ladder_fits_with_borrowed_priors(five_run_fit):
+    assert len(five_run_fit.runs) == 5
+    assert set(five_run_fit.priors) >= {"E", *BORROWED}
+    assert five_run_fit.priors["E"] == bs.get_law("chinchilla").default_priors()["E"]  # E not borrowed
+    summary = five_run_fit.summary()
+    assert np.isfinite(summary["median"]).all()
+    assert summary.loc["E", "median"] < five_run_ladder().column("loss").min()
+
+
+def test_default_priors_refuse_a_ladder_with_fewer_runs_than_parameters():
+    with pytest.raises(
+        RunsError,
+        match=r"5 runs cannot constrain 7 free parameters \(E, A, B, alpha_N, alpha_D, sigma, nu\); add runs",
+    ):
+        bs.fit(five_run_ladder(), law="chinchilla", **SMALL)
+    # Four borrowed parameters leave E, sigma, nu on default priors: 3 < 4 runs is enough.
+    four = bs.Runs.from_any(five_run_ladder().frame.iloc[:4])
+    priors = bs.published_priors("epoch-chinchilla", parameters=BORROWED)
+    with pytest.raises(
+        RunsError,
+        match=r"3 runs cannot constrain 3 free parameters \(E, sigma, nu\) on default priors; .*priors-from",
+    ):
+        bs.fit(bs.Runs.from_any(four.frame.iloc[:3]), law="chinchilla", priors=priors, **SMALL)
+
+
+def test_ladder_problems_name_what_to_add():
+    single = five_run_ladder()
+    (ratio,) = ladder_problems(single)
+    assert "cannot tell alpha_N from alpha_D" in ratio
+    assert "N = 1.06e+07 with D = 5.28e+07 and 8.46e+08" in ratio  # 4x fewer and 4x more tokens
+    narrow = pd.DataFrame({"params": [1e8, 1.5e8, 2e8], "tokens": [2e9, 6e9, 1.2e10], "loss": [3, 2.9, 2.8]})
+    problems = ladder_problems(narrow)
+    assert len(problems) == 1 and problems[0].startswith("params span only 2x (1e+08 to 2e+08)")
+    assert "add runs with N at least 4x apart" in problems[0]
+    assert ladder_problems(bs.Runs.from_any("gadre-overtrain")) == []
+    assert ladder_problems(narrow, required=("tokens",)) == []  # a law of D alone needs only D's spread
+
+
+def test_design_flags_duplicates_and_proposes_off_ratio_runs(five_run_fit):
+    runs = five_run_fit.runs.frame
+    candidates = pd.DataFrame(
+        {"params": [runs["params"].iloc[1] * 1.02, 3e9], "tokens": [runs["tokens"].iloc[1], 6e10]}
+    )
+    table = five_run_fit.design(1e21, candidates, outcomes=32, random_seed=0)
+    assert len(table) == 2 + 6  # 3 smallest sizes x (4x fewer, 4x more tokens per parameter)
+    given = table.loc[table["origin"] == "given"].set_index("params")
+    assert given.loc[candidates["params"].iloc[0], "duplicate_of_run"] == 1
+    assert given.loc[3e9, "duplicate_of_run"] == -1
+    proposed = table.loc[table["origin"] == "proposed: off-ratio"]
+    ratios = sorted(set(np.round(proposed["tokens"] / proposed["params"], 6)))
+    assert ratios == [5.0, 80.0]
+    notes = table.attrs["notes"]
+    assert "1 candidate(s) repeat an existing run within 5% in N and D" in notes[0]
+    assert "6 off-ratio runs" in notes[1]
+
+
+def test_cli_prior_params(tmp_path, capsys):
+    path = tmp_path / "ladder.csv"
+    five_run_ladder().frame.to_csv(path, index=False)
+    out = tmp_path / "f.nc"
+    common = ["fit", str(path), "--out", str(out), "--draws", "200", "--tune", "300", "--chains", "2"]
+    assert cli.main([*common, "--prior-params", "A,B"]) == 2
+    assert "--prior-params goes with --priors-from" in capsys.readouterr().err
+    assert cli.main([*common, "--priors-from", "epoch-chinchilla", "--prior-params", "A,Z"]) == 2
+    assert "has no estimate of ['Z']" in capsys.readouterr().err
+    assert cli.main(common) == 2
+    assert "5 runs cannot constrain 7 free parameters" in capsys.readouterr().err
+    code = cli.main(
+        [*common, "--seed", "2", "--priors-from", "epoch-chinchilla", "--prior-params", ",".join(BORROWED)]
+    )
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "warning: these runs cannot identify the exponents well" in captured.err
+    assert "law chinchilla on 5 runs" in captured.out and out.is_file()
+
+
+def test_published_priors_refuse_unknown_parameters():
+    with pytest.raises(PriorError, match=r"no estimate of \['nu'\]"):
+        bs.published_priors("epoch-chinchilla", parameters=["nu"])
+
+
+@pytest.mark.skipif(not RAW_CSV.is_file(), reason="shared misfitting anchor not present")
+def test_eight_run_single_ratio_ladder_from_the_raw_misfitting_table(tmp_path):
+    """8 sizes, the best learning rate of each at ~20 tokens per parameter (non-embedding N)."""
+    runs = bs.Runs.from_any(
+        RAW_CSV, columns={"tokens": "D", "params": "N_no_emb", "compute": "C_no_emb"}, best_of="peak_lr"
+    ).frame
+    ratio = runs["tokens"] / runs["params"]
+    near = runs.loc[(ratio > 14) & (ratio < 28)].copy()
+    near["gap"] = np.abs(np.log(near["tokens"] / near["params"] / 20))
+    ladder = near.sort_values("gap").drop_duplicates("params").sort_values("params").iloc[-8:]
+    assert len(ladder) == 8
+    priors = bs.published_priors("epoch-chinchilla", parameters=BORROWED)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = bs.fit(ladder.drop(columns="gap"), law="chinchilla", priors=priors, random_seed=4, **SMALL)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RunsWarning)]
+    assert any("cannot tell alpha_N from alpha_D" in m for m in messages)
+    assert len(fit.runs) == 8 and np.isfinite(fit.summary()["median"]).all()
