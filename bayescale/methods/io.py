@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from bayescale._version import __version__
+from bayescale.data.storage import runs_from_dataset
 from bayescale.errors import BayescaleError, FitFileError
 from bayescale.model.priors import priors_from_json, priors_to_json
 
@@ -36,6 +37,15 @@ FORMAT = "bayescale-fit"
 #: and stores a runs column whose name NetCDF cannot hold under a placeholder name.
 FORMAT_VERSION = 2
 REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
+
+
+#: The result classes a saved file is rebuilt into, by kind; each method registers its own.
+RESULT_TYPES: dict[str, Any] = {}
+
+
+def register_result(kind: str, cls: Any) -> None:
+    """Make :func:`load_fit` rebuild files of ``kind`` as ``cls`` (called by the module defining it)."""
+    RESULT_TYPES[kind] = cls
 
 
 def _config_hash(attrs: dict[str, Any], runs_ds: Any) -> str:
@@ -198,7 +208,6 @@ def load_fit(path: str | Path) -> Any:
 
     from bayescale.inference.diagnostics import warn_if_failed
     from bayescale.inference.sampling import SamplerConfig
-    from bayescale.methods.parametric import Fit, runs_from_dataset
     from bayescale.model.laws import get_law
 
     path = Path(path)
@@ -252,7 +261,7 @@ def load_fit(path: str | Path) -> Any:
                 f"{str(path)!r}: diagnostics, sample stats, observed data, runs attributes or version "
                 "do not match the recorded hash (file altered?)"
             )
-        fit = Fit(
+        fit = RESULT_TYPES["fit"](
             idata=idata,
             law=get_law(attrs["law"]),
             runs=runs_from_dataset(idata.constant_data),
