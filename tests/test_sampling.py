@@ -196,7 +196,7 @@ def test_chunked_likelihood_equals_whole_array_one():
     import jax
     import jax.numpy as jnp
 
-    from bayescale.model.pymc_model import jax_density
+    from bayescale.model import jax_density
 
     rng = np.random.default_rng(2)
     n = 2 * jax_density.CHUNK + 123
