@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import xarray as xr
 
 from bayescale.data.runs import Runs
 from bayescale.data.storage import runs_to_dataset
-from bayescale.errors import LawError, RunsError
+from bayescale.errors import BayescaleError, LawError, RunsError
 from bayescale.inference import diagnostics as diag
 from bayescale.inference.sampling import SamplerConfig
 from bayescale.inference.sampling import run as run_sampler
@@ -28,7 +28,7 @@ from bayescale.model.pymc_model import (
     model_parameters,
     resolve_priors,
 )
-from bayescale.posterior.extrapolation import guard, span_of
+from bayescale.posterior.extrapolation import VARIANT_LAW, guard, span_of
 from bayescale.questions import plan
 
 
@@ -62,6 +62,9 @@ class Fit:
         Whether answers (``predict``, ``optimal``) of a fit that failed its
         diagnostics emit a :class:`~bayescale.FitWarning`. Either way such
         answers carry the problems in ``table.attrs["fit_warning"]``.
+
+    Answers beyond the runs' range average this law with a second one fitted to
+    the same runs (:meth:`variant_fit`); see :mod:`bayescale.posterior.extrapolation`.
     """
 
     idata: Any
@@ -74,6 +77,7 @@ class Fit:
     random_seed: int | None
     diagnostics: dict[str, Any]
     warn: bool = True
+    _variants: dict[str, Fit | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -114,6 +118,37 @@ class Fit:
                 theta[name] = self.posterior[group_variable(name)].sel(group=str(group), drop=True)
         return theta
 
+    def variant_fit(self) -> Fit | None:
+        """The variant law (:data:`~bayescale.posterior.extrapolation.VARIANT_LAW`) fitted to the same runs.
+
+        Answers beyond the runs' range are drawn half from it. It is fitted on first
+        use with this fit's sampler settings and seed (so the same fit gives the same
+        answers) and kept; ``None`` when this fit is of the variant law itself, of a
+        law with pooled parameters, or when the variant cannot be fitted to these
+        runs (too few of them, say).
+        """
+        if VARIANT_LAW not in self._variants:
+            self._variants[VARIANT_LAW] = self._fit_variant()
+        return self._variants[VARIANT_LAW]
+
+    def _fit_variant(self) -> Fit | None:
+        if self.law.name == VARIANT_LAW or self.law.pooled:
+            return None
+        settings = self.sampler.to_dict()
+        try:
+            return fit(
+                self.runs,
+                law=VARIANT_LAW,
+                draws=settings["draws"],
+                tune=settings["tune"],
+                chains=settings["chains"],
+                random_seed=self.random_seed,
+                progressbar=False,
+                warn=False,
+            )
+        except BayescaleError:
+            return None
+
     def summary(self, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
         """Posterior table, one row per parameter.
 
@@ -144,6 +179,7 @@ class Fit:
         prob: float = 0.9,
         kind: str = "eti",
         random_seed: int | None = None,
+        average_beyond: bool = True,
     ) -> pd.DataFrame:
         """Loss at new (N, D[, U]): the mean loss and the posterior predictive loss.
 
@@ -152,9 +188,13 @@ class Fit:
         pandas.DataFrame
             One row per query: the inputs, then ``loss_{median,lower,upper}``
             (the law's mean) and ``loss_predictive_{median,lower,upper}``
-            (with run-to-run noise).
+            (with run-to-run noise), then the extrapolation guard's distances
+            (``compute_multiple``, ``params_multiple``, ``tokens_per_param_outside``).
+            With ``average_beyond`` (default) a query beyond the runs' range is
+            answered by the equal mixture of this law and :meth:`variant_fit`.
         """
-        return self._flag(plan.predict(self, params, tokens, unique_tokens, prob, kind, random_seed))
+        table = plan.predict(self, params, tokens, unique_tokens, prob, kind, random_seed, average_beyond)
+        return self._flag(table)
 
     def optimal(
         self,
@@ -163,6 +203,7 @@ class Fit:
         prob: float = 0.9,
         kind: str = "eti",
         flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
+        average_beyond: bool = True,
     ) -> pd.DataFrame:
         """Compute-optimal allocation at budget(s) C = k N D (k = 6 by default).
 
@@ -176,10 +217,13 @@ class Fit:
             ``params``, ``tokens``, ``tokens_per_param``, ``loss`` and the
             exponents ``a``, ``b`` of N_opt ∝ C^a, D_opt ∝ C^b, each as
             ``_median``, ``_lower``, ``_upper``; with U also ``epochs`` and the
-            value of more unique data (see :func:`bayescale.questions.plan.optimal_allocation_draws`).
+            value of more unique data (see :func:`bayescale.questions.plan.optimal_allocation_draws`);
+            then the extrapolation guard's distances. With ``average_beyond`` (default)
+            a budget beyond the runs' largest N D is answered by the equal mixture of
+            this law and :meth:`variant_fit` (not with ``unique_tokens``).
         """
         return self._flag(
-            plan.optimal(self, compute, unique_tokens, prob, kind, flops_per_param_token),
+            plan.optimal(self, compute, unique_tokens, prob, kind, flops_per_param_token, average_beyond),
             flops_per_param_token,
         )
 

@@ -7,12 +7,14 @@ Two jobs, both driven by the same distances:
   its model size as a multiple of the largest run's, and how far its tokens per
   parameter lie outside the runs' span. :func:`beyond_message` names the rows
   past :data:`GUARD`, the distances up to which held-out coverage was measured.
-- **The discrepancy**: a posterior conditional on one law being exactly true
-  understates what is not known off the data's range (which law, and how the
-  truth bends past the last run). :func:`discrepancy_draws` adds, on log loss, a
-  Normal term whose scale grows linearly with the distance beyond the runs
-  (:func:`beyond`), :data:`DISCREPANCY_SCALE` per e-fold; zero inside the runs'
-  range, so in-range answers keep their sharpness.
+- **Averaging over laws beyond the runs**: a posterior conditional on one law
+  being exactly true understates what is not known off the data's range (which
+  law, and how the truth bends past the last run). Answers beyond the runs
+  (:func:`beyond` > 0) are drawn half from the fitted law and half from a
+  second law fitted to the same runs, :data:`VARIANT_LAW`
+  (:func:`mix_beyond`); inside the range they are the fitted law's alone, so
+  in-range answers keep their sharpness. Measured on held-out ladders by
+  ``benchmarks/extrapolation.py`` (results in ``benchmarks/results/``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from bayescale.data.runs import Runs
 from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
@@ -30,9 +33,8 @@ from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
 GUARD = {"compute_multiple": 100.0, "params_multiple": 30.0, "tokens_per_param_outside": 4.0}
 
 
-#: Standard deviation of the discrepancy on log loss per e-fold of distance beyond the runs
-#: (see :func:`beyond`), learnt from held-out ladders by ``benchmarks/extrapolation.py``.
-DISCREPANCY_SCALE = 0.0
+#: The second law that answers beyond the runs' range are averaged with (equal weights).
+VARIANT_LAW = "kaplan-e"
 
 #: The guard's columns on every answer table.
 DISTANCE_COLUMNS = tuple(GUARD)
@@ -124,16 +126,17 @@ def beyond(span: RunSpan, params: Any, tokens: Any) -> np.ndarray:
     return np.maximum(np.maximum.reduce(parts), 0.0)
 
 
-def discrepancy_draws(
-    rng: np.random.Generator, scale: float, distance: np.ndarray, shape: tuple[int, ...]
-) -> np.ndarray:
-    """Draws of the discrepancy on log loss: Normal(0, (scale * distance)^2), last axis the queries.
+def mix_beyond(main: xr.Dataset, variant: xr.Dataset, distance: np.ndarray) -> xr.Dataset:
+    """Draws of the equal mixture of two laws' answers where ``distance`` > 0, of ``main`` elsewhere.
 
-    Zero (exactly) where ``distance`` is 0, so answers inside the runs' range are unchanged.
+    Both datasets have dims (``chain``, ``draw``, ``query``, ...) of equal sizes; the
+    result has twice the draws: ``main``'s, then per query the variant's (beyond the
+    runs) or ``main``'s again (inside, so the distribution there is unchanged).
     """
-    if scale == 0.0 or not np.any(distance > 0):
-        return np.zeros(shape)
-    return rng.standard_normal(shape) * (scale * np.asarray(distance, dtype=float))
+    outside = xr.DataArray(np.asarray(distance) > 0, dims="query")
+    second = xr.where(outside, variant, main).transpose(*main.dims)
+    mixed = xr.concat([main, second], dim="draw")
+    return mixed.assign_coords(draw=np.arange(mixed.sizes["draw"]))
 
 
 def span_of(runs: Runs) -> RunSpan:

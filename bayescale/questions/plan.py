@@ -34,8 +34,7 @@ from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
 from bayescale.errors import BayescaleError, LawError
 from bayescale.model.laws import ScalingLaw, covariates, ops
 from bayescale.model.pymc_model import draw_log_noise
-from bayescale.posterior import extrapolation
-from bayescale.posterior.extrapolation import beyond, discrepancy_draws, span_of
+from bayescale.posterior.extrapolation import beyond, mix_beyond, span_of
 from bayescale.posterior.intervals import SAMPLE_DIMS, check_interval, interval_table
 from bayescale.posterior.query import make_query
 
@@ -260,22 +259,27 @@ def optimal_draws(
     compute: Any,
     unique_tokens: Any = None,
     flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
-    random_seed: int | None = 0,
-    discrepancy: bool = True,
+    average_beyond: bool = True,
 ) -> xr.Dataset:
     """:func:`optimal_allocation_draws` on a fit's posterior.
 
-    With ``discrepancy`` (default), the ``loss`` at an optimum beyond the runs'
-    range carries the law's discrepancy (as in :func:`predict_draws`), drawn with
-    ``random_seed`` (fixed by default, so the same call gives the same table).
+    With ``average_beyond`` (default), budgets beyond the runs' compute are answered
+    by the equal mixture of the fitted law and the fit's variant law
+    (:meth:`~bayescale.Fit.variant_fit`, :mod:`bayescale.posterior.extrapolation`).
     """
     draws = optimal_allocation_draws(fit.law, fit.theta(), compute, unique_tokens, flops_per_param_token)
-    if discrepancy:
-        distance = beyond(span_of(fit.runs), draws["params"].values, draws["tokens"].values)
-        scale = extrapolation.DISCREPANCY_SCALE
-        delta = discrepancy_draws(np.random.default_rng(random_seed), scale, distance, distance.shape)
-        draws["loss"] = draws["loss"] * np.exp(delta)
-    return draws
+    if not average_beyond or unique_tokens is not None:
+        return draws
+    query = make_query(compute=compute)
+    span = span_of(fit.runs)
+    distance = np.maximum(
+        np.log(query["compute"].values / flops_per_param_token / span.params_tokens_max), 0.0
+    )
+    variant = fit.variant_fit() if np.any(distance > 0) else None
+    if variant is None:
+        return draws
+    other = optimal_allocation_draws(variant.law, variant.theta(), compute, None, flops_per_param_token)
+    return mix_beyond(draws, other, distance)
 
 
 def optimal(
@@ -285,11 +289,12 @@ def optimal(
     prob: float = 0.9,
     kind: str = "eti",
     flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
+    average_beyond: bool = True,
 ) -> pd.DataFrame:
     """Table of :func:`optimal_draws`: ``compute`` (and ``unique_tokens``), then each quantity's interval."""
     check_interval(prob, kind)
     query = make_query(compute=compute, unique_tokens=unique_tokens)
-    draws = optimal_draws(fit, compute, unique_tokens, flops_per_param_token)
+    draws = optimal_draws(fit, compute, unique_tokens, flops_per_param_token, average_beyond)
     return interval_table(draws, prob, kind, query)
 
 
@@ -302,13 +307,13 @@ def predict_draws(
     tokens: Any,
     unique_tokens: Any = None,
     random_seed: int | None = None,
-    discrepancy: bool = True,
+    average_beyond: bool = True,
 ) -> xr.Dataset:
     """Draws of the mean loss ``loss`` and predictive loss ``loss_predictive`` per query.
 
-    With ``discrepancy`` (default), queries beyond the runs' range carry the law's
-    discrepancy, growing with the distance beyond the runs
-    (:mod:`bayescale.posterior.extrapolation`); inside the range it is zero.
+    With ``average_beyond`` (default), queries beyond the runs' range
+    (:func:`~bayescale.posterior.extrapolation.beyond`) are answered by the equal
+    mixture of the fitted law and the fit's variant law (:meth:`~bayescale.Fit.variant_fit`).
     """
     query = make_query(params=params, tokens=tokens, unique_tokens=unique_tokens)
     if "unique_tokens" in fit.law.required_columns and "unique_tokens" not in query:
@@ -319,18 +324,21 @@ def predict_draws(
     theta = fit.theta()
     log_mean = fit.law.log_loss(theta, x, ops.NUMPY)
     log_mean = log_mean.transpose("chain", "draw", "query")
-    rng = np.random.default_rng(random_seed)
-    noise = draw_log_noise(rng, fit.likelihood, theta, log_mean.shape)
-    if discrepancy:
-        distance = beyond(span_of(fit.runs), query["params"].values, query["tokens"].values)
-        log_mean = log_mean + discrepancy_draws(
-            rng, extrapolation.DISCREPANCY_SCALE, distance, log_mean.shape
-        )
+    noise = draw_log_noise(np.random.default_rng(random_seed), fit.likelihood, theta, log_mean.shape)
     # Heavy-tailed noise (small nu) can put a rare draw beyond exp's float range; it becomes inf,
     # a faithful "larger than any float" draw that leaves the quantiles untouched.
     with np.errstate(over="ignore"):
         predictive = np.exp(log_mean + noise)
-    return xr.Dataset({"loss": np.exp(log_mean), "loss_predictive": predictive})
+    draws = xr.Dataset({"loss": np.exp(log_mean), "loss_predictive": predictive})
+    if not average_beyond:
+        return draws
+    distance = beyond(span_of(fit.runs), query["params"].values, query["tokens"].values)
+    variant = fit.variant_fit() if np.any(distance > 0) else None
+    if variant is None:
+        return draws
+    seed = None if random_seed is None else random_seed + 1
+    other = predict_draws(variant, params, tokens, None, seed, average_beyond=False)
+    return mix_beyond(draws, other, distance)
 
 
 def predict(
@@ -341,11 +349,12 @@ def predict(
     prob: float = 0.9,
     kind: str = "eti",
     random_seed: int | None = None,
+    average_beyond: bool = True,
 ) -> pd.DataFrame:
     """Table of :func:`predict_draws`: the inputs, then ``loss_*`` and ``loss_predictive_*``."""
     check_interval(prob, kind)
     query = make_query(params=params, tokens=tokens, unique_tokens=unique_tokens)
-    draws = predict_draws(fit, params, tokens, unique_tokens, random_seed)
+    draws = predict_draws(fit, params, tokens, unique_tokens, random_seed, average_beyond)
     return interval_table(draws, prob, kind, query)
 
 
