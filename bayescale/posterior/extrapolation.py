@@ -133,10 +133,12 @@ def mix_beyond(main: xr.Dataset, variant: xr.Dataset, distance: np.ndarray) -> x
     result has twice the draws: ``main``'s, then per query the variant's (beyond the
     runs) or ``main``'s again (inside, so the distribution there is unchanged).
     """
+    # Each law's draws are numbered on their own: drop the sample coordinates, renumber the mixture.
+    main, variant = (ds.drop_vars(["chain", "draw"], errors="ignore") for ds in (main, variant))
     outside = xr.DataArray(np.asarray(distance) > 0, dims="query")
     second = xr.where(outside, variant, main).transpose(*main.dims)
     mixed = xr.concat([main, second], dim="draw")
-    return mixed.assign_coords(draw=np.arange(mixed.sizes["draw"]))
+    return mixed.assign_coords(chain=np.arange(mixed.sizes["chain"]), draw=np.arange(mixed.sizes["draw"]))
 
 
 def span_of(runs: Runs) -> RunSpan:

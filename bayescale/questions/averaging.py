@@ -42,17 +42,17 @@ class Averaged:
         """Pool draws of each fit in proportion to its weight (chain 1, ``draw`` the pooled draws)."""
         rng = np.random.default_rng(random_seed)
         active = {n: w for n, w in self.weights.items() if w > 0}
-        sizes = {
-            n: self.fits[n].posterior.sizes["chain"] * self.fits[n].posterior.sizes["draw"] for n in active
+        # A fit's answers can hold more draws than its posterior (beyond the runs, two laws' draws).
+        samples = {
+            n: draws_of(self.fits[n]).stack(sample=("chain", "draw")).transpose("sample", ...) for n in active
         }
-        total = min(sizes.values())
+        total = min(draws.sizes["sample"] for draws in samples.values())
         counts = _apportion(np.array(list(active.values())), total)
         pieces = []
-        for (name, count), size in zip(zip(active, counts, strict=True), sizes.values(), strict=True):
+        for draws, count in zip(samples.values(), counts, strict=True):
             if count == 0:
                 continue
-            draws = draws_of(self.fits[name]).stack(sample=("chain", "draw")).transpose("sample", ...)
-            pick = rng.choice(size, size=count, replace=False)
+            pick = rng.choice(draws.sizes["sample"], size=count, replace=False)
             pieces.append(draws.isel(sample=pick).drop_vars(["sample", "chain", "draw"]))
         pooled = xr.concat(pieces, dim="sample").rename(sample="draw")
         return pooled.expand_dims(chain=1).transpose("chain", "draw", ...)

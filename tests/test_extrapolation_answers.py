@@ -1,0 +1,79 @@
+"""Answers beyond the runs: the guard's distances and warning, and the average with the variant law."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import QUICK, TRUE_CHINCHILLA, simulate_ladder
+
+import bayescale as bs
+from bayescale.posterior.extrapolation import GUARD, VARIANT_LAW, RunSpan, beyond, mix_beyond
+
+
+@pytest.fixture(scope="module")
+def small_ladder_fit() -> bs.Fit:
+    """Chinchilla's law on a simulated ladder of sizes up to 2e9 (QUICK settings, fixed seed)."""
+    runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=5)
+    return bs.fit(runs, law="chinchilla", random_seed=5, **QUICK)
+
+
+def test_beyond_is_zero_inside_and_grows_outside():
+    span = RunSpan.of([1e8, 1e9], [2e9, 2e10], [1.2e18, 1.2e20])
+    inside = beyond(span, [1e8, 5e8, 1e9], [2e9, 1e10, 2e10])
+    np.testing.assert_array_equal(inside, 0.0)
+    # 10x the largest model at its tokens per parameter: log 10 in N, log 100 in N D.
+    np.testing.assert_allclose(beyond(span, [1e10], [2e11]), np.log(100.0))
+    # inside the size range but at 1/4 of the smallest tokens per parameter
+    np.testing.assert_allclose(beyond(span, [1e8], [5e8]), np.log(4.0))
+
+
+def test_mix_beyond_keeps_inside_queries_and_halves_the_rest():
+    rng = np.random.default_rng(0)
+    main = xr.Dataset({"loss": (("chain", "draw", "query"), rng.normal(size=(2, 50, 2)))})
+    variant = xr.Dataset({"loss": (("chain", "draw", "query"), 10 + rng.normal(size=(2, 50, 2)))})
+    mixed = mix_beyond(main, variant, np.array([0.0, 1.0]))
+    assert mixed.sizes["draw"] == 100
+    inside = mixed["loss"].isel(query=0).values
+    np.testing.assert_array_equal(
+        np.sort(inside.ravel()), np.sort(np.tile(main["loss"].isel(query=0).values, 2).ravel())
+    )
+    outside = mixed["loss"].isel(query=1).values
+    assert np.mean(outside > 5) == 0.5  # exactly half the draws are the variant's
+
+
+def test_in_range_answers_are_the_fitted_law_alone(small_ladder_fit):
+    fit = small_ladder_fit
+    params, tokens = [1e8, 1e9], [2e9, 4e10]  # both inside the ladder
+    averaged = fit.predict(params, tokens, random_seed=1)
+    single = fit.predict(params, tokens, random_seed=1, average_beyond=False)
+    columns = [c for c in averaged.columns if c.startswith("loss")]
+    np.testing.assert_array_equal(averaged[columns].to_numpy(), single[columns].to_numpy())
+    budget = 6 * 5e8 * 1e10  # below the largest run's 6 N D
+    np.testing.assert_array_equal(
+        fit.optimal(budget).filter(like="params").to_numpy(),
+        fit.optimal(budget, average_beyond=False).filter(like="params").to_numpy(),
+    )
+
+
+def test_far_answers_span_both_laws_and_warn(small_ladder_fit):
+    fit = small_ladder_fit
+    variant = fit.variant_fit()
+    assert variant is not None and variant.law.name == VARIANT_LAW
+    assert fit.variant_fit() is variant  # fitted once, then kept
+    budget = 1e24  # ~ 4 decades beyond the ladder
+    averaged = fit.optimal(budget)
+    alone = fit.optimal(budget, average_beyond=False).iloc[0]
+    other = variant.optimal(budget, average_beyond=False).iloc[0]
+    row = averaged.iloc[0]
+    for single in (alone, other):
+        assert row["params_lower"] <= single["params_median"] <= row["params_upper"]
+    assert row["compute_multiple"] > GUARD["compute_multiple"]
+    assert "beyond the distance" in averaged.attrs["extrapolation_warning"]
+    assert "extrapolation_warning" not in fit.optimal(1e19).attrs
+
+
+def test_a_fit_of_the_variant_law_has_no_variant():
+    runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=6)
+    fit = bs.fit(runs, law=VARIANT_LAW, random_seed=6, **QUICK)
+    assert fit.variant_fit() is None
+    table = fit.predict([2e10], [4e11], random_seed=0)
+    assert table["params_multiple"].iloc[0] == pytest.approx(10.0)
