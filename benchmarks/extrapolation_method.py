@@ -1,0 +1,162 @@
+"""Calibrating extrapolation intervals of a scaling-law fit (issue 16, part 2).
+
+Pure numpy, no bayescale import, so the functions can move into the package as they are.
+Everything works on posterior predictive draws of the **log** loss, shape ``(draws, queries)``.
+
+The model (design (a)): a query x* beyond the range of the training runs gets a discrepancy
+
+    log L* = mu(theta, x*) + eps + delta,   delta ~ Normal(0, (tau * d(x*))^2),
+
+where ``mu + eps`` is what the fit already draws (law mean plus run-to-run noise) and ``d`` is
+the distance of x* beyond the training runs (:func:`distance`). At ``d = 0`` (inside the range)
+nothing changes. ``tau`` (log-loss scale per e-fold of distance) is learnt from held-out
+ladders (:func:`fit_tau`), leave-one-ladder-family-out when scored.
+
+Design (b) estimates ``tau`` from the ladder itself by a rolling-origin backtest
+(:func:`fit_tau` on the backtest's residuals); design (c) pools both (:func:`fit_tau` with the
+other ladders as a prior of weight ``prior_weight``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: Default distance (see :func:`distance`).
+DISTANCE = "compute"
+
+#: tau fitted on ALL ladders of ``benchmarks/extrapolation.py`` (design (a), distance "compute",
+#: objective "coverage" at 90%); filled in from that script's output (the line "tau on all
+#: ladders"), see benchmarks/results/extrapolation.txt. Scoring never uses it: each protocol
+#: is scored with a tau fitted without its ladder family.
+TAU = None
+
+#: Grid over which tau is searched (log-loss per e-fold of distance).
+TAU_GRID = np.concatenate([[0.0], np.geomspace(1e-4, 0.5, 400)])
+
+Z90 = 1.6448536269514722  # standard normal 95% quantile: half-width of a central 90% interval
+
+
+def _pos(x: Any) -> np.ndarray:
+    return np.maximum(np.asarray(x, dtype=float), 0.0)
+
+
+def distance_components(
+    train_params: Any, train_tokens: Any, params: Any, tokens: Any
+) -> dict[str, np.ndarray]:
+    """How far each query lies beyond the training runs, in e-folds (natural log units).
+
+    ``compute``: positive part of log(C*/C_max) with C = N D (the factor 6 cancels);
+    ``params``: positive part of log(N*/N_max);
+    ``ratio``: how far tokens per parameter D*/N* lies outside the training runs' span
+    [min D/N, max D/N] (either side), in log units.
+    """
+    tn, td = np.log(np.asarray(train_params, float)), np.log(np.asarray(train_tokens, float))
+    qn, qd = np.log(np.asarray(params, float)), np.log(np.asarray(tokens, float))
+    tr, qr = td - tn, qd - qn
+    return {
+        "compute": _pos(qn + qd - (tn + td).max()),
+        "params": _pos(qn - tn.max()),
+        "ratio": _pos(qr - tr.max()) + _pos(tr.min() - qr),
+    }
+
+
+def distance(train_params: Any, train_tokens: Any, params: Any, tokens: Any, kind: str = DISTANCE) -> np.ndarray:
+    """Distance of each query beyond the training runs.
+
+    ``kind``: ``"compute"`` = (log C*/C_max)_+; ``"params"`` = (log N*/N_max)_+;
+    ``"compute+ratio"`` = (log C*/C_max)_+ + tokens-per-parameter outside the span;
+    ``"max"`` = the largest of the three components.
+    """
+    parts = distance_components(train_params, train_tokens, params, tokens)
+    if kind in ("compute", "params", "ratio"):
+        return parts[kind]
+    if kind == "compute+ratio":
+        return parts["compute"] + parts["ratio"]
+    if kind == "max":
+        return np.maximum.reduce([parts["compute"], parts["params"], parts["ratio"]])
+    raise ValueError(f"unknown distance {kind!r}")
+
+
+def inflate(log_draws: np.ndarray, d: Any, tau: float, rng: np.random.Generator) -> np.ndarray:
+    """Draws of log L* with the discrepancy delta ~ Normal(0, (tau d)^2) added (unchanged at d = 0)."""
+    log_draws = np.asarray(log_draws, dtype=float)
+    d = np.broadcast_to(np.asarray(d, dtype=float), log_draws.shape[-1:])
+    return log_draws + tau * d * rng.standard_normal(log_draws.shape)
+
+
+def summary(log_draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and a robust Gaussian scale (central 90% width / (2 z_0.95)) of each query's draws."""
+    q05, q50, q95 = np.quantile(log_draws, [0.05, 0.5, 0.95], axis=0)
+    return q50, (q95 - q05) / (2 * Z90)
+
+
+def fit_tau(
+    resid: Any,
+    scale: Any,
+    d: Any,
+    weights: Any = None,
+    objective: str = "coverage",
+    prob: float = 0.9,
+) -> float:
+    """tau from held-out residuals r = log L_obs - median, their predictive scales and distances.
+
+    ``objective="likelihood"``: maximise the weighted Gaussian log density of r under
+    Normal(0, scale^2 + tau^2 d^2). ``objective="coverage"``: the smallest tau whose
+    weighted share of points inside the central ``prob`` interval reaches ``prob`` (points
+    with d = 0 take part, so a ladder that already covers needs less). Weights let every
+    ladder count once whatever its number of held-out runs.
+    """
+    r, s, d = (np.asarray(a, dtype=float).ravel() for a in (resid, scale, d))
+    w = np.ones_like(r) if weights is None else np.asarray(weights, dtype=float).ravel()
+    keep = np.isfinite(r) & np.isfinite(s) & (w > 0)
+    r, s, d, w = r[keep], s[keep], d[keep], w[keep]
+    if r.size == 0:
+        return 0.0
+    var = s[None, :] ** 2 + (TAU_GRID[:, None] * d[None, :]) ** 2
+    if objective == "likelihood":
+        ll = -0.5 * (np.log(var) + r[None, :] ** 2 / var) @ w
+        return float(TAU_GRID[int(np.argmax(ll))])
+    if objective == "coverage":
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf(0.5 + prob / 2)
+        inside = (np.abs(r)[None, :] <= z * np.sqrt(var)) @ w / w.sum()
+        ok = np.flatnonzero(inside >= prob)
+        return float(TAU_GRID[ok[0]] if ok.size else TAU_GRID[-1])
+    raise ValueError(f"unknown objective {objective!r}")
+
+
+def ladder_weights(ladder_ids: Any) -> np.ndarray:
+    """Weights that give every ladder a total weight of one."""
+    ids = np.asarray(ladder_ids)
+    _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
+
+
+def pooled_tau(
+    resid: Any,
+    scale: Any,
+    d: Any,
+    ladder_ids: Any,
+    own: tuple[Any, Any, Any] | None = None,
+    prior_weight: float = 1.0,
+    objective: str = "coverage",
+    prob: float = 0.9,
+) -> float:
+    """tau from other ladders' held-out points, each ladder weighing one in total (design (a)).
+
+    With ``own = (resid, scale, d)``, the backtest points of the ladder being predicted
+    (design (c)), those points together weigh one and the other ladders together weigh
+    ``prior_weight``: the cross-ladder fit acts as a prior on the ladder's own estimate.
+    """
+    w = ladder_weights(ladder_ids)
+    r, s, dd = (np.asarray(a, dtype=float).ravel() for a in (resid, scale, d))
+    if own is not None:
+        orr, os_, od = (np.asarray(a, dtype=float).ravel() for a in own)
+        if orr.size:
+            w = w / w.sum() * prior_weight
+            w = np.concatenate([w, np.full(orr.size, 1.0 / orr.size)])
+            r, s, dd = np.concatenate([r, orr]), np.concatenate([s, os_]), np.concatenate([dd, od])
+    return fit_tau(r, s, dd, w, objective=objective, prob=prob)
