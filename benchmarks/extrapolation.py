@@ -339,6 +339,11 @@ def tau_for(name: str, results: dict[str, dict], method: str, args) -> float:
         return em.pooled_tau(pts["r"], pts["s"], pts["d"], pts["ladder"], objective=args.objective)
     if method == "combined":
         return em.pooled_tau(pts["r"], pts["s"], pts["d"], pts["ladder"], own=own, objective=args.objective)
+    if method in ("mixture", "mixture+backtest"):  # one tau per other ladder; draws pick one each
+        taus = list(em.ladder_taus(pts["r"], pts["s"], pts["d"], pts["ladder"]).values())
+        if method == "mixture+backtest" and own is not None:  # own backtest tau: half the weight
+            return np.array(taus + [em.fit_tau(*own, objective="likelihood")] * len(taus))
+        return np.array(taus)
     raise ValueError(method)
 
 
@@ -350,7 +355,11 @@ def score(name: str, r: dict, tau: float, args) -> tuple[dict, pd.DataFrame]:
     train = r["train"].astype(bool)
     d = em.distance(r["params"][train], r["tokens"][train], r["params"], r["tokens"], args.distance)
     rng = np.random.default_rng([args.seed, 7])
-    pred = np.exp(em.inflate(r["log_draws"], d, tau, rng))
+    if np.ndim(tau):
+        pred = np.exp(em.inflate_mixture(r["log_draws"], d, tau, rng))
+        tau = float(np.median(tau))
+    else:
+        pred = np.exp(em.inflate(r["log_draws"], d, tau, rng))
     q = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
     loss = r["loss"]
     runs = pd.DataFrame({
@@ -416,6 +425,7 @@ def targets(table: pd.DataFrame, pooled: pd.DataFrame) -> str:
 
 
 PROTOCOL_BY_NAME = {p.name: p for p in PROTOCOLS}
+METHODS = ["none", "discrepancy", "backtest", "combined", "mixture", "mixture+backtest"]
 
 
 def main() -> None:
@@ -451,7 +461,7 @@ def main() -> None:
     names = [n for n in names if n in results]
     results = {n: results[n] for n in names}
 
-    methods = ["none", "discrepancy", "backtest", "combined"] if args.method == "all" else [args.method]
+    methods = METHODS if args.method == "all" else args.method.split(",")
     text, all_runs = [], []
     for method in methods:
         rows, runs = [], []

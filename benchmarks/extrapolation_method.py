@@ -86,6 +86,27 @@ def inflate(log_draws: np.ndarray, d: Any, tau: float, rng: np.random.Generator)
     return log_draws + tau * d * rng.standard_normal(log_draws.shape)
 
 
+def inflate_mixture(
+    log_draws: np.ndarray, d: Any, taus: Any, rng: np.random.Generator, weights: Any = None
+) -> np.ndarray:
+    """As :func:`inflate` with tau itself uncertain: each posterior draw takes one tau from
+    ``taus`` (with ``weights``), e.g. the values fitted on other ladders one by one, so the
+    discrepancy is a scale mixture (heavier tails than one pooled tau). Unchanged at d = 0."""
+    log_draws = np.asarray(log_draws, dtype=float)
+    taus = np.asarray(taus, dtype=float).ravel()
+    p = None if weights is None else np.asarray(weights, dtype=float) / np.sum(weights)
+    pick = taus[rng.choice(taus.size, size=log_draws.shape[0], p=p)]
+    d = np.broadcast_to(np.asarray(d, dtype=float), log_draws.shape[-1:])
+    return log_draws + pick[:, None] * d[None, :] * rng.standard_normal(log_draws.shape)
+
+
+def ladder_taus(resid: Any, scale: Any, d: Any, ladder_ids: Any, objective: str = "likelihood") -> dict[str, float]:
+    """tau fitted on each ladder alone (design (a) with a tau per ladder), by ladder id."""
+    ids = np.asarray(ladder_ids)
+    r, s, dd = (np.asarray(a, dtype=float).ravel() for a in (resid, scale, d))
+    return {str(k): fit_tau(r[ids == k], s[ids == k], dd[ids == k], objective=objective) for k in np.unique(ids)}
+
+
 def summary(log_draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Median and a robust Gaussian scale (central 90% width / (2 z_0.95)) of each query's draws."""
     q05, q50, q95 = np.quantile(log_draws, [0.05, 0.5, 0.95], axis=0)
@@ -104,13 +125,13 @@ def fit_tau(
 
     ``objective="likelihood"``: maximise the weighted Gaussian log density of r under
     Normal(0, scale^2 + tau^2 d^2). ``objective="coverage"``: the smallest tau whose
-    weighted share of points inside the central ``prob`` interval reaches ``prob`` (points
-    with d = 0 take part, so a ladder that already covers needs less). Weights let every
-    ladder count once whatever its number of held-out runs.
+    weighted share of points inside the central ``prob`` interval reaches ``prob``. Only
+    points with d > 0 take part (tau cannot move the others). Weights let every ladder
+    count once whatever its number of held-out runs.
     """
     r, s, d = (np.asarray(a, dtype=float).ravel() for a in (resid, scale, d))
     w = np.ones_like(r) if weights is None else np.asarray(weights, dtype=float).ravel()
-    keep = np.isfinite(r) & np.isfinite(s) & (w > 0)
+    keep = np.isfinite(r) & np.isfinite(s) & (w > 0) & (d > 0)
     r, s, d, w = r[keep], s[keep], d[keep], w[keep]
     if r.size == 0:
         return 0.0
