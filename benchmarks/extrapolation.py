@@ -225,6 +225,14 @@ def _lsq_objective(p: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.n
     return loss, grad
 
 
+def _lsq_grid_loss(grid: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray) -> np.ndarray:
+    """The Huber objective at every start of the grid at once (rows: starts)."""
+    e, a, b, alpha, beta = (grid[:, [i]] for i in range(5))
+    pred = np.logaddexp(np.logaddexp(a - alpha * logN, b - beta * logD), e)
+    r = np.abs(pred - logL)
+    return np.where(r <= HUBER_DELTA, 0.5 * r**2, HUBER_DELTA * (r - 0.5 * HUBER_DELTA)).sum(axis=1)
+
+
 def lsq_fit(train: pd.DataFrame, n_best: int = 30) -> np.ndarray:
     """Chinchilla-form least squares as Hoffmann et al./Epoch: (e, a, b, alpha, beta), L = exp(LSE)."""
     from scipy.optimize import minimize
@@ -232,7 +240,7 @@ def lsq_fit(train: pd.DataFrame, n_best: int = 30) -> np.ndarray:
     logN, logD, logL = (np.log(train[c].to_numpy(dtype=float)) for c in ("params", "tokens", "loss"))
     grid = np.array(np.meshgrid(np.arange(-1, 1.01, 0.5), np.arange(0, 26, 5), np.arange(0, 26, 5),
                                 np.arange(0, 2.01, 0.5), np.arange(0, 2.01, 0.5), indexing="ij")).reshape(5, -1).T
-    start_loss = np.array([_lsq_objective(p, logN, logD, logL)[0] for p in grid])
+    start_loss = _lsq_grid_loss(grid, logN, logD, logL)
     best, best_loss = None, np.inf
     for p0 in grid[np.argsort(start_loss)[:n_best]]:
         res = minimize(_lsq_objective, p0, args=(logN, logD, logL), jac=True, method="L-BFGS-B")
@@ -344,6 +352,9 @@ def tau_for(name: str, results: dict[str, dict], method: str, args) -> float:
         if method == "mixture+backtest" and own is not None:  # own backtest tau: half the weight
             return np.array(taus + [em.fit_tau(*own, objective="likelihood")] * len(taus))
         return np.array(taus)
+    if method == "hierarchical":  # other ladders' taus, reweighted by this ladder's own backtest
+        taus = np.array(list(em.ladder_taus(pts["r"], pts["s"], pts["d"], pts["ladder"]).values()))
+        return np.stack([taus, em.posterior_tau_weights(taus, own)])
     raise ValueError(method)
 
 
@@ -355,9 +366,12 @@ def score(name: str, r: dict, tau: float, args) -> tuple[dict, pd.DataFrame]:
     train = r["train"].astype(bool)
     d = em.distance(r["params"][train], r["tokens"][train], r["params"], r["tokens"], args.distance)
     rng = np.random.default_rng([args.seed, 7])
-    if np.ndim(tau):
+    if np.ndim(tau) == 2:  # (taus, weights)
+        pred = np.exp(em.inflate_mixture(r["log_draws"], d, tau[0], rng, tau[1]))
+        tau = float(np.sqrt(np.sum(tau[1] * tau[0] ** 2)))  # root mean square of the mixture
+    elif np.ndim(tau):
         pred = np.exp(em.inflate_mixture(r["log_draws"], d, tau, rng))
-        tau = float(np.median(tau))
+        tau = float(np.sqrt(np.mean(tau**2)))
     else:
         pred = np.exp(em.inflate(r["log_draws"], d, tau, rng))
     q = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
@@ -387,9 +401,12 @@ def pooled_rows(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
     test = runs[runs.split == "test"].copy()
     test["ladder"] = test["protocol"].map(lambda n: PROTOCOL_BY_NAME[n].ladder)
-    by_ladder = test.groupby("ladder").agg(n=("loss", "size"), in90=("in90", "sum"), in50=("in50", "sum"))
     rows = []
-    for label, frame in (("pooled (runs)", test),):
+    real = test[~test["protocol"].str.startswith("sim-")]
+    for label, frame in (("pooled (runs)", test), ("pooled, real data", real)):
+        if frame.empty:
+            continue
+        by_ladder = frame.groupby("ladder").agg(n=("loss", "size"), in90=("in90", "sum"), in50=("in50", "sum"))
         lo90, hi90 = cluster_interval(by_ladder.in90, by_ladder.n)
         lo50, hi50 = cluster_interval(by_ladder.in50, by_ladder.n)
         are = np.abs(frame["median"] - frame["loss"]) / frame["loss"]
@@ -425,15 +442,15 @@ def targets(table: pd.DataFrame, pooled: pd.DataFrame) -> str:
 
 
 PROTOCOL_BY_NAME = {p.name: p for p in PROTOCOLS}
-METHODS = ["none", "discrepancy", "backtest", "combined", "mixture", "mixture+backtest"]
+METHODS = ["none", "discrepancy", "backtest", "combined", "mixture", "mixture+backtest", "hierarchical"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocols", default="all", help="comma-separated names, or all")
-    parser.add_argument("--method", default="none", help="none, discrepancy, backtest, combined or all")
+    parser.add_argument("--method", default="none", help=f"comma-separated, of {METHODS}, or all")
     parser.add_argument("--distance", default=em.DISTANCE, help="compute, params, compute+ratio, max")
-    parser.add_argument("--objective", default="coverage", help="coverage or likelihood (how tau is fitted)")
+    parser.add_argument("--objective", default="likelihood", help="coverage or likelihood (how tau is fitted)")
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--tune", type=int, default=500)
     parser.add_argument("--chains", type=int, default=4)
@@ -483,7 +500,7 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report)
-        pd.concat(all_runs).to_json(args.out.with_suffix(".json"), orient="records", indent=0)
+        pd.concat(all_runs).to_json(args.out.with_suffix(".json"), orient="records", double_precision=5)
 
 
 if __name__ == "__main__":

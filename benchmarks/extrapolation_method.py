@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 #: Default distance (see :func:`distance`).
-DISTANCE = "compute"
+DISTANCE = "max"
 
 #: tau fitted on ALL ladders of ``benchmarks/extrapolation.py`` (design (a), distance "compute",
 #: objective "coverage" at 90%); filled in from that script's output (the line "tau on all
@@ -105,6 +105,27 @@ def ladder_taus(resid: Any, scale: Any, d: Any, ladder_ids: Any, objective: str 
     ids = np.asarray(ladder_ids)
     r, s, dd = (np.asarray(a, dtype=float).ravel() for a in (resid, scale, d))
     return {str(k): fit_tau(r[ids == k], s[ids == k], dd[ids == k], objective=objective) for k in np.unique(ids)}
+
+
+def log_likelihood(resid: Any, scale: Any, d: Any, taus: Any) -> np.ndarray:
+    """Gaussian log likelihood of residuals r ~ Normal(0, scale^2 + tau^2 d^2), one value per tau."""
+    r, s, dd = (np.asarray(a, dtype=float).ravel() for a in (resid, scale, d))
+    keep = np.isfinite(r) & np.isfinite(s)
+    r, s, dd = r[keep], s[keep], dd[keep]
+    var = s[None, :] ** 2 + (np.asarray(taus, dtype=float).ravel()[:, None] * dd[None, :]) ** 2
+    return -0.5 * (np.log(2 * np.pi * var) + r[None, :] ** 2 / var).sum(axis=1)
+
+
+def posterior_tau_weights(prior_taus: Any, backtest: tuple[Any, Any, Any] | None) -> np.ndarray:
+    """Design (c): weights over the other ladders' taus (the prior, each ladder 1/K) times the
+    likelihood of this ladder's own rolling-origin backtest residuals at that tau. Without a
+    backtest the weights stay uniform (plain mixture over ladders)."""
+    taus = np.asarray(prior_taus, dtype=float).ravel()
+    logw = np.zeros(taus.size)
+    if backtest is not None and np.size(backtest[0]):
+        logw = logw + log_likelihood(*backtest, taus)
+    w = np.exp(logw - logw.max())
+    return w / w.sum()
 
 
 def summary(log_draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
