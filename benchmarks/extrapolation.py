@@ -300,11 +300,24 @@ def load_cache(path: Path) -> dict[str, dict]:
             name, field = key.split("/", 1)
             results.setdefault(name, {})[field] = data[key]
     for r in results.values():
-        r["diag"] = str(r["diag"])
+        for key in ("diag", "variant_diag"):
+            if key in r:
+                r[key] = str(r[key])
     return results
 
 
 # --------------------------------------------------------------------------- methods
+
+
+def draws_for(r: dict, method: str) -> np.ndarray:
+    """Predictive draws of log loss a method starts from: the fitted law's, or for the
+    "average" methods an equal mixture of the fitted law and the variant law (every other draw
+    of each)."""
+    if method.startswith("average"):
+        if "variant_log_draws" not in r:
+            raise SystemExit(f"method {method} needs the variant fits: run with --variant kaplan-e first")
+        return np.concatenate([r["log_draws"][::2], r["variant_log_draws"][::2]])
+    return r["log_draws"]
 
 
 def residuals(log_draws: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -312,13 +325,13 @@ def residuals(log_draws: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.n
     return np.log(loss) - med, scale
 
 
-def held_out_points(results: dict[str, dict], names: list[str], kind: str) -> dict[str, np.ndarray]:
+def held_out_points(results: dict[str, dict], names: list[str], kind: str, method: str = "none") -> dict[str, np.ndarray]:
     """Residual, scale, distance and ladder id of every held-out run of the named protocols."""
     parts = {"r": [], "s": [], "d": [], "ladder": []}
     for name in names:
         r = results[name]
         test = ~r["train"]
-        res, scale = residuals(r["log_draws"][:, test], r["loss"][test])
+        res, scale = residuals(draws_for(r, method)[:, test], r["loss"][test])
         d = em.distance(r["params"][r["train"]], r["tokens"][r["train"]], r["params"][test], r["tokens"][test], kind)
         parts["r"].append(res), parts["s"].append(scale), parts["d"].append(d)
         parts["ladder"].append(np.full(test.sum(), PROTOCOL_BY_NAME[name].ladder))
@@ -336,14 +349,19 @@ def backtest_points(r: dict, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def tau_for(name: str, results: dict[str, dict], method: str, args) -> float:
     """tau used to score protocol ``name``: never learnt from its own held-out runs or family."""
-    if method == "none":
+    if method in ("none",):
         return 0.0
     others = [n for n in results if PROTOCOL_BY_NAME[n].family != PROTOCOL_BY_NAME[name].family]
     own = backtest_points(results[name], args.distance)
     if method == "backtest":
         return em.fit_tau(*own, objective=args.objective) if own is not None else 0.0
-    pts = held_out_points(results, others, args.distance)
-    if method == "discrepancy":
+    if not others:
+        print(f"note: no other ladder family to learn tau for {name}; scored with tau = 0")
+        return 0.0
+    pts = held_out_points(results, others, args.distance, method)
+    if method == "average":
+        return 0.0
+    if method in ("discrepancy", "average+discrepancy"):
         return em.pooled_tau(pts["r"], pts["s"], pts["d"], pts["ladder"], objective=args.objective)
     if method == "combined":
         return em.pooled_tau(pts["r"], pts["s"], pts["d"], pts["ladder"], own=own, objective=args.objective)
@@ -361,19 +379,20 @@ def tau_for(name: str, results: dict[str, dict], method: str, args) -> float:
 # --------------------------------------------------------------------------- scores
 
 
-def score(name: str, r: dict, tau: float, args) -> tuple[dict, pd.DataFrame]:
+def score(name: str, r: dict, tau: float, args, method: str = "none") -> tuple[dict, pd.DataFrame]:
     """Scores of one protocol with the discrepancy tau * d added to its predictive draws."""
     train = r["train"].astype(bool)
     d = em.distance(r["params"][train], r["tokens"][train], r["params"], r["tokens"], args.distance)
     rng = np.random.default_rng([args.seed, 7])
+    draws = draws_for(r, method)
     if np.ndim(tau) == 2:  # (taus, weights)
-        pred = np.exp(em.inflate_mixture(r["log_draws"], d, tau[0], rng, tau[1]))
+        pred = np.exp(em.inflate_mixture(draws, d, tau[0], rng, tau[1]))
         tau = float(np.sqrt(np.sum(tau[1] * tau[0] ** 2)))  # root mean square of the mixture
     elif np.ndim(tau):
-        pred = np.exp(em.inflate_mixture(r["log_draws"], d, tau, rng))
+        pred = np.exp(em.inflate_mixture(draws, d, tau, rng))
         tau = float(np.sqrt(np.mean(tau**2)))
     else:
-        pred = np.exp(em.inflate(r["log_draws"], d, tau, rng))
+        pred = np.exp(em.inflate(draws, d, tau, rng))
     q = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
     loss = r["loss"]
     runs = pd.DataFrame({
@@ -442,7 +461,8 @@ def targets(table: pd.DataFrame, pooled: pd.DataFrame) -> str:
 
 
 PROTOCOL_BY_NAME = {p.name: p for p in PROTOCOLS}
-METHODS = ["none", "discrepancy", "backtest", "combined", "mixture", "mixture+backtest", "hierarchical"]
+METHODS = ["none", "discrepancy", "backtest", "combined", "mixture", "mixture+backtest", "hierarchical",
+           "average", "average+discrepancy"]
 
 
 def main() -> None:
@@ -457,6 +477,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--backtest", action=argparse.BooleanOptionalAction, default=True,
                         help="also fit the within-ladder backtests (needed by backtest/combined)")
+    parser.add_argument("--variant", default=None,
+                        help="also fit this law to every protocol (for the average methods), e.g. kaplan-e")
     parser.add_argument("--from-cache", action="store_true", help="score the cached draws, fit nothing")
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--out", type=Path, default=None)
@@ -474,6 +496,17 @@ def main() -> None:
             results[name] = r
             save_cache(results, args.cache)
             print(f"fitted {name}: {r['diag']}", flush=True)
+    for name in names:
+        r = results.get(name)
+        if args.variant and not args.from_cache and r is not None and "variant_log_draws" not in r:
+            p = PROTOCOL_BY_NAME[name]
+            frame = p.load().reset_index(drop=True)
+            train = split_values(frame, p.by) < p.threshold
+            t0 = time.time()
+            r["variant_log_draws"], diag = bayes_log_draws(frame[train], frame, args.variant, args, args.seed)
+            r["variant_diag"] = json.dumps({**diag, "law": args.variant, "seconds": round(time.time() - t0, 1)})
+            save_cache(results, args.cache)
+            print(f"fitted {name} with {args.variant}: {r['variant_diag']}", flush=True)
     fit_seconds = time.time() - start
     names = [n for n in names if n in results]
     results = {n: results[n] for n in names}
@@ -483,14 +516,14 @@ def main() -> None:
     for method in methods:
         rows, runs = [], []
         for name in names:
-            row, per_run = score(name, results[name], tau_for(name, results, method, args), args)
+            row, per_run = score(name, results[name], tau_for(name, results, method, args), args, method)
             rows.append(row), runs.append(per_run.assign(method=method))
         table, runs_frame = pd.DataFrame(rows), pd.concat(runs, ignore_index=True)
         pooled = pooled_rows(table, runs_frame)
         text.append(f"method={method} distance={args.distance} objective={args.objective}\n"
                     f"{format_table(table, pooled)}\n{targets(table, pooled)}")
         if method != "none":
-            pts = held_out_points(results, names, args.distance)
+            pts = held_out_points(results, names, args.distance, method)
             tau_all = em.pooled_tau(pts["r"], pts["s"], pts["d"], pts["ladder"], objective=args.objective)
             text[-1] += f"\n  tau on all ladders (for the package constant; never used to score): {tau_all:.4g}"
         all_runs.append(runs_frame)
