@@ -15,7 +15,16 @@ same process. Pooled figures count each ladder as one correlated cluster
 ``--method``: ``none`` (the posterior predictive as fitted), ``discrepancy`` (design (a):
 tau per e-fold of distance fitted on the other ladder families), ``backtest`` (design (b):
 tau from a rolling-origin backtest inside the training ladder), ``combined`` (design (c)),
-``all`` (every one, side by side). The methods are in ``benchmarks/extrapolation_method.py``.
+``mixture``, ``mixture+backtest``, ``hierarchical`` (tau per ladder as a mixture, optionally
+reweighted by the ladder's backtest), ``average`` / ``average-beyond`` / ``average-ramp``
+(design (c): half the draws from a second law, ``--variant kaplan-e``, everywhere / only beyond
+the runs' range / rising over one e-fold), ``all`` (every one, side by side). The methods are
+pure numpy in ``benchmarks/extrapolation_method.py``; the chosen one is ``average-beyond``.
+
+Full run (fits, then the study from the cache):
+
+    python benchmarks/extrapolation.py --variant kaplan-e --method none,average-beyond
+    python benchmarks/extrapolation.py --from-cache --method all
 
 Fits and backtest fits are cached (thinned predictive draws of log loss, float32) in
 ``benchmarks/results/extrapolation_cache.npz``; ``--out FILE`` writes the table(s) to FILE and
@@ -309,15 +318,21 @@ def load_cache(path: Path) -> dict[str, dict]:
 # --------------------------------------------------------------------------- methods
 
 
-def draws_for(r: dict, method: str) -> np.ndarray:
+def draws_for(r: dict, method: str, kind: str = em.DISTANCE) -> np.ndarray:
     """Predictive draws of log loss a method starts from: the fitted law's, or for the
-    "average" methods an equal mixture of the fitted law and the variant law (every other draw
-    of each)."""
-    if method.startswith("average"):
-        if "variant_log_draws" not in r:
-            raise SystemExit(f"method {method} needs the variant fits: run with --variant kaplan-e first")
-        return np.concatenate([r["log_draws"][::2], r["variant_log_draws"][::2]])
-    return r["log_draws"]
+    "average" methods a mixture with the variant law: "average" half and half everywhere,
+    "average-beyond" half and half beyond the runs' range only (d > 0), "average-ramp" with the
+    variant's share rising from 0 at d = 0 to one half at d = 1 e-fold."""
+    if not method.startswith("average"):
+        return r["log_draws"]
+    if "variant_log_draws" not in r:
+        raise SystemExit(f"method {method} needs the variant fits: run with --variant kaplan-e first")
+    train = r["train"].astype(bool)
+    d = em.distance(r["params"][train], r["tokens"][train], r["params"], r["tokens"], kind)
+    ramp = {"average-beyond": 0.0, "average-ramp": 1.0}.get(method.split("+")[0], None)
+    if ramp is None:  # "average": d-independent
+        d, ramp = np.ones_like(d), 1.0
+    return em.mix_laws(r["log_draws"], r["variant_log_draws"], d, np.random.default_rng([11, 16]), ramp)
 
 
 def residuals(log_draws: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -331,7 +346,7 @@ def held_out_points(results: dict[str, dict], names: list[str], kind: str, metho
     for name in names:
         r = results[name]
         test = ~r["train"]
-        res, scale = residuals(draws_for(r, method)[:, test], r["loss"][test])
+        res, scale = residuals(draws_for(r, method, kind)[:, test], r["loss"][test])
         d = em.distance(r["params"][r["train"]], r["tokens"][r["train"]], r["params"][test], r["tokens"][test], kind)
         parts["r"].append(res), parts["s"].append(scale), parts["d"].append(d)
         parts["ladder"].append(np.full(test.sum(), PROTOCOL_BY_NAME[name].ladder))
@@ -359,9 +374,9 @@ def tau_for(name: str, results: dict[str, dict], method: str, args) -> float:
         print(f"note: no other ladder family to learn tau for {name}; scored with tau = 0")
         return 0.0
     pts = held_out_points(results, others, args.distance, method)
-    if method == "average":
+    if method in ("average", "average-beyond", "average-ramp"):
         return 0.0
-    if method in ("discrepancy", "average+discrepancy"):
+    if method in ("discrepancy", "average+discrepancy", "average-ramp+discrepancy"):
         return em.pooled_tau(pts["r"], pts["s"], pts["d"], pts["ladder"], objective=args.objective)
     if method == "combined":
         return em.pooled_tau(pts["r"], pts["s"], pts["d"], pts["ladder"], own=own, objective=args.objective)
@@ -384,7 +399,7 @@ def score(name: str, r: dict, tau: float, args, method: str = "none") -> tuple[d
     train = r["train"].astype(bool)
     d = em.distance(r["params"][train], r["tokens"][train], r["params"], r["tokens"], args.distance)
     rng = np.random.default_rng([args.seed, 7])
-    draws = draws_for(r, method)
+    draws = draws_for(r, method, args.distance)
     if np.ndim(tau) == 2:  # (taus, weights)
         pred = np.exp(em.inflate_mixture(draws, d, tau[0], rng, tau[1]))
         tau = float(np.sqrt(np.sum(tau[1] * tau[0] ** 2)))  # root mean square of the mixture
@@ -462,7 +477,7 @@ def targets(table: pd.DataFrame, pooled: pd.DataFrame) -> str:
 
 PROTOCOL_BY_NAME = {p.name: p for p in PROTOCOLS}
 METHODS = ["none", "discrepancy", "backtest", "combined", "mixture", "mixture+backtest", "hierarchical",
-           "average", "average+discrepancy"]
+           "average", "average+discrepancy", "average-beyond", "average-ramp", "average-ramp+discrepancy"]
 
 
 def main() -> None:

@@ -16,6 +16,13 @@ C = N D, r = D / N, maxima and minima over the training runs, natural logs, (x)_
 At ``d = 0`` (inside the range) nothing changes. ``tau`` (log-loss scale per e-fold of distance) is learnt from held-out
 ladders (:func:`fit_tau`), leave-one-ladder-family-out when scored.
 
+Chosen (issue 16 study, benchmarks/results/extrapolation.txt): **averaging over a law variant
+beyond the runs' range** (:func:`mix_laws` with ``ramp=0``): at a query with d > 0 each posterior
+predictive draw comes with probability ``VARIANT_SHARE`` = 1/2 from a second law fitted to the same
+runs (``VARIANT_LAW`` = ``"kaplan-e"``), else from the fitted law; at d = 0 the fitted law's draws
+are returned unchanged. No constant is learnt across ladders (one extra fit per ladder). The
+discrepancy term below (design (a), constant ``TAU``) is the fallback without a second fit.
+
 Design (b) estimates ``tau`` from the ladder itself by a rolling-origin backtest
 (:func:`fit_tau` on the backtest's residuals); design (c) pools both (:func:`fit_tau` with the
 other ladders as a prior of weight ``prior_weight``).
@@ -26,6 +33,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+#: The chosen method: the variant law, its share of the draws beyond the range, and the ramp
+#: (0: a step, the full share at any d > 0). Chosen, not fitted: equal weights of two laws.
+VARIANT_LAW = "kaplan-e"
+VARIANT_SHARE = 0.5
+VARIANT_RAMP = 0.0
 
 #: Default distance (see :func:`distance`).
 DISTANCE = "max"
@@ -128,6 +141,27 @@ def ladder_taus(resid: Any, scale: Any, d: Any, ladder_ids: Any, objective: str 
     ids = np.asarray(ladder_ids)
     r, s, dd = (np.asarray(a, dtype=float).ravel() for a in (resid, scale, d))
     return {str(k): fit_tau(r[ids == k], s[ids == k], dd[ids == k], objective=objective) for k in np.unique(ids)}
+
+
+def law_weight(d: Any, ramp: float = 1.0, share: float = 0.5) -> np.ndarray:
+    """Weight of the variant law at distance d: 0 inside the runs' range, rising linearly to
+    ``share`` at d = ``ramp`` e-folds beyond it (a step at d > 0 when ``ramp`` is 0)."""
+    d = np.asarray(d, dtype=float)
+    if ramp <= 0:
+        return np.where(d > 0, share, 0.0)
+    return share * np.minimum(d / ramp, 1.0)
+
+
+def mix_laws(main: np.ndarray, variant: np.ndarray, d: Any, rng: np.random.Generator,
+             ramp: float = VARIANT_RAMP, share: float = VARIANT_SHARE) -> np.ndarray:
+    """Design (c), averaging over law variants: per query, each draw comes from the variant law's
+    draws with probability :func:`law_weight` (d), else from the fitted law's (same draw index).
+    At d = 0 the fitted law's draws are returned unchanged."""
+    main, variant = np.asarray(main, dtype=float), np.asarray(variant, dtype=float)
+    n = min(main.shape[0], variant.shape[0])
+    w = law_weight(d, ramp, share)
+    pick = rng.random((n, main.shape[1])) < w[None, :]
+    return np.where(pick, variant[:n], main[:n])
 
 
 def log_likelihood(resid: Any, scale: Any, d: Any, taus: Any) -> np.ndarray:
