@@ -537,12 +537,13 @@ def main() -> None:
         pooled = pooled_rows(table, runs_frame)
         text.append(f"method={method} distance={args.distance} objective={args.objective}\n"
                     f"{format_table(table, pooled)}\n{targets(table, pooled)}")
-        if method != "none":
+        if method in ("discrepancy", "combined", "average+discrepancy", "average-ramp+discrepancy"):
             pts = held_out_points(results, names, args.distance, method)
             tau_all = em.pooled_tau(pts["r"], pts["s"], pts["d"], pts["ladder"], objective=args.objective)
             text[-1] += f"\n  tau on all ladders (for the package constant; never used to score): {tau_all:.4g}"
         all_runs.append(runs_frame)
-    diag = "\n".join(f"  {n}: {results[n]['diag']}" for n in names)
+    diag = "\n".join(f"  {n}: {results[n]['diag']}" + (f"\n    variant: {results[n]['variant_diag']}"
+                                                         if "variant_diag" in results[n] else "") for n in names)
     report = "\n\n".join(text) + f"\n\nfits (diagnostics, seconds):\n{diag}\nfit time this run: {fit_seconds:.0f} s\n"
     print(report)
     if args.out:

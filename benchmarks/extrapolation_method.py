@@ -152,16 +152,24 @@ def law_weight(d: Any, ramp: float = 1.0, share: float = 0.5) -> np.ndarray:
     return share * np.minimum(d / ramp, 1.0)
 
 
-def mix_laws(main: np.ndarray, variant: np.ndarray, d: Any, rng: np.random.Generator,
+def mix_laws(main: np.ndarray, variant: np.ndarray, d: Any, rng: np.random.Generator | None = None,
              ramp: float = VARIANT_RAMP, share: float = VARIANT_SHARE) -> np.ndarray:
-    """Design (c), averaging over law variants: per query, each draw comes from the variant law's
-    draws with probability :func:`law_weight` (d), else from the fitted law's (same draw index).
-    At d = 0 the fitted law's draws are returned unchanged."""
+    """Design (c), averaging over law variants: draws of the mixture (1 - w) fitted law + w variant
+    law per query, w = :func:`law_weight` (d) <= 1/2. Returned as twice the draws: the fitted law's
+    draws, then per query either the variant's (probability 2w) or the fitted law's again. With
+    the chosen step (ramp 0, share 1/2) this is exact and needs no random numbers: beyond the
+    range all draws of both laws, equally weighted; at d = 0 the fitted law's draws (twice, the
+    same distribution), so in-range intervals are unchanged."""
     main, variant = np.asarray(main, dtype=float), np.asarray(variant, dtype=float)
     n = min(main.shape[0], variant.shape[0])
-    w = law_weight(d, ramp, share)
-    pick = rng.random((n, main.shape[1])) < w[None, :]
-    return np.where(pick, variant[:n], main[:n])
+    main, variant = main[:n], variant[:n]
+    p = 2 * law_weight(d, ramp, share)
+    if np.all((p == 0) | (p == 1)):
+        pick = np.broadcast_to(p[None, :] == 1, main.shape)
+    else:
+        rng = np.random.default_rng() if rng is None else rng
+        pick = rng.random(main.shape) < p[None, :]
+    return np.concatenate([main, np.where(pick, variant, main)])
 
 
 def log_likelihood(resid: Any, scale: Any, d: Any, taus: Any) -> np.ndarray:
