@@ -40,15 +40,15 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import extrapolation_method as em  # noqa: E402
+import extrapolation_method as em
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -116,14 +116,24 @@ def simulated(kind: str, seed: int) -> Callable[[], pd.DataFrame]:
         N, D, U = grid[:, 0], grid[:, 1], grid[:, 1] / grid[:, 2]
         jitter = lambda x, s: float(x * np.exp(s * rng.standard_normal()))  # noqa: E731
         if kind == "kaplan-e":
-            theta = dict(E=jitter(1.7, 0.1), N_c=np.exp(17.7 + 0.5 * rng.standard_normal()),
-                         D_c=np.exp(21 + 0.5 * rng.standard_normal()),
-                         alpha_N=jitter(0.34, 0.1), alpha_D=jitter(0.28, 0.1))
+            theta = dict(
+                E=jitter(1.7, 0.1),
+                N_c=np.exp(17.7 + 0.5 * rng.standard_normal()),
+                D_c=np.exp(21 + 0.5 * rng.standard_normal()),
+                alpha_N=jitter(0.34, 0.1),
+                alpha_D=jitter(0.28, 0.1),
+            )
             mean = bs.get_law("kaplan-e").loss(theta, N, D)
         elif kind == "data-constrained":
-            theta = dict(E=jitter(1.87, 0.05), A=jitter(406.4, 0.2), B=jitter(410.7, 0.2),
-                         alpha_N=jitter(0.34, 0.05), alpha_D=jitter(0.28, 0.05),
-                         R_D_star=jitter(15.4, 0.2), R_N_star=jitter(5.3, 0.2))
+            theta = dict(
+                E=jitter(1.87, 0.05),
+                A=jitter(406.4, 0.2),
+                B=jitter(410.7, 0.2),
+                alpha_N=jitter(0.34, 0.05),
+                alpha_D=jitter(0.28, 0.05),
+                R_D_star=jitter(15.4, 0.2),
+                R_N_star=jitter(5.3, 0.2),
+            )
             mean = bs.get_law("data-constrained").loss(theta, N, D, U)
         elif kind == "bending":  # data exponent flattens by g beyond D_b
             E, A, B = jitter(1.8, 0.05), jitter(406.4, 0.2), jitter(410.7, 0.2)
@@ -164,8 +174,22 @@ PROTOCOLS = [
     _p("gadre-rw", gadre("rw_original"), "chinchilla", "params", 5e8, "gadre:rw"),
     _p("datablations-dc", datablations, "data-constrained", "params", 1e9, "datablations"),
     _p("datablations-chin", datablations, "chinchilla", "params", 1e9, "datablations"),
-    _p("porian-final", porian("rw|tuned|short|const|standard|val"), "chinchilla", "compute", 2.4e18, "porian:final"),
-    _p("porian-cosine", porian("rw|base|short|chinchilla|standard|val"), "chinchilla", "compute", 2.4e18, "porian:cosine"),
+    _p(
+        "porian-final",
+        porian("rw|tuned|short|const|standard|val"),
+        "chinchilla",
+        "compute",
+        2.4e18,
+        "porian:final",
+    ),
+    _p(
+        "porian-cosine",
+        porian("rw|base|short|chinchilla|standard|val"),
+        "chinchilla",
+        "compute",
+        2.4e18,
+        "porian:cosine",
+    ),
     _p("gemstones-final", gemstones_final, "chinchilla", "params", 1.5e9, "gemstones"),
     _p("misfitting", misfitting, "chinchilla", "params", 4e8, "misfitting"),
 ] + [
@@ -196,17 +220,28 @@ def backtest_threshold(values: np.ndarray) -> float | None:
 # --------------------------------------------------------------------------- fitting
 
 
-def bayes_log_draws(train: pd.DataFrame, query: pd.DataFrame, law: str, args, seed: int) -> tuple[np.ndarray, dict]:
+def bayes_log_draws(
+    train: pd.DataFrame, query: pd.DataFrame, law: str, args, seed: int
+) -> tuple[np.ndarray, dict]:
     """Thinned posterior predictive draws of log loss at the query runs, and the fit's diagnostics."""
     import bayescale as bs
     from bayescale.plan import predict_draws
 
     columns = ["params", "tokens", "loss"] + (["unique_tokens"] if law == "data-constrained" else [])
-    fitted = bs.fit(train[columns].reset_index(drop=True), law=law, random_seed=seed, draws=args.draws,
-                    tune=args.tune, chains=args.chains, progressbar=False, warn=False)
+    fitted = bs.fit(
+        train[columns].reset_index(drop=True),
+        law=law,
+        random_seed=seed,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        progressbar=False,
+        warn=False,
+    )
     unique = query["unique_tokens"].to_numpy() if law == "data-constrained" else None
-    draws = predict_draws(fitted, query["params"].to_numpy(), query["tokens"].to_numpy(), unique,
-                          random_seed=seed)["loss_predictive"]
+    draws = predict_draws(
+        fitted, query["params"].to_numpy(), query["tokens"].to_numpy(), unique, random_seed=seed
+    )["loss_predictive"]
     log = np.log(draws.values.reshape(-1, draws.shape[-1]))
     step = max(1, log.shape[0] // KEEP_DRAWS)
     diag = {k: fitted.diagnostics[k] for k in ("divergences", "max_r_hat", "min_ess_bulk", "ok")}
@@ -227,10 +262,15 @@ def _lsq_objective(p: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.n
     loss = np.where(small, 0.5 * r**2, HUBER_DELTA * (np.abs(r) - 0.5 * HUBER_DELTA)).sum()
     dr = np.where(small, r, HUBER_DELTA * np.sign(r))
     soft = w / w.sum(axis=0)
-    grad = np.array([
-        (dr * soft[2]).sum(), (dr * soft[0]).sum(), (dr * soft[1]).sum(),
-        -(dr * soft[0] * logN).sum(), -(dr * soft[1] * logD).sum(),
-    ])
+    grad = np.array(
+        [
+            (dr * soft[2]).sum(),
+            (dr * soft[0]).sum(),
+            (dr * soft[1]).sum(),
+            -(dr * soft[0] * logN).sum(),
+            -(dr * soft[1] * logD).sum(),
+        ]
+    )
     return loss, grad
 
 
@@ -247,8 +287,20 @@ def lsq_fit(train: pd.DataFrame, n_best: int = 30) -> np.ndarray:
     from scipy.optimize import minimize
 
     logN, logD, logL = (np.log(train[c].to_numpy(dtype=float)) for c in ("params", "tokens", "loss"))
-    grid = np.array(np.meshgrid(np.arange(-1, 1.01, 0.5), np.arange(0, 26, 5), np.arange(0, 26, 5),
-                                np.arange(0, 2.01, 0.5), np.arange(0, 2.01, 0.5), indexing="ij")).reshape(5, -1).T
+    grid = (
+        np.array(
+            np.meshgrid(
+                np.arange(-1, 1.01, 0.5),
+                np.arange(0, 26, 5),
+                np.arange(0, 26, 5),
+                np.arange(0, 2.01, 0.5),
+                np.arange(0, 2.01, 0.5),
+                indexing="ij",
+            )
+        )
+        .reshape(5, -1)
+        .T
+    )
     start_loss = _lsq_grid_loss(grid, logN, logD, logL)
     best, best_loss = None, np.inf
     for p0 in grid[np.argsort(start_loss)[:n_best]]:
@@ -276,8 +328,11 @@ def run_protocol(p: Protocol, args) -> dict | None:
     t0 = time.time()
     log_draws, diag = bayes_log_draws(frame[train], frame, p.law, args, args.seed)
     out = {
-        "params": frame["params"].to_numpy(float), "tokens": frame["tokens"].to_numpy(float),
-        "loss": frame["loss"].to_numpy(float), "train": train, "log_draws": log_draws,
+        "params": frame["params"].to_numpy(float),
+        "tokens": frame["tokens"].to_numpy(float),
+        "loss": frame["loss"].to_numpy(float),
+        "train": train,
+        "log_draws": log_draws,
         "lsq": lsq_predict(lsq_fit(frame[train]), frame),
     }
     inner = backtest_threshold(values[train])
@@ -340,14 +395,18 @@ def residuals(log_draws: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.n
     return np.log(loss) - med, scale
 
 
-def held_out_points(results: dict[str, dict], names: list[str], kind: str, method: str = "none") -> dict[str, np.ndarray]:
+def held_out_points(
+    results: dict[str, dict], names: list[str], kind: str, method: str = "none"
+) -> dict[str, np.ndarray]:
     """Residual, scale, distance and ladder id of every held-out run of the named protocols."""
     parts = {"r": [], "s": [], "d": [], "ladder": []}
     for name in names:
         r = results[name]
         test = ~r["train"]
         res, scale = residuals(draws_for(r, method, kind)[:, test], r["loss"][test])
-        d = em.distance(r["params"][r["train"]], r["tokens"][r["train"]], r["params"][test], r["tokens"][test], kind)
+        d = em.distance(
+            r["params"][r["train"]], r["tokens"][r["train"]], r["params"][test], r["tokens"][test], kind
+        )
         parts["r"].append(res), parts["s"].append(scale), parts["d"].append(d)
         parts["ladder"].append(np.full(test.sum(), PROTOCOL_BY_NAME[name].ladder))
     return {k: np.concatenate(v) for k, v in parts.items()}
@@ -410,18 +469,35 @@ def score(name: str, r: dict, tau: float, args, method: str = "none") -> tuple[d
         pred = np.exp(em.inflate(draws, d, tau, rng))
     q = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
     loss = r["loss"]
-    runs = pd.DataFrame({
-        "protocol": name, "params": r["params"], "tokens": r["tokens"], "loss": loss,
-        "split": np.where(train, "train", "test"), "distance": d, "lsq": r["lsq"],
-        "q05": q[0], "q25": q[1], "median": q[2], "q75": q[3], "q95": q[4],
-    })
+    runs = pd.DataFrame(
+        {
+            "protocol": name,
+            "params": r["params"],
+            "tokens": r["tokens"],
+            "loss": loss,
+            "split": np.where(train, "train", "test"),
+            "distance": d,
+            "lsq": r["lsq"],
+            "q05": q[0],
+            "q25": q[1],
+            "median": q[2],
+            "q75": q[3],
+            "q95": q[4],
+        }
+    )
     runs["in90"] = (runs.q05 <= loss) & (loss <= runs.q95)
     runs["in50"] = (runs.q25 <= loss) & (loss <= runs.q75)
     test = runs[runs.split == "test"]
     are = np.abs(test["median"] - test["loss"]) / test["loss"]
     row = {
-        "protocol": name, "law": PROTOCOL_BY_NAME[name].law, "n_train": int(train.sum()), "n_test": len(test),
-        "tau": tau, "ARE%": 100 * np.median(are), "cov90": test.in90.mean(), "cov50": test.in50.mean(),
+        "protocol": name,
+        "law": PROTOCOL_BY_NAME[name].law,
+        "n_train": int(train.sum()),
+        "n_test": len(test),
+        "tau": tau,
+        "ARE%": 100 * np.median(are),
+        "cov90": test.in90.mean(),
+        "cov50": test.in50.mean(),
         "width90%": 100 * np.mean((test.q95 - test.q05) / test["median"]),
         "LSQ_ARE%": 100 * np.median(np.abs(test["lsq"] - test["loss"]) / test["loss"]),
         "in_range_cov90": runs[runs.split == "train"].in90.mean(),
@@ -440,26 +516,53 @@ def pooled_rows(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     for label, frame in (("pooled (runs)", test), ("pooled, real data", real)):
         if frame.empty:
             continue
-        by_ladder = frame.groupby("ladder").agg(n=("loss", "size"), in90=("in90", "sum"), in50=("in50", "sum"))
+        by_ladder = frame.groupby("ladder").agg(
+            n=("loss", "size"), in90=("in90", "sum"), in50=("in50", "sum")
+        )
         lo90, hi90 = cluster_interval(by_ladder.in90, by_ladder.n)
         lo50, hi50 = cluster_interval(by_ladder.in50, by_ladder.n)
         are = np.abs(frame["median"] - frame["loss"]) / frame["loss"]
-        rows.append({
-            "protocol": label, "n_test": len(frame), "cov90": frame.in90.mean(), "cov50": frame.in50.mean(),
-            "ARE%": 100 * np.median(are), "LSQ_ARE%": 100 * np.median(np.abs(frame.lsq - frame.loss) / frame.loss),
-            "width90%": 100 * np.mean((frame.q95 - frame.q05) / frame["median"]),
-            "cov90_ci": f"[{lo90:.2f},{hi90:.2f}]", "cov50_ci": f"[{lo50:.2f},{hi50:.2f}]",
-        })
+        rows.append(
+            {
+                "protocol": label,
+                "n_test": len(frame),
+                "cov90": frame.in90.mean(),
+                "cov50": frame.in50.mean(),
+                "ARE%": 100 * np.median(are),
+                "LSQ_ARE%": 100 * np.median(np.abs(frame.lsq - frame.loss) / frame.loss),
+                "width90%": 100 * np.mean((frame.q95 - frame.q05) / frame["median"]),
+                "cov90_ci": f"[{lo90:.2f},{hi90:.2f}]",
+                "cov50_ci": f"[{lo50:.2f},{hi50:.2f}]",
+            }
+        )
     means = table.drop(columns=["protocol", "law"]).mean(numeric_only=True)
-    rows.append({"protocol": "mean of protocols", **{k: means[k] for k in ("cov90", "cov50", "ARE%", "LSQ_ARE%", "width90%")},
-                 "n_test": int(table.n_test.sum())})
+    rows.append(
+        {
+            "protocol": "mean of protocols",
+            **{k: means[k] for k in ("cov90", "cov50", "ARE%", "LSQ_ARE%", "width90%")},
+            "n_test": int(table.n_test.sum()),
+        }
+    )
     return pd.DataFrame(rows)
 
 
 def format_table(table: pd.DataFrame, pooled: pd.DataFrame) -> str:
     both = pd.concat([table, pooled], ignore_index=True)
-    cols = ["protocol", "law", "n_train", "n_test", "ARE%", "LSQ_ARE%", "cov90", "cov50", "width90%", "tau",
-            "in_range_cov90", "cov90_ci", "cov50_ci"]
+    cols = [
+        "protocol",
+        "law",
+        "n_train",
+        "n_test",
+        "ARE%",
+        "LSQ_ARE%",
+        "cov90",
+        "cov50",
+        "width90%",
+        "tau",
+        "in_range_cov90",
+        "cov90_ci",
+        "cov50_ci",
+    ]
     both = both[[c for c in cols if c in both]]
     return both.to_string(index=False, na_rep="", float_format=lambda x: f"{x:.3g}")
 
@@ -476,24 +579,47 @@ def targets(table: pd.DataFrame, pooled: pd.DataFrame) -> str:
 
 
 PROTOCOL_BY_NAME = {p.name: p for p in PROTOCOLS}
-METHODS = ["none", "discrepancy", "backtest", "combined", "mixture", "mixture+backtest", "hierarchical",
-           "average", "average+discrepancy", "average-beyond", "average-ramp", "average-ramp+discrepancy"]
+METHODS = [
+    "none",
+    "discrepancy",
+    "backtest",
+    "combined",
+    "mixture",
+    "mixture+backtest",
+    "hierarchical",
+    "average",
+    "average+discrepancy",
+    "average-beyond",
+    "average-ramp",
+    "average-ramp+discrepancy",
+]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--protocols", default="all", help="comma-separated names, or all")
     parser.add_argument("--method", default="none", help=f"comma-separated, of {METHODS}, or all")
     parser.add_argument("--distance", default=em.DISTANCE, help="compute, params, compute+ratio, max")
-    parser.add_argument("--objective", default="likelihood", help="coverage or likelihood (how tau is fitted)")
+    parser.add_argument(
+        "--objective", default="likelihood", help="coverage or likelihood (how tau is fitted)"
+    )
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--tune", type=int, default=500)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--backtest", action=argparse.BooleanOptionalAction, default=True,
-                        help="also fit the within-ladder backtests (needed by backtest/combined)")
-    parser.add_argument("--variant", default=None,
-                        help="also fit this law to every protocol (for the average methods), e.g. kaplan-e")
+    parser.add_argument(
+        "--backtest",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also fit the within-ladder backtests (needed by backtest/combined)",
+    )
+    parser.add_argument(
+        "--variant",
+        default=None,
+        help="also fit this law to every protocol (for the average methods), e.g. kaplan-e",
+    )
     parser.add_argument("--from-cache", action="store_true", help="score the cached draws, fit nothing")
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--out", type=Path, default=None)
@@ -519,7 +645,9 @@ def main() -> None:
             train = split_values(frame, p.by) < p.threshold
             t0 = time.time()
             r["variant_log_draws"], diag = bayes_log_draws(frame[train], frame, args.variant, args, args.seed)
-            r["variant_diag"] = json.dumps({**diag, "law": args.variant, "seconds": round(time.time() - t0, 1)})
+            r["variant_diag"] = json.dumps(
+                {**diag, "law": args.variant, "seconds": round(time.time() - t0, 1)}
+            )
             save_cache(results, args.cache)
             print(f"fitted {name} with {args.variant}: {r['variant_diag']}", flush=True)
     fit_seconds = time.time() - start
@@ -535,16 +663,26 @@ def main() -> None:
             rows.append(row), runs.append(per_run.assign(method=method))
         table, runs_frame = pd.DataFrame(rows), pd.concat(runs, ignore_index=True)
         pooled = pooled_rows(table, runs_frame)
-        text.append(f"method={method} distance={args.distance} objective={args.objective}\n"
-                    f"{format_table(table, pooled)}\n{targets(table, pooled)}")
+        text.append(
+            f"method={method} distance={args.distance} objective={args.objective}\n"
+            f"{format_table(table, pooled)}\n{targets(table, pooled)}"
+        )
         if method in ("discrepancy", "combined", "average+discrepancy", "average-ramp+discrepancy"):
             pts = held_out_points(results, names, args.distance, method)
             tau_all = em.pooled_tau(pts["r"], pts["s"], pts["d"], pts["ladder"], objective=args.objective)
-            text[-1] += f"\n  tau on all ladders (for the package constant; never used to score): {tau_all:.4g}"
+            text[-1] += (
+                f"\n  tau on all ladders (for the package constant; never used to score): {tau_all:.4g}"
+            )
         all_runs.append(runs_frame)
-    diag = "\n".join(f"  {n}: {results[n]['diag']}" + (f"\n    variant: {results[n]['variant_diag']}"
-                                                         if "variant_diag" in results[n] else "") for n in names)
-    report = "\n\n".join(text) + f"\n\nfits (diagnostics, seconds):\n{diag}\nfit time this run: {fit_seconds:.0f} s\n"
+    diag = "\n".join(
+        f"  {n}: {results[n]['diag']}"
+        + (f"\n    variant: {results[n]['variant_diag']}" if "variant_diag" in results[n] else "")
+        for n in names
+    )
+    report = (
+        "\n\n".join(text)
+        + f"\n\nfits (diagnostics, seconds):\n{diag}\nfit time this run: {fit_seconds:.0f} s\n"
+    )
     print(report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,19 +13,22 @@ the distance of x* = (N*, D*) beyond the training runs (:func:`distance`, defaul
     d = max( (log C*/C_max)_+ , (log N*/N_max)_+ , (log r*/r_max)_+ + (log r_min/r*)_+ ),
 
 C = N D, r = D / N, maxima and minima over the training runs, natural logs, (x)_+ = max(x, 0).
-At ``d = 0`` (inside the range) nothing changes. ``tau`` (log-loss scale per e-fold of distance) is learnt from held-out
-ladders (:func:`fit_tau`), leave-one-ladder-family-out when scored.
+At ``d = 0`` (inside the range) nothing changes. ``tau`` (log-loss scale per e-fold of
+distance) is learnt from held-out ladders (:func:`fit_tau`), leave-one-ladder-family-out when
+scored.
 
 Chosen (issue 16 study, benchmarks/results/extrapolation.txt): **averaging over a law variant
-beyond the runs' range** (:func:`mix_laws` with ``ramp=0``): at a query with d > 0 each posterior
-predictive draw comes with probability ``VARIANT_SHARE`` = 1/2 from a second law fitted to the same
-runs (``VARIANT_LAW`` = ``"kaplan-e"``), else from the fitted law; at d = 0 the fitted law's draws
-are returned unchanged. No constant is learnt across ladders (one extra fit per ladder). The
-discrepancy term below (design (a), constant ``TAU``) is the fallback without a second fit.
+beyond the runs' range** (:func:`mix_laws`, ``ramp=0``): at a query with d > 0 the predictive
+distribution is the equal mixture (``VARIANT_SHARE`` = 1/2) of the fitted law's posterior
+predictive draws and those of a second law fitted to the same runs (``VARIANT_LAW`` =
+``"kaplan-e"``); at d = 0 the fitted law's draws are returned unchanged. Nothing is learnt
+across ladders (the cost is one extra fit per ladder). The discrepancy term above (design (a),
+constant ``TAU``) is the fallback without a second fit; it misses the per-protocol floor.
 
 Design (b) estimates ``tau`` from the ladder itself by a rolling-origin backtest
-(:func:`fit_tau` on the backtest's residuals); design (c) pools both (:func:`fit_tau` with the
-other ladders as a prior of weight ``prior_weight``).
+(:func:`fit_tau` on the backtest's residuals); design (c) combines them: :func:`pooled_tau` with
+``own=`` (the backtest weighted like all other ladders together) or
+:func:`posterior_tau_weights` (the other ladders' taus reweighted by the backtest's likelihood).
 """
 
 from __future__ import annotations
@@ -82,7 +85,9 @@ def distance_components(
     }
 
 
-def distance(train_params: Any, train_tokens: Any, params: Any, tokens: Any, kind: str = DISTANCE) -> np.ndarray:
+def distance(
+    train_params: Any, train_tokens: Any, params: Any, tokens: Any, kind: str = DISTANCE
+) -> np.ndarray:
     """Distance of each query beyond the training runs.
 
     ``kind``: ``"compute"`` = (log C*/C_max)_+; ``"params"`` = (log N*/N_max)_+;
@@ -136,11 +141,15 @@ def inflate_mixture(
     return log_draws + pick[:, None] * d[None, :] * rng.standard_normal(log_draws.shape)
 
 
-def ladder_taus(resid: Any, scale: Any, d: Any, ladder_ids: Any, objective: str = "likelihood") -> dict[str, float]:
+def ladder_taus(
+    resid: Any, scale: Any, d: Any, ladder_ids: Any, objective: str = "likelihood"
+) -> dict[str, float]:
     """tau fitted on each ladder alone (design (a) with a tau per ladder), by ladder id."""
     ids = np.asarray(ladder_ids)
     r, s, dd = (np.asarray(a, dtype=float).ravel() for a in (resid, scale, d))
-    return {str(k): fit_tau(r[ids == k], s[ids == k], dd[ids == k], objective=objective) for k in np.unique(ids)}
+    return {
+        str(k): fit_tau(r[ids == k], s[ids == k], dd[ids == k], objective=objective) for k in np.unique(ids)
+    }
 
 
 def law_weight(d: Any, ramp: float = 1.0, share: float = 0.5) -> np.ndarray:
@@ -152,8 +161,14 @@ def law_weight(d: Any, ramp: float = 1.0, share: float = 0.5) -> np.ndarray:
     return share * np.minimum(d / ramp, 1.0)
 
 
-def mix_laws(main: np.ndarray, variant: np.ndarray, d: Any, rng: np.random.Generator | None = None,
-             ramp: float = VARIANT_RAMP, share: float = VARIANT_SHARE) -> np.ndarray:
+def mix_laws(
+    main: np.ndarray,
+    variant: np.ndarray,
+    d: Any,
+    rng: np.random.Generator | None = None,
+    ramp: float = VARIANT_RAMP,
+    share: float = VARIANT_SHARE,
+) -> np.ndarray:
     """Design (c), averaging over law variants: draws of the mixture (1 - w) fitted law + w variant
     law per query, w = :func:`law_weight` (d) <= 1/2. Returned as twice the draws: the fitted law's
     draws, then per query either the variant's (probability 2w) or the fitted law's again. With
