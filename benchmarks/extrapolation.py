@@ -6,7 +6,7 @@ the predictive median, coverage of the central 90% and 50% intervals, mean relat
 the 90% interval, and the ARE of a least-squares baseline (Chinchilla form, Huber delta 1e-3 on
 log-loss residuals, L-BFGS-B from the best starts of Epoch's 4,500-point grid) fitted in the
 same process. Pooled figures count each ladder as one correlated cluster
-(``bayescale.calibration.cluster_interval``).
+(``bayescale.checks.calibration.cluster_interval``).
 
     PYTHONPATH=$PWD python benchmarks/extrapolation.py [--protocols P1,P2] [--method none]
         [--draws 500] [--seed 1] [--out benchmarks/results/extrapolation_run.txt]
@@ -225,7 +225,7 @@ def bayes_log_draws(
 ) -> tuple[np.ndarray, dict]:
     """Thinned posterior predictive draws of log loss at the query runs, and the fit's diagnostics."""
     import bayescale as bs
-    from bayescale.plan import predict_draws
+    from bayescale.questions.plan import predict_draws
 
     columns = ["params", "tokens", "loss"] + (["unique_tokens"] if law == "data-constrained" else [])
     fitted = bs.fit(
@@ -239,8 +239,15 @@ def bayes_log_draws(
         warn=False,
     )
     unique = query["unique_tokens"].to_numpy() if law == "data-constrained" else None
+    # One law's draws: the benchmark mixes in the variant law itself (method average-beyond), the
+    # same equal mixture beyond the runs that the package's answers make by default.
     draws = predict_draws(
-        fitted, query["params"].to_numpy(), query["tokens"].to_numpy(), unique, random_seed=seed
+        fitted,
+        query["params"].to_numpy(),
+        query["tokens"].to_numpy(),
+        unique,
+        random_seed=seed,
+        average_beyond=False,
     )["loss_predictive"]
     log = np.log(draws.values.reshape(-1, draws.shape[-1]))
     step = max(1, log.shape[0] // KEEP_DRAWS)
@@ -507,7 +514,7 @@ def score(name: str, r: dict, tau: float, args, method: str = "none") -> tuple[d
 
 def pooled_rows(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Run-weighted pooled coverage with a ladder-clustered 95% interval, and protocol means."""
-    from bayescale.calibration import cluster_interval
+    from bayescale.checks.calibration import cluster_interval
 
     test = runs[runs.split == "test"].copy()
     test["ladder"] = test["protocol"].map(lambda n: PROTOCOL_BY_NAME[n].ladder)

@@ -26,6 +26,11 @@ def grouped_fit() -> bs.Fit:
     return bs.fit(grouped_runs(2), law="chinchilla-grouped", random_seed=2, progressbar=False, warn=False)
 
 
+def test_grouped_laws_sample_at_target_accept_099_by_default(grouped_fit, quick_fit):
+    assert grouped_fit.sampler.target_accept == 0.99
+    assert quick_fit.sampler.target_accept == 0.95
+
+
 def test_group_values_and_shared_exponents_recovered(grouped_fit):
     # Known and left open: a rare excursion into the tail where A and alpha_N are small (the N term
     # flattens and trades off against every E_g) diverges a few times in 4000 draws, also at

@@ -360,7 +360,8 @@ def score(
             truth = law.optimal_allocation({k: np.float64(v) for k, v in sim.theta.items()}, N_OPT_BUDGET)
             if truth is None:
                 raise BayescaleError(f"law {law.name!r} has no closed-form optimum: N_opt cannot be ranked")
-            draws = plan.optimal_draws(result, N_OPT_BUDGET)["params"].isel(query=0)
+            # SBC checks the fitted law's own posterior: no averaging with the variant law.
+            draws = plan.optimal_draws(result, N_OPT_BUDGET, average_beyond=False)["params"].isel(query=0)
             row["N_opt_rank"], row["N_opt_n"] = rank_of_truth(
                 draws, float(truth["params"]), min(ess.values())
             )
@@ -370,7 +371,12 @@ def score(
             )
     held = design.loc[~train]
     predicted = plan.predict_draws(
-        result, held["params"], held["tokens"], held.get("unique_tokens"), random_seed=random_seed
+        result,
+        held["params"],
+        held["tokens"],
+        held.get("unique_tokens"),
+        random_seed=random_seed,
+        average_beyond=False,
     )
     band = interval(predicted["loss_predictive"], prob)
     band_mean = interval(predicted["loss"], prob)

@@ -316,7 +316,7 @@ def fit(
     tune: int = 1000,
     chains: int = 4,
     backend: str = "auto",
-    target_accept: float = 0.95,
+    target_accept: float | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
     warn: bool = True,
