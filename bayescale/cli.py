@@ -150,6 +150,12 @@ def _plan_tuple(text: str) -> tuple[float, ...]:
     return tuple(_positive_float(part) for part in parts)
 
 
+def _group_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--group", default=None, help="a grouped law's group to answer for (default: a typical group)"
+    )
+
+
 def _planning_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unique-tokens", type=_positive_float, default=None, help="unique tokens available")
     p.add_argument("--prob", type=_probability, default=0.9)
@@ -320,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-loss", type=_positive_float, nargs="+", action="extend", help="loss(es) to reach instead"
     )
     _planning_options(p)
+    _group_option(p)
 
     p = sub.add_parser("frontier", help="optimal allocation over a range of budgets")
     p.add_argument("fit", type=Path)
@@ -329,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--points", type=int, default=7, help=f"budgets, log-spaced (default 7, at most {MAX_POINTS})"
     )
     _planning_options(p)
+    _group_option(p)
 
     p = sub.add_parser("compare-plans", help="probability that each plan has the lowest loss, and regret")
     p.add_argument("fit", type=Path)
@@ -369,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=Path, help="CSV with columns params, tokens (one prediction per row)")
     p.add_argument("--prob", type=_probability, default=0.9)
     p.add_argument("--seed", type=_seed, default=None)
+    _group_option(p)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("plot", help="draw a standard figure of a saved fit")
@@ -942,6 +951,7 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
             args.prob,
             args.kind,
             flops_per_param_token=args.flops_per_param_token,
+            group=args.group,
         )
     _check_allocation(table, args.flops_per_param_token)
     _warn_beyond(table)
@@ -992,6 +1002,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """``bayescale plan``: optimal allocation at budget(s), or the compute for target loss(es)."""
     if (args.compute is None) == (args.target_loss is None):
         raise BayescaleError("give either --compute C [C ...] or --target-loss L [L ...]")
+    if args.target_loss is not None and args.group is not None:
+        raise BayescaleError(
+            "--group goes with --compute (the compute for a target loss is not per group yet)"
+        )
     fit = _load(args.fit, args)
     if args.compute is not None:
         _allocation_output(args, fit, args.compute)
@@ -1109,7 +1123,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise BayescaleError(f"queries file {str(args.queries)!r} has a header but no rows")
         for column in ("params", "tokens"):
             frame[column] = _query_column(frame[column], column)
-        table = fit.predict(frame["params"], frame["tokens"], prob=args.prob, random_seed=args.seed)
+        table = fit.predict(
+            frame["params"], frame["tokens"], prob=args.prob, random_seed=args.seed, group=args.group
+        )
         _warn_beyond(table)
         if args.json:
             print(table.to_json(orient="records", indent=2))
@@ -1118,7 +1134,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     if args.params is None or args.tokens is None:
         raise BayescaleError("give --params and --tokens (or --queries FILE)")
-    table = fit.predict(args.params, args.tokens, prob=args.prob, random_seed=args.seed)
+    table = fit.predict(args.params, args.tokens, prob=args.prob, random_seed=args.seed, group=args.group)
     _warn_beyond(table)
     row = table.iloc[0]
     intervals = row_to_intervals(row, ["loss", "loss_predictive"])

@@ -64,6 +64,32 @@ def test_answers_per_group(grouped_fit, tmp_path):
     np.testing.assert_array_equal(loaded.posterior["E_group"].values, grouped_fit.posterior["E_group"].values)
 
 
+def test_predict_and_plan_per_group(grouped_fit, tmp_path, capsys):
+    """The code group (E higher by ~0.5) predicts a higher loss than c4 at the same (N, D)."""
+    from bayescale.cli import main
+
+    code = grouped_fit.predict(1e9, 2e10, random_seed=0, group="code").iloc[0]
+    c4 = grouped_fit.predict(1e9, 2e10, random_seed=0, group="c4").iloc[0]
+    assert code["loss_median"] > c4["loss_median"] + 0.3
+    assert grouped_fit.variant_fit() is None  # pooled laws answer with their own law only
+    plans = {g: grouped_fit.optimal(1e21, group=g).iloc[0]["loss_median"] for g in ("code", "c4")}
+    assert plans["code"] > plans["c4"] + 0.3
+    with pytest.raises(LawError, match="unknown group 'books'"):
+        grouped_fit.optimal(1e21, group="books")
+    path = grouped_fit.save(tmp_path / "grouped.nc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.FitWarning)
+        assert (
+            main(["predict", str(path), "--params", "1e9", "--tokens", "2e10", "--group", "code", "--json"])
+            == 0
+        )
+        assert main(["plan", str(path), "--compute", "1e21", "--group", "c4", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count('"median"') >= 2
+    assert main(["plan", str(path), "--target-loss", "2.5", "--group", "c4"]) == 2
+    assert "--group goes with --compute" in capsys.readouterr().err
+
+
 def test_needs_group_column_and_refuses_fixing_pooled():
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=1)
     with pytest.raises(RunsError, match=r"law 'chinchilla-grouped' needs column\(s\) \['group'\]"):

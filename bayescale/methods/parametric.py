@@ -180,6 +180,7 @@ class Fit:
         kind: str = "eti",
         random_seed: int | None = None,
         average_beyond: bool = True,
+        group: str | None = None,
     ) -> pd.DataFrame:
         """Loss at new (N, D[, U]): the mean loss and the posterior predictive loss.
 
@@ -191,9 +192,12 @@ class Fit:
             (with run-to-run noise), then the extrapolation guard's distances
             (``compute_multiple``, ``params_multiple``, ``tokens_per_param_outside``).
             With ``average_beyond`` (default) a query beyond the runs' range is
-            answered by the equal mixture of this law and :meth:`variant_fit`.
+            answered by the equal mixture of this law and :meth:`variant_fit`. ``group``:
+            a grouped law's group (``None``: a typical group, the population medians).
         """
-        table = plan.predict(self, params, tokens, unique_tokens, prob, kind, random_seed, average_beyond)
+        table = plan.predict(
+            self, params, tokens, unique_tokens, prob, kind, random_seed, average_beyond, group
+        )
         return self._flag(table)
 
     def optimal(
@@ -204,6 +208,7 @@ class Fit:
         kind: str = "eti",
         flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
         average_beyond: bool = True,
+        group: str | None = None,
     ) -> pd.DataFrame:
         """Compute-optimal allocation at budget(s) C = k N D (k = 6 by default).
 
@@ -220,10 +225,13 @@ class Fit:
             value of more unique data (see :func:`bayescale.questions.plan.optimal_allocation_draws`);
             then the extrapolation guard's distances. With ``average_beyond`` (default)
             a budget beyond the runs' largest N D is answered by the equal mixture of
-            this law and :meth:`variant_fit` (not with ``unique_tokens``).
+            this law and :meth:`variant_fit` (not with ``unique_tokens``). ``group``: a
+            grouped law's group (``None``: a typical group).
         """
         return self._flag(
-            plan.optimal(self, compute, unique_tokens, prob, kind, flops_per_param_token, average_beyond),
+            plan.optimal(
+                self, compute, unique_tokens, prob, kind, flops_per_param_token, average_beyond, group
+            ),
             flops_per_param_token,
         )
 

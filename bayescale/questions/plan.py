@@ -260,14 +260,16 @@ def optimal_draws(
     unique_tokens: Any = None,
     flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
     average_beyond: bool = True,
+    group: str | None = None,
 ) -> xr.Dataset:
-    """:func:`optimal_allocation_draws` on a fit's posterior.
+    """:func:`optimal_allocation_draws` on a fit's posterior (a grouped law's ``group``, see ``Fit.theta``).
 
     With ``average_beyond`` (default), budgets beyond the runs' compute are answered
     by the equal mixture of the fitted law and the fit's variant law
     (:meth:`~bayescale.Fit.variant_fit`, :mod:`bayescale.posterior.extrapolation`).
     """
-    draws = optimal_allocation_draws(fit.law, fit.theta(), compute, unique_tokens, flops_per_param_token)
+    theta = fit.theta(group)
+    draws = optimal_allocation_draws(fit.law, theta, compute, unique_tokens, flops_per_param_token)
     if not average_beyond or unique_tokens is not None:
         return draws
     query = make_query(compute=compute)
@@ -290,11 +292,12 @@ def optimal(
     kind: str = "eti",
     flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
     average_beyond: bool = True,
+    group: str | None = None,
 ) -> pd.DataFrame:
     """Table of :func:`optimal_draws`: ``compute`` (and ``unique_tokens``), then each quantity's interval."""
     check_interval(prob, kind)
     query = make_query(compute=compute, unique_tokens=unique_tokens)
-    draws = optimal_draws(fit, compute, unique_tokens, flops_per_param_token, average_beyond)
+    draws = optimal_draws(fit, compute, unique_tokens, flops_per_param_token, average_beyond, group)
     return interval_table(draws, prob, kind, query)
 
 
@@ -308,8 +311,11 @@ def predict_draws(
     unique_tokens: Any = None,
     random_seed: int | None = None,
     average_beyond: bool = True,
+    group: str | None = None,
 ) -> xr.Dataset:
     """Draws of the mean loss ``loss`` and predictive loss ``loss_predictive`` per query.
+
+    ``group``: a grouped law's group (see ``Fit.theta``); ``None`` is a typical group.
 
     With ``average_beyond`` (default), queries beyond the runs' range
     (:func:`~bayescale.posterior.extrapolation.beyond`) are answered by the equal
@@ -321,7 +327,7 @@ def predict_draws(
     x = covariates(query["params"], query["tokens"], query.get("unique_tokens"))
     if "log_unique_tokens" in x:  # U available; the run sees at most D of it
         x["log_unique_tokens"] = np.minimum(x["log_unique_tokens"], x["log_tokens"])
-    theta = fit.theta()
+    theta = fit.theta(group)
     log_mean = fit.law.log_loss(theta, x, ops.NUMPY)
     log_mean = log_mean.transpose("chain", "draw", "query")
     noise = draw_log_noise(np.random.default_rng(random_seed), fit.likelihood, theta, log_mean.shape)
@@ -350,11 +356,12 @@ def predict(
     kind: str = "eti",
     random_seed: int | None = None,
     average_beyond: bool = True,
+    group: str | None = None,
 ) -> pd.DataFrame:
     """Table of :func:`predict_draws`: the inputs, then ``loss_*`` and ``loss_predictive_*``."""
     check_interval(prob, kind)
     query = make_query(params=params, tokens=tokens, unique_tokens=unique_tokens)
-    draws = predict_draws(fit, params, tokens, unique_tokens, random_seed, average_beyond)
+    draws = predict_draws(fit, params, tokens, unique_tokens, random_seed, average_beyond, group)
     return interval_table(draws, prob, kind, query)
 
 
