@@ -126,15 +126,25 @@ def _split(runs: Runs, by: str, threshold: float) -> np.ndarray:
     return train
 
 
-def score_runs(fit: Fit, runs: Any, random_seed: int | None = None) -> pd.DataFrame:
+def score_runs(
+    fit: Fit, runs: Any, random_seed: int | None = None, average_beyond: bool = True
+) -> pd.DataFrame:
     """Predictions of a fit for each run, scored against the run's observed loss.
 
-    Returns the per-run columns of :attr:`Extrapolation.runs` except ``split``.
+    The intervals are those of the fit's answers (``average_beyond``: beyond the
+    training runs, averaged with the variant law; see ``Fit.predict``); the log
+    predictive density is the fitted law's own. Returns the per-run columns of
+    :attr:`Extrapolation.runs` except ``split``.
     """
     runs_obj = Runs.from_any(runs)
     unique = runs_obj.column("unique_tokens") if "unique_tokens" in fit.law.required_columns else None
     draws = predict_draws(
-        fit, runs_obj.column("params"), runs_obj.column("tokens"), unique, random_seed=random_seed
+        fit,
+        runs_obj.column("params"),
+        runs_obj.column("tokens"),
+        unique,
+        random_seed=random_seed,
+        average_beyond=average_beyond,
     )["loss_predictive"]
     columns = [c for c in ("params", "tokens", "unique_tokens", "compute", "loss") if c in runs_obj.frame]
     table = runs_obj.frame[columns].reset_index(drop=True).copy()
@@ -159,6 +169,7 @@ def extrapolate(
     threshold: float,
     by: str = "compute",
     random_seed: int | None = None,
+    average_beyond: bool = True,
     **fit_kwargs: Any,
 ) -> Extrapolation:
     """Fit a law on the runs below a threshold and score its predictions of the runs above.
@@ -175,6 +186,9 @@ def extrapolate(
         ``"epochs"`` (tokens / unique tokens).
     random_seed
         Seed of the fit and of the predictive draws.
+    average_beyond
+        Score the intervals the fit answers with (default: beyond the training
+        runs, the law averaged with the variant law), or with ``False`` the law's own.
     **fit_kwargs
         Passed to :func:`bayescale.methods.parametric` (priors, fix, likelihood, draws, tune,
         chains, backend, progressbar, warn, ...).
@@ -188,7 +202,7 @@ def extrapolate(
     runs_obj = Runs.from_any(runs)
     train = _split(runs_obj, by, threshold)
     fitted = fit_law(runs_obj.subset(train), law, random_seed=random_seed, **fit_kwargs)
-    table = score_runs(fitted, runs_obj, random_seed=random_seed)
+    table = score_runs(fitted, runs_obj, random_seed=random_seed, average_beyond=average_beyond)
     table.insert(table.columns.get_loc("loss") + 1, "split", np.where(train, "train", "test"))
     return Extrapolation(law=fitted.law.name, by=by, threshold=float(threshold), fit=fitted, runs=table)
 
