@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/recovery_design.py [--datasets 600]
 
-tests/test_recovery_laws.py allows at most the binomial 99th percentile of misses over
+tests/checks/test_recovery_laws.py allows at most the binomial 99th percentile of misses over
 (seed, parameter) 90%-interval checks, which is a 1% false alarm only if the checks are
 independent. A law's parameters are correlated (E, B and alpha_D lie on one ridge), so one
 noise draw along the ridge misses several at once. This script measures the real false-alarm

@@ -6,7 +6,7 @@ the same unconstrained variables as PyMC's (``E_log__``, ``A_log_at_ref``,
 TruncatedNormal on PyMC's interval transform, Beta on log-odds, each centred
 amplitude at the reference point of its covariate), with the same Jacobians,
 so it can be sampled by numpyro's NUTS without building, compiling or even
-importing PyMC. ``tests/test_sampling.py`` checks it against PyMC's
+importing PyMC. ``tests/inference/test_sampling.py`` checks it against PyMC's
 ``model.compile_logp()`` at random points for every law and both likelihoods.
 
 :func:`unsupported` says why a model cannot take this path (the fit then

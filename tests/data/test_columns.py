@@ -21,7 +21,7 @@ from bayescale.data.columns import (
 )
 from bayescale.errors import RunsError, RunsWarning
 
-RAW = Path(__file__).resolve().parents[1] / ".." / "shared" / "anchors" / "misfitting"
+RAW = Path(__file__).resolve().parents[2] / ".." / "shared" / "anchors" / "misfitting"
 RAW_CSV = RAW / "scaling_results_last_ckpt_only.csv"
 needs_raw = pytest.mark.skipif(not RAW_CSV.is_file(), reason="shared misfitting anchor not present")
 

@@ -14,7 +14,7 @@ from conftest import MUENNIGHOFF_C4
 
 import bayescale as bs
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 pytestmark = pytest.mark.slow
 

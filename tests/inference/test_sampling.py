@@ -278,7 +278,7 @@ def test_far_start_is_not_stranded_by_an_overflowing_step():
 
 
 def test_small_ladder_that_stranded_a_chain_now_mixes():
-    """tests/test_design.py's small_fit (seed 5) on the fast path: no chain strays."""
+    """tests/questions/test_design.py's small_fit (seed 5) on the fast path: no chain strays."""
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=11)
     runs = runs[runs["params"] < 3e8].reset_index(drop=True)
     fit = bs.fit(runs, law="chinchilla", random_seed=5, backend="jax", **QUICK)

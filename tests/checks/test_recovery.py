@@ -9,7 +9,7 @@ from conftest import TRUE_CHINCHILLA, simulate_ladder
 
 import bayescale as bs
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from recovery_design import miss_bounds, wald_misses
 
 SEEDS = (11, 12, 13, 14)

@@ -183,7 +183,7 @@ except OSError as exc:
 def test_real_full_disk_no_crash_no_temp_file(tmp_path):
     """A 96k tmpfs: the save is refused (ENOSPC) without a crash or a file left behind."""
     with tiny_tmpfs(tmp_path / "full", size="96k") as folder:
-        script = SAVE_ON_FULL_DISK.format(tests=str(Path(__file__).parent), path=str(folder / "fit.nc"))
+        script = SAVE_ON_FULL_DISK.format(tests=str(Path(__file__).parents[1]), path=str(folder / "fit.nc"))
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
         left = list(folder.iterdir())
     assert done.returncode == 0, done.stderr[-2000:]
