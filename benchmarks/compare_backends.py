@@ -5,7 +5,7 @@ Usage::
     python benchmarks/compare_backends.py --settings quick --seeds 1-20
     python benchmarks/compare_backends.py --settings default --seeds 1-20 --bundled
 
-Fits simulated 40-run Chinchilla ladders (``tests/conftest.py: simulate_ladder``,
+Fits simulated 40-run Chinchilla ladders (``bayescale.checks.simulate.simulate_ladder``,
 seed ``s``, ``random_seed=s``) and, with ``--bundled``, the bundled Chinchilla
 runs and the datablations runs (Muennighoff et al.'s fixed coefficients, and
 every parameter free) with each backend, and prints min bulk ESS, max r_hat,
@@ -25,9 +25,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import MUENNIGHOFF_C4, QUICK, TRUE_CHINCHILLA, simulate_ladder  # noqa: E402
+from bayescale.checks.simulate import MUENNIGHOFF_C4, TRUE_CHINCHILLA, simulate_ladder  # noqa: E402
+
+QUICK = {"draws": 200, "tune": 300, "chains": 2, "progressbar": False, "warn": False}
 
 import bayescale as bs  # noqa: E402
 

@@ -3,13 +3,10 @@
 Run from the repository root: PYTHONPATH=$PWD python benchmarks/compare_datablations_fixed.py
 """
 
-import sys
 import warnings
 
-sys.path.insert(0, "tests")
-from conftest import MUENNIGHOFF_C4
-
 import bayescale as bs
+from bayescale.checks.simulate import MUENNIGHOFF_C4
 
 c4 = {k: MUENNIGHOFF_C4[k] for k in ("E", "A", "B", "alpha_N", "alpha_D")}
 fits = {}

@@ -1,7 +1,7 @@
 """Envelope (Approach 1) fit time and convergence against the number of checkpoints.
 
 Simulated curves: ``runs`` model sizes (3e7-2e9 params), each with ``points / runs``
-log-spaced checkpoints, loss from the Chinchilla law of tests/conftest.py times an AR(1)
+log-spaced checkpoints, loss from the Chinchilla law of bayescale.checks.simulate times an AR(1)
 series (rho 0.9, sigma 0.004) on log loss. Prints one row per size: points, draws, wall and
 CPU seconds, divergences, max r_hat, min bulk ESS, mean leapfrog steps, a against the truth.
 

@@ -8,15 +8,12 @@ at ONE batch size; the fit then cannot see B_crit and plans at that batch size w
     PYTHONPATH=$PWD python benchmarks/steps_one_batch.py
 """
 
-import sys
 import warnings
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-sys.path.insert(0, "tests")
-from test_training_steps import simulate_curves
-
+from bayescale.checks.simulate import simulate_curves
 from bayescale.methods import training_steps as ts
 
 BUDGETS = (1e18, 1e20)

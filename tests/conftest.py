@@ -3,45 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import bayescale as bs
+from bayescale.checks.simulate import MUENNIGHOFF_C4, TRUE_CHINCHILLA, simulate_ladder
+
+__all__ = ["MUENNIGHOFF_C4", "QUICK", "TRUE_CHINCHILLA", "hand_built_fit", "simulate_ladder"]
 
 #: Draws for the cheap plumbing fits (CLI, save/load, plots): enough to run, not to conclude.
 QUICK = {"draws": 200, "tune": 300, "chains": 2, "progressbar": False, "warn": False}
-
-#: Muennighoff et al. (2023): Chinchilla coefficients fitted on Chinchilla's C4 IsoFLOP points
-#: (alpha tied to beta) and the R_D*, R_N* fitted with them held fixed (anchors: datablations).
-MUENNIGHOFF_C4 = {
-    "E": np.exp(0.6254804),
-    "A": np.exp(6.255414),
-    "B": np.exp(7.3049974),
-    "alpha_N": 0.3526596,
-    "alpha_D": 0.3526596,
-    "R_D_star": 15.387756,
-    "R_N_star": 5.309743,
-}
-
-TRUE_CHINCHILLA = {"E": 1.8, "A": 480.0, "B": 2100.0, "alpha_N": 0.35, "alpha_D": 0.37}
-
-
-def simulate_ladder(
-    law: str,
-    params: dict[str, float],
-    seed: int,
-    sigma: float = 0.01,
-    sizes: np.ndarray | None = None,
-    multipliers: tuple[float, ...] = (5, 10, 20, 40, 80),
-) -> pd.DataFrame:
-    """Runs simulated from a law: a ladder of sizes x tokens-per-parameter, noise on log loss."""
-    rng = np.random.default_rng(seed)
-    sizes = np.geomspace(5e7, 2e9, 8) if sizes is None else sizes
-    N, M = np.meshgrid(sizes, np.asarray(multipliers, dtype=float))
-    N, D = N.ravel(), (N * M).ravel()
-    mean = bs.get_law(law).loss(params, N, D)
-    loss = mean * np.exp(rng.normal(0.0, sigma, size=N.shape))
-    return pd.DataFrame({"params": N, "tokens": D, "loss": loss})
 
 
 @pytest.fixture(scope="session")

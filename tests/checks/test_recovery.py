@@ -1,16 +1,11 @@
 """Parameter recovery: runs simulated from known Chinchilla parameters are fit back."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from conftest import TRUE_CHINCHILLA, simulate_ladder
 
 import bayescale as bs
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from recovery_design import miss_bounds, wald_misses
+from bayescale.checks.recovery import independent_bound, miss_bounds, wald_misses
 
 SEEDS = (11, 12, 13, 14)
 
@@ -53,8 +48,6 @@ def test_true_parameters_in_90_percent_intervals(recovery_fits, simulated_misses
 
 def test_correlated_miss_bounds(simulated_misses):
     """The simulated bounds: ~10% misses per parameter, and at least the independent-check bounds."""
-    from recovery_design import independent_bound
-
     simulated = simulated_misses
     rate = simulated.mean(axis=0)
     assert np.all((rate > 0.06) & (rate < 0.14)), rate  # 500 data sets: sd of a rate ~0.013

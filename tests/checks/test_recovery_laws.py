@@ -4,35 +4,22 @@ Slow (three seeds per law at full draws); run with ``make test-slow``. The Chinc
 recovery is in the default run (test_recovery.py), the grouped law's in test_grouped.py.
 """
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import MUENNIGHOFF_C4
 
 import bayescale as bs
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from bayescale.checks.simulate import REFERENCE_VALUES
 
 pytestmark = pytest.mark.slow
 
 SEEDS = (21, 22, 23)
 
-#: Kaplan et al. (2020) eq. 1.5 constants (Table 2 / section 1.2).
-KAPLAN = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
-
-
-#: Kaplan-form law with an irreducible term, at Chinchilla-like values (A = N_c^alpha_N ~ 415,
-#: B = D_c^alpha_D ~ 2100).
-KAPLAN_E = {"E": 1.8, "N_c": 5e7, "D_c": 1e9, "alpha_N": 0.34, "alpha_D": 0.37}
-
 #: Model sizes of each law's ladder (default 5e7-2e9). The data-constrained ladder spans the
 #: bundled datablations runs' 7e6-8.7e9, which shrinks the standard errors of its Chinchilla
 #: part 2.5-3x. Either way E, B and alpha_D lie on one ridge (correlations ~0.8-0.9), so misses
 #: come several at a time: a binomial bound, which assumes independent checks, fails a calibrated
-#: fit ~4-5% of the time rather than 1%, so the bound is simulated (benchmarks/recovery_design.py).
+#: fit ~4-5% of the time rather than 1%, so the bound is simulated (bayescale.checks.recovery).
 SIZES = {"data-constrained": (1e7, 1e10)}
 
 
@@ -59,11 +46,7 @@ def simulate(law: str, truth: dict[str, float], seed: int, sigma: float = 0.01) 
 
 
 CASES = {
-    "kaplan": KAPLAN,
-    "kaplan-n": {k: KAPLAN[k] for k in ("N_c", "alpha_N")},
-    "kaplan-d": {k: KAPLAN[k] for k in ("D_c", "alpha_D")},
-    "data-constrained": MUENNIGHOFF_C4,
-    "kaplan-e": KAPLAN_E,
+    law: REFERENCE_VALUES[law] for law in ("kaplan", "kaplan-n", "kaplan-d", "data-constrained", "kaplan-e")
 }
 
 
@@ -74,7 +57,7 @@ def test_recovery(law):
     The bound on misses is their 99th percentile over 3 data sets of this design, simulated
     with the Wald interval standing in for the posterior (checks of one data set are correlated).
     """
-    from recovery_design import miss_bounds, wald_misses
+    from bayescale.checks.recovery import miss_bounds, wald_misses
 
     truth = CASES[law]
     design = simulate(law, truth, SEEDS[0])

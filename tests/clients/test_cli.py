@@ -144,9 +144,9 @@ def test_compare_methods_steps_row(tmp_path, capsys, monkeypatch):
     """
     import arviz as az
     import numpy as np
-    from test_training_steps import simulate_curves
 
     import bayescale.methods.training_steps as ts
+    from bayescale.checks.simulate import simulate_curves
 
     path = tmp_path / "curves.csv"
     simulate_curves(seed=4).to_csv(path, index=False)  # 3 sizes x 3 batch sizes: B_crit identified
@@ -175,8 +175,7 @@ def test_compare_methods_steps_row(tmp_path, capsys, monkeypatch):
 
 def test_compare_methods_steps_says_what_is_missing(tmp_path):
     """No curves, or curves without steps: the steps row says why; the table still comes back."""
-    from test_training_steps import simulate_curves
-
+    from bayescale.checks.simulate import simulate_curves
     from bayescale.methods.side_by_side import compare_methods
 
     table = compare_methods("chinchilla", 1e21, methods=("steps",))

@@ -5,47 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import bayescale as bs
+from bayescale.checks.simulate import simulate_curves
 from bayescale.methods import training_steps as ts
 from bayescale.methods.training_steps import KAPLAN_2020, fit_steps
-
-
-def simulate_curves(
-    seed: int,
-    theta: dict[str, float] = KAPLAN_2020,
-    sizes: tuple[float, ...] = (3e7, 1.5e8, 7e8),
-    batches: tuple[float, ...] = (3e4, 2.5e5, 2e6),
-    n_points: int = 16,
-    sigma: float = 0.005,
-    rho: float = 0.5,
-    batch_penalty: bool = True,
-) -> pd.DataFrame:
-    """Curves from L(N, S_min) with B_crit(L): one run per (size, batch), AR(1) noise on log loss.
-
-    ``batch_penalty=False``: S_min = S (the law a fit without B_crit assumes).
-    """
-    rng = np.random.default_rng(seed)
-    steps = np.geomspace(2e3, 2e5, n_points).round()
-    rows = []
-    for n in sizes:
-        for b in batches:
-            eps = np.empty(steps.size)
-            eps[0] = rng.normal(0, sigma / np.sqrt(1 - rho**2))
-            for t in range(1, steps.size):
-                eps[t] = rho * eps[t - 1] + rng.normal(0, sigma)
-            mean = ts.loss_at_steps(n, steps, b if batch_penalty else None, theta)
-            loss = mean * np.exp(eps)
-            rows += [
-                {"run": f"n{n:.2g}_b{b:.2g}", "params": n, "step": s, "tokens": s * b, "loss": lo}
-                for s, lo in zip(steps, loss, strict=True)
-            ]
-    return pd.DataFrame(rows)
-
-
-# --- formulas with fixed parameters ------------------------------------------------------------
 
 
 def test_mccandlish_trade_off_and_compute_identity():
