@@ -77,7 +77,8 @@ def _rewrite(src, dst, edit, rehash=False):
         attrs = idata.posterior.attrs
         attrs["config_hash"] = io._config_hash(attrs, idata.constant_data)
         attrs["posterior_checksum"] = io._posterior_checksum(idata.posterior)
-        attrs["content_hash"] = io._content_hash(attrs, idata)
+        if hasattr(io, "_content_hash"):  # (absent before issue 20: lets this test run on that code)
+            attrs["content_hash"] = io._content_hash(attrs, idata)
     idata.to_netcdf(dst)
     return dst
 
