@@ -529,6 +529,10 @@ def test_scheduler_that_is_not_dask_fails_within_the_timeout(monkeypatch, reply)
         for conn in held:
             conn.close()
     assert time.monotonic() - began < 2 + 10 + 5
+    import dask
+
+    # The failed client did not stay the process's scheduler (later saves would go to it).
+    assert dask.config.get("scheduler", None) != "dask.distributed"
 
 
 @pytest.mark.parametrize("address", ["not a url", "tcp://", "http://host", "host:port", ""])
