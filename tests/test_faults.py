@@ -490,7 +490,7 @@ def test_local_folder_named_like_a_bundled_data_set_says_so(tmp_path, monkeypatc
         runs = bs.Runs.from_any("chinchilla")
     assert len(runs) == 245
     (tmp_path / "mine").mkdir()
-    with pytest.raises(RunsError, match=r"'mine' is a folder, not a \.csv/\.parquet file of runs"):
+    with pytest.raises(RunsError, match=r"'mine' could not be read as a table: it is a folder, not a \.csv"):
         bs.Runs.from_any("mine")
 
 
