@@ -880,8 +880,10 @@ def _job_output(out_dir: Path, name: str, index: int) -> Path:
 
 def _load(path: Path, args: argparse.Namespace | None = None) -> Any:
     """Load a saved fit, printing a warning (and noting it for --strict) if it failed diagnostics."""
-    from bayescale.methods.io import load_fit
+    from bayescale.methods.io import load_fit, probe_hdf5
 
+    if path.is_file():
+        probe_hdf5(path)  # a damaged file can hang or crash HDF5: find out in a child process
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
         fit = load_fit(path)

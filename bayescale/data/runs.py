@@ -170,7 +170,10 @@ def from_source(
                 )
             return bundled(str(source))
         if path.exists():
-            raise RunsError(f"{str(source)!r} is a folder, not a .csv/.parquet file of {what}")
+            raise RunsError(
+                f"{str(source)!r} could not be read as a table: it is a folder, "
+                f"not a .csv/.parquet file of {what}"
+            )
         raise RunsError(
             f"{str(source)!r} is neither an existing file nor a bundled data set "
             f"(bundled: {', '.join(catalog.names())})"

@@ -304,6 +304,54 @@ def _check_hdf5(path: Path) -> None:
         ) from None
 
 
+#: Seconds :func:`probe_hdf5` lets a child process read a saved fit's structure.
+PROBE_TIMEOUT = 30.0
+
+_PROBE = r"""
+import sys
+import h5py
+
+def visit(name, obj):
+    for key in obj.attrs:
+        obj.attrs[key]
+    if isinstance(obj, h5py.Dataset):
+        [len(dim) for dim in obj.dims]
+        obj[()]
+
+with h5py.File(sys.argv[1], "r") as f:
+    visit("/", f)
+    f.visititems(visit)
+"""
+
+
+def probe_hdf5(path: str | Path, timeout: float = PROBE_TIMEOUT) -> None:
+    """Read every object and attribute of ``path`` in a child process first.
+
+    Some damage to an HDF5 file's metadata (one flipped bit in a dimension list) makes
+    the HDF5 library spin forever, holding Python's lock, or crash, and no thread or
+    signal can stop it; a child process can be. Raise a FitFileError when the child
+    hangs past ``timeout`` seconds or is killed by a signal; anything else (including a
+    Python error in the child) is left to :func:`load_fit`, which says what is wrong.
+    The command line probes every fit it loads.
+    """
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(path)], capture_output=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise FitFileError(
+            f"{str(path)!r} is not a readable NetCDF fit (corrupt?): reading its structure did not "
+            f"finish within {timeout:g} s"
+        ) from None
+    if done.returncode < 0:
+        raise FitFileError(
+            f"{str(path)!r} is not a readable NetCDF fit (corrupt?): reading it crashed the HDF5 "
+            f"library (signal {-done.returncode})"
+        )
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

@@ -145,7 +145,8 @@ def dask_executor(address: str) -> Executor:
 
     def connect() -> None:
         try:
-            outcome["client"] = Client(address.strip(), timeout=f"{CONNECT_TIMEOUT}s")
+            # Not the process's default scheduler: a half-made client would stay one after a failure.
+            outcome["client"] = Client(address.strip(), timeout=f"{CONNECT_TIMEOUT}s", set_as_default=False)
         except BaseException as exc:  # a server that is not Dask fails in many ways (even MemoryError)
             outcome["error"] = exc
 

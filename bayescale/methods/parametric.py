@@ -142,7 +142,7 @@ class Fit:
                 draws=settings["draws"],
                 tune=settings["tune"],
                 chains=settings["chains"],
-                random_seed=self.random_seed,
+                random_seed=self.random_seed if isinstance(self.random_seed, int) else None,
                 progressbar=False,
                 warn=False,
             )
@@ -313,6 +313,15 @@ class Fit:
         return io.save_fit(self, path)
 
 
+#: NUTS target acceptance of laws with pooled parameters: their hierarchy diverged now and then at 0.95.
+POOLED_TARGET_ACCEPT = 0.99
+
+
+def default_target_accept(law: ScalingLaw) -> float:
+    """The target acceptance :func:`fit` samples ``law`` at unless told otherwise."""
+    return POOLED_TARGET_ACCEPT if law.pooled else diag.DEFAULT_TARGET_ACCEPT
+
+
 def fit(
     runs: Any,
     law: str | ScalingLaw = "chinchilla",
@@ -352,8 +361,9 @@ def fit(
         ``"jax"`` (the fast path: hand-built JAX density, no PyMC; see the
         README), ``"numpyro"``, ``"nutpie"`` or ``"pymc"``.
     target_accept
-        NUTS target acceptance rate; default 0.95, and 0.99 for laws with pooled
-        parameters, whose hierarchy gave occasional divergences at 0.95.
+        NUTS target acceptance rate; default (``None``) 0.95, and 0.99 for laws with
+        pooled parameters, whose hierarchy gave occasional divergences at 0.95
+        (:func:`default_target_accept`).
     random_seed
         Seed for reproducible draws.
     progressbar
@@ -385,7 +395,7 @@ def fit(
         )
     warn_ladder(runs_obj, law_obj.required_columns)
     if target_accept is None:
-        target_accept = 0.99 if law_obj.pooled else 0.95
+        target_accept = default_target_accept(law_obj)
     config = SamplerConfig(
         draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
     )

@@ -446,8 +446,10 @@ def test_divergence_advice_starts_above_the_default_target_accept():
     import xarray as xr
 
     from bayescale.inference import diagnostics
+    from bayescale.methods import parametric
 
-    assert inspect.signature(bs.fit).parameters["target_accept"].default == diagnostics.DEFAULT_TARGET_ACCEPT
+    assert inspect.signature(bs.fit).parameters["target_accept"].default is None  # resolved per law:
+    assert parametric.default_target_accept(bs.get_law("chinchilla")) == diagnostics.DEFAULT_TARGET_ACCEPT
     rng = np.random.default_rng(0)
     stats = xr.Dataset({"diverging": (("chain", "draw"), np.eye(2, 50, dtype=bool))})
     idata = az.InferenceData(posterior=xr.Dataset({"x": (("chain", "draw"), rng.normal(size=(2, 50)))}),
@@ -490,7 +492,7 @@ def test_local_folder_named_like_a_bundled_data_set_says_so(tmp_path, monkeypatc
         runs = bs.Runs.from_any("chinchilla")
     assert len(runs) == 245
     (tmp_path / "mine").mkdir()
-    with pytest.raises(RunsError, match=r"'mine' is a folder, not a \.csv/\.parquet file of runs"):
+    with pytest.raises(RunsError, match=r"'mine' could not be read as a table: it is a folder, not a \.csv"):
         bs.Runs.from_any("mine")
 
 
@@ -529,6 +531,10 @@ def test_scheduler_that_is_not_dask_fails_within_the_timeout(monkeypatch, reply)
         for conn in held:
             conn.close()
     assert time.monotonic() - began < 2 + 10 + 5
+    import dask
+
+    # The failed client did not stay the process's scheduler (later saves would go to it).
+    assert dask.config.get("scheduler", None) != "dask.distributed"
 
 
 @pytest.mark.parametrize("address", ["not a url", "tcp://", "http://host", "host:port", ""])
