@@ -304,8 +304,8 @@ def _plausible_short_aliases(frame: pd.DataFrame, mapping: dict[Any, str]) -> di
     it is taken as given and checked as before.
     """
     by_canon = {canon: col for col, canon in mapping.items()}
-    if "params" not in by_canon or "tokens" not in by_canon:
-        return mapping
+    if frame.empty or "params" not in by_canon or "tokens" not in by_canon:
+        return mapping  # an empty table is refused below, with the other checks
     params = pd.to_numeric(frame[by_canon["params"]], errors="coerce").to_numpy(dtype=float)
     tokens = pd.to_numeric(frame[by_canon["tokens"]], errors="coerce").to_numpy(dtype=float)
     kept = dict(mapping)
