@@ -245,7 +245,8 @@ def load_fit(path: str | Path) -> Any:
     if version != FORMAT_VERSION:
         raise FitFileError(
             f"{str(path)!r} has fit format {attrs.get('format_version')} (written by bayescale "
-            f"{attrs.get('bayescale_version')}); this bayescale {__version__} reads format {FORMAT_VERSION}"
+            f"{attrs.get('bayescale_version')}); this bayescale {__version__} reads format {FORMAT_VERSION}: "
+            "fit the runs again with this version (bayescale fit RUNS --out FILE)"
         )
     try:
         if attrs["config_hash"] != _config_hash(attrs, idata.constant_data):
