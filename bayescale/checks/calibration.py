@@ -35,8 +35,12 @@ import xarray as xr
 
 from bayescale.data.runs import MAX_LOSS_NATS
 from bayescale.errors import BayescaleError
+from bayescale.methods.many import fit_many
+from bayescale.methods.parametric import fit
 from bayescale.model.laws import ScalingLaw, covariates, get_law, ops
 from bayescale.model.pymc_model import draw_log_noise, resolve_priors
+from bayescale.posterior.intervals import interval
+from bayescale.questions import plan
 
 #: Model sizes of the simulated ladder; the largest is held out for extrapolation.
 LADDER_SIZES = tuple(np.geomspace(3e7, 3e9, 6))
@@ -350,9 +354,6 @@ def score(
     random_seed: int | None = None,
 ) -> dict[str, Any]:
     """Ranks of the truth, held-out coverage and diagnostics of one SBC fit: a row of ``SBCResult.ranks``."""
-    from bayescale.posterior.intervals import interval
-    from bayescale.questions import plan
-
     row: dict[str, Any] = {}
     ess = result.diagnostics["ess_bulk"]
     for name in quantities:
@@ -459,8 +460,6 @@ def sbc(
         A fit that raised is not ranked: it is counted in
         ``settings["fit_errors"]`` with its message.
     """
-    from bayescale.methods.many import fit_many
-
     law_obj = get_law(law)
     pooled = executor is not None or workers > 1
     if pooled and fitter is not None:
@@ -544,6 +543,4 @@ def sbc(
 
 def default_fitter() -> Callable[..., Any]:
     """:func:`bayescale.methods.parametric` (imported late: calibration is imported by the package itself)."""
-    from bayescale.methods.parametric import fit
-
     return fit

@@ -24,7 +24,10 @@ from typing import Any
 import numpy as np
 
 from bayescale.errors import BayescaleError
+from bayescale.inference import diagnostics as diag
 from bayescale.model.jax_backend import cache_dir, setup_jax
+from bayescale.model.jax_density import build_density, unsupported
+from bayescale.model.pymc_model import build_model
 
 BACKENDS = ("auto", "jax", "numpyro", "nutpie", "pymc")
 
@@ -128,8 +131,6 @@ def run(
     # ladders and the bundled fits it mixed at least as well as numpyro on the PyMC model (see
     # benchmarks/compare_backends.py and the README's speed section) in a fraction of the time.
     if config.backend in ("auto", "jax"):
-        from bayescale.model.jax_density import build_density, unsupported
-
         if installed("numpyro") and installed("jax"):
             reason = unsupported(law, priors, likelihood)
         else:
@@ -139,7 +140,6 @@ def run(
             return sample_density(density, config, random_seed, progressbar), "jax"
         if config.backend == "jax":
             raise BayescaleError(f"backend 'jax' cannot fit this model: {reason}; use backend='auto'")
-    from bayescale.model.pymc_model import build_model
 
     backend = choose_backend(config.backend)
     model = build_model(law, runs, priors, fixed, likelihood)
@@ -797,8 +797,6 @@ def sample_checked(
         :class:`~bayescale.inference.diagnostics.FitWarning` when it fails and ``warn``),
         and ``config`` with the backend that ran.
     """
-    from bayescale.inference import diagnostics as diag
-
     idata = sample(model, config, random_seed, progressbar)
     view, flat = _scalar_view(idata, [n for n in names if n in idata.posterior])
     report = diag.compute(view, flat)

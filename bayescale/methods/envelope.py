@@ -26,7 +26,14 @@ import xarray as xr
 
 from bayescale.data.curves import Curves
 from bayescale.errors import BayescaleError, RunsError
-from bayescale.inference.sampling import SamplerConfig, choose_backend
+from bayescale.inference.sampling import (
+    SamplerConfig,
+    _cached_program,
+    choose_backend,
+    mode_and_root,
+    sample_checked,
+    setup_jax,
+)
 from bayescale.posterior.intervals import AllocationAnswers, interval_dict
 from bayescale.posterior.query import make_query
 
@@ -176,8 +183,6 @@ def laplace(data: CurveData, correlation: str = "ar1") -> tuple[np.ndarray, np.n
     when a program is not cached.
     """
     import jax
-
-    from bayescale.inference.sampling import _cached_program, mode_and_root, setup_jax
 
     setup_jax()
 
@@ -382,8 +387,6 @@ def fit_envelope(
     -------
     EnvelopeFit
     """
-    from bayescale.inference.sampling import sample_checked
-
     curves_obj = Curves.from_any(curves)
     if correlation not in CORRELATIONS:
         raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")

@@ -30,7 +30,11 @@ import numpy as np
 from bayescale._version import __version__
 from bayescale.data.storage import runs_from_dataset
 from bayescale.errors import BayescaleError, FitFileError
+from bayescale.inference.diagnostics import warn_if_failed
+from bayescale.inference.sampling import SamplerConfig
+from bayescale.model.laws import get_law
 from bayescale.model.priors import priors_from_json, priors_to_json
+from bayescale.model.pymc_model import check_likelihood
 
 FORMAT = "bayescale-fit"
 #: 2: adds ``content_hash`` (diagnostics, sample stats, observed data, coordinates, version)
@@ -206,10 +210,6 @@ def load_fit(path: str | Path) -> Any:
     """
     import arviz as az
 
-    from bayescale.inference.diagnostics import warn_if_failed
-    from bayescale.inference.sampling import SamplerConfig
-    from bayescale.model.laws import get_law
-
     path = Path(path)
     if not path.is_file():
         raise FitFileError(f"no saved fit at {str(path)!r}")
@@ -363,8 +363,6 @@ def _check_types(fit: Any) -> None:
     The hashes only catch careless edits; this keeps a crafted file's text out of
     numbers, flags and labels that the summary, the plans and the report show.
     """
-    from bayescale.model.pymc_model import check_likelihood
-
     check_likelihood(fit.likelihood)
     seed = fit.random_seed
     if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bayescale.errors import BayescaleError
+from bayescale.methods.parametric import fit
 
 #: fit() keywords a job may not set (results travel back to the caller, not to a screen).
 _FORCED = {"progressbar": False}
@@ -54,8 +55,6 @@ class JobResult:
 
 def run_job(job: Mapping[str, Any]) -> Any:
     """Run one job, ``bayescale.fit(**job)``, in a worker."""
-    from bayescale.methods.parametric import fit
-
     return fit(**{**job, **_FORCED})
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.data.columns import count_constrained, warn_ladder
 from bayescale.data.runs import Runs
 from bayescale.data.storage import runs_to_dataset
 from bayescale.errors import BayescaleError, LawError, RunsError
@@ -29,7 +30,9 @@ from bayescale.model.pymc_model import (
     resolve_priors,
 )
 from bayescale.posterior.extrapolation import VARIANT_LAW, guard, span_of
+from bayescale.posterior.intervals import interval_dict
 from bayescale.questions import plan
+from bayescale.questions.design import design
 
 
 @dataclass
@@ -155,8 +158,6 @@ class Fit:
         Columns: ``median``, ``lower``, ``upper``, ``r_hat``, ``ess_bulk`` and
         whether the parameter was ``fixed``.
         """
-        from bayescale.posterior.intervals import interval_dict
-
         rows = []
         for name in self.parameter_names:
             row: dict[str, Any] = {"parameter": name, **interval_dict(self.posterior[name], prob, kind)}
@@ -280,8 +281,6 @@ class Fit:
 
         See :mod:`bayescale.questions.design` for the method and its limits.
         """
-        from bayescale.questions.design import design
-
         return self._flag(
             design(
                 self,
@@ -382,7 +381,6 @@ def fit(
     check_likelihood(likelihood)
     runs_obj = Runs.from_any(runs)
     free, fixed = resolve_priors(law_obj, likelihood, priors, fix)
-    from bayescale.data.columns import count_constrained, warn_ladder
 
     # Parameters with a prior the user chose (--priors-from, --priors) are constrained by it.
     informed = count_constrained(priors, free)

@@ -37,13 +37,13 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data.curves import Curves
-from bayescale.errors import BayescaleError, RunsError, RunsWarning
-from bayescale.inference.sampling import SamplerConfig
+from bayescale.errors import BayescaleError, PriorError, RunsError, RunsWarning
+from bayescale.inference.sampling import SamplerConfig, sample_checked
 from bayescale.model.laws import ops as _ops
 from bayescale.model.laws.base import Parameter
 from bayescale.model.laws.kaplan import KAPLAN_ALPHA_N, N_C
-from bayescale.model.priors import Prior
-from bayescale.model.pymc_model import SIGMA, check_likelihood
+from bayescale.model.priors import Prior, as_prior
+from bayescale.model.pymc_model import NU, SIGMA, check_likelihood
 from bayescale.posterior.intervals import AllocationAnswers, check_interval, interval_dict, interval_table
 from bayescale.posterior.query import make_query
 
@@ -444,8 +444,6 @@ def prepare(curves: Curves, critical_batch: bool | None = None, min_step: float 
 
 def default_priors(batch: bool, correlation: str = "ar1", likelihood: str = "normal") -> dict[str, Parameter]:
     """The parameters of the model with their default priors and reasons."""
-    from bayescale.model.pymc_model import NU
-
     params = LAW_PARAMETERS + (BATCH_PARAMETERS if batch else ()) + (SIGMA,)
     params += (RHO,) if correlation == "ar1" else ()
     params += (NU,) if likelihood == "student_t" else ()
@@ -799,10 +797,6 @@ def fit_steps(
     -------
     StepsFit
     """
-    from bayescale.errors import PriorError
-    from bayescale.inference.sampling import sample_checked
-    from bayescale.model.priors import as_prior
-
     if correlation not in CORRELATIONS:
         raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
     check_likelihood(likelihood)

@@ -24,7 +24,10 @@ import numpy as np
 
 from bayescale.data.runs import Runs
 from bayescale.model.jax_backend import setup_jax
-from bayescale.model.laws import ScalingLaw
+from bayescale.model.laws import ScalingLaw, ops
+from bayescale.model.laws.chinchilla import ChinchillaLaw
+from bayescale.model.laws.data_constrained import DataConstrainedLaw
+from bayescale.model.laws.kaplan import KaplanDLaw, KaplanELaw, KaplanLaw, KaplanNLaw
 from bayescale.model.priors import Prior
 from bayescale.model.pymc_model import check_likelihood, law_covariates, model_parameters
 
@@ -50,10 +53,6 @@ CHUNK = 8192
 
 
 def _fast_law_types() -> tuple[type, ...]:
-    from bayescale.model.laws.chinchilla import ChinchillaLaw
-    from bayescale.model.laws.data_constrained import DataConstrainedLaw
-    from bayescale.model.laws.kaplan import KaplanDLaw, KaplanELaw, KaplanLaw, KaplanNLaw
-
     return (ChinchillaLaw, DataConstrainedLaw, KaplanLaw, KaplanNLaw, KaplanDLaw, KaplanELaw)
 
 
@@ -159,8 +158,6 @@ class Density:
     def log_lik(self, position: Any, data: Mapping[str, Any]) -> Any:
         """Log likelihood of the observations in ``data`` at ``position``, with JAX."""
         import jax.numpy as jnp
-
-        from bayescale.model.laws import ops
 
         theta, _ = self._theta_and_log_prior(position, jnp)
         mu = self.law.log_loss(theta, data["x"], ops.jax())

@@ -14,7 +14,7 @@ import numpy as np
 
 from bayescale.data.runs import Runs
 from bayescale.errors import LawError, PriorError
-from bayescale.model.laws import Parameter, ScalingLaw
+from bayescale.model.laws import Parameter, ScalingLaw, ops
 from bayescale.model.priors import Prior, as_prior
 
 LIKELIHOODS = ("student_t", "normal")
@@ -135,8 +135,6 @@ def build_model(
     import pymc as pm
     import pytensor.tensor as pt
 
-    from bayescale.model.laws import ops
-
     check_likelihood(likelihood)
     x = law_covariates(law, runs)
     observed = np.log(runs.column("loss"))
@@ -222,8 +220,6 @@ def _dist(prior: Prior) -> Any:
 def _residuals(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs: Runs) -> Any:
     """``(log loss - law's log mean) / sigma`` per draw and run (dims ``chain``, ``draw``, ``run``)."""
     import xarray as xr
-
-    from bayescale.model.laws import ops
 
     check_likelihood(likelihood)
     x = {k: xr.DataArray(v, dims="run") for k, v in law_covariates(law, runs).items()}

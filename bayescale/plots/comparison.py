@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
+from bayescale.errors import BayescaleError
 from bayescale.plots._common import LABELS, axes, check_columns
 
 ELPD_COLUMNS = ("elpd_loo", "se", "elpd_diff", "dse")
@@ -74,8 +75,6 @@ def plot_extrapolation(table: Any, prob: float | None = None, ax: Any = None) ->
     ax
         Matplotlib axes; a new figure when ``None``.
     """
-    from bayescale.errors import BayescaleError
-
     check_columns(table, EXTRAPOLATION_COLUMNS, "plot_extrapolation")
     bad = sorted(set(table["split"]) - {"train", "test"})
     if bad:

@@ -29,6 +29,7 @@ from bayescale.plots._common import (
     plain_log_ticks,
 )
 from bayescale.posterior.intervals import interval, interval_dict
+from bayescale.questions.plan import optimal_draws, predict_draws
 
 if TYPE_CHECKING:
     from bayescale.methods.parametric import Fit
@@ -56,8 +57,6 @@ def plot_frontier(
     ax
         Matplotlib axes to draw on; a new figure when ``None``.
     """
-    from bayescale.questions.plan import optimal_draws
-
     ax = axes(ax)
     runs = fit.runs.frame
     lo, hi = compute_range or (runs["compute"].min(), runs["compute"].max() * 100)
@@ -83,8 +82,6 @@ def plot_frontier(
 
 def _loss_draws(fit: Fit, params: Any, tokens: Any) -> Any:
     """Draws of the law's mean loss; a law of repeated data gets fresh data (U = D)."""
-    from bayescale.questions.plan import predict_draws
-
     unique = tokens if "unique_tokens" in fit.law.required_columns else None
     return predict_draws(fit, params, tokens, unique, random_seed=0)["loss"]
 
@@ -174,8 +171,6 @@ def plot_isoflop(
     ax
         Matplotlib axes; a new figure when ``None``.
     """
-    from bayescale.questions.plan import optimal_draws
-
     needs_allocation(fit, "IsoFLOP profiles")
     ax = axes(ax)
     runs = fit.runs.frame
@@ -240,8 +235,6 @@ def plot_allocation(
     ax
         Matplotlib axes; a new figure when ``None``.
     """
-    from bayescale.questions.plan import optimal_draws
-
     needs_allocation(fit, "the compute-optimal frontier")
     ax = axes(ax)
     runs = fit.runs.frame
@@ -305,8 +298,6 @@ def plot_epochs(
     ax
         Matplotlib axes; a new figure when ``None``.
     """
-    from bayescale.questions.plan import predict_draws
-
     needs_unique_tokens(fit, "loss against epochs")
     ax = axes(ax)
     runs = fit.runs.frame

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bayescale.data.runs import Runs
 from bayescale.errors import BayescaleError
 from bayescale.plots import references as refs
 from bayescale.plots._common import BAND_PROBS, LABELS, axes, figure, is_chinchilla_data, plain_log_ticks
 from bayescale.posterior.intervals import interval
+from bayescale.questions.plan import predict_draws
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -143,8 +145,6 @@ def plot_prior_posterior(
 
 
 def _run_predictions(fit: Fit, random_seed: int) -> Any:
-    from bayescale.questions.plan import predict_draws
-
     frame = fit.runs.frame
     unique = frame["unique_tokens"] if "unique_tokens" in fit.law.required_columns else None
     return predict_draws(fit, frame["params"], frame["tokens"], unique, random_seed=random_seed)
@@ -226,8 +226,6 @@ def plot_prior_predictive(
     x
         Column on the x axis: ``"compute"``, ``"params"`` or ``"tokens"``.
     """
-    from bayescale.data.runs import Runs
-
     frame = Runs.from_any(runs).frame
     if "loss_predictive" not in draws or draws["loss_predictive"].sizes.get("run") != len(frame):
         raise BayescaleError(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bayescale.model.laws import get_law
+
 #: Hoffmann et al. (2022), Approach 3, eq. 10 (unrounded, from the TeX source).
 HOFFMANN_2022 = {
     "E": float(np.exp(0.5267228)),
@@ -31,8 +33,6 @@ ESTIMATES = {"Hoffmann et al. 2022": HOFFMANN_2022, "Epoch AI 2024": EPOCH_2024}
 
 def optimal_point(estimate: dict[str, float], compute: float) -> dict[str, float]:
     """Compute-optimal ``params`` and ``tokens`` of a Chinchilla-law point estimate at C = 6ND."""
-    from bayescale.model.laws import get_law
-
     best = get_law("chinchilla").optimal_allocation(estimate, np.asarray(compute, dtype=float))
     assert best is not None  # the Chinchilla law has a closed form
     return {"params": float(best["params"]), "tokens": float(best["tokens"])}

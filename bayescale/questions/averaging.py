@@ -18,6 +18,8 @@ import xarray as xr
 from bayescale.errors import BayescaleError
 from bayescale.posterior.intervals import check_interval, interval_table
 from bayescale.posterior.query import make_query
+from bayescale.questions.compare import LooWarning, _named_fits, compare
+from bayescale.questions.plan import optimal_draws, predict_draws
 
 if TYPE_CHECKING:
     from bayescale.methods.parametric import Fit
@@ -61,8 +63,6 @@ class Averaged:
         self, params: Any, tokens: Any, unique_tokens: Any = None, random_seed: int | None = None
     ) -> xr.Dataset:
         """Mixture draws of ``loss`` and ``loss_predictive`` (see :func:`~bayescale.plan.predict_draws`)."""
-        from bayescale.questions.plan import predict_draws
-
         seeds = np.random.default_rng(random_seed).integers(2**32, size=2)
 
         def draws_of(f: Fit) -> xr.Dataset:
@@ -89,8 +89,6 @@ class Averaged:
 
     def optimal_draws(self, compute: Any, random_seed: int | None = None) -> xr.Dataset:
         """Mixture draws of the compute-optimal allocation (see :func:`~bayescale.plan.optimal_draws`)."""
-        from bayescale.questions.plan import optimal_draws
-
         return self._mix(lambda f: optimal_draws(f, compute), random_seed)
 
     def optimal(
@@ -134,15 +132,11 @@ def average(
         With ``predict`` and ``optimal`` like a single fit; ``random_seed``
         makes the mixing reproducible.
     """
-    from bayescale.questions.compare import _named_fits, compare
-
     named = _named_fits(fits)
     if isinstance(weights, str):
         if weights != "stacking":
             raise BayescaleError(f"weights must be 'stacking' or a weight per fit, got {weights!r}")
         import warnings
-
-        from bayescale.questions.compare import LooWarning
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LooWarning)  # compare() itself is where to read the diagnostics

@@ -45,6 +45,8 @@ import pandas as pd
 import xarray as xr
 from scipy.special import gammaln, logsumexp
 
+from bayescale.data.columns import MIN_RATIO_SPREAD, duplicate_of, off_ratio_candidates
+from bayescale.data.runs import read_table
 from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN, canonical_columns
 from bayescale.errors import BayescaleError
 from bayescale.model.laws import ScalingLaw
@@ -250,8 +252,6 @@ def design(
     if not isinstance(candidates, pd.DataFrame):
         from pathlib import Path
 
-        from bayescale.data.runs import read_table
-
         path = Path(candidates)
         if not path.is_file():
             raise BayescaleError(f"candidates file {str(path)!r} does not exist")
@@ -279,8 +279,6 @@ def design(
 
 def _off_ratio_proposals(fit: Fit, candidates: pd.DataFrame, k: float) -> pd.DataFrame | None:
     """Off-ratio runs to rank alongside the candidates when the fit's ladder is single-ratio."""
-    from bayescale.data.columns import MIN_RATIO_SPREAD, off_ratio_candidates
-
     frame = fit.runs.frame
     if not {"params", "tokens"} <= set(frame.columns) or "unique_tokens" in fit.law.required_columns:
         return None
@@ -297,8 +295,6 @@ def _off_ratio_proposals(fit: Fit, candidates: pd.DataFrame, k: float) -> pd.Dat
 
 def _flag_candidates(table: pd.DataFrame, fit: Fit, proposed: pd.DataFrame | None) -> pd.DataFrame:
     """Columns ``duplicate_of_run`` (row of an existing run within 5% in N and D, else -1) and ``origin``."""
-    from bayescale.data.columns import duplicate_of
-
     notes = []
     table["duplicate_of_run"] = duplicate_of(table, fit.runs)
     repeats = table.loc[table["duplicate_of_run"] >= 0]

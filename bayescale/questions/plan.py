@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
+from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN, canonical_columns
 from bayescale.errors import BayescaleError, LawError
 from bayescale.model.laws import ScalingLaw, covariates, ops
 from bayescale.model.pymc_model import draw_log_noise
@@ -532,8 +532,6 @@ def compare_plans(
 
 def _plans_frame(plans: Sequence[Sequence[float]] | pd.DataFrame) -> pd.DataFrame:
     if isinstance(plans, pd.DataFrame):
-        from bayescale.data.schema import canonical_columns
-
         frame = plans.rename(columns=canonical_columns(plans.columns))
         missing = [c for c in ("params", "tokens") if c not in frame.columns]
         if missing:
