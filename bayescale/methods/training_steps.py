@@ -352,6 +352,21 @@ class StepsData:
         return out
 
 
+def _check_tokens_grow_with_steps(frame: pd.DataFrame) -> None:
+    """Raise when tokens do not rise with steps within a run (a batch size would come out <= 0)."""
+    for run, checkpoints in frame.groupby("run", sort=False):
+        ordered = checkpoints.sort_values("step", kind="stable")
+        tokens, steps = ordered["tokens"].to_numpy(dtype=float), ordered["step"].to_numpy(dtype=float)
+        bad = np.flatnonzero(np.diff(tokens) <= 0)
+        if bad.size:
+            i = int(bad[0])
+            raise RunsError(
+                f"run {run!r}: tokens do not grow with steps (step {steps[i]:.10g} has {tokens[i]:.10g} "
+                f"tokens, step {steps[i + 1]:.10g} has {tokens[i + 1]:.10g}; {bad.size} such pair(s)); "
+                "check the step and tokens columns"
+            )
+
+
 def batch_sizes(curves: Curves) -> np.ndarray:
     """Batch size of each checkpoint in tokens: ``tokens / step``, or the ``batch_size`` column.
 
@@ -362,6 +377,7 @@ def batch_sizes(curves: Curves) -> np.ndarray:
     """
     frame = curves.frame
     if "step" in frame.columns:
+        _check_tokens_grow_with_steps(frame)
         return curves.column("tokens") / curves.column("step")
     if "batch_size" in frame.columns:
         return curves.column("batch_size")

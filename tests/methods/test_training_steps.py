@@ -294,3 +294,12 @@ def test_gemstones_one_batch_size():
     assert fit.diagnostics["divergences"] == 0 and fit.diagnostics["max_r_hat"] < 1.01
     with pytest.raises(bs.RunsError, match="B_crit was not fitted"):
         fit.critical_batch(3.0)
+
+
+def test_tokens_that_fall_as_steps_rise_are_refused():
+    curves = simulate_curves(seed=4)
+    first = curves["run"] == curves["run"].iloc[0]
+    reversed_tokens = curves.loc[first, "tokens"].to_numpy()[::-1]
+    curves.loc[first, "tokens"] = reversed_tokens
+    with pytest.raises(bs.RunsError, match=r"run '.*': tokens do not grow with steps \(step 2000 has"):
+        ts.prepare(bs.Curves.from_any(curves))
