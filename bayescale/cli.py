@@ -22,7 +22,7 @@ from typing import Any
 
 from bayescale.errors import BayescaleError, RunsWarning
 from bayescale.inference.diagnostics import FitWarning
-from bayescale.posterior.extrapolation import DISTANCE_COLUMNS
+from bayescale.posterior.extrapolation import DISTANCE_COLUMNS, VARIANT_LAW
 
 EXIT_USER_ERROR = 2
 EXIT_DIAGNOSTICS = 3
@@ -974,6 +974,13 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
 
         title = f"compute-optimal plan at C = {payloads[0]['compute']:.3g} FLOPs{where} ({interval})"
         text = _intervals_text(title, row_to_intervals(table.iloc[0], names))
+        multiple = float(table["compute_multiple"].iloc[0])
+        averaged = fit.law.name != VARIANT_LAW and not fit.law.pooled and args.unique_tokens is None
+        if multiple > 1 and averaged:
+            text += (
+                f"\n{multiple:.3g}x the largest run's compute: beyond the runs, the plan averages the "
+                f"fitted law with {VARIANT_LAW} fitted to the same runs (README: 'Answers beyond your runs')"
+            )
         _emit(args, payloads[0], text)
         return
     title = f"compute-optimal plans{where} ({interval}); a, b: N_opt ~ C^a, D_opt ~ C^b"
