@@ -23,7 +23,7 @@ import pandas as pd
 import bayescale as bs
 from bayescale.methods.isoflop import fit_isoflop
 
-PUBLISHED = Path(__file__).resolve().parents[3] / "shared/anchors/porian-rsld/published_exponent_fits.csv"
+PUBLISHED = Path(__file__).resolve().parents[2] / "shared/anchors/porian-rsld/published_exponent_fits.csv"
 
 
 def main() -> None:
