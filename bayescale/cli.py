@@ -975,8 +975,7 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
         title = f"compute-optimal plan at C = {payloads[0]['compute']:.3g} FLOPs{where} ({interval})"
         text = _intervals_text(title, row_to_intervals(table.iloc[0], names))
         multiple = float(table["compute_multiple"].iloc[0])
-        averaged = fit.law.name != VARIANT_LAW and not fit.law.pooled and args.unique_tokens is None
-        if multiple > 1 and averaged:
+        if multiple > 1 and fit.averages_beyond and args.unique_tokens is None:
             text += (
                 f"\n{multiple:.3g}x the largest run's compute: beyond the runs, the plan averages the "
                 f"fitted law with {VARIANT_LAW} fitted to the same runs (README: 'Answers beyond your runs')"

@@ -134,8 +134,16 @@ class Fit:
             self._variants[VARIANT_LAW] = self._fit_variant()
         return self._variants[VARIANT_LAW]
 
+    @property
+    def averages_beyond(self) -> bool:
+        """Whether answers beyond the runs average this law with :meth:`variant_fit`'s law.
+
+        Not for a fit of the variant law itself, nor for laws with pooled parameters.
+        """
+        return self.law.name != VARIANT_LAW and not self.law.pooled
+
     def _fit_variant(self) -> Fit | None:
-        if self.law.name == VARIANT_LAW or self.law.pooled:
+        if not self.averages_beyond:
             return None
         settings = self.sampler.to_dict()
         try:

@@ -42,10 +42,9 @@ DISTANCE_COLUMNS = tuple(GUARD)
 
 @dataclass(frozen=True)
 class RunSpan:
-    """The range the runs cover: largest params, tokens, compute; span of tokens per parameter."""
+    """The range the runs cover: largest params, compute and N D; span of tokens per parameter."""
 
     params_max: float
-    tokens_max: float
     compute_max: float
     tokens_per_param_min: float
     tokens_per_param_max: float
@@ -58,7 +57,6 @@ class RunSpan:
         ratio = d / n
         return cls(
             float(n.max()),
-            float(d.max()),
             float(c.max()),
             float(ratio.min()),
             float(ratio.max()),
@@ -124,6 +122,16 @@ def beyond(span: RunSpan, params: Any, tokens: Any) -> np.ndarray:
         np.log(span.tokens_per_param_min / ratio),
     )
     return np.maximum(np.maximum.reduce(parts), 0.0)
+
+
+def beyond_compute(span: RunSpan, compute: Any, flops_per_param_token: float) -> np.ndarray:
+    """Distance of budgets beyond the runs in e-folds: ``log(C / k / max N D)``, 0 inside.
+
+    The optimum's own N and D are not known before it is found, so a budget is
+    placed by its N D = C / k against the largest run's.
+    """
+    params_tokens = np.asarray(compute, dtype=float) / flops_per_param_token
+    return np.maximum(np.log(params_tokens / span.params_tokens_max), 0.0)
 
 
 def mix_beyond(main: xr.Dataset, variant: xr.Dataset, distance: np.ndarray) -> xr.Dataset:

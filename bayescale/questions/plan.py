@@ -34,7 +34,7 @@ from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN, canonical_columns
 from bayescale.errors import BayescaleError, LawError
 from bayescale.model.laws import ScalingLaw, covariates, ops
 from bayescale.model.pymc_model import draw_log_noise
-from bayescale.posterior.extrapolation import beyond, mix_beyond, span_of
+from bayescale.posterior.extrapolation import beyond, beyond_compute, mix_beyond, span_of
 from bayescale.posterior.intervals import SAMPLE_DIMS, check_interval, interval_table
 from bayescale.posterior.query import make_query
 
@@ -273,10 +273,7 @@ def optimal_draws(
     if not average_beyond or unique_tokens is not None:
         return draws
     query = make_query(compute=compute)
-    span = span_of(fit.runs)
-    distance = np.maximum(
-        np.log(query["compute"].values / flops_per_param_token / span.params_tokens_max), 0.0
-    )
+    distance = beyond_compute(span_of(fit.runs), query["compute"].values, flops_per_param_token)
     variant = fit.variant_fit() if np.any(distance > 0) else None
     if variant is None:
         return draws
