@@ -41,10 +41,9 @@ def hand_built_fit(
 
     Each parameter is ``center * exp(rel_sd * z)``, z standard normal, over 2 chains.
     """
-    import arviz as az
     import xarray as xr
 
-    from bayescale.inference import diagnostics
+    from bayescale.inference import container, diagnostics
     from bayescale.inference.sampling import SamplerConfig
     from bayescale.model.pymc_model import resolve_priors
 
@@ -59,7 +58,7 @@ def hand_built_fit(
         }
     )
     stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((2, draws), dtype=bool))})
-    idata = az.InferenceData(posterior=posterior, sample_stats=stats)
+    idata = container.from_groups(posterior=posterior, sample_stats=stats)
     free, fixed = resolve_priors(law_obj, "normal")
     return bs.Fit(
         idata=idata,

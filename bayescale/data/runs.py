@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,8 +37,6 @@ from bayescale.data.schema import (
     positive_numeric,
 )
 from bayescale.errors import RunsError, RunsWarning
-
-T = TypeVar("T")
 
 #: No loss in nats per token exceeds this: the uniform distribution over a vocabulary of
 #: 1M tokens is ln(1e6) = 13.8 nats, and bits per token over 50k tokens are 15.6.
@@ -138,7 +136,7 @@ class Runs:
         return Runs(self.frame.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True), self.source)
 
 
-def from_source(
+def from_source[T](
     source: Any, what: str, from_frame: Callable[[pd.DataFrame, str], T], bundled: Callable[[str], T]
 ) -> T:
     """Build a table from a DataFrame, a CSV/Parquet path or a bundled data set name.

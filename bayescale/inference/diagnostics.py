@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from bayescale.inference import container
+
 #: Thresholds a fit must meet (Vehtari et al. 2021 recommend r_hat <= 1.01, ESS >= 400).
 MAX_R_HAT = 1.01
 MIN_ESS_BULK = 400
@@ -20,7 +22,7 @@ class FitWarning(UserWarning):
 
 
 def compute(idata: Any, names: list[str]) -> dict[str, Any]:
-    """Diagnostics of the free parameters ``names`` of a sampled InferenceData.
+    """Diagnostics of the free parameters ``names`` of a sampled tree (:mod:`~bayescale.inference.container`).
 
     Returns
     -------
@@ -29,16 +31,17 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
         ``r_hat`` and ``ess_bulk``, ``ok``, a list of ``problems`` and
         ``restarted_chains`` (chains restarted after a collapsed warm-up).
     """
-    import arviz as az
+    import arviz_stats as azs
 
-    posterior = idata.posterior[names]
+    posterior = container.posterior(idata)[names]
+    stats = container.group(idata, "sample_stats")
     chains = posterior.sizes["chain"]
-    r_hat = az.rhat(posterior) if chains > 1 else None
-    ess = az.ess(posterior, method="bulk")
+    r_hat = azs.rhat(posterior) if chains > 1 else None
+    ess = azs.ess(posterior, method="bulk")
     # A vector variable (one value per group) is judged by its worst element.
     per_r_hat = {n: float(r_hat[n].max()) if r_hat is not None else float("nan") for n in names}
     per_ess = {n: float(ess[n].min()) for n in names}
-    divergences = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
+    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     max_r_hat = max(per_r_hat.values()) if r_hat is not None else float("nan")
     min_ess = min(per_ess.values())
     problems = []
@@ -62,7 +65,6 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
         problems.append(f"min bulk ESS {min_ess:.0f} < {MIN_ESS_BULK} (worst: {worst}): run more draws")
     # The fast path restarts a chain whose warm-up collapsed from a healthy chain's state
     # (sampling._end_warmup): not a failure, but that chain did not start independently.
-    stats = idata.sample_stats
     restarted = []
     if "restarted" in stats:
         restarted = [int(c) for c in np.flatnonzero(stats["restarted"].any("draw").values)]
@@ -114,7 +116,8 @@ def separate_modes(values: np.ndarray) -> list[list[int]]:
 
 
 def _modes_message(name: str, values: np.ndarray, modes: list[list[int]], idata: Any) -> str:
-    lp = idata.sample_stats["lp"].values if "lp" in idata.sample_stats else None
+    stats = container.group(idata, "sample_stats")
+    lp = stats["lp"].values if "lp" in stats else None
     parts = []
     for group in modes:
         text = f"chains {group}: {name} ~ {np.median(values[group]):.4g}"

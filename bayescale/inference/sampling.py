@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from bayescale.errors import BayescaleError
+from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
 from bayescale.model.jax_backend import cache_dir, setup_jax
 from bayescale.model.jax_density import build_density, unsupported
@@ -124,7 +125,7 @@ def run(
     Returns
     -------
     idata, backend
-        An ``arviz.InferenceData`` with ``posterior`` and ``sample_stats``,
+        An ``xarray.DataTree`` with ``posterior`` and ``sample_stats`` groups,
         and the name of the backend that sampled it.
     """
     # "auto" takes the JAX fast path whenever it can represent the model: on 20 simulated 40-run
@@ -167,7 +168,7 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
 
     Returns
     -------
-    arviz.InferenceData
+    xarray.DataTree
         ``posterior`` (every free parameter) and ``sample_stats``.
     """
     jax = setup_jax()
@@ -688,33 +689,27 @@ def _jittered_starts(density: Any, data: Any, chains: int, rng: np.random.Genera
 
 
 def _to_inference_data(density: Any, position: np.ndarray, extra: dict[str, np.ndarray]) -> Any:
-    import arviz as az
-    import xarray as xr
+    """The fast path's draws as ArviZ's ``from_dict`` makes them: ``posterior`` and ``sample_stats``."""
+    from arviz_base import from_dict
 
-    chains, draws = position.shape[:2]
-    coords = {"chain": np.arange(chains), "draw": np.arange(draws)}
     theta = density.constrain(position)
-    dims = ("chain", "draw")
-    posterior = xr.Dataset({s.name: (dims, np.asarray(theta[s.name])) for s in density.sites}, coords=coords)
     steps = extra["num_steps"].astype(int)
-    stats = xr.Dataset(
-        {
-            "lp": (dims, -extra["potential_energy"]),
-            "diverging": (dims, extra["diverging"].astype(bool)),
-            "energy": (dims, extra["energy"]),
-            "n_steps": (dims, steps),
-            "tree_depth": (dims, np.floor(np.log2(np.maximum(steps, 1))).astype(int) + 1),
-            "acceptance_rate": (dims, extra["accept_prob"]),
-            "step_size": (dims, extra["adapt_state.step_size"]),
-            "restarted": (dims, extra["restarted"].astype(bool)),
-        },
-        coords=coords,
-    )
-    return az.InferenceData(posterior=posterior, sample_stats=stats)
+    stats = {
+        "lp": -extra["potential_energy"],
+        "diverging": extra["diverging"].astype(bool),
+        "energy": extra["energy"],
+        "n_steps": steps,
+        "tree_depth": np.floor(np.log2(np.maximum(steps, 1))).astype(int) + 1,
+        "acceptance_rate": extra["accept_prob"],
+        "step_size": extra["adapt_state.step_size"],
+        "restarted": extra["restarted"].astype(bool),
+    }
+    posterior = {s.name: np.asarray(theta[s.name]) for s in density.sites}
+    return container.to_tree(from_dict({"posterior": posterior, "sample_stats": stats}))
 
 
 def sample(model: Any, config: SamplerConfig, random_seed: int | None, progressbar: bool) -> Any:
-    """Sample the PyMC ``model``; return an ``arviz.InferenceData`` with a posterior group."""
+    """Sample the PyMC ``model``; return an ``xarray.DataTree`` with a posterior group."""
     import pymc as pm
 
     backend = choose_backend(config.backend)
@@ -759,17 +754,16 @@ def sample(model: Any, config: SamplerConfig, random_seed: int | None, progressb
 
 
 def _scalar_view(idata: Any, names: list[str]) -> tuple[Any, list[str]]:
-    """An object with ``posterior`` / ``sample_stats`` where every vector variable is split per element.
+    """A tree with ``posterior`` / ``sample_stats`` where every vector variable is split per element.
 
     :func:`bayescale.inference.diagnostics.compute` reads scalar variables only.
     """
-    from types import SimpleNamespace
-
     import xarray as xr
 
+    posterior = container.posterior(idata)
     flat = {}
     for name in names:
-        var = idata.posterior[name]
+        var = posterior[name]
         extra = [d for d in var.dims if d not in ("chain", "draw")]
         if not extra:
             flat[name] = var
@@ -777,7 +771,10 @@ def _scalar_view(idata: Any, names: list[str]) -> tuple[Any, list[str]]:
         stacked = var.stack(element=extra)
         for i in range(stacked.sizes["element"]):
             flat[f"{name}[{i}]"] = stacked.isel(element=i, drop=True)
-    return SimpleNamespace(posterior=xr.Dataset(flat), sample_stats=idata.sample_stats), list(flat)
+    view = container.from_groups(
+        posterior=xr.Dataset(flat), sample_stats=container.group(idata, "sample_stats")
+    )
+    return view, list(flat)
 
 
 def sample_checked(
@@ -798,7 +795,7 @@ def sample_checked(
         and ``config`` with the backend that ran.
     """
     idata = sample(model, config, random_seed, progressbar)
-    view, flat = _scalar_view(idata, [n for n in names if n in idata.posterior])
+    view, flat = _scalar_view(idata, [n for n in names if n in container.posterior(idata)])
     report = diag.compute(view, flat)
     if warn:
         diag.warn_if_failed(report)

@@ -26,6 +26,7 @@ import xarray as xr
 
 from bayescale.data.curves import Curves
 from bayescale.errors import BayescaleError, RunsError
+from bayescale.inference import container
 from bayescale.inference.sampling import (
     SamplerConfig,
     _cached_program,
@@ -226,7 +227,7 @@ class EnvelopeFit(AllocationAnswers):
     Attributes
     ----------
     idata
-        ``arviz.InferenceData``; posterior ``log_E``, ``log_G_at_ref``,
+        ``xarray.DataTree`` (:mod:`~bayescale.inference.container`); posterior ``log_E``, ``log_G_at_ref``,
         ``beta`` per curve, ``sigma`` and (AR(1)) ``rho``.
     data
         The curves as arrays.
@@ -245,7 +246,7 @@ class EnvelopeFit(AllocationAnswers):
     @property
     def posterior(self) -> xr.Dataset:
         """Posterior draws (dims ``chain``, ``draw``, ``curve``)."""
-        return self.idata.posterior
+        return container.posterior(self.idata)
 
     def envelope_draws(self) -> xr.Dataset:
         """Per draw and grid compute: ``params_opt`` of the envelope and whether it is ``interior``."""

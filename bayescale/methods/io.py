@@ -1,6 +1,8 @@
 """Save and load a :class:`~bayescale.Fit` as NetCDF, atomically and checked.
 
-The file is an ArviZ InferenceData NetCDF. The posterior's attrs carry the
+The file is NetCDF with one group per ArviZ group (an ``xarray.DataTree``; files
+written by earlier releases from an ArviZ 0.x InferenceData have the same
+layout and load alike). The posterior's attrs carry the
 package version, the law, the likelihood, the priors and fixed values as JSON,
 the sampler configuration, the diagnostics, a hash of the configuration and
 runs, a checksum of the posterior draws and a hash of everything else the
@@ -30,6 +32,7 @@ import numpy as np
 from bayescale._version import __version__
 from bayescale.data.storage import runs_from_dataset
 from bayescale.errors import BayescaleError, FitFileError
+from bayescale.inference import container
 from bayescale.inference.diagnostics import warn_if_failed
 from bayescale.inference.sampling import SamplerConfig
 from bayescale.model.laws import get_law
@@ -90,8 +93,8 @@ def _content_hash(attrs: dict[str, Any], idata: Any) -> str:
     """
     digest = hashlib.sha256()
     digest.update(json.dumps({k: str(attrs[k]) for k in _CONTENT_KEYS}, sort_keys=True).encode())
-    for group in sorted(idata.groups()):
-        ds = getattr(idata, group)
+    for group in sorted(container.group_names(idata)):
+        ds = container.group(idata, group)
         digest.update(f"group {group}".encode())
         if group != "posterior":
             plain = {str(k): np.asarray(v).tolist() for k, v in ds.attrs.items()}
@@ -136,7 +139,7 @@ def _umask() -> int:
 
 def _estimated_size(idata: Any) -> int:
     """Bytes the NetCDF file will need, roughly: the arrays plus room for headers."""
-    arrays = sum(int(getattr(idata, g).nbytes) for g in idata.groups())
+    arrays = sum(int(container.group(idata, g).nbytes) for g in container.group_names(idata))
     return int(arrays * 1.1) + 256 * 1024
 
 
@@ -169,10 +172,10 @@ def save_fit(fit: Any, path: str | Path) -> Path:
         "random_seed": json.dumps(fit.random_seed),
         "diagnostics": json.dumps(fit.diagnostics, sort_keys=True),
     }
-    attrs["config_hash"] = _config_hash(attrs, idata.constant_data)
-    attrs["posterior_checksum"] = _posterior_checksum(idata.posterior)
+    attrs["config_hash"] = _config_hash(attrs, container.group(idata, "constant_data"))
+    attrs["posterior_checksum"] = _posterior_checksum(container.posterior(idata))
     attrs["content_hash"] = _content_hash(attrs, idata)
-    idata.posterior.attrs.update(attrs)
+    idata["posterior"].attrs.update(attrs)
     # HDF5 meeting a full disk half-way through can leave its library in a bad state: check first.
     need, free = _estimated_size(idata), shutil.disk_usage(path.parent).free
     if free < need:
@@ -185,7 +188,7 @@ def save_fit(fit: Any, path: str | Path) -> Path:
     try:
         os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600 whatever the umask
         try:
-            idata.to_netcdf(tmp_name, engine="h5netcdf")
+            container.write_netcdf(idata, tmp_name)
         except OSError:
             raise
         except Exception as exc:  # h5py reports a failed write (e.g. a full disk) as RuntimeError
@@ -208,17 +211,13 @@ def load_fit(path: str | Path) -> Any:
         something other than bayescale, by an incompatible version, or when
         its contents do not match its recorded hash.
     """
-    import arviz as az
-
     path = Path(path)
     if not path.is_file():
         raise FitFileError(f"no saved fit at {str(path)!r}")
     _check_hdf5(path)
     failure = None
     try:
-        idata = az.from_netcdf(path, engine="h5netcdf")
-        for group in idata.groups():
-            getattr(idata, group).load()
+        idata = container.read_netcdf(path)
     except Exception as exc:  # h5py/netCDF raise many types for a damaged file
         failure = f"{type(exc).__name__}: {exc}"
         # h5netcdf's half-opened file fails again when it is collected and prints that as a
@@ -230,10 +229,11 @@ def load_fit(path: str | Path) -> Any:
         finally:
             sys.unraisablehook = hook
         raise FitFileError(f"{str(path)!r} is not a readable NetCDF fit (corrupt or truncated?): {failure}")
-    missing = [g for g in REQUIRED_GROUPS if g not in idata.groups()]
+    missing = [g for g in REQUIRED_GROUPS if not container.has_group(idata, g)]
     if missing:
         raise FitFileError(f"{str(path)!r} is not a bayescale fit: missing group(s) {missing}")
-    attrs = dict(idata.posterior.attrs)
+    attrs = dict(idata["posterior"].attrs)
+    constant_data = container.group(idata, "constant_data")
     if attrs.get("format") != FORMAT:
         raise FitFileError(
             f"{str(path)!r} is not a bayescale fit (no '{FORMAT}' stamp); was it written by Fit.save?"
@@ -249,11 +249,11 @@ def load_fit(path: str | Path) -> Any:
             "fit the runs again with this version (bayescale fit RUNS --out FILE)"
         )
     try:
-        if attrs["config_hash"] != _config_hash(attrs, idata.constant_data):
+        if attrs["config_hash"] != _config_hash(attrs, constant_data):
             raise FitFileError(
                 f"{str(path)!r}: configuration or runs do not match the recorded hash (file altered?)"
             )
-        if attrs["posterior_checksum"] != _posterior_checksum(idata.posterior):
+        if attrs["posterior_checksum"] != _posterior_checksum(container.posterior(idata)):
             raise FitFileError(
                 f"{str(path)!r}: posterior draws do not match the recorded checksum (file corrupt?)"
             )
@@ -265,7 +265,7 @@ def load_fit(path: str | Path) -> Any:
         fit = RESULT_TYPES["fit"](
             idata=idata,
             law=get_law(attrs["law"]),
-            runs=runs_from_dataset(idata.constant_data),
+            runs=runs_from_dataset(constant_data),
             priors=priors_from_json(attrs["priors"]),
             fixed={k: float(v) for k, v in json.loads(attrs["fixed"]).items()},
             likelihood=attrs["likelihood"],
@@ -287,7 +287,7 @@ def load_fit(path: str | Path) -> Any:
             f"{attrs.get('bayescale_version')}): {exc}"
         ) from None
     for key in list(attrs):
-        idata.posterior.attrs.pop(key, None)
+        idata["posterior"].attrs.pop(key, None)
     warn_if_failed(fit.diagnostics)
     return fit
 

@@ -19,6 +19,7 @@ import xarray as xr
 
 from bayescale.data.runs import Runs
 from bayescale.errors import BayescaleError, RunsError
+from bayescale.inference import container
 from bayescale.inference.sampling import SamplerConfig, sample_checked
 from bayescale.posterior.intervals import AllocationAnswers, interval_dict, interval_table
 from bayescale.posterior.query import make_query
@@ -269,7 +270,7 @@ class IsoflopFit(AllocationAnswers):
     Attributes
     ----------
     idata
-        ``arviz.InferenceData``; the posterior holds ``a``, ``log_k``,
+        ``xarray.DataTree`` (:mod:`~bayescale.inference.container`); the posterior holds ``a``, ``log_k``,
         ``tau`` (scatter of the log optima about the line), per-budget
         ``log_params_opt``, ``log_loss_opt`` and ``curvature``.
     data
@@ -289,7 +290,7 @@ class IsoflopFit(AllocationAnswers):
     @property
     def posterior(self) -> xr.Dataset:
         """Posterior draws (dims ``chain``, ``draw`` and ``budget``)."""
-        return self.idata.posterior
+        return container.posterior(self.idata)
 
     @property
     def budgets(self) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from bayescale.data.columns import count_constrained, warn_ladder
 from bayescale.data.runs import Runs
 from bayescale.data.storage import runs_to_dataset
 from bayescale.errors import BayescaleError, LawError, RunsError
+from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
 from bayescale.inference.sampling import SamplerConfig
 from bayescale.inference.sampling import run as run_sampler
@@ -42,7 +43,7 @@ class Fit:
     Attributes
     ----------
     idata
-        ``arviz.InferenceData`` with ``posterior`` (every law and noise
+        ``xarray.DataTree`` (:mod:`~bayescale.inference.container`) with ``posterior`` (every law and noise
         parameter; fixed ones as constants), ``sample_stats``,
         ``observed_data`` and ``constant_data`` (the runs).
     law
@@ -85,7 +86,7 @@ class Fit:
     @property
     def posterior(self) -> xr.Dataset:
         """Posterior draws of every parameter (dims ``chain``, ``draw``)."""
-        return self.idata.posterior
+        return container.posterior(self.idata)
 
     @property
     def parameter_names(self) -> list[str]:
@@ -427,21 +428,19 @@ def fit(
 
 def _tidy(idata: Any, law: ScalingLaw, runs: Runs, fixed: Mapping[str, float], likelihood: str) -> Any:
     """Keep the user-facing parameters, add fixed ones as constants, attach the runs."""
-    import arviz as az
-
-    posterior = idata.posterior
+    posterior = container.posterior(idata)
     posterior = posterior.drop_vars([v for v in internal_variables(law) if v in posterior])
     shape = (posterior.sizes["chain"], posterior.sizes["draw"])
     for name, value in fixed.items():
         posterior[name] = (("chain", "draw"), np.full(shape, value))
     order = [p.name for p in model_parameters(law, likelihood)] + [group_variable(n) for n in law.pooled]
     posterior = posterior[order]
-    groups = {"posterior": posterior, "sample_stats": idata.sample_stats}
+    groups = {"posterior": posterior, "sample_stats": container.group(idata, "sample_stats")}
     groups["observed_data"] = xr.Dataset(
         {OBSERVED: (("run",), np.log(runs.column("loss")))}, coords={"run": np.arange(len(runs))}
     )
     groups["constant_data"] = runs_to_dataset(runs)
-    return az.InferenceData(**groups)
+    return container.from_groups(**groups)
 
 
 io.register_result("fit", Fit)

@@ -38,6 +38,7 @@ import xarray as xr
 
 from bayescale.data.curves import Curves
 from bayescale.errors import BayescaleError, PriorError, RunsError, RunsWarning
+from bayescale.inference import container
 from bayescale.inference.sampling import SamplerConfig, sample_checked
 from bayescale.model.laws import ops as _ops
 from bayescale.model.laws.base import Parameter
@@ -554,7 +555,8 @@ class StepsFit(AllocationAnswers):
     Attributes
     ----------
     idata
-        ``arviz.InferenceData``; posterior ``alpha_N``, ``alpha_S``, ``N_c``, ``S_c``,
+        ``xarray.DataTree`` (:mod:`~bayescale.inference.container`); posterior ``alpha_N``,
+        ``alpha_S``, ``N_c``, ``S_c``,
         ``sigma`` (and ``B_star``, ``alpha_B``, ``rho``, ``nu`` when in the model).
     data
         The curves as arrays, with :attr:`StepsData.batch_note` saying whether B_crit was fitted.
@@ -572,7 +574,7 @@ class StepsFit(AllocationAnswers):
     @property
     def posterior(self) -> xr.Dataset:
         """Posterior draws (dims ``chain``, ``draw``)."""
-        return self.idata.posterior
+        return container.posterior(self.idata)
 
     @property
     def parameter_names(self) -> list[str]:

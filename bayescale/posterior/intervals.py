@@ -41,10 +41,10 @@ def interval(draws: xr.DataArray, prob: float = 0.9, kind: str = "eti") -> xr.Da
         bounds = draws.quantile([tail, 1 - tail], dim=SAMPLE_DIMS)
         lower, upper = bounds.isel(quantile=0, drop=True), bounds.isel(quantile=1, drop=True)
     else:
-        import arviz as az
+        import arviz_stats as azs
 
-        hdi = az.hdi(draws.to_dataset(name="x"), hdi_prob=prob)["x"]
-        lower, upper = hdi.sel(hdi="lower", drop=True), hdi.sel(hdi="higher", drop=True)
+        hdi = azs.hdi(draws.to_dataset(name="x"), prob=prob, dim=list(SAMPLE_DIMS))["x"]
+        lower, upper = hdi.sel(ci_bound="lower", drop=True), hdi.sel(ci_bound="upper", drop=True)
     return xr.Dataset({"median": median, "lower": lower, "upper": upper})
 
 

@@ -25,6 +25,7 @@ import xarray as xr
 
 from bayescale.data.runs import Runs
 from bayescale.errors import BayescaleError
+from bayescale.inference import container
 from bayescale.model.pymc_model import log_likelihood_draws
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 #: Pareto k above which a run's PSIS-LOO estimate is unreliable (Vehtari et al. 2024, for S >= 2000 draws).
 PARETO_K_MAX = 0.7
 
-#: How :func:`compare` can weight the fits (ArviZ's ``az.compare`` methods).
+#: How :func:`compare` can weight the fits (``arviz_stats.compare``'s methods).
 WeightMethod = Literal["stacking", "BB-pseudo-BMA", "pseudo-BMA"]
 WEIGHT_METHODS: tuple[WeightMethod, ...] = ("stacking", "BB-pseudo-BMA", "pseudo-BMA")
 
@@ -63,27 +64,25 @@ def log_likelihood(fit: Fit, runs: Any = None) -> xr.DataArray:
 
 
 def loo_data(fit: Fit) -> Any:
-    """An InferenceData with the fit's free parameters and a ``log_likelihood`` group, for ArviZ."""
-    import arviz as az
-
+    """A tree with the fit's free parameters and a ``log_likelihood`` group, for ``arviz_stats.loo``."""
     ll = log_likelihood(fit).assign_coords(run=np.arange(len(fit.runs)))
     # Only sampled parameters: a fixed one is constant, and its ESS would poison ArviZ's r_eff.
-    return az.InferenceData(
+    return container.from_groups(
         posterior=fit.posterior[fit.free_parameters], log_likelihood=ll.to_dataset(name="loss")
     )
 
 
 def loo(fit: Fit) -> Any:
-    """PSIS-LOO of a fit on its own runs (``arviz.ELPDData`` with ``loo_i`` and ``pareto_k``).
+    """PSIS-LOO of a fit on its own runs (``arviz_stats.ELPDData`` with ``elpd_i`` and ``pareto_k``).
 
     ArviZ's own warning about large Pareto k is silenced here; :func:`compare`
     reports the influential runs instead.
     """
-    import arviz as az
+    import arviz_stats as azs
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
-        return az.loo(loo_data(fit), pointwise=True)
+        return azs.loo(loo_data(fit), pointwise=True)
 
 
 def _named_fits(fits: Mapping[str, Fit] | Sequence[Fit]) -> dict[str, Fit]:
@@ -152,22 +151,23 @@ def compare(
         standard error), ``weight``, ``pareto_k_max`` and
         ``influential_runs`` (indices of the runs with k above the threshold).
     """
-    import arviz as az
+    import arviz_stats as azs
 
     if method not in WEIGHT_METHODS:  # before the LOO of every fit, not after it (ArviZ's check)
         raise BayescaleError(f"unknown weighting method {method!r}; use one of {list(WEIGHT_METHODS)}")
     named = _named_fits(fits)
     _check_same_runs(named)
     loos = {name: loo(f) for name, f in named.items()}
-    with warnings.catch_warnings():
-        # ArviZ 0.23 sorts in place, which pandas 3 deprecates; nothing for our users to act on.
-        warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.sort_values")
-        table = az.compare(loos, ic="loo", method=cast(WeightMethod, method), scale="log")
+    table = azs.compare(loos, method=cast(WeightMethod, method), round_to="none")
+    # The columns of earlier releases: arviz-stats names them elpd and p and counts elpd_diff
+    # as this minus the best (<= 0); ours is the best minus this (>= 0), as ArviZ 0.x had it.
+    table = table.rename(columns={"elpd": "elpd_loo", "p": "p_loo"})
+    table["elpd_diff"] = -table["elpd_diff"]
+    table = table[["rank", "elpd_loo", "p_loo", "se", "elpd_diff", "dse", "weight"]]
     table.index.name = "law"
     ks = {name: np.asarray(result.pareto_k) for name, result in loos.items()}
     table["pareto_k_max"] = [float(ks[name].max()) for name in table.index]
     table["influential_runs"] = [np.flatnonzero(ks[name] > k_threshold).tolist() for name in table.index]
-    table = table.drop(columns=["warning", "scale"])
     for name in table.index:
         bad = np.flatnonzero(ks[name] > k_threshold)
         if len(bad):

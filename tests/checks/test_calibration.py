@@ -73,7 +73,7 @@ def prior_as_posterior(runs, law, likelihood, random_seed, **kwargs):
     rng = np.random.default_rng(random_seed)
     posterior = {k: rng.choice(v, (2, 100), replace=False) for k, v in PRIOR_CACHE[law_obj.name].items()}
     return Fit(
-        idata=az.from_dict(posterior=posterior),
+        idata=az.from_dict({"posterior": posterior}),
         law=law_obj,
         runs=bs.Runs.from_any(runs),
         priors=free,

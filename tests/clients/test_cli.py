@@ -156,7 +156,7 @@ def test_compare_methods_steps_row(tmp_path, capsys, monkeypatch):
     def fake_fit(curves, **kwargs):
         data = ts.prepare(curves)
         report = {"ok": True, "divergences": 0, "max_r_hat": 1.0, "min_ess_bulk": 100.0, "problems": []}
-        return ts.StepsFit(az.from_dict(posterior=draws), data, {}, "ar1", "normal", None, 1, report)
+        return ts.StepsFit(az.from_dict({"posterior": draws}), data, {}, "ar1", "normal", None, 1, report)
 
     monkeypatch.setattr(ts, "fit_steps", fake_fit)
     code, out, err = run(capsys, "compare-methods", path, "--compute", "1e20", "--methods", "steps", "--json")

@@ -442,18 +442,17 @@ def test_priors_from_a_set_skip_the_fixed_parameters(capsys, tmp_path, no_sampli
 def test_divergence_advice_starts_above_the_default_target_accept():
     import inspect
 
-    import arviz as az
     import xarray as xr
 
-    from bayescale.inference import diagnostics
+    from bayescale.inference import container, diagnostics
     from bayescale.methods import parametric
 
     assert inspect.signature(bs.fit).parameters["target_accept"].default is None  # resolved per law:
     assert parametric.default_target_accept(bs.get_law("chinchilla")) == diagnostics.DEFAULT_TARGET_ACCEPT
     rng = np.random.default_rng(0)
     stats = xr.Dataset({"diverging": (("chain", "draw"), np.eye(2, 50, dtype=bool))})
-    idata = az.InferenceData(posterior=xr.Dataset({"x": (("chain", "draw"), rng.normal(size=(2, 50)))}),
-                             sample_stats=stats)  # fmt: skip
+    idata = container.from_groups(posterior=xr.Dataset({"x": (("chain", "draw"), rng.normal(size=(2, 50)))}),
+                                  sample_stats=stats)  # fmt: skip
     (advice,) = [p for p in diagnostics.compute(idata, ["x"])["problems"] if "divergent" in p]
     assert "above the 0.95 default" in advice and "target_accept=0.99" in advice
 

@@ -70,8 +70,7 @@ def _rewrite(src, dst, edit, rehash=False):
     from bayescale.methods import io
 
     idata = az.from_netcdf(src)
-    for group in idata.groups():
-        getattr(idata, group).load()
+    idata.load()
     edit(idata)
     if rehash:
         attrs = idata.posterior.attrs

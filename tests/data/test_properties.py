@@ -116,7 +116,7 @@ def hand_built_fit(law, center, spread=0.1, nu=4.0, draws=200, seed=0):
     frame["loss"] = [3.0, 2.5]
     priors, _ = resolve_priors(law_obj, "student_t")
     return Fit(
-        idata=az.from_dict(posterior=posterior),
+        idata=az.from_dict({"posterior": posterior}),
         law=law_obj,
         runs=bs.Runs.from_any(frame),
         priors=priors,

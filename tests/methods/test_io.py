@@ -54,7 +54,7 @@ def test_foreign_inference_data(tmp_path):
     import arviz as az
 
     foreign = tmp_path / "foreign.nc"
-    az.from_dict(posterior={"x": np.zeros((2, 10))}).to_netcdf(foreign)
+    az.from_dict({"posterior": {"x": np.zeros((2, 10))}}).to_netcdf(foreign)
     with pytest.raises(FitFileError, match="not a bayescale fit"):
         bs.load_fit(foreign)
 

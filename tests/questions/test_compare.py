@@ -87,7 +87,7 @@ def test_compare_prefers_true_law(pair):
     assert table.loc["chinchilla", "weight"] > 0.9
     assert {"elpd_loo", "se", "p_loo", "pareto_k_max", "influential_runs"} <= set(table.columns)
     # The stacking weights of our own optimiser agree with ArviZ's on the same LOO values.
-    loo_i = pd.DataFrame({name: bs.loo(f).loo_i.values for name, f in pair.items()})
+    loo_i = pd.DataFrame({name: bs.loo(f).elpd_i.values for name, f in pair.items()})
     np.testing.assert_allclose(bs.stacking_weights(loo_i)[table.index], table["weight"], atol=1e-3)
 
 
