@@ -1,30 +1,51 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   creates .venv if missing, installs bayescale, fits the bundled Chinchilla runs, prints the plan
 #   make test   same set-up, then the test suite
-PYTHON ?= python3
+# The venv gets the newest supported Python found (scripts/find-python: python3.13 or python3.12 on
+# PATH, else pyenv's) and exactly the versions in constraints.txt, the lock the tests passed with.
+#   make test PY=3.12 VENV=.venv-py3.12      another supported version, in a venv of its own
+#   make test PYTHON=/path/to/python3.13     a given interpreter
+PY ?=
+PYTHON ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 STAMP := $(VENV)/.installed-stamp
+LOCK := constraints.txt
+#: The Python versions bayescale supports (requires-python in pyproject.toml).
+SUPPORTED := 3.12 3.13
 
-.PHONY: demo test test-slow lint format clean
+.PHONY: demo test test-slow lint format clean versions lock
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+# A venv of an unsupported Python (an earlier release's 3.11 one), or of another version than
+# PY/PYTHON ask for, is made anew.
+$(STAMP): pyproject.toml $(LOCK)
+	@have="$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"; \
+	if [ -n "$(PY)$(PYTHON)" ] || ! echo " $(SUPPORTED) " | grep -q " $$have "; then \
+		python="$(PYTHON)"; [ -n "$$python" ] || python="$$(scripts/find-python $(PY))" || exit 1; \
+		want="$$($$python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" || exit 1; \
+		if ! echo " $(SUPPORTED) " | grep -q " $$want "; then \
+			echo "error: $$python is Python $$want; bayescale needs one of $(SUPPORTED)" >&2; exit 1; fi; \
+		if [ "$$have" != "$$want" ]; then \
+			echo "creating $(VENV) with $$python (Python $$want)"; rm -rf $(VENV); $$python -m venv $(VENV) || exit 1; fi; \
+	fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,fast]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,fast]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+versions: $(STAMP)
+	@$(BIN)/python -c "import sys, importlib.metadata as m; print('Python', sys.version.split()[0], '|', ', '.join(p + ' ' + m.version(p) for p in ('pymc', 'pytensor', 'arviz', 'arviz-stats', 'numpyro', 'jax', 'numpy', 'xarray')))"
+
+demo: versions
 	mkdir -p $(OUT)
 	$(BIN)/bayescale fit chinchilla --law chinchilla --seed 1 --out $(OUT)/chinchilla.nc
 	$(BIN)/bayescale plan $(OUT)/chinchilla.nc --compute 5.76e23
 	$(BIN)/bayescale plot $(OUT)/chinchilla.nc frontier --out $(OUT)/chinchilla_frontier.png
 
-test: $(STAMP)
+test: versions
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: versions
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)
@@ -36,6 +57,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format bayescale tests benchmarks
 	$(BIN)/ruff check --fix bayescale tests benchmarks
+
+# Rewrite the lock from the venv, after `make test` passed in it (on the lowest supported Python,
+# so that no package is pinned to a version the lowest cannot install).
+lock: $(STAMP)
+	{ echo "# Versions of every package the tests passed with (make lock; pip install -c $(LOCK) ...)."; \
+	  echo "# $$($(BIN)/python --version), $$(uname -sm)"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^pip=='; } > $(LOCK)
 
 clean:
 	rm -rf $(OUT) build dist *.egg-info
