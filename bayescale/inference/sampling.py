@@ -727,22 +727,31 @@ def sample(model: Any, config: SamplerConfig, random_seed: int | None, progressb
         warnings.filterwarnings("ignore", message=".*number of samples is too small.*")
         if backend == "numpyro":
             setup_jax()
+            # PyMC 6 takes the sampler's options in one `nuts` dict (nuts_sampler_kwargs is
+            # deprecated): the driver's (chain_method, target_accept) and numpyro's NUTS kernel's
+            # alike. Kernel options given as config.extra["nuts_kwargs"] (PyMC 5's place) join them.
+            extra = dict(config.extra)
+            kernel = extra.pop("nuts_kwargs", {})
             return pm.sample(
                 **common,
                 nuts_sampler="numpyro",
-                target_accept=config.target_accept,
-                nuts_sampler_kwargs={
+                nuts={
+                    "target_accept": config.target_accept,
                     "chain_method": "vectorized",
-                    "nuts_kwargs": {"dense_mass": True},
-                    **config.extra,
+                    "dense_mass": True,
+                    **kernel,
+                    **extra,
                 },
             )
         if backend == "nutpie":
             return pm.sample(
                 **common,
                 nuts_sampler="nutpie",
-                target_accept=config.target_accept,
-                nuts_sampler_kwargs={"low_rank_modified_mass_matrix": True, **config.extra},
+                nuts={
+                    "target_accept": config.target_accept,
+                    "low_rank_modified_mass_matrix": True,
+                    **config.extra,
+                },
             )
         return pm.sample(
             **common,
