@@ -1,4 +1,6 @@
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,3 +212,48 @@ def test_cli_strict_turns_failed_diagnostics_into_exit_3(quick_fit_path, capsys)
     out, err = capsys.readouterr()
     assert "compute-optimal plan" in out and "error: the fit failed its diagnostics (--strict)" in err
     assert main(["predict", str(quick_fit_path), "--params", "1e9", "--tokens", "2e10", "--strict"]) == 3
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+#: A fit saved by bayescale 0.1.0 (Python 3.11, PyMC 5.28, ArviZ 0.23: an InferenceData, format 2):
+#: `bayescale fit chinchilla --law chinchilla --seed 2 --draws 250 --tune 500 --chains 4`, with the
+#: `summary --json` and `plan --compute 1e22 --json` that release printed for it.
+OLD_FIT = FIXTURES / "fit_format2_bayescale0.1.0.nc"
+
+
+def _cli_json(argv, capsys):
+    from bayescale.cli import main
+
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_fit_saved_by_the_previous_release_loads_with_the_answers_it_gave(capsys, tmp_path):
+    summary = _cli_json(["summary", str(OLD_FIT), "--json"], capsys)
+    expected = json.loads((FIXTURES / "fit_format2_bayescale0.1.0.summary.json").read_text())
+    assert summary.keys() == expected.keys() and summary["parameters"].keys() == expected["parameters"].keys()
+    for name, row in expected["parameters"].items():
+        got = summary["parameters"][name]
+        # the same draws: the same quantiles; r_hat and ESS now come from arviz-stats, not ArviZ 0.23
+        assert {k: got[k] for k in ("median", "lower", "upper", "fixed")} == {
+            k: row[k] for k in ("median", "lower", "upper", "fixed")
+        }
+        assert got["r_hat"] == pytest.approx(row["r_hat"], rel=1e-6)
+        assert got["ess_bulk"] == pytest.approx(row["ess_bulk"], rel=1e-6)
+    plan = _cli_json(["plan", str(OLD_FIT), "--compute", "1e22", "--json"], capsys)
+    assert plan == json.loads((FIXTURES / "fit_format2_bayescale0.1.0.plan1e22.json").read_text())
+    # saved again, it is a file of this release that loads with the same draws
+    fit = bs.load_fit(OLD_FIT)
+    again = bs.load_fit(fit.save(tmp_path / "resaved.nc"))
+    for name in fit.posterior.data_vars:
+        np.testing.assert_array_equal(again.posterior[name].values, fit.posterior[name].values)
+
+
+def test_a_fit_of_an_older_format_is_refused_with_how_to_refit(tmp_path):
+    import xarray as xr
+
+    tree = xr.open_datatree(OLD_FIT, engine="h5netcdf").load()
+    tree["posterior"].attrs["format_version"] = 1
+    tree.to_netcdf(tmp_path / "format1.nc", engine="h5netcdf")
+    with pytest.raises(FitFileError, match=r"fit format 1 .* fit the runs again with this version"):
+        bs.load_fit(tmp_path / "format1.nc")
