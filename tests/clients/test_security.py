@@ -177,8 +177,8 @@ EDITS = {
     "observed_data": lambda i: i.observed_data.__setitem__("log_loss", i.observed_data["log_loss"] + 0.1),
     "runs columns attr": _drop_loss_column,
     "runs source attr": lambda i: i.constant_data.attrs.update(source="elsewhere.csv"),
-    "posterior coordinate": lambda i: setattr(
-        i, "posterior", i.posterior.assign_coords(draw=i.posterior.draw + 1)
+    "posterior coordinate": lambda i: i.__setitem__(
+        "posterior", i["posterior"].to_dataset().assign_coords(draw=i.posterior.draw + 1)
     ),
 }
 
