@@ -974,16 +974,24 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
 
         title = f"compute-optimal plan at C = {payloads[0]['compute']:.3g} FLOPs{where} ({interval})"
         text = _intervals_text(title, row_to_intervals(table.iloc[0], names))
-        multiple = float(table["compute_multiple"].iloc[0])
-        if multiple > 1 and fit.averages_beyond and args.unique_tokens is None:
-            text += (
-                f"\n{multiple:.3g}x the largest run's compute: beyond the runs, the plan averages the "
-                f"fitted law with {VARIANT_LAW} fitted to the same runs (README: 'Answers beyond your runs')"
-            )
+        if args.unique_tokens is None:
+            text += _averaging_note(fit, table)
         _emit(args, payloads[0], text)
         return
     title = f"compute-optimal plans{where} ({interval}); a, b: N_opt ~ C^a, D_opt ~ C^b"
     _emit(args, payloads, _rows_text(title, table, ["compute"], names))
+
+
+def _averaging_note(fit: Any, table: Any) -> str:
+    """A line saying that answers beyond the runs average the fitted law with the variant law."""
+    multiple = float(table["compute_multiple"].max())
+    if not (multiple > 1 and fit.averages_beyond):
+        return ""
+    where = f"up to {multiple:.3g}x" if multiple < float("inf") else "beyond"
+    return (
+        f"\n{where} the largest run's compute: beyond the runs, answers average the "
+        f"fitted law with {VARIANT_LAW} fitted to the same runs (README: 'Answers beyond your runs')"
+    )
 
 
 def _check_allocation(table: Any, flops_per_param_token: float) -> None:
@@ -1038,6 +1046,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         "inf: the target is below the reachable floor in that share of draws)"
     )
     text = _rows_text(title, table, ["target_loss", "fraction_unreachable"], names)
+    if args.unique_tokens is None:
+        text += _averaging_note(fit, table)
     _emit(args, payloads[0] if len(payloads) == 1 else payloads, text)
     return 0
 

@@ -251,10 +251,17 @@ class Fit:
         prob: float = 0.9,
         kind: str = "eti",
         flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
+        average_beyond: bool = True,
     ) -> pd.DataFrame:
-        """Compute needed to reach each target loss (see :func:`bayescale.questions.plan.target_compute`)."""
+        """Compute needed to reach each target loss (see :func:`bayescale.questions.plan.target_compute`).
+
+        With ``average_beyond`` (default) a target whose compute lies beyond the runs
+        is answered by the equal mixture of this law and :meth:`variant_fit`.
+        """
         return self._flag(
-            plan.target_compute(self, target_loss, unique_tokens, prob, kind, flops_per_param_token),
+            plan.target_compute(
+                self, target_loss, unique_tokens, prob, kind, flops_per_param_token, average_beyond
+            ),
             flops_per_param_token,
         )
 
@@ -264,13 +271,16 @@ class Fit:
         prob: float = 0.9,
         kind: str = "eti",
         flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
+        average_beyond: bool = True,
     ) -> pd.DataFrame:
         """Probability that each plan (N, D[, U]) has the lowest loss, and its expected regret.
 
-        See :func:`bayescale.questions.plan.compare_plans`.
+        See :func:`bayescale.questions.plan.compare_plans`; with ``average_beyond``
+        (default) plans beyond the runs are judged on the mixture with :meth:`variant_fit`.
         """
         return self._flag(
-            plan.compare_plans(self, plans, prob, kind, flops_per_param_token), flops_per_param_token
+            plan.compare_plans(self, plans, prob, kind, flops_per_param_token, average_beyond),
+            flops_per_param_token,
         )
 
     def design(
