@@ -27,7 +27,7 @@ from bayescale.errors import BayescaleError
 from bayescale.inference import diagnostics as diag
 from bayescale.model.jax_backend import cache_dir, setup_jax
 from bayescale.model.jax_density import build_density, unsupported
-from bayescale.model.pymc_model import build_model
+from bayescale.model.pymc_model import build_model, run_labels
 
 BACKENDS = ("auto", "jax", "numpyro", "nutpie", "pymc")
 
@@ -133,6 +133,8 @@ def run(
     if config.backend in ("auto", "jax"):
         if installed("numpyro") and installed("jax"):
             reason = unsupported(law, priors, likelihood)
+            if reason is None and run_labels(runs) is not None:
+                reason = "runs with checkpoints (a run column) have per-run offsets, not in the JAX density"
         else:
             reason = "numpyro and jax are not installed (`pip install bayescale[fast]`)"
         if reason is None:

@@ -23,11 +23,13 @@ from bayescale.model.laws import ScalingLaw, get_law
 from bayescale.model.priors import Prior
 from bayescale.model.pymc_model import (
     OBSERVED,
+    RUN_EFFECT,
     check_likelihood,
     group_variable,
     internal_variables,
     model_parameters,
     resolve_priors,
+    run_labels,
 )
 from bayescale.posterior.extrapolation import VARIANT_LAW, guard, span_of
 from bayescale.posterior.intervals import interval_dict
@@ -89,8 +91,9 @@ class Fit:
 
     @property
     def parameter_names(self) -> list[str]:
-        """Law parameters then noise parameters, in order."""
-        return [p.name for p in model_parameters(self.law, self.likelihood)]
+        """Law parameters then noise parameters (with ``sigma_run`` for checkpoints), in order."""
+        run_effects = run_labels(self.runs) is not None
+        return [p.name for p in model_parameters(self.law, self.likelihood, run_effects)]
 
     @property
     def free_parameters(self) -> list[str]:
@@ -361,7 +364,9 @@ def fit(
     ----------
     runs
         A :class:`~bayescale.Runs`, a DataFrame, a CSV/Parquet path, or the
-        name of a bundled data set.
+        name of a bundled data set. With a ``run`` column, rows sharing a label
+        are checkpoints of one run and share its offset of log loss (spread
+        ``sigma_run``, sampled on the PyMC model: the JAX density has no offsets).
     law
         Name of a registered law (see :func:`bayescale.list_laws`) or a law.
     priors
@@ -398,7 +403,8 @@ def fit(
     law_obj = get_law(law)
     check_likelihood(likelihood)
     runs_obj = Runs.from_any(runs)
-    free, fixed = resolve_priors(law_obj, likelihood, priors, fix)
+    run_effects = run_labels(runs_obj) is not None
+    free, fixed = resolve_priors(law_obj, likelihood, priors, fix, run_effects)
 
     # Parameters with a prior the user chose (--priors-from, --priors) are constrained by it.
     informed = count_constrained(priors, free)
@@ -444,7 +450,9 @@ def _tidy(idata: Any, law: ScalingLaw, runs: Runs, fixed: Mapping[str, float], l
     shape = (posterior.sizes["chain"], posterior.sizes["draw"])
     for name, value in fixed.items():
         posterior[name] = (("chain", "draw"), np.full(shape, value))
-    order = [p.name for p in model_parameters(law, likelihood)] + [group_variable(n) for n in law.pooled]
+    run_effects = run_labels(runs) is not None
+    order = [p.name for p in model_parameters(law, likelihood, run_effects)]
+    order += [group_variable(n) for n in law.pooled] + ([RUN_EFFECT] if run_effects else [])
     posterior = posterior[order]
     groups = {"posterior": posterior, "sample_stats": idata.sample_stats}
     groups["observed_data"] = xr.Dataset(
