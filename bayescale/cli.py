@@ -650,6 +650,20 @@ def _summary_payload(fit: Any, prob: float) -> dict[str, Any]:
         for name, row in table.iterrows()
     }
     diag = fit.diagnostics
+    from bayescale.posterior.residuals import trend_message
+
+    trends = fit.residual_trends()
+    residuals = {
+        str(column): {
+            "spearman_rho": _number(row["spearman_rho"]),
+            "pvalue": _number(row["pvalue"]),
+            "trend": bool(row["trend"]),
+            "curvature_rho": _number(row["curvature_rho"]),
+            "curvature_pvalue": _number(row["curvature_pvalue"]),
+            "curvature": bool(row["curvature"]),
+        }
+        for column, row in trends.iterrows()
+    }
     return {
         "law": fit.law.name,
         "n_runs": len(fit.runs),
@@ -662,6 +676,8 @@ def _summary_payload(fit: Any, prob: float) -> dict[str, Any]:
             "ok": diag["ok"],
             "problems": diag["problems"],
         },
+        "residual_trends": residuals,
+        "misfit": trend_message(trends),
     }
 
 
@@ -685,6 +701,10 @@ def _summary_text(payload: dict[str, Any]) -> str:
         f"min bulk ESS {d['min_ess_bulk']:.0f} -> {'ok' if d['ok'] else 'FAILED'}"
     )
     lines += [f"  problem: {p}" for p in d["problems"]]
+    if payload.get("misfit"):
+        lines.append(f"residuals: {payload['misfit']}")
+    elif payload.get("residual_trends"):
+        lines.append("residuals: no trend with " + ", ".join(payload["residual_trends"]) + " (p >= 0.01)")
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ from bayescale import plots
 from bayescale._version import __version__
 from bayescale.errors import BayescaleError
 from bayescale.plots._common import decades
+from bayescale.posterior.residuals import trend_message
 
 if TYPE_CHECKING:
     from bayescale.methods.parametric import Fit
@@ -117,6 +118,12 @@ def _diagnostics_section(fit: Fit) -> str:
         + f", random_seed={_e(fit.random_seed)}</li>",
     ]  # fmt: skip
     rows += [f'<li class="failed">{_e(p)}</li>' for p in d["problems"]]
+    trends = fit.residual_trends()
+    misfit = trend_message(trends)
+    if misfit:
+        rows.append(f'<li class="failed">residuals: {_e(misfit)}</li>')
+    elif len(trends):
+        rows.append(f'<li class="ok">residuals: no trend with {_e(", ".join(map(str, trends.index)))}</li>')
     return "<ul>" + "".join(rows) + "</ul>"
 
 

@@ -732,6 +732,8 @@ def sample(model: Any, config: SamplerConfig, random_seed: int | None, progressb
     with warnings.catch_warnings():
         # Our own diagnostics replace PyMC's; its chatter about them is noise here.
         warnings.filterwarnings("ignore", message=".*number of samples is too small.*")
+        # PyMC's JAX post-processing donates buffers, which the CPU cannot take over; harmless.
+        warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
         if backend == "numpyro":
             setup_jax()
             return pm.sample(

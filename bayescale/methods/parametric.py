@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from bayescale.model.pymc_model import (
 )
 from bayescale.posterior.extrapolation import VARIANT_LAW, guard, span_of
 from bayescale.posterior.intervals import interval_dict
+from bayescale.posterior.residuals import TREND_ALPHA, log_residuals, residual_frame, trend_message, trends
 from bayescale.questions import plan
 from bayescale.questions.design import design
 
@@ -128,10 +130,12 @@ class Fit:
         """The variant law (:data:`~bayescale.posterior.extrapolation.VARIANT_LAW`) fitted to the same runs.
 
         Answers beyond the runs' range are drawn half from it. It is fitted on first
-        use with this fit's sampler settings and seed (so the same fit gives the same
-        answers) and kept; ``None`` when this fit is of the variant law itself, of a
-        law with pooled parameters, or when the variant cannot be fitted to these
-        runs (too few of them, say).
+        use with this fit's sampler settings, seed and likelihood, and the priors and
+        fixed values the user gave for parameters the variant shares (E, alpha_N,
+        alpha_D, the noise), so the same fit gives the same answers; then kept.
+        ``None`` when this fit is of the variant law itself, of a law with pooled
+        parameters, or when the variant cannot be fitted to these runs (too few of
+        them, say).
         """
         if VARIANT_LAW not in self._variants:
             self._variants[VARIANT_LAW] = self._fit_variant()
@@ -149,10 +153,19 @@ class Fit:
         if not self.averages_beyond:
             return None
         settings = self.sampler.to_dict()
+        # The user's priors and fixed values carry over where the variant has the parameter
+        # (E, the exponents, the noise): a small ladder fitted with published priors stays informed.
+        run_effects = run_labels(self.runs) is not None
+        defaults = {p.name: p.prior for p in model_parameters(self.law, self.likelihood, run_effects)}
+        variant = {p.name for p in model_parameters(get_law(VARIANT_LAW), self.likelihood, run_effects)}
+        chosen = {n: p for n, p in self.priors.items() if n in variant and defaults.get(n) != p}
         try:
             return fit(
                 self.runs,
                 law=VARIANT_LAW,
+                priors=chosen,
+                fix={n: v for n, v in self.fixed.items() if n in variant},
+                likelihood=self.likelihood,
                 draws=settings["draws"],
                 tune=settings["tune"],
                 chains=settings["chains"],
@@ -162,6 +175,22 @@ class Fit:
             )
         except BayescaleError:
             return None
+
+    def residual_trends(self, alpha: float = TREND_ALPHA) -> pd.DataFrame:
+        """Whether the residuals on the fit's own runs trend with params, tokens or epochs.
+
+        See :func:`bayescale.posterior.residuals.trends`; a grouped law's runs are
+        compared with their own group's values. :func:`fit` warns when one does.
+        """
+        if self.law.pooled:
+            labels = self.runs.frame["group"].astype(str).to_numpy()
+            residual = np.empty(len(self.runs))
+            for group in self.groups:
+                rows = labels == group
+                residual[rows] = log_residuals(self.law, self.theta(group), self.runs.subset(rows))
+        else:
+            residual = log_residuals(self.law, self.theta(), self.runs)
+        return trends(residual_frame(self.runs, residual), alpha)
 
     def summary(self, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
         """Posterior table, one row per parameter.
@@ -438,6 +467,9 @@ def fit(
     )
     if warn:
         diag.warn_if_failed(report)
+        misfit = trend_message(result.residual_trends())
+        if misfit:
+            warnings.warn(misfit, diag.FitWarning, stacklevel=2)
     return result
 
 

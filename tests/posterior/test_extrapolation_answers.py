@@ -111,3 +111,16 @@ def test_compare_plans_beyond_the_runs_judges_every_plan_on_the_mixture(small_la
     np.testing.assert_array_equal(
         fit.compare_plans(inside)["prob_best"], fit.compare_plans(inside, average_beyond=False)["prob_best"]
     )
+
+
+def test_the_variant_keeps_the_users_priors_fixed_values_and_likelihood():
+    runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=7)
+    prior = bs.Prior("Normal", mu=0.37, sigma=0.02)
+    fit = bs.fit(
+        runs, law="chinchilla", priors={"alpha_D": prior}, fix={"E": 1.8, "A": 480.0},
+        likelihood="normal", random_seed=7, **QUICK,
+    )  # fmt: skip
+    variant = fit.variant_fit()
+    assert variant.fixed == {"E": 1.8}  # kaplan-e has no A
+    assert variant.priors["alpha_D"] == prior and variant.likelihood == "normal"
+    assert variant.priors["alpha_N"] == bs.get_law(VARIANT_LAW).default_priors()["alpha_N"]
