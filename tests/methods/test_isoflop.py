@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import QUICK, TRUE_CHINCHILLA
+from saved_results import check_html_escapes_file_text, check_refusals, round_trip
 
 import bayescale as bs
 from bayescale.methods.isoflop import fit_isoflop, group_budgets, in_window, prepare
@@ -105,6 +106,23 @@ def test_optimal_at_a_budget_matches_law(simulated_fit):
     assert row["tokens_median"] * row["params_median"] * 6 == pytest.approx(budget, rel=1e-6)
     table = simulated_fit.budget_table()
     assert {"params_opt_median", "loss_opt_lower", "n_runs"} <= set(table.columns)
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.FitWarning")  # a cheap fit: its diagnostics are not under test
+def test_saved_fit_answers_the_same_and_altered_files_are_refused(simulated_fit, tmp_path, capsys):
+    loaded, path = round_trip(simulated_fit, tmp_path)
+    assert loaded.optimal([1e20, 1e22]).equals(simulated_fit.optimal([1e20, 1e22]))
+    assert loaded.budget_table().equals(simulated_fit.budget_table())
+    assert loaded.budgets.equals(simulated_fit.budgets)
+    check_refusals(path, tmp_path, array="_budgets_used", setting="shape", bad_value="cubic")
+    check_html_escapes_file_text(path, tmp_path, capsys)
+
+
+def test_html_shows_the_exponents_and_verdict(simulated_fit):
+    text = simulated_fit._repr_html_()
+    a = simulated_fit.exponents()["a"]
+    assert "IsoFLOP fit" in text and f"{a['median']:.4g}" in text and "5 of 5 used" in text
+    assert "diagnostics" in text and len(text) < 6000
 
 
 @pytest.mark.slow
