@@ -64,6 +64,14 @@ def test_saved_fit_answers_the_same_and_altered_files_are_refused(fits, tmp_path
     assert loaded.envelope_draws().equals(fit.envelope_draws())
     assert loaded.grid.equals(fit.grid)
     check_refusals(path, tmp_path, array="_grid_compute", setting="correlation", bad_value="ar2")
+    capsys.readouterr()
+    from bayescale.cli import main
+
+    assert main(["summary", str(path)]) == 0
+    assert "training-curve envelope on 7 curves, 112 checkpoints (ar1 residuals)" in capsys.readouterr().out
+    assert main(["plan", str(path), "--compute", "1e20", "1e21"]) == 0
+    out = capsys.readouterr().out
+    assert "compute-optimal model from a training-curve envelope fit" in out and "tokens_per_param" in out
     check_html_escapes_file_text(path, tmp_path, capsys)
 
 

@@ -144,13 +144,26 @@ def test_cli_isoflop_json(tmp_path, capsys):
 
     path = tmp_path / "runs.csv"
     simulate_isoflop(seed=2, jitter=0.03).to_csv(path, index=False)
-    args = ["isoflop", str(path), "--compute", "1e21", "--json", "--seed", "1"]
+    saved = tmp_path / "iso.nc"
+    args = ["isoflop", str(path), "--compute", "1e21", "--json", "--seed", "1", "--out", str(saved)]
     assert main([*args, "--draws", "100", "--tune", "150", "--chains", "1"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert set(payload["a"]) == {"median", "lower", "upper"}
     assert payload["b"]["median"] == pytest.approx(1 - payload["a"]["median"])
     assert len(payload["budgets"]) == 5
     assert set(payload["optimum"]["intervals"]["params"]) == {"median", "lower", "upper"}
+    assert payload["saved_to"] == str(saved)
+    # fitted once, asked later: the saved fit gives the same summary and the same optimum
+    assert main(["summary", str(saved), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["a"] == payload["a"] and again["budgets"] == payload["budgets"]
+    assert main(["plan", str(saved), "--compute", "1e21", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["params"] == payload["optimum"]["intervals"]["params"]
+    assert main(["predict", str(saved), "--params", "1e9", "--tokens", "2e10"]) == 2
+    assert "holds an IsoFLOP fit" in capsys.readouterr().err
+    assert main(["plan", str(saved), "--compute", "1e21", "--unique-tokens", "1e10"]) == 2
+    assert "--unique-tokens needs a parametric fit" in capsys.readouterr().err
     assert main(["isoflop", "porian-isoflop", "--json"]) == 2
     assert "group" in capsys.readouterr().err
 

@@ -242,6 +242,16 @@ def test_saved_fit_answers_the_same_and_altered_files_are_refused(varied_fit, tm
     assert loaded.critical_batch(3.0).equals(varied_fit.critical_batch(3.0))
     assert loaded.priors == varied_fit.priors
     check_refusals(path, tmp_path, array="_log_batch", setting="batch_fitted", bad_value="yes")
+    capsys.readouterr()
+    from bayescale.cli import main
+
+    assert main(["summary", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["critical_batch_fitted"] is True and set(summary["B_star"]) == {"median", "lower", "upper"}
+    assert main(["plan", str(path), "--compute", "1e19", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    row = varied_fit.optimal(1e19).iloc[0]
+    assert plan["critical_batch"]["median"] == pytest.approx(row["critical_batch_median"], rel=1e-12)
     check_html_escapes_file_text(path, tmp_path, capsys)
     assert "alpha_B" in loaded._repr_html_()
 
