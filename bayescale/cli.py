@@ -298,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--backend", default="auto", choices=["auto", "jax", "numpyro", "nutpie", "pymc"])
     p.add_argument("--strict", action="store_true", help="exit non-zero when diagnostics fail")
-    p.add_argument("--progress", action="store_true", help="show the sampler's progress bar")
+    p.add_argument(
+        "--progress", action="store_true", help="show the fit's stages on stderr (a bar on long fits)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     p = sub.add_parser("fit-many", help="run many fits from a JSON list of jobs, locally or on Dask")
