@@ -905,9 +905,9 @@ def _load(path: Path, args: argparse.Namespace | None = None, methods: bool = Fa
         fit = load_fit(path)
     kind = kind_of(fit)
     if kind != "fit" and not methods:
-        command = args.command if args is not None else "this command"
+        command = f"`bayescale {args.command}`" if args is not None else "this command"
         raise BayescaleError(
-            f"{str(path)!r} holds {METHOD_NAMES[kind]}; `bayescale {command}` needs a parametric fit "
+            f"{str(path)!r} holds {METHOD_NAMES[kind]}; {command} needs a parametric fit "
             "(bayescale fit RUNS --out FILE); a saved method fit answers `summary` and `plan --compute`"
         )
     if kind == "fit":
