@@ -25,6 +25,7 @@ import numpy as np
 
 from bayescale.errors import BayescaleError
 from bayescale.inference import diagnostics as diag
+from bayescale.inference.progress import Progress
 from bayescale.model.jax_backend import cache_dir, setup_jax
 from bayescale.model.jax_density import build_density, unsupported
 from bayescale.model.pymc_model import build_model, run_labels
@@ -175,6 +176,8 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     jax = setup_jax()
     import jax.numpy as jnp
 
+    say = Progress(progressbar)
+    say(f"fast path (JAX density, {density.size} parameters): finding the posterior mode (Laplace step)")
     size = density.size
     data = jax.tree.map(jnp.asarray, density.data)
     rng = np.random.default_rng(random_seed)
@@ -182,20 +185,29 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     if laplace is None or not _near_gaussian(density, data, *laplace):
         shift, scale = np.zeros(size), np.eye(size)
         init = _jittered_starts(density, data, config.chains, rng)
+        say(f"no usable Gaussian mode ({say.lap():.1f} s): sampling the original coordinates")
     else:
         shift, scale = laplace
         init = shift + rng.uniform(-1.0, 1.0, (config.chains, size)) @ scale.T
+        say(f"mode found ({say.lap():.1f} s): sampling in coordinates whitened at the mode")
     start = np.linalg.solve(scale, (init - shift).T).T
     keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(2**31))), config.chains)
     args = (keys, jnp.asarray(start), jnp.asarray(shift), jnp.asarray(scale), data)
+    work = f"{config.chains} chains x ({config.tune} warm-up + {config.draws} draws)"
     with _NUMPYRO_LOCK:
         if progressbar and _long_enough_for_a_bar(density, config):
+            say(f"NUTS, {work}, in pieces under a progress bar")
             u, extra = _sample_in_chunks(density, config, args)
         else:
             key = _sampler_key(density, config, args, "nuts")
-            u, extra = _exported(functools.partial(_compiled_sampler, density, config), key, args)
+            cached = key is not None and key in _PROGRAMS
+            say(f"preparing the sampler ({'in memory' if cached else 'from the cache, or traced if new'})")
+            program = _program(functools.partial(_compiled_sampler, density, config), key, args)
+            say(f"sampler ready ({say.lap():.1f} s); NUTS warm-up and sampling, {work}, as one program")
+            u, extra = program(*args)
     u = np.asarray(u)
     extra = {k: np.asarray(v) for k, v in extra.items()}
+    say(f"sampled ({say.lap():.1f} s): {int(extra['diverging'].sum())} divergent transitions")
     return _to_inference_data(density, shift + u @ scale.T, extra)
 
 
@@ -720,6 +732,10 @@ def sample(model: Any, config: SamplerConfig, random_seed: int | None, progressb
     import pymc as pm
 
     backend = choose_backend(config.backend)
+    Progress(progressbar)(
+        f"sampling the PyMC model with {backend}: {config.chains} chains x ({config.tune} warm-up + "
+        f"{config.draws} draws); compiling first"
+    )
     common = dict(
         model=model,
         draws=config.draws,

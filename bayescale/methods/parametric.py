@@ -35,6 +35,7 @@ from bayescale.model.pymc_model import (
 from bayescale.posterior.extrapolation import VARIANT_LAW, guard, span_of
 from bayescale.posterior.intervals import interval_dict
 from bayescale.posterior.residuals import TREND_ALPHA, log_residuals, residual_frame, trend_message, trends
+from bayescale.posterior.result import draws_text, html_card, short_repr, verdict
 from bayescale.questions import plan
 from bayescale.questions.design import design
 
@@ -360,6 +361,39 @@ class Fit:
     def save(self, path: str | Path) -> Path:
         """Write the fit to NetCDF atomically (see :func:`bayescale.methods.io.save_fit`)."""
         return io.save_fit(self, path)
+
+    def __repr__(self) -> str:
+        facts = {
+            "law": repr(self.law.name),
+            "data": repr(self.runs.source),
+            "runs": len(self.runs),
+            "draws": draws_text(self.posterior),
+            "diagnostics": "ok" if self.diagnostics.get("ok") else "FAILED",
+        }
+        return short_repr("Fit", facts)
+
+    def _repr_html_(self) -> str:
+        """The fit as a compact table in Jupyter: law, data, runs, draws, diagnostics, parameters."""
+        facts = [
+            ("law", self.law.name),
+            ("data", self.runs.source),
+            ("runs", len(self.runs)),
+            ("likelihood", self.likelihood),
+            ("draws", draws_text(self.posterior)),
+            ("backend", self.sampler.backend),
+            ("seed", self.random_seed),
+            ("diagnostics", verdict(self.diagnostics)),
+        ]
+        table = self.summary()
+        rows = {str(name): dict(row) for name, row in table.iterrows()}
+        return html_card(
+            "Scaling-law fit",
+            facts,
+            rows,
+            ["median", "lower", "upper", "r_hat", "ess_bulk", "fixed"],
+            self.diagnostics.get("problems", []),
+            "90% equal-tailed credible intervals",
+        )
 
 
 #: NUTS target acceptance of laws with pooled parameters: their hierarchy diverged now and then at 0.95.
