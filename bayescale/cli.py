@@ -22,6 +22,7 @@ from typing import Any
 
 from bayescale.errors import BayescaleError, RunsWarning
 from bayescale.inference.diagnostics import FitWarning
+from bayescale.inference.diagnostics import summary_lines as diagnostics_lines
 from bayescale.posterior.extrapolation import DISTANCE_COLUMNS, VARIANT_LAW
 
 EXIT_USER_ERROR = 2
@@ -685,8 +686,11 @@ def _summary_payload(fit: Any, prob: float) -> dict[str, Any]:
             "divergences": diag["divergences"],
             "max_r_hat": None if math.isnan(diag["max_r_hat"]) else diag["max_r_hat"],
             "min_ess_bulk": diag["min_ess_bulk"],
+            "median_steps": _finite_or_none(diag.get("median_steps", math.nan)),
+            "max_tree_depth_share": _finite_or_none(diag.get("max_tree_depth_share", math.nan)),
             "ok": diag["ok"],
             "problems": diag["problems"],
+            "warnings": diag.get("warnings", []),
         },
         "residual_trends": residuals,
         "misfit": trend_message(trends),
@@ -706,13 +710,7 @@ def _summary_text(payload: dict[str, Any]) -> str:
         lines.append(
             f"{name:<10} {p['median']:>12.5g} {p['lower']:>12.5g} {p['upper']:>12.5g} {r_hat:>7} {ess:>9}"
         )
-    d = payload["diagnostics"]
-    lines.append(
-        f"diagnostics: {d['divergences']} divergences, "
-        f"max r_hat {'n/a' if d['max_r_hat'] is None else format(d['max_r_hat'], '.3f')}, "
-        f"min bulk ESS {d['min_ess_bulk']:.0f} -> {'ok' if d['ok'] else 'FAILED'}"
-    )
-    lines += [f"  problem: {p}" for p in d["problems"]]
+    lines += diagnostics_lines(payload["diagnostics"])
     if payload.get("misfit"):
         lines.append(f"residuals: {payload['misfit']}")
     elif payload.get("residual_trends"):
@@ -1409,12 +1407,7 @@ def _method_text(title: str, payload: dict[str, Any]) -> str:
     if payload.get("optimum"):
         opt = payload["optimum"]
         lines.append(_intervals_text(f"optimum at C = {opt['compute']:.3g} FLOPs", opt["intervals"]))
-    d = payload["diagnostics"]
-    lines.append(
-        f"diagnostics: {d['divergences']} divergences, max r_hat {d['max_r_hat']:.3f}, "
-        f"min bulk ESS {d['min_ess_bulk']:.0f} -> {'ok' if d['ok'] else 'FAILED'}"
-    )
-    lines += [f"  problem: {p}" for p in d["problems"]]
+    lines += diagnostics_lines(payload["diagnostics"])
     return "\n".join(lines)
 
 
@@ -1605,12 +1598,7 @@ def _steps_text(args: argparse.Namespace, result: Any) -> tuple[dict[str, Any], 
     if payload.get("optimum"):
         opt = payload["optimum"]
         lines.append(_intervals_text(f"optimum at C = {opt['compute']:.3g} FLOPs", opt["intervals"]))
-    d = payload["diagnostics"]
-    lines.append(
-        f"diagnostics: {d['divergences']} divergences, max r_hat {d['max_r_hat']:.3f}, "
-        f"min bulk ESS {d['min_ess_bulk']:.0f} -> {'ok' if d['ok'] else 'FAILED'}"
-    )
-    lines += [f"  problem: {p}" for p in d["problems"]]
+    lines += diagnostics_lines(payload["diagnostics"])
     return payload, "\n".join(lines)
 
 

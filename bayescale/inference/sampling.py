@@ -25,6 +25,7 @@ import numpy as np
 
 from bayescale.errors import BayescaleError
 from bayescale.inference import diagnostics as diag
+from bayescale.inference.geometry import reparametrise
 from bayescale.inference.progress import Progress
 from bayescale.model.jax_backend import cache_dir, setup_jax
 from bayescale.model.jax_density import build_density, unsupported
@@ -139,7 +140,7 @@ def run(
         else:
             reason = "numpyro and jax are not installed (`pip install bayescale[fast]`)"
         if reason is None:
-            density = build_density(law, runs, priors, fixed, likelihood)
+            density = reparametrise(build_density(law, runs, priors, fixed, likelihood))
             return sample_density(density, config, random_seed, progressbar), "jax"
         if config.backend == "jax":
             raise BayescaleError(f"backend 'jax' cannot fit this model: {reason}; use backend='auto'")
@@ -467,6 +468,7 @@ def _structure(density: Any) -> tuple[Any, ...]:
         density.likelihood,
         density.sites,
         density.fixed,
+        getattr(density, "geometry", None),
     )
 
 
