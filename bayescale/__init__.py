@@ -51,6 +51,7 @@ from bayescale.methods.training_steps import KAPLAN_2020, StepsFit, fit_steps
 from bayescale.model.laws import ScalingLaw, get_law, list_laws
 from bayescale.model.prior_sets import list_prior_sets, published_priors
 from bayescale.model.priors import Prior
+from bayescale.posterior.result import Result
 from bayescale.questions import design, plan
 from bayescale.questions.averaging import Averaged, average
 from bayescale.questions.compare import LooWarning, compare, loo, stacking_weights
@@ -75,6 +76,7 @@ __all__ = [
     "LooWarning",
     "Prior",
     "PriorError",
+    "Result",
     "Runs",
     "RunsError",
     "RunsWarning",

@@ -22,6 +22,7 @@ from typing import Any
 
 from bayescale.errors import BayescaleError, RunsWarning
 from bayescale.inference.diagnostics import FitWarning
+from bayescale.inference.diagnostics import summary_lines as diagnostics_lines
 from bayescale.posterior.extrapolation import DISTANCE_COLUMNS, VARIANT_LAW
 
 EXIT_USER_ERROR = 2
@@ -131,7 +132,7 @@ def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "tune": args.tune,
         "chains": args.chains,
         "backend": args.backend,
-        "progressbar": False,
+        "progressbar": getattr(args, "progress", False),
         "warn": False,
     }
     if getattr(args, "likelihood", None) is not None:
@@ -298,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--backend", default="auto", choices=["auto", "jax", "numpyro", "nutpie", "pymc"])
     p.add_argument("--strict", action="store_true", help="exit non-zero when diagnostics fail")
-    p.add_argument("--progress", action="store_true", help="show the sampler's progress bar")
+    p.add_argument(
+        "--progress", action="store_true", help="show the fit's stages on stderr (a bar on long fits)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     p = sub.add_parser("fit-many", help="run many fits from a JSON list of jobs, locally or on Dask")
@@ -448,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bracketed", action=argparse.BooleanOptionalAction, default=True, help=BRACKETED_HELP)
     _sampler_arguments(p)
+    _out_option(p)
 
     p = sub.add_parser(
         "envelope", help="training-curve envelope (Approach 1): exponents a, b and the optimum"
@@ -456,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compute", type=_positive_float, default=None, help="budget for the optimum (FLOPs)")
     p.add_argument("--correlation", default="ar1", choices=["ar1", "none"], help="within-run residuals")
     _sampler_arguments(p)
+    _out_option(p)
 
     p = sub.add_parser(
         "steps", help="Kaplan's L(N, S_min) and critical batch size B_crit(L) from loss curves"
@@ -478,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="budget for the compute-optimal model (FLOPs; C_min on Kaplan's frontier when B_crit is fitted)",
     )
     _sampler_arguments(p)
+    _out_option(p)
 
     p = sub.add_parser("compare-methods", help="Approaches 1, 2, 3 side by side (Hoffmann et al. Table 2)")
     p.add_argument("data", help="runs or curves: CSV/Parquet or a bundled name")
@@ -505,7 +511,14 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--backend", default="auto", choices=["auto", "numpyro", "nutpie", "pymc"])
+    p.add_argument("--progress", action="store_true", help="show the sampler's progress on stderr")
     p.add_argument("--json", action="store_true")
+
+
+def _out_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out", type=Path, default=None, help="also save the fit (NetCDF) for `summary` and `plan` later"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -650,6 +663,20 @@ def _summary_payload(fit: Any, prob: float) -> dict[str, Any]:
         for name, row in table.iterrows()
     }
     diag = fit.diagnostics
+    from bayescale.posterior.residuals import trend_message
+
+    trends = fit.residual_trends()
+    residuals = {
+        str(column): {
+            "spearman_rho": _number(row["spearman_rho"]),
+            "pvalue": _number(row["pvalue"]),
+            "trend": bool(row["trend"]),
+            "curvature_rho": _number(row["curvature_rho"]),
+            "curvature_pvalue": _number(row["curvature_pvalue"]),
+            "curvature": bool(row["curvature"]),
+        }
+        for column, row in trends.iterrows()
+    }
     return {
         "law": fit.law.name,
         "n_runs": len(fit.runs),
@@ -659,9 +686,14 @@ def _summary_payload(fit: Any, prob: float) -> dict[str, Any]:
             "divergences": diag["divergences"],
             "max_r_hat": None if math.isnan(diag["max_r_hat"]) else diag["max_r_hat"],
             "min_ess_bulk": diag["min_ess_bulk"],
+            "median_steps": _finite_or_none(diag.get("median_steps", math.nan)),
+            "max_tree_depth_share": _finite_or_none(diag.get("max_tree_depth_share", math.nan)),
             "ok": diag["ok"],
             "problems": diag["problems"],
+            "warnings": diag.get("warnings", []),
         },
+        "residual_trends": residuals,
+        "misfit": trend_message(trends),
     }
 
 
@@ -678,13 +710,11 @@ def _summary_text(payload: dict[str, Any]) -> str:
         lines.append(
             f"{name:<10} {p['median']:>12.5g} {p['lower']:>12.5g} {p['upper']:>12.5g} {r_hat:>7} {ess:>9}"
         )
-    d = payload["diagnostics"]
-    lines.append(
-        f"diagnostics: {d['divergences']} divergences, "
-        f"max r_hat {'n/a' if d['max_r_hat'] is None else format(d['max_r_hat'], '.3f')}, "
-        f"min bulk ESS {d['min_ess_bulk']:.0f} -> {'ok' if d['ok'] else 'FAILED'}"
-    )
-    lines += [f"  problem: {p}" for p in d["problems"]]
+    lines += diagnostics_lines(payload["diagnostics"])
+    if payload.get("misfit"):
+        lines.append(f"residuals: {payload['misfit']}")
+    elif payload.get("residual_trends"):
+        lines.append("residuals: no trend with " + ", ".join(payload["residual_trends"]) + " (p >= 0.01)")
     return "\n".join(lines)
 
 
@@ -878,16 +908,28 @@ def _job_output(out_dir: Path, name: str, index: int) -> Path:
     return out
 
 
-def _load(path: Path, args: argparse.Namespace | None = None) -> Any:
-    """Load a saved fit, printing a warning (and noting it for --strict) if it failed diagnostics."""
-    from bayescale.methods.io import load_fit, probe_hdf5
+def _load(path: Path, args: argparse.Namespace | None = None, methods: bool = False) -> Any:
+    """Load a saved fit, printing a warning (and noting it for --strict) if it failed diagnostics.
+
+    With ``methods``, an IsoFLOP, envelope or L(N, S) fit is accepted too; else only a
+    parametric fit (the other commands' questions need a law).
+    """
+    from bayescale.methods.io import kind_of, load_fit, probe_hdf5
 
     if path.is_file():
         probe_hdf5(path)  # a damaged file can hang or crash HDF5: find out in a child process
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
         fit = load_fit(path)
-    _resolve_flops(fit, args)
+    kind = kind_of(fit)
+    if kind != "fit" and not methods:
+        command = f"`bayescale {args.command}`" if args is not None else "this command"
+        raise BayescaleError(
+            f"{str(path)!r} holds {METHOD_NAMES[kind]}; {command} needs a parametric fit "
+            "(bayescale fit RUNS --out FILE); a saved method fit answers `summary` and `plan --compute`"
+        )
+    if kind == "fit":
+        _resolve_flops(fit, args)
     if not fit.diagnostics["ok"]:
         print(
             "warning: this fit failed its diagnostics: " + "; ".join(fit.diagnostics["problems"]),
@@ -899,8 +941,12 @@ def _load(path: Path, args: argparse.Namespace | None = None) -> Any:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    """``bayescale summary``."""
-    payload = _summary_payload(_load(args.fit, args), args.prob)
+    """``bayescale summary``: of a parametric fit, or of a saved IsoFLOP, envelope or L(N, S) fit."""
+    fit = _load(args.fit, args, methods=True)
+    if type(fit).__name__ != "Fit":
+        _method_output(args, fit)
+        return 0
+    payload = _summary_payload(fit, args.prob)
     _emit(args, payload, _summary_text(payload))
     return 0
 
@@ -974,16 +1020,24 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
 
         title = f"compute-optimal plan at C = {payloads[0]['compute']:.3g} FLOPs{where} ({interval})"
         text = _intervals_text(title, row_to_intervals(table.iloc[0], names))
-        multiple = float(table["compute_multiple"].iloc[0])
-        if multiple > 1 and fit.averages_beyond and args.unique_tokens is None:
-            text += (
-                f"\n{multiple:.3g}x the largest run's compute: beyond the runs, the plan averages the "
-                f"fitted law with {VARIANT_LAW} fitted to the same runs (README: 'Answers beyond your runs')"
-            )
+        if args.unique_tokens is None:
+            text += _averaging_note(fit, table)
         _emit(args, payloads[0], text)
         return
     title = f"compute-optimal plans{where} ({interval}); a, b: N_opt ~ C^a, D_opt ~ C^b"
     _emit(args, payloads, _rows_text(title, table, ["compute"], names))
+
+
+def _averaging_note(fit: Any, table: Any) -> str:
+    """A line saying that answers beyond the runs average the fitted law with the variant law."""
+    multiple = float(table["compute_multiple"].max())
+    if not (multiple > 1 and fit.averages_beyond):
+        return ""
+    where = f"up to {multiple:.3g}x" if multiple < float("inf") else "beyond"
+    return (
+        f"\n{where} the largest run's compute: beyond the runs, answers average the "
+        f"fitted law with {VARIANT_LAW} fitted to the same runs (README: 'Answers beyond your runs')"
+    )
 
 
 def _check_allocation(table: Any, flops_per_param_token: float) -> None:
@@ -1014,7 +1068,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise BayescaleError(
             "--group goes with --compute (the compute for a target loss is not per group yet)"
         )
-    fit = _load(args.fit, args)
+    fit = _load(args.fit, args, methods=True)
+    if type(fit).__name__ != "Fit":
+        _method_plan(args, fit)
+        return 0
     if args.compute is not None:
         _allocation_output(args, fit, args.compute)
         return 0
@@ -1038,6 +1095,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         "inf: the target is below the reachable floor in that share of draws)"
     )
     text = _rows_text(title, table, ["target_loss", "fraction_unreachable"], names)
+    if args.unique_tokens is None:
+        text += _averaging_note(fit, table)
     _emit(args, payloads[0] if len(payloads) == 1 else payloads, text)
     return 0
 
@@ -1348,12 +1407,7 @@ def _method_text(title: str, payload: dict[str, Any]) -> str:
     if payload.get("optimum"):
         opt = payload["optimum"]
         lines.append(_intervals_text(f"optimum at C = {opt['compute']:.3g} FLOPs", opt["intervals"]))
-    d = payload["diagnostics"]
-    lines.append(
-        f"diagnostics: {d['divergences']} divergences, max r_hat {d['max_r_hat']:.3f}, "
-        f"min bulk ESS {d['min_ess_bulk']:.0f} -> {'ok' if d['ok'] else 'FAILED'}"
-    )
-    lines += [f"  problem: {p}" for p in d["problems"]]
+    lines += diagnostics_lines(payload["diagnostics"])
     return "\n".join(lines)
 
 
@@ -1366,10 +1420,75 @@ def _optimum(result: Any, compute: float | None, prob: float) -> dict[str, Any] 
     return {"compute": compute, "intervals": row_to_intervals(row, ["params", "tokens", "tokens_per_param"])}
 
 
+#: What a saved fit of each kind is, in an error message.
+METHOD_NAMES = {
+    "fit": "a parametric fit",
+    "isoflop": "an IsoFLOP fit (bayescale isoflop)",
+    "envelope": "a training-curve envelope fit (bayescale envelope)",
+    "steps": "a Kaplan L(N, S) fit (bayescale steps)",
+}
+
+
+def _check_out(args: argparse.Namespace, source: Any) -> None:
+    """Before a method's fit: refuse an --out that is the input or cannot be written."""
+    from bayescale.methods.io import check_writable
+
+    if args.out is not None:
+        _refuse_input_as_output(args.out, [source])
+        check_writable(args.out)
+
+
+def _method_output(args: argparse.Namespace, result: Any) -> None:
+    """Print a method's fit (fitted now or loaded), saving it first to ``--out`` when given."""
+    from bayescale.methods.io import kind_of
+
+    render = {"isoflop": _isoflop_text, "envelope": _envelope_text, "steps": _steps_text}[kind_of(result)]
+    payload, text = render(args, result)
+    if getattr(args, "out", None) is not None:
+        path = _save_or_keep(result, args.out)
+        payload["saved_to"] = str(path)
+        text += f"\nsaved fit to {path}"
+    _emit(args, payload, text)
+
+
+def _method_plan(args: argparse.Namespace, result: Any) -> None:
+    """``plan --compute`` of a saved IsoFLOP, envelope or L(N, S) fit: the compute-optimal model."""
+    from bayescale.methods.io import kind_of
+
+    other = [
+        flag
+        for flag, given in (
+            ("--target-loss", args.target_loss is not None),
+            ("--unique-tokens", args.unique_tokens is not None),
+            ("--group", args.group is not None),
+            ("--flops-per-param-token", args.flops_per_param_token != 6.0),
+        )
+        if given
+    ]
+    if other:
+        raise BayescaleError(
+            f"{', '.join(other)} needs a parametric fit; {str(args.fit)!r} holds "
+            f"{METHOD_NAMES[kind_of(result)]}, which plans with --compute only"
+        )
+    table = result.optimal(args.compute, prob=args.prob, kind=args.kind)
+    names = [c[: -len("_median")] for c in table.columns if c.endswith("_median")]
+    head = {"prob": args.prob, "kind": args.kind}
+    payloads = [
+        {"compute": float(row["compute"]), **head, **_interval_payload(row, names)}
+        for _, row in table.iterrows()
+    ]
+    title = (
+        f"compute-optimal model from {METHOD_NAMES[kind_of(result)]} "
+        f"({args.prob:.0%} {args.kind.upper()} intervals)"
+    )
+    _emit(args, payloads[0] if len(payloads) == 1 else payloads, _rows_text(title, table, ["compute"], names))
+
+
 def cmd_isoflop(args: argparse.Namespace) -> int:
     """``bayescale isoflop``: one hierarchical fit of the IsoFLOP profiles."""
     from bayescale.methods.isoflop import fit_isoflop
 
+    _check_out(args, args.runs)
     result = fit_isoflop(
         _load_runs(args, args.runs),
         group=args.group,
@@ -1380,8 +1499,13 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
         shape=args.shape,
         **_sampler_kwargs(args),
     )
+    _method_output(args, result)
+    return 0
+
+
+def _isoflop_text(args: argparse.Namespace, result: Any) -> tuple[dict[str, Any], str]:
     payload = result.summary(args.prob)
-    payload["optimum"] = _optimum(result, args.compute, args.prob)
+    payload["optimum"] = _optimum(result, getattr(args, "compute", None), args.prob)
     budgets = "\n".join(
         f"  budget {b['budget']:.3g}: {b['n_runs']} runs ({b['compute_min']:.3g}-{b['compute_max']:.3g})"
         + _budget_unused(b)
@@ -1390,8 +1514,7 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
     title = (
         f"IsoFLOP fit ({payload['shape']} profiles) on {payload['n_runs']} runs; {args.prob:.0%} intervals"
     )
-    _emit(args, payload, f"budget levels:\n{budgets}\n" + _method_text(title, payload))
-    return 0
+    return payload, f"budget levels:\n{budgets}\n" + _method_text(title, payload)
 
 
 def _budget_unused(budget: dict[str, Any]) -> str:
@@ -1412,15 +1535,20 @@ def cmd_envelope(args: argparse.Namespace) -> int:
     """``bayescale envelope``: smoothed curves, their envelope, a and b."""
     from bayescale.methods.envelope import fit_envelope
 
+    _check_out(args, args.curves)
     result = fit_envelope(args.curves, correlation=args.correlation, **_sampler_kwargs(args))
+    _method_output(args, result)
+    return 0
+
+
+def _envelope_text(args: argparse.Namespace, result: Any) -> tuple[dict[str, Any], str]:
     payload = result.summary(args.prob)
-    payload["optimum"] = _optimum(result, args.compute, args.prob)
+    payload["optimum"] = _optimum(result, getattr(args, "compute", None), args.prob)
     title = (
         f"training-curve envelope on {payload['n_runs']} curves, {payload['n_points']} checkpoints "
         f"({payload['correlation']} residuals); {args.prob:.0%} intervals"
     )
-    _emit(args, payload, _method_text(title, payload))
-    return 0
+    return payload, _method_text(title, payload)
 
 
 def cmd_steps(args: argparse.Namespace) -> int:
@@ -1428,6 +1556,7 @@ def cmd_steps(args: argparse.Namespace) -> int:
     from bayescale.methods.training_steps import fit_steps
 
     critical = {"auto": None, "yes": True, "no": False}[args.critical_batch]
+    _check_out(args, args.curves)
     result = fit_steps(
         args.curves,
         critical_batch=critical,
@@ -1435,13 +1564,19 @@ def cmd_steps(args: argparse.Namespace) -> int:
         min_step=args.min_step,
         **_sampler_kwargs(args),
     )
+    _method_output(args, result)
+    return 0
+
+
+def _steps_text(args: argparse.Namespace, result: Any) -> tuple[dict[str, Any], str]:
     payload = result.summary(args.prob)
-    if args.compute is not None:
+    compute = getattr(args, "compute", None)
+    if compute is not None:
         from bayescale.posterior.intervals import row_to_intervals
 
-        row = result.optimal(args.compute, prob=args.prob).iloc[0]
+        row = result.optimal(compute, prob=args.prob).iloc[0]
         columns = [c[: -len("_median")] for c in row.index if c.endswith("_median")]
-        payload["optimum"] = {"compute": args.compute, "intervals": row_to_intervals(row, columns)}
+        payload["optimum"] = {"compute": compute, "intervals": row_to_intervals(row, columns)}
     names = result.parameter_names
     title = (
         f"Kaplan L(N, S_min) on {payload['n_runs']} curves, {payload['n_points']} checkpoints "
@@ -1463,14 +1598,8 @@ def cmd_steps(args: argparse.Namespace) -> int:
     if payload.get("optimum"):
         opt = payload["optimum"]
         lines.append(_intervals_text(f"optimum at C = {opt['compute']:.3g} FLOPs", opt["intervals"]))
-    d = payload["diagnostics"]
-    lines.append(
-        f"diagnostics: {d['divergences']} divergences, max r_hat {d['max_r_hat']:.3f}, "
-        f"min bulk ESS {d['min_ess_bulk']:.0f} -> {'ok' if d['ok'] else 'FAILED'}"
-    )
-    lines += [f"  problem: {p}" for p in d["problems"]]
-    _emit(args, payload, "\n".join(lines))
-    return 0
+    lines += diagnostics_lines(payload["diagnostics"])
+    return payload, "\n".join(lines)
 
 
 def cmd_compare_methods(args: argparse.Namespace) -> int:

@@ -18,7 +18,9 @@ import numpy as np
 from bayescale import plots
 from bayescale._version import __version__
 from bayescale.errors import BayescaleError
+from bayescale.inference import diagnostics as diag
 from bayescale.plots._common import decades
+from bayescale.posterior.residuals import trend_message
 
 if TYPE_CHECKING:
     from bayescale.methods.parametric import Fit
@@ -109,14 +111,21 @@ def _diagnostics_section(fit: Fit) -> str:
     d = fit.diagnostics
     state = '<span class="ok">passed</span>' if d["ok"] else '<span class="failed">FAILED</span>'
     config = fit.sampler.to_dict()
+    # The text of the one renderer, without its "diagnostics: " and verdict (the state says it).
+    line = diag.summary_lines(d)[0].removeprefix("diagnostics: ").rsplit(" -> ", 1)[0]
     rows = [
-        f"<li>diagnostics {state}: {_e(d['divergences'])} divergences, "
-        f"max r_hat {_e(format(d['max_r_hat'], '.3f'))}, "
-        f"min bulk ESS {_e(format(d['min_ess_bulk'], '.0f'))}</li>",
+        f"<li>diagnostics {state}: {_e(line)}</li>",
         "<li>sampler: " + _e(", ".join(f"{k}={v}" for k, v in config.items()))
         + f", random_seed={_e(fit.random_seed)}</li>",
     ]  # fmt: skip
     rows += [f'<li class="failed">{_e(p)}</li>' for p in d["problems"]]
+    rows += [f"<li>warning: {_e(w)}</li>" for w in d.get("warnings", [])]
+    trends = fit.residual_trends()
+    misfit = trend_message(trends)
+    if misfit:
+        rows.append(f'<li class="failed">residuals: {_e(misfit)}</li>')
+    elif len(trends):
+        rows.append(f'<li class="ok">residuals: no trend with {_e(", ".join(map(str, trends.index)))}</li>')
     return "<ul>" + "".join(rows) + "</ul>"
 
 

@@ -99,51 +99,13 @@ def misfitting() -> pd.DataFrame | None:
     return best.rename(columns={"N": "params", "D": "tokens"})[["params", "tokens", "loss"]]
 
 
-SIM_SIZES = np.geomspace(3e7, 3e9, 6)
-SIM_TOKENS_PER_PARAM = (5.0, 10.0, 20.0, 40.0, 80.0)
-SIM_SIGMA = 0.01  # Gaussian noise on log loss
-
-
 def simulated(kind: str, seed: int) -> Callable[[], pd.DataFrame]:
     """A ladder drawn from a law other than the Chinchilla law that is fitted to it."""
 
     def load() -> pd.DataFrame:
-        import bayescale as bs
+        from bayescale.checks.simulate import misspecified_ladder
 
-        rng = np.random.default_rng([16, seed, len(kind)])
-        epochs = (1.0, 4.0, 16.0) if kind == "data-constrained" else (1.0,)
-        grid = np.array([(n, n * m, e) for n in SIM_SIZES for m in SIM_TOKENS_PER_PARAM for e in epochs])
-        N, D, U = grid[:, 0], grid[:, 1], grid[:, 1] / grid[:, 2]
-        jitter = lambda x, s: float(x * np.exp(s * rng.standard_normal()))  # noqa: E731
-        if kind == "kaplan-e":
-            theta = dict(
-                E=jitter(1.7, 0.1),
-                N_c=np.exp(17.7 + 0.5 * rng.standard_normal()),
-                D_c=np.exp(21 + 0.5 * rng.standard_normal()),
-                alpha_N=jitter(0.34, 0.1),
-                alpha_D=jitter(0.28, 0.1),
-            )
-            mean = bs.get_law("kaplan-e").loss(theta, N, D)
-        elif kind == "data-constrained":
-            theta = dict(
-                E=jitter(1.87, 0.05),
-                A=jitter(406.4, 0.2),
-                B=jitter(410.7, 0.2),
-                alpha_N=jitter(0.34, 0.05),
-                alpha_D=jitter(0.28, 0.05),
-                R_D_star=jitter(15.4, 0.2),
-                R_N_star=jitter(5.3, 0.2),
-            )
-            mean = bs.get_law("data-constrained").loss(theta, N, D, U)
-        elif kind == "bending":  # data exponent flattens by g beyond D_b
-            E, A, B = jitter(1.8, 0.05), jitter(406.4, 0.2), jitter(410.7, 0.2)
-            aN, aD, g = jitter(0.34, 0.05), jitter(0.28, 0.05), jitter(0.12, 0.2)
-            D_b = jitter(2e10, 0.5)
-            mean = E + A / N**aN + B / D**aD * (1 + D / D_b) ** g
-        else:
-            raise ValueError(kind)
-        loss = mean * np.exp(SIM_SIGMA * rng.standard_normal(len(N)))
-        return pd.DataFrame({"params": N, "tokens": D, "loss": loss})
+        return misspecified_ladder(kind, seed)
 
     return load
 

@@ -21,7 +21,7 @@ from bayescale.data.runs import Runs
 from bayescale.errors import BayescaleError
 from bayescale.methods.parametric import Fit
 from bayescale.methods.parametric import fit as fit_law
-from bayescale.model.pymc_model import predictive_cdf
+from bayescale.model.pymc_model import predictive_cdf, with_run_effects
 from bayescale.questions.compare import log_likelihood, stacking_weights
 from bayescale.questions.plan import predict_draws
 
@@ -158,7 +158,8 @@ def score_runs(
     ll = log_likelihood(fit, runs_obj)
     n_draws = ll.sizes["chain"] * ll.sizes["draw"]
     table["log_predictive_density"] = logsumexp(ll.values.reshape(n_draws, -1), axis=0) - np.log(n_draws)
-    table["pit"] = predictive_cdf(fit.law, fit.likelihood, fit.theta(), runs_obj).values
+    theta = with_run_effects(fit.theta(), fit.posterior)
+    table["pit"] = predictive_cdf(fit.law, fit.likelihood, theta, runs_obj).values
     return table
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from bayescale.posterior.intervals import interval_table
+from bayescale.posterior.residuals import TREND_ALPHA, trends
 from bayescale.questions.plan import predict_draws
 
 
@@ -44,38 +44,6 @@ def predictive_check(fit: Any, prob: float = 0.9, random_seed: int | None = None
     return out
 
 
-def residual_trends(check: Any, alpha: float = 0.01) -> Any:
-    """Rank correlation of the residuals of :func:`predictive_check` with each covariate and its square.
-
-    A well-specified law leaves residuals that do not trend with model size,
-    tokens or epochs; a significant trend (p < ``alpha``) says the law's shape
-    is wrong along that axis (for example Chinchilla's law on heavily
-    repeated data, whose loss rises with epochs). A law that bends the wrong
-    way leaves a U-shaped pattern instead (Kaplan's law, which has no
-    irreducible loss, on runs that flatten towards one: residuals high at both
-    ends of the size range), which the correlation with the squared distance
-    from the mean of the log covariate catches.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per covariate: ``spearman_rho``, ``pvalue`` and ``trend``
-        (p < ``alpha``); ``curvature_rho``, ``curvature_pvalue`` and
-        ``curvature`` for the squared log covariate (only with more than three
-        distinct values; NaN and False otherwise).
-    """
-    rows = {}
-    for column in ("params", "tokens", "epochs"):
-        if column in check.columns and check[column].nunique() > 2:
-            log_x = np.log(check[column].to_numpy(dtype=float))
-            result = stats.spearmanr(log_x, check["residual"])
-            row = {"spearman_rho": float(result.statistic), "pvalue": float(result.pvalue)}
-            row["curvature_rho"], row["curvature_pvalue"] = np.nan, np.nan
-            if check[column].nunique() > 3:
-                bend = stats.spearmanr((log_x - log_x.mean()) ** 2, check["residual"])
-                row["curvature_rho"], row["curvature_pvalue"] = float(bend.statistic), float(bend.pvalue)
-            rows[column] = row
-    table = pd.DataFrame(rows).T
-    table["trend"] = table["pvalue"] < alpha
-    table["curvature"] = table["curvature_pvalue"] < alpha  # NaN compares False
-    return table[["spearman_rho", "pvalue", "trend", "curvature_rho", "curvature_pvalue", "curvature"]]
+def residual_trends(check: Any, alpha: float = TREND_ALPHA) -> Any:
+    """:func:`bayescale.posterior.residuals.trends` of the residuals of :func:`predictive_check`."""
+    return trends(check, alpha)

@@ -62,6 +62,64 @@ def simulate_ladder(
     return pd.DataFrame({"params": N, "tokens": D, "loss": loss})
 
 
+#: Misspecified ladders (:func:`misspecified_ladder`): 6 sizes x 5 tokens per parameter, 1% noise.
+MISSPECIFIED_SIZES = np.geomspace(3e7, 3e9, 6)
+MISSPECIFIED_TOKENS_PER_PARAM = (5.0, 10.0, 20.0, 40.0, 80.0)
+MISSPECIFIED_KINDS = ("kaplan-e", "data-constrained", "bending")
+
+
+def misspecified_ladder(kind: str, seed: int, sigma: float = 0.01) -> pd.DataFrame:
+    """A ladder drawn from a law other than the Chinchilla law, with jittered parameters.
+
+    For testing intervals off the runs' range where the fitted law is wrong by
+    construction. ``kind``: ``"kaplan-e"`` (Kaplan's form with an irreducible
+    loss), ``"data-constrained"`` (each run at 1, 4 and 16 epochs of its tokens;
+    the returned table omits ``unique_tokens``, so a Chinchilla fit cannot see
+    the repetition) or ``"bending"`` (the data term grows by ``(1 + D / D_b)^g``,
+    g ~ 0.12, D_b ~ 2e10: the data exponent flattens past D_b). Columns
+    ``params``, ``tokens``, ``loss``; Gaussian noise of sd ``sigma`` on log loss.
+    """
+    if kind not in MISSPECIFIED_KINDS:
+        raise ValueError(f"kind must be one of {MISSPECIFIED_KINDS}, got {kind!r}")
+    rng = np.random.default_rng([16, seed, len(kind)])
+    epochs = (1.0, 4.0, 16.0) if kind == "data-constrained" else (1.0,)
+    grid = np.array(
+        [(n, n * m, e) for n in MISSPECIFIED_SIZES for m in MISSPECIFIED_TOKENS_PER_PARAM for e in epochs]
+    )
+    N, D, U = grid[:, 0], grid[:, 1], grid[:, 1] / grid[:, 2]
+
+    def jitter(value: float, sd: float) -> float:
+        return float(value * np.exp(sd * rng.standard_normal()))
+
+    if kind == "kaplan-e":
+        theta = {
+            "E": jitter(1.7, 0.1),
+            "N_c": float(np.exp(17.7 + 0.5 * rng.standard_normal())),
+            "D_c": float(np.exp(21 + 0.5 * rng.standard_normal())),
+            "alpha_N": jitter(0.34, 0.1),
+            "alpha_D": jitter(0.28, 0.1),
+        }
+        mean = get_law("kaplan-e").loss(theta, N, D)
+    elif kind == "data-constrained":
+        theta = {
+            "E": jitter(1.87, 0.05),
+            "A": jitter(406.4, 0.2),
+            "B": jitter(410.7, 0.2),
+            "alpha_N": jitter(0.34, 0.05),
+            "alpha_D": jitter(0.28, 0.05),
+            "R_D_star": jitter(15.4, 0.2),
+            "R_N_star": jitter(5.3, 0.2),
+        }
+        mean = get_law("data-constrained").loss(theta, N, D, U)
+    else:
+        E, A, B = jitter(1.8, 0.05), jitter(406.4, 0.2), jitter(410.7, 0.2)
+        alpha_N, alpha_D, g = jitter(0.34, 0.05), jitter(0.28, 0.05), jitter(0.12, 0.2)
+        D_b = jitter(2e10, 0.5)
+        mean = E + A / N**alpha_N + B / D**alpha_D * (1 + D / D_b) ** g
+    loss = mean * np.exp(sigma * rng.standard_normal(len(N)))
+    return pd.DataFrame({"params": N, "tokens": D, "loss": loss})
+
+
 def simulate_curves(
     seed: int,
     theta: Mapping[str, float] = KAPLAN_2020,

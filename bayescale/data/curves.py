@@ -132,11 +132,7 @@ def validate_curves(frame: pd.DataFrame) -> pd.DataFrame:
             f"curves need a 'run' column saying which run each checkpoint belongs to; "
             f"found {list(frame.columns)}. Accepted names: {', '.join(CURVE_ALIASES['run'])}"
         )
-    out = validate_frame(out)
-    if out["run"].isna().any():
-        row = int(np.flatnonzero(out["run"].isna().to_numpy())[0])
-        raise RunsError(f"column 'run' row {row}: missing run label")
-    out["run"] = out["run"].astype(str)
+    out = validate_frame(out)  # also refuses a missing run label and a run with several params
     for col in ("step", "batch_size"):
         if col in out.columns:
             values = pd.to_numeric(out[col], errors="coerce")
@@ -147,11 +143,6 @@ def validate_curves(frame: pd.DataFrame) -> pd.DataFrame:
                 )
             out[col] = values.astype(float)
     per_run = out.groupby("run", sort=False)
-    n_sizes = per_run["params"].nunique()
-    if (n_sizes > 1).any():
-        run = n_sizes.index[np.flatnonzero(n_sizes.to_numpy() > 1)[0]]
-        values = sorted(out.loc[out["run"] == run, "params"].unique())
-        raise RunsError(f"run {run!r} has several 'params' values {values}; one model size per run")
     counts = per_run.size()
     if (counts < 2).any():
         run = counts.index[np.flatnonzero(counts.to_numpy() < 2)[0]]

@@ -8,6 +8,8 @@ Canonical columns (units in brackets):
 ``unique_tokens``  U, unique tokens behind D [count], optional
 ``compute``        C, training compute [FLOPs], optional (default 6 N D)
 ``group``          label of a data set or recipe, optional
+``run``            label of the training run a row is a checkpoint of, optional:
+                   rows sharing a label are one model's loss curve (one ``params``)
 
 Every bad value raises :class:`~bayescale.errors.RunsError` naming the column
 and the row (0-based position in the table), so nothing is silently dropped.
@@ -278,9 +280,34 @@ def validate_frame(
             row = int(np.flatnonzero(out["group"].isna().to_numpy())[0])
             raise RunsError(f"column 'group' row {row}: missing group label")
         out["group"] = out["group"].astype(str)
+    if "run" in out.columns:
+        _check_run_labels(out)
     _warn_units(out)
     _warn_duplicates(out)
     return out
+
+
+def _check_run_labels(out: pd.DataFrame) -> None:
+    """Turn run labels to text; refuse a missing label or a run whose rows disagree on params.
+
+    A run is one model trained once: its rows are checkpoints at growing tokens.
+    """
+    if out["run"].isna().any():
+        row = int(np.flatnonzero(out["run"].isna().to_numpy())[0])
+        raise RunsError(f"column 'run' row {row}: missing run label")
+    out["run"] = out["run"].astype(str)
+    sizes = out.groupby("run", sort=False)["params"].nunique()
+    mixed = sizes[sizes > 1]
+    if len(mixed):
+        label = mixed.index[0]
+        rows = np.flatnonzero((out["run"] == label).to_numpy())
+        values = sorted(out["params"].iloc[rows].unique())
+        raise RunsError(
+            f"column 'run': run {label!r} has rows with different params ({values[0]:.4g} and "
+            f"{values[-1]:.4g}, rows {rows[:6].tolist()}); the rows of one run are checkpoints of one "
+            "model. If the column means something else, leave it out with --column run= "
+            "(Python: columns={'run': ''})"
+        )
 
 
 #: One-letter aliases of optional columns, easily another column's name (a cluster id ``c``):

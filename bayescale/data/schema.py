@@ -24,6 +24,7 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "unique_tokens": ("unique_tokens", "u", "unique", "n_unique_tokens"),
     "compute": ("compute", "c", "flops", "training_flop", "training_flops", "compute_budget"),
     "group": ("group", "dataset"),
+    "run": ("run", "run_id"),
 }
 
 #: Compute per parameter per token in the default FLOPs model C = 6 N D.

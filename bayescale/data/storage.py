@@ -1,4 +1,4 @@
-"""The runs table as stored in a saved fit: an xarray Dataset along dim ``run``."""
+"""The runs (or curves) table as stored in a saved fit: an xarray Dataset along one dim."""
 
 from __future__ import annotations
 
@@ -13,29 +13,38 @@ from bayescale.data.runs import Runs
 
 def runs_to_dataset(runs: Runs) -> xr.Dataset:
     """The runs table as an xarray Dataset along dim ``run`` (for saving)."""
-    frame = runs.frame.reset_index(drop=True)
+    return table_to_dataset(runs.frame, runs.source, "run")
+
+
+def table_to_dataset(frame: pd.DataFrame, source: str, dim: str) -> xr.Dataset:
+    """A table (runs, or the checkpoints of curves) as an xarray Dataset along ``dim``.
+
+    Variables whose names start with ``_`` (other than ``_column_``) are never
+    columns, so a saved result can keep its own arrays beside the table.
+    """
+    frame = frame.reset_index(drop=True)
     data = {}
-    names = [_column_variable(str(col), i) for i, col in enumerate(frame.columns)]
+    names = [_column_variable(str(col), i, dim) for i, col in enumerate(frame.columns)]
     for col, name in zip(frame.columns, names, strict=True):
         values = frame[col].to_numpy()
         if values.dtype == object or pd.api.types.is_string_dtype(frame[col]):
             values = frame[col].astype(str).to_numpy(dtype=str)
-        data[name] = (("run",), values)
-    ds = xr.Dataset(data, coords={"run": np.arange(len(frame))})
-    ds.attrs["source"] = runs.source
+        data[name] = ((dim,), values)
+    ds = xr.Dataset(data, coords={dim: np.arange(len(frame))})
+    ds.attrs["source"] = source
     ds.attrs["columns"] = json.dumps([str(c) for c in frame.columns])
     ds.attrs["column_variables"] = json.dumps(names)
     return ds
 
 
-def _column_variable(column: str, position: int) -> str:
-    """The NetCDF variable holding a runs column: its own name when NetCDF can hold it.
+def _column_variable(column: str, position: int, dim: str = "run") -> str:
+    """The NetCDF variable holding a table column: its own name when NetCDF can hold it.
 
-    ``run`` is the dimension's name and ``/`` separates HDF5 groups, so such a
+    ``dim`` is the dimension's name and ``/`` separates HDF5 groups, so such a
     column (and any other unusual name) is stored as ``_column_<position>``;
     the ``columns`` attr keeps the real names in order.
     """
-    plain = column != "run" and column.isascii() and column[:1].isalpha()
+    plain = column != dim and column.isascii() and column[:1].isalpha()
     if plain and all(ch.isalnum() or ch in "_-." for ch in column):
         return column
     return f"_column_{position}"
@@ -43,6 +52,15 @@ def _column_variable(column: str, position: int) -> str:
 
 def runs_from_dataset(ds: xr.Dataset) -> Runs:
     """Inverse of :func:`runs_to_dataset`."""
+    frame, source = table_from_dataset(ds)
+    for required in ("params", "tokens", "loss", "compute"):
+        if required not in frame.columns:
+            raise TypeError(f"the runs' 'columns' attr lacks {required!r}: {list(frame.columns)}")
+    return Runs(frame=frame, source=source)
+
+
+def table_from_dataset(ds: xr.Dataset) -> tuple[pd.DataFrame, str]:
+    """Inverse of :func:`table_to_dataset`: the table and its source."""
     columns = json.loads(ds.attrs["columns"])
     names = json.loads(ds.attrs.get("column_variables", ds.attrs["columns"]))
     if not (isinstance(columns, list) and isinstance(names, list) and len(columns) == len(names)):
@@ -50,7 +68,4 @@ def runs_from_dataset(ds: xr.Dataset) -> Runs:
     frame = pd.DataFrame({str(c): ds[str(n)].values for c, n in zip(columns, names, strict=True)})
     if len(frame.columns) != len(columns):
         raise TypeError(f"the runs' 'columns' attr repeats a name: {columns}")
-    for required in ("params", "tokens", "loss", "compute"):
-        if required not in frame.columns:
-            raise TypeError(f"the runs' 'columns' attr lacks {required!r}: {columns}")
-    return Runs(frame=frame, source=str(ds.attrs.get("source", "saved fit")))
+    return frame, str(ds.attrs.get("source", "saved fit"))

@@ -1,4 +1,4 @@
-"""Convergence diagnostics computed on every fit (r_hat, bulk ESS, divergences, modes)."""
+"""Convergence diagnostics computed on every fit (r_hat, bulk ESS, divergences, modes, tree depth)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from bayescale.inference import container
 #: Thresholds a fit must meet (Vehtari et al. 2021 recommend r_hat <= 1.01, ESS >= 400).
 MAX_R_HAT = 1.01
 MIN_ESS_BULK = 400
+#: NUTS's maximum tree depth (numpyro's, PyMC's and nutpie's default): at most 2**10 - 1 leapfrog steps.
+MAX_TREE_DEPTH = 10
+#: Share of draws at the maximum tree depth above which the fit gets a warning (Stan's practice).
+MAX_TREE_DEPTH_SHARE = 0.01
 #: The NUTS target acceptance rate of :func:`bayescale.fit` (the advice on divergences starts from it).
 DEFAULT_TARGET_ACCEPT = 0.95
 
@@ -28,8 +32,14 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
     -------
     dict
         ``divergences``, ``max_r_hat``, ``min_ess_bulk``, per-parameter
-        ``r_hat`` and ``ess_bulk``, ``ok``, a list of ``problems`` and
-        ``restarted_chains`` (chains restarted after a collapsed warm-up).
+        ``r_hat`` and ``ess_bulk``, ``ok``, a list of ``problems``,
+        ``restarted_chains`` (chains restarted after a collapsed warm-up),
+        ``median_steps`` (leapfrog steps per draw, NaN when the sampler does
+        not report them), ``max_tree_depth_share`` (share of draws whose tree
+        reached :data:`MAX_TREE_DEPTH`, NaN likewise) and ``warnings``.
+        Saturated trees are a warning, not a problem: the draws stay valid
+        (r_hat and ESS judge them), but the sampler wastes its work on a
+        posterior it cannot cross in one trajectory.
     """
     import arviz_stats as azs
 
@@ -68,7 +78,19 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
     restarted = []
     if "restarted" in stats:
         restarted = [int(c) for c in np.flatnonzero(stats["restarted"].any("draw").values)]
+    median_steps, saturated = tree_stats(stats)
+    notes = []
+    if saturated > MAX_TREE_DEPTH_SHARE:
+        notes.append(
+            f"{saturated:.1%} of draws reached the maximum tree depth ({MAX_TREE_DEPTH}; median "
+            f"{median_steps:.0f} leapfrog steps per draw): the posterior has a long or curved ridge; "
+            "sampling is slow and its ESS low. Often parameters the runs cannot tell apart: fix one "
+            "or give informed priors (--priors-from), or add runs that separate them"
+        )
     return {
+        "median_steps": median_steps,
+        "max_tree_depth_share": saturated,
+        "warnings": notes,
         "restarted_chains": restarted,
         "divergences": divergences,
         "max_r_hat": max_r_hat,
@@ -78,6 +100,46 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
         "ok": not problems,
         "problems": problems,
     }
+
+
+def tree_stats(stats: Any) -> tuple[float, float]:
+    """Median leapfrog steps per draw and the share of draws at :data:`MAX_TREE_DEPTH` (NaN if unknown).
+
+    Reads ``sample_stats`` as each backend writes it: ``n_steps`` (every NUTS
+    backend), and PyMC's ``reached_max_treedepth`` or nutpie's
+    ``maxdepth_reached`` flags where present, else ``n_steps >= 2**MAX_TREE_DEPTH - 1``.
+    """
+    if "n_steps" not in stats:
+        return float("nan"), float("nan")
+    steps = np.asarray(stats["n_steps"].values)
+    for flag in ("reached_max_treedepth", "maxdepth_reached"):
+        if flag in stats:
+            return float(np.median(steps)), float(np.mean(np.asarray(stats[flag].values, dtype=bool)))
+    return float(np.median(steps)), float(np.mean(steps >= 2**MAX_TREE_DEPTH - 1))
+
+
+def summary_lines(diagnostics: dict[str, Any]) -> list[str]:
+    """The diagnostics of a fit as text: one summary line, then each problem and warning.
+
+    The one renderer of every command's diagnostics; reads saved fits of older
+    versions too (no tree statistics: left out of the line).
+    """
+    d = diagnostics
+    r_hat = d["max_r_hat"]
+    parts = [
+        f"{d['divergences']} divergences",
+        f"max r_hat {'n/a' if r_hat is None or not np.isfinite(r_hat) else format(r_hat, '.3f')}",
+        f"min bulk ESS {d['min_ess_bulk']:.0f}",
+    ]
+    steps, saturated = d.get("median_steps"), d.get("max_tree_depth_share")
+    if steps is not None and np.isfinite(steps):
+        parts.append(f"median {steps:.0f} leapfrog steps per draw")
+    if saturated is not None and np.isfinite(saturated):
+        parts.append(f"{saturated:.1%} at max tree depth")
+    lines = [f"diagnostics: {', '.join(parts)} -> {'ok' if d['ok'] else 'FAILED'}"]
+    lines += [f"  problem: {p}" for p in d["problems"]]
+    lines += [f"  warning: {w}" for w in d.get("warnings", [])]
+    return lines
 
 
 #: Chains whose medians differ by more than this many within-chain sds sit in separate modes.
@@ -132,11 +194,17 @@ def _modes_message(name: str, values: np.ndarray, modes: list[list[int]], idata:
 
 
 def warn_if_failed(diagnostics: dict[str, Any], stacklevel: int = 3) -> None:
-    """Emit a :class:`FitWarning` listing every failed diagnostic."""
+    """Emit a :class:`FitWarning` listing every failed diagnostic, and one for the sampler's warnings."""
     if not diagnostics["ok"]:
         warnings.warn(
             "the fit failed its diagnostics; treat its answers with care:\n  - "
             + "\n  - ".join(diagnostics["problems"]),
+            FitWarning,
+            stacklevel=stacklevel,
+        )
+    if diagnostics.get("warnings"):
+        warnings.warn(
+            "the sampler struggled:\n  - " + "\n  - ".join(diagnostics["warnings"]),
             FitWarning,
             stacklevel=stacklevel,
         )

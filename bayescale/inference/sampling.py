@@ -26,9 +26,11 @@ import numpy as np
 from bayescale.errors import BayescaleError
 from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
+from bayescale.inference.geometry import reparametrise
+from bayescale.inference.progress import Progress
 from bayescale.model.jax_backend import cache_dir, setup_jax
 from bayescale.model.jax_density import build_density, unsupported
-from bayescale.model.pymc_model import build_model
+from bayescale.model.pymc_model import build_model, run_labels
 
 BACKENDS = ("auto", "jax", "numpyro", "nutpie", "pymc")
 
@@ -134,10 +136,12 @@ def run(
     if config.backend in ("auto", "jax"):
         if installed("numpyro") and installed("jax"):
             reason = unsupported(law, priors, likelihood)
+            if reason is None and run_labels(runs) is not None:
+                reason = "runs with checkpoints (a run column) have per-run offsets, not in the JAX density"
         else:
             reason = "numpyro and jax are not installed (`pip install bayescale[fast]`)"
         if reason is None:
-            density = build_density(law, runs, priors, fixed, likelihood)
+            density = reparametrise(build_density(law, runs, priors, fixed, likelihood))
             return sample_density(density, config, random_seed, progressbar), "jax"
         if config.backend == "jax":
             raise BayescaleError(f"backend 'jax' cannot fit this model: {reason}; use backend='auto'")
@@ -174,6 +178,8 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     jax = setup_jax()
     import jax.numpy as jnp
 
+    say = Progress(progressbar)
+    say(f"fast path (JAX density, {density.size} parameters): finding the posterior mode (Laplace step)")
     size = density.size
     data = jax.tree.map(jnp.asarray, density.data)
     rng = np.random.default_rng(random_seed)
@@ -181,20 +187,29 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     if laplace is None or not _near_gaussian(density, data, *laplace):
         shift, scale = np.zeros(size), np.eye(size)
         init = _jittered_starts(density, data, config.chains, rng)
+        say(f"no usable Gaussian mode ({say.lap():.1f} s): sampling the original coordinates")
     else:
         shift, scale = laplace
         init = shift + rng.uniform(-1.0, 1.0, (config.chains, size)) @ scale.T
+        say(f"mode found ({say.lap():.1f} s): sampling in coordinates whitened at the mode")
     start = np.linalg.solve(scale, (init - shift).T).T
     keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(2**31))), config.chains)
     args = (keys, jnp.asarray(start), jnp.asarray(shift), jnp.asarray(scale), data)
+    work = f"{config.chains} chains x ({config.tune} warm-up + {config.draws} draws)"
     with _NUMPYRO_LOCK:
         if progressbar and _long_enough_for_a_bar(density, config):
+            say(f"NUTS, {work}, in pieces under a progress bar")
             u, extra = _sample_in_chunks(density, config, args)
         else:
             key = _sampler_key(density, config, args, "nuts")
-            u, extra = _exported(functools.partial(_compiled_sampler, density, config), key, args)
+            cached = key is not None and key in _PROGRAMS
+            say(f"preparing the sampler ({'in memory' if cached else 'from the cache, or traced if new'})")
+            program = _program(functools.partial(_compiled_sampler, density, config), key, args)
+            say(f"sampler ready ({say.lap():.1f} s); NUTS warm-up and sampling, {work}, as one program")
+            u, extra = program(*args)
     u = np.asarray(u)
     extra = {k: np.asarray(v) for k, v in extra.items()}
+    say(f"sampled ({say.lap():.1f} s): {int(extra['diverging'].sum())} divergent transitions")
     return _to_inference_data(density, shift + u @ scale.T, extra)
 
 
@@ -454,6 +469,7 @@ def _structure(density: Any) -> tuple[Any, ...]:
         density.likelihood,
         density.sites,
         density.fixed,
+        getattr(density, "geometry", None),
     )
 
 
@@ -713,6 +729,10 @@ def sample(model: Any, config: SamplerConfig, random_seed: int | None, progressb
     import pymc as pm
 
     backend = choose_backend(config.backend)
+    Progress(progressbar)(
+        f"sampling the PyMC model with {backend}: {config.chains} chains x ({config.tune} warm-up + "
+        f"{config.draws} draws); compiling first"
+    )
     common = dict(
         model=model,
         draws=config.draws,
@@ -725,6 +745,8 @@ def sample(model: Any, config: SamplerConfig, random_seed: int | None, progressb
     with warnings.catch_warnings():
         # Our own diagnostics replace PyMC's; its chatter about them is noise here.
         warnings.filterwarnings("ignore", message=".*number of samples is too small.*")
+        # PyMC's JAX post-processing donates buffers, which the CPU cannot take over; harmless.
+        warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
         if backend == "numpyro":
             setup_jax()
             # PyMC 6 takes the sampler's options in one `nuts` dict (nuts_sampler_kwargs is

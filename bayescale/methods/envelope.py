@@ -18,13 +18,14 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from bayescale.data.curves import Curves
+from bayescale.data.storage import table_from_dataset, table_to_dataset
 from bayescale.errors import BayescaleError, RunsError
 from bayescale.inference import container
 from bayescale.inference.sampling import (
@@ -34,6 +35,14 @@ from bayescale.inference.sampling import (
     mode_and_root,
     sample_checked,
     setup_jax,
+)
+from bayescale.methods import io
+from bayescale.methods.saved import (
+    MethodResult,
+    check_setting,
+    frame_from_variables,
+    frame_to_variables,
+    with_data,
 )
 from bayescale.posterior.intervals import AllocationAnswers, interval_dict
 from bayescale.posterior.query import make_query
@@ -220,8 +229,8 @@ def _structure(data: CurveData, correlation: str) -> tuple[Any, ...]:
     return ("envelope", correlation, digest.hexdigest(), version("pymc"), version("pytensor"))
 
 
-@dataclass
-class EnvelopeFit(AllocationAnswers):
+@dataclass(repr=False)
+class EnvelopeFit(MethodResult, AllocationAnswers):
     """Posterior of the smoothed curves and the envelope exponents derived from it.
 
     Attributes
@@ -234,6 +243,8 @@ class EnvelopeFit(AllocationAnswers):
     grid
         Compute values of the envelope, with how many runs cover each.
     """
+
+    title: ClassVar[str] = "Training-curve envelope (Approach 1)"
 
     idata: Any
     data: CurveData
@@ -321,6 +332,51 @@ class EnvelopeFit(AllocationAnswers):
             k: self.diagnostics[k] for k in ("divergences", "max_r_hat", "min_ess_bulk", "ok", "problems")
         }
         return out
+
+    def saved_parts(self) -> tuple[Any, dict[str, Any]]:
+        """The draws with the curves (dim ``checkpoint``) and the compute grid; the settings.
+
+        The curves' arrays (:class:`CurveData`) are rebuilt from the curves on loading.
+        """
+        const = table_to_dataset(self.data.curves.frame, self.data.curves.source, "checkpoint")
+        const = const.assign(frame_to_variables(self.grid, "_grid_", "grid"))
+        observed = xr.Dataset({"log_loss": (("checkpoint",), self.data.log_loss)})
+        settings = {"correlation": self.correlation, "grid_columns": [str(c) for c in self.grid.columns]}
+        return with_data(self.idata, const, observed), settings
+
+    @classmethod
+    def from_saved(cls, idata: Any, settings: dict[str, Any], common: dict[str, Any]) -> EnvelopeFit:
+        """Rebuild a fit from :meth:`saved_parts`; TypeError for a setting of the wrong type."""
+        correlation = settings["correlation"]
+        check_setting("correlation", correlation, correlation in CORRELATIONS)
+        const = container.group(idata, "constant_data")
+        frame, source = table_from_dataset(const)
+        grid = frame_from_variables(const, "_grid_", settings["grid_columns"])
+        return cls(
+            idata=idata,
+            data=prepare(Curves(frame=frame, source=source)),
+            correlation=correlation,
+            **common,
+            grid=grid,
+        )
+
+    def _facts(self) -> dict[str, Any]:
+        return {
+            "data": self.data.curves.source,
+            "curves": len(self.data.params),
+            "checkpoints": len(self.data.run),
+            "residuals": self.correlation,
+        }
+
+    def _intervals(self) -> dict[str, dict[str, float]]:
+        post = self.posterior
+        return {
+            **self.exponents(),
+            **{name: interval_dict(post[name]) for name in ("sigma", "rho") if name in post},
+        }
+
+
+io.register_result("envelope", EnvelopeFit)
 
 
 def compute_grid(data: CurveData, size: int = 60) -> pd.DataFrame:

@@ -1,4 +1,11 @@
-"""Save and load a :class:`~bayescale.Fit` as NetCDF, atomically and checked.
+"""Save and load every fitted result as NetCDF, atomically and checked.
+
+A :class:`~bayescale.Fit`, :class:`~bayescale.IsoflopFit`, :class:`~bayescale.EnvelopeFit` or
+:class:`~bayescale.StepsFit` is written by :func:`save_fit` and read back, as the same type, by
+:func:`load_fit`; each class registers itself by kind (:func:`register_result`). The method
+results (every kind but ``"fit"``) store their data (runs or curves, and the arrays their
+answers read) in ``constant_data`` and their settings as JSON in the ``settings`` attr, which
+the configuration hash covers like a Fit's law and priors.
 
 The file is NetCDF with one group per ArviZ group (an ``xarray.DataTree``; files
 written by earlier releases from an ArviZ 0.x InferenceData have the same
@@ -25,7 +32,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,6 +45,7 @@ from bayescale.inference.sampling import SamplerConfig
 from bayescale.model.laws import get_law
 from bayescale.model.priors import priors_from_json, priors_to_json
 from bayescale.model.pymc_model import check_likelihood
+from bayescale.posterior.result import Result
 
 FORMAT = "bayescale-fit"
 #: 2: adds ``content_hash`` (diagnostics, sample stats, observed data, coordinates, version)
@@ -46,17 +54,53 @@ FORMAT_VERSION = 2
 REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
 
 
+class SavedMethod(Result, Protocol):
+    """A method's result :func:`save_fit` writes through :meth:`saved_parts` (every kind but ``"fit"``)."""
+
+    def saved_parts(self) -> tuple[Any, dict[str, Any]]:
+        """The InferenceData to write (with ``constant_data``) and the JSON-ready settings."""
+        ...
+
+    @classmethod
+    def from_saved(cls, idata: Any, settings: dict[str, Any], common: dict[str, Any]) -> Any:
+        """Rebuild the result from :meth:`saved_parts`'s settings and ``common``.
+
+        ``common`` holds the ``sampler``, ``random_seed`` and ``diagnostics``; a setting of
+        the wrong type raises TypeError.
+        """
+        ...
+
+
 #: The result classes a saved file is rebuilt into, by kind; each method registers its own.
-RESULT_TYPES: dict[str, Any] = {}
+RESULT_TYPES: dict[str, type[Any]] = {}
+
+#: The attrs of a method's saved result that :func:`_config_hash` covers (a Fit's are in it).
+_METHOD_CONFIG_KEYS = ("kind", "settings", "sampler", "random_seed")
 
 
-def register_result(kind: str, cls: Any) -> None:
-    """Make :func:`load_fit` rebuild files of ``kind`` as ``cls`` (called by the module defining it)."""
+def register_result(kind: str, cls: type[Any]) -> None:
+    """Make :func:`load_fit` rebuild files of ``kind`` as ``cls`` (called by the module defining it).
+
+    ``cls`` other than the Fit (kind ``"fit"``) follows :class:`SavedMethod`.
+    """
     RESULT_TYPES[kind] = cls
 
 
+def kind_of(result: Any) -> str:
+    """The registered kind of ``result`` (``"fit"``, ``"isoflop"``, ``"envelope"``, ``"steps"``)."""
+    for kind, cls in RESULT_TYPES.items():
+        if type(result) is cls:
+            return kind
+    raise BayescaleError(
+        f"cannot save a {type(result).__name__}: not a result type bayescale saves ({sorted(RESULT_TYPES)})"
+    )
+
+
 def _config_hash(attrs: dict[str, Any], runs_ds: Any) -> str:
-    keys = ("law", "likelihood", "priors", "fixed", "sampler", "random_seed")
+    kind = attrs.get("kind", "fit")
+    keys: tuple[str, ...] = ("law", "likelihood", "priors", "fixed", "sampler", "random_seed")
+    if kind != "fit":
+        keys = _METHOD_CONFIG_KEYS
     digest = hashlib.sha256(json.dumps({k: attrs[k] for k in keys}, sort_keys=True).encode())
     for name in sorted(runs_ds.data_vars):
         digest.update(name.encode())
@@ -143,8 +187,8 @@ def _estimated_size(idata: Any) -> int:
     return int(arrays * 1.1) + 256 * 1024
 
 
-def save_fit(fit: Any, path: str | Path) -> Path:
-    """Write ``fit`` to ``path`` (NetCDF) atomically.
+def save_fit(fit: Result, path: str | Path) -> Path:
+    """Write ``fit`` (any registered result) to ``path`` (NetCDF) atomically.
 
     The file is written beside the target and moved into place only once
     complete, so a failed write leaves any earlier file at ``path`` intact.
@@ -159,19 +203,7 @@ def save_fit(fit: Any, path: str | Path) -> Path:
         raise BayescaleError(f"cannot save fit: folder {str(path.parent)!r} does not exist")
     if not path.parent.is_dir():
         raise BayescaleError(f"cannot save fit: {str(path.parent)!r} is a file, not a folder")
-    idata = fit.idata.copy()
-    attrs = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "bayescale_version": __version__,
-        "law": fit.law.name,
-        "likelihood": fit.likelihood,
-        "priors": priors_to_json(fit.priors),
-        "fixed": json.dumps(fit.fixed, sort_keys=True),
-        "sampler": json.dumps(fit.sampler.to_dict(), sort_keys=True),
-        "random_seed": json.dumps(fit.random_seed),
-        "diagnostics": json.dumps(fit.diagnostics, sort_keys=True),
-    }
+    idata, attrs = _stamp(fit)
     attrs["config_hash"] = _config_hash(attrs, container.group(idata, "constant_data"))
     attrs["posterior_checksum"] = _posterior_checksum(container.posterior(idata))
     attrs["content_hash"] = _content_hash(attrs, idata)
@@ -201,8 +233,36 @@ def save_fit(fit: Any, path: str | Path) -> Path:
     return path
 
 
-def load_fit(path: str | Path) -> Any:
-    """Read a fit written by :meth:`Fit.save`.
+def _stamp(fit: Any) -> tuple[Any, dict[str, Any]]:
+    """The InferenceData to write and its attrs before the hashes: common ones, then the kind's."""
+    kind = kind_of(fit)
+    common = {"format": FORMAT, "format_version": FORMAT_VERSION, "bayescale_version": __version__}
+    shared = {
+        "sampler": json.dumps(fit.sampler.to_dict(), sort_keys=True),
+        "random_seed": json.dumps(fit.random_seed),
+        "diagnostics": json.dumps(fit.diagnostics, sort_keys=True),
+    }
+    if kind != "fit":
+        idata, settings = fit.saved_parts()
+        return idata, {**common, "kind": kind, "settings": json.dumps(settings, sort_keys=True), **shared}
+    # A Fit's file has no "kind" attr: files written before the other kinds existed read the same.
+    specific = {
+        "law": fit.law.name,
+        "likelihood": fit.likelihood,
+        "priors": priors_to_json(fit.priors),
+        "fixed": json.dumps(fit.fixed, sort_keys=True),
+    }
+    return fit.idata.copy(), {**common, **specific, **shared}
+
+
+def load_fit(path: str | Path) -> Result:
+    """Read a result written by :meth:`Fit.save` (or the ``save`` of any other result type).
+
+    Returns
+    -------
+    Result
+        A :class:`~bayescale.Fit`, :class:`~bayescale.IsoflopFit`,
+        :class:`~bayescale.EnvelopeFit` or :class:`~bayescale.StepsFit`, as saved.
 
     Raises
     ------
@@ -248,6 +308,13 @@ def load_fit(path: str | Path) -> Any:
             f"{attrs.get('bayescale_version')}); this bayescale {__version__} reads format {FORMAT_VERSION}: "
             "fit the runs again with this version (bayescale fit RUNS --out FILE)"
         )
+    kind = attrs.get("kind", "fit")
+    if not isinstance(kind, str) or kind not in RESULT_TYPES:
+        raise FitFileError(
+            f"{str(path)!r} holds a result of kind {kind!r}; this bayescale {__version__} reads "
+            f"{sorted(RESULT_TYPES)}"
+        )
+    fit: Any
     try:
         if attrs["config_hash"] != _config_hash(attrs, constant_data):
             raise FitFileError(
@@ -262,18 +329,21 @@ def load_fit(path: str | Path) -> Any:
                 f"{str(path)!r}: diagnostics, sample stats, observed data, runs attributes or version "
                 "do not match the recorded hash (file altered?)"
             )
-        fit = RESULT_TYPES["fit"](
-            idata=idata,
-            law=get_law(attrs["law"]),
-            runs=runs_from_dataset(constant_data),
-            priors=priors_from_json(attrs["priors"]),
-            fixed={k: float(v) for k, v in json.loads(attrs["fixed"]).items()},
-            likelihood=attrs["likelihood"],
-            sampler=SamplerConfig(**json.loads(attrs["sampler"])),
-            random_seed=json.loads(attrs["random_seed"]),
-            diagnostics=json.loads(attrs["diagnostics"]),
-        )
-        _check_types(fit)
+        if kind != "fit":
+            fit = _method_from_file(kind, idata, attrs)
+        else:
+            fit = RESULT_TYPES["fit"](
+                idata=idata,
+                law=get_law(attrs["law"]),
+                runs=runs_from_dataset(constant_data),
+                priors=priors_from_json(attrs["priors"]),
+                fixed={k: float(v) for k, v in json.loads(attrs["fixed"]).items()},
+                likelihood=attrs["likelihood"],
+                sampler=SamplerConfig(**json.loads(attrs["sampler"])),
+                random_seed=json.loads(attrs["random_seed"]),
+                diagnostics=json.loads(attrs["diagnostics"]),
+            )
+            _check_types(fit)
     except KeyError as exc:
         raise FitFileError(
             f"{str(path)!r} lacks the attribute {exc.args[0]!r} every bayescale fit has"
@@ -290,6 +360,23 @@ def load_fit(path: str | Path) -> Any:
         idata["posterior"].attrs.pop(key, None)
     warn_if_failed(fit.diagnostics)
     return fit
+
+
+def _method_from_file(kind: str, idata: Any, attrs: dict[str, Any]) -> Any:
+    """A method's result from a checked file: its class rebuilds it from the settings and data."""
+    settings = json.loads(attrs["settings"])
+    if not isinstance(settings, dict):
+        raise TypeError(f"settings must be a JSON object, got {type(settings).__name__}")
+    random_seed = json.loads(attrs["random_seed"])
+    diagnostics = json.loads(attrs["diagnostics"])
+    _check_common(random_seed, diagnostics)
+    cls = RESULT_TYPES[kind]
+    common = {
+        "sampler": SamplerConfig(**json.loads(attrs["sampler"])),
+        "random_seed": random_seed,
+        "diagnostics": diagnostics,
+    }
+    return cls.from_saved(idata, settings, common)
 
 
 def _check_hdf5(path: Path) -> None:
@@ -364,10 +451,18 @@ def _check_types(fit: Any) -> None:
     numbers, flags and labels that the summary, the plans and the report show.
     """
     check_likelihood(fit.likelihood)
-    seed = fit.random_seed
+    _check_common(fit.random_seed, fit.diagnostics)
+    for name, value in fit.fixed.items():
+        if not np.isfinite(value):
+            raise TypeError(f"fixed value of {name!r} is not finite: {value!r}")
+    if not isinstance(fit.runs.source, str):
+        raise TypeError(f"runs source must be text, got {fit.runs.source!r}")
+
+
+def _check_common(seed: Any, d: Any) -> None:
+    """Raise TypeError unless the seed and diagnostics have the types every result writes."""
     if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)):
         raise TypeError(f"random_seed must be an integer or null, got {seed!r}")
-    d = fit.diagnostics
     if not isinstance(d, dict):
         raise TypeError(f"diagnostics must be a JSON object, got {type(d).__name__}")
     checks = {
@@ -384,8 +479,3 @@ def _check_types(fit: Any) -> None:
             raise TypeError(f"diagnostics[{key!r}] is missing or of the wrong type: {d.get(key)!r}")
     if d["ok"] and d["problems"]:
         raise TypeError("diagnostics say ok but list problems")
-    for name, value in fit.fixed.items():
-        if not np.isfinite(value):
-            raise TypeError(f"fixed value of {name!r} is not finite: {value!r}")
-    if not isinstance(fit.runs.source, str):
-        raise TypeError(f"runs source must be text, got {fit.runs.source!r}")

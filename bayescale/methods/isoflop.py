@@ -11,16 +11,25 @@ point estimates of the minima.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from bayescale.data.runs import Runs
+from bayescale.data.storage import runs_from_dataset, runs_to_dataset
 from bayescale.errors import BayescaleError, RunsError
 from bayescale.inference import container
 from bayescale.inference.sampling import SamplerConfig, sample_checked
+from bayescale.methods import io
+from bayescale.methods.saved import (
+    MethodResult,
+    check_setting,
+    frame_from_variables,
+    frame_to_variables,
+    with_data,
+)
 from bayescale.posterior.intervals import AllocationAnswers, interval_dict, interval_table
 from bayescale.posterior.query import make_query
 
@@ -263,8 +272,8 @@ def build_model(data: IsoflopData, likelihood: str = "student_t", shape: str = "
     return model
 
 
-@dataclass
-class IsoflopFit(AllocationAnswers):
+@dataclass(repr=False)
+class IsoflopFit(MethodResult, AllocationAnswers):
     """Posterior of the IsoFLOP model: exponents, per-budget optima and the plan at any budget.
 
     Attributes
@@ -278,6 +287,8 @@ class IsoflopFit(AllocationAnswers):
     diagnostics
         r_hat, bulk ESS and divergences of the sampled parameters.
     """
+
+    title: ClassVar[str] = "IsoFLOP fit (Approach 2)"
 
     idata: Any
     data: IsoflopData
@@ -344,6 +355,79 @@ class IsoflopFit(AllocationAnswers):
                 k: self.diagnostics[k] for k in ("divergences", "max_r_hat", "min_ess_bulk", "ok", "problems")
             },
         }
+
+    def saved_parts(self) -> tuple[Any, dict[str, Any]]:
+        """The draws with the runs, budget grouping and runs used in ``constant_data``; the settings."""
+        data = self.data
+        const = runs_to_dataset(data.runs)
+        const["_level"] = ("run", np.asarray(data.level, dtype=int))
+        const["_used"] = ("run", np.asarray(data.used, dtype=bool))
+        const = const.assign(frame_to_variables(data.budgets, "_budgets_", "budget"))
+        settings = {
+            "shape": self.shape,
+            "likelihood": self.likelihood,
+            "kappa": data.kappa,
+            "kappa_spread": data.kappa_spread,
+            "window": data.window,
+            "neighbours": data.neighbours,
+            "bracketed": data.bracketed,
+            "budget_columns": [str(c) for c in data.budgets.columns],
+        }
+        return with_data(self.idata, const), settings
+
+    @classmethod
+    def from_saved(cls, idata: Any, settings: dict[str, Any], common: dict[str, Any]) -> IsoflopFit:
+        """Rebuild a fit from :meth:`saved_parts`; TypeError for a setting of the wrong type."""
+        const = container.group(idata, "constant_data")
+        window, neighbours = settings["window"], settings["neighbours"]
+        check_setting("shape", settings["shape"], settings["shape"] in SHAPES)
+        check_setting("likelihood", settings["likelihood"], settings["likelihood"] in ("student_t", "normal"))
+        check_setting("window", window, window is None or (_number(window) and window > 0))
+        check_setting(
+            "neighbours", neighbours, neighbours is None or (type(neighbours) is int and neighbours > 0)
+        )
+        check_setting("bracketed", settings["bracketed"], isinstance(settings["bracketed"], bool))
+        for key in ("kappa", "kappa_spread"):
+            check_setting(key, settings[key], _number(settings[key]) and settings[key] > 0)
+        budgets = frame_from_variables(const, "_budgets_", settings["budget_columns"])
+        data = IsoflopData(
+            runs=runs_from_dataset(const),
+            budgets=budgets.astype({"used": bool, "bracketed": bool}),
+            level=np.asarray(const["_level"].values, dtype=int),
+            used=np.asarray(const["_used"].values, dtype=bool),
+            kappa=float(settings["kappa"]),
+            kappa_spread=float(settings["kappa_spread"]),
+            window=None if window is None else float(window),
+            neighbours=neighbours,
+            bracketed=settings["bracketed"],
+        )
+        return cls(
+            idata=idata,
+            data=data,
+            shape=settings["shape"],
+            likelihood=settings["likelihood"],
+            **common,
+        )
+
+    def _facts(self) -> dict[str, Any]:
+        used = self.budgets["used"]
+        return {
+            "data": self.data.runs.source,
+            "runs": f"{int(self.data.used.sum())} of {len(self.data.runs)} in the fit",
+            "budgets": f"{int(used.sum())} of {len(used)} used",
+            "profiles": f"{self.shape}, {self.likelihood} noise",
+        }
+
+    def _intervals(self) -> dict[str, dict[str, float]]:
+        post = self.posterior
+        return {**self.exponents(), "log_k": interval_dict(post["log_k"]), "tau": interval_dict(post["tau"])}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+io.register_result("isoflop", IsoflopFit)
 
 
 def fit_isoflop(

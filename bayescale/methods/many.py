@@ -1,5 +1,9 @@
 """Many independent fits at once through any ``concurrent.futures.Executor``: :func:`fit_many`.
 
+A job is the keyword arguments of one fitting function: :func:`~bayescale.fit` by default,
+or the IsoFLOP, envelope or L(N, S) fit with ``"method"`` (see :data:`METHODS`), so one call
+can run a mix of methods; every result saves and loads the same way.
+
 A local process pool by default; a Dask cluster by passing
 ``distributed.Client(address).get_executor()`` (or :func:`dask_executor`),
 so a calibration study of thousands of fits runs on a cluster unchanged.
@@ -20,10 +24,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from bayescale.errors import BayescaleError
+from bayescale.methods.envelope import fit_envelope
+from bayescale.methods.isoflop import fit_isoflop
 from bayescale.methods.parametric import fit
+from bayescale.methods.training_steps import fit_steps
 
 #: fit() keywords a job may not set (results travel back to the caller, not to a screen).
 _FORCED = {"progressbar": False}
+
+#: The fitting function of each ``"method"`` a job may name (default ``"parametric"``); each
+#: takes the job's ``runs`` (curves, for ``envelope`` and ``steps``) as its first argument.
+METHODS: dict[str, Any] = {
+    "parametric": fit,
+    "isoflop": fit_isoflop,
+    "envelope": fit_envelope,
+    "steps": fit_steps,
+}
 
 
 @dataclass
@@ -35,7 +51,8 @@ class JobResult:
     index
         Position of the job in the input.
     fit
-        The :class:`~bayescale.Fit`, or ``None`` when the job failed.
+        The result (a :class:`~bayescale.Fit`, or the IsoFLOP, envelope or L(N, S) fit the
+        job's ``method`` names), or ``None`` when the job failed.
     error
         ``"ExceptionType: message"`` when the job failed, else ``None``.
     traceback
@@ -54,8 +71,10 @@ class JobResult:
 
 
 def run_job(job: Mapping[str, Any]) -> Any:
-    """Run one job, ``bayescale.fit(**job)``, in a worker."""
-    return fit(**{**job, **_FORCED})
+    """Run one job in a worker: ``bayescale.fit(**job)``, or the fit its ``method`` names."""
+    settings = {**job, **_FORCED}
+    method = settings.pop("method", "parametric")
+    return METHODS[method](settings.pop("runs"), **settings)
 
 
 def _failure(index: int, exc: BaseException) -> JobResult:
@@ -73,10 +92,11 @@ def fit_many(
     Parameters
     ----------
     jobs
-        Keyword arguments of :func:`bayescale.methods.parametric` for each job, e.g.
-        ``{"runs": frame, "law": "chinchilla", "random_seed": 1}``. They
-        travel to the workers, so they must pickle (data frames, paths and
-        bundled data set names do).
+        Keyword arguments of :func:`bayescale.fit` for each job, e.g.
+        ``{"runs": frame, "law": "chinchilla", "random_seed": 1}``; with ``"method"``
+        (``"isoflop"``, ``"envelope"``, ``"steps"``: :data:`METHODS`), those of that
+        method's fit, its data under ``"runs"``. They travel to the workers, so they
+        must pickle (data frames, paths and bundled data set names do).
     executor
         Any ``concurrent.futures.Executor``: for a Dask cluster,
         ``distributed.Client(address).get_executor()``. By default a local
@@ -95,6 +115,8 @@ def fit_many(
     for i, job in enumerate(jobs):
         if "runs" not in job:
             raise BayescaleError(f"job {i} has no 'runs'; each job holds the keyword arguments of fit()")
+        if job.get("method", "parametric") not in METHODS:
+            raise BayescaleError(f"job {i} has method {job['method']!r}; methods are {list(METHODS)}")
     if not jobs:
         return []
     own = executor is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +25,18 @@ from bayescale.model.laws import ScalingLaw, get_law
 from bayescale.model.priors import Prior
 from bayescale.model.pymc_model import (
     OBSERVED,
+    RUN_EFFECT,
     check_likelihood,
     group_variable,
     internal_variables,
     model_parameters,
     resolve_priors,
+    run_labels,
 )
 from bayescale.posterior.extrapolation import VARIANT_LAW, guard, span_of
 from bayescale.posterior.intervals import interval_dict
+from bayescale.posterior.residuals import TREND_ALPHA, log_residuals, residual_frame, trend_message, trends
+from bayescale.posterior.result import draws_text, html_card, short_repr, verdict
 from bayescale.questions import plan
 from bayescale.questions.design import design
 
@@ -90,8 +95,9 @@ class Fit:
 
     @property
     def parameter_names(self) -> list[str]:
-        """Law parameters then noise parameters, in order."""
-        return [p.name for p in model_parameters(self.law, self.likelihood)]
+        """Law parameters then noise parameters (with ``sigma_run`` for checkpoints), in order."""
+        run_effects = run_labels(self.runs) is not None
+        return [p.name for p in model_parameters(self.law, self.likelihood, run_effects)]
 
     @property
     def free_parameters(self) -> list[str]:
@@ -126,10 +132,12 @@ class Fit:
         """The variant law (:data:`~bayescale.posterior.extrapolation.VARIANT_LAW`) fitted to the same runs.
 
         Answers beyond the runs' range are drawn half from it. It is fitted on first
-        use with this fit's sampler settings and seed (so the same fit gives the same
-        answers) and kept; ``None`` when this fit is of the variant law itself, of a
-        law with pooled parameters, or when the variant cannot be fitted to these
-        runs (too few of them, say).
+        use with this fit's sampler settings, seed and likelihood, and the priors and
+        fixed values the user gave for parameters the variant shares (E, alpha_N,
+        alpha_D, the noise), so the same fit gives the same answers; then kept.
+        ``None`` when this fit is of the variant law itself, of a law with pooled
+        parameters, or when the variant cannot be fitted to these runs (too few of
+        them, say).
         """
         if VARIANT_LAW not in self._variants:
             self._variants[VARIANT_LAW] = self._fit_variant()
@@ -147,10 +155,19 @@ class Fit:
         if not self.averages_beyond:
             return None
         settings = self.sampler.to_dict()
+        # The user's priors and fixed values carry over where the variant has the parameter
+        # (E, the exponents, the noise): a small ladder fitted with published priors stays informed.
+        run_effects = run_labels(self.runs) is not None
+        defaults = {p.name: p.prior for p in model_parameters(self.law, self.likelihood, run_effects)}
+        variant = {p.name for p in model_parameters(get_law(VARIANT_LAW), self.likelihood, run_effects)}
+        chosen = {n: p for n, p in self.priors.items() if n in variant and defaults.get(n) != p}
         try:
             return fit(
                 self.runs,
                 law=VARIANT_LAW,
+                priors=chosen,
+                fix={n: v for n, v in self.fixed.items() if n in variant},
+                likelihood=self.likelihood,
                 draws=settings["draws"],
                 tune=settings["tune"],
                 chains=settings["chains"],
@@ -160,6 +177,22 @@ class Fit:
             )
         except BayescaleError:
             return None
+
+    def residual_trends(self, alpha: float = TREND_ALPHA) -> pd.DataFrame:
+        """Whether the residuals on the fit's own runs trend with params, tokens or epochs.
+
+        See :func:`bayescale.posterior.residuals.trends`; a grouped law's runs are
+        compared with their own group's values. :func:`fit` warns when one does.
+        """
+        if self.law.pooled:
+            labels = self.runs.frame["group"].astype(str).to_numpy()
+            residual = np.empty(len(self.runs))
+            for group in self.groups:
+                rows = labels == group
+                residual[rows] = log_residuals(self.law, self.theta(group), self.runs.subset(rows))
+        else:
+            residual = log_residuals(self.law, self.theta(), self.runs)
+        return trends(residual_frame(self.runs, residual), alpha)
 
     def summary(self, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
         """Posterior table, one row per parameter.
@@ -252,10 +285,17 @@ class Fit:
         prob: float = 0.9,
         kind: str = "eti",
         flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
+        average_beyond: bool = True,
     ) -> pd.DataFrame:
-        """Compute needed to reach each target loss (see :func:`bayescale.questions.plan.target_compute`)."""
+        """Compute needed to reach each target loss (see :func:`bayescale.questions.plan.target_compute`).
+
+        With ``average_beyond`` (default) a target whose compute lies beyond the runs
+        is answered by the equal mixture of this law and :meth:`variant_fit`.
+        """
         return self._flag(
-            plan.target_compute(self, target_loss, unique_tokens, prob, kind, flops_per_param_token),
+            plan.target_compute(
+                self, target_loss, unique_tokens, prob, kind, flops_per_param_token, average_beyond
+            ),
             flops_per_param_token,
         )
 
@@ -265,13 +305,16 @@ class Fit:
         prob: float = 0.9,
         kind: str = "eti",
         flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
+        average_beyond: bool = True,
     ) -> pd.DataFrame:
         """Probability that each plan (N, D[, U]) has the lowest loss, and its expected regret.
 
-        See :func:`bayescale.questions.plan.compare_plans`.
+        See :func:`bayescale.questions.plan.compare_plans`; with ``average_beyond``
+        (default) plans beyond the runs are judged on the mixture with :meth:`variant_fit`.
         """
         return self._flag(
-            plan.compare_plans(self, plans, prob, kind, flops_per_param_token), flops_per_param_token
+            plan.compare_plans(self, plans, prob, kind, flops_per_param_token, average_beyond),
+            flops_per_param_token,
         )
 
     def design(
@@ -320,6 +363,39 @@ class Fit:
         """Write the fit to NetCDF atomically (see :func:`bayescale.methods.io.save_fit`)."""
         return io.save_fit(self, path)
 
+    def __repr__(self) -> str:
+        facts = {
+            "law": repr(self.law.name),
+            "data": repr(self.runs.source),
+            "runs": len(self.runs),
+            "draws": draws_text(self.posterior),
+            "diagnostics": "ok" if self.diagnostics.get("ok") else "FAILED",
+        }
+        return short_repr("Fit", facts)
+
+    def _repr_html_(self) -> str:
+        """The fit as a compact table in Jupyter: law, data, runs, draws, diagnostics, parameters."""
+        facts = [
+            ("law", self.law.name),
+            ("data", self.runs.source),
+            ("runs", len(self.runs)),
+            ("likelihood", self.likelihood),
+            ("draws", draws_text(self.posterior)),
+            ("backend", self.sampler.backend),
+            ("seed", self.random_seed),
+            ("diagnostics", verdict(self.diagnostics)),
+        ]
+        table = self.summary()
+        rows = {str(name): dict(row) for name, row in table.iterrows()}
+        return html_card(
+            "Scaling-law fit",
+            facts,
+            rows,
+            ["median", "lower", "upper", "r_hat", "ess_bulk", "fixed"],
+            self.diagnostics.get("problems", []),
+            "90% equal-tailed credible intervals",
+        )
+
 
 #: NUTS target acceptance of laws with pooled parameters: their hierarchy diverged now and then at 0.95.
 POOLED_TARGET_ACCEPT = 0.99
@@ -352,7 +428,9 @@ def fit(
     ----------
     runs
         A :class:`~bayescale.Runs`, a DataFrame, a CSV/Parquet path, or the
-        name of a bundled data set.
+        name of a bundled data set. With a ``run`` column, rows sharing a label
+        are checkpoints of one run and share its offset of log loss (spread
+        ``sigma_run``, sampled on the PyMC model: the JAX density has no offsets).
     law
         Name of a registered law (see :func:`bayescale.list_laws`) or a law.
     priors
@@ -389,7 +467,8 @@ def fit(
     law_obj = get_law(law)
     check_likelihood(likelihood)
     runs_obj = Runs.from_any(runs)
-    free, fixed = resolve_priors(law_obj, likelihood, priors, fix)
+    run_effects = run_labels(runs_obj) is not None
+    free, fixed = resolve_priors(law_obj, likelihood, priors, fix, run_effects)
 
     # Parameters with a prior the user chose (--priors-from, --priors) are constrained by it.
     informed = count_constrained(priors, free)
@@ -423,6 +502,9 @@ def fit(
     )
     if warn:
         diag.warn_if_failed(report)
+        misfit = trend_message(result.residual_trends())
+        if misfit:
+            warnings.warn(misfit, diag.FitWarning, stacklevel=2)
     return result
 
 
@@ -433,7 +515,9 @@ def _tidy(idata: Any, law: ScalingLaw, runs: Runs, fixed: Mapping[str, float], l
     shape = (posterior.sizes["chain"], posterior.sizes["draw"])
     for name, value in fixed.items():
         posterior[name] = (("chain", "draw"), np.full(shape, value))
-    order = [p.name for p in model_parameters(law, likelihood)] + [group_variable(n) for n in law.pooled]
+    run_effects = run_labels(runs) is not None
+    order = [p.name for p in model_parameters(law, likelihood, run_effects)]
+    order += [group_variable(n) for n in law.pooled] + ([RUN_EFFECT] if run_effects else [])
     posterior = posterior[order]
     groups = {"posterior": posterior, "sample_stats": container.group(idata, "sample_stats")}
     groups["observed_data"] = xr.Dataset(

@@ -30,20 +30,23 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from bayescale.data.curves import Curves
+from bayescale.data.storage import table_from_dataset, table_to_dataset
 from bayescale.errors import BayescaleError, PriorError, RunsError, RunsWarning
 from bayescale.inference import container
 from bayescale.inference.sampling import SamplerConfig, sample_checked
+from bayescale.methods import io
+from bayescale.methods.saved import MethodResult, check_setting, with_data
 from bayescale.model.laws import ops as _ops
 from bayescale.model.laws.base import Parameter
 from bayescale.model.laws.kaplan import KAPLAN_ALPHA_N, N_C
-from bayescale.model.priors import Prior, as_prior
+from bayescale.model.priors import Prior, as_prior, priors_from_json, priors_to_json
 from bayescale.model.pymc_model import NU, SIGMA, check_likelihood
 from bayescale.posterior.intervals import AllocationAnswers, check_interval, interval_dict, interval_table
 from bayescale.posterior.query import make_query
@@ -436,6 +439,13 @@ def prepare(curves: Curves, critical_batch: bool | None = None, min_step: float 
     if critical_batch is False:
         fitted = False
         note = "critical_batch=False: S_min = S (the steps as run), B*, alpha_B not fitted"
+    return _steps_data(curves, np.log(batch), np.log(steps), fitted, note)
+
+
+def _steps_data(
+    curves: Curves, log_batch: np.ndarray, log_steps: np.ndarray, fitted: bool, note: str
+) -> StepsData:
+    """The arrays of :class:`StepsData` from the (kept) checkpoints and their log batch sizes and steps."""
     run = curves.run_index()
     first = np.r_[True, run[1:] != run[:-1]]
     # FLOPs per parameter per token: 6 unless the curves carry their own compute column
@@ -444,8 +454,8 @@ def prepare(curves: Curves, critical_batch: bool | None = None, min_step: float 
         curves=curves,
         run=run,
         log_params=np.log(curves.column("params")),
-        log_steps=np.log(steps),
-        log_batch=np.log(batch),
+        log_steps=log_steps,
+        log_batch=log_batch,
         log_loss=np.log(curves.column("loss")),
         prev=np.where(first, 0, np.arange(len(run)) - 1),
         first=first,
@@ -548,8 +558,8 @@ def build_model(
 # Fit
 
 
-@dataclass
-class StepsFit(AllocationAnswers):
+@dataclass(repr=False)
+class StepsFit(MethodResult, AllocationAnswers):
     """Posterior of Kaplan's L(N, S_min) (and B_crit when identified) on loss curves.
 
     Attributes
@@ -561,6 +571,8 @@ class StepsFit(AllocationAnswers):
     data
         The curves as arrays, with :attr:`StepsData.batch_note` saying whether B_crit was fitted.
     """
+
+    title: ClassVar[str] = "Kaplan L(N, S_min) fit"
 
     idata: Any
     data: StepsData
@@ -766,6 +778,62 @@ class StepsFit(AllocationAnswers):
             k: self.diagnostics[k] for k in ("divergences", "max_r_hat", "min_ess_bulk", "ok", "problems")
         }
         return out
+
+    def saved_parts(self) -> tuple[Any, dict[str, Any]]:
+        """The draws with the checkpoints fitted (dim ``checkpoint``) and their steps; the settings."""
+        data = self.data
+        const = table_to_dataset(data.curves.frame, data.curves.source, "checkpoint")
+        const["_log_steps"] = ("checkpoint", data.log_steps)
+        const["_log_batch"] = ("checkpoint", data.log_batch)
+        observed = xr.Dataset({"log_loss": (("checkpoint",), data.log_loss)})
+        settings = {
+            "correlation": self.correlation,
+            "likelihood": self.likelihood,
+            "priors": priors_to_json(self.priors),
+            "batch_fitted": data.batch_fitted,
+            "batch_note": data.batch_note,
+        }
+        return with_data(self.idata, const, observed), settings
+
+    @classmethod
+    def from_saved(cls, idata: Any, settings: dict[str, Any], common: dict[str, Any]) -> StepsFit:
+        """Rebuild a fit from :meth:`saved_parts`; TypeError for a setting of the wrong type."""
+        check_setting("correlation", settings["correlation"], settings["correlation"] in CORRELATIONS)
+        check_likelihood(settings["likelihood"])
+        check_setting("batch_fitted", settings["batch_fitted"], isinstance(settings["batch_fitted"], bool))
+        check_setting("batch_note", settings["batch_note"], isinstance(settings["batch_note"], str))
+        const = container.group(idata, "constant_data")
+        frame, source = table_from_dataset(const)
+        data = _steps_data(
+            Curves(frame=frame, source=source),
+            np.asarray(const["_log_batch"].values, dtype=float),
+            np.asarray(const["_log_steps"].values, dtype=float),
+            settings["batch_fitted"],
+            settings["batch_note"],
+        )
+        return cls(
+            idata=idata,
+            data=data,
+            priors=priors_from_json(settings["priors"]),
+            correlation=settings["correlation"],
+            likelihood=settings["likelihood"],
+            **common,
+        )
+
+    def _facts(self) -> dict[str, Any]:
+        return {
+            "data": self.data.curves.source,
+            "curves": len(self.data.curves.run_names),
+            "checkpoints": len(self.data.run),
+            "batch": "B* and alpha_B fitted" if self.data.batch_fitted else "one batch size (S_min = S)",
+            "residuals": f"{self.correlation}, {self.likelihood}",
+        }
+
+    def _intervals(self) -> dict[str, dict[str, float]]:
+        return {**self.parameters(), "sigma": interval_dict(self.posterior["sigma"])}
+
+
+io.register_result("steps", StepsFit)
 
 
 def fit_steps(

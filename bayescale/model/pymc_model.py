@@ -36,6 +36,34 @@ NU = Parameter(
 )
 
 
+SIGMA_RUN = Parameter(
+    "sigma_run",
+    Prior("HalfNormal", sigma=0.05),
+    "checkpoints of one run share its seed and data order; run-to-run offsets of log loss are "
+    "of the order of sigma's 0.1%-3%, so the same half-normal with scale 5%",
+    "spread of each run's offset of log loss (runs with several checkpoints: the `run` column)",
+)
+
+#: Posterior variable of each run's offset of log loss, and its dimension.
+RUN_EFFECT = "run_effect"
+RUN_LABEL = "run_label"
+
+
+def run_labels(runs: Runs) -> tuple[np.ndarray, np.ndarray] | None:
+    """Labels of the runs and each row's index into them, when some run has several rows.
+
+    Rows sharing a ``run`` label are checkpoints of one run; their residuals share
+    the run's offset (:func:`build_model`). ``None`` without a ``run`` column or
+    when every label is on one row only (nothing to share).
+    """
+    if "run" not in runs.frame.columns:
+        return None
+    labels, index = np.unique(runs.frame["run"].astype(str).to_numpy(), return_inverse=True)
+    if len(labels) == len(runs):
+        return None
+    return labels, index
+
+
 def noise_parameters(likelihood: str) -> tuple[Parameter, ...]:
     """The noise parameters a likelihood adds to the law's parameters."""
     check_likelihood(likelihood)
@@ -48,9 +76,13 @@ def check_likelihood(likelihood: str) -> None:
         raise LawError(f"unknown likelihood {likelihood!r}; use one of {list(LIKELIHOODS)}")
 
 
-def model_parameters(law: ScalingLaw, likelihood: str) -> tuple[Parameter, ...]:
-    """Every parameter of the model: the law's, the spread of its pooled ones, then the noise's."""
-    return tuple(law.parameters) + law.pooling_parameters() + noise_parameters(likelihood)
+def model_parameters(law: ScalingLaw, likelihood: str, run_effects: bool = False) -> tuple[Parameter, ...]:
+    """Every parameter of the model: the law's, the spread of its pooled ones, then the noise's.
+
+    ``run_effects``: the runs have checkpoints (:func:`run_labels`), adding ``sigma_run``.
+    """
+    extra = (SIGMA_RUN,) if run_effects else ()
+    return tuple(law.parameters) + law.pooling_parameters() + noise_parameters(likelihood) + extra
 
 
 def group_variable(name: str) -> str:
@@ -63,15 +95,18 @@ def resolve_priors(
     likelihood: str,
     priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     fixed: Mapping[str, float] | None = None,
+    run_effects: bool = False,
 ) -> tuple[dict[str, Prior], dict[str, float]]:
     """Merge user priors and fixed values with the defaults, checking every name.
+
+    ``run_effects``: the runs have checkpoints (:func:`run_labels`), adding ``sigma_run``.
 
     Returns
     -------
     priors, fixed
         The prior of every free parameter, and the value of every fixed one.
     """
-    params = {p.name: p for p in model_parameters(law, likelihood)}
+    params = {p.name: p for p in model_parameters(law, likelihood, run_effects)}
     merged = {name: p.prior for name, p in params.items()}
     for name, spec in (priors or {}).items():
         if name not in params:
@@ -143,10 +178,13 @@ def build_model(
     if law.pooled:
         groups, group_index = run_groups(law, runs)
         coords["group"] = groups
+    labels = run_labels(runs)
+    if labels is not None:
+        coords[RUN_LABEL] = labels[0]
     with pm.Model(coords=coords) as model:
         # numpy float64, not Python floats: PyTensor casts a float like 2000.0 to float32.
         theta: dict[str, Any] = {k: np.float64(v) for k, v in fixed.items()}
-        for p in model_parameters(law, likelihood):
+        for p in model_parameters(law, likelihood, labels is not None):
             if p.name in priors and p.name not in centered:
                 theta[p.name] = priors[p.name].create_variable(p.name)
         for name, c in centered.items():
@@ -180,6 +218,12 @@ def build_model(
             theta[name] = pt.exp(theta[f"log_{name}"])
         data = {k: pm.Data(k, v, dims="run") for k, v in x.items()}
         mu = law.log_loss(theta, data, ops.tensor())
+        if labels is not None:
+            # Checkpoints of one run share its offset: they are not independent runs. The offsets
+            # sum to zero: their mean would be a ridge with the law's level (E, A, B); free offsets
+            # gave 61 divergences and r_hat 1.03 at the defaults on 12 runs of 8 checkpoints.
+            effect = pm.ZeroSumNormal(RUN_EFFECT, sigma=theta["sigma_run"], dims=RUN_LABEL)
+            mu = mu + effect[labels[1]]
         if likelihood == "student_t":
             pm.StudentT(OBSERVED, nu=theta["nu"], mu=mu, sigma=theta["sigma"], observed=observed, dims="run")
         else:
@@ -190,11 +234,19 @@ def build_model(
 def draw_log_noise(
     rng: np.random.Generator, likelihood: str, theta: Mapping[str, Any], shape: tuple[int, ...]
 ) -> np.ndarray:
-    """Run-to-run noise on log loss, one draw per (chain, draw, query) cell of ``shape``."""
+    """Run-to-run noise on log loss, one draw per (chain, draw, query) cell of ``shape``.
+
+    With ``sigma_run`` in ``theta`` (a fit to checkpoints) each query is a new run:
+    its own offset, drawn from the runs' spread, is added.
+    """
     sigma = np.asarray(theta["sigma"])[..., None]
     if likelihood == "student_t":
-        return rng.standard_t(np.asarray(theta["nu"])[..., None], size=shape) * sigma
-    return rng.standard_normal(shape) * sigma
+        noise = rng.standard_t(np.asarray(theta["nu"])[..., None], size=shape) * sigma
+    else:
+        noise = rng.standard_normal(shape) * sigma
+    if "sigma_run" in theta:
+        noise = noise + rng.standard_normal(shape) * np.asarray(theta["sigma_run"])[..., None]
+    return noise
 
 
 def run_groups(law: ScalingLaw, runs: Runs) -> tuple[np.ndarray, np.ndarray]:
@@ -217,15 +269,48 @@ def _dist(prior: Prior) -> Any:
     return getattr(pm, prior.distribution).dist(**prior.kwargs)
 
 
-def _residuals(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs: Runs) -> Any:
-    """``(log loss - law's log mean) / sigma`` per draw and run (dims ``chain``, ``draw``, ``run``)."""
+def with_run_effects(theta: Mapping[str, Any], posterior: Any) -> dict[str, Any]:
+    """``theta`` plus the posterior's per-run offsets (:data:`RUN_EFFECT`), when it has them.
+
+    For densities of the fit's own checkpoints (:func:`log_likelihood_draws`,
+    :func:`predictive_cdf`), which are conditional on their run's offset.
+    """
+    out = dict(theta)
+    if RUN_EFFECT in posterior:
+        out[RUN_EFFECT] = posterior[RUN_EFFECT]
+    return out
+
+
+def _residuals(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs: Runs) -> tuple[Any, Any]:
+    """Standardised residuals of log loss and their scale, dims ``chain``, ``draw``, ``run``.
+
+    Without run offsets: ``(log loss - law's log mean) / sigma``. A fit to checkpoints
+    (``sigma_run`` in ``theta``) subtracts the offset of a row's run where ``theta``
+    has it (:func:`with_run_effects`, the fit's own runs); a row of any other run is
+    a new run, whose unknown offset widens the scale to ``sqrt(sigma^2 + sigma_run^2)``
+    (exact for the normal likelihood, an approximation for the Student-t).
+    """
     import xarray as xr
 
     check_likelihood(likelihood)
     x = {k: xr.DataArray(v, dims="run") for k, v in law_covariates(law, runs).items()}
     observed = xr.DataArray(np.log(runs.column("loss")), dims="run")
-    z = (observed - law.log_loss(theta, x, ops.NUMPY)) / theta["sigma"]
-    return z.transpose("chain", "draw", "run")
+    residual = observed - law.log_loss(theta, x, ops.NUMPY)
+    scale = theta["sigma"]
+    if "sigma_run" in theta:
+        effects = theta.get(RUN_EFFECT)
+        known: dict[str, int] = {}
+        if effects is not None:
+            known = {str(label): i for i, label in enumerate(effects[RUN_LABEL].values)}
+        labels = runs.frame["run"].astype(str).to_numpy() if "run" in runs.frame else []
+        index = np.array([known.get(label, -1) for label in labels] or [-1] * len(runs))
+        seen = xr.DataArray(index >= 0, dims="run")
+        if effects is not None and seen.any():
+            offset = effects.isel({RUN_LABEL: xr.DataArray(np.maximum(index, 0), dims="run")})
+            residual = residual - offset.where(seen, 0.0).drop_vars(RUN_LABEL, errors="ignore")
+        scale = np.sqrt(theta["sigma"] ** 2 + xr.where(seen, 0.0, theta["sigma_run"] ** 2))
+    z = residual / scale
+    return z.transpose("chain", "draw", "run"), scale
 
 
 def log_likelihood_draws(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs: Runs) -> Any:
@@ -252,8 +337,7 @@ def log_likelihood_draws(law: ScalingLaw, likelihood: str, theta: Mapping[str, A
     """
     from scipy import special
 
-    z = _residuals(law, likelihood, theta, runs)
-    sigma = theta["sigma"]
+    z, sigma = _residuals(law, likelihood, theta, runs)
     if likelihood == "student_t":
         nu = theta["nu"]
         logp = (
@@ -281,6 +365,6 @@ def predictive_cdf(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], r
     """
     from scipy import special
 
-    z = _residuals(law, likelihood, theta, runs)
+    z, _ = _residuals(law, likelihood, theta, runs)
     cdf = special.stdtr(theta["nu"], z) if likelihood == "student_t" else special.ndtr(z)
     return cdf.mean(dim=("chain", "draw"))

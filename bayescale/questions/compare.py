@@ -26,7 +26,7 @@ import xarray as xr
 from bayescale.data.runs import Runs
 from bayescale.errors import BayescaleError
 from bayescale.inference import container
-from bayescale.model.pymc_model import log_likelihood_draws
+from bayescale.model.pymc_model import log_likelihood_draws, with_run_effects
 
 if TYPE_CHECKING:
     from bayescale.methods.parametric import Fit
@@ -60,7 +60,8 @@ def log_likelihood(fit: Fit, runs: Any = None) -> xr.DataArray:
         Dims ``chain``, ``draw``, ``run``; density of each run's log loss.
     """
     runs_obj = fit.runs if runs is None else Runs.from_any(runs)
-    return log_likelihood_draws(fit.law, fit.likelihood, fit.theta(), runs_obj)
+    theta = with_run_effects(fit.theta(), fit.posterior)
+    return log_likelihood_draws(fit.law, fit.likelihood, theta, runs_obj)
 
 
 def loo_data(fit: Fit) -> Any:

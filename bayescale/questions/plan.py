@@ -423,16 +423,30 @@ def target_compute(
     prob: float = 0.9,
     kind: str = "eti",
     flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
+    average_beyond: bool = True,
 ) -> pd.DataFrame:
     """Compute needed to reach each target loss: one row per target.
 
     Columns: ``target_loss`` (and ``unique_tokens``), ``compute_*``,
     ``params_*``, ``tokens_*`` (median and interval; ``inf`` where more than
     that share of draws cannot reach the target) and ``fraction_unreachable``.
+    With ``average_beyond`` (default), a target whose median compute lies beyond
+    the runs' largest N D is answered by the equal mixture of the fitted law and
+    the fit's variant law (:meth:`~bayescale.Fit.variant_fit`; not with ``unique_tokens``).
     """
     check_interval(prob, kind)
     query = make_query(target_loss=target_loss, unique_tokens=unique_tokens)
     draws = target_compute_draws(fit.law, fit.theta(), target_loss, unique_tokens, flops_per_param_token)
+    if average_beyond and unique_tokens is None:
+        # The answer's own compute places it: beyond the runs when its median is past their N D.
+        median = draws["compute"].median(SAMPLE_DIMS).values
+        distance = beyond_compute(span_of(fit.runs), median, flops_per_param_token)
+        variant = fit.variant_fit() if np.any(distance > 0) else None
+        if variant is not None:
+            other = target_compute_draws(
+                variant.law, variant.theta(), target_loss, None, flops_per_param_token
+            )
+            draws = mix_beyond(draws, other, distance)
     share = draws["unreachable"].mean(SAMPLE_DIMS).values
     table = _interval_table_with_inf(draws.drop_vars("unreachable"), prob, kind, query)
     table["fraction_unreachable"] = share
@@ -495,6 +509,7 @@ def compare_plans(
     prob: float = 0.9,
     kind: str = "eti",
     flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
+    average_beyond: bool = True,
 ) -> pd.DataFrame:
     """Which plan gives the lowest loss: one row per plan.
 
@@ -511,6 +526,12 @@ def compare_plans(
         ``prob_best`` (posterior probability that the plan has the lowest mean
         loss), ``regret_mean`` (expected loss above the per-draw optimum at
         the plan's own budget) and ``regret_*``.
+
+        With ``average_beyond`` (default), when any plan lies beyond the runs' range
+        every plan is judged on the equal mixture of the fitted law and the fit's
+        variant law (:meth:`~bayescale.Fit.variant_fit`; not with ``unique_tokens``):
+        which plan is best is a question about all plans at once, so each draw
+        keeps one law for all of them.
     """
     check_interval(prob, kind)
     frame = _plans_frame(plans)
@@ -518,6 +539,14 @@ def compare_plans(
     draws = compare_plans_draws(
         fit.law, fit.theta(), frame["params"], frame["tokens"], u, flops_per_param_token
     )
+    if average_beyond and u is None:
+        distance = beyond(span_of(fit.runs), frame["params"].to_numpy(), frame["tokens"].to_numpy())
+        variant = fit.variant_fit() if np.any(distance > 0) else None
+        if variant is not None:
+            other = compare_plans_draws(
+                variant.law, variant.theta(), frame["params"], frame["tokens"], None, flops_per_param_token
+            )
+            draws = mix_beyond(draws, other, np.ones_like(distance))
     query = make_query(params=frame["params"], tokens=frame["tokens"], unique_tokens=u)
     query["compute"] = flops_per_param_token * query["params"] * query["tokens"]
     table = interval_table(draws[["loss"]], prob, kind, query)

@@ -77,6 +77,11 @@ def test_fit_summary_plan_predict_end_to_end(capsys, tmp_path):
 def test_readable_tables(capsys, quick_fit_path):
     code, out, _ = run(capsys, "plan", quick_fit_path, "--compute", "5.76e23")
     assert code == 0 and "tokens_per_param" in out and "90%" in out
+    assert "answers average the fitted law with kaplan-e" in out  # 5.76e23 is beyond the runs
+    code, out, _ = run(capsys, "plan", quick_fit_path, "--target-loss", "2.6", "1.9")
+    assert code == 0 and "answers average the fitted law with kaplan-e" in out
+    code, out, _ = run(capsys, "plan", quick_fit_path, "--target-loss", "2.6")
+    assert code == 0 and "average" not in out  # a loss the runs reach: the fitted law alone
 
 
 def test_laws_command(capsys):

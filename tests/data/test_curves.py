@@ -34,7 +34,7 @@ def test_aliases_sorting_and_derived_columns():
 @pytest.mark.parametrize(
     ("bad", "match"),
     [
-        ({"params": [1e7, 1e7, 2e7, 2e7, 2e7, 4e7, 4e7]}, "run 'a' has several 'params' values"),
+        ({"params": [1e7, 1e7, 2e7, 2e7, 2e7, 4e7, 4e7]}, "run 'a' has rows with different params"),
         (
             {"tokens_seen": [1e8, 1e8, 2e8, 1e8, 2e8, 1e8, 2e8]},
             "run 'a' has two checkpoints at 1e\\+08 tokens",

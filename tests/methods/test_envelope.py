@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import QUICK, TRUE_CHINCHILLA
+from saved_results import check_html_escapes_file_text, check_refusals, round_trip
 
 import bayescale as bs
 from bayescale.methods.envelope import fit_envelope
@@ -53,6 +54,31 @@ def test_envelope_answers_have_intervals(fits):
     assert row["tokens_median"] * row["params_median"] * 6 == pytest.approx(1e21, rel=1e-6)
     true_a = TRUE_CHINCHILLA["alpha_D"] / (TRUE_CHINCHILLA["alpha_N"] + TRUE_CHINCHILLA["alpha_D"])
     assert abs(exps["a"]["median"] - true_a) < 0.15  # 7 discrete sizes: the envelope is a staircase
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.FitWarning")  # a cheap fit: its diagnostics are not under test
+def test_saved_fit_answers_the_same_and_altered_files_are_refused(fits, tmp_path, capsys):
+    fit = fits["ar1"]
+    loaded, path = round_trip(fit, tmp_path)
+    assert loaded.optimal([1e20, 1e21]).equals(fit.optimal([1e20, 1e21]))
+    assert loaded.envelope_draws().equals(fit.envelope_draws())
+    assert loaded.grid.equals(fit.grid)
+    check_refusals(path, tmp_path, array="_grid_compute", setting="correlation", bad_value="ar2")
+    capsys.readouterr()
+    from bayescale.cli import main
+
+    assert main(["summary", str(path)]) == 0
+    assert "training-curve envelope on 7 curves, 112 checkpoints (ar1 residuals)" in capsys.readouterr().out
+    assert main(["plan", str(path), "--compute", "1e20", "1e21"]) == 0
+    out = capsys.readouterr().out
+    assert "compute-optimal model from a training-curve envelope fit" in out and "tokens_per_param" in out
+    check_html_escapes_file_text(path, tmp_path, capsys)
+
+
+def test_html_shows_the_exponents_and_noise(fits):
+    text = fits["ar1"]._repr_html_()
+    assert "Training-curve envelope" in text and ">rho<" in text and ">a<" in text
+    assert "rho" not in fits["none"]._repr_html_()
 
 
 def test_errors():

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import QUICK, TRUE_CHINCHILLA
+from saved_results import check_html_escapes_file_text, check_refusals, round_trip
 
 import bayescale as bs
 from bayescale.methods.isoflop import fit_isoflop, group_budgets, in_window, prepare
@@ -107,6 +108,23 @@ def test_optimal_at_a_budget_matches_law(simulated_fit):
     assert {"params_opt_median", "loss_opt_lower", "n_runs"} <= set(table.columns)
 
 
+@pytest.mark.filterwarnings("ignore::bayescale.FitWarning")  # a cheap fit: its diagnostics are not under test
+def test_saved_fit_answers_the_same_and_altered_files_are_refused(simulated_fit, tmp_path, capsys):
+    loaded, path = round_trip(simulated_fit, tmp_path)
+    assert loaded.optimal([1e20, 1e22]).equals(simulated_fit.optimal([1e20, 1e22]))
+    assert loaded.budget_table().equals(simulated_fit.budget_table())
+    assert loaded.budgets.equals(simulated_fit.budgets)
+    check_refusals(path, tmp_path, array="_budgets_used", setting="shape", bad_value="cubic")
+    check_html_escapes_file_text(path, tmp_path, capsys)
+
+
+def test_html_shows_the_exponents_and_verdict(simulated_fit):
+    text = simulated_fit._repr_html_()
+    a = simulated_fit.exponents()["a"]
+    assert "IsoFLOP fit" in text and f"{a['median']:.4g}" in text and "5 of 5 used" in text
+    assert "diagnostics" in text and len(text) < 6000
+
+
 @pytest.mark.slow
 def test_porian_final_setting_contains_published_exponent():
     """Porian et al. 2024, RefinedWeb final setting: a = 0.497 (80% bootstrap 0.493-0.502), and the
@@ -126,13 +144,26 @@ def test_cli_isoflop_json(tmp_path, capsys):
 
     path = tmp_path / "runs.csv"
     simulate_isoflop(seed=2, jitter=0.03).to_csv(path, index=False)
-    args = ["isoflop", str(path), "--compute", "1e21", "--json", "--seed", "1"]
+    saved = tmp_path / "iso.nc"
+    args = ["isoflop", str(path), "--compute", "1e21", "--json", "--seed", "1", "--out", str(saved)]
     assert main([*args, "--draws", "100", "--tune", "150", "--chains", "1"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert set(payload["a"]) == {"median", "lower", "upper"}
     assert payload["b"]["median"] == pytest.approx(1 - payload["a"]["median"])
     assert len(payload["budgets"]) == 5
     assert set(payload["optimum"]["intervals"]["params"]) == {"median", "lower", "upper"}
+    assert payload["saved_to"] == str(saved)
+    # fitted once, asked later: the saved fit gives the same summary and the same optimum
+    assert main(["summary", str(saved), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["a"] == payload["a"] and again["budgets"] == payload["budgets"]
+    assert main(["plan", str(saved), "--compute", "1e21", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["params"] == payload["optimum"]["intervals"]["params"]
+    assert main(["predict", str(saved), "--params", "1e9", "--tokens", "2e10"]) == 2
+    assert "holds an IsoFLOP fit" in capsys.readouterr().err
+    assert main(["plan", str(saved), "--compute", "1e21", "--unique-tokens", "1e10"]) == 2
+    assert "--unique-tokens needs a parametric fit" in capsys.readouterr().err
     assert main(["isoflop", "porian-isoflop", "--json"]) == 2
     assert "group" in capsys.readouterr().err
 

@@ -59,6 +59,44 @@ def test_fit_many_checks_jobs():
     assert bs.fit_many([]) == []
 
 
+def test_fit_many_runs_each_jobs_method(monkeypatch):
+    """A job's "method" picks the fitting function; its runs go first, the rest as keywords."""
+    from bayescale.methods import many
+
+    calls = []
+    for name in ("isoflop", "steps"):
+        monkeypatch.setitem(many.METHODS, name, lambda data, name=name, **kw: calls.append((name, data, kw)))
+    jobs = [
+        {"method": "isoflop", "runs": "porian-isoflop", "group": "g", "random_seed": 1},
+        {"method": "steps", "runs": "curves.csv", "correlation": "none"},
+    ]
+    with ThreadPoolExecutor(1) as pool:
+        results = bs.fit_many(jobs, executor=pool)
+    assert all(r.ok for r in results)
+    assert calls == [
+        ("isoflop", "porian-isoflop", {"group": "g", "random_seed": 1, "progressbar": False}),
+        ("steps", "curves.csv", {"correlation": "none", "progressbar": False}),
+    ]
+    with pytest.raises(bs.BayescaleError, match=r"job 1 has method 'magic'; methods are \['parametric'"):
+        bs.fit_many([jobs[0], {"method": "magic", "runs": "x"}])
+
+
+@pytest.mark.slow
+def test_fit_many_mixed_methods_for_real(tmp_path):
+    """A parametric and an IsoFLOP fit in one call; both save and load as their own type."""
+    from test_isoflop import simulate_isoflop
+
+    jobs = [
+        {"runs": simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=2), "random_seed": 1, **TINY},
+        {"method": "isoflop", "runs": simulate_isoflop(seed=1), "random_seed": 1, **TINY},
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        results = bs.fit_many(jobs, executor=pool)
+    assert [type(r.fit).__name__ for r in results] == ["Fit", "IsoflopFit"]
+    for r in results:
+        assert type(bs.load_fit(r.fit.save(tmp_path / f"{r.index}.nc"))) is type(r.fit)
+
+
 def test_cli_fit_many(tmp_path, capsys):
     # Also the default executor: a spawned local process pool.
     import json

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from saved_results import check_html_escapes_file_text, check_refusals, round_trip
 
 import bayescale as bs
 from bayescale.checks.simulate import simulate_curves
@@ -231,6 +232,35 @@ def one_batch_fit():
     curves = simulate_curves(seed=2, sizes=(3e7, 1e8, 3e8, 1e9), batches=(4e6,), batch_penalty=False)
     with pytest.warns(bs.RunsWarning, match="B_crit is not identified"):
         return fit_steps(curves, draws=300, tune=300, chains=2, random_seed=2, progressbar=False, warn=False)
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.FitWarning")  # a cheap fit: diagnostics not under test
+def test_saved_fit_answers_the_same_and_altered_files_are_refused(varied_fit, tmp_path, capsys):
+    loaded, path = round_trip(varied_fit, tmp_path)
+    assert loaded.optimal([1e19, 1e21]).equals(varied_fit.optimal([1e19, 1e21]))
+    assert loaded.predict(1.5e8, 2e4, batch=3e4).equals(varied_fit.predict(1.5e8, 2e4, batch=3e4))
+    assert loaded.critical_batch(3.0).equals(varied_fit.critical_batch(3.0))
+    assert loaded.priors == varied_fit.priors
+    check_refusals(path, tmp_path, array="_log_batch", setting="batch_fitted", bad_value="yes")
+    capsys.readouterr()
+    from bayescale.cli import main
+
+    assert main(["summary", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["critical_batch_fitted"] is True and set(summary["B_star"]) == {"median", "lower", "upper"}
+    assert main(["plan", str(path), "--compute", "1e19", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    row = varied_fit.optimal(1e19).iloc[0]
+    assert plan["critical_batch"]["median"] == pytest.approx(row["critical_batch_median"], rel=1e-12)
+    check_html_escapes_file_text(path, tmp_path, capsys)
+    assert "alpha_B" in loaded._repr_html_()
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.FitWarning")  # a cheap fit: diagnostics not under test
+def test_saved_one_batch_fit_keeps_its_plan(one_batch_fit, tmp_path):
+    loaded, _ = round_trip(one_batch_fit, tmp_path)
+    assert loaded.plan_note() == one_batch_fit.plan_note()
+    assert loaded.optimal(1e20).equals(one_batch_fit.optimal(1e20))
 
 
 def test_optimal_at_the_runs_batch_size(one_batch_fit):

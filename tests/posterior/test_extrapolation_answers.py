@@ -77,3 +77,50 @@ def test_a_fit_of_the_variant_law_has_no_variant():
     assert fit.variant_fit() is None
     table = fit.predict([2e10], [4e11], random_seed=0)
     assert table["params_multiple"].iloc[0] == pytest.approx(10.0)
+
+
+def test_target_compute_beyond_the_runs_is_the_mixture(small_ladder_fit):
+    fit = small_ladder_fit
+    variant = fit.variant_fit()
+    near = float(fit.predict([2e8], [4e9], average_beyond=False)["loss_median"].iloc[0])
+    # a target well below the ladder's best loss: its compute is far beyond the runs
+    far = float(fit.runs.column("loss").min()) * 0.85
+    averaged = fit.target_compute([near, far])
+    alone = fit.target_compute([near, far], average_beyond=False)
+    other = variant.target_compute([near, far], average_beyond=False)
+    inside, outside = averaged.iloc[0], averaged.iloc[1]
+    assert inside["compute_median"] == alone.iloc[0]["compute_median"]  # in range: the law alone
+    assert outside["compute_multiple"] > 1
+    share = (alone.iloc[1]["fraction_unreachable"] + other.iloc[1]["fraction_unreachable"]) / 2
+    assert outside["fraction_unreachable"] == pytest.approx(share)
+    for single in (alone.iloc[1], other.iloc[1]):
+        if np.isfinite(single["compute_median"]):
+            assert outside["compute_lower"] <= single["compute_median"] <= outside["compute_upper"]
+
+
+def test_compare_plans_beyond_the_runs_judges_every_plan_on_the_mixture(small_ladder_fit):
+    fit = small_ladder_fit
+    variant = fit.variant_fit()
+    plans = [(1e9, 2e10), (4e10, 8e11), (8e10, 4e11)]  # one inside, two far beyond
+    averaged = fit.compare_plans(plans)
+    alone = fit.compare_plans(plans, average_beyond=False)
+    other = variant.compare_plans(plans, average_beyond=False)
+    np.testing.assert_allclose(averaged["prob_best"], (alone["prob_best"] + other["prob_best"]) / 2)
+    np.testing.assert_allclose(averaged["regret_mean"], (alone["regret_mean"] + other["regret_mean"]) / 2)
+    inside = [(1e8, 2e9), (5e8, 1e10)]
+    np.testing.assert_array_equal(
+        fit.compare_plans(inside)["prob_best"], fit.compare_plans(inside, average_beyond=False)["prob_best"]
+    )
+
+
+def test_the_variant_keeps_the_users_priors_fixed_values_and_likelihood():
+    runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=7)
+    prior = bs.Prior("Normal", mu=0.37, sigma=0.02)
+    fit = bs.fit(
+        runs, law="chinchilla", priors={"alpha_D": prior}, fix={"E": 1.8, "A": 480.0},
+        likelihood="normal", random_seed=7, **QUICK,
+    )  # fmt: skip
+    variant = fit.variant_fit()
+    assert variant.fixed == {"E": 1.8}  # kaplan-e has no A
+    assert variant.priors["alpha_D"] == prior and variant.likelihood == "normal"
+    assert variant.priors["alpha_N"] == bs.get_law(VARIANT_LAW).default_priors()["alpha_N"]

@@ -1,0 +1,37 @@
+"""Stage lines on stderr while a fit runs: ``bayescale: <stage>``, or nothing when not asked for.
+
+The fast path runs warm-up and sampling as one compiled program, which no bar can look into
+unless the fit is sampled in pieces (:func:`bayescale.inference.sampling.sample_density` does so
+for long fits). The stages say what is happening in the meantime (the Laplace step, preparing
+or compiling the sampler, warm-up and sampling) and how long each took.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    """Print ``bayescale: message`` lines to stderr when ``enabled``; nothing otherwise.
+
+    Parameters
+    ----------
+    enabled
+        Whether to print (the fit's ``progressbar`` / the CLI's ``--progress``).
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = bool(enabled)
+        self._since = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        """Print one stage line (stderr is looked up each time, so redirections apply)."""
+        if self.enabled:
+            print(f"bayescale: {message}", file=sys.stderr, flush=True)
+
+    def lap(self) -> float:
+        """Seconds since the last lap (or since this reporter was made), and start a new lap."""
+        now = time.perf_counter()
+        seconds, self._since = now - self._since, now
+        return seconds

@@ -1,0 +1,103 @@
+"""Residuals of a fitted law on its own runs, and whether they trend with a covariate.
+
+A law whose shape misses the runs can still pass every sampler diagnostic and answer
+confidently; its residuals then trend with model size, tokens or epochs. This is
+the cheap check every fit runs (no predictive draws): the log loss of each run
+minus the posterior median of the law's log mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from bayescale.data.runs import Runs
+from bayescale.model.laws import ScalingLaw, ops
+from bayescale.model.pymc_model import law_covariates
+
+#: Significance level of a trend: strict, as hundreds of runs make tiny trends significant.
+TREND_ALPHA = 0.01
+
+
+def log_residuals(law: ScalingLaw, theta: Mapping[str, Any], runs: Runs) -> np.ndarray:
+    """``log loss - median over draws of the law's log mean`` for each run."""
+    x = {k: xr.DataArray(v, dims="run") for k, v in law_covariates(law, runs).items()}
+    log_mean = law.log_loss(theta, x, ops.NUMPY).median(("chain", "draw"))
+    return np.log(runs.column("loss")) - np.asarray(log_mean.transpose("run").values, dtype=float)
+
+
+def residual_frame(runs: Runs, residual: np.ndarray) -> pd.DataFrame:
+    """The covariates a residual may trend with (``params``, ``tokens``, ``epochs``) and ``residual``."""
+    out = pd.DataFrame({"params": runs.column("params"), "tokens": runs.column("tokens")})
+    if runs.has_unique_tokens:
+        out["epochs"] = out["tokens"] / runs.column("unique_tokens")
+    out["residual"] = residual
+    return out
+
+
+def trends(frame: pd.DataFrame, alpha: float = TREND_ALPHA) -> pd.DataFrame:
+    """Rank correlation of the residuals with each log covariate and with its square.
+
+    A well-specified law leaves residuals that do not trend with model size,
+    tokens or epochs; a significant trend (p < ``alpha``) says the law's shape
+    is wrong along that axis (for example Chinchilla's law on heavily
+    repeated data, whose loss rises with epochs). A law that bends the wrong
+    way leaves a U-shaped pattern instead (Kaplan's law, which has no
+    irreducible loss, on runs that flatten towards one: residuals high at both
+    ends of the size range), which the correlation with the squared distance
+    from the mean of the log covariate catches.
+
+    Parameters
+    ----------
+    frame
+        ``residual`` and any of ``params``, ``tokens``, ``epochs`` (see :func:`residual_frame`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per covariate with more than two distinct values: ``spearman_rho``,
+        ``pvalue`` and ``trend`` (p < ``alpha``); ``curvature_rho``,
+        ``curvature_pvalue`` and ``curvature`` for the squared log covariate (only
+        with more than three distinct values; NaN and False otherwise).
+    """
+    rows = {}
+    for column in ("params", "tokens", "epochs"):
+        if column in frame.columns and frame[column].nunique() > 2:
+            log_x = np.log(frame[column].to_numpy(dtype=float))
+            result = stats.spearmanr(log_x, frame["residual"])
+            row = {"spearman_rho": float(result.statistic), "pvalue": float(result.pvalue)}
+            row["curvature_rho"], row["curvature_pvalue"] = np.nan, np.nan
+            if frame[column].nunique() > 3:
+                bend = stats.spearmanr((log_x - log_x.mean()) ** 2, frame["residual"])
+                row["curvature_rho"], row["curvature_pvalue"] = float(bend.statistic), float(bend.pvalue)
+            rows[column] = row
+    columns = ["spearman_rho", "pvalue", "trend", "curvature_rho", "curvature_pvalue", "curvature"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    table = pd.DataFrame(rows).T
+    table["trend"] = table["pvalue"] < alpha
+    table["curvature"] = table["curvature_pvalue"] < alpha  # NaN compares False
+    return table[columns]
+
+
+def trend_message(table: pd.DataFrame) -> str | None:
+    """One line naming each covariate the residuals trend or bend with, or ``None``."""
+    found = []
+    for column, row in table.iterrows():
+        if row["trend"]:
+            found.append(f"a trend with {column} (rho {row['spearman_rho']:.2f}, p {row['pvalue']:.1e})")
+        if row["curvature"]:
+            found.append(
+                f"a U-shape in log {column} (rho {row['curvature_rho']:.2f}, p {row['curvature_pvalue']:.1e})"
+            )
+    if not found:
+        return None
+    return (
+        "the law's shape misses its own runs: residuals show " + "; ".join(found) + ". Answers "
+        "from it, above all beyond the runs, are suspect; compare other laws (bayescale compare)"
+    )

@@ -1,0 +1,58 @@
+"""Residual trends: every fit checks that its law's shape follows its own runs."""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+from conftest import QUICK
+
+import bayescale as bs
+from bayescale.cli import main
+from bayescale.inference.diagnostics import FitWarning
+from bayescale.posterior.residuals import trend_message, trends
+
+
+def test_trends_find_a_slope_and_a_u_shape_and_nothing_in_noise():
+    rng = np.random.default_rng(0)
+    params = np.repeat(np.geomspace(1e7, 1e10, 8), 5)
+    tokens = np.tile(np.geomspace(1e9, 1e11, 5), 8)
+    log_n = np.log(params)
+    for residual, expect in (
+        (0.01 * (log_n - log_n.mean()) + rng.normal(0, 0.005, log_n.size), "trend with params"),
+        (0.01 * (log_n - log_n.mean()) ** 2 + rng.normal(0, 0.005, log_n.size), "U-shape in log params"),
+    ):
+        table = trends(pd.DataFrame({"params": params, "tokens": tokens, "residual": residual}))
+        assert expect in trend_message(table)
+        assert not table.loc["tokens", "trend"]
+    noise = pd.DataFrame({"params": params, "tokens": tokens, "residual": rng.normal(0, 0.01, params.size)})
+    assert trend_message(trends(noise)) is None
+
+
+def rising_runs() -> pd.DataFrame:
+    """Losses that rise with N and D: no scaling law of the Chinchilla form fits them."""
+    rng = np.random.default_rng(3)
+    params = np.repeat(np.geomspace(5e7, 2e9, 6), 5)
+    tokens = params * np.tile([5.0, 10.0, 20.0, 40.0, 80.0], 6)
+    loss = 1.0 + 0.2 * np.log(params * tokens / 1e16) + rng.normal(0, 0.01, params.size)
+    return pd.DataFrame({"params": params, "tokens": tokens, "loss": loss})
+
+
+def test_a_law_that_misses_its_runs_warns_at_fit_and_in_the_summary(tmp_path, capsys):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = bs.fit(rising_runs(), law="chinchilla", random_seed=1, **{**QUICK, "warn": True})
+    said = [str(w.message) for w in caught if issubclass(w.category, FitWarning)]
+    assert any("the law's shape misses its own runs" in m for m in said), said
+    assert fit.residual_trends()["trend"].any()
+    path = fit.save(tmp_path / "rising.nc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        assert main(["summary", str(path), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert "shape misses" in payload["misfit"] and payload["residual_trends"]["params"]["trend"]
+
+
+def test_a_law_that_follows_its_runs_does_not(quick_fit):
+    table = quick_fit.residual_trends()
+    assert list(table.index) == ["params", "tokens"] and trend_message(table) is None
