@@ -83,9 +83,14 @@ def test_isoflop_profiles_and_optima(epoch_fit):
         x_opt = container.lines[0].get_xdata()[0]
         assert x_opt == pytest.approx(table["params_median"].iloc[i])
         curve = next(line for line in ax.lines if line.get_label() == f"C = 1e{19 + 2 * i}")
-        # the optimum sits at the bottom of its profile (grid spacing span^(2/60) ~ 12%)
-        argmin = curve.get_xdata()[np.argmin(curve.get_ydata())]
-        assert argmin == pytest.approx(x_opt, rel=0.15)
+        x, y = curve.get_xdata(), curve.get_ydata()
+        # The marker is the median of the draws' optima, the curve the median of the draws' losses: the
+        # two minima differ by sampling noise, not by more than the optimum's 90% interval, and the
+        # profile is flat there: the curve at the marker is within 0.05% of its minimum (a marker 1.5x
+        # off the minimum sits 0.15-0.4% above it).
+        argmin = x[np.argmin(y)]
+        assert table["params_lower"].iloc[i] <= argmin <= table["params_upper"].iloc[i]
+        assert np.interp(np.log(x_opt), np.log(x), y) <= 1.0005 * y.min()
 
 
 def test_allocation_draws_both_quantities_and_published_points(epoch_fit, quick_fit):
