@@ -1,15 +1,13 @@
 """Tree-depth statistics of the diagnostics, and the one renderer of every command's diagnostics line."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import xarray as xr
 
-from bayescale.inference import diagnostics
+from bayescale.inference import container, diagnostics
 
 
-def _idata(steps: np.ndarray, **flags: np.ndarray) -> SimpleNamespace:
+def _idata(steps: np.ndarray, **flags: np.ndarray) -> xr.DataTree:
     dims = ("chain", "draw")
     rng = np.random.default_rng(0)
     posterior = xr.Dataset({"x": (dims, rng.normal(size=steps.shape))})
@@ -17,7 +15,7 @@ def _idata(steps: np.ndarray, **flags: np.ndarray) -> SimpleNamespace:
         {"n_steps": (dims, steps), "diverging": (dims, np.zeros(steps.shape, bool))}
         | {k: (dims, v) for k, v in flags.items()}
     )
-    return SimpleNamespace(posterior=posterior, sample_stats=stats)
+    return container.from_groups(posterior=posterior, sample_stats=stats)
 
 
 def test_share_at_max_tree_depth_is_read_from_the_steps():
@@ -42,7 +40,9 @@ def test_pymc_flag_takes_precedence_and_a_few_saturated_trees_are_no_warning():
 
 def test_no_step_counts_give_nan_and_the_line_leaves_them_out():
     idata = _idata(np.full((4, 500), 7))
-    idata.sample_stats = idata.sample_stats.drop_vars("n_steps")
+    idata = container.with_group(
+        idata, "sample_stats", container.group(idata, "sample_stats").drop_vars("n_steps")
+    )
     report = diagnostics.compute(idata, ["x"])
     assert np.isnan(report["median_steps"]) and np.isnan(report["max_tree_depth_share"])
     (line,) = diagnostics.summary_lines(report)
