@@ -64,7 +64,7 @@ def check_refusals(path: Path, tmp_path: Path, array: str, setting: str, bad_val
     def flip(idata: Any) -> None:
         values = idata.constant_data[array].values.copy()
         values[0] = not values[0] if values.dtype == bool else values[0] * 1.5
-        idata.constant_data[array] = (idata.constant_data[array].dims, values)
+        idata.constant_data[array] = idata.constant_data[array].copy(data=values)
 
     def shift_posterior(idata: Any) -> None:
         name = next(iter(idata.posterior.data_vars))
