@@ -231,7 +231,8 @@ def _cli_json(argv, capsys):
 def test_a_fit_saved_by_the_previous_release_loads_with_the_answers_it_gave(capsys, tmp_path):
     summary = _cli_json(["summary", str(OLD_FIT), "--json"], capsys)
     expected = json.loads((FIXTURES / "fit_format2_bayescale0.1.0.summary.json").read_text())
-    assert summary.keys() == expected.keys() and summary["parameters"].keys() == expected["parameters"].keys()
+    # this release adds keys (residual trends, tree-depth statistics); the old ones keep their meaning
+    assert summary.keys() >= expected.keys() and summary["parameters"].keys() == expected["parameters"].keys()
     for name, row in expected["parameters"].items():
         got = summary["parameters"][name]
         # the same draws: the same quantiles; r_hat and ESS now come from arviz-stats, not ArviZ 0.23
@@ -241,7 +242,8 @@ def test_a_fit_saved_by_the_previous_release_loads_with_the_answers_it_gave(caps
         assert got["r_hat"] == pytest.approx(row["r_hat"], rel=1e-6)
         assert got["ess_bulk"] == pytest.approx(row["ess_bulk"], rel=1e-6)
     plan = _cli_json(["plan", str(OLD_FIT), "--compute", "1e22", "--json"], capsys)
-    assert plan == json.loads((FIXTURES / "fit_format2_bayescale0.1.0.plan1e22.json").read_text())
+    expected_plan = json.loads((FIXTURES / "fit_format2_bayescale0.1.0.plan1e22.json").read_text())
+    assert {key: plan[key] for key in expected_plan} == expected_plan
     # saved again, it is a file of this release that loads with the same draws
     fit = bs.load_fit(OLD_FIT)
     again = bs.load_fit(fit.save(tmp_path / "resaved.nc"))
