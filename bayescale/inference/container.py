@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 
@@ -68,6 +69,20 @@ def read_netcdf(path: str | Path) -> xr.DataTree:
 def write_netcdf(tree: xr.DataTree, path: str | Path) -> None:
     """Write ``tree`` to ``path`` as NetCDF (HDF5), one NetCDF group per ArviZ group."""
     tree.to_netcdf(path, engine="h5netcdf")
+
+
+def to_numpy(tree: xr.DataTree) -> xr.DataTree:
+    """``tree`` with every variable's values a NumPy array.
+
+    PyMC's JAX samplers (numpyro) leave JAX arrays in the tree; xarray then computes
+    quantiles with JAX, which rounds differently from NumPy, so a result would answer
+    differently in the last digit before and after a save.
+    """
+
+    def numpy_values(ds: xr.Dataset) -> xr.Dataset:
+        return ds.copy(data={name: np.asarray(var.data) for name, var in ds.data_vars.items()})
+
+    return tree.map_over_datasets(numpy_values)
 
 
 def to_tree(data: Any) -> xr.DataTree:

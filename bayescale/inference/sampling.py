@@ -725,7 +725,11 @@ def _to_inference_data(density: Any, position: np.ndarray, extra: dict[str, np.n
 
 
 def sample(model: Any, config: SamplerConfig, random_seed: int | None, progressbar: bool) -> Any:
-    """Sample the PyMC ``model``; return an ``xarray.DataTree`` with a posterior group."""
+    """Sample the PyMC ``model``; return an ``xarray.DataTree`` (of NumPy arrays) with a posterior group."""
+    return container.to_numpy(_sample_pymc(model, config, random_seed, progressbar))
+
+
+def _sample_pymc(model: Any, config: SamplerConfig, random_seed: int | None, progressbar: bool) -> Any:
     import pymc as pm
 
     backend = choose_backend(config.backend)
