@@ -195,3 +195,25 @@ def test_compare_methods_steps_says_what_is_missing(tmp_path):
     simulate_curves(seed=0, sizes=(3e7, 1.5e8)).to_csv(path, index=False)
     table = compare_methods(str(path), 1e21, methods=("envelope",))
     assert "at least 3 model sizes" in table["note"].iloc[0]
+
+
+def test_readme_own_runs_in_three_commands_run_as_written(capsys, tmp_path, monkeypatch):
+    """The README's first example, line by line as a user types it (at the default draws)."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    block = (root / "README.md").read_text().split("<!-- own-runs:", 1)[1].split("```")[1]
+    commands = [line.split("#", 1)[0].split() for line in block.strip().splitlines()]
+    assert [c[:2] for c in commands] == [["bayescale", "fit"], ["bayescale", "plan"], ["bayescale", "report"]]
+    (tmp_path / "docs").mkdir()
+    shutil.copy(root / "docs" / "example_runs.csv", tmp_path / "docs")
+    monkeypatch.chdir(tmp_path)
+    outputs = []
+    for command in commands:
+        code, out, err = run(capsys, *command[1:])
+        assert code == 0, (command, err)
+        outputs.append(out)
+    assert "law chinchilla on 18 runs" in outputs[0] and "-> ok" in outputs[0]
+    assert "compute-optimal plan at C = 1e+22 FLOPs" in outputs[1] and "tokens_per_param" in outputs[1]
+    assert "<table" in (tmp_path / "my_fit.html").read_text()
