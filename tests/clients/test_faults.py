@@ -333,6 +333,41 @@ def test_sigint_during_a_fit_exits_130_without_traceback(tmp_path):
     assert not (tmp_path / "fit.nc").exists()
 
 
+def _startup_seconds(python: Path) -> float:
+    """Wall time of ``python -c pass`` (the slowest of 3): the interpreter's own start-up (site, the
+    editable install's finder), before any code of a program runs and so can handle a Ctrl-C."""
+    times = []
+    for _ in range(3):
+        start = time.monotonic()
+        subprocess.run([str(python), "-c", "pass"], check=True, timeout=60)
+        times.append(time.monotonic() - start)
+    return max(times)
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.5, 1.0])
+def test_sigint_in_the_first_second_exits_130_without_traceback(tmp_path, delay):
+    """Ctrl-C while the command still imports PyMC, PyTensor and JAX (before ``main`` runs):
+    one line, exit 130. ``delay`` counts from the end of the interpreter's start-up."""
+    bayescale = Path(sys.executable).with_name("bayescale")
+    offset = _startup_seconds(Path(sys.executable))
+    proc = subprocess.Popen(
+        [str(bayescale), "fit", "chinchilla", "--out", str(tmp_path / "fit.nc"), "--draws", "5000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(offset + delay)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert "Traceback" not in err, err[-2000:]
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])
+    assert err == "error: interrupted\n", err[-2000:]
+    assert not (tmp_path / "fit.nc").exists()
+
+
 # Finding 11: one-letter aliases are checked against 6ND and D ------------------------------------
 
 

@@ -1,4 +1,5 @@
 import json
+import time
 import warnings
 from pathlib import Path
 
@@ -50,6 +51,45 @@ def test_corrupt_truncated_and_foreign_files(quick_fit_path, tmp_path):
         bs.load_fit(text)
     with pytest.raises(FitFileError, match="no saved fit at"):
         bs.load_fit(tmp_path / "missing.nc")
+
+
+#: Stand-ins for the HDF5 library spinning forever or crashing on a damaged header, run by the probe.
+HANGING_PROBE = "import time; time.sleep(120)"
+CRASHING_PROBE = "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
+
+
+def test_load_fit_reads_a_file_in_a_child_process_before_this_one(quick_fit_path, tmp_path, monkeypatch):
+    """Issue 20, item 15: a header that makes HDF5 hang or crash must not take the caller down.
+
+    The child here hangs or crashes whatever the file (see test_fault_properties for a real
+    flipped bit): load_fit refuses within the timeout, or names the signal, and carries on.
+    """
+    from bayescale.methods import io
+
+    copy = tmp_path / "copy.nc"  # a file this process did not save
+    copy.write_bytes(quick_fit_path.read_bytes())
+    monkeypatch.setattr(io, "_PROBE", HANGING_PROBE)
+    start = time.monotonic()
+    with pytest.raises(FitFileError, match=r"reading its structure did not finish within 2 s"):
+        bs.load_fit(copy, probe_timeout=2)
+    assert time.monotonic() - start < 30
+    monkeypatch.setattr(io, "_PROBE", CRASHING_PROBE)
+    with pytest.raises(FitFileError, match=r"reading it crashed the HDF5 library \(signal 11\)"):
+        bs.load_fit(copy)
+    assert len(bs.load_fit(copy, probe=False).runs) == 40  # opted out: read here, trusted
+
+
+def test_a_file_this_process_saved_is_not_probed_until_it_changes(quick_fit, tmp_path, monkeypatch):
+    from bayescale.methods import io
+
+    path = quick_fit.save(tmp_path / "fit.nc")
+    monkeypatch.setattr(io, "_PROBE", CRASHING_PROBE)
+    assert len(bs.load_fit(path).runs) == 40
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1  # changed since: probed again
+    path.write_bytes(bytes(data))
+    with pytest.raises(FitFileError, match="crashed the HDF5 library"):
+        bs.load_fit(path)
 
 
 def test_foreign_inference_data(tmp_path):
