@@ -173,8 +173,9 @@ def fit_stats(path: Path) -> dict[str, float]:
     posterior, stats = idata.posterior, idata.sample_stats
     names = [v for v in posterior.data_vars if posterior[v].std() > 0 and posterior[v].ndim == 2]
     return {
-        "ess": float(min(float(az.ess(posterior[[n]])[n]) for n in names)),
-        "rhat": float(max(float(az.rhat(posterior[[n]])[n]) for n in names)),
+        # one-variable Datasets: ArviZ 0.x and 1.x take and return them alike
+        "ess": float(min(float(az.ess(posterior[n].to_dataset(name="x"))["x"]) for n in names)),
+        "rhat": float(max(float(az.rhat(posterior[n].to_dataset(name="x"))["x"]) for n in names)),
         "div": int(stats["diverging"].sum()),
         "steps": np.asarray(stats["n_steps"].values).ravel(),
     }
