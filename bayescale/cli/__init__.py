@@ -20,16 +20,35 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bayescale.cli.exits import (
+    EXIT_BROKEN_PIPE,
+    EXIT_DIAGNOSTICS,
+    EXIT_INTERRUPTED,
+    EXIT_USER_ERROR,
+    _one_line,
+)
+from bayescale.cli.options import (
+    FLOPS_HELP,
+    _add_sampler_options,
+    _fix_pair,
+    _flops_k,
+    _group_option,
+    _loader_options,
+    _out_option,
+    _Parser,
+    _plan_tuple,
+    _planning_options,
+    _positive_float,
+    _positive_int,
+    _probability,
+    _sampler_kwargs,
+    _seed,
+    _window,
+)
 from bayescale.errors import BayescaleError, RunsWarning
 from bayescale.inference.diagnostics import FitWarning
 from bayescale.inference.diagnostics import summary_lines as diagnostics_lines
 from bayescale.posterior.extrapolation import DISTANCE_COLUMNS, VARIANT_LAW
-
-EXIT_USER_ERROR = 2
-EXIT_DIAGNOSTICS = 3
-#: 128 + the signal's number, as a shell reports a process ended by SIGINT or SIGPIPE.
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141
 
 #: Figure kinds of ``bayescale plot`` and the function drawing each.
 PLOTS = {
@@ -55,169 +74,8 @@ BRACKETED_HELP = (
 )
 
 
-def _fix_pair(text: str) -> tuple[str, float]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    try:
-        return name.strip(), float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"value of {name!r} is not a number: {value!r}") from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
-
-
-#: Most seeds every backend accepts (numpy's legacy generators stop at 2**32 - 1).
-MAX_SEED = 2**32 - 1
 #: Most budgets ``frontier`` evaluates (each is a full pass over the posterior draws).
 MAX_POINTS = 1000
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED}, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose mistakes are one ``error:`` line (exit 2), like every other error."""
-
-    def error(self, message: str) -> Any:
-        self.exit(EXIT_USER_ERROR, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def _probability(text: str) -> float:
-    value = _positive_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be a probability in (0, 1), got {text!r}")
-    return value
-
-
-def _add_sampler_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=_seed, default=None, help="random seed")
-    p.add_argument("--likelihood", default="student_t", choices=["student_t", "normal"])
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--backend", default="auto", choices=["auto", "numpyro", "nutpie", "pymc"])
-
-
-def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Sampler settings shared by the commands that fit; ``likelihood`` only where the command has it."""
-    kwargs: dict[str, Any] = {
-        "random_seed": args.seed,
-        "draws": args.draws,
-        "tune": args.tune,
-        "chains": args.chains,
-        "backend": args.backend,
-        "progressbar": getattr(args, "progress", False),
-        "warn": False,
-    }
-    if getattr(args, "likelihood", None) is not None:
-        kwargs["likelihood"] = args.likelihood
-    return kwargs
-
-
-def _window(text: str) -> float | None:
-    return None if text.strip().lower() == "none" else _positive_float(text)
-
-
-def _plan_tuple(text: str) -> tuple[float, ...]:
-    parts = [part.strip() for part in text.split(",")]
-    if len(parts) not in (2, 3):
-        raise argparse.ArgumentTypeError(f"expected N,D or N,D,U, got {text!r}")
-    return tuple(_positive_float(part) for part in parts)
-
-
-def _group_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--group", default=None, help="a grouped law's group to answer for (default: a typical group)"
-    )
-
-
-def _planning_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--unique-tokens", type=_positive_float, default=None, help="unique tokens available")
-    p.add_argument("--prob", type=_probability, default=0.9)
-    p.add_argument("--kind", choices=["eti", "hdi"], default="eti", help="interval kind (default eti)")
-    p.add_argument("--flops-per-param-token", type=_flops_k, default=6.0, help=FLOPS_HELP)
-    p.add_argument("--json", action="store_true")
-
-
-#: Help of --flops-per-param-token where a fit is planned.
-FLOPS_HELP = "k in C = k N D (default 6), or 'estimate': the median of compute / (N D) of the fit's runs"
-
-
-def _flops_k(text: str) -> float | str:
-    if text.strip().lower() == "estimate":
-        return "estimate"
-    try:
-        return _positive_float(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0 or 'estimate', got {text!r}") from None
-
-
-def _loader_options(p: argparse.ArgumentParser) -> None:
-    """Options reading a raw runs table: column mapping, row filters, derived columns, best-of-sweep."""
-    p.add_argument(
-        "--column",
-        dest="column_map",
-        action="append",
-        default=[],
-        metavar="NAME=SOURCE",
-        help="which source column is a runs column, e.g. params=N_no_emb (repeatable; "
-        "NAME= uses no column for NAME)",
-    )
-    p.add_argument(
-        "--columns",
-        dest="columns_file",
-        type=Path,
-        default=None,
-        help="JSON/TOML file mapping NAME to SOURCE",
-    )
-    p.add_argument(
-        "--where",
-        action="append",
-        default=[],
-        metavar="'COLUMN OP VALUE'",
-        help="keep rows where COLUMN OP VALUE holds, OP one of < <= > >= == != (repeatable: all must hold)",
-    )
-    p.add_argument(
-        "--best-of",
-        default=None,
-        metavar="COLUMN",
-        help="a sweep column (e.g. peak_lr): keep the lowest loss per (params, tokens[, group])",
-    )
-    p.add_argument(
-        "--flops-per-param-token",
-        dest="loader_k",
-        type=_positive_float,
-        default=None,
-        metavar="K",
-        help="FLOP convention C = K N D of the table: derives params (tokens) from compute and tokens "
-        "(params) and checks a compute column against it (default 6)",
-    )
 
 
 def _load_runs(args: argparse.Namespace, source: Any) -> Any:
@@ -264,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     _loader_options(p)
     p.add_argument("--law", default="chinchilla", help="law name (default: chinchilla)")
     p.add_argument("--out", required=True, type=Path, help="where to write the fit (NetCDF)")
-    p.add_argument("--seed", type=_seed, default=None, help="random seed")
+    _add_sampler_options(p, "--seed")
     p.add_argument(
         "--fix",
         action="append",
@@ -293,15 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A,B,...",
         help="borrow only these parameters from --priors-from (e.g. A,B,alpha_N,alpha_D: E is left out)",
     )
-    p.add_argument("--likelihood", default="student_t", choices=["student_t", "normal"])
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--backend", default="auto", choices=["auto", "jax", "numpyro", "nutpie", "pymc"])
-    p.add_argument("--strict", action="store_true", help="exit non-zero when diagnostics fail")
-    p.add_argument(
-        "--progress", action="store_true", help="show the fit's stages on stderr (a bar on long fits)"
+    _add_sampler_options(
+        p, "--likelihood", "--draws", "--tune", "--chains", "--backend", backends=FIT_BACKENDS
     )
+    p.add_argument("--strict", action="store_true", help="exit non-zero when diagnostics fail")
+    _add_sampler_options(p, "--progress", progress="show the fit's stages on stderr (a bar on long fits)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     p = sub.add_parser("fit-many", help="run many fits from a JSON list of jobs, locally or on Dask")
@@ -393,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sources", nargs="+", help="one runs file or bundled data set (with --laws), or saved fits"
     )
     p.add_argument("--laws", default=None, help="comma-separated laws to fit, e.g. chinchilla,kaplan")
-    _add_sampler_arguments(p)
+    _add_sampler_options(p, "--seed", "--likelihood", "--draws", "--tune", "--chains", "--backend")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("extrapolate", help="fit a law on small runs, score its predictions of the large ones")
@@ -408,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="X",
             help=f"train on runs with {by} below X, test on the rest",
         )
-    _add_sampler_arguments(p)
+    _add_sampler_options(p, "--seed", "--likelihood", "--draws", "--tune", "--chains", "--backend")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("report", help="self-contained HTML report of a saved fit")
@@ -450,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
         "whose best is an end size (Porian et al.'s rule; default: no limit)",
     )
     p.add_argument("--bracketed", action=argparse.BooleanOptionalAction, default=True, help=BRACKETED_HELP)
-    _sampler_arguments(p)
+    _method_options(p)
     _out_option(p)
 
     p = sub.add_parser(
@@ -459,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("curves", help="CSV/Parquet of checkpoints (run, params, tokens, loss) or a bundled name")
     p.add_argument("--compute", type=_positive_float, default=None, help="budget for the optimum (FLOPs)")
     p.add_argument("--correlation", default="ar1", choices=["ar1", "none"], help="within-run residuals")
-    _sampler_arguments(p)
+    _method_options(p)
     _out_option(p)
 
     p = sub.add_parser(
@@ -482,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="budget for the compute-optimal model (FLOPs; C_min on Kaplan's frontier when B_crit is fitted)",
     )
-    _sampler_arguments(p)
+    _method_options(p)
     _out_option(p)
 
     p = sub.add_parser("compare-methods", help="Approaches 1, 2, 3 side by side (Hoffmann et al. Table 2)")
@@ -500,25 +354,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help=f"Approach 2: {BRACKETED_HELP}",
     )
-    _sampler_arguments(p)
+    _method_options(p)
     return parser
 
 
-def _sampler_arguments(p: argparse.ArgumentParser) -> None:
+#: Sampler backends of ``bayescale fit``.
+FIT_BACKENDS = ["auto", "jax", "numpyro", "nutpie", "pymc"]
+
+
+def _method_options(p: argparse.ArgumentParser) -> None:
+    """The options of a method's fit: --prob, the sampler options with --progress, --json."""
     p.add_argument("--prob", type=_probability, default=0.9)
-    p.add_argument("--seed", type=_seed, default=None, help="random seed")
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--backend", default="auto", choices=["auto", "numpyro", "nutpie", "pymc"])
-    p.add_argument("--progress", action="store_true", help="show the sampler's progress on stderr")
+    _add_sampler_options(p, "--seed", "--draws", "--tune", "--chains", "--backend", "--progress")
     p.add_argument("--json", action="store_true")
-
-
-def _out_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--out", type=Path, default=None, help="also save the fit (NetCDF) for `summary` and `plan` later"
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -556,14 +404,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
-
-
-def _one_line(exc: BaseException) -> str:
-    """The error's message on one line (OS errors with their file name)."""
-    text = str(exc)
-    if isinstance(exc, UnicodeDecodeError):
-        text = f"a file is not UTF-8 text ({exc.reason} at byte {exc.start})"
-    return " ".join(text.split()) or type(exc).__name__
 
 
 _REPORTED = threading.Lock()
