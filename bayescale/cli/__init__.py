@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -26,6 +25,14 @@ from bayescale.cli.exits import (
     EXIT_INTERRUPTED,
     EXIT_USER_ERROR,
     _one_line,
+)
+from bayescale.cli.files import (
+    METHOD_NAMES,
+    _check_out,
+    _load,
+    _load_runs,
+    _refuse_input_as_output,
+    _save_or_keep,
 )
 from bayescale.cli.options import (
     FLOPS_HELP,
@@ -45,10 +52,24 @@ from bayescale.cli.options import (
     _seed,
     _window,
 )
+from bayescale.cli.render import (
+    _distance_payload,
+    _emit,
+    _envelope_text,
+    _finite_or_none,
+    _interval_payload,
+    _intervals_text,
+    _isoflop_text,
+    _json,
+    _rows_text,
+    _steps_text,
+    _summary_payload,
+    _summary_text,
+    _warn_beyond,
+)
 from bayescale.errors import BayescaleError, RunsWarning
 from bayescale.inference.diagnostics import FitWarning
-from bayescale.inference.diagnostics import summary_lines as diagnostics_lines
-from bayescale.posterior.extrapolation import DISTANCE_COLUMNS, VARIANT_LAW
+from bayescale.posterior.extrapolation import VARIANT_LAW
 
 #: Figure kinds of ``bayescale plot`` and the function drawing each.
 PLOTS = {
@@ -76,39 +97,6 @@ BRACKETED_HELP = (
 
 #: Most budgets ``frontier`` evaluates (each is a full pass over the posterior draws).
 MAX_POINTS = 1000
-
-
-def _load_runs(args: argparse.Namespace, source: Any) -> Any:
-    """The runs of ``source`` read with the loader options; prints what the options did."""
-    from bayescale.data.columns import parse_column_items, read_column_file
-    from bayescale.data.runs import Runs
-
-    columns = read_column_file(args.columns_file) if args.columns_file is not None else {}
-    columns.update(parse_column_items(args.column_map))
-    options = {
-        "columns": columns or None,
-        "where": args.where or None,
-        "best_of": args.best_of,
-        "flops_per_param_token": args.loader_k,
-    }
-    runs = Runs.from_any(source, **{k: v for k, v in options.items() if v is not None})
-    for note in runs.notes:
-        print(f"note: {note}", file=sys.stderr)
-    return runs
-
-
-def _resolve_flops(fit: Any, args: argparse.Namespace | None) -> None:
-    """Replace ``--flops-per-param-token estimate`` with the median compute / (N D) of the fit's runs."""
-    if args is None or getattr(args, "flops_per_param_token", None) != "estimate":
-        return
-    from bayescale.data.columns import estimate_flops_per_param_token
-
-    args.flops_per_param_token = estimate_flops_per_param_token(fit.runs)
-    print(
-        f"note: FLOP convention estimated from the runs: k = compute / (N D) = "
-        f"{args.flops_per_param_token:.4g} (median)",
-        file=sys.stderr,
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -468,103 +456,6 @@ def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> Non
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    print(_json(payload) if args.json else text)
-
-
-def _json(payload: Any) -> str:
-    """JSON with null for NaN and infinities (bare NaN is not JSON; strict parsers reject it)."""
-    return json.dumps(_json_safe(payload), indent=2, allow_nan=False)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalars
-        return _json_safe(value.item())
-    return value
-
-
-def _summary_payload(fit: Any, prob: float) -> dict[str, Any]:
-    table = fit.summary(prob)
-    params = {
-        name: {
-            "median": row["median"],
-            "lower": row["lower"],
-            "upper": row["upper"],
-            "r_hat": None if math.isnan(row["r_hat"]) else row["r_hat"],
-            "ess_bulk": None if math.isnan(row["ess_bulk"]) else row["ess_bulk"],
-            "fixed": bool(row["fixed"]),
-        }
-        for name, row in table.iterrows()
-    }
-    diag = fit.diagnostics
-    from bayescale.posterior.residuals import trend_message
-
-    trends = fit.residual_trends()
-    residuals = {
-        str(column): {
-            "spearman_rho": _number(row["spearman_rho"]),
-            "pvalue": _number(row["pvalue"]),
-            "trend": bool(row["trend"]),
-            "curvature_rho": _number(row["curvature_rho"]),
-            "curvature_pvalue": _number(row["curvature_pvalue"]),
-            "curvature": bool(row["curvature"]),
-        }
-        for column, row in trends.iterrows()
-    }
-    return {
-        "law": fit.law.name,
-        "n_runs": len(fit.runs),
-        "prob": prob,
-        "parameters": params,
-        "diagnostics": {
-            "divergences": diag["divergences"],
-            "max_r_hat": None if math.isnan(diag["max_r_hat"]) else diag["max_r_hat"],
-            "min_ess_bulk": diag["min_ess_bulk"],
-            "median_steps": _finite_or_none(diag.get("median_steps", math.nan)),
-            "max_tree_depth_share": _finite_or_none(diag.get("max_tree_depth_share", math.nan)),
-            "ok": diag["ok"],
-            "problems": diag["problems"],
-            "warnings": diag.get("warnings", []),
-        },
-        "residual_trends": residuals,
-        "misfit": trend_message(trends),
-    }
-
-
-def _summary_text(payload: dict[str, Any]) -> str:
-    prob = payload["prob"]
-    lines = [
-        f"law {payload['law']} on {payload['n_runs']} runs; {prob:.0%} credible intervals",
-        f"{'parameter':<10} {'median':>12} {'lower':>12} {'upper':>12} {'r_hat':>7} {'ess_bulk':>9}",
-    ]
-    for name, p in payload["parameters"].items():
-        # r_hat is undefined (None) for a single chain.
-        r_hat = "fixed" if p["fixed"] else "n/a" if p["r_hat"] is None else f"{p['r_hat']:.3f}"
-        ess = "" if p["fixed"] or p["ess_bulk"] is None else f"{p['ess_bulk']:.0f}"
-        lines.append(
-            f"{name:<10} {p['median']:>12.5g} {p['lower']:>12.5g} {p['upper']:>12.5g} {r_hat:>7} {ess:>9}"
-        )
-    lines += diagnostics_lines(payload["diagnostics"])
-    if payload.get("misfit"):
-        lines.append(f"residuals: {payload['misfit']}")
-    elif payload.get("residual_trends"):
-        lines.append("residuals: no trend with " + ", ".join(payload["residual_trends"]) + " (p >= 0.01)")
-    return "\n".join(lines)
-
-
-def _intervals_text(title: str, intervals: dict[str, dict[str, float]]) -> str:
-    lines = [title, f"{'quantity':<18} {'median':>12} {'lower':>12} {'upper':>12}"]
-    for name, iv in intervals.items():
-        lines.append(f"{name:<18} {iv['median']:>12.5g} {iv['lower']:>12.5g} {iv['upper']:>12.5g}")
-    return "\n".join(lines)
-
-
 def cmd_fit(args: argparse.Namespace) -> int:
     """``bayescale fit``: fit, save, print the summary."""
     import warnings
@@ -624,45 +515,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print("error: the fit failed its diagnostics (--strict)", file=sys.stderr)
         return EXIT_DIAGNOSTICS
     return 0
-
-
-def _refuse_input_as_output(out: Path, inputs: Sequence[Any]) -> None:
-    """Raise when ``out`` is one of the input files (writing it would destroy the input)."""
-    if not out.exists():
-        return
-    for source in inputs:
-        if source is None or not isinstance(source, (str, Path)) or not Path(source).is_file():
-            continue
-        if os.path.samefile(out, source):
-            raise BayescaleError(f"--out {str(out)!r} is an input file; it would be replaced; choose another")
-
-
-def _save_or_keep(result: Any, out: Path) -> Path:
-    """Save the fit to ``out``; if that fails, keep it in the temporary folder and say where.
-
-    A finished fit is never lost to a write error: the error names the copy.
-    """
-    import tempfile
-
-    try:
-        return result.save(out)
-    except (OSError, BayescaleError) as exc:
-        reason = _one_line(exc)
-    name = None
-    try:
-        fd, name = tempfile.mkstemp(prefix=f"bayescale-{out.stem}-", suffix=".nc")
-        os.close(fd)
-        kept = result.save(name)
-    except (OSError, BayescaleError) as exc:
-        if name is not None:
-            Path(name).unlink(missing_ok=True)
-        raise BayescaleError(
-            f"cannot save the fit to {str(out)!r}: {reason}; keeping a copy failed too: {_one_line(exc)}"
-        ) from None
-    raise BayescaleError(
-        f"cannot save the fit to {str(out)!r}: {reason}; the fit is kept at {str(kept)!r} "
-        "(move it from there)"
-    )
 
 
 def cmd_fit_many(args: argparse.Namespace) -> int:
@@ -748,38 +600,6 @@ def _job_output(out_dir: Path, name: str, index: int) -> Path:
     return out
 
 
-def _load(path: Path, args: argparse.Namespace | None = None, methods: bool = False) -> Any:
-    """Load a saved fit, printing a warning (and noting it for --strict) if it failed diagnostics.
-
-    With ``methods``, an IsoFLOP, envelope or L(N, S) fit is accepted too; else only a
-    parametric fit (the other commands' questions need a law).
-    """
-    from bayescale.methods.io import kind_of, load_fit, probe_hdf5
-
-    if path.is_file():
-        probe_hdf5(path)  # a damaged file can hang or crash HDF5: find out in a child process
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FitWarning)
-        fit = load_fit(path)
-    kind = kind_of(fit)
-    if kind != "fit" and not methods:
-        command = f"`bayescale {args.command}`" if args is not None else "this command"
-        raise BayescaleError(
-            f"{str(path)!r} holds {METHOD_NAMES[kind]}; {command} needs a parametric fit "
-            "(bayescale fit RUNS --out FILE); a saved method fit answers `summary` and `plan --compute`"
-        )
-    if kind == "fit":
-        _resolve_flops(fit, args)
-    if not fit.diagnostics["ok"]:
-        print(
-            "warning: this fit failed its diagnostics: " + "; ".join(fit.diagnostics["problems"]),
-            file=sys.stderr,
-        )
-        if args is not None:
-            args.failed_diagnostics = True  # main() exits non-zero under --strict
-    return fit
-
-
 def cmd_summary(args: argparse.Namespace) -> int:
     """``bayescale summary``: of a parametric fit, or of a saved IsoFLOP, envelope or L(N, S) fit."""
     fit = _load(args.fit, args, methods=True)
@@ -789,43 +609,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
     payload = _summary_payload(fit, args.prob)
     _emit(args, payload, _summary_text(payload))
     return 0
-
-
-def _number(value: Any) -> float | None:
-    """A float for JSON: ``None`` for inf or NaN (JSON has neither)."""
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _distance_payload(row: Any) -> dict[str, float | None]:
-    """The extrapolation guard's columns of one answer row (see ``bayescale.posterior.extrapolation``)."""
-    return {name: _number(row[name]) for name in DISTANCE_COLUMNS if name in row.index}
-
-
-def _warn_beyond(table: Any) -> None:
-    """Print the guard's warning when an answer lies beyond the distance where coverage was measured."""
-    message = table.attrs.get("extrapolation_warning")
-    if message:
-        print(f"warning: {message}", file=sys.stderr)
-
-
-def _interval_payload(row: Any, names: list[str]) -> dict[str, dict[str, float | None]]:
-    from bayescale.posterior.intervals import row_to_intervals
-
-    return {n: {k: _number(v) for k, v in iv.items()} for n, iv in row_to_intervals(row, names).items()}
-
-
-def _rows_text(title: str, table: Any, inputs: list[str], names: list[str]) -> str:
-    """One line per row: the inputs, then ``median [lower, upper]`` of each quantity."""
-    head = [f"{c:>11}" for c in inputs] + [f"{n:>33}" for n in names]
-    lines = [title, " ".join(head)]
-    for _, row in table.iterrows():
-        cells = [f"{row[c]:>11.4g}" for c in inputs]
-        for n in names:
-            iv = f"{row[n + '_median']:.4g} [{row[n + '_lower']:.4g}, {row[n + '_upper']:.4g}]"
-            cells.append(f"{iv:>33}")
-        lines.append(" ".join(cells))
-    return "\n".join(lines)
 
 
 def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None:
@@ -1154,10 +937,6 @@ def cmd_laws(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finite_or_none(value: float) -> float | None:
-    return None if not math.isfinite(value) else float(value)
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     """``bayescale compare``: fit each law (or load saved fits) and rank them by PSIS-LOO."""
     import warnings
@@ -1242,42 +1021,6 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _method_text(title: str, payload: dict[str, Any]) -> str:
-    lines = [_intervals_text(title, {k: payload[k] for k in ("a", "b")})]
-    if payload.get("optimum"):
-        opt = payload["optimum"]
-        lines.append(_intervals_text(f"optimum at C = {opt['compute']:.3g} FLOPs", opt["intervals"]))
-    lines += diagnostics_lines(payload["diagnostics"])
-    return "\n".join(lines)
-
-
-def _optimum(result: Any, compute: float | None, prob: float) -> dict[str, Any] | None:
-    from bayescale.posterior.intervals import row_to_intervals
-
-    if compute is None:
-        return None
-    row = result.optimal(compute, prob=prob).iloc[0]
-    return {"compute": compute, "intervals": row_to_intervals(row, ["params", "tokens", "tokens_per_param"])}
-
-
-#: What a saved fit of each kind is, in an error message.
-METHOD_NAMES = {
-    "fit": "a parametric fit",
-    "isoflop": "an IsoFLOP fit (bayescale isoflop)",
-    "envelope": "a training-curve envelope fit (bayescale envelope)",
-    "steps": "a Kaplan L(N, S) fit (bayescale steps)",
-}
-
-
-def _check_out(args: argparse.Namespace, source: Any) -> None:
-    """Before a method's fit: refuse an --out that is the input or cannot be written."""
-    from bayescale.methods.io import check_writable
-
-    if args.out is not None:
-        _refuse_input_as_output(args.out, [source])
-        check_writable(args.out)
-
-
 def _method_output(args: argparse.Namespace, result: Any) -> None:
     """Print a method's fit (fitted now or loaded), saving it first to ``--out`` when given."""
     from bayescale.methods.io import kind_of
@@ -1343,34 +1086,6 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _isoflop_text(args: argparse.Namespace, result: Any) -> tuple[dict[str, Any], str]:
-    payload = result.summary(args.prob)
-    payload["optimum"] = _optimum(result, getattr(args, "compute", None), args.prob)
-    budgets = "\n".join(
-        f"  budget {b['budget']:.3g}: {b['n_runs']} runs ({b['compute_min']:.3g}-{b['compute_max']:.3g})"
-        + _budget_unused(b)
-        for b in payload["budgets"]
-    )
-    title = (
-        f"IsoFLOP fit ({payload['shape']} profiles) on {payload['n_runs']} runs; {args.prob:.0%} intervals"
-    )
-    return payload, f"budget levels:\n{budgets}\n" + _method_text(title, payload)
-
-
-def _budget_unused(budget: dict[str, Any]) -> str:
-    """Why an IsoFLOP budget level was left out of the fit ('' when it was used)."""
-    from bayescale.methods.isoflop import EDGE_SIZE_TOL, MIN_SIZES, left_out_unbracketed
-
-    if budget["used"]:
-        return ""
-    if left_out_unbracketed(budget):
-        return (
-            f", not used: lowest loss at (within {EDGE_SIZE_TOL:.0%} of) its smallest or largest size "
-            "(minimum not bracketed)"
-        )
-    return f", not used: {budget['n_in_window']} size(s) in the window < {MIN_SIZES}"
-
-
 def cmd_envelope(args: argparse.Namespace) -> int:
     """``bayescale envelope``: smoothed curves, their envelope, a and b."""
     from bayescale.methods.envelope import fit_envelope
@@ -1379,16 +1094,6 @@ def cmd_envelope(args: argparse.Namespace) -> int:
     result = fit_envelope(args.curves, correlation=args.correlation, **_sampler_kwargs(args))
     _method_output(args, result)
     return 0
-
-
-def _envelope_text(args: argparse.Namespace, result: Any) -> tuple[dict[str, Any], str]:
-    payload = result.summary(args.prob)
-    payload["optimum"] = _optimum(result, getattr(args, "compute", None), args.prob)
-    title = (
-        f"training-curve envelope on {payload['n_runs']} curves, {payload['n_points']} checkpoints "
-        f"({payload['correlation']} residuals); {args.prob:.0%} intervals"
-    )
-    return payload, _method_text(title, payload)
 
 
 def cmd_steps(args: argparse.Namespace) -> int:
@@ -1406,40 +1111,6 @@ def cmd_steps(args: argparse.Namespace) -> int:
     )
     _method_output(args, result)
     return 0
-
-
-def _steps_text(args: argparse.Namespace, result: Any) -> tuple[dict[str, Any], str]:
-    payload = result.summary(args.prob)
-    compute = getattr(args, "compute", None)
-    if compute is not None:
-        from bayescale.posterior.intervals import row_to_intervals
-
-        row = result.optimal(compute, prob=args.prob).iloc[0]
-        columns = [c[: -len("_median")] for c in row.index if c.endswith("_median")]
-        payload["optimum"] = {"compute": compute, "intervals": row_to_intervals(row, columns)}
-    names = result.parameter_names
-    title = (
-        f"Kaplan L(N, S_min) on {payload['n_runs']} curves, {payload['n_points']} checkpoints "
-        f"({payload['correlation']} residuals); {args.prob:.0%} intervals"
-    )
-    lines = [_intervals_text(title, {k: payload[k] for k in names})]
-    lines.append(
-        "Kaplan et al. 2020: " + ", ".join(f"{k} {v:.3g}" for k, v in payload["kaplan_2020"].items())
-    )
-    lines.append(f"batch: {payload['batch_note']}")
-    if "a" in payload:
-        lines.append(
-            _intervals_text(
-                f"compute-optimal exponents, {payload['plan']}", {k: payload[k] for k in ("a", "b")}
-            )
-        )
-    else:
-        lines.append(f"no compute-optimal plan: {payload['plan']}")
-    if payload.get("optimum"):
-        opt = payload["optimum"]
-        lines.append(_intervals_text(f"optimum at C = {opt['compute']:.3g} FLOPs", opt["intervals"]))
-    lines += diagnostics_lines(payload["diagnostics"])
-    return payload, "\n".join(lines)
 
 
 def cmd_compare_methods(args: argparse.Namespace) -> int:
