@@ -73,6 +73,9 @@ def _probability(text: str) -> float:
     return value
 
 
+#: The subcommands of the ``bayescale`` parser; each command module adds its own.
+type Subcommands = argparse._SubParsersAction[Any]
+
 #: Sampler backends of the commands that fit; ``fit`` also takes "jax".
 BACKENDS = ["auto", "numpyro", "nutpie", "pymc"]
 
