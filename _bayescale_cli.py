@@ -7,7 +7,7 @@ import with a traceback (issue 20, item 9), before ``bayescale.cli.main`` could 
 its handling. This module lives outside the package so that importing it imports nothing
 heavy: it makes SIGINT end the process with the command line's one line and status 130,
 then imports the command line, whose ``main`` replaces that with its own handling
-(``bayescale.cli._handle_interrupts``: files being written are cleaned up as the
+(``bayescale.cli.entry._handle_interrupts``: files being written are cleaned up as the
 interrupt unwinds). Only the interpreter's own start-up (``site``) comes before it.
 """
 

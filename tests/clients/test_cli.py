@@ -131,7 +131,8 @@ def test_argument_errors_exit_nonzero(capsys, quick_fit_path):
 @pytest.mark.parametrize("command", ["compare", "extrapolate"])
 def test_likelihood_option_reaches_the_fit(command):
     # A second definition of the helper once dropped --likelihood for these commands silently.
-    from bayescale.cli import _sampler_kwargs, build_parser
+    from bayescale.cli import build_parser
+    from bayescale.cli.options import _sampler_kwargs
 
     args = build_parser().parse_args([command, "chinchilla", "--likelihood", "normal", "--seed", "3"])
     kwargs = _sampler_kwargs(args)

@@ -422,7 +422,7 @@ def test_tiny_budget_or_flops_is_an_error(tmp_path, capsys, extra):
 
 
 def test_json_output_never_holds_bare_nan():
-    from bayescale.cli import _json
+    from bayescale.cli.render import _json
 
     text = _json({"a": float("nan"), "b": [np.float64("inf"), 1.5], "c": {"d": np.float32("nan")}})
     assert json.loads(text) == {"a": None, "b": [None, 1.5], "c": {"d": None}}

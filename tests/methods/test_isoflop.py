@@ -241,7 +241,8 @@ def test_bracketed_fit_names_the_budgets_left_out(tmp_path):
 
 
 def test_cli_bracketed_option_and_text():
-    from bayescale.cli import _budget_unused, build_parser
+    from bayescale.cli import build_parser
+    from bayescale.cli.render import _budget_unused
 
     parser = build_parser()
     assert parser.parse_args(["isoflop", "runs.csv"]).bracketed

@@ -1,0 +1,148 @@
+"""``bayescale fit`` and ``bayescale summary``: fit a law to runs and save it; show a saved fit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from bayescale.cli.exits import EXIT_DIAGNOSTICS
+from bayescale.cli.files import _load, _load_runs, _refuse_input_as_output, _save_or_keep
+from bayescale.cli.methods import _method_output
+from bayescale.cli.options import (
+    Subcommands,
+    _add_sampler_options,
+    _fix_pair,
+    _loader_options,
+    _positive_float,
+    _probability,
+)
+from bayescale.cli.render import _emit, _summary_payload, _summary_text
+from bayescale.errors import BayescaleError
+from bayescale.inference.diagnostics import FitWarning
+
+#: Sampler backends of ``bayescale fit``.
+FIT_BACKENDS = ["auto", "jax", "numpyro", "nutpie", "pymc"]
+
+
+def add_fit(sub: Subcommands) -> None:
+    """Add ``bayescale fit`` to the subcommands ``sub``."""
+    p = sub.add_parser("fit", help="fit a law to runs and save the posterior")
+    p.add_argument("runs", help="CSV/Parquet file of runs, or a bundled data set name")
+    _loader_options(p)
+    p.add_argument("--law", default="chinchilla", help="law name (default: chinchilla)")
+    p.add_argument("--out", required=True, type=Path, help="where to write the fit (NetCDF)")
+    _add_sampler_options(p, "--seed")
+    p.add_argument(
+        "--fix",
+        action="append",
+        type=_fix_pair,
+        default=[],
+        metavar="NAME=VALUE",
+        help="hold a parameter fixed (repeatable)",
+    )
+    p.add_argument("--priors", type=Path, default=None, help="JSON or TOML file of priors by parameter")
+    p.add_argument(
+        "--priors-from",
+        default=None,
+        metavar="SET",
+        help="informed priors centred on a published fit (`bayescale laws` lists the sets); "
+        "--priors entries override it",
+    )
+    p.add_argument(
+        "--widen",
+        type=_positive_float,
+        default=None,
+        help="factor on the published standard errors of --priors-from (default 2)",
+    )
+    p.add_argument(
+        "--prior-params",
+        default=None,
+        metavar="A,B,...",
+        help="borrow only these parameters from --priors-from (e.g. A,B,alpha_N,alpha_D: E is left out)",
+    )
+    _add_sampler_options(
+        p, "--likelihood", "--draws", "--tune", "--chains", "--backend", backends=FIT_BACKENDS
+    )
+    p.add_argument("--strict", action="store_true", help="exit non-zero when diagnostics fail")
+    _add_sampler_options(p, "--progress", progress="show the fit's stages on stderr (a bar on long fits)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """``bayescale fit``: fit, save, print the summary."""
+    from bayescale.methods.io import check_writable
+    from bayescale.methods.parametric import fit
+    from bayescale.model.prior_sets import DEFAULT_WIDEN, published_priors
+    from bayescale.model.priors import read_priors_file
+
+    if not args.out.parent.exists():
+        raise BayescaleError(f"cannot save the fit: folder {str(args.out.parent)!r} does not exist")
+    _refuse_input_as_output(args.out, [args.runs, args.priors])
+    check_writable(args.out)  # before sampling: a fit must not be lost for want of a folder
+    repeated = sorted({name for name, _ in args.fix if sum(n == name for n, _ in args.fix) > 1})
+    if repeated:
+        raise BayescaleError(f"--fix given more than once for {repeated}; give each parameter once")
+    fixed = dict(args.fix)
+    priors = {}
+    if args.priors_from:
+        widen = DEFAULT_WIDEN if args.widen is None else args.widen
+        chosen = None if args.prior_params is None else [p.strip() for p in args.prior_params.split(",")]
+        published = published_priors(args.priors_from, widen=widen, parameters=chosen)
+        priors.update({k: v for k, v in published.items() if k not in fixed})
+    elif args.widen is not None:
+        raise BayescaleError("--widen goes with --priors-from")
+    elif args.prior_params is not None:
+        raise BayescaleError("--prior-params goes with --priors-from")
+    if args.priors:
+        given = read_priors_file(args.priors)
+        clash = sorted(set(given) & set(fixed))
+        if clash:
+            raise BayescaleError(
+                f"the priors file gives a prior for {clash}, fixed by --fix; a fixed parameter has no prior"
+            )
+        priors.update(given)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)  # reported in the summary below
+        result = fit(
+            _load_runs(args, args.runs),
+            law=args.law,
+            priors=priors,
+            fix=fixed,
+            likelihood=args.likelihood,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            backend=args.backend,
+            random_seed=args.seed,
+            progressbar=args.progress,
+        )
+    path = _save_or_keep(result, args.out)
+    payload = _summary_payload(result, 0.9)
+    payload["saved_to"] = str(path)
+    _emit(args, payload, _summary_text(payload) + f"\nsaved fit to {path}")
+    if args.strict and not result.diagnostics["ok"]:
+        print("error: the fit failed its diagnostics (--strict)", file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    return 0
+
+
+def add_summary(sub: Subcommands) -> None:
+    """Add ``bayescale summary`` to the subcommands ``sub``."""
+    p = sub.add_parser("summary", help="posterior table and diagnostics of a saved fit")
+    p.add_argument("--strict", action="store_true", help="exit non-zero when the fit failed its diagnostics")
+    p.add_argument("fit", type=Path)
+    p.add_argument("--prob", type=_probability, default=0.9)
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """``bayescale summary``: of a parametric fit, or of a saved IsoFLOP, envelope or L(N, S) fit."""
+    fit = _load(args.fit, args, methods=True)
+    if type(fit).__name__ != "Fit":
+        _method_output(args, fit)
+        return 0
+    payload = _summary_payload(fit, args.prob)
+    _emit(args, payload, _summary_text(payload))
+    return 0

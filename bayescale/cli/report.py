@@ -1,0 +1,41 @@
+"""``bayescale report``: the self-contained HTML report of a saved fit."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bayescale.cli.files import _load
+from bayescale.cli.options import Subcommands, _positive_float, _probability
+
+
+def add_report(sub: Subcommands) -> None:
+    """Add ``bayescale report`` to the subcommands ``sub``."""
+    p = sub.add_parser("report", help="self-contained HTML report of a saved fit")
+    p.add_argument("fit", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="HTML file to write")
+    p.add_argument(
+        "--compute",
+        type=_positive_float,
+        action="append",
+        default=None,
+        help="budget in FLOPs to plan (repeatable; default 10x-1000x the largest run)",
+    )
+    p.add_argument("--prob", type=_probability, default=0.9)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``bayescale report``: write the self-contained HTML report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayescale.methods.io import check_writable
+    from bayescale.report import refuse_to_replace_data, write_report
+
+    if args.out.parent.exists():
+        refuse_to_replace_data(args.out, "the report")
+        check_writable(args.out, "the report")
+    fit = _load(args.fit, args)
+    path = write_report(fit, args.out, compute=args.compute, prob=args.prob)
+    print(f"wrote report to {path}")
+    return 0
