@@ -21,7 +21,8 @@ from bayescale.data.runs import Runs
 from bayescale.data.storage import runs_from_dataset, runs_to_dataset
 from bayescale.errors import BayescaleError, RunsError
 from bayescale.inference import container
-from bayescale.inference.sampling import SamplerConfig, sample_checked
+from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
+from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler, sample_checked
 from bayescale.methods import io
 from bayescale.methods.saved import (
     MethodResult,
@@ -59,6 +60,9 @@ GLOBAL_PARAMETERS = ["a", "x_center", "tau", "sigma", "nu", "skew"]
 #: ``parabola`` k u^2 (Hoffmann et al.), ``skewed`` 2k (e^(s u) - 1 - s u) / s^2, which tends to
 #: the parabola as s -> 0 and lets the loss rise faster on one side (large, under-trained models).
 SHAPES = ("parabola", "skewed")
+
+#: Sampler settings of :func:`fit_isoflop` unless told otherwise (``sampler=`` or keywords).
+SAMPLER_DEFAULTS: dict[str, Any] = {**BASE_SAMPLER_DEFAULTS, "target_accept": 0.95}
 
 
 def group_budgets(compute: np.ndarray, tol: float = DEFAULT_BUDGET_TOL) -> tuple[np.ndarray, pd.DataFrame]:
@@ -440,11 +444,12 @@ def fit_isoflop(
     bracketed: bool = True,
     shape: str = "skewed",
     likelihood: str = "student_t",
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
-    backend: str = "auto",
-    target_accept: float = 0.95,
+    sampler: SamplerSettings | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    backend: str | None = None,
+    target_accept: float | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
     warn: bool = True,
@@ -487,8 +492,9 @@ def fit_isoflop(
         (default) or ``"parabola"`` (Hoffmann et al.); see :data:`SHAPES`.
     likelihood
         ``"student_t"`` (default) or ``"normal"`` noise on log loss about the parabolas.
-    draws, tune, chains, backend, target_accept, random_seed, progressbar
-        Sampler settings (see :func:`bayescale.methods.parametric`).
+    sampler, draws, tune, chains, backend, target_accept, random_seed, progressbar
+        Sampler settings (see :func:`bayescale.methods.parametric.fit`); defaults
+        :data:`SAMPLER_DEFAULTS`.
     warn
         Emit a :class:`~bayescale.inference.diagnostics.FitWarning` when diagnostics fail.
 
@@ -507,9 +513,7 @@ def fit_isoflop(
     if shape not in SHAPES:
         raise BayescaleError(f"unknown profile shape {shape!r}; use one of {list(SHAPES)}")
     data = prepare(runs_obj, budget_tol, window=window, neighbours=neighbours, bracketed=bracketed)
-    config = SamplerConfig(
-        draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
-    )
+    config = resolve_sampler(SAMPLER_DEFAULTS, sampler, draws, tune, chains, backend, target_accept)
     names = [*GLOBAL_PARAMETERS, "vertex_z", "log_loss_opt", "log_curvature"]
     idata, report, used = sample_checked(
         build_model(data, likelihood, shape), names, config, random_seed, progressbar, warn
