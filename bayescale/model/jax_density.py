@@ -25,9 +25,6 @@ import numpy as np
 from bayescale.data.runs import Runs
 from bayescale.model.jax_backend import setup_jax
 from bayescale.model.laws import ScalingLaw, ops
-from bayescale.model.laws.chinchilla import ChinchillaLaw
-from bayescale.model.laws.data_constrained import DataConstrainedLaw
-from bayescale.model.laws.kaplan import KaplanDLaw, KaplanELaw, KaplanLaw, KaplanNLaw
 from bayescale.model.priors import Prior
 from bayescale.model.pymc_model import check_likelihood, law_covariates, model_parameters
 
@@ -52,23 +49,41 @@ _LOG_2PI = math.log(2 * math.pi)
 CHUNK = 8192
 
 
-def _fast_law_types() -> tuple[type, ...]:
-    return (ChinchillaLaw, DataConstrainedLaw, KaplanLaw, KaplanNLaw, KaplanDLaw, KaplanELaw)
-
-
 def unsupported(law: ScalingLaw, priors: Mapping[str, Prior], likelihood: str) -> str | None:
     """Why the JAX density cannot represent this model, or ``None`` when it can.
 
-    Only the laws whose model is exactly :func:`~bayescale.model.pymc_model.build_model`'s
-    plain one (one value per parameter) are supported: a law of another type,
-    even a subclass, goes to the PyMC model.
+    Gated by what the law can do, not by its type, so a new law written as one small file
+    takes the fast path: any law without pooled parameters (one value per parameter, as
+    in :func:`~bayescale.model.pymc_model.build_model`'s plain model) whose mean is written
+    over the ops namespace (:func:`_mean_reason` traces it with JAX).
     """
-    if type(law) not in _fast_law_types():
-        return f"law {law.name!r} has no JAX log density"
+    if law.pooled:
+        return f"law {law.name!r} has pooled parameters {list(law.pooled)} (a value per group)"
     check_likelihood(likelihood)
     for name, prior in priors.items():
         if prior.distribution not in TRANSFORMS:
             return f"prior {prior.distribution} of {name!r} has no JAX log density"
+    return _mean_reason(law)
+
+
+def _mean_reason(law: ScalingLaw) -> str | None:
+    """Why JAX cannot trace the law's mean (say, it calls numpy on the parameters), or ``None``.
+
+    Traced on abstract values (``jax.eval_shape``: nothing is computed or compiled), each
+    parameter a scalar and each covariate a vector, as :class:`Density` passes them.
+    """
+    jax = setup_jax()
+    n = 3
+    theta = {p.name: jax.ShapeDtypeStruct((), np.float64) for p in law.parameters}
+    x = {f"log_{col}": jax.ShapeDtypeStruct((n,), np.float64) for col in law.required_columns}
+    try:
+        out = jax.eval_shape(lambda t, c: law.log_loss(t, c, ops.jax()), theta, x)
+    except Exception as exc:  # any failure to trace means the PyMC model must take it
+        return (
+            f"law {law.name!r}: its mean is not written over the ops namespace ({type(exc).__name__}: {exc})"
+        )
+    if getattr(out, "shape", None) != (n,):
+        return f"law {law.name!r}: its mean has shape {getattr(out, 'shape', None)}, not one value per run"
     return None
 
 
