@@ -31,6 +31,7 @@ from bayescale.methods.saved import (
     frame_to_variables,
     with_data,
 )
+from bayescale.model.likelihoods import pymc_noise
 from bayescale.posterior.intervals import AllocationAnswers, interval_dict, interval_table
 from bayescale.posterior.query import make_query
 
@@ -265,13 +266,8 @@ def build_model(data: IsoflopData, likelihood: str = "student_t", shape: str = "
             raise BayescaleError(f"unknown profile shape {shape!r}; use one of {list(SHAPES)}")
         sigma = pm.HalfNormal("sigma", sigma=0.05)
         mu = log_loss_opt[idx] + curvature[idx] * bowl
-        if likelihood == "student_t":
-            nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
-            pm.StudentT("log_loss", nu=nu, mu=mu, sigma=sigma, observed=y, dims="run")
-        elif likelihood == "normal":
-            pm.Normal("log_loss", mu=mu, sigma=sigma, observed=y, dims="run")
-        else:
-            raise BayescaleError(f"unknown likelihood {likelihood!r}; use 'student_t' or 'normal'")
+        nu = pm.Gamma("nu", alpha=2.0, beta=0.1) if likelihood == "student_t" else None
+        pymc_noise(likelihood, mu, sigma, nu, "log_loss", observed=y, dims="run")
         pm.Deterministic("log_k", x_center + x_mean - a * c_mean)
     return model
 

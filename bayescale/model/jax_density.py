@@ -25,10 +25,9 @@ import numpy as np
 from bayescale.data.runs import Runs
 from bayescale.model.jax_backend import setup_jax
 from bayescale.model.laws import ScalingLaw, ops
+from bayescale.model.likelihoods import total_log_density
 from bayescale.model.priors import TRANSFORMS, Prior, bounds
 from bayescale.model.pymc_model import check_likelihood, law_covariates, model_parameters
-
-_LOG_2PI = math.log(2 * math.pi)
 
 #: Observations per block of the chunked likelihood: a block's dozen intermediate arrays
 #: (8 KiB... 64 KiB each) stay in a core's L2 cache.
@@ -164,17 +163,7 @@ class Density:
         mu = self.law.log_loss(theta, data["x"], ops.jax())
         sigma = theta["sigma"]
         z = (data["y"] - mu) / sigma
-        if self.likelihood == "student_t":
-            from jax.scipy.special import gammaln
-
-            nu = theta["nu"]
-            n = data["y"].shape[0]
-            const = gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * jnp.log(jnp.pi * nu) - jnp.log(sigma)
-            log_lik = n * const - (nu + 1) / 2 * jnp.sum(jnp.log1p(z * z / nu))
-        else:
-            n = data["y"].shape[0]
-            log_lik = n * (-0.5 * _LOG_2PI - jnp.log(sigma)) - 0.5 * jnp.sum(z * z)
-        return log_lik
+        return total_log_density(self.likelihood, z, sigma, theta.get("nu"), ops.jax())
 
     def initial_point(self) -> np.ndarray:
         """A central point of the priors on the unconstrained scale (before jitter)."""
