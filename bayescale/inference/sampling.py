@@ -85,6 +85,70 @@ class SamplerConfig:
         }
 
 
+#: The settings a sampler configuration holds, and each one's default (a method overrides some:
+#: each declares its own ``SAMPLER_DEFAULTS`` built from this).
+SAMPLER_DEFAULTS: dict[str, Any] = {
+    "draws": 1000,
+    "tune": 1000,
+    "chains": 4,
+    "backend": "auto",
+    "target_accept": 0.95,
+}
+
+#: What every fitting method accepts as ``sampler=``: a complete :class:`SamplerConfig`, or a
+#: mapping of some of :data:`SAMPLER_DEFAULTS`' keys (the rest from the method's defaults).
+type SamplerSettings = SamplerConfig | Mapping[str, Any]
+
+
+def resolve_sampler(
+    defaults: Mapping[str, Any],
+    sampler: SamplerSettings | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    backend: str | None = None,
+    target_accept: float | None = None,
+) -> SamplerConfig:
+    """The one way every method turns its sampler arguments into a :class:`SamplerConfig`.
+
+    Later sources override earlier ones: the method's ``defaults``, then ``sampler``
+    (a :class:`SamplerConfig` gives every setting, a mapping some), then the settings
+    not ``None`` (each method's own ``draws=``, ``tune=``, ... keywords, passed on in
+    this order).
+
+    Raises
+    ------
+    BayescaleError
+        For a mapping key or keyword that is not a sampler setting, or a bad value.
+    """
+    settings = dict(defaults)
+    extra: dict[str, Any] = {}
+    if isinstance(sampler, SamplerConfig):
+        settings.update(sampler.to_dict())
+        extra = dict(sampler.extra)
+    elif isinstance(sampler, Mapping):
+        unknown = sorted(set(sampler) - set(SAMPLER_DEFAULTS) - {"extra"})
+        if unknown:
+            raise BayescaleError(
+                f"unknown sampler setting(s) {unknown}; use some of {list(SAMPLER_DEFAULTS)}"
+            )
+        settings.update({k: v for k, v in sampler.items() if k != "extra"})
+        extra = dict(sampler.get("extra") or {})
+    elif sampler is not None:
+        raise BayescaleError(
+            f"sampler must be a SamplerConfig or a mapping of settings, got {type(sampler).__name__}"
+        )
+    given = {
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "backend": backend,
+        "target_accept": target_accept,
+    }
+    settings.update({k: v for k, v in given.items() if v is not None})
+    return SamplerConfig(**settings, extra=extra)
+
+
 def installed(module: str) -> bool:
     """True when ``module`` can be imported."""
     return importlib.util.find_spec(module) is not None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, cast
 
 import numpy as np
@@ -28,11 +28,14 @@ from bayescale.data.curves import Curves
 from bayescale.data.storage import table_from_dataset, table_to_dataset
 from bayescale.errors import BayescaleError, RunsError
 from bayescale.inference import container
+from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import (
     SamplerConfig,
+    SamplerSettings,
     _cached_program,
     choose_backend,
     mode_and_root,
+    resolve_sampler,
     sample_checked,
     setup_jax,
 )
@@ -48,6 +51,9 @@ from bayescale.posterior.intervals import AllocationAnswers, interval_dict
 from bayescale.posterior.query import make_query
 
 CORRELATIONS = ("ar1", "none")
+
+#: Sampler settings of :func:`fit_envelope` unless told otherwise (``sampler=`` or keywords).
+SAMPLER_DEFAULTS: dict[str, Any] = {**BASE_SAMPLER_DEFAULTS, "target_accept": 0.9}
 
 #: Least number of runs covering a compute for it to enter the envelope grid.
 MIN_RUNS_AT_COMPUTE = 3
@@ -409,11 +415,12 @@ def fit_envelope(
     *,
     correlation: str = "ar1",
     grid_size: int = 60,
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
-    backend: str = "auto",
-    target_accept: float = 0.9,
+    sampler: SamplerSettings | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    backend: str | None = None,
+    target_accept: float | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
     warn: bool = True,
@@ -431,8 +438,9 @@ def fit_envelope(
         ``"none"``: independent checkpoints (overconfident; for comparison).
     grid_size
         Number of compute values of the envelope.
-    draws, tune, chains, backend, target_accept, random_seed, progressbar
-        Sampler settings (see :func:`bayescale.methods.parametric`).
+    sampler, draws, tune, chains, backend, target_accept, random_seed, progressbar
+        Sampler settings (see :func:`bayescale.methods.parametric.fit`); defaults
+        :data:`SAMPLER_DEFAULTS`.
     warn
         Emit a :class:`~bayescale.inference.diagnostics.FitWarning` when diagnostics fail.
     whiten
@@ -452,17 +460,15 @@ def fit_envelope(
     data = prepare(curves_obj)
     grid = compute_grid(data, grid_size)
     names = ["log_E", "log_G_at_ref", "beta", "sigma", "rho"]
+    config = resolve_sampler(SAMPLER_DEFAULTS, sampler, draws, tune, chains, backend, target_accept)
     whitening = laplace(data, correlation) if whiten else None
-    extra = {}
-    if whitening is not None and choose_backend(backend) == "numpyro":
+    if whitening is not None and choose_backend(config.backend) == "numpyro":
         # Whitened, the posterior is near N(0, I): a diagonal metric is enough, and a dense one
         # is worse: estimated in warm-up's first windows from tens of draws of 60+ coordinates,
         # it is near singular and warm-up ran at the 1023-step tree-depth limit (measured: 1e4
         # points, 20 runs: warm-up 45 s dense against 5 s diagonal, 36 against 15 steps after).
-        extra = {"nuts_kwargs": {"dense_mass": False}}
-    config = SamplerConfig(
-        draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept, extra=extra
-    )
+        nuts = {**config.extra.get("nuts_kwargs", {}), "dense_mass": False}
+        config = replace(config, extra={**config.extra, "nuts_kwargs": nuts})
     model = build_model(data, correlation, *(whitening or (None, None)))
     idata, report, used = sample_checked(model, names, config, random_seed, progressbar, warn)
     return EnvelopeFit(

@@ -21,7 +21,8 @@ from bayescale.data.runs import Runs
 from bayescale.data.storage import runs_from_dataset, runs_to_dataset
 from bayescale.errors import BayescaleError, RunsError
 from bayescale.inference import container
-from bayescale.inference.sampling import SamplerConfig, sample_checked
+from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
+from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler, sample_checked
 from bayescale.methods import io
 from bayescale.methods.saved import (
     MethodResult,
@@ -30,6 +31,7 @@ from bayescale.methods.saved import (
     frame_to_variables,
     with_data,
 )
+from bayescale.model.likelihoods import pymc_noise
 from bayescale.posterior.intervals import AllocationAnswers, interval_dict, interval_table
 from bayescale.posterior.query import make_query
 
@@ -59,6 +61,9 @@ GLOBAL_PARAMETERS = ["a", "x_center", "tau", "sigma", "nu", "skew"]
 #: ``parabola`` k u^2 (Hoffmann et al.), ``skewed`` 2k (e^(s u) - 1 - s u) / s^2, which tends to
 #: the parabola as s -> 0 and lets the loss rise faster on one side (large, under-trained models).
 SHAPES = ("parabola", "skewed")
+
+#: Sampler settings of :func:`fit_isoflop` unless told otherwise (``sampler=`` or keywords).
+SAMPLER_DEFAULTS: dict[str, Any] = {**BASE_SAMPLER_DEFAULTS, "target_accept": 0.95}
 
 
 def group_budgets(compute: np.ndarray, tol: float = DEFAULT_BUDGET_TOL) -> tuple[np.ndarray, pd.DataFrame]:
@@ -261,13 +266,8 @@ def build_model(data: IsoflopData, likelihood: str = "student_t", shape: str = "
             raise BayescaleError(f"unknown profile shape {shape!r}; use one of {list(SHAPES)}")
         sigma = pm.HalfNormal("sigma", sigma=0.05)
         mu = log_loss_opt[idx] + curvature[idx] * bowl
-        if likelihood == "student_t":
-            nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
-            pm.StudentT("log_loss", nu=nu, mu=mu, sigma=sigma, observed=y, dims="run")
-        elif likelihood == "normal":
-            pm.Normal("log_loss", mu=mu, sigma=sigma, observed=y, dims="run")
-        else:
-            raise BayescaleError(f"unknown likelihood {likelihood!r}; use 'student_t' or 'normal'")
+        nu = pm.Gamma("nu", alpha=2.0, beta=0.1) if likelihood == "student_t" else None
+        pymc_noise(likelihood, mu, sigma, nu, "log_loss", observed=y, dims="run")
         pm.Deterministic("log_k", x_center + x_mean - a * c_mean)
     return model
 
@@ -440,11 +440,12 @@ def fit_isoflop(
     bracketed: bool = True,
     shape: str = "skewed",
     likelihood: str = "student_t",
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
-    backend: str = "auto",
-    target_accept: float = 0.95,
+    sampler: SamplerSettings | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    backend: str | None = None,
+    target_accept: float | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
     warn: bool = True,
@@ -487,8 +488,9 @@ def fit_isoflop(
         (default) or ``"parabola"`` (Hoffmann et al.); see :data:`SHAPES`.
     likelihood
         ``"student_t"`` (default) or ``"normal"`` noise on log loss about the parabolas.
-    draws, tune, chains, backend, target_accept, random_seed, progressbar
-        Sampler settings (see :func:`bayescale.methods.parametric`).
+    sampler, draws, tune, chains, backend, target_accept, random_seed, progressbar
+        Sampler settings (see :func:`bayescale.methods.parametric.fit`); defaults
+        :data:`SAMPLER_DEFAULTS`.
     warn
         Emit a :class:`~bayescale.inference.diagnostics.FitWarning` when diagnostics fail.
 
@@ -507,9 +509,7 @@ def fit_isoflop(
     if shape not in SHAPES:
         raise BayescaleError(f"unknown profile shape {shape!r}; use one of {list(SHAPES)}")
     data = prepare(runs_obj, budget_tol, window=window, neighbours=neighbours, bracketed=bracketed)
-    config = SamplerConfig(
-        draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
-    )
+    config = resolve_sampler(SAMPLER_DEFAULTS, sampler, draws, tune, chains, backend, target_accept)
     names = [*GLOBAL_PARAMETERS, "vertex_z", "log_loss_opt", "log_curvature"]
     idata, report, used = sample_checked(
         build_model(data, likelihood, shape), names, config, random_seed, progressbar, warn

@@ -18,7 +18,8 @@ from bayescale.data.storage import runs_to_dataset
 from bayescale.errors import BayescaleError, LawError, RunsError
 from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
-from bayescale.inference.sampling import SamplerConfig
+from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
+from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler
 from bayescale.inference.sampling import run as run_sampler
 from bayescale.methods import io
 from bayescale.model.laws import ScalingLaw, get_law
@@ -401,9 +402,19 @@ class Fit:
 POOLED_TARGET_ACCEPT = 0.99
 
 
+#: Sampler settings of :func:`fit` unless told otherwise; a law with pooled parameters samples
+#: at :data:`POOLED_TARGET_ACCEPT` (:func:`sampler_defaults`).
+SAMPLER_DEFAULTS: dict[str, Any] = {**BASE_SAMPLER_DEFAULTS, "target_accept": diag.DEFAULT_TARGET_ACCEPT}
+
+
 def default_target_accept(law: ScalingLaw) -> float:
     """The target acceptance :func:`fit` samples ``law`` at unless told otherwise."""
-    return POOLED_TARGET_ACCEPT if law.pooled else diag.DEFAULT_TARGET_ACCEPT
+    return float(sampler_defaults(law)["target_accept"])
+
+
+def sampler_defaults(law: ScalingLaw) -> dict[str, Any]:
+    """The sampler settings :func:`fit` samples ``law`` with unless told otherwise."""
+    return {**SAMPLER_DEFAULTS, **({"target_accept": POOLED_TARGET_ACCEPT} if law.pooled else {})}
 
 
 def fit(
@@ -413,10 +424,11 @@ def fit(
     priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     fix: Mapping[str, float] | None = None,
     likelihood: str = "student_t",
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
-    backend: str = "auto",
+    sampler: SamplerSettings | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    backend: str | None = None,
     target_accept: float | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
@@ -439,17 +451,23 @@ def fit(
         Parameters held at fixed values, by name.
     likelihood
         ``"student_t"`` (default, robust) or ``"normal"`` noise on log loss.
+    sampler
+        Sampler settings: a :class:`~bayescale.SamplerConfig`, or a mapping of some of
+        ``draws``, ``tune``, ``chains``, ``backend`` and ``target_accept`` (the rest from
+        :func:`sampler_defaults`), e.g. ``{"draws": 500, "chains": 2}``. Every method
+        takes the same; a keyword below, when given, overrides it.
     draws, tune, chains
-        Posterior draws and tuning steps per chain, and number of chains.
+        Posterior draws and tuning steps per chain, and number of chains
+        (default 1000, 1000, 4).
     backend
-        ``"auto"`` (``"jax"`` when numpyro and jax are installed and the model
+        ``"auto"`` (default; ``"jax"`` when numpyro and jax are installed and the model
         is supported, else the fastest installed backend of the PyMC model),
         ``"jax"`` (the fast path: hand-built JAX density, no PyMC; see the
         README), ``"numpyro"``, ``"nutpie"`` or ``"pymc"``.
     target_accept
-        NUTS target acceptance rate; default (``None``) 0.95, and 0.99 for laws with
+        NUTS target acceptance rate; default 0.95, and 0.99 for laws with
         pooled parameters, whose hierarchy gave occasional divergences at 0.95
-        (:func:`default_target_accept`).
+        (:func:`sampler_defaults`).
     random_seed
         Seed for reproducible draws.
     progressbar
@@ -480,11 +498,7 @@ def fit(
             "CLI --priors-from SET --prior-params A,B,alpha_N,alpha_D)"
         )
     warn_ladder(runs_obj, law_obj.required_columns)
-    if target_accept is None:
-        target_accept = default_target_accept(law_obj)
-    config = SamplerConfig(
-        draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
-    )
+    config = resolve_sampler(sampler_defaults(law_obj), sampler, draws, tune, chains, backend, target_accept)
     idata, used = run_sampler(law_obj, runs_obj, free, fixed, likelihood, config, random_seed, progressbar)
     idata = _tidy(idata, law_obj, runs_obj, fixed, likelihood)
     report = diag.compute(idata, list(free) + [group_variable(n) for n in law_obj.pooled])

@@ -40,12 +40,14 @@ from bayescale.data.curves import Curves
 from bayescale.data.storage import table_from_dataset, table_to_dataset
 from bayescale.errors import BayescaleError, PriorError, RunsError, RunsWarning
 from bayescale.inference import container
-from bayescale.inference.sampling import SamplerConfig, sample_checked
+from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
+from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler, sample_checked
 from bayescale.methods import io
 from bayescale.methods.saved import MethodResult, check_setting, with_data
 from bayescale.model.laws import ops as _ops
 from bayescale.model.laws.base import Parameter
 from bayescale.model.laws.kaplan import KAPLAN_ALPHA_N, N_C
+from bayescale.model.likelihoods import pymc_noise
 from bayescale.model.priors import Prior, as_prior, priors_from_json, priors_to_json
 from bayescale.model.pymc_model import NU, SIGMA, check_likelihood
 from bayescale.posterior.intervals import AllocationAnswers, check_interval, interval_dict, interval_table
@@ -63,6 +65,9 @@ KAPLAN_2020: dict[str, float] = {
 }
 
 CORRELATIONS = ("ar1", "none")
+
+#: Sampler settings of :func:`fit_steps` unless told otherwise (``sampler=`` or keywords).
+SAMPLER_DEFAULTS: dict[str, Any] = {**BASE_SAMPLER_DEFAULTS, "target_accept": 0.9}
 
 #: Runs whose batch sizes (tokens per step) differ by less than this factor count as one batch size.
 MIN_BATCH_RATIO = 1.1
@@ -544,11 +549,8 @@ def build_model(
             scale = pt.where(data.first, sigma / pt.sqrt(1.0 - rho**2), sigma)
         else:
             innov, scale = resid, sigma
-        noise = (
-            pm.StudentT.dist(nu=priors["nu"].create_variable("nu"), mu=0.0, sigma=scale)
-            if likelihood == "student_t"
-            else pm.Normal.dist(0.0, scale)
-        )
+        nu = priors["nu"].create_variable("nu") if likelihood == "student_t" else None
+        noise = pymc_noise(likelihood, 0.0, scale, nu)
         # Residuals -> innovations is triangular with unit diagonal: no Jacobian term.
         pm.Potential("log_loss", pm.logp(noise, innov).sum())
     return model
@@ -844,11 +846,12 @@ def fit_steps(
     likelihood: str = "normal",
     priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     min_step: float = 0.0,
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
-    backend: str = "auto",
-    target_accept: float = 0.9,
+    sampler: SamplerSettings | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    backend: str | None = None,
+    target_accept: float | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
     warn: bool = True,
@@ -874,8 +877,9 @@ def fit_steps(
         Priors replacing the defaults (:func:`default_priors`), by parameter name.
     min_step
         Leave out checkpoints before this step.
-    draws, tune, chains, backend, target_accept, random_seed, progressbar
-        Sampler settings (see :func:`bayescale.methods.parametric`).
+    sampler, draws, tune, chains, backend, target_accept, random_seed, progressbar
+        Sampler settings (see :func:`bayescale.methods.parametric.fit`); defaults
+        :data:`SAMPLER_DEFAULTS`.
     warn
         Emit a :class:`~bayescale.inference.diagnostics.FitWarning` when diagnostics fail.
 
@@ -901,9 +905,7 @@ def fit_steps(
     for name in ("N_c", "S_c", "B_star"):
         if name in merged and not merged[name].is_positive:
             raise PriorError(f"prior of {name!r} must be on positive values, got {merged[name]!r}")
-    config = SamplerConfig(
-        draws=draws, tune=tune, chains=chains, backend=backend, target_accept=target_accept
-    )
+    config = resolve_sampler(SAMPLER_DEFAULTS, sampler, draws, tune, chains, backend, target_accept)
     free = [n for n in merged if n not in ("N_c", "S_c", "B_star")]
     free += ["N_c_log_at_ref", "S_c_log_at_ref"] + (["B_crit_log_at_ref"] if data.batch_fitted else [])
     model = build_model(data, merged, correlation, likelihood)

@@ -25,50 +25,50 @@ import numpy as np
 from bayescale.data.runs import Runs
 from bayescale.model.jax_backend import setup_jax
 from bayescale.model.laws import ScalingLaw, ops
-from bayescale.model.laws.chinchilla import ChinchillaLaw
-from bayescale.model.laws.data_constrained import DataConstrainedLaw
-from bayescale.model.laws.kaplan import KaplanDLaw, KaplanELaw, KaplanLaw, KaplanNLaw
-from bayescale.model.priors import Prior
+from bayescale.model.likelihoods import total_log_density
+from bayescale.model.priors import TRANSFORMS, Prior, bounds
 from bayescale.model.pymc_model import check_likelihood, law_covariates, model_parameters
-
-#: PyMC's default transform of each prior distribution (``None``: sampled as is).
-TRANSFORMS: dict[str, str | None] = {
-    "Normal": None,
-    "StudentT": None,
-    "LogNormal": "log",
-    "HalfNormal": "log",
-    "HalfStudentT": "log",
-    "Gamma": "log",
-    "Exponential": "log",
-    "Uniform": "interval",
-    "TruncatedNormal": "interval",
-    "Beta": "logodds",
-}
-
-_LOG_2PI = math.log(2 * math.pi)
 
 #: Observations per block of the chunked likelihood: a block's dozen intermediate arrays
 #: (8 KiB... 64 KiB each) stay in a core's L2 cache.
 CHUNK = 8192
 
 
-def _fast_law_types() -> tuple[type, ...]:
-    return (ChinchillaLaw, DataConstrainedLaw, KaplanLaw, KaplanNLaw, KaplanDLaw, KaplanELaw)
-
-
 def unsupported(law: ScalingLaw, priors: Mapping[str, Prior], likelihood: str) -> str | None:
     """Why the JAX density cannot represent this model, or ``None`` when it can.
 
-    Only the laws whose model is exactly :func:`~bayescale.model.pymc_model.build_model`'s
-    plain one (one value per parameter) are supported: a law of another type,
-    even a subclass, goes to the PyMC model.
+    Gated by what the law can do, not by its type, so a new law written as one small file
+    takes the fast path: any law without pooled parameters (one value per parameter, as
+    in :func:`~bayescale.model.pymc_model.build_model`'s plain model) whose mean is written
+    over the ops namespace (:func:`_mean_reason` traces it with JAX).
     """
-    if type(law) not in _fast_law_types():
-        return f"law {law.name!r} has no JAX log density"
+    if law.pooled:
+        return f"law {law.name!r} has pooled parameters {list(law.pooled)} (a value per group)"
     check_likelihood(likelihood)
     for name, prior in priors.items():
         if prior.distribution not in TRANSFORMS:
             return f"prior {prior.distribution} of {name!r} has no JAX log density"
+    return _mean_reason(law)
+
+
+def _mean_reason(law: ScalingLaw) -> str | None:
+    """Why JAX cannot trace the law's mean (say, it calls numpy on the parameters), or ``None``.
+
+    Traced on abstract values (``jax.eval_shape``: nothing is computed or compiled), each
+    parameter a scalar and each covariate a vector, as :class:`Density` passes them.
+    """
+    jax = setup_jax()
+    n = 3
+    theta = {p.name: jax.ShapeDtypeStruct((), np.float64) for p in law.parameters}
+    x = {f"log_{col}": jax.ShapeDtypeStruct((n,), np.float64) for col in law.required_columns}
+    try:
+        out = jax.eval_shape(lambda t, c: law.log_loss(t, c, ops.jax()), theta, x)
+    except Exception as exc:  # any failure to trace means the PyMC model must take it
+        return (
+            f"law {law.name!r}: its mean is not written over the ops namespace ({type(exc).__name__}: {exc})"
+        )
+    if getattr(out, "shape", None) != (n,):
+        return f"law {law.name!r}: its mean has shape {getattr(out, 'shape', None)}, not one value per run"
     return None
 
 
@@ -163,21 +163,11 @@ class Density:
         mu = self.law.log_loss(theta, data["x"], ops.jax())
         sigma = theta["sigma"]
         z = (data["y"] - mu) / sigma
-        if self.likelihood == "student_t":
-            from jax.scipy.special import gammaln
-
-            nu = theta["nu"]
-            n = data["y"].shape[0]
-            const = gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * jnp.log(jnp.pi * nu) - jnp.log(sigma)
-            log_lik = n * const - (nu + 1) / 2 * jnp.sum(jnp.log1p(z * z / nu))
-        else:
-            n = data["y"].shape[0]
-            log_lik = n * (-0.5 * _LOG_2PI - jnp.log(sigma)) - 0.5 * jnp.sum(z * z)
-        return log_lik
+        return total_log_density(self.likelihood, z, sigma, theta.get("nu"), ops.jax())
 
     def initial_point(self) -> np.ndarray:
         """A central point of the priors on the unconstrained scale (before jitter)."""
-        centre = {s.name: _prior_centre(s.prior) for s in self.sites}
+        centre = {s.name: s.prior.centre() for s in self.sites}
         out = []
         for s in self.sites:
             if s.transform == "centered":
@@ -188,6 +178,7 @@ class Density:
 
     def _theta_and_log_prior(self, position: Any, xp: Any) -> tuple[dict[str, Any], Any]:
         theta: dict[str, Any] = dict(self.fixed)
+        space = ops.NUMPY if xp is np else ops.jax()  # the same functions as xp's, as a namespace
         total: Any = 0.0
         for i, s in enumerate(self.sites):
             if s.transform == "centered":
@@ -197,7 +188,7 @@ class Density:
             theta[s.name] = value
             if log_value is not None:
                 theta[f"log_{s.name}"] = log_value
-            total = total + _prior_logpdf(s.prior, value, log_value, xp) + jac
+            total = total + s.prior.log_density(value, space, log_value) + jac
         for i, s in enumerate(self.sites):
             if s.transform != "centered":
                 continue
@@ -206,7 +197,7 @@ class Density:
             value = xp.exp(log_value)
             theta[s.name] = value
             theta[f"log_{s.name}"] = log_value
-            total = total + _prior_logpdf(s.prior, value, log_value, xp) + log_value
+            total = total + s.prior.log_density(value, space, log_value) + log_value
         return theta, total
 
 
@@ -247,11 +238,6 @@ def build_density(
     return Density(law, likelihood, tuple(sites), dict(fixed), data)
 
 
-def _bounds(prior: Prior) -> tuple[float, float]:
-    k = prior.kwargs
-    return k.get("lower", -math.inf), k.get("upper", math.inf)
-
-
 def _backward(prior: Prior, transform: str | None, y: Any, xp: Any) -> tuple[Any, Any, Any]:
     """Value, its log (or None) and log |Jacobian| of PyMC's transform at ``y``."""
     if transform == "log":
@@ -260,7 +246,7 @@ def _backward(prior: Prior, transform: str | None, y: Any, xp: Any) -> tuple[Any
         log_p, log_q = -xp.logaddexp(0.0, -y), -xp.logaddexp(0.0, y)
         return xp.exp(log_p), log_p, log_p + log_q
     if transform == "interval":
-        a, b = _bounds(prior)
+        a, b = bounds(prior)
         if math.isfinite(a) and math.isfinite(b):
             s = 1 / (1 + xp.exp(-y))
             # PyMC's Interval.log_jac_det: log(b - a) - 2 softplus(-y) - y.
@@ -278,7 +264,7 @@ def _forward(prior: Prior, transform: str | None, value: float) -> float:
     if transform == "logodds":
         return math.log(value) - math.log1p(-value)
     if transform == "interval":
-        a, b = _bounds(prior)
+        a, b = bounds(prior)
         if math.isfinite(a) and math.isfinite(b):
             return math.log(value - a) - math.log(b - value)
         if math.isfinite(a):
@@ -286,89 +272,6 @@ def _forward(prior: Prior, transform: str | None, value: float) -> float:
         if math.isfinite(b):
             return math.log(b - value)
     return value
-
-
-def _prior_centre(prior: Prior) -> float:
-    """A point well inside the prior's support (its median or mean)."""
-    k, d = prior.kwargs, prior.distribution
-    if d in ("Normal", "StudentT"):
-        return k.get("mu", 0.0)
-    if d == "LogNormal":
-        return math.exp(k["mu"])
-    if d in ("HalfNormal", "HalfStudentT"):
-        return 0.6745 * k["sigma"]
-    if d == "Gamma":
-        return k["alpha"] / k["beta"]
-    if d == "Exponential":
-        return math.log(2) / k["lam"]
-    if d == "Beta":
-        return k["alpha"] / (k["alpha"] + k["beta"])
-    a, b = _bounds(prior)
-    if d == "TruncatedNormal":
-        mu, sigma = k["mu"], k["sigma"]
-        if a < mu < b:
-            return mu
-        if math.isfinite(a) and math.isfinite(b):
-            return 0.5 * (a + b)
-        return a + sigma if math.isfinite(a) else b - sigma
-    return 0.5 * (a + b)  # Uniform
-
-
-def _prior_logpdf(prior: Prior, x: Any, log_x: Any, xp: Any) -> Any:
-    """PyMC's logp of ``prior`` at ``x`` (``log_x`` = log x where known, for precision)."""
-    k, d = prior.kwargs, prior.distribution
-    if log_x is None and d in ("LogNormal", "Gamma", "Beta"):
-        log_x = xp.log(x)
-    if d == "Normal":
-        return _normal_logpdf(x, k["mu"], k["sigma"])
-    if d == "LogNormal":
-        return _normal_logpdf(log_x, k["mu"], k["sigma"]) - log_x
-    if d == "HalfNormal":
-        return math.log(2) + _normal_logpdf(x, 0.0, k["sigma"])
-    if d == "TruncatedNormal":
-        return _normal_logpdf(x, k["mu"], k["sigma"]) - _truncated_normal_mass(prior)
-    if d in ("StudentT", "HalfStudentT"):
-        nu, sigma = k["nu"], k["sigma"]
-        z = (x - k.get("mu", 0.0)) / sigma
-        const = math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(math.pi * nu * sigma**2)
-        const += math.log(2) if d == "HalfStudentT" else 0.0
-        return const - (nu + 1) / 2 * xp.log1p(z * z / nu)
-    if d == "Gamma":
-        alpha, beta = k["alpha"], k["beta"]
-        return alpha * math.log(beta) - math.lgamma(alpha) + (alpha - 1) * log_x - beta * x
-    if d == "Exponential":
-        return math.log(k["lam"]) - k["lam"] * x
-    if d == "Uniform":
-        return -math.log(k["upper"] - k["lower"]) + 0.0 * x
-    if d == "Beta":
-        alpha, beta = k["alpha"], k["beta"]
-        log_beta_fn = math.lgamma(alpha) + math.lgamma(beta) - math.lgamma(alpha + beta)
-        return (alpha - 1) * log_x + (beta - 1) * xp.log1p(-x) - log_beta_fn
-    raise ValueError(f"no JAX log density for prior {prior!r}")
-
-
-def _normal_logpdf(x: Any, mu: float, sigma: float) -> Any:
-    z = (x - mu) / sigma
-    return -0.5 * z * z - math.log(sigma) - 0.5 * _LOG_2PI
-
-
-def _truncated_normal_mass(prior: Prior) -> float:
-    """The log P(lower < X < upper) of the untruncated normal: a constant of the prior."""
-    from scipy.special import log_ndtr
-
-    k = prior.kwargs
-    a, b = _bounds(prior)
-    lo, hi = (a - k["mu"]) / k["sigma"], (b - k["mu"]) / k["sigma"]
-    if math.isfinite(a) and math.isfinite(b):
-        # log(Phi(hi) - Phi(lo)) computed on the side of the mean where it is accurate.
-        if lo > 0:
-            lo, hi = -hi, -lo
-        return float(log_ndtr(hi) + np.log1p(-np.exp(log_ndtr(lo) - log_ndtr(hi))))
-    if math.isfinite(a):
-        return float(log_ndtr(-lo))
-    if math.isfinite(b):
-        return float(log_ndtr(hi))
-    return 0.0
 
 
 def _chunked_log_lik(density: Density, position: Any, data: Mapping[str, Any]) -> Any:

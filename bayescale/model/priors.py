@@ -9,10 +9,12 @@ command line, and it draws from itself with numpy for prior predictive checks.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,23 @@ SUPPORTED_DISTRIBUTIONS: dict[str, frozenset[str]] = {
 # Distributions whose support is (0, inf); a positive parameter must use one of
 # these (or a truncation / uniform range above zero).
 POSITIVE_DISTRIBUTIONS = frozenset({"LogNormal", "HalfNormal", "HalfStudentT", "Gamma", "Exponential"})
+
+#: PyMC's default transform of each distribution to the sampler's unconstrained scale
+#: (``None``: sampled as is); the JAX density applies the same ones.
+TRANSFORMS: dict[str, str | None] = {
+    "Normal": None,
+    "StudentT": None,
+    "LogNormal": "log",
+    "HalfNormal": "log",
+    "HalfStudentT": "log",
+    "Gamma": "log",
+    "Exponential": "log",
+    "Uniform": "interval",
+    "TruncatedNormal": "interval",
+    "Beta": "logodds",
+}
+
+_LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -124,10 +143,111 @@ class Prior:
         dist = getattr(pm, self.distribution).dist(**self.kwargs, size=size)
         return np.asarray(pm.draw(dist, random_seed=rng))
 
+    def log_density(self, x: Any, ops: SimpleNamespace, log_x: Any = None) -> Any:
+        """The log density at ``x``, written once over an ops namespace (:mod:`~bayescale.model.laws.ops`).
+
+        The same value as PyMC's ``pm.logp`` of this distribution (checked for every
+        distribution in ``tests/model/test_priors.py``); the JAX density sums it.
+
+        Parameters
+        ----------
+        x
+            Values in the support (numpy or JAX arrays, PyTensor tensors).
+        ops
+            The namespace of ``x``: ``ops.NUMPY``, ``ops.jax()`` or ``ops.tensor()``.
+        log_x
+            ``log x`` where the caller has it (a parameter sampled on the log scale),
+            used for precision; else computed where needed.
+        """
+        k, d = self.kwargs, self.distribution
+        if log_x is None and d in ("LogNormal", "Gamma", "Beta"):
+            log_x = ops.log(x)
+        if d == "Normal":
+            return _normal_log_density(x, k["mu"], k["sigma"])
+        if d == "LogNormal":
+            return _normal_log_density(log_x, k["mu"], k["sigma"]) - log_x
+        if d == "HalfNormal":
+            return math.log(2) + _normal_log_density(x, 0.0, k["sigma"])
+        if d == "TruncatedNormal":
+            return _normal_log_density(x, k["mu"], k["sigma"]) - _truncated_normal_mass(self)
+        if d in ("StudentT", "HalfStudentT"):
+            nu, sigma = k["nu"], k["sigma"]
+            z = (x - k.get("mu", 0.0)) / sigma
+            const = math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(math.pi * nu * sigma**2)
+            const += math.log(2) if d == "HalfStudentT" else 0.0
+            return const - (nu + 1) / 2 * ops.log1p(z * z / nu)
+        if d == "Gamma":
+            alpha, beta = k["alpha"], k["beta"]
+            return alpha * math.log(beta) - math.lgamma(alpha) + (alpha - 1) * log_x - beta * x
+        if d == "Exponential":
+            return math.log(k["lam"]) - k["lam"] * x
+        if d == "Uniform":
+            return -math.log(k["upper"] - k["lower"]) + 0.0 * x
+        if d == "Beta":
+            alpha, beta = k["alpha"], k["beta"]
+            log_beta_fn = math.lgamma(alpha) + math.lgamma(beta) - math.lgamma(alpha + beta)
+            return (alpha - 1) * log_x + (beta - 1) * ops.log1p(-x) - log_beta_fn
+        raise PriorError(f"no log density for prior {self!r}")
+
+    def centre(self) -> float:
+        """A point well inside the support (the median or mean): where a sampler may start."""
+        k, d = self.kwargs, self.distribution
+        if d in ("Normal", "StudentT"):
+            return k.get("mu", 0.0)
+        if d == "LogNormal":
+            return math.exp(k["mu"])
+        if d in ("HalfNormal", "HalfStudentT"):
+            return 0.6745 * k["sigma"]
+        if d == "Gamma":
+            return k["alpha"] / k["beta"]
+        if d == "Exponential":
+            return math.log(2) / k["lam"]
+        if d == "Beta":
+            return k["alpha"] / (k["alpha"] + k["beta"])
+        a, b = bounds(self)
+        if d == "TruncatedNormal":
+            mu, sigma = k["mu"], k["sigma"]
+            if a < mu < b:
+                return mu
+            if math.isfinite(a) and math.isfinite(b):
+                return 0.5 * (a + b)
+            return a + sigma if math.isfinite(a) else b - sigma
+        return 0.5 * (a + b)  # Uniform
+
     def describe(self) -> str:
         """A short human-readable form, e.g. ``LogNormal(mu=-1, sigma=0.6)``."""
         args = ", ".join(f"{k}={v:g}" for k, v in self.kwargs.items())
         return f"{self.distribution}({args})"
+
+
+def bounds(prior: Prior) -> tuple[float, float]:
+    """The prior's ``lower`` and ``upper`` arguments (infinite where not given)."""
+    k = prior.kwargs
+    return k.get("lower", -math.inf), k.get("upper", math.inf)
+
+
+def _normal_log_density(x: Any, mu: float, sigma: float) -> Any:
+    z = (x - mu) / sigma
+    return -0.5 * z * z - math.log(sigma) - 0.5 * _LOG_2PI
+
+
+def _truncated_normal_mass(prior: Prior) -> float:
+    """The log P(lower < X < upper) of the untruncated normal: a constant of the prior."""
+    from scipy.special import log_ndtr
+
+    k = prior.kwargs
+    a, b = bounds(prior)
+    lo, hi = (a - k["mu"]) / k["sigma"], (b - k["mu"]) / k["sigma"]
+    if math.isfinite(a) and math.isfinite(b):
+        # log(Phi(hi) - Phi(lo)) computed on the side of the mean where it is accurate.
+        if lo > 0:
+            lo, hi = -hi, -lo
+        return float(log_ndtr(hi) + np.log1p(-np.exp(log_ndtr(lo) - log_ndtr(hi))))
+    if math.isfinite(a):
+        return float(log_ndtr(-lo))
+    if math.isfinite(b):
+        return float(log_ndtr(hi))
+    return 0.0
 
 
 def _required_arguments(distribution: str) -> set[str]:

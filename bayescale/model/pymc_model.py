@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 
 from bayescale.data.runs import Runs
-from bayescale.errors import LawError, PriorError
+from bayescale.errors import PriorError
 from bayescale.model.laws import Parameter, ScalingLaw, ops
+from bayescale.model.likelihoods import check_likelihood, log_density, pymc_noise
 from bayescale.model.priors import Prior, as_prior
-
-LIKELIHOODS = ("student_t", "normal")
 
 #: Name of the observed variable in the PyMC model and the InferenceData.
 OBSERVED = "log_loss"
@@ -68,12 +67,6 @@ def noise_parameters(likelihood: str) -> tuple[Parameter, ...]:
     """The noise parameters a likelihood adds to the law's parameters."""
     check_likelihood(likelihood)
     return (SIGMA, NU) if likelihood == "student_t" else (SIGMA,)
-
-
-def check_likelihood(likelihood: str) -> None:
-    """Raise a LawError for an unknown likelihood name."""
-    if likelihood not in LIKELIHOODS:
-        raise LawError(f"unknown likelihood {likelihood!r}; use one of {list(LIKELIHOODS)}")
 
 
 def model_parameters(law: ScalingLaw, likelihood: str, run_effects: bool = False) -> tuple[Parameter, ...]:
@@ -224,10 +217,7 @@ def build_model(
             # gave 61 divergences and r_hat 1.03 at the defaults on 12 runs of 8 checkpoints.
             effect = pm.ZeroSumNormal(RUN_EFFECT, sigma=theta["sigma_run"], dims=RUN_LABEL)
             mu = mu + effect[labels[1]]
-        if likelihood == "student_t":
-            pm.StudentT(OBSERVED, nu=theta["nu"], mu=mu, sigma=theta["sigma"], observed=observed, dims="run")
-        else:
-            pm.Normal(OBSERVED, mu=mu, sigma=theta["sigma"], observed=observed, dims="run")
+        pymc_noise(likelihood, mu, theta["sigma"], theta.get("nu"), OBSERVED, observed=observed, dims="run")
     return model
 
 
@@ -335,20 +325,8 @@ def log_likelihood_draws(law: ScalingLaw, likelihood: str, theta: Mapping[str, A
     xarray.DataArray
         Dims ``chain``, ``draw``, ``run``: ``log p(log loss_i | theta_s)``.
     """
-    from scipy import special
-
     z, sigma = _residuals(law, likelihood, theta, runs)
-    if likelihood == "student_t":
-        nu = theta["nu"]
-        logp = (
-            special.gammaln((nu + 1) / 2)
-            - special.gammaln(nu / 2)
-            - 0.5 * np.log(nu * np.pi)
-            - np.log(sigma)
-            - (nu + 1) / 2 * np.log1p(z**2 / nu)
-        )
-    else:
-        logp = -0.5 * np.log(2 * np.pi) - np.log(sigma) - 0.5 * z**2
+    logp = log_density(likelihood, z, sigma, theta.get("nu"), ops.NUMPY)
     return logp.transpose("chain", "draw", "run")
 
 

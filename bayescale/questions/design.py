@@ -43,13 +43,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.special import gammaln, logsumexp
+from scipy.special import logsumexp
 
 from bayescale.data.columns import MIN_RATIO_SPREAD, duplicate_of, off_ratio_candidates
 from bayescale.data.runs import read_table
 from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN, canonical_columns
 from bayescale.errors import BayescaleError
-from bayescale.model.laws import ScalingLaw
+from bayescale.model.laws import ScalingLaw, ops
+from bayescale.model.likelihoods import log_density
 from bayescale.model.pymc_model import check_likelihood, draw_log_noise
 from bayescale.posterior.intervals import SAMPLE_DIMS
 from bayescale.posterior.query import make_query
@@ -106,17 +107,7 @@ def _expected_variance(
 def _log_likelihood(y: np.ndarray, mu: np.ndarray, theta: Mapping[str, np.ndarray], likelihood: str) -> Any:
     """Log density of log-loss outcomes ``y`` (outcomes, 1) under each draw (1, draws)."""
     sigma = theta["sigma"]
-    z = (y - mu) / sigma
-    if likelihood == "normal":
-        return -0.5 * z**2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
-    nu = theta["nu"]
-    return (
-        gammaln((nu + 1) / 2)
-        - gammaln(nu / 2)
-        - 0.5 * np.log(nu * np.pi)
-        - np.log(sigma)
-        - (nu + 1) / 2 * np.log1p(z**2 / nu)
-    )
+    return log_density(likelihood, (y - mu) / sigma, sigma, theta.get("nu"), ops.NUMPY)
 
 
 def expected_variance_reduction(

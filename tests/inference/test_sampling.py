@@ -12,7 +12,9 @@ from bayescale.errors import BayescaleError
 from bayescale.inference import sampling
 from bayescale.model import jax_backend
 from bayescale.model.jax_density import build_density, unsupported
-from bayescale.model.laws.chinchilla import ChinchillaLaw
+from bayescale.model.laws import Centering, ScalingLaw
+from bayescale.model.laws.chinchilla import ChinchillaLaw, theta_log
+from bayescale.model.laws.ops import logsumexp
 from bayescale.model.priors import SUPPORTED_DISTRIBUTIONS, Prior
 from bayescale.model.pymc_model import build_model, resolve_priors
 
@@ -125,15 +127,52 @@ def test_every_plain_law_takes_the_fast_path():
             assert unsupported(law, law.default_priors(), "student_t") is None
 
 
-class _Subclassed(ChinchillaLaw):
-    name = "chinchilla-subclass-test"
+class _PowerPlusConstant(ScalingLaw):
+    """A new law written as one small file would be: L = E + A / N^alpha_N, mean over ops."""
+
+    name = "power-plus-constant-test"
+    title = reference = formula = "L = E + A / N^alpha_N"
+    parameters = tuple(p for p in ChinchillaLaw.parameters if p.name in ("E", "A", "alpha_N"))
+    required_columns = ("params",)
+    centerings = (Centering("A", "alpha_N", "log_params"),)
+
+    def log_loss(self, theta, x, ops):
+        terms = [theta_log(theta, "E", ops), theta_log(theta, "A", ops) - theta["alpha_N"] * x["log_params"]]
+        return logsumexp(terms, ops)
+
+
+class _NumpyMean(_PowerPlusConstant):
+    """The same law with its mean written in numpy: JAX cannot trace it."""
+
+    name = "numpy-mean-test"
+
+    def log_loss(self, theta, x, ops):
+        return np.log(np.asarray(theta["E"]) + theta["A"] * np.exp(-theta["alpha_N"] * x["log_params"]))
+
+
+def test_a_new_law_without_pooling_takes_the_fast_path():
+    law = _PowerPlusConstant()
+    runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=1)
+    assert unsupported(law, law.default_priors(), "student_t") is None
+    fit = bs.fit(runs, law=law, random_seed=1, draws=50, tune=100, chains=1, progressbar=False, warn=False)
+    assert fit.sampler.backend == "jax"
+    assert set(fit.parameter_names) >= {"E", "A", "alpha_N"}
+    assert np.isfinite(fit.posterior["alpha_N"].values).all()
+
+
+def test_the_fast_path_refuses_pooled_laws_and_means_jax_cannot_trace():
+    grouped = bs.get_law("chinchilla-grouped")
+    assert "pooled parameters ['E']" in unsupported(grouped, grouped.default_priors(), "normal")
+    law = _NumpyMean()
+    reason = unsupported(law, law.default_priors(), "normal")
+    assert "not written over the ops namespace" in reason
 
 
 def test_unsupported_model_falls_back_to_pymc(monkeypatch):
-    law = _Subclassed()
+    law = _NumpyMean()
     runs = bs.Runs.from_any(simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=1))
     free, fixed = resolve_priors(law, "normal")
-    assert "no JAX log density" in unsupported(law, free, "normal")
+    assert "not written over the ops namespace" in unsupported(law, free, "normal")
     seen = {}
 
     def fake_sample(model, config, random_seed, progressbar):
@@ -141,6 +180,7 @@ def test_unsupported_model_falls_back_to_pymc(monkeypatch):
         return "idata"
 
     monkeypatch.setattr(sampling, "sample", fake_sample)
+    monkeypatch.setattr(sampling, "build_model", lambda *args: "model")
     config = sampling.SamplerConfig(draws=10, tune=10, chains=1)
     idata, used = sampling.run(law, runs, free, fixed, "normal", config, 0, False)
     assert idata == "idata"

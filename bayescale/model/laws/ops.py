@@ -1,6 +1,8 @@
-"""Array operations a law's mean is written against, for numpy, PyTensor and JAX.
+"""Array operations a law's mean, a prior and a likelihood are written against, for numpy, PyTensor and JAX.
 
-A law writes its log-space mean once, calling ``ops.exp``, ``ops.log``, ...;
+A law writes its log-space mean once, calling ``ops.exp``, ``ops.log``, ...
+(and so do :meth:`~bayescale.model.priors.Prior.log_density` and
+:mod:`~bayescale.model.likelihoods`);
 the PyMC model passes :func:`tensor`, the JAX log density passes :func:`jax`
 and the post-processing of draws passes :data:`NUMPY` (which also works on
 xarray objects, broadcasting by dim name).
@@ -26,8 +28,16 @@ def _tensor_ops() -> SimpleNamespace:
         maximum=pt.maximum,
         minimum=pt.minimum,
         where=pt.switch,
+        gammaln=pt.gammaln,
+        sum=pt.sum,
         is_tensor=True,
     )
+
+
+def _gammaln(x: Any) -> Any:
+    from scipy.special import gammaln  # (imported when first needed: scipy is slow to import)
+
+    return gammaln(x)
 
 
 NUMPY = SimpleNamespace(
@@ -38,12 +48,15 @@ NUMPY = SimpleNamespace(
     maximum=np.maximum,
     minimum=np.minimum,
     where=np.where,
+    gammaln=_gammaln,
+    sum=np.sum,
     is_tensor=False,
 )
 
 
 def _jax_ops() -> SimpleNamespace:
     import jax.numpy as jnp
+    from jax.scipy.special import gammaln
 
     return SimpleNamespace(
         exp=jnp.exp,
@@ -53,6 +66,8 @@ def _jax_ops() -> SimpleNamespace:
         maximum=jnp.maximum,
         minimum=jnp.minimum,
         where=jnp.where,
+        gammaln=gammaln,
+        sum=jnp.sum,
         is_tensor=True,
     )
 

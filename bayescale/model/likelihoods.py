@@ -1,0 +1,77 @@
+"""The noise models on log loss (Student-t, Normal), written once over an ops namespace.
+
+Every method's residuals of log loss follow one of :data:`LIKELIHOODS`. Their log density is
+written here once, over an ops namespace (:mod:`~bayescale.model.laws.ops`): the JAX density
+sums it (:func:`total_log_density`), the numpy post-processing of draws (LOO, extrapolation
+scores, the design of the next run) evaluates it per run (:func:`log_density`). The PyMC models
+observe the same family through :func:`pymc_noise`, PyMC's own distribution of it, so that
+PyMC keeps its observed variable (posterior predictive draws, pointwise log likelihood);
+``tests/model/test_likelihoods.py`` checks the two agree.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+from bayescale.errors import LawError
+
+#: Noise models of log loss, by name.
+LIKELIHOODS = ("student_t", "normal")
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def check_likelihood(likelihood: str) -> None:
+    """Raise a LawError for an unknown likelihood name."""
+    if likelihood not in LIKELIHOODS:
+        raise LawError(f"unknown likelihood {likelihood!r}; use one of {list(LIKELIHOODS)}")
+
+
+def _terms(likelihood: str, z: Any, sigma: Any, nu: Any, ops: SimpleNamespace) -> tuple[Any, Any, Any]:
+    """``const``, ``weight`` and ``kernel`` with log density ``const - weight * kernel`` per value."""
+    if likelihood == "student_t":
+        const = ops.gammaln((nu + 1) / 2) - ops.gammaln(nu / 2) - 0.5 * ops.log(math.pi * nu) - ops.log(sigma)
+        return const, (nu + 1) / 2, ops.log1p(z * z / nu)
+    check_likelihood(likelihood)
+    return -0.5 * _LOG_2PI - ops.log(sigma), 0.5, z * z
+
+
+def log_density(likelihood: str, z: Any, sigma: Any, nu: Any, ops: SimpleNamespace) -> Any:
+    """Log density of each residual of log loss, elementwise (broadcasting like ``ops``' arrays).
+
+    Parameters
+    ----------
+    likelihood
+        ``"student_t"`` or ``"normal"``.
+    z
+        Standardised residuals ``(log loss - mean) / sigma``.
+    sigma, nu
+        Scale and (Student-t) degrees of freedom; ``nu`` is ignored by the normal.
+    ops
+        The namespace of the arrays: ``ops.NUMPY`` (also xarray), ``ops.jax()``, ``ops.tensor()``.
+    """
+    const, weight, kernel = _terms(likelihood, z, sigma, nu, ops)
+    return const - weight * kernel
+
+
+def total_log_density(likelihood: str, z: Any, sigma: Any, nu: Any, ops: SimpleNamespace) -> Any:
+    """:func:`log_density` summed over the values of ``z`` (one scale), the constant added once."""
+    const, weight, kernel = _terms(likelihood, z, sigma, nu, ops)
+    return z.shape[0] * const - weight * ops.sum(kernel)
+
+
+def pymc_noise(
+    likelihood: str, mu: Any, sigma: Any, nu: Any = None, name: str | None = None, **kwargs: Any
+) -> Any:
+    """PyMC's distribution of the likelihood: a variable ``name`` of the model, or an unnamed ``.dist``.
+
+    ``kwargs`` go to PyMC (``observed=``, ``dims=``).
+    """
+    import pymc as pm
+
+    check_likelihood(likelihood)
+    args = {"nu": nu, "mu": mu, "sigma": sigma} if likelihood == "student_t" else {"mu": mu, "sigma": sigma}
+    family = pm.StudentT if likelihood == "student_t" else pm.Normal
+    return family.dist(**args, **kwargs) if name is None else family(name, **args, **kwargs)

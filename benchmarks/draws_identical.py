@@ -1,0 +1,118 @@
+"""Save the posterior draws of every fitting method at fixed seeds, and compare two such runs.
+
+For a change that must not alter results (issue 18: the likelihoods, priors and sampler
+settings written once). Run it on the code before the change, keep the output outside the
+repository, then run it after the change against that output:
+
+    python benchmarks/draws_identical.py --out /tmp/once_before
+    ... change ...
+    python benchmarks/draws_identical.py --out /tmp/once_after --compare /tmp/once_before
+
+Each fit is small (2 chains of 100 draws after 100 tuning steps) on bundled data and saves
+its posterior variables to ``OUT/<case>.npz``; ``--compare`` reports, per case, whether every
+variable is equal bit for bit (NaN equal to NaN), else the variables that differ and by how
+much. ``--only`` runs some cases (substrings of their names). Exit status 1 when a case differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import bayescale as bs
+from bayescale.data import datasets
+
+#: Sampler settings of every case: small, so the whole panel runs in minutes on 2 loaded cores.
+SMALL: dict[str, Any] = {"draws": 100, "tune": 100, "chains": 2, "progressbar": False}
+
+_ISOFLOP_GROUP = "rw|tuned|short|const|standard|val"
+
+
+def _parametric(data: str, law: str, seed: int, **kwargs: Any) -> Callable[[], Any]:
+    return lambda: bs.fit(datasets.load(data), law=law, random_seed=seed, **SMALL, **kwargs)
+
+
+#: name -> a function fitting it. Names say method, data, law and what is varied.
+CASES: dict[str, Callable[[], Any]] = {
+    "fit-chinchilla-jax": _parametric("chinchilla", "chinchilla", 1),
+    "fit-chinchilla-jax-normal": _parametric("chinchilla", "chinchilla", 1, likelihood="normal"),
+    "fit-chinchilla-numpyro": _parametric("chinchilla", "chinchilla", 1, backend="numpyro"),
+    "fit-kaplan-e-jax": _parametric("chinchilla", "kaplan-e", 2),
+    "fit-data-constrained-jax": _parametric("datablations", "data-constrained", 3),
+    # A grouped law samples the PyMC model; target acceptance given, then left to the default.
+    "fit-grouped-ta095": _parametric("gadre-overtrain", "chinchilla-grouped", 7, target_accept=0.95),
+    "fit-grouped-default": _parametric("gadre-overtrain", "chinchilla-grouped", 7),
+    "isoflop-porian": lambda: bs.fit_isoflop(
+        datasets.load("porian-isoflop"), group=_ISOFLOP_GROUP, random_seed=4, **SMALL
+    ),
+    "envelope-gemstones": lambda: bs.fit_envelope(datasets.load_curves("gemstones"), random_seed=5, **SMALL),
+    "steps-gemstones": lambda: bs.fit_steps(datasets.load_curves("gemstones"), random_seed=6, **SMALL),
+    "steps-gemstones-student-t": lambda: bs.fit_steps(
+        datasets.load_curves("gemstones"), random_seed=6, likelihood="student_t", **SMALL
+    ),
+}
+
+
+def posterior_arrays(result: Any) -> dict[str, np.ndarray]:
+    """Every posterior variable of a result as a numpy array."""
+    posterior = result.posterior
+    return {str(name): np.asarray(posterior[name].values) for name in posterior.data_vars}
+
+
+def compare(before: Path, after: Path, names: list[str]) -> list[str]:
+    """Print, per case, whether the two folders' draws are equal bit for bit; return those that differ."""
+    changed = []
+    for name in names:
+        old, new = before / f"{name}.npz", after / f"{name}.npz"
+        if not old.exists():
+            print(f"{name:28s} no earlier draws in {before}")
+            continue
+        with np.load(old) as a, np.load(new) as b:
+            keys = sorted(set(a.files) | set(b.files))
+            diffs = []
+            for key in keys:
+                if key not in a.files or key not in b.files:
+                    diffs.append(f"{key}: only {'after' if key in b.files else 'before'}")
+                elif a[key].shape != b[key].shape or a[key].dtype != b[key].dtype:
+                    diffs.append(f"{key}: {a[key].dtype}{a[key].shape} -> {b[key].dtype}{b[key].shape}")
+                elif not np.array_equal(a[key], b[key], equal_nan=a[key].dtype.kind == "f"):
+                    gap = np.nanmax(np.abs(a[key].astype(float) - b[key].astype(float)))
+                    diffs.append(f"{key}: max |diff| {gap:.3g}")
+        if diffs:
+            changed.append(name)
+            print(f"{name:28s} DIFFERENT: {'; '.join(diffs)}")
+        else:
+            print(f"{name:28s} identical ({len(keys)} variables)")
+    return changed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path, help="folder for this run's draws")
+    parser.add_argument("--compare", type=Path, default=None, help="folder of an earlier run")
+    parser.add_argument("--only", nargs="*", default=None, help="run the cases whose names contain these")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    names = [n for n in CASES if not args.only or any(part in n for part in args.only)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        start = time.perf_counter()
+        result = CASES[name]()
+        np.savez(args.out / f"{name}.npz", **posterior_arrays(result))
+        print(f"{name:28s} fitted in {time.perf_counter() - start:5.1f} s", flush=True)
+    if args.compare is None:
+        return 0
+    changed = compare(args.compare, args.out, names)
+    print(f"identical: {len(names) - len(changed)} of {len(names)}; changed: {changed or 'none'}")
+    return 1 if changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
