@@ -31,23 +31,12 @@ EXIT_DIAGNOSTICS = 3
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
-#: Figure kinds of ``bayescale plot`` and the function drawing each.
-PLOTS = {
-    "frontier": "plot_frontier",
-    "allocation": "plot_allocation",
-    "loss": "plot_loss",
-    "loss-params": "plot_loss",
-    "loss-tokens": "plot_loss",
-    "isoflop": "plot_isoflop",
-    "pair": "plot_pair",
-    "prior-posterior": "plot_prior_posterior",
-    "residuals": "plot_residuals",
-    "ppc": "plot_ppc",
-    "epochs": "plot_epochs",
-    "repeated-value": "plot_repeated_value",
-}
-#: Keyword arguments of the kinds that share a function.
-PLOT_OPTIONS: dict[str, dict[str, Any]] = {"loss-params": {"x": "params"}, "loss-tokens": {"x": "tokens"}}
+#: Figure kinds of ``bayescale plot`` (drawn by ``bayescale.plots.kinds``, not imported here: slow).
+PLOTS = (
+    "allocation", "epochs", "extrapolation", "frontier", "isoflop", "isoflop-fit", "loss", "loss-frontier",
+    "loss-params", "loss-tokens", "pair", "ppc", "prior-posterior", "prior-predictive", "repeated-value",
+    "residuals",
+)  # fmt: skip
 #: Help of --bracketed (isoflop and compare-methods).
 BRACKETED_HELP = (
     "leave out budgets whose lowest loss is at (within 10%% of) their smallest or largest size "
@@ -385,8 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="draw a standard figure of a saved fit")
     p.add_argument("fit", type=Path)
-    p.add_argument("kind", choices=sorted(PLOTS), help="which figure")
+    p.add_argument("kind", choices=PLOTS, help="which figure")
     p.add_argument("--out", type=Path, required=True, help="image file to write (.png, .pdf, .svg)")
+    p.add_argument("--compute", type=_positive_float, action="append", help="budget [FLOPs] (isoflop)")
+    p.add_argument(
+        "--params", type=_positive_float, action="append", help="model size N, one curve each (loss, epochs)"
+    )
+    p.add_argument("--unique-tokens", type=_positive_float, help="unique tokens U repeated (epochs)")
+    p.add_argument(
+        "--x-range", type=_positive_float, nargs=2, metavar=("LO", "HI"), help="x axis from LO to HI"
+    )
+    p.add_argument("--train-below", type=_positive_float, help="refit below this compute (extrapolation)")
 
     p = sub.add_parser("compare", help="rank laws on the same runs by PSIS-LOO, with stacking weights")
     p.add_argument(
@@ -422,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="budget in FLOPs to plan (repeatable; default 10x-1000x the largest run)",
     )
     p.add_argument("--prob", type=_probability, default=0.9)
+    p.add_argument(
+        "--train-below", type=_positive_float, help="add a held-out check: refit below this compute [FLOPs]"
+    )
 
     p = sub.add_parser("laws", help="list the laws, their parameters and default priors")
     p.add_argument("--json", action="store_true")
@@ -1247,8 +1248,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from bayescale import plots
     from bayescale.methods.io import check_writable
+    from bayescale.plots import kinds
     from bayescale.report import refuse_to_replace_data, write_atomically
 
     formats = Figure().canvas.get_supported_filetypes()
@@ -1262,8 +1263,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise BayescaleError(f"folder {str(args.out.parent)!r} does not exist")
     refuse_to_replace_data(args.out, "the figure")
     check_writable(args.out, "the figure")
-    fit = _load(args.fit, args)
-    drawn = getattr(plots, PLOTS[args.kind])(fit, **PLOT_OPTIONS.get(args.kind, {}))
+    fit = _load(args.fit, args, methods=True)  # kinds.draw says which figures a method fit has
+    keys = ("compute", "params", "unique_tokens", "x_range", "train_below")
+    drawn = kinds.draw(args.kind, fit, kinds.PlotOptions(**{k: getattr(args, k) for k in keys}))
     figure = drawn if hasattr(drawn, "savefig") else drawn.figure  # multi-panel kinds return a Figure
     import io
 
@@ -1286,7 +1288,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         refuse_to_replace_data(args.out, "the report")
         check_writable(args.out, "the report")
     fit = _load(args.fit, args)
-    path = write_report(fit, args.out, compute=args.compute, prob=args.prob)
+    path = write_report(fit, args.out, compute=args.compute, prob=args.prob, train_below=args.train_below)
     print(f"wrote report to {path}")
     return 0
 
