@@ -329,3 +329,25 @@ def test_isoflop_fit_figure_draws_each_budget_and_the_line_of_optima(isoflop_fit
     assert "a = " in right.get_title() and right.get_xscale() == "log"
     with pytest.raises(bs.BayescaleError, match="'isoflop' figure needs a parametric fit"):
         kinds.draw("isoflop", isoflop_fit)
+
+
+def test_default_held_out_threshold_is_a_power_of_ten_below_most_runs(quick_fit):
+    compute = quick_fit.runs.frame["compute"]
+    threshold = kinds.default_train_below(quick_fit)
+    assert np.log10(threshold) == int(np.log10(threshold))
+    assert threshold <= np.quantile(compute, 0.8) < 10 * threshold
+    assert (compute >= threshold).mean() >= 0.2
+
+
+@pytest.mark.slow
+def test_kind_extrapolation_refits_below_the_threshold(quick_fit):
+    """Two fits (the law and, beyond its runs, the variant law) on the runs below 1e20 FLOPs."""
+    ax = kinds.draw("extrapolation", quick_fit, kinds.PlotOptions(train_below=1e20))
+    compute = quick_fit.runs.frame["compute"]
+    train, test = scatters(ax)
+    assert (
+        len(train.get_offsets()) == (compute < 1e20).sum()
+        and len(test.get_offsets()) == (compute >= 1e20).sum()
+    )
+    assert ax.get_title().startswith("chinchilla law fitted below 1e+20 FLOPs: ")
+    assert "held-out runs inside their interval" in ax.get_title()
