@@ -83,7 +83,7 @@ def _extrapolation(fit: Any, o: PlotOptions) -> Any:
     )
     ax = comparison.plot_extrapolation(result.runs, prob=0.9)
     ax.set_title(
-        f"{fit.law.name} law fitted below {threshold:.3g} FLOPs: "
+        f"{fit.law.name} law fitted below {threshold:.3g} FLOPs:\n"
         f"{ax.get_title().removeprefix('Extrapolation: ')}",
         fontsize="medium",
     )

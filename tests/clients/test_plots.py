@@ -349,5 +349,5 @@ def test_kind_extrapolation_refits_below_the_threshold(quick_fit):
         len(train.get_offsets()) == (compute < 1e20).sum()
         and len(test.get_offsets()) == (compute >= 1e20).sum()
     )
-    assert ax.get_title().startswith("chinchilla law fitted below 1e+20 FLOPs: ")
+    assert ax.get_title().startswith("chinchilla law fitted below 1e+20 FLOPs:\n")
     assert "held-out runs inside their interval" in ax.get_title()

@@ -55,8 +55,14 @@ window.addEventListener("load", () => {
     return {left: r.left, right: r.right, width: r.width};
   };
   const text = (el) => el.textContent.trim();
+  const body = document.body.getBoundingClientRect();
+  const style = getComputedStyle(document.body);
   const out = {
     page: document.documentElement.clientWidth,
+    column: {
+      left: body.left + parseFloat(style.paddingLeft),
+      right: body.right - parseFloat(style.paddingRight),
+    },
     scroll_width: document.documentElement.scrollWidth,
     headings: [...document.querySelectorAll("h2")].map(text),
     tables: [...document.querySelectorAll("table")].map((t) => ({
@@ -104,17 +110,18 @@ def measured(quick_fit, tmp_path_factory) -> dict:
 
 
 def test_no_table_or_figure_is_wider_than_the_page(measured):
-    page = measured["page"]
+    page, column = measured["page"], measured["column"]
     assert page == report.PAGE_WIDTH  # no scroll bar took a share: the page is as wide as the window
     assert measured["scroll_width"] <= page, "the page scrolls sideways"
+    assert 0 < column["left"] < column["right"] <= page
     assert len(measured["tables"]) >= 5
-    for table in measured["tables"]:
-        assert table["left"] >= 0 and table["right"] <= page, table["header_rows"]
+    for table in measured["tables"]:  # within the text column, not only the window
+        assert column["left"] - 0.5 <= table["left"] and table["right"] <= column["right"] + 0.5, table
         assert table["cells_wider"] == 0, f"a cell's text overflows it: {table['header_rows']}"
     assert len(measured["images"]) >= 8
     for image in measured["images"]:
         assert image["natural"] > 0, "an embedded figure did not decode"
-        assert image["right"] <= page and image["width"] > 300
+        assert image["right"] <= column["right"] + 0.5 and image["width"] > 300
 
 
 def test_tables_have_one_header_row_and_no_blank_rows(measured):
