@@ -15,7 +15,7 @@ LOCK := constraints.txt
 #: The Python versions bayescale supports (requires-python in pyproject.toml).
 SUPPORTED := 3.12 3.13
 
-.PHONY: demo test test-slow lint format clean versions lock
+.PHONY: demo test test-slow test-browser browser lint format clean versions lock
 
 # A venv of an unsupported Python (an earlier release's 3.11 one), or of another version than
 # PY/PYTHON ask for, is made anew.
@@ -47,6 +47,21 @@ test: versions
 
 test-slow: versions
 	$(BIN)/python -m pytest -q -m slow
+
+# Headless Chromium for the report's layout test (tests/clients/test_report_browser.py, skipped
+# without it): Debian's chromium package, installed with apt-get (as root, or through sudo).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then $(CHROMIUM) --version; \
+	else \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium \
+			&& $(CHROMIUM) --version; \
+	fi
+
+# The report laid out by headless Chromium at 1280 px: no table or figure wider than the page.
+test-browser: browser versions
+	$(BIN)/python -m pytest -q -m slow tests/clients/test_report_browser.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check bayescale _bayescale_cli.py tests benchmarks

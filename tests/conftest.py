@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import bayescale as bs
 from bayescale.checks.simulate import MUENNIGHOFF_C4, TRUE_CHINCHILLA, simulate_ladder
 
-__all__ = ["MUENNIGHOFF_C4", "QUICK", "TRUE_CHINCHILLA", "hand_built_fit", "simulate_ladder"]
+__all__ = [
+    "MUENNIGHOFF_C4",
+    "QUICK",
+    "TRUE_CHINCHILLA",
+    "hand_built_fit",
+    "simulate_isoflop",
+    "simulate_ladder",
+]
 
 #: Draws for the cheap plumbing fits (CLI, save/load, plots): enough to run, not to conclude.
 QUICK = {"draws": 200, "tune": 300, "chains": 2, "progressbar": False, "warn": False}
@@ -72,3 +80,18 @@ def hand_built_fit(
         diagnostics=diagnostics.compute(idata, list(free)),
         warn=False,  # 200 iid draws: the ESS threshold for a sampler's output does not apply
     )
+
+
+def simulate_isoflop(seed: int, jitter: float = 0.0, sigma: float = 0.005) -> pd.DataFrame:
+    """IsoFLOP profiles drawn from the Chinchilla law: 5 budgets x 7 sizes around the optimum."""
+    rng = np.random.default_rng(seed)
+    law = bs.get_law("chinchilla")
+    rows = []
+    for budget in np.geomspace(1e18, 1e21, 5):
+        best = law.optimal_allocation(TRUE_CHINCHILLA, np.array([budget]))["params"][0]
+        for n in best * np.geomspace(0.15, 6.0, 7):
+            c = budget * (1 + jitter * rng.uniform(-1, 1))
+            d = c / (6 * n)
+            loss = law.loss(TRUE_CHINCHILLA, n, d) * np.exp(rng.normal(0, sigma))
+            rows.append({"params": n, "tokens": d, "compute": c, "loss": float(loss)})
+    return pd.DataFrame(rows)

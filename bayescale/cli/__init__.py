@@ -15,7 +15,7 @@ module per group of commands (``fit``, ``many``, ``plan``, ``predict``,
 
 from bayescale.cli.entry import COMMANDS, build_parser, main
 from bayescale.cli.exits import EXIT_BROKEN_PIPE, EXIT_DIAGNOSTICS, EXIT_INTERRUPTED, EXIT_USER_ERROR
-from bayescale.cli.plot import PLOT_OPTIONS, PLOTS
+from bayescale.cli.plot import PLOTS
 
 __all__ = [
     "COMMANDS",
@@ -24,7 +24,6 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_USER_ERROR",
     "PLOTS",
-    "PLOT_OPTIONS",
     "build_parser",
     "main",
 ]

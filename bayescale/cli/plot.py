@@ -4,39 +4,33 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
 from bayescale.cli.files import _load
-from bayescale.cli.options import Subcommands
+from bayescale.cli.options import Subcommands, _positive_float
 from bayescale.errors import BayescaleError
 
-#: Figure kinds of ``bayescale plot`` and the function drawing each.
-PLOTS = {
-    "frontier": "plot_frontier",
-    "allocation": "plot_allocation",
-    "loss": "plot_loss",
-    "loss-params": "plot_loss",
-    "loss-tokens": "plot_loss",
-    "isoflop": "plot_isoflop",
-    "pair": "plot_pair",
-    "prior-posterior": "plot_prior_posterior",
-    "residuals": "plot_residuals",
-    "ppc": "plot_ppc",
-    "epochs": "plot_epochs",
-    "repeated-value": "plot_repeated_value",
-}
-
-
-#: Keyword arguments of the kinds that share a function.
-PLOT_OPTIONS: dict[str, dict[str, Any]] = {"loss-params": {"x": "params"}, "loss-tokens": {"x": "tokens"}}
+#: Figure kinds of ``bayescale plot`` (drawn by ``bayescale.plots.kinds``, not imported here: slow).
+PLOTS = (
+    "allocation", "epochs", "extrapolation", "frontier", "isoflop", "isoflop-fit", "loss", "loss-frontier",
+    "loss-params", "loss-tokens", "pair", "ppc", "prior-posterior", "prior-predictive", "repeated-value",
+    "residuals",
+)  # fmt: skip
 
 
 def add_plot(sub: Subcommands) -> None:
     """Add ``bayescale plot`` to the subcommands ``sub``."""
     p = sub.add_parser("plot", help="draw a standard figure of a saved fit")
     p.add_argument("fit", type=Path)
-    p.add_argument("kind", choices=sorted(PLOTS), help="which figure")
+    p.add_argument("kind", choices=PLOTS, help="which figure")
     p.add_argument("--out", type=Path, required=True, help="image file to write (.png, .pdf, .svg)")
+    p.add_argument("--compute", type=_positive_float, action="append", help="budget [FLOPs] (isoflop)")
+    p.add_argument(
+        "--params", type=_positive_float, action="append", help="model size N, one curve each (loss, epochs)"
+    )
+    p.add_argument("--unique-tokens", type=_positive_float, help="unique tokens U repeated (epochs)")
+    p.add_argument(
+        "--x-range", type=_positive_float, nargs=2, metavar=("LO", "HI"), help="x axis from LO to HI"
+    )
+    p.add_argument("--train-below", type=_positive_float, help="refit below this compute (extrapolation)")
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -46,8 +40,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from bayescale import plots
     from bayescale.methods.io import check_writable
+    from bayescale.plots import kinds
     from bayescale.report import refuse_to_replace_data, write_atomically
 
     formats = Figure().canvas.get_supported_filetypes()
@@ -61,8 +55,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise BayescaleError(f"folder {str(args.out.parent)!r} does not exist")
     refuse_to_replace_data(args.out, "the figure")
     check_writable(args.out, "the figure")
-    fit = _load(args.fit, args)
-    drawn = getattr(plots, PLOTS[args.kind])(fit, **PLOT_OPTIONS.get(args.kind, {}))
+    fit = _load(args.fit, args, methods=True)  # kinds.draw says which figures a method fit has
+    keys = ("compute", "params", "unique_tokens", "x_range", "train_below")
+    drawn = kinds.draw(args.kind, fit, kinds.PlotOptions(**{k: getattr(args, k) for k in keys}))
     figure = drawn if hasattr(drawn, "savefig") else drawn.figure  # multi-panel kinds return a Figure
     import io
 

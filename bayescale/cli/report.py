@@ -22,6 +22,9 @@ def add_report(sub: Subcommands) -> None:
         help="budget in FLOPs to plan (repeatable; default 10x-1000x the largest run)",
     )
     p.add_argument("--prob", type=_probability, default=0.9)
+    p.add_argument(
+        "--train-below", type=_positive_float, help="add a held-out check: refit below this compute [FLOPs]"
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -36,6 +39,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         refuse_to_replace_data(args.out, "the report")
         check_writable(args.out, "the report")
     fit = _load(args.fit, args)
-    path = write_report(fit, args.out, compute=args.compute, prob=args.prob)
+    path = write_report(fit, args.out, compute=args.compute, prob=args.prob, train_below=args.train_below)
     print(f"wrote report to {path}")
     return 0

@@ -14,6 +14,7 @@ from bayescale.plots.curves import (
     plot_loss,
     plot_repeated_value,
 )
+from bayescale.plots.methods import plot_isoflop_fit
 from bayescale.plots.posterior import (
     plot_pair,
     plot_ppc,
@@ -29,6 +30,7 @@ __all__ = [
     "plot_extrapolation",
     "plot_frontier",
     "plot_isoflop",
+    "plot_isoflop_fit",
     "plot_loss",
     "plot_pair",
     "plot_ppc",

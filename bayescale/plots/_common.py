@@ -105,6 +105,18 @@ def check_columns(table: Any, columns: Sequence[str], what: str) -> None:
         raise BayescaleError(f"{what} needs at least one row")
 
 
+def check_range(value: Sequence[float] | None, what: str) -> tuple[float, float] | None:
+    """``value`` as a (low, high) pair of finite positive numbers with low < high, or ``None``."""
+    if value is None:
+        return None
+    pair = tuple(float(v) for v in value)
+    if len(pair) != 2 or not all(np.isfinite(pair)) or not 0 < pair[0] < pair[1]:
+        raise BayescaleError(
+            f"{what} must be two finite numbers 0 < low < high (the axis is logarithmic), got {value!r}"
+        )
+    return pair[0], pair[1]
+
+
 def decades(lo: float, hi: float, most: int = 6) -> np.ndarray:
     """Powers of ten from below ``lo`` to above ``hi``, thinned to at most ``most`` values."""
     powers = np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)

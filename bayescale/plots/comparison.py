@@ -11,7 +11,7 @@ import numpy as np
 
 from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
 from bayescale.errors import BayescaleError
-from bayescale.plots._common import LABELS, axes, check_columns
+from bayescale.plots._common import LABELS, axes, check_columns, plain_log_ticks
 
 ELPD_COLUMNS = ("elpd_loo", "se", "elpd_diff", "dse")
 EXTRAPOLATION_COLUMNS = (
@@ -100,5 +100,6 @@ def plot_extrapolation(table: Any, prob: float | None = None, ax: Any = None) ->
     ax.set_yscale("log")
     ax.set_xlabel(LABELS["compute"])
     ax.set_ylabel(LABELS["loss"])
+    plain_log_ticks(ax)
     ax.legend(fontsize="small")
     return ax

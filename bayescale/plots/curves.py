@@ -20,6 +20,7 @@ from bayescale.plots._common import (
     SYMBOL,
     axes,
     band,
+    check_range,
     decades,
     fmt,
     is_chinchilla_data,
@@ -59,7 +60,10 @@ def plot_frontier(
     """
     ax = axes(ax)
     runs = fit.runs.frame
-    lo, hi = compute_range or (runs["compute"].min(), runs["compute"].max() * 100)
+    lo, hi = check_range(compute_range, "compute_range") or (
+        runs["compute"].min(),
+        runs["compute"].max() * 100,
+    )
     grid = np.geomspace(lo, hi, 60)
     loss = interval(optimal_draws(fit, grid)["loss"], prob)
     points = ax.scatter(
@@ -92,6 +96,7 @@ def plot_loss(
     curves: Sequence[float] | None = None,
     probs: Sequence[float] = BAND_PROBS,
     ax: Any = None,
+    x_range: tuple[float, float] | None = None,
 ) -> Any:
     """Loss against compute, parameters or tokens: the runs and the law's curves with bands.
 
@@ -112,6 +117,9 @@ def plot_loss(
         Probabilities of the nested credible bands.
     ax
         Matplotlib axes; a new figure when ``None``.
+    x_range
+        Range of ``x`` to draw the curves over; default half the smallest run's to twice the
+        largest's.
     """
     if x not in _CURVE_VARIABLE:
         raise BayescaleError(f"x must be one of {sorted(_CURVE_VARIABLE)}, got {x!r}")
@@ -121,7 +129,8 @@ def plot_loss(
     default = np.geomspace(runs[fixed].min(), runs[fixed].max(), 4)
     values = np.atleast_1d(np.asarray(default if curves is None else curves, dtype=float))
     cmap, norm = log_colours(np.concatenate([runs[fixed].to_numpy(), values]))
-    grid = np.geomspace(runs[x].min() / 2, runs[x].max() * 2, 60)
+    lo, hi = check_range(x_range, "x_range") or (runs[x].min() / 2, runs[x].max() * 2)
+    grid = np.geomspace(lo, hi, 60)
     for i, value in enumerate(values):
         n: Any
         d: Any
@@ -142,7 +151,10 @@ def plot_loss(
     ax.set_yscale("log")
     ax.set_xlabel(LABELS[x])
     ax.set_ylabel(LABELS["loss"])
-    ax.set_ylim(runs["loss"].min() * 0.9, runs["loss"].max() * 1.1)
+    if x_range is None:
+        ax.set_ylim(runs["loss"].min() * 0.9, runs["loss"].max() * 1.1)
+    else:
+        ax.set_xlim(lo, hi)
     plain_log_ticks(ax)
     ax.set_title(f"{fit.law.name} law: posterior median and credible bands at fixed {SYMBOL[fixed]}")
     ax.legend(fontsize="small", loc="upper right")
@@ -238,7 +250,8 @@ def plot_allocation(
     needs_allocation(fit, "the compute-optimal frontier")
     ax = axes(ax)
     runs = fit.runs.frame
-    lo, hi = compute_range or (runs["compute"].min(), max(1e26, runs["compute"].max() * 1e4))
+    default = (runs["compute"].min(), max(1e26, runs["compute"].max() * 1e4))
+    lo, hi = check_range(compute_range, "compute_range") or default
     grid = np.geomspace(lo, hi, 80)
     best = optimal_draws(fit, grid)
     band(ax, grid, best["params"], "C0", probs, label="N_opt, parameters", band_label=True)
@@ -263,11 +276,24 @@ def plot_allocation(
     return ax
 
 
-def _default_unique(fit: Fit) -> tuple[float, np.ndarray]:
-    """The unique-token count shared by the most runs, and up to four model sizes trained on it."""
+def default_unique(fit: Fit) -> tuple[float, np.ndarray]:
+    """The unique-token count trained on by the most model sizes, and up to four of those sizes.
+
+    Ties go to the count with the most runs, then to the larger count. When no count is shared
+    by two sizes (every run has its own U, say), the runs' median U and four sizes spanning all
+    runs: a single run's size would draw a single curve.
+    """
     runs = fit.runs.frame
-    unique = float(runs["unique_tokens"].mode().iloc[0])
-    sizes = np.sort(runs.loc[runs["unique_tokens"] == unique, "params"].unique())
+    per_u = runs.groupby("unique_tokens")["params"].agg(["nunique", "size"])
+    per_u = per_u.assign(unique=per_u.index.to_numpy(dtype=float))
+    best = per_u.sort_values(["nunique", "size", "unique"]).iloc[-1]
+    if best["nunique"] >= 2:
+        unique = float(best["unique"])
+        sizes = np.sort(runs.loc[runs["unique_tokens"] == unique, "params"].unique())
+    else:
+        values = np.sort(runs["unique_tokens"].to_numpy(dtype=float))
+        unique = float(values[(len(values) - 1) // 2])
+        sizes = np.sort(runs["params"].unique())
     if len(sizes) > 4:
         sizes = sizes[np.linspace(0, len(sizes) - 1, 4).round().astype(int)]
     return unique, sizes
@@ -288,7 +314,8 @@ def plot_epochs(
     fit
         A fit of a law with ``unique_tokens`` (e.g. ``data-constrained``).
     unique_tokens
-        U, the unique tokens [count]; default the value shared by the most runs.
+        U, the unique tokens [count]; default the value trained on by the most model sizes
+        (:func:`default_unique`).
     params
         Model size(s) N, one curve each; default up to four sizes trained on U.
     epochs
@@ -301,12 +328,12 @@ def plot_epochs(
     needs_unique_tokens(fit, "loss against epochs")
     ax = axes(ax)
     runs = fit.runs.frame
-    default_u, default_sizes = _default_unique(fit)
+    default_u, default_sizes = default_unique(fit)
     unique = float(unique_tokens) if unique_tokens is not None else default_u
     sizes = np.atleast_1d(np.asarray(params if params is not None else default_sizes, dtype=float))
     on_u = runs[np.isclose(runs["unique_tokens"], unique, rtol=1e-6)]
     most = float((on_u["tokens"] / unique).max()) if len(on_u) else 100.0
-    lo, hi = epochs or (1.0, max(most, 100.0))
+    lo, hi = check_range(epochs, "epochs") or (1.0, max(most, 100.0))
     grid = np.geomspace(lo, hi, 60)
     cmap, norm = log_colours(sizes)
     for i, n in enumerate(sizes):
@@ -326,14 +353,15 @@ def plot_epochs(
 
 def plot_repeated_value(
     fit: Fit,
-    epochs: tuple[float, float] = (1.0, 1000.0),
+    epochs: tuple[float, float] | None = None,
     probs: Sequence[float] = BAND_PROBS,
     ax: Any = None,
 ) -> Any:
     """The value of repeated tokens: effective data D'/U against epochs D/U, with bands.
 
     Uses the data-constrained law's D' = U (1 + R_D* (1 - exp(-(D/U - 1) / R_D*))): repeated
-    tokens are worth fresh ones at first (the diagonal) and saturate at U (1 + R_D*).
+    tokens are worth fresh ones at first (the diagonal) and saturate at U (1 + R_D*). ``epochs``
+    is the range of D/U drawn, default 1 to 1000.
     """
     import xarray as xr
 
@@ -341,7 +369,7 @@ def plot_repeated_value(
     if "R_D_star" not in fit.posterior:
         raise BayescaleError(f"law {fit.law.name!r} has no R_D_star parameter")
     ax = axes(ax)
-    grid = np.geomspace(*epochs, 80)
+    grid = np.geomspace(*(check_range(epochs, "epochs") or (1.0, 1000.0)), 80)
     r_d = fit.posterior["R_D_star"]
     repeats = xr.DataArray(grid - 1.0, dims="query")
     effective = 1.0 + r_d * -np.expm1(-repeats / r_d)

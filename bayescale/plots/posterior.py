@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 _MARKERS = ("s", "o", "^", "v")
 
+#: Parameters of the default pair plot, those of them the law has and leaves free.
+PAIR_PARAMETERS = ("E", "alpha_N", "alpha_D")
+
 
 def _draws(fit: Fit, name: str) -> np.ndarray:
     if name not in fit.posterior:
@@ -30,7 +33,7 @@ def _draws(fit: Fit, name: str) -> np.ndarray:
 
 def plot_pair(
     fit: Fit,
-    params: Sequence[str] = ("alpha_N", "alpha_D"),
+    params: Sequence[str] | None = None,
     references: bool | None = None,
     max_points: int = 2000,
 ) -> Any:
@@ -41,7 +44,8 @@ def plot_pair(
     fit
         A fitted law.
     params
-        Parameters to show (at least one); default the two exponents.
+        Parameters to show (at least one); default those of E, alpha_N and alpha_D that the
+        law has and the fit left free (:data:`PAIR_PARAMETERS`), else every free parameter.
     references
         Mark Hoffmann et al. (2022) and Epoch AI (2024) estimates; default when the
         runs are the bundled ``chinchilla`` data set.
@@ -52,7 +56,10 @@ def plot_pair(
     -------
     matplotlib.figure.Figure
     """
-    names = list(params)
+    if params is None:
+        names = [p for p in PAIR_PARAMETERS if p in fit.free_parameters] or list(fit.free_parameters)
+    else:
+        names = list(params)
     if not names:
         raise BayescaleError("plot_pair needs at least one parameter")
     values = {n: _draws(fit, n) for n in names}

@@ -8,12 +8,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import MUENNIGHOFF_C4, hand_built_fit
+from conftest import MUENNIGHOFF_C4, QUICK, hand_built_fit, simulate_isoflop
 from matplotlib.collections import LineCollection, PathCollection, PolyCollection
 
 import bayescale as bs
 from bayescale import plots
-from bayescale.plots import references
+from bayescale.plots import curves, kinds, references
+from bayescale.plots._common import fmt
 
 EPOCH = references.EPOCH_2024
 
@@ -238,3 +239,120 @@ def test_extrapolation_marks_held_out_runs_inside_their_intervals():
     bad = extrapolation_table().assign(split=["train"] * 4 + ["holdout"])
     with pytest.raises(bs.BayescaleError, match="'holdout'"):
         plots.plot_extrapolation(bad)
+
+
+def test_pair_plot_shows_E_and_both_exponents_by_default(epoch_fit):
+    fig = plots.plot_pair(epoch_fit)
+    diagonal = [fig.axes[i * 4] for i in range(3)]  # 3 x 3 grid
+    assert [ax.get_xlabel() for ax in diagonal[-1:]] == ["alpha_D"]
+    assert [fig.axes[6 + i].get_xlabel() for i in range(3)] == ["E", "alpha_N", "alpha_D"]
+    assert len([ax for ax in fig.axes if ax.axison]) == 6
+
+
+def test_epochs_default_unique_data_is_the_one_with_most_sizes(datablations_fit):
+    runs = datablations_fit.runs.frame
+    unique, sizes = curves.default_unique(datablations_fit)
+    on_u = runs[runs["unique_tokens"] == unique]
+    assert on_u["params"].nunique() == runs.groupby("unique_tokens")["params"].nunique().max() == 12
+    assert len(sizes) == 4 and set(sizes) <= set(on_u["params"])
+    ax = plots.plot_epochs(datablations_fit)
+    assert len(ax.lines) == 4 and f"U = {fmt(unique)}" in ax.get_title()
+
+
+def test_epochs_default_when_every_run_has_its_own_unique_data():
+    """No U shared by two sizes: the median U and four sizes spanning the runs, not one curve."""
+    frame = bs.Runs.from_any("datablations").frame.drop_duplicates("unique_tokens")
+    fit = hand_built_fit("data-constrained", frame, MUENNIGHOFF_C4, rel_sd=0.05)
+    unique, sizes = curves.default_unique(fit)
+    assert unique == np.sort(frame["unique_tokens"])[(len(frame) - 1) // 2]
+    assert len(sizes) == 4 and sizes[0] == frame["params"].min() and sizes[-1] == frame["params"].max()
+    assert len(plots.plot_epochs(fit).lines) == 4
+
+
+def test_loss_x_range_sets_the_curves_span(quick_fit):
+    ax = plots.plot_loss(quick_fit, "compute", curves=[1e9], x_range=(1e17, 1e25))
+    x = ax.lines[0].get_xdata()
+    assert x[0] == pytest.approx(1e17) and x[-1] == pytest.approx(1e25)
+    assert ax.get_xlim() == pytest.approx((1e17, 1e25))
+    for bad in [(1e20, 1e18), (0, 1e20), (1e18, np.inf), (1e18,)]:
+        with pytest.raises(bs.BayescaleError, match="x_range must be two finite numbers 0 < low < high"):
+            plots.plot_loss(quick_fit, "compute", x_range=bad)
+
+
+def test_kinds_frontier_is_the_allocation_and_loss_frontier_the_loss(quick_fit):
+    ax = kinds.draw("frontier", quick_fit)
+    assert [line.get_label() for line in ax.lines] == ["N_opt, parameters", "D_opt, tokens"]
+    ax = kinds.draw("loss-frontier", quick_fit, kinds.PlotOptions(x_range=(1e18, 1e24)))
+    assert ax.lines[0].get_label() == "compute-optimal loss (posterior median)"
+    assert ax.lines[0].get_xdata()[-1] == pytest.approx(1e24)
+
+
+def test_kinds_pass_budgets_sizes_and_unique_data(quick_fit, datablations_fit):
+    ax = kinds.draw("isoflop", quick_fit, kinds.PlotOptions(compute=[1e19, 1e21]))
+    assert len(ax.containers) == 2  # one optimum per budget
+    ax = kinds.draw("loss-tokens", quick_fit, kinds.PlotOptions(params=[1e8, 1e9, 1e10]))
+    assert [t.get_text() for t in ax.get_legend().get_texts()][2:] == ["N = 1e8", "N = 1e9", "N = 1e10"]
+    options = kinds.PlotOptions(unique_tokens=4e8, params=[1e8], x_range=(1, 50))
+    ax = kinds.draw("epochs", datablations_fit, options)
+    assert len(ax.lines) == 1 and "U = 4e8" in ax.get_title()
+    assert ax.lines[0].get_xdata()[-1] == pytest.approx(50)
+
+
+def test_kinds_refuse_options_they_do_not_take(quick_fit):
+    with pytest.raises(bs.BayescaleError, match="--params does not apply to the 'pair' figure; it applies to "
+                                                "epochs, loss, loss-tokens"):  # fmt: skip
+        kinds.draw("pair", quick_fit, kinds.PlotOptions(params=[1e9]))
+    with pytest.raises(bs.BayescaleError, match="unknown figure kind 'contour'"):
+        kinds.draw("contour", quick_fit)
+
+
+def test_kind_prior_predictive_uses_the_fits_priors(quick_fit):
+    ax = kinds.draw("prior-predictive", quick_fit)
+    observed = scatters(ax)[-1]
+    assert len(observed.get_offsets()) == len(quick_fit.runs)
+    assert "Prior predictive" in ax.get_title()
+
+
+@pytest.fixture(scope="module")
+def isoflop_fit():
+    from bayescale.methods.isoflop import fit_isoflop
+
+    return fit_isoflop(simulate_isoflop(seed=4), random_seed=5, **QUICK)
+
+
+def test_isoflop_fit_figure_draws_each_budget_and_the_line_of_optima(isoflop_fit, quick_fit):
+    fig = kinds.draw("isoflop-fit", isoflop_fit)
+    left, right = fig.axes[:2]
+    used = isoflop_fit.budgets[isoflop_fit.budgets["used"]]
+    profiles = [line for line in left.lines if len(line.get_xdata()) == 60]  # not the error bars' lines
+    assert len(profiles) == len(used) and len(left.containers) == len(right.containers) == len(used)
+    # each profile's lowest point is at its budget's optimum (grid spacing ~ 10^(2/60) ~ 8%)
+    post = isoflop_fit.posterior
+    for i, line in enumerate(profiles):
+        n_opt = float(np.exp(post["log_params_opt"].isel(budget=i)).median())
+        assert line.get_xdata()[np.argmin(line.get_ydata())] == pytest.approx(n_opt, rel=0.1)
+    assert "a = " in right.get_title() and right.get_xscale() == "log"
+    with pytest.raises(bs.BayescaleError, match="'isoflop' figure needs a parametric fit"):
+        kinds.draw("isoflop", isoflop_fit)
+
+
+def test_default_held_out_threshold_is_a_power_of_ten_below_most_runs(quick_fit):
+    compute = quick_fit.runs.frame["compute"]
+    threshold = kinds.default_train_below(quick_fit)
+    assert np.log10(threshold) == int(np.log10(threshold))
+    assert threshold <= np.quantile(compute, 0.8) < 10 * threshold
+    assert (compute >= threshold).mean() >= 0.2
+
+
+@pytest.mark.slow
+def test_kind_extrapolation_refits_below_the_threshold(quick_fit):
+    """Two fits (the law and, beyond its runs, the variant law) on the runs below 1e20 FLOPs."""
+    ax = kinds.draw("extrapolation", quick_fit, kinds.PlotOptions(train_below=1e20))
+    compute = quick_fit.runs.frame["compute"]
+    train, test = scatters(ax)
+    assert (
+        len(train.get_offsets()) == (compute < 1e20).sum()
+        and len(test.get_offsets()) == (compute >= 1e20).sum()
+    )
+    assert ax.get_title().startswith("chinchilla law fitted below 1e+20 FLOPs:\n")
+    assert "held-out runs inside their interval" in ax.get_title()

@@ -5,28 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import QUICK, TRUE_CHINCHILLA
+from conftest import QUICK, TRUE_CHINCHILLA, simulate_isoflop
 from saved_results import check_html_escapes_file_text, check_refusals, round_trip
 
 import bayescale as bs
 from bayescale.methods.isoflop import fit_isoflop, group_budgets, in_window, prepare
 
 PORIAN_FINAL = "rw|tuned|short|const|standard|val"
-
-
-def simulate_isoflop(seed: int, jitter: float = 0.0, sigma: float = 0.005) -> pd.DataFrame:
-    """IsoFLOP profiles drawn from the Chinchilla law: 5 budgets x 7 sizes around the optimum."""
-    rng = np.random.default_rng(seed)
-    law = bs.get_law("chinchilla")
-    rows = []
-    for budget in np.geomspace(1e18, 1e21, 5):
-        best = law.optimal_allocation(TRUE_CHINCHILLA, np.array([budget]))["params"][0]
-        for n in best * np.geomspace(0.15, 6.0, 7):
-            c = budget * (1 + jitter * rng.uniform(-1, 1))
-            d = c / (6 * n)
-            loss = law.loss(TRUE_CHINCHILLA, n, d) * np.exp(rng.normal(0, sigma))
-            rows.append({"params": n, "tokens": d, "compute": c, "loss": float(loss)})
-    return pd.DataFrame(rows)
 
 
 def true_a() -> float:
