@@ -155,7 +155,10 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
         _emit(args, payloads[0], text)
         return
     title = f"compute-optimal plans{where} ({interval}); a, b: N_opt ~ C^a, D_opt ~ C^b"
-    _emit(args, payloads, _rows_text(title, table, ["compute"], names))
+    text = _rows_text(title, table, ["compute"], names)
+    if args.unique_tokens is None:
+        text += _averaging_note(fit, table)
+    _emit(args, payloads, text)
 
 
 def _averaging_note(fit: Any, table: Any) -> str:

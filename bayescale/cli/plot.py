@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
 from bayescale.cli.files import _load
 from bayescale.cli.options import Subcommands, _positive_float
 from bayescale.errors import BayescaleError

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import xarray as xr
 from conftest import TRUE_CHINCHILLA, simulate_ladder
 
 import bayescale as bs
+from bayescale.inference import container
 from bayescale.inference.progress import Progress
 
 #: The settings of conftest's quick fit: the compiled sampler is shared with it, not compiled again.
@@ -54,13 +56,15 @@ def test_pymc_model_backends_say_what_they_sample_and_forward_the_flag(monkeypat
 
     seen = {}
 
+    tree = container.from_groups(posterior=xr.Dataset({"x": (("chain", "draw"), np.zeros((3, 10)))}))
+
     def fake_sample(**kwargs):
         seen.update(kwargs)
-        return "idata"
+        return tree
 
     monkeypatch.setattr(pm, "sample", fake_sample)
     config = bs.SamplerConfig(draws=10, tune=20, chains=3, backend="pymc")
-    assert sampling.sample(None, config, 1, progressbar=True) == "idata"
+    assert sampling.sample(None, config, 1, progressbar=True).identical(tree)
     assert seen["progressbar"] is True
     assert (
         "bayescale: sampling the PyMC model with pymc: 3 chains x (20 warm-up + 10 draws)"
