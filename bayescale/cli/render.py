@@ -88,6 +88,7 @@ def _summary_payload(fit: Any, prob: float) -> dict[str, Any]:
             "ok": diag["ok"],
             "problems": diag["problems"],
             "warnings": diag.get("warnings", []),
+            "sampler_path": diag.get("sampler_path"),
         },
         "residual_trends": residuals,
         "misfit": trend_message(trends),

@@ -36,7 +36,8 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
         ``restarted_chains`` (chains restarted after a collapsed warm-up),
         ``median_steps`` (leapfrog steps per draw, NaN when the sampler does
         not report them), ``max_tree_depth_share`` (share of draws whose tree
-        reached :data:`MAX_TREE_DEPTH`, NaN likewise) and ``warnings``.
+        reached :data:`MAX_TREE_DEPTH`, NaN likewise), ``warnings``, and ``sampler_path``
+        (which sampler drew the tree and why, when the sampler recorded it).
         Saturated trees are a warning, not a problem: the draws stay valid
         (r_hat and ESS judge them), but the sampler wastes its work on a
         posterior it cannot cross in one trajectory.
@@ -87,7 +88,9 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
             "sampling is slow and its ESS low. Often parameters the runs cannot tell apart: fix one "
             "or give informed priors (--priors-from), or add runs that separate them"
         )
+    path = stats.attrs.get("sampler_path")
     return {
+        **({"sampler_path": str(path)} if path else {}),
         "median_steps": median_steps,
         "max_tree_depth_share": saturated,
         "warnings": notes,
@@ -137,6 +140,8 @@ def summary_lines(diagnostics: dict[str, Any]) -> list[str]:
     if saturated is not None and np.isfinite(saturated):
         parts.append(f"{saturated:.1%} at max tree depth")
     lines = [f"diagnostics: {', '.join(parts)} -> {'ok' if d['ok'] else 'FAILED'}"]
+    if d.get("sampler_path"):
+        lines.append(f"  sampler: {d['sampler_path']}")
     lines += [f"  problem: {p}" for p in d["problems"]]
     lines += [f"  warning: {w}" for w in d.get("warnings", [])]
     return lines

@@ -209,10 +209,24 @@ def run(
             return sample_density(density, config, random_seed, progressbar), "jax"
         if config.backend == "jax":
             raise BayescaleError(f"backend 'jax' cannot fit this model: {reason}; use backend='auto'")
+    else:
+        reason = f"backend {config.backend!r} asked for"
 
     backend = choose_backend(config.backend)
     model = build_model(law, runs, priors, fixed, likelihood)
-    return sample(model, replace(config, backend=backend), random_seed, progressbar), backend
+    idata = sample(model, replace(config, backend=backend), random_seed, progressbar)
+    return _with_path(idata, f"PyMC model with {backend} (not the fast path: {reason})"), backend
+
+
+#: The attribute of ``sample_stats`` naming the sampler path a fit took (read by the diagnostics).
+PATH_ATTR = "sampler_path"
+
+
+def _with_path(idata: Any, path: str) -> Any:
+    """``idata`` with ``path`` recorded as the sampler path that drew it."""
+    stats = container.group(idata, "sample_stats")
+    stats.attrs[PATH_ATTR] = path
+    return container.with_group(idata, "sample_stats", stats)
 
 
 def sample_density(density: Any, config: SamplerConfig, random_seed: int | None, progressbar: bool) -> Any:
@@ -251,10 +265,12 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     if laplace is None or not _near_gaussian(density, data, *laplace):
         shift, scale = np.zeros(size), np.eye(size)
         init = _jittered_starts(density, data, config.chains, rng)
+        path = "fast path (JAX density), original coordinates: no usable Gaussian mode"
         say(f"no usable Gaussian mode ({say.lap():.1f} s): sampling the original coordinates")
     else:
         shift, scale = laplace
         init = shift + rng.uniform(-1.0, 1.0, (config.chains, size)) @ scale.T
+        path = "fast path (JAX density), coordinates whitened at the Laplace mode"
         say(f"mode found ({say.lap():.1f} s): sampling in coordinates whitened at the mode")
     start = np.linalg.solve(scale, (init - shift).T).T
     keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(2**31))), config.chains)
@@ -274,7 +290,7 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     u = np.asarray(u)
     extra = {k: np.asarray(v) for k, v in extra.items()}
     say(f"sampled ({say.lap():.1f} s): {int(extra['diverging'].sum())} divergent transitions")
-    return _to_inference_data(density, shift + u @ scale.T, extra)
+    return _with_path(_to_inference_data(density, shift + u @ scale.T, extra), path)
 
 
 def _sampler_key(density: Any, config: SamplerConfig, args: tuple[Any, ...], *program: Any) -> str | None:

@@ -511,5 +511,7 @@ def _check_common(seed: Any, d: Any) -> None:
     for key, ok in checks.items():
         if key not in d or not ok(d[key]):
             raise TypeError(f"diagnostics[{key!r}] is missing or of the wrong type: {d.get(key)!r}")
+    if "sampler_path" in d and not isinstance(d["sampler_path"], str):
+        raise TypeError(f"diagnostics['sampler_path'] must be text, got {d['sampler_path']!r}")
     if d["ok"] and d["problems"]:
         raise TypeError("diagnostics say ok but list problems")

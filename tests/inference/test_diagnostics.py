@@ -81,3 +81,25 @@ def test_saturated_trees_warn_at_fit_time():
     report = diagnostics.compute(_idata(np.full((4, 500), 1023)), ["x"])
     with pytest.warns(diagnostics.FitWarning, match="sampler struggled"):
         diagnostics.warn_if_failed(report)
+
+
+def test_the_sampler_path_is_read_from_the_draws_and_shown_after_the_summary_line():
+    idata = _idata(np.full((4, 500), 7))
+    assert "sampler_path" not in diagnostics.compute(idata, ["x"])  # a sampler that did not say
+    stats = container.group(idata, "sample_stats")
+    stats.attrs["sampler_path"] = "PyMC model with pymc (not the fast path: backend 'pymc' asked for)"
+    report = diagnostics.compute(container.with_group(idata, "sample_stats", stats), ["x"])
+    assert report["sampler_path"] == stats.attrs["sampler_path"]
+    assert diagnostics.summary_lines(report)[1] == f"  sampler: {stats.attrs['sampler_path']}"
+
+
+def test_a_fit_records_its_sampler_path_and_keeps_it_when_saved(quick_fit, quick_fit_path):
+    import warnings
+
+    import bayescale as bs
+
+    assert quick_fit.diagnostics["sampler_path"].startswith("fast path (JAX density), ")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.FitWarning)  # the quick fit's short chains may fail r_hat
+        loaded = bs.load_fit(quick_fit_path)
+    assert loaded.diagnostics["sampler_path"] == quick_fit.diagnostics["sampler_path"]

@@ -108,3 +108,10 @@ def test_checkpoint_fit_saves_and_loads(checkpoint_fit, tmp_path):
     a = checkpoint_fit.predict([3e8], [6e9], random_seed=0, average_beyond=False)
     pd.testing.assert_frame_equal(a, b)
     np.testing.assert_array_equal(loaded.posterior["run_effect"], checkpoint_fit.posterior["run_effect"])
+
+
+def test_the_fit_says_why_it_left_the_fast_path(checkpoint_fit):
+    assert checkpoint_fit.diagnostics["sampler_path"] == (
+        "PyMC model with numpyro (not the fast path: runs with checkpoints (a run column) have per-run "
+        "offsets, not in the JAX density)"
+    )
