@@ -5,11 +5,12 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from conftest import MUENNIGHOFF_C4, QUICK, TRUE_CHINCHILLA, simulate_ladder
 
 import bayescale as bs
 from bayescale.errors import BayescaleError
-from bayescale.inference import sampling
+from bayescale.inference import container, sampling
 from bayescale.model import jax_backend
 from bayescale.model.jax_density import build_density, unsupported
 from bayescale.model.laws import Centering, ScalingLaw
@@ -175,17 +176,25 @@ def test_unsupported_model_falls_back_to_pymc(monkeypatch):
     assert "not written over the ops namespace" in unsupported(law, free, "normal")
     seen = {}
 
+    draws = container.from_groups(
+        posterior=xr.Dataset({"E": (("chain", "draw"), np.ones((1, 10)))}),
+        sample_stats=xr.Dataset({"diverging": (("chain", "draw"), np.zeros((1, 10), bool))}),
+    )
+
     def fake_sample(model, config, random_seed, progressbar):
         seen["backend"] = config.backend
-        return "idata"
+        return draws
 
     monkeypatch.setattr(sampling, "sample", fake_sample)
     monkeypatch.setattr(sampling, "build_model", lambda *args: "model")
     config = sampling.SamplerConfig(draws=10, tune=10, chains=1)
     idata, used = sampling.run(law, runs, free, fixed, "normal", config, 0, False)
-    assert idata == "idata"
+    assert container.posterior(idata).identical(container.posterior(draws))
     assert used == seen["backend"]
     assert used in ("numpyro", "nutpie", "pymc")
+    # the draws say which path drew them, and why not the fast one
+    path = container.group(idata, "sample_stats").attrs["sampler_path"]
+    assert path.startswith(f"PyMC model with {used} (not the fast path: ") and "ops namespace" in path
     with pytest.raises(BayescaleError, match="backend 'jax' cannot fit this model"):
         config = sampling.SamplerConfig(draws=10, tune=10, chains=1, backend="jax")
         sampling.run(law, runs, free, fixed, "normal", config, 0, False)
