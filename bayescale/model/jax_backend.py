@@ -24,6 +24,10 @@ def cache_dir() -> Path | None:
     return Path(base) / "bayescale" / "jax"
 
 
+#: Size limit of JAX's compilation cache; beyond it the least recently used programs are evicted.
+CACHE_MAX_BYTES = 4 * 2**30
+
+
 def setup_jax() -> Any:
     """Import JAX in 64-bit mode with the persistent compilation cache; return the module.
 
@@ -44,4 +48,8 @@ def setup_jax() -> Any:
         # Cache every program, even the many small ones numpyro runs eagerly while it
         # initialises the chains: together they cost seconds to compile in a cold process.
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        # A size limit turns on JAX's file lock around cache reads and writes. Without it an entry
+        # is written in place, and a process reading it half-written (fit_many's workers, two
+        # fits at once) crashed in deserialisation (a segfault, seen here).
+        jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
     return jax

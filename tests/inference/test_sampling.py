@@ -225,6 +225,22 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     assert jax_backend.cache_dir() == tmp_path / "bayescale" / "jax"
 
 
+def test_the_compilation_cache_is_locked_for_concurrent_processes(tmp_path):
+    """A size limit is what turns on JAX's file lock around cache reads and writes."""
+    import subprocess
+    import sys
+
+    code = (
+        "from bayescale.model import jax_backend\n"
+        "jax = jax_backend.setup_jax()\n"
+        "values = jax.config.values\n"
+        "print(values['jax_compilation_cache_dir'], values['jax_compilation_cache_max_size'])"
+    )
+    env = {**os.environ, jax_backend.CACHE_ENV: str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == [str(tmp_path), str(jax_backend.CACHE_MAX_BYTES)], done.stderr
+
+
 def test_fast_path_does_not_import_pymc(tmp_path):
     import subprocess
     import sys
