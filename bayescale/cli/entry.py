@@ -152,8 +152,10 @@ def _handle_interrupts() -> None:
     hook) is swallowed and printed as a traceback, and the fit goes on. So SIGINT raises
     the KeyboardInterrupt (files being written are cleaned up as it unwinds), such swallowed
     interrupts are not printed, and a timer ends the process if it is still running after
-    :data:`INTERRUPT_GRACE` seconds. A second Ctrl-C ends it at once.
+    :data:`INTERRUPT_GRACE` seconds. A second Ctrl-C ends it at once. An ignored SIGINT stays ignored.
     """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return  # started with SIGINT ignored (nohup, a script's background job): it stays so
     default_hook = sys.unraisablehook
 
     def quiet_hook(unraisable: Any) -> None:

@@ -16,6 +16,7 @@ import importlib.util
 import os
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,8 +46,15 @@ _COLLAPSED_STEP = 1e-3
 #: at 1000 + 1000 iterations, ~13 s on one core (benchmarks/results/speed.txt).
 BAR_WORK = 2e7
 
-# Compiled programs loaded in this process, by _program_key.
-_PROGRAMS: dict[str, Any] = {}
+#: How many compiled programs stay loaded in a process. Each holds its machine code in a few
+#: hundred memory maps (~340 for the fast path's NUTS program), and Linux gives a process 65530
+#: maps (``vm.max_map_count``): past that the next compilation crashes the process, which a
+#: process fitting ~40 new shapes reached when no program was ever let go. A new shape loads
+#: 4-5 programs, so the last few shapes fitted stay loaded (at most ~10,000 maps).
+PROGRAMS_KEPT = 24
+
+# Compiled programs loaded in this process, by _program_key, the most recently used last.
+_PROGRAMS: OrderedDict[str, Any] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -578,8 +586,8 @@ def _program(build: Callable[[], Any], key: str | None, args: tuple[Any, ...]) -
     process, and tracing the density's gradient and Hessian for the Laplace
     step a few tenths; the exported program skips that (its compilation is
     then found in JAX's persistent compilation cache). A missing, stale or
-    unreadable export is rebuilt. Programs loaded once stay in memory for
-    the process, so repeated fits of one shape skip even the loading.
+    unreadable export is rebuilt. The last :data:`PROGRAMS_KEPT` programs
+    used stay loaded, so repeated fits of one shape skip even the loading.
     ``build`` is called only when the program is not cached, and outside
     any trace (a caller may do costly work there, such as converting a PyMC
     model to JAX: done while tracing, its constants broke a second export).
@@ -590,8 +598,9 @@ def _program(build: Callable[[], Any], key: str | None, args: tuple[Any, ...]) -
     folder = cache_dir()
     if key is None or folder is None:
         return build()
-    if key in _PROGRAMS:
-        return _PROGRAMS[key]
+    loaded = _recall(key)
+    if loaded is not None:
+        return loaded
     path = folder / "exported" / f"{key}.bin"
     try:
         program = export.deserialize(bytearray(path.read_bytes()))
@@ -603,8 +612,7 @@ def _program(build: Callable[[], Any], key: str | None, args: tuple[Any, ...]) -
         try:
             blob = program.serialize()
         except ImportError:  # serialisation needs flatbuffers (in the `fast` extra)
-            _PROGRAMS[key] = jitted  # not saved, but not traced and exported again in this process
-            return jitted
+            return _keep(key, jitted)  # not saved, but not traced and exported again in this process
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(f".{os.getpid()}.tmp")
@@ -612,8 +620,28 @@ def _program(build: Callable[[], Any], key: str | None, args: tuple[Any, ...]) -
             partial.replace(path)  # atomic: concurrent fits never read half a file
         except OSError:
             pass  # an unwritable cache only costs tracing time
-    _PROGRAMS[key] = jax.jit(program.call)
-    return _PROGRAMS[key]
+    return _keep(key, jax.jit(program.call))
+
+
+def _recall(key: str) -> Any:
+    """The program loaded under ``key`` (now the most recently used), or ``None``."""
+    program = _PROGRAMS.get(key)
+    if program is not None:
+        _PROGRAMS.move_to_end(key)
+    return program
+
+
+def _keep(key: str, program: Any) -> Any:
+    """Keep ``program`` loaded under ``key`` and return it.
+
+    Beyond :data:`PROGRAMS_KEPT` the least recently used program is let go (its machine
+    code is freed once nothing else holds it).
+    """
+    _PROGRAMS[key] = program
+    _PROGRAMS.move_to_end(key)
+    while len(_PROGRAMS) > PROGRAMS_KEPT:
+        _PROGRAMS.popitem(last=False)
+    return program
 
 
 def _cached_program(

@@ -48,8 +48,8 @@ def setup_jax() -> Any:
         # Cache every program, even the many small ones numpyro runs eagerly while it
         # initialises the chains: together they cost seconds to compile in a cold process.
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        # A size limit turns on JAX's file lock around cache reads and writes. Without it an entry
-        # is written in place, and a process reading it half-written (fit_many's workers, two
-        # fits at once) crashed in deserialisation (a segfault, seen here).
+        # A size limit bounds the folder (least recently used programs are evicted) and turns on
+        # JAX's file lock around cache reads and writes, so concurrent fits (fit_many's workers)
+        # never read an entry another process is writing.
         jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
     return jax

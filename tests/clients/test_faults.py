@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -309,15 +310,22 @@ def test_keyboard_interrupt_is_one_line_and_exit_130(capsys, monkeypatch):
     assert code == 130 and err == "error: interrupted\n"
 
 
-def test_sigint_during_a_fit_exits_130_without_traceback(tmp_path):
-    """A real SIGINT once the fit has started compiling (JAX loaded): exit 130, one line."""
+def _start_fit(out: Path, sigint: Any = signal.SIG_DFL, draws: int = 5000) -> subprocess.Popen:
+    """``bayescale fit chinchilla`` (5000 draws: long) in a child process whose SIGINT starts as
+    ``sigint``. A child inherits an ignored SIGINT, and a job a non-interactive shell starts in
+    the background (``pytest ... &``) has SIGINT ignored: the disposition is set explicitly."""
     bayescale = Path(sys.executable).with_name("bayescale")
-    proc = subprocess.Popen(
-        [str(bayescale), "fit", "chinchilla", "--out", str(tmp_path / "fit.nc"), "--draws", "5000"],
+    return subprocess.Popen(
+        [str(bayescale), "fit", "chinchilla", "--out", str(out), "--draws", str(draws)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
+
+
+def _wait_until_compiling(proc: subprocess.Popen) -> None:
+    """Return once the child has loaded JAX or PyTensor's compiled code (or ended), plus a second."""
     maps = Path(f"/proc/{proc.pid}/maps")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -326,11 +334,32 @@ def test_sigint_during_a_fit_exits_130_without_traceback(tmp_path):
                 break
         time.sleep(0.2)
     time.sleep(1.0)
+
+
+def test_sigint_during_a_fit_exits_130_without_traceback(tmp_path):
+    """A real SIGINT once the fit has started compiling (JAX loaded): exit 130, one line."""
+    proc = _start_fit(tmp_path / "fit.nc")
+    _wait_until_compiling(proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert err == "error: interrupted\n", err[-2000:]
     assert not (tmp_path / "fit.nc").exists()
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path):
+    """Started with SIGINT ignored (``nohup``, a background job of a script), the command is not
+    stopped by it, before or after its own handling is installed, and saves its fit."""
+    proc = _start_fit(tmp_path / "fit.nc", sigint=signal.SIG_IGN, draws=300)
+    proc.send_signal(signal.SIGINT)  # while it imports
+    _wait_until_compiling(proc)
+    proc.send_signal(signal.SIGINT)  # while it fits
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert (tmp_path / "fit.nc").exists()
 
 
 def _startup_seconds(python: Path) -> float:
@@ -348,14 +377,8 @@ def _startup_seconds(python: Path) -> float:
 def test_sigint_in_the_first_second_exits_130_without_traceback(tmp_path, delay):
     """Ctrl-C while the command still imports PyMC, PyTensor and JAX (before ``main`` runs):
     one line, exit 130. ``delay`` counts from the end of the interpreter's start-up."""
-    bayescale = Path(sys.executable).with_name("bayescale")
     offset = _startup_seconds(Path(sys.executable))
-    proc = subprocess.Popen(
-        [str(bayescale), "fit", "chinchilla", "--out", str(tmp_path / "fit.nc"), "--draws", "5000"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_fit(tmp_path / "fit.nc")
     time.sleep(offset + delay)
     proc.send_signal(signal.SIGINT)
     try:

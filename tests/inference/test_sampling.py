@@ -1,6 +1,8 @@
 """The fast path (hand-built JAX density + numpyro) is the same model as the PyMC one, and falls back."""
 
 import os
+from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -445,7 +447,7 @@ def test_exported_programs_give_the_jitted_results(monkeypatch, tmp_path):
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=3)
     settings = {"law": "chinchilla", "random_seed": 4, "backend": "jax", **QUICK}
 
-    monkeypatch.setattr(sampling, "_PROGRAMS", {})
+    monkeypatch.setattr(sampling, "_PROGRAMS", OrderedDict())
     monkeypatch.setenv(jax_backend.CACHE_ENV, "0")
     jitted = bs.fit(runs, **settings).posterior["alpha_N"].values
     assert sampling._PROGRAMS == {}  # no cache: nothing exported or kept
@@ -454,11 +456,50 @@ def test_exported_programs_give_the_jitted_results(monkeypatch, tmp_path):
     exported = bs.fit(runs, **settings).posterior["alpha_N"].values
     files = sorted((tmp_path / "exported").glob("*.bin"))
     assert len(files) == len(sampling._PROGRAMS) >= 4  # NUTS, value-and-gradient, Hessian, log density
-    monkeypatch.setattr(sampling, "_PROGRAMS", {})  # a new process: programs come from the files
+    monkeypatch.setattr(sampling, "_PROGRAMS", OrderedDict())  # a new process: programs come from the files
     loaded = bs.fit(runs, **settings).posterior["alpha_N"].values
     assert sorted((tmp_path / "exported").glob("*.bin")) == files
     np.testing.assert_array_equal(exported, jitted)
     np.testing.assert_array_equal(loaded, jitted)
+
+
+def _mapped_regions() -> int:
+    with open("/proc/self/maps") as maps:
+        return sum(1 for _ in maps)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="counts Linux memory maps")
+def test_loaded_programs_are_let_go_beyond_the_limit(monkeypatch, tmp_path):
+    """Programs beyond PROGRAMS_KEPT are let go, the least recently used first, and their machine
+    code with them: a process compiling many shapes (a test suite, a calibration study) stays far
+    below Linux's 65530 memory maps, past which the next compilation crashes the process."""
+    monkeypatch.setenv(jax_backend.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(sampling, "_PROGRAMS", OrderedDict())
+    monkeypatch.setattr(sampling, "PROGRAMS_KEPT", 3)
+    jnp = jax_backend.setup_jax().numpy
+
+    def compile_program(size: int) -> None:
+        args = (np.linspace(0.0, 1.0, size),)
+        program = sampling._cached_program(
+            ("test",), "cumsum", lambda: lambda x: jnp.cumsum(jnp.exp(x)), args
+        )
+        program(*args)
+
+    keys = []
+    for size in (2, 3, 4):
+        compile_program(size)
+        keys.append(next(reversed(sampling._PROGRAMS)))
+    compile_program(2)  # used again: now the most recently used
+    compile_program(5)
+    assert list(sampling._PROGRAMS) == [keys[2], keys[0], next(reversed(sampling._PROGRAMS))]
+
+    before = _mapped_regions()
+    for size in range(6, 66):
+        compile_program(size)
+    grown = _mapped_regions() - before
+    assert len(sampling._PROGRAMS) == 3
+    # 60 programs kept would add 60 x (3+) maps; 3 kept add a few (allocator arenas, JAX's own caches).
+    assert grown < 60, grown
 
 
 def test_mode_and_root_of_a_gaussian_and_of_a_ridge():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -207,7 +209,7 @@ def test_laplace_programs_are_exported_and_give_the_jitted_results(monkeypatch, 
 
     data = envelope.prepare(bs.Curves.from_any(simulate_curves(seed=3)))
     other = envelope.prepare(bs.Curves.from_any(simulate_curves(seed=4)))
-    monkeypatch.setattr(sampling, "_PROGRAMS", {})
+    monkeypatch.setattr(sampling, "_PROGRAMS", OrderedDict())
     monkeypatch.setenv(jax_backend.CACHE_ENV, "0")
     jitted = envelope.laplace(data)
     jitted_other = envelope.laplace(other)
@@ -217,7 +219,7 @@ def test_laplace_programs_are_exported_and_give_the_jitted_results(monkeypatch, 
     exported = envelope.laplace(data)
     files = sorted((tmp_path / "exported").glob("*.bin"))
     assert len(files) == len(sampling._PROGRAMS) == 2  # value-and-gradient, Hessian
-    monkeypatch.setattr(sampling, "_PROGRAMS", {})  # a new process: programs come from the files
+    monkeypatch.setattr(sampling, "_PROGRAMS", OrderedDict())  # a new process: programs come from the files
 
     def unbuilt(*args, **kwargs):
         raise AssertionError("the PyMC model was built although its programs are cached")
