@@ -27,7 +27,9 @@ def add_compare(sub: Subcommands) -> None:
         "sources", nargs="+", help="one runs file or bundled data set (with --laws), or saved fits"
     )
     p.add_argument("--laws", default=None, help="comma-separated laws to fit, e.g. chinchilla,kaplan")
-    _add_sampler_options(p, "--seed", "--likelihood", "--draws", "--tune", "--chains", "--backend")
+    _add_sampler_options(
+        p, "--seed", "--likelihood", "--draws", "--tune", "--chains", "--backend", "--target-accept"
+    )
     p.add_argument("--json", action="store_true")
 
 
@@ -94,7 +96,9 @@ def add_extrapolate(sub: Subcommands) -> None:
             metavar="X",
             help=f"train on runs with {by} below X, test on the rest",
         )
-    _add_sampler_options(p, "--seed", "--likelihood", "--draws", "--tune", "--chains", "--backend")
+    _add_sampler_options(
+        p, "--seed", "--likelihood", "--draws", "--tune", "--chains", "--backend", "--target-accept"
+    )
     p.add_argument("--json", action="store_true")
 
 

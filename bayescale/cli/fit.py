@@ -63,7 +63,14 @@ def add_fit(sub: Subcommands) -> None:
         help="borrow only these parameters from --priors-from (e.g. A,B,alpha_N,alpha_D: E is left out)",
     )
     _add_sampler_options(
-        p, "--likelihood", "--draws", "--tune", "--chains", "--backend", backends=FIT_BACKENDS
+        p,
+        "--likelihood",
+        "--draws",
+        "--tune",
+        "--chains",
+        "--backend",
+        "--target-accept",
+        backends=FIT_BACKENDS,
     )
     p.add_argument("--strict", action="store_true", help="exit non-zero when diagnostics fail")
     _add_sampler_options(p, "--progress", progress="show the fit's stages on stderr (a bar on long fits)")
@@ -115,6 +122,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             tune=args.tune,
             chains=args.chains,
             backend=args.backend,
+            target_accept=args.target_accept,
             random_seed=args.seed,
             progressbar=args.progress,
         )

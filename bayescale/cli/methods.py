@@ -37,7 +37,9 @@ BRACKETED_HELP = (
 def _method_options(p: argparse.ArgumentParser) -> None:
     """The options of a method's fit: --prob, the sampler options with --progress, --json."""
     p.add_argument("--prob", type=_probability, default=0.9)
-    _add_sampler_options(p, "--seed", "--draws", "--tune", "--chains", "--backend", "--progress")
+    _add_sampler_options(
+        p, "--seed", "--draws", "--tune", "--chains", "--backend", "--target-accept", "--progress"
+    )
     p.add_argument("--json", action="store_true")
 
 

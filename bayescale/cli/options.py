@@ -87,6 +87,13 @@ SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
     "--tune": {"type": int, "default": 1000},
     "--chains": {"type": int, "default": 4},
     "--backend": {"default": "auto", "choices": BACKENDS},
+    "--target-accept": {
+        "type": _probability,
+        "default": None,
+        "metavar": "P",
+        "help": "NUTS's target acceptance rate in (0, 1); higher takes smaller steps "
+        "(default: the method's own, e.g. 0.95, 0.99 for laws with pooled parameters)",
+    },
     "--progress": {"action": "store_true", "help": "show the sampler's progress on stderr"},
 }
 
@@ -127,6 +134,7 @@ def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "tune": args.tune,
         "chains": args.chains,
         "backend": args.backend,
+        "target_accept": getattr(args, "target_accept", None),
         "progressbar": getattr(args, "progress", False),
         "warn": False,
     }

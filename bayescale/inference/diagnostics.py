@@ -59,8 +59,9 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
     if divergences:
         problems.append(
             f"{divergences} divergent transitions: raise target_accept above the "
-            f"{DEFAULT_TARGET_ACCEPT} default (e.g. bayescale.fit(..., target_accept=0.99)), "
-            "tighten the priors, or check that the law suits the data"
+            f"{DEFAULT_TARGET_ACCEPT} default (e.g. bayescale.fit(..., target_accept=0.99), "
+            "--target-accept 0.99 on the command line), tighten the priors, "
+            "or check that the law suits the data"
         )
     if np.isfinite(max_r_hat) and max_r_hat > MAX_R_HAT:
         worst = max(per_r_hat, key=per_r_hat.__getitem__)

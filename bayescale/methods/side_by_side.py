@@ -152,6 +152,7 @@ def compare_methods(
     tune: int = 1000,
     chains: int = 4,
     backend: str = "auto",
+    target_accept: float | None = None,
     random_seed: int | None = None,
     bracketed: bool = True,
 ) -> pd.DataFrame:
@@ -162,6 +163,7 @@ def compare_methods(
     instead of failing the table. ``bracketed`` (default) leaves out of Approach 2 the budgets whose
     lowest loss is at (within 10% of) their smallest or largest size (see
     :func:`~bayescale.methods.isoflop.fit_isoflop`); the row's note names them. ``False`` keeps them.
+    ``target_accept`` gives every method that NUTS target acceptance rate instead of its own default.
 
     Returns
     -------
@@ -177,7 +179,13 @@ def compare_methods(
         raise RunsError(f"unknown method(s) {unknown}; use {list(METHODS)}")
     runs, curves = _load(source, group)
     sampler = dict(
-        draws=draws, tune=tune, chains=chains, backend=backend, random_seed=random_seed, progressbar=False
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        backend=backend,
+        target_accept=target_accept,
+        random_seed=random_seed,
+        progressbar=False,
     )
     rows = []
     for method in methods:

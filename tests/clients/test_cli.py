@@ -146,6 +146,48 @@ def test_likelihood_option_reaches_the_fit(command):
     assert "likelihood" not in _sampler_kwargs(envelope_args)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["compare", "chinchilla"],
+        ["extrapolate", "chinchilla"],
+        ["isoflop", "chinchilla"],
+        ["envelope", "gemstones"],
+        ["steps", "gemstones"],
+        ["compare-methods", "chinchilla", "--compute", "1e22"],
+    ],
+)
+def test_target_accept_option_reaches_every_method(argv):
+    from bayescale.cli import build_parser
+    from bayescale.cli.options import _sampler_kwargs
+
+    assert _sampler_kwargs(build_parser().parse_args(argv))["target_accept"] is None  # the method's own
+    args = build_parser().parse_args([*argv, "--target-accept", "0.97"])
+    assert _sampler_kwargs(args)["target_accept"] == 0.97
+
+
+def test_target_accept_reaches_fit_and_is_checked(capsys, monkeypatch, tmp_path):
+    import bayescale.methods.parametric as parametric
+
+    seen = {}
+
+    def fake_fit(runs, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop before sampling
+
+    monkeypatch.setattr(parametric, "fit", fake_fit)
+    out = tmp_path / "fit.nc"
+    run(capsys, "fit", "chinchilla", "--out", out, "--target-accept", "0.99")
+    assert seen["target_accept"] == 0.99
+    run(capsys, "fit", "chinchilla", "--out", out)
+    assert seen["target_accept"] is None  # the law's default: 0.95, or 0.99 with pooled parameters
+    for bad in ("1", "0", "1.5", "nan"):
+        with pytest.raises(SystemExit) as info:
+            main(["fit", "chinchilla", "--out", str(out), "--target-accept", bad])
+        assert info.value.code == 2
+        assert "--target-accept" in capsys.readouterr().err
+
+
 def test_compare_methods_steps_row(tmp_path, capsys, monkeypatch):
     """Kaplan's L(N, S) as a compare-methods row: a, b, the optimum and what it assumed (opt-in).
 

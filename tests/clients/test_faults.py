@@ -513,6 +513,7 @@ def test_divergence_advice_starts_above_the_default_target_accept():
                                   sample_stats=stats)  # fmt: skip
     (advice,) = [p for p in diagnostics.compute(idata, ["x"])["problems"] if "divergent" in p]
     assert "above the 0.95 default" in advice and "target_accept=0.99" in advice
+    assert "--target-accept 0.99" in advice
 
 
 # Finding 15/16: output onto a read-only or full disk; schedulers that are not Dask -----------------
