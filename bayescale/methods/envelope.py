@@ -47,6 +47,8 @@ from bayescale.methods.saved import (
     frame_to_variables,
     with_data,
 )
+from bayescale.model.laws import ops as _ops
+from bayescale.model.likelihoods import ar1_innovations, log_density
 from bayescale.posterior.intervals import AllocationAnswers, interval_dict
 from bayescale.posterior.query import make_query
 
@@ -140,9 +142,7 @@ def build_model(
     shift = np.zeros(size) if shift is None else np.asarray(shift, dtype=float)
     root = np.eye(size) if root is None else np.asarray(root, dtype=float)
     mask = data.grid_mask.astype(float)
-    # an innovation at checkpoint t > 0 needs t and t - 1 in the run; padding is at the end of rows
-    pairs = mask[:, 1:]
-    n_points = float(mask.sum())
+    first = np.arange(data.grid_y.shape[1]) == 0  # each run's first checkpoint (rows are left-aligned)
     coords = {"curve": data.curves.run_names}
     with pm.Model(coords=coords) as model:
         z = pm.Flat("z", shape=size)
@@ -170,17 +170,16 @@ def build_model(
             logit_rho = x[3 * n_runs + 1]
             rho = pm.Deterministic("rho", pm.math.sigmoid(logit_rho))
             log_prior += 2.0 * (pt.log(rho) + pt.log1p(-rho))  # Beta(2, 2) density and Jacobian
-            innov = (resid[:, 1:] - rho * resid[:, :-1]) * pairs
-            # The first checkpoint of a run has the stationary variance sigma^2 / (1 - rho^2).
-            first_var = sigma**2 / (1.0 - rho**2)
-            sum_sq = (innov**2).sum() / sigma**2 + (resid[:, 0] ** 2).sum() / first_var
-            log_det = (n_points - n_runs) * pt.log(sigma) + 0.5 * n_runs * pt.log(first_var)
+            # each checkpoint's predecessor by slicing, not gathering (whose gradient is slower);
+            # the first column's is not used
+            prev = pt.concatenate([resid[:, :1], resid[:, :-1]], axis=1)
+            innov, scale = ar1_innovations(resid, prev, first, rho, sigma, _ops.tensor())
         else:
-            sum_sq = (resid**2).sum() / sigma**2
-            log_det = n_points * pt.log(sigma)
+            innov, scale = resid, sigma
         pm.Potential("log_prior", log_prior)
-        # The map from residuals to innovations is triangular with unit diagonal: no Jacobian term.
-        pm.Potential("log_loss", -0.5 * sum_sq - log_det - 0.5 * n_points * np.log(2 * np.pi))
+        # padding cells (at the end of rows) are masked out: there innov is not 0 after a run's last
+        log_lik = log_density("normal", innov / scale, scale, None, _ops.tensor()) * mask
+        pm.Potential("log_loss", log_lik.sum())
     return model
 
 

@@ -47,7 +47,7 @@ from bayescale.methods.saved import MethodResult, check_setting, with_data
 from bayescale.model.laws import ops as _ops
 from bayescale.model.laws.base import Parameter
 from bayescale.model.laws.kaplan import KAPLAN_ALPHA_N, N_C
-from bayescale.model.likelihoods import pymc_noise
+from bayescale.model.likelihoods import ar1_innovations, pymc_noise
 from bayescale.model.priors import Prior, as_prior, priors_from_json, priors_to_json
 from bayescale.model.pymc_model import NU, SIGMA, check_likelihood
 from bayescale.posterior.intervals import AllocationAnswers, check_interval, interval_dict, interval_table
@@ -545,13 +545,11 @@ def build_model(
         resid = data.log_loss - mu
         if correlation == "ar1":
             rho = priors["rho"].create_variable("rho")
-            innov = pt.where(data.first, resid, resid - rho * resid[data.prev])
-            scale = pt.where(data.first, sigma / pt.sqrt(1.0 - rho**2), sigma)
+            innov, scale = ar1_innovations(resid, resid[data.prev], data.first, rho, sigma, _ops.tensor())
         else:
             innov, scale = resid, sigma
         nu = priors["nu"].create_variable("nu") if likelihood == "student_t" else None
         noise = pymc_noise(likelihood, 0.0, scale, nu)
-        # Residuals -> innovations is triangular with unit diagonal: no Jacobian term.
         pm.Potential("log_loss", pm.logp(noise, innov).sum())
     return model
 

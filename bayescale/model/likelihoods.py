@@ -7,6 +7,10 @@ scores, the design of the next run) evaluates it per run (:func:`log_density`). 
 observe the same family through :func:`pymc_noise`, PyMC's own distribution of it, so that
 PyMC keeps its observed variable (posterior predictive draws, pointwise log likelihood);
 ``tests/model/test_likelihoods.py`` checks the two agree.
+
+Residuals of one training run, checkpoint after checkpoint, share its history: the curve
+methods model them as an AR(1) series, whose innovations are independent draws of the noise
+model (:func:`ar1_innovations`).
 """
 
 from __future__ import annotations
@@ -60,6 +64,41 @@ def total_log_density(likelihood: str, z: Any, sigma: Any, nu: Any, ops: SimpleN
     """:func:`log_density` summed over the values of ``z`` (one scale), the constant added once."""
     const, weight, kernel = _terms(likelihood, z, sigma, nu, ops)
     return z.shape[0] * const - weight * ops.sum(kernel)
+
+
+def ar1_innovations(
+    resid: Any, prev: Any, first: Any, rho: Any, sigma: Any, ops: SimpleNamespace
+) -> tuple[Any, Any]:
+    """Innovations of residuals that are AR(1) within each series, and the scale of each.
+
+    Given ``rho`` and ``sigma`` the innovations are independent, each with its scale, so the
+    log density of the residuals is the noise model's log density of the innovations (the map
+    from residuals to innovations is triangular with unit diagonal: no Jacobian term). A
+    series' first value has the stationary scale ``sigma / sqrt(1 - rho^2)``.
+
+    Parameters
+    ----------
+    resid
+        Residuals of log loss, each series in checkpoint order.
+    prev
+        The residual at the previous checkpoint of the same series, aligned with ``resid``
+        (any finite value where ``first``: it is not used there).
+    first
+        Whether each value is the first of its series (boolean, broadcasting against ``resid``).
+    rho, sigma
+        Autocorrelation (``|rho| < 1``) and the scale of an innovation.
+    ops
+        The namespace of the arrays: ``ops.NUMPY``, ``ops.jax()``, ``ops.tensor()``.
+
+    Returns
+    -------
+    innov, scale
+        ``resid``, less ``rho * prev`` after a series' first value, and the scale of each
+        (broadcasting like ``first`` against ``sigma``).
+    """
+    innov = ops.where(first, resid, resid - rho * prev)
+    scale = ops.where(first, sigma / ops.sqrt(1.0 - rho**2), sigma)
+    return innov, scale
 
 
 def pymc_noise(
