@@ -537,11 +537,21 @@ def _sample_in_chunks(
     return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), out)
 
 
+def _source_files() -> list[Path]:
+    """Every Python file of the bayescale package, in a fixed order."""
+    package = Path(__file__).resolve().parent.parent
+    return sorted(package.rglob("*.py"), key=lambda path: path.relative_to(package).as_posix())
+
+
 @functools.cache
 def _source_digest() -> bytes:
-    """Hash of bayescale's own source: a changed law or density is a new program."""
+    """Hash of bayescale's own source, every module of the package.
+
+    A changed law, prior, likelihood or method's model is then a new program, never a stale
+    one from the cache (not only this layer's folder: the sampler does not write the model).
+    """
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
+    for path in _source_files():
         digest.update(path.read_bytes())
     return digest.digest()
 

@@ -463,6 +463,18 @@ def test_exported_programs_give_the_jitted_results(monkeypatch, tmp_path):
     np.testing.assert_array_equal(loaded, jitted)
 
 
+def test_the_program_key_covers_the_whole_package():
+    """A compiled program's key hashes every module that can shape it: the laws, priors and
+    likelihoods in model/, the methods' models, not only the sampler's own folder (it did, after
+    the move into inference/, and a changed method loaded its stale program from the cache)."""
+    package = Path(bs.__file__).resolve().parent
+    hashed = {path.relative_to(package).as_posix() for path in sampling._source_files()}
+    assert hashed == {path.relative_to(package).as_posix() for path in package.rglob("*.py")}
+    for module in ("model/likelihoods.py", "model/laws/chinchilla.py", "model/jax_density.py",
+                   "methods/envelope.py", "inference/sampling.py", "__init__.py"):  # fmt: skip
+        assert module in hashed
+
+
 def _mapped_regions() -> int:
     with open("/proc/self/maps") as maps:
         return sum(1 for _ in maps)
