@@ -134,7 +134,7 @@ def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "tune": args.tune,
         "chains": args.chains,
         "backend": args.backend,
-        "target_accept": getattr(args, "target_accept", None),
+        "target_accept": args.target_accept,
         "progressbar": getattr(args, "progress", False),
         "warn": False,
     }

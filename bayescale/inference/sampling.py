@@ -844,14 +844,7 @@ def _to_inference_data(density: Any, position: np.ndarray, extra: dict[str, np.n
 
 def sample(model: Any, config: SamplerConfig, random_seed: int | None, progressbar: bool) -> Any:
     """Sample the PyMC ``model``; return an ``xarray.DataTree`` (of NumPy arrays) with a posterior group."""
-    tree = container.to_numpy(_sample_pymc(model, config, random_seed, progressbar))
-    if choose_backend(config.backend) == "numpyro":
-        # JAX's own caches keep every program PyMC compiled for this model (its log density, its
-        # sampler: ~900 memory maps a fit) although nothing can call them again; past Linux's
-        # 65530 maps the next compilation crashes the process. The fast path's programs still
-        # kept loaded (_PROGRAMS) compile again on their next call, from the on-disk cache.
-        setup_jax().clear_caches()
-    return tree
+    return container.to_numpy(_sample_pymc(model, config, random_seed, progressbar))
 
 
 def _sample_pymc(model: Any, config: SamplerConfig, random_seed: int | None, progressbar: bool) -> Any:
@@ -883,17 +876,25 @@ def _sample_pymc(model: Any, config: SamplerConfig, random_seed: int | None, pro
             # alike. Kernel options given as config.extra["nuts_kwargs"] (PyMC 5's place) join them.
             extra = dict(config.extra)
             kernel = extra.pop("nuts_kwargs", {})
-            return pm.sample(
-                **common,
-                nuts_sampler="numpyro",
-                nuts={
-                    "target_accept": config.target_accept,
-                    "chain_method": "vectorized",
-                    "dense_mass": True,
-                    **kernel,
-                    **extra,
-                },
-            )
+            try:
+                return pm.sample(
+                    **common,
+                    nuts_sampler="numpyro",
+                    nuts={
+                        "target_accept": config.target_accept,
+                        "chain_method": "vectorized",
+                        "dense_mass": True,
+                        **kernel,
+                        **extra,
+                    },
+                )
+            finally:
+                # JAX's own caches keep every program PyMC compiled for this model (its log
+                # density, its sampler: ~900 memory maps a fit) although nothing can call them
+                # again; past Linux's 65530 maps the next compilation crashes the process. The
+                # fast path's programs still kept loaded (_PROGRAMS) compile again on their next
+                # call, from the on-disk cache.
+                setup_jax().clear_caches()
         if backend == "nutpie":
             return pm.sample(
                 **common,

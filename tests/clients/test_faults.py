@@ -330,7 +330,8 @@ def _wait_until_compiling(proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         with contextlib.suppress(OSError):
-            if "jaxlib" in maps.read_text() or "libpytensor" in maps.read_text():
+            mapped = maps.read_text()
+            if "jaxlib" in mapped or "libpytensor" in mapped:
                 break
         time.sleep(0.2)
     time.sleep(1.0)
