@@ -41,13 +41,14 @@ from bayescale.errors import (
 )
 from bayescale.inference.diagnostics import FitWarning
 from bayescale.inference.sampling import SamplerConfig
-from bayescale.methods.envelope import EnvelopeFit, fit_envelope
+from bayescale.methods.envelope import EnvelopeFit
+from bayescale.methods.front import deprecated_method_function, fit
 from bayescale.methods.io import load_fit, save_fit
-from bayescale.methods.isoflop import IsoflopFit, fit_isoflop
+from bayescale.methods.isoflop import IsoflopFit
 from bayescale.methods.many import JobResult, fit_many
-from bayescale.methods.parametric import Fit, fit
+from bayescale.methods.parametric import Fit
 from bayescale.methods.side_by_side import compare_methods
-from bayescale.methods.training_steps import KAPLAN_2020, StepsFit, fit_steps
+from bayescale.methods.training_steps import KAPLAN_2020, StepsFit
 from bayescale.model.laws import ScalingLaw, get_law, list_laws
 from bayescale.model.prior_sets import list_prior_sets, published_priors
 from bayescale.model.priors import Prior
@@ -58,6 +59,16 @@ from bayescale.questions.compare import LooWarning, compare, loo, stacking_weigh
 from bayescale.report import write_report
 
 _aliases.install()
+
+#: Names of earlier releases kept for one more, each a thin wrapper of :func:`fit` with a method.
+_DEPRECATED_FUNCTIONS = {"fit_isoflop": "isoflop", "fit_envelope": "envelope", "fit_steps": "steps"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _DEPRECATED_FUNCTIONS:
+        return deprecated_method_function(name, _DEPRECATED_FUNCTIONS[name])
+    raise AttributeError(f"module 'bayescale' has no attribute {name!r}")
+
 
 __all__ = [
     "KAPLAN_2020",
@@ -92,10 +103,7 @@ __all__ = [
     "extrapolate",
     "extrapolation_weights",
     "fit",
-    "fit_envelope",
-    "fit_isoflop",
     "fit_many",
-    "fit_steps",
     "get_law",
     "list_laws",
     "list_prior_sets",

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bayescale.checks.simulate import MUENNIGHOFF_C4, TRUE_CHINCHILLA, simulate_ladder  # noqa: E402
 
-QUICK = {"draws": 200, "tune": 300, "chains": 2, "progressbar": False, "warn": False}
+QUICK = {"draws": 200, "tune": 300, "chains": 2}
 
 import bayescale as bs  # noqa: E402
 
@@ -84,7 +84,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="append one JSON line per fit to this file")
     args = parser.parse_args()
     sampler = dict(QUICK) if args.settings == "quick" else {}
-    sampler.update(progressbar=False, warn=False)
     backends = args.backends.split(",")
     rows = []
     print(f"{'case':<20} " + " ".join(f"{b + ' ESS/r_hat/div/s':>30}" for b in backends), flush=True)
@@ -95,7 +94,9 @@ def main() -> None:
         cells = []
         for backend in backends:
             t = time.perf_counter()
-            fit = bs.fit(runs, law=law, backend=backend, **spec, **sampler)
+            fit = bs.fit(
+                runs, law=law, sampler={**sampler, "backend": backend}, progressbar=False, warn=False, **spec
+            )
             wall = time.perf_counter() - t
             d = fit.diagnostics
             row = {

@@ -61,9 +61,7 @@ def main() -> None:
         wall, cpu = time.perf_counter(), time.process_time()
         fit = fit_envelope(
             curves,
-            draws=args.draws,
-            tune=args.draws,
-            chains=args.chains,
+            sampler={"draws": args.draws, "tune": args.draws, "chains": args.chains},
             random_seed=1,
             progressbar=False,
             warn=False,

@@ -30,33 +30,40 @@ import bayescale as bs
 from bayescale.data import datasets
 
 #: Sampler settings of every case: small, so the whole panel runs in minutes on 2 loaded cores.
-SMALL: dict[str, Any] = {"draws": 100, "tune": 100, "chains": 2, "progressbar": False}
+SMALL: dict[str, Any] = {"draws": 100, "tune": 100, "chains": 2}
 
 _ISOFLOP_GROUP = "rw|tuned|short|const|standard|val"
 
 
-def _parametric(data: str, law: str, seed: int, **kwargs: Any) -> Callable[[], Any]:
-    return lambda: bs.fit(datasets.load(data), law=law, random_seed=seed, **SMALL, **kwargs)
+def _fit(data: Any, seed: int, sampler: dict[str, Any] | None = None, **options: Any) -> Callable[[], Any]:
+    """A case: ``bayescale.fit`` of ``data`` (a bundled name or a loader) with SMALL's settings."""
+
+    def run() -> Any:
+        loaded = data() if callable(data) else datasets.load(data)
+        settings = {**SMALL, **(sampler or {})}
+        return bs.fit(loaded, sampler=settings, random_seed=seed, progressbar=False, **options)
+
+    return run
+
+
+def _curves() -> Any:
+    return datasets.load_curves("gemstones")
 
 
 #: name -> a function fitting it. Names say method, data, law and what is varied.
 CASES: dict[str, Callable[[], Any]] = {
-    "fit-chinchilla-jax": _parametric("chinchilla", "chinchilla", 1),
-    "fit-chinchilla-jax-normal": _parametric("chinchilla", "chinchilla", 1, likelihood="normal"),
-    "fit-chinchilla-numpyro": _parametric("chinchilla", "chinchilla", 1, backend="numpyro"),
-    "fit-kaplan-e-jax": _parametric("chinchilla", "kaplan-e", 2),
-    "fit-data-constrained-jax": _parametric("datablations", "data-constrained", 3),
+    "fit-chinchilla-jax": _fit("chinchilla", 1, law="chinchilla"),
+    "fit-chinchilla-jax-normal": _fit("chinchilla", 1, law="chinchilla", likelihood="normal"),
+    "fit-chinchilla-numpyro": _fit("chinchilla", 1, {"backend": "numpyro"}, law="chinchilla"),
+    "fit-kaplan-e-jax": _fit("chinchilla", 2, law="kaplan-e"),
+    "fit-data-constrained-jax": _fit("datablations", 3, law="data-constrained"),
     # A grouped law samples the PyMC model; target acceptance given, then left to the default.
-    "fit-grouped-ta095": _parametric("gadre-overtrain", "chinchilla-grouped", 7, target_accept=0.95),
-    "fit-grouped-default": _parametric("gadre-overtrain", "chinchilla-grouped", 7),
-    "isoflop-porian": lambda: bs.fit_isoflop(
-        datasets.load("porian-isoflop"), group=_ISOFLOP_GROUP, random_seed=4, **SMALL
-    ),
-    "envelope-gemstones": lambda: bs.fit_envelope(datasets.load_curves("gemstones"), random_seed=5, **SMALL),
-    "steps-gemstones": lambda: bs.fit_steps(datasets.load_curves("gemstones"), random_seed=6, **SMALL),
-    "steps-gemstones-student-t": lambda: bs.fit_steps(
-        datasets.load_curves("gemstones"), random_seed=6, likelihood="student_t", **SMALL
-    ),
+    "fit-grouped-ta095": _fit("gadre-overtrain", 7, {"target_accept": 0.95}, law="chinchilla-grouped"),
+    "fit-grouped-default": _fit("gadre-overtrain", 7, law="chinchilla-grouped"),
+    "isoflop-porian": _fit("porian-isoflop", 4, method="isoflop", group=_ISOFLOP_GROUP),
+    "envelope-gemstones": _fit(_curves, 5, method="envelope"),
+    "steps-gemstones": _fit(_curves, 6, method="steps"),
+    "steps-gemstones-student-t": _fit(_curves, 6, method="steps", likelihood="student_t"),
 }
 
 

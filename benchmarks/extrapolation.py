@@ -194,9 +194,7 @@ def bayes_log_draws(
         train[columns].reset_index(drop=True),
         law=law,
         random_seed=seed,
-        draws=args.draws,
-        tune=args.tune,
-        chains=args.chains,
+        sampler={"draws": args.draws, "tune": args.tune, "chains": args.chains},
         progressbar=False,
         warn=False,
     )

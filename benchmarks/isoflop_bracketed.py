@@ -49,7 +49,11 @@ def main() -> None:
         for bracketed in (False, True):
             start = time.perf_counter()
             fit = fit_isoflop(
-                runs, bracketed=bracketed, draws=args.draws, tune=args.draws, random_seed=1, progressbar=False
+                runs,
+                bracketed=bracketed,
+                sampler={"draws": args.draws, "tune": args.draws},
+                random_seed=1,
+                progressbar=False,
             )
             a = fit.exponents(prob=0.9)["a"]
             opt = fit.optimal(COMPUTE[name], prob=0.9).iloc[0]

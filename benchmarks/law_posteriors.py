@@ -38,7 +38,9 @@ def main() -> None:
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                fit = bs.fit(dataset, law=law, draws=args.draws, random_seed=args.seed, progressbar=False)
+                fit = bs.fit(
+                    dataset, law=law, sampler={"draws": args.draws}, random_seed=args.seed, progressbar=False
+                )
             wall = time.perf_counter() - start
             d = fit.diagnostics
             print(f"\n### {dataset} / {law}  ({len(fit.runs)} runs, {wall:.0f} s)")

@@ -136,10 +136,12 @@ def main() -> None:
                         sims,
                         seed=args.seed + 100_000 * round_,
                         fit_kwargs={
-                            "draws": args.draws,
-                            "tune": args.tune,
-                            "chains": args.chains,
-                            "backend": args.backend,
+                            "sampler": {
+                                "draws": args.draws,
+                                "tune": args.tune,
+                                "chains": args.chains,
+                                "backend": args.backend,
+                            }
                         },
                         executor=pool,
                         chunk=2 * args.workers,

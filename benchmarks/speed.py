@@ -98,7 +98,9 @@ def run_fast(draws: int, tune: int, seed: int) -> tuple[dict, float]:
     """``bs.fit`` with its default backend, and its time to a 90% interval on N_opt (fit + plan.optimal)."""
     law, runs, _, _ = model_setup()
     t = time.perf_counter()
-    fit = bs.fit(runs, law=law, draws=draws, tune=tune, random_seed=seed, progressbar=False, warn=False)
+    fit = bs.fit(
+        runs, law=law, sampler={"draws": draws, "tune": tune}, random_seed=seed, progressbar=False, warn=False
+    )
     row = fit.optimal(BUDGET).iloc[0]
     wall = time.perf_counter() - t
     result = summarise(f"bayescale default (auto -> {fit.sampler.backend}) ({draws}+{tune})", fit.idata, wall)

@@ -8,18 +8,28 @@ import pytest
 
 import bayescale as bs
 from bayescale.checks.simulate import MUENNIGHOFF_C4, TRUE_CHINCHILLA, simulate_ladder
+from bayescale.inference.sampling import SAMPLER_DEFAULTS
 
 __all__ = [
     "MUENNIGHOFF_C4",
     "QUICK",
     "TRUE_CHINCHILLA",
     "hand_built_fit",
+    "quick",
     "simulate_isoflop",
     "simulate_ladder",
 ]
 
-#: Draws for the cheap plumbing fits (CLI, save/load, plots): enough to run, not to conclude.
-QUICK = {"draws": 200, "tune": 300, "chains": 2, "progressbar": False, "warn": False}
+#: Settings of the cheap plumbing fits (CLI, save/load, plots): enough to run, not to conclude.
+QUICK = {"sampler": {"draws": 200, "tune": 300, "chains": 2}, "progressbar": False, "warn": False}
+
+
+def quick(**changes: object) -> dict[str, object]:
+    """:data:`QUICK` with some settings changed: sampler settings (``draws=``, ``backend=``, ...)
+    go into its ``sampler``, the others (``warn=``, ``progressbar=``) replace QUICK's own."""
+    sampler = {k: v for k, v in changes.items() if k in SAMPLER_DEFAULTS}
+    rest = {k: v for k, v in changes.items() if k not in SAMPLER_DEFAULTS}
+    return {**QUICK, "sampler": {**QUICK["sampler"], **sampler}, **rest}
 
 
 @pytest.fixture(scope="session")

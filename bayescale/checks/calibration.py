@@ -2,7 +2,7 @@
 
 Simulation-based calibration (SBC; Talts et al. 2018, Modrák et al. 2023)
 repeats: draw parameters from the prior, simulate a ladder of runs from the
-law with run-to-run noise, fit with :func:`bayescale.methods.parametric`, and record the rank
+law with run-to-run noise, fit with :func:`bayescale.fit`, and record the rank
 of the true value among the (thinned) posterior draws. When the model and the
 sampler are right, each rank is uniform; a posterior that is too narrow puts
 ranks at the ends, a biased one piles them on one side.
@@ -36,8 +36,8 @@ import xarray as xr
 
 from bayescale.data.runs import MAX_LOSS_NATS
 from bayescale.errors import BayescaleError
+from bayescale.methods.front import fit
 from bayescale.methods.many import fit_many
-from bayescale.methods.parametric import fit
 from bayescale.model.laws import ScalingLaw, covariates, get_law, ops
 from bayescale.model.pymc_model import draw_log_noise, resolve_priors
 from bayescale.posterior.intervals import interval
@@ -558,5 +558,5 @@ def sbc(
 
 
 def default_fitter() -> Callable[..., Any]:
-    """:func:`bayescale.methods.parametric` (imported late: calibration is imported by the package itself)."""
+    """The fitting function of a study unless told otherwise: :func:`bayescale.fit`."""
     return fit

@@ -19,8 +19,8 @@ from scipy.special import logsumexp
 
 from bayescale.data.runs import Runs
 from bayescale.errors import BayescaleError
+from bayescale.methods.front import fit as fit_law
 from bayescale.methods.parametric import Fit
-from bayescale.methods.parametric import fit as fit_law
 from bayescale.model.pymc_model import predictive_cdf, with_run_effects
 from bayescale.questions.compare import log_likelihood, stacking_weights
 from bayescale.questions.plan import predict_draws
@@ -191,8 +191,8 @@ def extrapolate(
         Score the intervals the fit answers with (default: beyond the training
         runs, the law averaged with the variant law), or with ``False`` the law's own.
     **fit_kwargs
-        Passed to :func:`bayescale.methods.parametric` (priors, fix, likelihood, draws, tune,
-        chains, backend, progressbar, warn, ...).
+        Passed to :func:`bayescale.fit` (priors, fix, likelihood, sampler, progressbar,
+        warn, ...).
 
     Returns
     -------

@@ -35,14 +35,14 @@ def add_compare(sub: Subcommands) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``bayescale compare``: fit each law (or load saved fits) and rank them by PSIS-LOO."""
-    from bayescale.methods.parametric import fit
+    from bayescale.methods.parametric import fit_parametric
     from bayescale.questions.compare import LooWarning, compare
 
     if args.laws is not None:
         if len(args.sources) != 1:
             raise BayescaleError(f"with --laws give one runs file or data set, got {len(args.sources)}")
         laws = [name.strip() for name in args.laws.split(",") if name.strip()]
-        fits = {law: fit(args.sources[0], law=law, **_sampler_kwargs(args)) for law in laws}
+        fits = {law: fit_parametric(args.sources[0], law=law, **_sampler_kwargs(args)) for law in laws}
     else:
         if not all(Path(s).suffix == ".nc" for s in args.sources):
             raise BayescaleError("give --laws to fit runs, or only saved fits (.nc files) to compare them")

@@ -17,6 +17,7 @@ from bayescale.cli.options import (
     _loader_options,
     _positive_float,
     _probability,
+    _sampler_kwargs,
 )
 from bayescale.cli.render import _emit, _summary_payload, _summary_text
 from bayescale.errors import BayescaleError
@@ -80,7 +81,7 @@ def add_fit(sub: Subcommands) -> None:
 def cmd_fit(args: argparse.Namespace) -> int:
     """``bayescale fit``: fit, save, print the summary."""
     from bayescale.methods.io import check_writable
-    from bayescale.methods.parametric import fit
+    from bayescale.methods.parametric import fit_parametric
     from bayescale.model.prior_sets import DEFAULT_WIDEN, published_priors
     from bayescale.model.priors import read_priors_file
 
@@ -112,19 +113,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
         priors.update(given)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # reported in the summary below
-        result = fit(
+        result = fit_parametric(
             _load_runs(args, args.runs),
             law=args.law,
             priors=priors,
             fix=fixed,
-            likelihood=args.likelihood,
-            draws=args.draws,
-            tune=args.tune,
-            chains=args.chains,
-            backend=args.backend,
-            target_accept=args.target_accept,
-            random_seed=args.seed,
-            progressbar=args.progress,
+            **_sampler_kwargs(args, warn=True),
         )
     path = _save_or_keep(result, args.out)
     payload = _summary_payload(result, 0.9)

@@ -11,7 +11,7 @@ from typing import Any
 
 from bayescale.cli.exits import EXIT_USER_ERROR
 from bayescale.cli.files import _refuse_input_as_output, _save_or_keep
-from bayescale.cli.options import Subcommands, _positive_int
+from bayescale.cli.options import SAMPLER_SETTINGS, Subcommands, _positive_int
 from bayescale.cli.render import _emit
 from bayescale.errors import BayescaleError
 
@@ -55,9 +55,16 @@ def cmd_fit_many(args: argparse.Namespace) -> int:
         if isinstance(job.get("runs"), str):
             _refuse_input_as_output(out, [job["runs"]])
         check_writable(out, f"job {i} ({names[i]!r})")
-    for job in jobs:
+    for name, job in zip(names, jobs, strict=True):
+        # A job speaks the command line's words: "seed", and "draws", "chains", ... as the flags
+        # do; they become fit()'s random_seed and sampler settings.
         if "seed" in job:
             job["random_seed"] = job.pop("seed")
+        flat = {name: job.pop(name) for name in SAMPLER_SETTINGS if name in job}
+        if flat:
+            if not isinstance(job.get("sampler") or {}, dict):
+                raise BayescaleError(f"job {name!r}: 'sampler' must be an object of settings")
+            job["sampler"] = {**(job.get("sampler") or {}), **flat}
         job.setdefault("warn", False)
     executor = dask_executor(args.scheduler) if args.scheduler else None
     results = fit_many(jobs, executor=executor, max_workers=args.workers)

@@ -79,14 +79,17 @@ type Subcommands = argparse._SubParsersAction[Any]
 #: Sampler backends of the commands that fit; ``fit`` also takes "jax".
 BACKENDS = ["auto", "numpyro", "nutpie", "pymc"]
 
+#: The options that are settings of the sampler (``sampler=`` of every fit), by attribute name.
+SAMPLER_SETTINGS = ("draws", "tune", "chains", "backend", "target_accept")
+
 #: The sampler options, defined once: flag -> keywords of ``add_argument``.
 SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
     "--seed": {"type": _seed, "default": None, "help": "random seed"},
     "--likelihood": {"default": "student_t", "choices": ["student_t", "normal"]},
-    "--draws": {"type": int, "default": 1000},
-    "--tune": {"type": int, "default": 1000},
-    "--chains": {"type": int, "default": 4},
-    "--backend": {"default": "auto", "choices": BACKENDS},
+    "--draws": {"type": int, "default": None, "help": "draws per chain (default: the method's, 1000)"},
+    "--tune": {"type": int, "default": None, "help": "tuning steps per chain (default: the method's, 1000)"},
+    "--chains": {"type": int, "default": None, "help": "chains (default: the method's, 4)"},
+    "--backend": {"default": None, "choices": BACKENDS, "help": "sampler backend (default: auto)"},
     "--target-accept": {
         "type": _probability,
         "default": None,
@@ -126,17 +129,18 @@ def _add_sampler_options(
         p.add_argument(flag, **keywords)
 
 
-def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Sampler settings shared by the commands that fit; ``likelihood`` only where the command has it."""
+def _sampler_kwargs(args: argparse.Namespace, warn: bool = False) -> dict[str, Any]:
+    """The keywords of a fit from the shared options; ``likelihood`` only where the command has it.
+
+    ``sampler`` holds the settings given on the command line; the others are the method's
+    defaults. ``warn`` is the fit's (the commands report failed diagnostics themselves).
+    """
+    settings = {name: getattr(args, name, None) for name in SAMPLER_SETTINGS}
     kwargs: dict[str, Any] = {
         "random_seed": args.seed,
-        "draws": args.draws,
-        "tune": args.tune,
-        "chains": args.chains,
-        "backend": args.backend,
-        "target_accept": args.target_accept,
+        "sampler": {name: value for name, value in settings.items() if value is not None},
         "progressbar": getattr(args, "progress", False),
-        "warn": False,
+        "warn": warn,
     }
     if getattr(args, "likelihood", None) is not None:
         kwargs["likelihood"] = args.likelihood

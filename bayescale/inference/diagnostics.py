@@ -59,7 +59,7 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
     if divergences:
         problems.append(
             f"{divergences} divergent transitions: raise target_accept above the "
-            f"{DEFAULT_TARGET_ACCEPT} default (e.g. bayescale.fit(..., target_accept=0.99), "
+            f"{DEFAULT_TARGET_ACCEPT} default (e.g. bayescale.fit(..., sampler={{'target_accept': 0.99}}), "
             "--target-accept 0.99 on the command line), tighten the priors, "
             "or check that the law suits the data"
         )

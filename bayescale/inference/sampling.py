@@ -108,26 +108,16 @@ SAMPLER_DEFAULTS: dict[str, Any] = {
 type SamplerSettings = SamplerConfig | Mapping[str, Any]
 
 
-def resolve_sampler(
-    defaults: Mapping[str, Any],
-    sampler: SamplerSettings | None = None,
-    draws: int | None = None,
-    tune: int | None = None,
-    chains: int | None = None,
-    backend: str | None = None,
-    target_accept: float | None = None,
-) -> SamplerConfig:
-    """The one way every method turns its sampler arguments into a :class:`SamplerConfig`.
+def resolve_sampler(defaults: Mapping[str, Any], sampler: SamplerSettings | None = None) -> SamplerConfig:
+    """The one way every method turns its sampler settings into a :class:`SamplerConfig`.
 
     Later sources override earlier ones: the method's ``defaults``, then ``sampler``
-    (a :class:`SamplerConfig` gives every setting, a mapping some), then the settings
-    not ``None`` (each method's own ``draws=``, ``tune=``, ... keywords, passed on in
-    this order).
+    (a :class:`SamplerConfig` gives every setting, a mapping some).
 
     Raises
     ------
     BayescaleError
-        For a mapping key or keyword that is not a sampler setting, or a bad value.
+        For a mapping key that is not a sampler setting, or a bad value.
     """
     settings = dict(defaults)
     extra: dict[str, Any] = {}
@@ -146,15 +136,40 @@ def resolve_sampler(
         raise BayescaleError(
             f"sampler must be a SamplerConfig or a mapping of settings, got {type(sampler).__name__}"
         )
-    given = {
-        "draws": draws,
-        "tune": tune,
-        "chains": chains,
-        "backend": backend,
-        "target_accept": target_accept,
-    }
-    settings.update({k: v for k, v in given.items() if v is not None})
     return SamplerConfig(**settings, extra=extra)
+
+
+def fold_sampler_keywords(
+    sampler: SamplerSettings | None, keywords: Mapping[str, Any], caller: str
+) -> SamplerSettings | None:
+    """``sampler`` with the deprecated ``draws=``, ``tune=``, ... keywords of ``caller`` folded in.
+
+    The keywords that are not ``None`` override ``sampler``'s settings, as they did when they
+    were the way to give them; giving any emits a :class:`DeprecationWarning` that shows
+    the ``sampler=`` mapping to write instead. Removed in the next release.
+
+    Raises
+    ------
+    TypeError
+        For a keyword that is not a sampler setting, as Python does for an unknown keyword.
+    """
+    unknown = sorted(set(keywords) - set(SAMPLER_DEFAULTS))
+    if unknown:
+        raise TypeError(f"{caller}() got unexpected keyword argument(s) {unknown}")
+    given = {k: v for k, v in keywords.items() if v is not None}
+    if not given:
+        return sampler
+    warnings.warn(
+        f"{caller}: the keywords {', '.join(f'{k}=' for k in given)} are deprecated and will be removed "
+        f"in the next release; pass sampler={given!r}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if isinstance(sampler, SamplerConfig):
+        return SamplerConfig(**{**sampler.to_dict(), **given}, extra=dict(sampler.extra))
+    if sampler is not None and not isinstance(sampler, Mapping):
+        return sampler  # not settings at all: resolve_sampler says so
+    return {**(sampler or {}), **given}
 
 
 def installed(module: str) -> bool:

@@ -419,11 +419,6 @@ def fit_envelope(
     correlation: str = "ar1",
     grid_size: int = 60,
     sampler: SamplerSettings | None = None,
-    draws: int | None = None,
-    tune: int | None = None,
-    chains: int | None = None,
-    backend: str | None = None,
-    target_accept: float | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
     warn: bool = True,
@@ -441,9 +436,9 @@ def fit_envelope(
         ``"none"``: independent checkpoints (overconfident; for comparison).
     grid_size
         Number of compute values of the envelope.
-    sampler, draws, tune, chains, backend, target_accept, random_seed, progressbar
-        Sampler settings (see :func:`bayescale.methods.parametric.fit`); defaults
-        :data:`SAMPLER_DEFAULTS`.
+    sampler, random_seed, progressbar
+        Sampler settings, seed and progress bar (see :func:`bayescale.fit`); the sampler's
+        defaults are :data:`SAMPLER_DEFAULTS`.
     warn
         Emit a :class:`~bayescale.inference.diagnostics.FitWarning` when diagnostics fail.
     whiten
@@ -463,7 +458,7 @@ def fit_envelope(
     data = prepare(curves_obj)
     grid = compute_grid(data, grid_size)
     names = ["log_E", "log_G_at_ref", "beta", "sigma", "rho"]
-    config = resolve_sampler(SAMPLER_DEFAULTS, sampler, draws, tune, chains, backend, target_accept)
+    config = resolve_sampler(SAMPLER_DEFAULTS, sampler)
     whitening = laplace(data, correlation) if whiten else None
     if whitening is not None and choose_backend(config.backend) == "numpyro":
         # Whitened, the posterior is near N(0, I): a diagonal metric is enough, and a dense one

@@ -441,11 +441,6 @@ def fit_isoflop(
     shape: str = "skewed",
     likelihood: str = "student_t",
     sampler: SamplerSettings | None = None,
-    draws: int | None = None,
-    tune: int | None = None,
-    chains: int | None = None,
-    backend: str | None = None,
-    target_accept: float | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
     warn: bool = True,
@@ -488,9 +483,9 @@ def fit_isoflop(
         (default) or ``"parabola"`` (Hoffmann et al.); see :data:`SHAPES`.
     likelihood
         ``"student_t"`` (default) or ``"normal"`` noise on log loss about the parabolas.
-    sampler, draws, tune, chains, backend, target_accept, random_seed, progressbar
-        Sampler settings (see :func:`bayescale.methods.parametric.fit`); defaults
-        :data:`SAMPLER_DEFAULTS`.
+    sampler, random_seed, progressbar
+        Sampler settings, seed and progress bar (see :func:`bayescale.fit`); the sampler's
+        defaults are :data:`SAMPLER_DEFAULTS`.
     warn
         Emit a :class:`~bayescale.inference.diagnostics.FitWarning` when diagnostics fail.
 
@@ -509,7 +504,7 @@ def fit_isoflop(
     if shape not in SHAPES:
         raise BayescaleError(f"unknown profile shape {shape!r}; use one of {list(SHAPES)}")
     data = prepare(runs_obj, budget_tol, window=window, neighbours=neighbours, bracketed=bracketed)
-    config = resolve_sampler(SAMPLER_DEFAULTS, sampler, draws, tune, chains, backend, target_accept)
+    config = resolve_sampler(SAMPLER_DEFAULTS, sampler)
     names = [*GLOBAL_PARAMETERS, "vertex_z", "log_loss_opt", "log_curvature"]
     idata, report, used = sample_checked(
         build_model(data, likelihood, shape), names, config, random_seed, progressbar, warn

@@ -1,8 +1,8 @@
 """Many independent fits at once through any ``concurrent.futures.Executor``: :func:`fit_many`.
 
-A job is the keyword arguments of one fitting function: :func:`~bayescale.fit` by default,
-or the IsoFLOP, envelope or L(N, S) fit with ``"method"`` (see :data:`METHODS`), so one call
-can run a mix of methods; every result saves and loads the same way.
+A job is the keyword arguments of :func:`~bayescale.fit`: its ``"method"`` (see
+:data:`~bayescale.methods.front.METHODS`) picks the parametric, IsoFLOP, envelope or L(N, S)
+fit, so one call can run a mix of methods; every result saves and loads the same way.
 
 A local process pool by default; a Dask cluster by passing
 ``distributed.Client(address).get_executor()`` (or :func:`dask_executor`),
@@ -24,22 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bayescale.errors import BayescaleError
-from bayescale.methods.envelope import fit_envelope
-from bayescale.methods.isoflop import fit_isoflop
-from bayescale.methods.parametric import fit
-from bayescale.methods.training_steps import fit_steps
+from bayescale.methods.front import METHODS, fit
 
 #: fit() keywords a job may not set (results travel back to the caller, not to a screen).
 _FORCED = {"progressbar": False}
-
-#: The fitting function of each ``"method"`` a job may name (default ``"parametric"``); each
-#: takes the job's ``runs`` (curves, for ``envelope`` and ``steps``) as its first argument.
-METHODS: dict[str, Any] = {
-    "parametric": fit,
-    "isoflop": fit_isoflop,
-    "envelope": fit_envelope,
-    "steps": fit_steps,
-}
 
 
 @dataclass
@@ -71,10 +59,9 @@ class JobResult:
 
 
 def run_job(job: Mapping[str, Any]) -> Any:
-    """Run one job in a worker: ``bayescale.fit(**job)``, or the fit its ``method`` names."""
+    """Run one job in a worker: ``bayescale.fit(**job)`` (its ``method`` picks the fit)."""
     settings = {**job, **_FORCED}
-    method = settings.pop("method", "parametric")
-    return METHODS[method](settings.pop("runs"), **settings)
+    return fit(settings.pop("runs"), **settings)
 
 
 def _failure(index: int, exc: BaseException) -> JobResult:
@@ -93,9 +80,8 @@ def fit_many(
     ----------
     jobs
         Keyword arguments of :func:`bayescale.fit` for each job, e.g.
-        ``{"runs": frame, "law": "chinchilla", "random_seed": 1}``; with ``"method"``
-        (``"isoflop"``, ``"envelope"``, ``"steps"``: :data:`METHODS`), those of that
-        method's fit, its data under ``"runs"``. They travel to the workers, so they
+        ``{"runs": frame, "law": "chinchilla", "random_seed": 1}`` or
+        ``{"runs": "chinchilla", "method": "isoflop"}``. They travel to the workers, so they
         must pickle (data frames, paths and bundled data set names do).
     executor
         Any ``concurrent.futures.Executor``: for a Dask cluster,

@@ -1,4 +1,4 @@
-"""Fit a scaling law to runs and hold the posterior: :func:`fit` and :class:`Fit`."""
+"""Fit a scaling law to runs and hold the posterior: :func:`fit_parametric` and :class:`Fit`."""
 
 from __future__ import annotations
 
@@ -163,15 +163,13 @@ class Fit:
         variant = {p.name for p in model_parameters(get_law(VARIANT_LAW), self.likelihood, run_effects)}
         chosen = {n: p for n, p in self.priors.items() if n in variant and defaults.get(n) != p}
         try:
-            return fit(
+            return fit_parametric(
                 self.runs,
                 law=VARIANT_LAW,
                 priors=chosen,
                 fix={n: v for n, v in self.fixed.items() if n in variant},
                 likelihood=self.likelihood,
-                draws=settings["draws"],
-                tune=settings["tune"],
-                chains=settings["chains"],
+                sampler={k: settings[k] for k in ("draws", "tune", "chains")},
                 random_seed=self.random_seed if isinstance(self.random_seed, int) else None,
                 progressbar=False,
                 warn=False,
@@ -183,7 +181,7 @@ class Fit:
         """Whether the residuals on the fit's own runs trend with params, tokens or epochs.
 
         See :func:`bayescale.posterior.residuals.trends`; a grouped law's runs are
-        compared with their own group's values. :func:`fit` warns when one does.
+        compared with their own group's values. :func:`fit_parametric` warns when one does.
         """
         if self.law.pooled:
             labels = self.runs.frame["group"].astype(str).to_numpy()
@@ -402,22 +400,22 @@ class Fit:
 POOLED_TARGET_ACCEPT = 0.99
 
 
-#: Sampler settings of :func:`fit` unless told otherwise; a law with pooled parameters samples
+#: Sampler settings of :func:`fit_parametric` unless told otherwise; a law with pooled parameters samples
 #: at :data:`POOLED_TARGET_ACCEPT` (:func:`sampler_defaults`).
 SAMPLER_DEFAULTS: dict[str, Any] = {**BASE_SAMPLER_DEFAULTS, "target_accept": diag.DEFAULT_TARGET_ACCEPT}
 
 
 def default_target_accept(law: ScalingLaw) -> float:
-    """The target acceptance :func:`fit` samples ``law`` at unless told otherwise."""
+    """The target acceptance :func:`fit_parametric` samples ``law`` at unless told otherwise."""
     return float(sampler_defaults(law)["target_accept"])
 
 
 def sampler_defaults(law: ScalingLaw) -> dict[str, Any]:
-    """The sampler settings :func:`fit` samples ``law`` with unless told otherwise."""
+    """The sampler settings :func:`fit_parametric` samples ``law`` with unless told otherwise."""
     return {**SAMPLER_DEFAULTS, **({"target_accept": POOLED_TARGET_ACCEPT} if law.pooled else {})}
 
 
-def fit(
+def fit_parametric(
     runs: Any,
     law: str | ScalingLaw = "chinchilla",
     *,
@@ -425,11 +423,6 @@ def fit(
     fix: Mapping[str, float] | None = None,
     likelihood: str = "student_t",
     sampler: SamplerSettings | None = None,
-    draws: int | None = None,
-    tune: int | None = None,
-    chains: int | None = None,
-    backend: str | None = None,
-    target_accept: float | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
     warn: bool = True,
@@ -454,20 +447,13 @@ def fit(
     sampler
         Sampler settings: a :class:`~bayescale.SamplerConfig`, or a mapping of some of
         ``draws``, ``tune``, ``chains``, ``backend`` and ``target_accept`` (the rest from
-        :func:`sampler_defaults`), e.g. ``{"draws": 500, "chains": 2}``. Every method
-        takes the same; a keyword below, when given, overrides it.
-    draws, tune, chains
-        Posterior draws and tuning steps per chain, and number of chains
-        (default 1000, 1000, 4).
-    backend
-        ``"auto"`` (default; ``"jax"`` when numpyro and jax are installed and the model
-        is supported, else the fastest installed backend of the PyMC model),
-        ``"jax"`` (the fast path: hand-built JAX density, no PyMC; see the
-        README), ``"numpyro"``, ``"nutpie"`` or ``"pymc"``.
-    target_accept
-        NUTS target acceptance rate; default 0.95, and 0.99 for laws with
-        pooled parameters, whose hierarchy gave occasional divergences at 0.95
-        (:func:`sampler_defaults`).
+        :func:`sampler_defaults`: 1000 draws after 1000 tuning steps in each of 4 chains,
+        backend ``"auto"``, target acceptance 0.95, and 0.99 for laws with pooled
+        parameters, whose hierarchy gave occasional divergences at 0.95), e.g.
+        ``{"draws": 500, "chains": 2}``. The backend ``"auto"`` takes ``"jax"`` (the fast
+        path: hand-built JAX density, no PyMC; see the README) when numpyro and jax are
+        installed and the model is supported, else the fastest installed backend of the
+        PyMC model; ``"numpyro"``, ``"nutpie"`` or ``"pymc"`` force one.
     random_seed
         Seed for reproducible draws.
     progressbar
@@ -498,7 +484,7 @@ def fit(
             "CLI --priors-from SET --prior-params A,B,alpha_N,alpha_D)"
         )
     warn_ladder(runs_obj, law_obj.required_columns)
-    config = resolve_sampler(sampler_defaults(law_obj), sampler, draws, tune, chains, backend, target_accept)
+    config = resolve_sampler(sampler_defaults(law_obj), sampler)
     idata, used = run_sampler(law_obj, runs_obj, free, fixed, likelihood, config, random_seed, progressbar)
     idata = _tidy(idata, law_obj, runs_obj, fixed, likelihood)
     report = diag.compute(idata, list(free) + [group_variable(n) for n in law_obj.pooled])

@@ -22,6 +22,7 @@ import pandas as pd
 from bayescale.data.curves import Curves
 from bayescale.data.runs import Runs
 from bayescale.errors import RunsError
+from bayescale.inference.sampling import SamplerSettings, fold_sampler_keywords
 from bayescale.posterior.intervals import interval_dict, row_to_intervals
 
 METHODS = ("envelope", "isoflop", "parametric", "steps")
@@ -88,12 +89,13 @@ def _fit_method(
     runs: Runs,
     curves: Curves | None,
     compute: float,
-    sampler: dict[str, Any],
+    settings: dict[str, Any],
     bracketed: bool = True,
 ) -> tuple[Any, Any, int, str]:
     """Fit one method: its result, draws of a and b, the points it used and a note.
 
-    ``bracketed`` is passed to :func:`~bayescale.methods.isoflop.fit_isoflop` (Approach 2 only).
+    ``settings`` are the fit's ``sampler``, ``random_seed`` and ``progressbar``; ``bracketed``
+    is passed to :func:`~bayescale.methods.isoflop.fit_isoflop` (Approach 2 only).
 
     Raises
     ------
@@ -108,13 +110,13 @@ def _fit_method(
         from bayescale.methods.envelope import fit_envelope
 
         assert curves is not None  # checked above
-        envelope = fit_envelope(curves, **sampler)
+        envelope = fit_envelope(curves, **settings)
         return envelope, envelope.exponent_draws(), len(curves), "AR(1) within-run residuals"
     if method == "isoflop":
         from bayescale.methods.isoflop import fit_isoflop, left_out_unbracketed
 
         points = isoflop_from_curves(curves) if curves is not None else runs
-        isoflop = fit_isoflop(points, bracketed=bracketed, **sampler)
+        isoflop = fit_isoflop(points, bracketed=bracketed, **settings)
         notes = ["profiles read off the curves"] if curves is not None else []
         # (budgets with too few sizes are left out anyway: not named)
         dropped = isoflop.budgets["budget"][left_out_unbracketed(isoflop.budgets)]
@@ -129,11 +131,11 @@ def _fit_method(
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RunsWarning)  # one batch size: said in the row's note
-            steps = fit_steps(curves, **sampler)
+            steps = fit_steps(curves, **settings)
         return steps, steps.exponent_draws(), len(steps.data.run), steps.plan_note()
-    from bayescale.methods.parametric import fit
+    from bayescale.methods.parametric import fit_parametric
 
-    parametric = fit(runs, law="chinchilla", **sampler)
+    parametric = fit_parametric(runs, law="chinchilla", **settings)
     best = parametric.law.optimal_allocation(parametric.theta(), np.array([compute]))
     if best is None:  # the chinchilla law always has an optimum; this guards the Optional type
         raise RunsError("the chinchilla law gave no compute-optimal allocation")
@@ -148,13 +150,10 @@ def compare_methods(
     group: str | None = None,
     methods: tuple[str, ...] = DEFAULT_METHODS,
     prob: float = 0.9,
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
-    backend: str = "auto",
-    target_accept: float | None = None,
+    sampler: SamplerSettings | None = None,
     random_seed: int | None = None,
     bracketed: bool = True,
+    **deprecated: Any,
 ) -> pd.DataFrame:
     """Fit each applicable method and tabulate a, b and the optimum at ``compute``.
 
@@ -163,7 +162,10 @@ def compare_methods(
     instead of failing the table. ``bracketed`` (default) leaves out of Approach 2 the budgets whose
     lowest loss is at (within 10% of) their smallest or largest size (see
     :func:`~bayescale.methods.isoflop.fit_isoflop`); the row's note names them. ``False`` keeps them.
-    ``target_accept`` gives every method that NUTS target acceptance rate instead of its own default.
+    ``sampler`` (a :class:`~bayescale.SamplerConfig` or a mapping of some settings, as
+    :func:`bayescale.fit` takes) is given to every method; the settings it leaves out are each
+    method's own defaults. The keywords ``draws=``, ... ``target_accept=`` of earlier releases
+    are deprecated (give them in ``sampler``) and still override it until the next release.
 
     Returns
     -------
@@ -178,15 +180,11 @@ def compare_methods(
     if unknown:
         raise RunsError(f"unknown method(s) {unknown}; use {list(METHODS)}")
     runs, curves = _load(source, group)
-    sampler = dict(
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        backend=backend,
-        target_accept=target_accept,
-        random_seed=random_seed,
-        progressbar=False,
-    )
+    settings = {
+        "sampler": fold_sampler_keywords(sampler, deprecated, "bayescale.compare_methods"),
+        "random_seed": random_seed,
+        "progressbar": False,
+    }
     rows = []
     for method in methods:
         row: dict[str, Any] = {"method": method, "approach": APPROACH[method]}
@@ -194,7 +192,7 @@ def compare_methods(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FitWarning)  # reported in diagnostics_ok
-                result, exps, n_points, note = _fit_method(method, runs, curves, compute, sampler, bracketed)
+                result, exps, n_points, note = _fit_method(method, runs, curves, compute, settings, bracketed)
         except RunsError as exc:  # the data lack what this method needs: say so in its row
             rows.append({**row, "note": f"skipped: {exc}"})
             continue

@@ -845,11 +845,6 @@ def fit_steps(
     priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     min_step: float = 0.0,
     sampler: SamplerSettings | None = None,
-    draws: int | None = None,
-    tune: int | None = None,
-    chains: int | None = None,
-    backend: str | None = None,
-    target_accept: float | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
     warn: bool = True,
@@ -875,9 +870,9 @@ def fit_steps(
         Priors replacing the defaults (:func:`default_priors`), by parameter name.
     min_step
         Leave out checkpoints before this step.
-    sampler, draws, tune, chains, backend, target_accept, random_seed, progressbar
-        Sampler settings (see :func:`bayescale.methods.parametric.fit`); defaults
-        :data:`SAMPLER_DEFAULTS`.
+    sampler, random_seed, progressbar
+        Sampler settings, seed and progress bar (see :func:`bayescale.fit`); the sampler's
+        defaults are :data:`SAMPLER_DEFAULTS`.
     warn
         Emit a :class:`~bayescale.inference.diagnostics.FitWarning` when diagnostics fail.
 
@@ -903,7 +898,7 @@ def fit_steps(
     for name in ("N_c", "S_c", "B_star"):
         if name in merged and not merged[name].is_positive:
             raise PriorError(f"prior of {name!r} must be on positive values, got {merged[name]!r}")
-    config = resolve_sampler(SAMPLER_DEFAULTS, sampler, draws, tune, chains, backend, target_accept)
+    config = resolve_sampler(SAMPLER_DEFAULTS, sampler)
     free = [n for n in merged if n not in ("N_c", "S_c", "B_star")]
     free += ["N_c_log_at_ref", "S_c_log_at_ref"] + (["B_crit_log_at_ref"] if data.batch_fitted else [])
     model = build_model(data, merged, correlation, likelihood)

@@ -75,9 +75,7 @@ def _extrapolation(fit: Any, o: PlotOptions) -> Any:
         priors=fit.priors,
         fix=fit.fixed,
         likelihood=fit.likelihood,
-        draws=settings["draws"],
-        tune=settings["tune"],
-        chains=settings["chains"],
+        sampler={k: settings[k] for k in ("draws", "tune", "chains")},
         progressbar=False,
         warn=False,
     )

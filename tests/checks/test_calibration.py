@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import MUENNIGHOFF_C4, QUICK, TRUE_CHINCHILLA, simulate_ladder
+from conftest import MUENNIGHOFF_C4, TRUE_CHINCHILLA, quick, simulate_ladder
 
 import bayescale as bs
 from bayescale.checks import calibration as cal
@@ -155,7 +155,8 @@ def test_ladder_needs_unique_tokens_only_for_data_constrained():
 
 # --- Real fits: SBC and extrapolation coverage ----------------------------------------------------
 
-SBC_FIT = {"draws": 500, "tune": 500, "chains": 2}
+SBC_SAMPLER = {"draws": 500, "tune": 500, "chains": 2}
+SBC_FIT = {"sampler": SBC_SAMPLER}
 #: A fit that failed outright (not merely short of the ESS target): chains apart, or > 1% divergent.
 SERIOUS_R_HAT, SERIOUS_DIVERGENCES = 1.05, 10
 
@@ -226,7 +227,7 @@ def test_sbc_and_extrapolation_coverage(law):
     # calibration is the quick test above.
     result = cal.SBCResult.combine(
         [
-            cal.sbc(law, SLOW_SBC_SIMS, seed=seed, fit_kwargs={**SBC_FIT, "backend": "jax"})
+            cal.sbc(law, SLOW_SBC_SIMS, seed=seed, fit_kwargs={"sampler": {**SBC_SAMPLER, "backend": "jax"}})
             for seed in SLOW_SBC_SEEDS
         ]
     )
@@ -295,7 +296,7 @@ def test_misspecified_law_is_caught_by_comparison_and_diagnostics():
             by="params",
             random_seed=1,
             average_beyond=False,
-            **{**QUICK, "draws": 500, "tune": 500},
+            **quick(draws=500, tune=500),
         )
         for law in ("chinchilla", "kaplan")
     }
@@ -347,6 +348,10 @@ def repeated_data_runs(seed=4):
     return frame
 
 
+#: Settings of the comparison fits below.
+COMPARE_SAMPLER = {"draws": 400, "tune": 400, "chains": 2}
+
+
 @pytest.mark.slow
 def test_ignoring_repetition_shows_in_residuals_and_comparison():
     runs = repeated_data_runs()
@@ -354,7 +359,7 @@ def test_ignoring_repetition_shows_in_residuals_and_comparison():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.FitWarning)
         for law in ("chinchilla", "data-constrained"):
-            fits[law] = bs.fit(runs, law=law, draws=400, tune=400, chains=2, random_seed=1, progressbar=False)
+            fits[law] = bs.fit(runs, law=law, sampler=COMPARE_SAMPLER, random_seed=1, progressbar=False)
     wrong = residual_trends(predictive_check(fits["chinchilla"], random_seed=0))
     right = residual_trends(predictive_check(fits["data-constrained"], random_seed=0))
     # Chinchilla's law cannot see repetition: loss rises with epochs and its residuals follow.
@@ -379,9 +384,7 @@ def test_ignoring_repetition_shows_in_residuals_and_comparison():
             threshold=10.0,
             by="epochs",
             random_seed=1,
-            draws=400,
-            tune=400,
-            chains=2,
+            sampler=COMPARE_SAMPLER,
             progressbar=False,
             warn=False,
         )

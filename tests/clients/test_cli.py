@@ -161,9 +161,9 @@ def test_target_accept_option_reaches_every_method(argv):
     from bayescale.cli import build_parser
     from bayescale.cli.options import _sampler_kwargs
 
-    assert _sampler_kwargs(build_parser().parse_args(argv))["target_accept"] is None  # the method's own
-    args = build_parser().parse_args([*argv, "--target-accept", "0.97"])
-    assert _sampler_kwargs(args)["target_accept"] == 0.97
+    assert _sampler_kwargs(build_parser().parse_args(argv))["sampler"] == {}  # the method's own defaults
+    args = build_parser().parse_args([*argv, "--target-accept", "0.97", "--draws", "300"])
+    assert _sampler_kwargs(args)["sampler"] == {"target_accept": 0.97, "draws": 300}
 
 
 def test_target_accept_reaches_fit_and_is_checked(capsys, monkeypatch, tmp_path):
@@ -175,12 +175,13 @@ def test_target_accept_reaches_fit_and_is_checked(capsys, monkeypatch, tmp_path)
         seen.update(kwargs)
         raise KeyboardInterrupt  # stop before sampling
 
-    monkeypatch.setattr(parametric, "fit", fake_fit)
+    monkeypatch.setattr(parametric, "fit_parametric", fake_fit)
     out = tmp_path / "fit.nc"
     run(capsys, "fit", "chinchilla", "--out", out, "--target-accept", "0.99")
-    assert seen["target_accept"] == 0.99
+    assert seen["sampler"] == {"target_accept": 0.99}
+    assert seen["warn"] is True  # the saved fit's answers warn when its diagnostics failed
     run(capsys, "fit", "chinchilla", "--out", out)
-    assert seen["target_accept"] is None  # the law's default: 0.95, or 0.99 with pooled parameters
+    assert seen["sampler"] == {}  # the law's defaults: target acceptance 0.95, or 0.99 with pooled parameters
     for bad in ("1", "0", "1.5", "nan"):
         with pytest.raises(SystemExit) as info:
             main(["fit", "chinchilla", "--out", str(out), "--target-accept", bad])

@@ -51,7 +51,7 @@ def no_sampling(monkeypatch):
         frame = bs.Runs.from_any(runs).frame
         return cheap_fit(frame[[c for c in frame.columns if c != "compute"]])
 
-    monkeypatch.setattr(importlib.import_module("bayescale.methods.parametric"), "fit", fake_fit)
+    monkeypatch.setattr(importlib.import_module("bayescale.methods.parametric"), "fit_parametric", fake_fit)
     return calls
 
 
@@ -506,14 +506,16 @@ def test_divergence_advice_starts_above_the_default_target_accept():
     from bayescale.inference import container, diagnostics
     from bayescale.methods import parametric
 
-    assert inspect.signature(bs.fit).parameters["target_accept"].default is None  # resolved per law:
+    assert inspect.signature(parametric.fit_parametric).parameters["sampler"].default is None  # per law:
+    grouped = bs.get_law("chinchilla-grouped")
+    assert parametric.default_target_accept(grouped) == parametric.POOLED_TARGET_ACCEPT
     assert parametric.default_target_accept(bs.get_law("chinchilla")) == diagnostics.DEFAULT_TARGET_ACCEPT
     rng = np.random.default_rng(0)
     stats = xr.Dataset({"diverging": (("chain", "draw"), np.eye(2, 50, dtype=bool))})
     idata = container.from_groups(posterior=xr.Dataset({"x": (("chain", "draw"), rng.normal(size=(2, 50)))}),
                                   sample_stats=stats)  # fmt: skip
     (advice,) = [p for p in diagnostics.compute(idata, ["x"])["problems"] if "divergent" in p]
-    assert "above the 0.95 default" in advice and "target_accept=0.99" in advice
+    assert "above the 0.95 default" in advice and "sampler={'target_accept': 0.99}" in advice
     assert "--target-accept 0.99" in advice
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import QUICK, TRUE_CHINCHILLA, simulate_ladder
+from conftest import TRUE_CHINCHILLA, quick, simulate_ladder
 
 import bayescale as bs
 from bayescale.inference import sampling
@@ -116,7 +116,7 @@ def test_posterior_is_the_same_in_both_coordinate_systems(monkeypatch):
     import arviz as az
 
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=5)
-    settings = {**QUICK, "draws": 1000, "tune": 1000, "chains": 4}
+    settings = quick(draws=1000, tune=1000, chains=4)
     new = bs.fit(runs, random_seed=3, **settings)
     monkeypatch.setattr(sampling, "reparametrise", lambda density: density)
     old = bs.fit(runs, random_seed=4, **settings)

@@ -11,7 +11,7 @@ from bayescale.inference import container
 from bayescale.inference.progress import Progress
 
 #: The settings of conftest's quick fit: the compiled sampler is shared with it, not compiled again.
-TINY = {"draws": 200, "tune": 300, "chains": 2, "warn": False, "random_seed": 4}
+TINY = {"sampler": {"draws": 200, "tune": 300, "chains": 2}, "warn": False, "random_seed": 4}
 
 
 def test_progress_prints_stage_lines_only_when_enabled(capsys):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import MUENNIGHOFF_C4, QUICK, TRUE_CHINCHILLA, simulate_ladder
+from conftest import MUENNIGHOFF_C4, QUICK, TRUE_CHINCHILLA, quick, simulate_ladder
 
 import bayescale as bs
 from bayescale.errors import BayescaleError
@@ -157,7 +157,10 @@ def test_a_new_law_without_pooling_takes_the_fast_path():
     law = _PowerPlusConstant()
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=1)
     assert unsupported(law, law.default_priors(), "student_t") is None
-    fit = bs.fit(runs, law=law, random_seed=1, draws=50, tune=100, chains=1, progressbar=False, warn=False)
+    fit = bs.fit(
+        runs, law=law, random_seed=1, sampler={"draws": 50, "tune": 100, "chains": 1}, progressbar=False,
+        warn=False,
+    )  # fmt: skip
     assert fit.sampler.backend == "jax"
     assert set(fit.parameter_names) >= {"E", "A", "alpha_N"}
     assert np.isfinite(fit.posterior["alpha_N"].values).all()
@@ -204,14 +207,14 @@ def test_unsupported_model_falls_back_to_pymc(monkeypatch):
 
 def test_fast_fit_is_reproducible_and_recorded(tmp_path):
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=7)
-    first = bs.fit(runs, law="chinchilla", random_seed=5, backend="jax", **QUICK)
-    second = bs.fit(runs, law="chinchilla", random_seed=5, backend="jax", **QUICK)
-    other = bs.fit(runs, law="chinchilla", random_seed=6, backend="jax", **QUICK)
+    first = bs.fit(runs, law="chinchilla", random_seed=5, **quick(backend="jax"))
+    second = bs.fit(runs, law="chinchilla", random_seed=5, **quick(backend="jax"))
+    other = bs.fit(runs, law="chinchilla", random_seed=6, **quick(backend="jax"))
     assert first.sampler.backend == "jax"
     for name in first.parameter_names:
         np.testing.assert_array_equal(first.posterior[name].values, second.posterior[name].values)
     assert not np.array_equal(first.posterior["E"].values, other.posterior["E"].values)
-    assert first.posterior.sizes == {"chain": QUICK["chains"], "draw": QUICK["draws"]}
+    assert first.posterior.sizes == {"chain": QUICK["sampler"]["chains"], "draw": QUICK["sampler"]["draws"]}
     assert "diverging" in first.idata.sample_stats
     loaded = bs.load_fit(first.save(tmp_path / "fast.nc"))
     assert loaded.sampler.backend == "jax"
@@ -249,8 +252,8 @@ def test_fast_path_does_not_import_pymc(tmp_path):
 
     code = (
         "import sys, bayescale as bs\n"
-        "f = bs.fit('chinchilla', draws=20, tune=30, chains=1, progressbar=False, warn=False,\n"
-        "           backend='jax', random_seed=0)\n"
+        "f = bs.fit('chinchilla', sampler={'draws': 20, 'tune': 30, 'chains': 1, 'backend': 'jax'},\n"
+        "           progressbar=False, warn=False, random_seed=0)\n"
         f"f.save({str(tmp_path / 'f.nc')!r})\n"
         "print(f.sampler.backend, 'pymc' in sys.modules, 'pytensor' in sys.modules)\n"
     )
@@ -348,7 +351,7 @@ def test_small_ladder_that_stranded_a_chain_now_mixes():
     """tests/questions/test_design.py's small_fit (seed 5) on the fast path: no chain strays."""
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=11)
     runs = runs[runs["params"] < 3e8].reset_index(drop=True)
-    fit = bs.fit(runs, law="chinchilla", random_seed=5, backend="jax", **QUICK)
+    fit = bs.fit(runs, law="chinchilla", random_seed=5, **quick(backend="jax"))
     assert fit.diagnostics["divergences"] == 0
     assert fit.diagnostics["max_r_hat"] < 1.1
     alpha = fit.posterior["alpha_N"].values
@@ -367,7 +370,7 @@ def test_fast_path_sweep_no_chain_strays_on_small_ladders():
     for seed in range(20):
         runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=seed)
         runs = runs[runs["params"] < 3e8].reset_index(drop=True)
-        fit = bs.fit(runs, law="chinchilla", random_seed=seed, backend="jax", **QUICK)
+        fit = bs.fit(runs, law="chinchilla", random_seed=seed, **quick(backend="jax"))
         alpha = fit.posterior["alpha_N"].values
         assert np.all(np.isfinite(fit.posterior["A"].values)), seed
         assert np.all((alpha > 0.05) & (alpha < 2.0)), seed
@@ -445,7 +448,7 @@ def test_exported_programs_give_the_jitted_results(monkeypatch, tmp_path):
     """The sampler and the Laplace step (gradient, Hessian, batched log density) load from the
     export cache, and a fit through it draws exactly what the freshly jitted programs draw."""
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=3)
-    settings = {"law": "chinchilla", "random_seed": 4, "backend": "jax", **QUICK}
+    settings = {"law": "chinchilla", "random_seed": 4, **quick(backend="jax")}
 
     monkeypatch.setattr(sampling, "_PROGRAMS", OrderedDict())
     monkeypatch.setenv(jax_backend.CACHE_ENV, "0")
@@ -556,7 +559,7 @@ def test_mode_and_root_of_a_gaussian_and_of_a_ridge():
 def test_progress_bar_pieces_draw_what_the_single_program_draws(monkeypatch, capsys):
     """Sampled in pieces under a progress bar, a fit is the single program's, draw for draw."""
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=3)
-    settings = {**QUICK, "law": "chinchilla", "random_seed": 4, "backend": "jax"}
+    settings = {**quick(backend="jax"), "law": "chinchilla", "random_seed": 4}
     single = bs.fit(runs, **settings)
     assert "NUTS" not in capsys.readouterr().err
     monkeypatch.setattr(sampling, "BAR_WORK", 0)  # every fit is long enough for the bar

@@ -7,7 +7,7 @@ from collections import OrderedDict
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import QUICK, TRUE_CHINCHILLA
+from conftest import QUICK, TRUE_CHINCHILLA, quick
 from saved_results import check_html_escapes_file_text, check_refusals, round_trip
 
 import bayescale as bs
@@ -36,7 +36,7 @@ def simulate_curves(seed: int, rho: float = 0.9, sigma: float = 0.004, n_runs: i
 @pytest.fixture(scope="module")
 def fits():
     curves = bs.Curves.from_any(simulate_curves(seed=3))
-    settings = {**QUICK, "draws": 300, "tune": 300}
+    settings = quick(draws=300, tune=300)
     return {c: fit_envelope(curves, correlation=c, random_seed=2, **settings) for c in ("ar1", "none")}
 
 

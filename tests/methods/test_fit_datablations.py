@@ -94,7 +94,7 @@ def test_all_free_fit_names_its_two_modes():
         random_seed=20260101,
         progressbar=False,
         warn=False,
-        backend="numpyro",
+        sampler={"backend": "numpyro"},
     )
     assert fit.diagnostics["divergences"] == 0
     assert fit.diagnostics["max_r_hat"] > 1.01

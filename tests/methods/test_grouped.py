@@ -93,7 +93,7 @@ def test_predict_and_plan_per_group(grouped_fit, tmp_path, capsys):
 def test_needs_group_column_and_refuses_fixing_pooled():
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=1)
     with pytest.raises(RunsError, match=r"law 'chinchilla-grouped' needs column\(s\) \['group'\]"):
-        bs.fit(runs, law="chinchilla-grouped", draws=10, tune=10, chains=1)
+        bs.fit(runs, law="chinchilla-grouped", sampler={"draws": 10, "tune": 10, "chains": 1})
     with pytest.raises(PriorError, match=r"cannot fix \['E'\]"):
         bs.fit(runs.assign(group="a"), law="chinchilla-grouped", fix={"E": 1.8})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import QUICK, TRUE_CHINCHILLA, simulate_isoflop
+from conftest import QUICK, TRUE_CHINCHILLA, quick, simulate_isoflop
 from saved_results import check_html_escapes_file_text, check_refusals, round_trip
 
 import bayescale as bs
@@ -70,7 +70,7 @@ def test_errors():
 @pytest.fixture(scope="module")
 def simulated_fit():
     runs = simulate_isoflop(seed=4, jitter=0.03)
-    return fit_isoflop(runs, random_seed=5, **{**QUICK, "draws": 400, "tune": 400})
+    return fit_isoflop(runs, random_seed=5, **quick(draws=400, tune=400))
 
 
 def test_recovers_exponent_of_simulated_profiles(simulated_fit):
@@ -217,8 +217,8 @@ def test_bracketed_fit_names_the_budgets_left_out(tmp_path):
     best = runs[first].sort_values("loss")["params"].iloc[0]
     runs = runs[~(first & (runs["params"] > best * 1.01))].reset_index(drop=True)
     assert first.sum() - (runs["compute"] == runs["compute"].min()).sum() == 3  # 4 of 7 sizes left
-    sampler = {k: v for k, v in QUICK.items() if k not in ("progressbar", "warn")}
-    table = compare_methods(runs, 1e21, methods=("isoflop",), random_seed=1, **sampler)  # bracketed: default
+    # bracketed: the default
+    table = compare_methods(runs, 1e21, methods=("isoflop",), random_seed=1, sampler=QUICK["sampler"])
     row = table.iloc[0]
     assert row["note"] == "budgets without a bracketed minimum left out: 1e+18"
     assert row["n_points"] == 4 * 7

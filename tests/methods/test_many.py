@@ -10,7 +10,7 @@ import bayescale as bs
 
 pytestmark = pytest.mark.filterwarnings("ignore::bayescale.FitWarning")
 
-TINY = {"draws": 60, "tune": 80, "chains": 1, "warn": False}
+TINY = {"sampler": {"draws": 60, "tune": 80, "chains": 1}, "warn": False}
 
 
 def _jobs():
@@ -73,9 +73,10 @@ def test_fit_many_runs_each_jobs_method(monkeypatch):
     with ThreadPoolExecutor(1) as pool:
         results = bs.fit_many(jobs, executor=pool)
     assert all(r.ok for r in results)
+    through_the_front_door = {"sampler": None, "random_seed": None, "progressbar": False, "warn": True}
     assert calls == [
-        ("isoflop", "porian-isoflop", {"group": "g", "random_seed": 1, "progressbar": False}),
-        ("steps", "curves.csv", {"correlation": "none", "progressbar": False}),
+        ("isoflop", "porian-isoflop", {**through_the_front_door, "group": "g", "random_seed": 1}),
+        ("steps", "curves.csv", {**through_the_front_door, "correlation": "none"}),
     ]
     with pytest.raises(bs.BayescaleError, match=r"job 1 has method 'magic'; methods are \['parametric'"):
         bs.fit_many([jobs[0], {"method": "magic", "runs": "x"}])
@@ -105,8 +106,16 @@ def test_cli_fit_many(tmp_path, capsys):
 
     runs = tmp_path / "runs.csv"
     simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=4).to_csv(runs, index=False)
-    jobs = [
-        {"name": "good", "runs": str(runs), "law": "chinchilla", "seed": 1, **TINY},
+    jobs = [  # the sampler settings as the flags give them, or as fit() takes them
+        {
+            "name": "good",
+            "runs": str(runs),
+            "law": "chinchilla",
+            "seed": 1,
+            "draws": 60,
+            "tune": 80,
+            "chains": 1,
+        },
         {"name": "bad", "runs": str(runs), "law": "chinchilla", "fix": {"zeta": 1.0}, **TINY},
     ]
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
@@ -118,6 +127,6 @@ def test_cli_fit_many(tmp_path, capsys):
     assert status == 2
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == ["good", "bad"]
-    assert rows[0]["ok"] and bs.load_fit(out / "good.nc").posterior.sizes["draw"] == TINY["draws"]
+    assert rows[0]["ok"] and bs.load_fit(out / "good.nc").posterior.sizes["draw"] == TINY["sampler"]["draws"]
     assert not rows[1]["ok"] and "zeta" in rows[1]["error"]
     assert main(["fit-many", str(tmp_path / "missing.json"), "--out-dir", str(out)]) == 2

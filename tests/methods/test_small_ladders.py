@@ -14,7 +14,7 @@ from bayescale.data.columns import ladder_problems
 from bayescale.errors import PriorError, RunsError, RunsWarning
 
 #: Cheap draws: these tests check that the fits run and what they say, not the posterior's accuracy.
-SMALL = {"draws": 200, "tune": 300, "chains": 2, "progressbar": False, "warn": False}
+SMALL = {"sampler": {"draws": 200, "tune": 300, "chains": 2}, "progressbar": False, "warn": False}
 BORROWED = ("A", "B", "alpha_N", "alpha_D")
 RAW_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "anchors" / "misfitting"
 RAW_CSV = RAW_CSV / "scaling_results_last_ckpt_only.csv"

@@ -13,6 +13,9 @@ from bayescale.checks.simulate import simulate_curves
 from bayescale.methods import training_steps as ts
 from bayescale.methods.training_steps import KAPLAN_2020, fit_steps
 
+#: Sampler settings of the module's fits.
+STEPS_SAMPLER = {"draws": 300, "tune": 300, "chains": 2}
+
 
 def test_mccandlish_trade_off_and_compute_identity():
     """(S/S_min - 1)(E/E_min - 1) = 1, and C_min = 6 N B_crit S_min when C = 6 N B S."""
@@ -183,7 +186,7 @@ def test_no_plan_when_batch_sizes_vary_but_b_crit_is_not_fitted():
 def varied_fit():
     """One fit of 9 simulated runs (3 sizes x 3 batch sizes) from Kaplan's published constants."""
     return fit_steps(
-        simulate_curves(seed=1), draws=300, tune=300, chains=2, random_seed=1, progressbar=False, warn=False
+        simulate_curves(seed=1), sampler=STEPS_SAMPLER, random_seed=1, progressbar=False, warn=False
     )
 
 
@@ -231,7 +234,7 @@ def one_batch_fit():
     """Six runs at one batch size (4e6 tokens/step) from L(N, S) with S_min = S."""
     curves = simulate_curves(seed=2, sizes=(3e7, 1e8, 3e8, 1e9), batches=(4e6,), batch_penalty=False)
     with pytest.warns(bs.RunsWarning, match="B_crit is not identified"):
-        return fit_steps(curves, draws=300, tune=300, chains=2, random_seed=2, progressbar=False, warn=False)
+        return fit_steps(curves, sampler=STEPS_SAMPLER, random_seed=2, progressbar=False, warn=False)
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.FitWarning")  # a cheap fit: diagnostics not under test

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from conftest import QUICK
+from conftest import quick
 
 import bayescale as bs
 from bayescale.cli import main
@@ -41,7 +41,7 @@ def rising_runs() -> pd.DataFrame:
 def test_a_law_that_misses_its_runs_warns_at_fit_and_in_the_summary(tmp_path, capsys):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = bs.fit(rising_runs(), law="chinchilla", random_seed=1, **{**QUICK, "warn": True})
+        fit = bs.fit(rising_runs(), law="chinchilla", random_seed=1, **quick(warn=True))
     said = [str(w.message) for w in caught if issubclass(w.category, FitWarning)]
     assert any("the law's shape misses its own runs" in m for m in said), said
     assert fit.residual_trends()["trend"].any()

@@ -271,8 +271,8 @@ def test_extrapolation_coverage_near_nominal():
     for seed in SEEDS:
         runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=seed)
         result = bs.extrapolate(
-            runs, "chinchilla", threshold=1e20, random_seed=seed, draws=500, tune=500, chains=2,
-            progressbar=False, warn=False,
+            runs, "chinchilla", threshold=1e20, random_seed=seed,
+            sampler={"draws": 500, "tune": 500, "chains": 2}, progressbar=False, warn=False,
         )  # fmt: skip
         for key in covered:
             covered[key].append(result.scores[key])
