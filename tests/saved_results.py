@@ -4,6 +4,8 @@ corrupt files refused with a message that says what is wrong; text from a file e
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,40 @@ def round_trip(result: Any, tmp_path: Path) -> tuple[Any, Path]:
     for name in result.posterior.data_vars:
         assert loaded.posterior[name].values.tobytes() == result.posterior[name].values.tobytes(), name
     assert loaded.sampler.to_dict() == result.sampler.to_dict() and loaded.random_seed == result.random_seed
-    assert json.dumps(loaded.summary(), default=str) == json.dumps(result.summary(), default=str)
+    assert json.dumps(loaded.to_dict(), default=str) == json.dumps(result.to_dict(), default=str)
+    assert loaded.summary().equals(result.summary())
+    assert list(loaded.summary().columns) == ["median", "lower", "upper"] and len(loaded.summary()) >= 2
+    check_answers_in_a_new_process(result, path)
     assert repr(loaded) == repr(result) and len(repr(result)) < 300
     return loaded, path
+
+
+#: The answers compared across processes: what the fit says, and its plan at a budget where it has one.
+ANSWERS = """
+import json, warnings
+import bayescale as bs
+
+def answers(result):
+    out = {"to_dict": result.to_dict()}
+    try:
+        out["optimal"] = result.optimal(1e21).to_dict("list")
+    except (AttributeError, bs.BayescaleError) as exc:
+        out["optimal"] = type(exc).__name__
+    return json.dumps(out, default=str, sort_keys=True)
+"""
+
+
+def check_answers_in_a_new_process(result: Any, path: Path) -> None:
+    """A new Python process loads the saved file and gives the same answers as ``result``."""
+    namespace: dict[str, Any] = {}
+    exec(ANSWERS, namespace)  # the same code in both processes
+    load = "import sys\nwarnings.simplefilter('ignore')\nprint(answers(bs.load_fit(sys.argv[1])))\n"
+    script = ANSWERS + "\n" + load
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == namespace["answers"](result)
 
 
 def _rewrite(src: Path, dst: Path, change: Any, rehash: bool = False) -> Path:

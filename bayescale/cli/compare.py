@@ -16,8 +16,9 @@ from bayescale.cli.options import (
     _positive_float,
     _sampler_kwargs,
 )
-from bayescale.cli.render import _emit, _finite_or_none
+from bayescale.cli.render import _emit
 from bayescale.errors import BayescaleError
+from bayescale.posterior.result import finite_or_none
 
 
 def add_compare(sub: Subcommands) -> None:
@@ -119,7 +120,7 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
     scores = result.scores
     payload = {key: scores[key] for key in ("law", "by", "threshold", "n_train", "n_test")}
     for key in ("coverage", "coverage_50", "elpd_test", "elpd_test_per_run", "median_abs_pct_error"):
-        payload[key] = _finite_or_none(scores[key])
+        payload[key] = finite_or_none(scores[key])
     payload["runs"] = json.loads(result.runs.to_json(orient="records"))
     s = scores
     text = "\n".join(

@@ -19,7 +19,7 @@ from bayescale.cli.options import (
     _probability,
     _sampler_kwargs,
 )
-from bayescale.cli.render import _emit, _summary_payload, _summary_text
+from bayescale.cli.render import _emit, _summary_text
 from bayescale.errors import BayescaleError
 from bayescale.inference.diagnostics import FitWarning
 
@@ -121,7 +121,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             **_sampler_kwargs(args, warn=True),
         )
     path = _save_or_keep(result, args.out)
-    payload = _summary_payload(result, 0.9)
+    payload = result.to_dict(0.9)
     payload["saved_to"] = str(path)
     _emit(args, payload, _summary_text(payload) + f"\nsaved fit to {path}")
     if args.strict and not result.diagnostics["ok"]:
@@ -145,6 +145,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if type(fit).__name__ != "Fit":
         _method_output(args, fit)
         return 0
-    payload = _summary_payload(fit, args.prob)
+    payload = fit.to_dict(args.prob)
     _emit(args, payload, _summary_text(payload))
     return 0

@@ -13,6 +13,7 @@ from typing import Any
 
 from bayescale.inference.diagnostics import summary_lines as diagnostics_lines
 from bayescale.posterior.extrapolation import DISTANCE_COLUMNS
+from bayescale.posterior.result import finite_or_none
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
@@ -34,65 +35,6 @@ def _json_safe(value: Any) -> Any:
     if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalars
         return _json_safe(value.item())
     return value
-
-
-def _number(value: Any) -> float | None:
-    """A float for JSON: ``None`` for inf or NaN (JSON has neither)."""
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _finite_or_none(value: float) -> float | None:
-    return None if not math.isfinite(value) else float(value)
-
-
-def _summary_payload(fit: Any, prob: float) -> dict[str, Any]:
-    table = fit.summary(prob)
-    params = {
-        name: {
-            "median": row["median"],
-            "lower": row["lower"],
-            "upper": row["upper"],
-            "r_hat": None if math.isnan(row["r_hat"]) else row["r_hat"],
-            "ess_bulk": None if math.isnan(row["ess_bulk"]) else row["ess_bulk"],
-            "fixed": bool(row["fixed"]),
-        }
-        for name, row in table.iterrows()
-    }
-    diag = fit.diagnostics
-    from bayescale.posterior.residuals import trend_message
-
-    trends = fit.residual_trends()
-    residuals = {
-        str(column): {
-            "spearman_rho": _number(row["spearman_rho"]),
-            "pvalue": _number(row["pvalue"]),
-            "trend": bool(row["trend"]),
-            "curvature_rho": _number(row["curvature_rho"]),
-            "curvature_pvalue": _number(row["curvature_pvalue"]),
-            "curvature": bool(row["curvature"]),
-        }
-        for column, row in trends.iterrows()
-    }
-    return {
-        "law": fit.law.name,
-        "n_runs": len(fit.runs),
-        "prob": prob,
-        "parameters": params,
-        "diagnostics": {
-            "divergences": diag["divergences"],
-            "max_r_hat": None if math.isnan(diag["max_r_hat"]) else diag["max_r_hat"],
-            "min_ess_bulk": diag["min_ess_bulk"],
-            "median_steps": _finite_or_none(diag.get("median_steps", math.nan)),
-            "max_tree_depth_share": _finite_or_none(diag.get("max_tree_depth_share", math.nan)),
-            "ok": diag["ok"],
-            "problems": diag["problems"],
-            "warnings": diag.get("warnings", []),
-            "sampler_path": diag.get("sampler_path"),
-        },
-        "residual_trends": residuals,
-        "misfit": trend_message(trends),
-    }
 
 
 def _summary_text(payload: dict[str, Any]) -> str:
@@ -125,7 +67,7 @@ def _intervals_text(title: str, intervals: dict[str, dict[str, float]]) -> str:
 
 def _distance_payload(row: Any) -> dict[str, float | None]:
     """The extrapolation guard's columns of one answer row (see ``bayescale.posterior.extrapolation``)."""
-    return {name: _number(row[name]) for name in DISTANCE_COLUMNS if name in row.index}
+    return {name: finite_or_none(row[name]) for name in DISTANCE_COLUMNS if name in row.index}
 
 
 def _warn_beyond(table: Any) -> None:
@@ -138,7 +80,9 @@ def _warn_beyond(table: Any) -> None:
 def _interval_payload(row: Any, names: list[str]) -> dict[str, dict[str, float | None]]:
     from bayescale.posterior.intervals import row_to_intervals
 
-    return {n: {k: _number(v) for k, v in iv.items()} for n, iv in row_to_intervals(row, names).items()}
+    return {
+        n: {k: finite_or_none(v) for k, v in iv.items()} for n, iv in row_to_intervals(row, names).items()
+    }
 
 
 def _rows_text(title: str, table: Any, inputs: list[str], names: list[str]) -> str:
@@ -173,7 +117,7 @@ def _optimum(result: Any, compute: float | None, prob: float) -> dict[str, Any] 
 
 
 def _isoflop_text(args: argparse.Namespace, result: Any) -> tuple[dict[str, Any], str]:
-    payload = result.summary(args.prob)
+    payload = result.to_dict(args.prob)
     payload["optimum"] = _optimum(result, getattr(args, "compute", None), args.prob)
     budgets = "\n".join(
         f"  budget {b['budget']:.3g}: {b['n_runs']} runs ({b['compute_min']:.3g}-{b['compute_max']:.3g})"
@@ -201,7 +145,7 @@ def _budget_unused(budget: dict[str, Any]) -> str:
 
 
 def _envelope_text(args: argparse.Namespace, result: Any) -> tuple[dict[str, Any], str]:
-    payload = result.summary(args.prob)
+    payload = result.to_dict(args.prob)
     payload["optimum"] = _optimum(result, getattr(args, "compute", None), args.prob)
     title = (
         f"training-curve envelope on {payload['n_runs']} curves, {payload['n_points']} checkpoints "
@@ -211,7 +155,7 @@ def _envelope_text(args: argparse.Namespace, result: Any) -> tuple[dict[str, Any
 
 
 def _steps_text(args: argparse.Namespace, result: Any) -> tuple[dict[str, Any], str]:
-    payload = result.summary(args.prob)
+    payload = result.to_dict(args.prob)
     compute = getattr(args, "compute", None)
     if compute is not None:
         from bayescale.posterior.intervals import row_to_intervals

@@ -323,8 +323,8 @@ class EnvelopeFit(MethodResult, AllocationAnswers):
         out = xr.Dataset({"params": params, "tokens": tokens, "tokens_per_param": tokens / params})
         return out.transpose("chain", "draw", "query")
 
-    def summary(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
-        """JSON-ready summary: exponents, correlation, grid and diagnostics."""
+    def to_dict(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
+        """JSON-ready: exponents, correlation, grid and diagnostics."""
         out: dict[str, Any] = {
             "n_points": len(self.data.run),
             "n_runs": len(self.data.params),

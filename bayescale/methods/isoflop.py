@@ -336,8 +336,8 @@ class IsoflopFit(MethodResult, AllocationAnswers):
         )
         return interval_table(draws, prob, kind, query)
 
-    def summary(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
-        """JSON-ready summary: exponents, grouping, kappa and diagnostics."""
+    def to_dict(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
+        """JSON-ready: exponents, grouping, kappa and diagnostics."""
         return {
             "n_runs": int(self.data.used.sum()),
             "prob": prob,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from bayescale.model.pymc_model import (
 from bayescale.posterior.extrapolation import VARIANT_LAW, guard, span_of
 from bayescale.posterior.intervals import interval_dict
 from bayescale.posterior.residuals import TREND_ALPHA, log_residuals, residual_frame, trend_message, trends
-from bayescale.posterior.result import draws_text, html_card, short_repr, verdict
+from bayescale.posterior.result import draws_text, finite_or_none, html_card, json_record, short_repr, verdict
 from bayescale.questions import plan
 from bayescale.questions.design import design
 
@@ -212,6 +213,41 @@ class Fit:
                 row = {"parameter": f"{name}[{group}]", **interval_dict(values.sel(group=group), prob, kind)}
                 rows.append({**row, "r_hat": float("nan"), "ess_bulk": float("nan"), "fixed": False})
         return pd.DataFrame(rows).set_index("parameter")
+
+    def to_dict(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
+        """JSON-ready: the law, the runs, each parameter's interval, the diagnostics and residual trends.
+
+        r_hat and ESS are ``None`` where undefined (fixed parameters, a single chain).
+        """
+        table = self.summary(prob, kind)
+        columns = {"numbers": ("median", "lower", "upper", "r_hat", "ess_bulk"), "flags": ("fixed",)}
+        parameters = {str(name): json_record(row, **columns) for name, row in table.iterrows()}
+        diag = self.diagnostics
+        found = self.residual_trends()
+        trend_columns = {
+            "numbers": ("spearman_rho", "pvalue", "curvature_rho", "curvature_pvalue"),
+            "flags": ("trend", "curvature"),
+        }
+        residuals = {str(column): json_record(row, **trend_columns) for column, row in found.iterrows()}
+        return {
+            "law": self.law.name,
+            "n_runs": len(self.runs),
+            "prob": prob,
+            "parameters": parameters,
+            "diagnostics": {
+                "divergences": diag["divergences"],
+                "max_r_hat": finite_or_none(diag["max_r_hat"]),
+                "min_ess_bulk": diag["min_ess_bulk"],
+                "median_steps": finite_or_none(diag.get("median_steps", math.nan)),
+                "max_tree_depth_share": finite_or_none(diag.get("max_tree_depth_share", math.nan)),
+                "ok": diag["ok"],
+                "problems": diag["problems"],
+                "warnings": diag.get("warnings", []),
+                "sampler_path": diag.get("sampler_path"),
+            },
+            "residual_trends": residuals,
+            "misfit": trend_message(found),
+        }
 
     def predict(
         self,

@@ -17,7 +17,7 @@ import xarray as xr
 
 from bayescale.errors import BayescaleError
 from bayescale.inference import container
-from bayescale.posterior.result import draws_text, html_card, short_repr, verdict
+from bayescale.posterior.result import draws_text, html_card, intervals_frame, short_repr, verdict
 
 #: Interval of the parameter tables shown by ``_repr_html_`` (the summaries' default).
 SHOWN_PROB = 0.9
@@ -94,14 +94,23 @@ def method_card(
 
 
 class MethodResult:
-    """``save``, ``__repr__`` and ``_repr_html_`` of a method's result, from its facts and intervals.
+    """``summary``, ``save``, ``__repr__`` and ``_repr_html_`` of a method's result.
 
-    A subclass sets :attr:`title` and defines ``_facts`` (what the fit is: data, counts, options)
-    and ``_intervals`` (the parameter table); being a dataclass, it is declared with
-    ``repr=False`` so this ``__repr__`` is kept.
+    A subclass sets :attr:`title` and defines ``to_dict`` (what the fit is and says, with its
+    intervals), ``_facts`` (what the fit is: data, counts, options) and ``_intervals`` (the
+    parameter table of the HTML card); being a dataclass, it is declared with ``repr=False``
+    so this ``__repr__`` is kept.
     """
 
     title: ClassVar[str] = "fit"
+
+    def to_dict(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
+        """What the fit is and says, JSON-ready: data, options, intervals, diagnostics."""
+        raise NotImplementedError
+
+    def summary(self, prob: float = 0.9, kind: str = "eti") -> Any:
+        """The intervals of :meth:`to_dict` as a table: a row per quantity; median, lower, upper."""
+        return intervals_frame(self.to_dict(prob, kind))
 
     def _facts(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -750,8 +750,8 @@ class StepsFit(MethodResult, AllocationAnswers):
             return "Kaplan's C_min frontier with fitted B_crit(L) (budget = C_min; at B = B_crit it costs 2x)"
         return f"at the runs' one batch size {batch:.3g} tokens/step (B_crit not identified, S_min = S)"
 
-    def summary(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
-        """JSON-ready summary: the law's parameters, the batch note, noise and diagnostics."""
+    def to_dict(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
+        """JSON-ready: the law's parameters, the batch note, noise and diagnostics."""
         out: dict[str, Any] = {
             "law": "L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S (Kaplan et al. 2020, eq. 5.6)",
             "n_points": len(self.data.run),

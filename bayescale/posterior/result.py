@@ -2,8 +2,9 @@
 
 :class:`~bayescale.Fit`, :class:`~bayescale.IsoflopFit`, :class:`~bayescale.EnvelopeFit` and
 :class:`~bayescale.StepsFit` hold their draws in ``idata``, their sampler settings, seed and
-diagnostics, and answer ``summary``, ``save`` (read back by :func:`bayescale.load_fit`),
-``__repr__`` (one line) and ``_repr_html_`` (a compact table, built by :func:`html_card`).
+diagnostics, and answer ``summary`` (a table), ``to_dict`` (the same and more, for JSON),
+``save`` (read back by :func:`bayescale.load_fit`), ``__repr__`` (one line) and
+``_repr_html_`` (a compact table, built by :func:`html_card`).
 
 Every text that :func:`html_card` shows is HTML-escaped: a data set name, a column or a
 saved file's attribute is data, and a ``<script>`` in it must come out as text.
@@ -38,7 +39,11 @@ class Result(Protocol):
         ...
 
     def summary(self, prob: float = 0.9, kind: str = "eti") -> Any:
-        """Posterior summary: a table (:class:`~bayescale.Fit`) or a JSON-ready dict (the methods)."""
+        """Posterior summary: a table, one row per quantity, columns ``median``, ``lower``, ``upper``, ..."""
+        ...
+
+    def to_dict(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
+        """What the fit is and says, JSON-ready: its data, options, intervals and diagnostics."""
         ...
 
     def save(self, path: str | Path) -> Path:
@@ -48,6 +53,34 @@ class Result(Protocol):
     def _repr_html_(self) -> str:
         """A compact HTML table for Jupyter."""
         ...
+
+
+def finite_or_none(value: Any) -> float | None:
+    """A float for JSON: ``None`` for NaN or an infinity (JSON has neither)."""
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def json_record(row: Any, numbers: Sequence[str] = (), flags: Sequence[str] = ()) -> dict[str, Any]:
+    """A table row as JSON: ``numbers`` as floats (``None`` for NaN or infinities), ``flags`` as bools."""
+    return {**{n: finite_or_none(row[n]) for n in numbers}, **{f: bool(row[f]) for f in flags}}
+
+
+def intervals_frame(payload: Mapping[str, Any]) -> Any:
+    """The entries of ``payload`` that are intervals (``{"median", "lower", "upper"}``) as a table.
+
+    One row per entry, in order, columns ``median``, ``lower`` and ``upper``: the summary table
+    of a result whose :meth:`Result.to_dict` holds its intervals.
+    """
+    import pandas as pd
+
+    stats = ("median", "lower", "upper")
+    rows = {
+        name: [value[s] for s in stats]
+        for name, value in payload.items()
+        if isinstance(value, Mapping) and set(stats) <= set(value)
+    }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(stats)).rename_axis("quantity")
 
 
 def draws_text(posterior: Any) -> str:
