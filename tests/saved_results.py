@@ -53,6 +53,17 @@ def _set_setting(name: str, value: Any) -> Any:
     return change
 
 
+def without_setting(path: Path, tmp_path: Path, name: str) -> Path:
+    """A copy of a method's saved file without the setting ``name``, as an earlier release wrote it."""
+
+    def change(idata: Any) -> None:
+        settings = json.loads(idata.posterior.attrs["settings"])
+        del settings[name]
+        idata.posterior.attrs["settings"] = json.dumps(settings, sort_keys=True)
+
+    return _rewrite(path, tmp_path / f"without_{name}.nc", change, rehash=True)
+
+
 def check_refusals(path: Path, tmp_path: Path, array: str, setting: str, bad_value: Any) -> None:
     """Every way a method's saved file can be wrong is refused with a precise FitFileError.
 
