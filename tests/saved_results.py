@@ -29,6 +29,8 @@ def round_trip(result: Any, tmp_path: Path) -> tuple[Any, Path]:
     assert loaded.sampler.to_dict() == result.sampler.to_dict() and loaded.random_seed == result.random_seed
     assert json.dumps(loaded.to_dict(), default=str) == json.dumps(result.to_dict(), default=str)
     assert loaded.summary().equals(result.summary())
+    listed = {name: prior.to_dict() for name, prior in sorted(result.priors.items())}
+    assert loaded.to_dict()["priors"] == listed != {}
     assert list(loaded.summary().columns) == ["median", "lower", "upper"] and len(loaded.summary()) >= 2
     check_answers_in_a_new_process(result, path)
     assert repr(loaded) == repr(result) and len(repr(result)) < 300
@@ -84,6 +86,17 @@ def _set_setting(name: str, value: Any) -> Any:
         idata.posterior.attrs["settings"] = json.dumps(settings, sort_keys=True)
 
     return change
+
+
+def without_setting(path: Path, tmp_path: Path, name: str) -> Path:
+    """A copy of a method's saved file without the setting ``name``, as an earlier release wrote it."""
+
+    def change(idata: Any) -> None:
+        settings = json.loads(idata.posterior.attrs["settings"])
+        del settings[name]
+        idata.posterior.attrs["settings"] = json.dumps(settings, sort_keys=True)
+
+    return _rewrite(path, tmp_path / f"without_{name}.nc", change, rehash=True)
 
 
 def check_refusals(path: Path, tmp_path: Path, array: str, setting: str, bad_value: Any) -> None:

@@ -130,5 +130,12 @@ def _check_out(args: argparse.Namespace, source: Any) -> None:
     from bayescale.methods.io import check_writable
 
     if args.out is not None:
-        _refuse_input_as_output(args.out, [source])
+        _refuse_input_as_output(args.out, [source, getattr(args, "priors", None)])
         check_writable(args.out)
+
+
+def _method_priors(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The priors of a method's ``--priors`` file (PriorError for a bad one), ``None`` without it."""
+    from bayescale.model.priors import read_priors_file
+
+    return None if args.priors is None else read_priors_file(args.priors)

@@ -16,6 +16,7 @@ from bayescale.cli.options import (
     _fix_pair,
     _loader_options,
     _positive_float,
+    _priors_option,
     _probability,
     _sampler_kwargs,
 )
@@ -43,7 +44,7 @@ def add_fit(sub: Subcommands) -> None:
         metavar="NAME=VALUE",
         help="hold a parameter fixed (repeatable)",
     )
-    p.add_argument("--priors", type=Path, default=None, help="JSON or TOML file of priors by parameter")
+    _priors_option(p)
     p.add_argument(
         "--priors-from",
         default=None,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bayescale.cli.files import METHOD_NAMES, _check_out, _load_runs, _save_or_keep
+from bayescale.cli.files import METHOD_NAMES, _check_out, _load_runs, _method_priors, _save_or_keep
 from bayescale.cli.options import (
     Subcommands,
     _add_sampler_options,
     _loader_options,
     _out_option,
     _positive_float,
+    _priors_option,
     _probability,
     _sampler_kwargs,
     _window,
@@ -66,6 +67,7 @@ def add_isoflop(sub: Subcommands) -> None:
         "whose best is an end size (Porian et al.'s rule; default: no limit)",
     )
     p.add_argument("--bracketed", action=argparse.BooleanOptionalAction, default=True, help=BRACKETED_HELP)
+    _priors_option(p)
     _method_options(p)
     _out_option(p)
 
@@ -83,6 +85,7 @@ def cmd_isoflop(args: argparse.Namespace) -> int:
         neighbours=args.neighbours,
         bracketed=args.bracketed,
         shape=args.shape,
+        priors=_method_priors(args),
         **_sampler_kwargs(args),
     )
     _method_output(args, result)
@@ -97,6 +100,7 @@ def add_envelope(sub: Subcommands) -> None:
     p.add_argument("curves", help="CSV/Parquet of checkpoints (run, params, tokens, loss) or a bundled name")
     p.add_argument("--compute", type=_positive_float, default=None, help="budget for the optimum (FLOPs)")
     p.add_argument("--correlation", default="ar1", choices=["ar1", "none"], help="within-run residuals")
+    _priors_option(p)
     _method_options(p)
     _out_option(p)
 
@@ -106,7 +110,9 @@ def cmd_envelope(args: argparse.Namespace) -> int:
     from bayescale.methods.envelope import fit_envelope
 
     _check_out(args, args.curves)
-    result = fit_envelope(args.curves, correlation=args.correlation, **_sampler_kwargs(args))
+    result = fit_envelope(
+        args.curves, correlation=args.correlation, priors=_method_priors(args), **_sampler_kwargs(args)
+    )
     _method_output(args, result)
     return 0
 
@@ -133,6 +139,7 @@ def add_steps(sub: Subcommands) -> None:
         default=None,
         help="budget for the compute-optimal model (FLOPs; C_min on Kaplan's frontier when B_crit is fitted)",
     )
+    _priors_option(p)
     _method_options(p)
     _out_option(p)
 
@@ -148,6 +155,7 @@ def cmd_steps(args: argparse.Namespace) -> int:
         critical_batch=critical,
         correlation=args.correlation,
         min_step=args.min_step,
+        priors=_method_priors(args),
         **_sampler_kwargs(args),
     )
     _method_output(args, result)

@@ -227,6 +227,17 @@ def _loader_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _priors_option(p: argparse.ArgumentParser) -> None:
+    """``--priors FILE``: priors replacing a fit's defaults (``bayescale laws`` lists them)."""
+    p.add_argument(
+        "--priors",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="JSON or TOML file of priors by parameter, replacing the defaults `bayescale laws` lists",
+    )
+
+
 def _out_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", type=Path, default=None, help="also save the fit (NetCDF) for `summary` and `plan` later"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, cast
 
@@ -26,7 +27,7 @@ import xarray as xr
 
 from bayescale.data.curves import Curves
 from bayescale.data.storage import table_from_dataset, table_to_dataset
-from bayescale.errors import BayescaleError, RunsError
+from bayescale.errors import BayescaleError, PriorError, RunsError
 from bayescale.inference import container
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import (
@@ -45,10 +46,14 @@ from bayescale.methods.saved import (
     check_setting,
     frame_from_variables,
     frame_to_variables,
+    priors_setting,
     with_data,
 )
 from bayescale.model.laws import ops as _ops
+from bayescale.model.laws.base import Parameter
 from bayescale.model.likelihoods import ar1_innovations
+from bayescale.model.priors import Prior, override_priors, priors_to_json, support
+from bayescale.model.pymc_model import RHO, SIGMA
 from bayescale.posterior.intervals import AllocationAnswers, interval_dict
 from bayescale.posterior.query import make_query
 
@@ -59,6 +64,62 @@ SAMPLER_DEFAULTS: dict[str, Any] = {**BASE_SAMPLER_DEFAULTS, "target_accept": 0.
 
 #: Least number of runs covering a compute for it to enter the envelope grid.
 MIN_RUNS_AT_COMPUTE = 3
+
+G_AT_REF = Parameter(
+    "G_at_ref",
+    Prior("LogNormal", mu=-1.0, sigma=2.0),
+    "the reducible loss at the run's mean tokens: median 0.37 nats, a factor 7.4 per sd",
+    "G_r, each run's reducible loss at its geometric-mean tokens D_r (one per run)",
+)
+BETA = Parameter(
+    "beta",
+    Prior("LogNormal", mu=-1.0, sigma=0.6),
+    "median 0.37, 90% in 0.14-0.99: wide about the data exponents of published laws (Chinchilla's 0.28)",
+    "beta_r, the exponent of each run's curve in tokens (one per run)",
+)
+
+#: Parameters sampled as their log: their prior must be on (0, inf).
+LOG_SCALE = ("G_at_ref", "beta", "sigma")
+
+#: Sampled variables whose prior is not among :func:`default_priors`, with why.
+NOT_OVERRIDABLE = {
+    "E": "its prior is centred on each run's data: log E_r ~ N(the run's lowest log loss - 0.2, 0.5)",
+}
+
+
+def default_priors(correlation: str = "ar1") -> dict[str, Parameter]:
+    """The parameters of the envelope model with their default priors and reasons.
+
+    Not listed: each run's irreducible loss ``E`` (posterior ``log_E``), whose prior is
+    centred on the run's lowest loss: log E_r ~ N(lowest log loss - 0.2, 0.5).
+    """
+    if correlation not in CORRELATIONS:
+        raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
+    params = (G_AT_REF, BETA, SIGMA) + ((RHO,) if correlation == "ar1" else ())
+    return {p.name: p for p in params}
+
+
+def resolve_priors(
+    correlation: str = "ar1", priors: Mapping[str, Prior | Mapping[str, Any]] | None = None
+) -> dict[str, Prior]:
+    """The default priors with ``priors`` in their place, each on the support it is sampled on.
+
+    ``G_at_ref``, ``beta`` and ``sigma`` are sampled as their logs, so their priors must be on
+    (0, inf) (LogNormal, HalfNormal, HalfStudentT, Gamma, Exponential, or TruncatedNormal with
+    ``lower=0``); ``rho`` on the logit scale, so its prior must be on (0, 1) (Beta, or Uniform or
+    TruncatedNormal with ``lower=0, upper=1``). PriorError otherwise, or for a name not in the model.
+    """
+    defaults = {name: p.prior for name, p in default_priors(correlation).items()}
+    merged = override_priors(defaults, priors, not_overridable=NOT_OVERRIDABLE)
+    for name, prior in merged.items():
+        want = (0.0, 1.0) if name == "rho" else (0.0, np.inf)
+        if support(prior) != want:
+            scale = "logit" if name == "rho" else "log"
+            raise PriorError(
+                f"prior of {name!r} must be on ({want[0]:g}, {want[1]:g}), the values its {scale} scale "
+                f"maps to; got {prior!r} on {support(prior)}"
+            )
+    return merged
 
 
 @dataclass(frozen=True)
@@ -119,11 +180,22 @@ def _log_e_prior_mean(data: CurveData) -> np.ndarray:
     return np.where(data.grid_mask, data.grid_y, np.inf).min(axis=1) - 0.2
 
 
+def _log_scale_density(prior: Prior, x: Any, log_x: Any, ops: Any) -> Any:
+    """Log density of ``log x`` when ``x`` has ``prior``: the density of x and the Jacobian ``log x``."""
+    return prior.log_density(x, ops, log_x=log_x) + log_x
+
+
+def _logit_scale_density(prior: Prior, x: Any, log_x: Any, ops: Any) -> Any:
+    """Log density of ``logit x`` when ``x`` has ``prior``, Jacobian ``log x + log(1 - x)`` added."""
+    return prior.log_density(x, ops, log_x=log_x) + log_x + ops.log1p(-x)
+
+
 def build_model(
     data: CurveData,
     correlation: str = "ar1",
     shift: np.ndarray | None = None,
     root: np.ndarray | None = None,
+    priors: Mapping[str, Prior] | None = None,
 ) -> Any:
     """The PyMC model of every run's smoothed curve, with AR(1) or independent residuals.
 
@@ -131,12 +203,16 @@ def build_model(
     (defaults: ``x = z``); :func:`laplace` gives the posterior mode and the Cholesky factor
     of its covariance, which make ``z`` near standard normal. The map is affine, so the
     posterior of the parameters is the same whatever ``shift`` and ``root`` are.
+    ``priors``: the prior of every parameter of :func:`default_priors` (default: those defaults).
     """
     import pymc as pm
     import pytensor.tensor as pt
 
-    if correlation not in CORRELATIONS:
+    if priors is None:
+        priors = resolve_priors(correlation)  # (checks the correlation)
+    elif correlation not in CORRELATIONS:
         raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
+    ops = _ops.tensor()
     n_runs = data.grid_y.shape[0]
     size = _n_coordinates(data, correlation)
     shift = np.zeros(size) if shift is None else np.asarray(shift, dtype=float)
@@ -154,26 +230,25 @@ def build_model(
         pm.Deterministic("log_G_at_ref", log_g, dims="curve")
         pm.Deterministic("beta", beta, dims="curve")
         pm.Deterministic("sigma", sigma)
-        # Priors (on the unconstrained scale, with the Jacobians of exp and logistic):
-        # log E_r below the lowest loss the run reached (E < L), weakly: 90% within a factor 2.4;
-        # log G_r ~ N(-1, 2); beta_r ~ LogNormal(-1, 0.6); sigma ~ HalfNormal(0.05); rho ~ Beta(2, 2).
+        # Priors on the unconstrained scale: each prior's density with the Jacobian of exp (and
+        # below, of the logistic). log E_r below the lowest loss the run reached (E < L), weakly:
+        # 90% within a factor 2.4; the others are the priors given (default_priors).
         log_prior = (
             pm.logp(pm.Normal.dist(_log_e_prior_mean(data), 0.5), log_e).sum()
-            + pm.logp(pm.Normal.dist(-1.0, 2.0), log_g).sum()
-            + pm.logp(pm.Normal.dist(-1.0, 0.6), log_beta).sum()
-            + pm.logp(pm.HalfNormal.dist(0.05), sigma)
-            + log_sigma
+            + _log_scale_density(priors["G_at_ref"], pt.exp(log_g), log_g, ops).sum()
+            + _log_scale_density(priors["beta"], beta, log_beta, ops).sum()
+            + _log_scale_density(priors["sigma"], sigma, log_sigma, ops)
         )
         mu = pt.logaddexp(log_e[:, None], log_g[:, None] - beta[:, None] * data.grid_u)
         resid = (data.grid_y - mu) * mask
         if correlation == "ar1":
             logit_rho = x[3 * n_runs + 1]
             rho = pm.Deterministic("rho", pm.math.sigmoid(logit_rho))
-            log_prior += 2.0 * (pt.log(rho) + pt.log1p(-rho))  # Beta(2, 2) density and Jacobian
+            log_prior += _logit_scale_density(priors["rho"], rho, pt.log(rho), ops)
             # each checkpoint's predecessor by slicing, not gathering (whose gradient is slower);
             # the first column's is not used
             prev = pt.concatenate([resid[:, :1], resid[:, :-1]], axis=1)
-            innov, scale = ar1_innovations(resid, prev, first, rho, sigma, _ops.tensor())
+            innov, scale = ar1_innovations(resid, prev, first, rho, sigma, ops)
         else:
             innov, scale = resid, sigma
         pm.Potential("log_prior", log_prior)
@@ -187,7 +262,9 @@ def build_model(
     return model
 
 
-def laplace(data: CurveData, correlation: str = "ar1") -> tuple[np.ndarray, np.ndarray] | None:
+def laplace(
+    data: CurveData, correlation: str = "ar1", priors: Mapping[str, Prior] | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Posterior mode on the unconstrained scale and the Cholesky factor of the inverse Hessian there.
 
     ``None`` when the search fails or the Hessian is not positive definite. With many
@@ -197,27 +274,33 @@ def laplace(data: CurveData, correlation: str = "ar1") -> tuple[np.ndarray, np.n
     standard normal and its scale no longer depends on the number of checkpoints.
 
     The value-and-gradient and Hessian programs go through the on-disk program cache
-    (:func:`bayescale.inference.sampling._program`): the curves are constants of the PyMC model, so they
-    are part of the key (:func:`_structure`), and the model is built and converted to JAX only
-    when a program is not cached.
+    (:func:`bayescale.inference.sampling._program`): the curves and priors are constants of the PyMC
+    model, so they are part of the key (:func:`_structure`), and the model is built and converted
+    to JAX only when a program is not cached. The search starts at the priors' centres.
     """
     import jax
 
     setup_jax()
+    if priors is None:
+        priors = resolve_priors(correlation)
 
     @functools.cache
     def neg_logp() -> Any:
         from pymc.sampling.jax import get_jaxified_logp
 
         # (PyMC's flag reads backwards: negative_logp=False returns -logp)
-        model_neg_logp = get_jaxified_logp(build_model(data, correlation), negative_logp=False)
+        model_neg_logp = get_jaxified_logp(build_model(data, correlation, priors=priors), negative_logp=False)
         return lambda x: model_neg_logp([x])
 
     n_runs = data.grid_y.shape[0]
-    start = np.r_[_log_e_prior_mean(data), np.full(n_runs, -1.0), np.full(n_runs, -1.0), np.log(0.01)]
+    log_g, log_beta = (np.log(priors[name].centre()) for name in ("G_at_ref", "beta"))
+    # sigma starts at 0.01, a typical scatter of log loss about a smooth curve (any prior's
+    # support is (0, inf)); rho at the logit of its prior's centre
+    start = np.r_[_log_e_prior_mean(data), np.full(n_runs, log_g), np.full(n_runs, log_beta), np.log(0.01)]
     if correlation == "ar1":
-        start = np.r_[start, 0.0]
-    structure = _structure(data, correlation)
+        centre = priors["rho"].centre()
+        start = np.r_[start, np.log(centre / (1.0 - centre))]
+    structure = _structure(data, correlation, priors)
     value_and_grad = _cached_program(
         structure, "value_and_grad", lambda: jax.value_and_grad(neg_logp()), (start,)
     )
@@ -227,15 +310,22 @@ def laplace(data: CurveData, correlation: str = "ar1") -> tuple[np.ndarray, np.n
     return mode_and_root(value_and_grad, hessian, start, methods=("BFGS", "trust-ncg"))
 
 
-def _structure(data: CurveData, correlation: str) -> tuple[Any, ...]:
-    """What the Laplace programs of :func:`build_model` bake in: the curves, the correlation, PyMC."""
+def _structure(data: CurveData, correlation: str, priors: Mapping[str, Prior]) -> tuple[Any, ...]:
+    """What the Laplace programs of :func:`build_model` bake in: curves, correlation, priors, PyMC."""
     from importlib.metadata import version
 
     digest = hashlib.sha256()
     for array in (data.grid_u, data.grid_y, data.grid_mask):
         digest.update(repr((array.shape, str(array.dtype))).encode())
         digest.update(np.ascontiguousarray(array).tobytes())
-    return ("envelope", correlation, digest.hexdigest(), version("pymc"), version("pytensor"))
+    return (
+        "envelope",
+        correlation,
+        priors_to_json(priors),
+        digest.hexdigest(),
+        version("pymc"),
+        version("pytensor"),
+    )
 
 
 @dataclass(repr=False)
@@ -249,6 +339,8 @@ class EnvelopeFit(MethodResult, AllocationAnswers):
         ``beta`` per curve, ``sigma`` and (AR(1)) ``rho``.
     data
         The curves as arrays.
+    priors
+        The prior of every parameter of :func:`default_priors` the fit used.
     grid
         Compute values of the envelope, with how many runs cover each.
     """
@@ -258,6 +350,7 @@ class EnvelopeFit(MethodResult, AllocationAnswers):
     idata: Any
     data: CurveData
     correlation: str
+    priors: dict[str, Prior]
     sampler: SamplerConfig
     random_seed: int | None
     diagnostics: dict[str, Any]
@@ -329,6 +422,7 @@ class EnvelopeFit(MethodResult, AllocationAnswers):
             "n_points": len(self.data.run),
             "n_runs": len(self.data.params),
             "prob": prob,
+            "priors": {name: prior.to_dict() for name, prior in sorted(self.priors.items())},
             "correlation": self.correlation,
             **self.exponents(prob, kind),
             "sigma": interval_dict(self.posterior["sigma"], prob, kind),
@@ -350,7 +444,11 @@ class EnvelopeFit(MethodResult, AllocationAnswers):
         const = table_to_dataset(self.data.curves.frame, self.data.curves.source, "checkpoint")
         const = const.assign(frame_to_variables(self.grid, "_grid_", "grid"))
         observed = xr.Dataset({"log_loss": (("checkpoint",), self.data.log_loss)})
-        settings = {"correlation": self.correlation, "grid_columns": [str(c) for c in self.grid.columns]}
+        settings = {
+            "correlation": self.correlation,
+            "priors": priors_to_json(self.priors),
+            "grid_columns": [str(c) for c in self.grid.columns],
+        }
         return with_data(self.idata, const, observed), settings
 
     @classmethod
@@ -365,6 +463,7 @@ class EnvelopeFit(MethodResult, AllocationAnswers):
             idata=idata,
             data=prepare(Curves(frame=frame, source=source)),
             correlation=correlation,
+            priors=resolve_priors(correlation, priors_setting(settings)),
             **common,
             grid=grid,
         )
@@ -417,6 +516,7 @@ def fit_envelope(
     curves: Any,
     *,
     correlation: str = "ar1",
+    priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     grid_size: int = 60,
     sampler: SamplerSettings | None = None,
     random_seed: int | None = None,
@@ -434,6 +534,10 @@ def fit_envelope(
     correlation
         ``"ar1"`` (default): residuals of one run follow an AR(1) series;
         ``"none"``: independent checkpoints (overconfident; for comparison).
+    priors
+        Priors replacing the defaults (:func:`default_priors`), by parameter name, on the
+        support each is sampled on (:func:`resolve_priors`). Each run's ``E`` takes none: its
+        prior is centred on the run's lowest loss.
     grid_size
         Number of compute values of the envelope.
     sampler, random_seed, progressbar
@@ -451,15 +555,14 @@ def fit_envelope(
     EnvelopeFit
     """
     curves_obj = Curves.from_any(curves)
-    if correlation not in CORRELATIONS:
-        raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
+    merged = resolve_priors(correlation, priors)  # (checks the correlation)
     if curves_obj.frame["params"].nunique() < 3:
         raise RunsError("the envelope needs curves of at least 3 model sizes")
     data = prepare(curves_obj)
     grid = compute_grid(data, grid_size)
     names = ["log_E", "log_G_at_ref", "beta", "sigma", "rho"]
     config = resolve_sampler(SAMPLER_DEFAULTS, sampler)
-    whitening = laplace(data, correlation) if whiten else None
+    whitening = laplace(data, correlation, merged) if whiten else None
     if whitening is not None and choose_backend(config.backend) == "numpyro":
         # Whitened, the posterior is near N(0, I): a diagonal metric is enough, and a dense one
         # is worse: estimated in warm-up's first windows from tens of draws of 60+ coordinates,
@@ -467,12 +570,14 @@ def fit_envelope(
         # points, 20 runs: warm-up 45 s dense against 5 s diagonal, 36 against 15 steps after).
         nuts = {**config.extra.get("nuts_kwargs", {}), "dense_mass": False}
         config = replace(config, extra={**config.extra, "nuts_kwargs": nuts})
-    model = build_model(data, correlation, *(whitening or (None, None)))
+    shift, root = whitening or (None, None)
+    model = build_model(data, correlation, shift, root, merged)
     idata, report, used = sample_checked(model, names, config, random_seed, progressbar, warn)
     return EnvelopeFit(
         idata=idata,
         data=data,
         correlation=correlation,
+        priors=merged,
         sampler=used,
         random_seed=random_seed,
         diagnostics=report,

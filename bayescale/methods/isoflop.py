@@ -10,6 +10,8 @@ point estimates of the minima.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -29,9 +31,13 @@ from bayescale.methods.saved import (
     check_setting,
     frame_from_variables,
     frame_to_variables,
+    priors_setting,
     with_data,
 )
+from bayescale.model.laws.base import Parameter
 from bayescale.model.likelihoods import pymc_noise
+from bayescale.model.priors import Prior, override_priors, priors_to_json
+from bayescale.model.pymc_model import NU, SIGMA
 from bayescale.posterior.intervals import AllocationAnswers, interval_dict, interval_table
 from bayescale.posterior.query import make_query
 
@@ -64,6 +70,69 @@ SHAPES = ("parabola", "skewed")
 
 #: Sampler settings of :func:`fit_isoflop` unless told otherwise (``sampler=`` or keywords).
 SAMPLER_DEFAULTS: dict[str, Any] = {**BASE_SAMPLER_DEFAULTS, "target_accept": 0.95}
+
+
+A = Parameter(
+    "a",
+    Prior("Normal", mu=0.5, sigma=0.3),
+    "Hoffmann et al. found a = 0.49-0.50, Kaplan et al. 0.73; centred on 0.5, 90% in 0.0-1.0",
+    "exponent of the optimal size: N_opt ∝ C^a",
+)
+X_CENTER = Parameter(
+    "x_center",
+    Prior("Normal", mu=0.0, sigma=3.0),
+    "the optimum at the mean budget lies near the sizes run: sd 3 on log N (a factor 20 per sd)",
+    "log N_opt at the mean log budget, relative to the runs' mean log N",
+)
+TAU = Parameter(
+    "tau",
+    Prior("HalfNormal", sigma=0.3),
+    "0 when the budgets' optima lie on the power law exactly; scale 0.3 on log N (a factor 1.35)",
+    "scatter of the budgets' log N_opt about the line",
+)
+LOG_CURVATURE = Parameter(
+    "log_curvature",
+    Prior("Normal", mu=math.log(0.05), sigma=1.5),
+    "median 0.05: log loss 5% above the minimum a factor e from N_opt; sd 1.5 (a factor 4.5 per sd)",
+    "log of each budget's profile curvature (one per budget)",
+)
+SKEW = Parameter(
+    "skew",
+    Prior("Normal", mu=0.0, sigma=2.0),
+    "0 is the parabola; sd 2 lets the loss rise faster on either side (large, under-trained models)",
+    "skewness s of the profiles (shape='skewed')",
+)
+
+#: Sampled variables whose prior is not among :func:`default_priors`, with why.
+NOT_OVERRIDABLE = {
+    "log_loss_opt": "its prior is centred on each budget's best run (data), N(best log loss, 1)",
+    "vertex_z": "the budgets' standardised offsets from the line, N(0, 1) by construction (tau scales them)",
+}
+
+
+def default_priors(likelihood: str = "student_t", shape: str = "skewed") -> dict[str, Parameter]:
+    """The parameters of the IsoFLOP model with their default priors and reasons.
+
+    Not listed: ``log_loss_opt``, whose prior is centred on each budget's best run, and
+    ``vertex_z``, the standard-normal offsets of the budgets' optima from the line.
+    """
+    params = (A, X_CENTER, TAU, LOG_CURVATURE) + ((SKEW,) if shape == "skewed" else ()) + (SIGMA,)
+    params += (NU,) if likelihood == "student_t" else ()
+    return {p.name: p for p in params}
+
+
+#: Parameters whose prior must stay on positive values (they are scales).
+POSITIVE = ("tau", "sigma", "nu")
+
+
+def resolve_priors(
+    likelihood: str = "student_t",
+    shape: str = "skewed",
+    priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
+) -> dict[str, Prior]:
+    """The default priors with ``priors`` in their place; PriorError for a name not in the model."""
+    defaults = {name: p.prior for name, p in default_priors(likelihood, shape).items()}
+    return override_priors(defaults, priors, POSITIVE, NOT_OVERRIDABLE)
 
 
 def group_budgets(compute: np.ndarray, tol: float = DEFAULT_BUDGET_TOL) -> tuple[np.ndarray, pd.DataFrame]:
@@ -227,13 +296,24 @@ def prepare(
     )
 
 
-def build_model(data: IsoflopData, likelihood: str = "student_t", shape: str = "skewed") -> Any:
+def build_model(
+    data: IsoflopData,
+    likelihood: str = "student_t",
+    shape: str = "skewed",
+    priors: Mapping[str, Prior] | None = None,
+) -> Any:
     """The PyMC model of the IsoFLOP profiles of ``data``.
 
     Coordinates are centred on the data (log N on its mean, log C on the mean
-    over budgets) so the sampler sees parameters of order one.
+    over budgets) so the sampler sees parameters of order one. ``priors``: the prior
+    of every parameter of :func:`default_priors` (default: those defaults).
     """
     import pymc as pm
+
+    if shape not in SHAPES:
+        raise BayescaleError(f"unknown profile shape {shape!r}; use one of {list(SHAPES)}")
+    if priors is None:
+        priors = resolve_priors(likelihood, shape)
 
     budgets = data.budgets[data.budgets["used"]].reset_index(drop=True)
     keep = data.used
@@ -247,26 +327,25 @@ def build_model(data: IsoflopData, likelihood: str = "student_t", shape: str = "
     y_start = np.array([y[idx == b].min() for b in range(len(budgets))])
     coords = {"budget": np.arange(len(budgets)), "run": np.arange(int(keep.sum()))}
     with pm.Model(coords=coords) as model:
-        a = pm.Normal("a", mu=0.5, sigma=0.3)
-        x_center = pm.Normal("x_center", mu=0.0, sigma=3.0)
-        tau = pm.HalfNormal("tau", sigma=0.3)
+        # (the order the variables are created in fixes the draws at a seed: keep it)
+        a = priors["a"].create_variable("a")
+        x_center = priors["x_center"].create_variable("x_center")
+        tau = priors["tau"].create_variable("tau")
         z = pm.Normal("vertex_z", 0.0, 1.0, dims="budget")
         vertex = x_center + a * (log_c - c_mean) + tau * z
         pm.Deterministic("log_params_opt", vertex + x_mean, dims="budget")
         log_loss_opt = pm.Normal("log_loss_opt", mu=y_start, sigma=1.0, dims="budget")
-        log_curv = pm.Normal("log_curvature", mu=np.log(0.05), sigma=1.5, dims="budget")
+        log_curv = priors["log_curvature"].create_variable("log_curvature", dims="budget")
         curvature = pm.Deterministic("curvature", pm.math.exp(log_curv), dims="budget")
         u = x - x_mean - vertex[idx]
         if shape == "skewed":
-            skew = pm.Normal("skew", mu=0.0, sigma=2.0)
+            skew = priors["skew"].create_variable("skew")
             bowl = (pm.math.exp(skew * u) - 1.0 - skew * u) / skew**2 * 2.0
-        elif shape == "parabola":
-            bowl = u**2
         else:
-            raise BayescaleError(f"unknown profile shape {shape!r}; use one of {list(SHAPES)}")
-        sigma = pm.HalfNormal("sigma", sigma=0.05)
+            bowl = u**2
+        sigma = priors["sigma"].create_variable("sigma")
         mu = log_loss_opt[idx] + curvature[idx] * bowl
-        nu = pm.Gamma("nu", alpha=2.0, beta=0.1) if likelihood == "student_t" else None
+        nu = priors["nu"].create_variable("nu") if likelihood == "student_t" else None
         pymc_noise(likelihood, mu, sigma, nu, "log_loss", observed=y, dims="run")
         pm.Deterministic("log_k", x_center + x_mean - a * c_mean)
     return model
@@ -284,6 +363,8 @@ class IsoflopFit(MethodResult, AllocationAnswers):
         ``log_params_opt``, ``log_loss_opt`` and ``curvature``.
     data
         The runs with their budget grouping (``data.budgets``).
+    priors
+        The prior of every parameter of :func:`default_priors` the fit used.
     diagnostics
         r_hat, bulk ESS and divergences of the sampled parameters.
     """
@@ -294,6 +375,7 @@ class IsoflopFit(MethodResult, AllocationAnswers):
     data: IsoflopData
     shape: str
     likelihood: str
+    priors: dict[str, Prior]
     sampler: SamplerConfig
     random_seed: int | None
     diagnostics: dict[str, Any]
@@ -341,6 +423,7 @@ class IsoflopFit(MethodResult, AllocationAnswers):
         return {
             "n_runs": int(self.data.used.sum()),
             "prob": prob,
+            "priors": {name: prior.to_dict() for name, prior in sorted(self.priors.items())},
             **self.exponents(prob, kind),
             "log_k": interval_dict(self.posterior["log_k"], prob, kind),
             "tau": interval_dict(self.posterior["tau"], prob, kind),
@@ -366,6 +449,7 @@ class IsoflopFit(MethodResult, AllocationAnswers):
         settings = {
             "shape": self.shape,
             "likelihood": self.likelihood,
+            "priors": priors_to_json(self.priors),
             "kappa": data.kappa,
             "kappa_spread": data.kappa_spread,
             "window": data.window,
@@ -401,11 +485,13 @@ class IsoflopFit(MethodResult, AllocationAnswers):
             neighbours=neighbours,
             bracketed=settings["bracketed"],
         )
+        priors = resolve_priors(settings["likelihood"], settings["shape"], priors_setting(settings))
         return cls(
             idata=idata,
             data=data,
             shape=settings["shape"],
             likelihood=settings["likelihood"],
+            priors=priors,
             **common,
         )
 
@@ -440,6 +526,7 @@ def fit_isoflop(
     bracketed: bool = True,
     shape: str = "skewed",
     likelihood: str = "student_t",
+    priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     sampler: SamplerSettings | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
@@ -483,6 +570,10 @@ def fit_isoflop(
         (default) or ``"parabola"`` (Hoffmann et al.); see :data:`SHAPES`.
     likelihood
         ``"student_t"`` (default) or ``"normal"`` noise on log loss about the parabolas.
+    priors
+        Priors replacing the defaults (:func:`default_priors`), by parameter name; ``tau``,
+        ``sigma`` and ``nu`` keep priors on positive values. ``log_loss_opt`` (centred on each
+        budget's best run) and ``vertex_z`` (standard normal) take none.
     sampler, random_seed, progressbar
         Sampler settings, seed and progress bar (see :func:`bayescale.fit`); the sampler's
         defaults are :data:`SAMPLER_DEFAULTS`.
@@ -503,17 +594,19 @@ def fit_isoflop(
         runs_obj = runs_obj.subset(runs_obj.frame["group"].to_numpy() == group)
     if shape not in SHAPES:
         raise BayescaleError(f"unknown profile shape {shape!r}; use one of {list(SHAPES)}")
+    merged = resolve_priors(likelihood, shape, priors)
     data = prepare(runs_obj, budget_tol, window=window, neighbours=neighbours, bracketed=bracketed)
     config = resolve_sampler(SAMPLER_DEFAULTS, sampler)
     names = [*GLOBAL_PARAMETERS, "vertex_z", "log_loss_opt", "log_curvature"]
     idata, report, used = sample_checked(
-        build_model(data, likelihood, shape), names, config, random_seed, progressbar, warn
+        build_model(data, likelihood, shape, merged), names, config, random_seed, progressbar, warn
     )
     return IsoflopFit(
         idata=idata,
         data=data,
         shape=shape,
         likelihood=likelihood,
+        priors=merged,
         sampler=used,
         random_seed=random_seed,
         diagnostics=report,

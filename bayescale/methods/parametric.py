@@ -215,7 +215,7 @@ class Fit:
         return pd.DataFrame(rows).set_index("parameter")
 
     def to_dict(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
-        """JSON-ready: the law, the runs, each parameter's interval, the diagnostics and residual trends.
+        """JSON-ready: the law, the runs, the priors, each parameter's interval, diagnostics, residual trends.
 
         r_hat and ESS are ``None`` where undefined (fixed parameters, a single chain).
         """
@@ -233,6 +233,7 @@ class Fit:
             "law": self.law.name,
             "n_runs": len(self.runs),
             "prob": prob,
+            "priors": {name: prior.to_dict() for name, prior in sorted(self.priors.items())},
             "parameters": parameters,
             "diagnostics": {
                 "divergences": diag["divergences"],

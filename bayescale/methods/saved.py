@@ -17,6 +17,7 @@ import xarray as xr
 
 from bayescale.errors import BayescaleError
 from bayescale.inference import container
+from bayescale.model.priors import Prior, priors_from_json
 from bayescale.posterior.result import draws_text, html_card, intervals_frame, short_repr, verdict
 
 #: Interval of the parameter tables shown by ``_repr_html_`` (the summaries' default).
@@ -27,6 +28,16 @@ def check_setting(name: str, value: Any, ok: bool) -> None:
     """Raise TypeError naming a saved setting whose value is not one bayescale writes."""
     if not ok:
         raise TypeError(f"setting {name!r} has a value bayescale does not write: {value!r}")
+
+
+def priors_setting(settings: Mapping[str, Any]) -> dict[str, Prior] | None:
+    """The priors in a method's saved settings (:func:`~bayescale.model.priors.priors_to_json`).
+
+    ``None`` for a file written before the method's priors could be given: it used the defaults.
+    """
+    saved = settings.get("priors")
+    check_setting("priors", saved, saved is None or isinstance(saved, str))
+    return None if saved is None else priors_from_json(saved)
 
 
 def frame_to_variables(frame: pd.DataFrame, prefix: str, dim: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ import xarray as xr
 
 from bayescale.data.curves import Curves
 from bayescale.data.storage import table_from_dataset, table_to_dataset
-from bayescale.errors import BayescaleError, PriorError, RunsError, RunsWarning
+from bayescale.errors import BayescaleError, RunsError, RunsWarning
 from bayescale.inference import container
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler, sample_checked
@@ -48,8 +48,8 @@ from bayescale.model.laws import ops as _ops
 from bayescale.model.laws.base import Parameter
 from bayescale.model.laws.kaplan import KAPLAN_ALPHA_N, N_C
 from bayescale.model.likelihoods import ar1_innovations, pymc_noise
-from bayescale.model.priors import Prior, as_prior, priors_from_json, priors_to_json
-from bayescale.model.pymc_model import NU, SIGMA, check_likelihood
+from bayescale.model.priors import Prior, override_priors, priors_from_json, priors_to_json
+from bayescale.model.pymc_model import NU, RHO, SIGMA, check_likelihood
 from bayescale.posterior.intervals import AllocationAnswers, check_interval, interval_dict, interval_table
 from bayescale.posterior.query import make_query
 
@@ -99,13 +99,6 @@ ALPHA_B = Parameter(
     "Kaplan's alpha_B is 0.21 (B_crit ~ L^-4.8); median 0.21, 90% in 0.09-0.48",
     "exponent of the critical batch size: B_crit = B* / L^(1/alpha_B)",
 )
-RHO = Parameter(
-    "rho",
-    Prior("Beta", alpha=2.0, beta=2.0),
-    "checkpoints of one run share its history; Beta(2, 2) as in the envelope model",
-    "AR(1) correlation of successive residuals within a run",
-)
-
 LAW_PARAMETERS = (KAPLAN_ALPHA_N, ALPHA_S, N_C, S_C)
 BATCH_PARAMETERS = (B_STAR, ALPHA_B)
 
@@ -757,6 +750,7 @@ class StepsFit(MethodResult, AllocationAnswers):
             "n_points": len(self.data.run),
             "n_runs": len(self.data.curves.run_names),
             "prob": prob,
+            "priors": {name: prior.to_dict() for name, prior in sorted(self.priors.items())},
             "correlation": self.correlation,
             "likelihood": self.likelihood,
             "critical_batch_fitted": self.data.batch_fitted,
@@ -888,16 +882,7 @@ def fit_steps(
     if data.curves.frame["params"].nunique() < 2:
         raise RunsError("L(N, S) needs curves of at least 2 model sizes")
     params = default_priors(data.batch_fitted, correlation, likelihood)
-    merged = {name: p.prior for name, p in params.items()}
-    for name, spec in (priors or {}).items():
-        if name not in merged:
-            raise PriorError(
-                f"prior given for {name!r}, not a parameter of this model; parameters: {list(merged)}"
-            )
-        merged[name] = as_prior(spec)
-    for name in ("N_c", "S_c", "B_star"):
-        if name in merged and not merged[name].is_positive:
-            raise PriorError(f"prior of {name!r} must be on positive values, got {merged[name]!r}")
+    merged = override_priors({name: p.prior for name, p in params.items()}, priors, ("N_c", "S_c", "B_star"))
     config = resolve_sampler(SAMPLER_DEFAULTS, sampler)
     free = [n for n in merged if n not in ("N_c", "S_c", "B_star")]
     free += ["N_c_log_at_ref", "S_c_log_at_ref"] + (["B_crit_log_at_ref"] if data.batch_fitted else [])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -130,11 +130,20 @@ class Prior:
         rest = {k: v for k, v in spec.items() if k != "distribution"}
         return cls(str(spec["distribution"]), **rest)
 
-    def create_variable(self, name: str) -> Any:
-        """Create the PyMC random variable ``name`` in the current model context."""
+    def create_variable(self, name: str, **kwargs: Any) -> Any:
+        """Create the PyMC random variable ``name`` in the current model context.
+
+        Parameters
+        ----------
+        name
+            The variable's name in the model.
+        **kwargs
+            Passed on to the PyMC distribution with the prior's own arguments: its shape,
+            e.g. ``dims="budget"`` for one variable per budget, or ``shape=``, ``initval=``.
+        """
         import pymc as pm
 
-        return getattr(pm, self.distribution)(name, **self.kwargs)
+        return getattr(pm, self.distribution)(name, **self.kwargs, **kwargs)
 
     def sample(self, rng: np.random.Generator, size: int | tuple[int, ...]) -> np.ndarray:
         """Draw from the prior with numpy (no PyMC model needed)."""
@@ -226,6 +235,15 @@ def bounds(prior: Prior) -> tuple[float, float]:
     return k.get("lower", -math.inf), k.get("upper", math.inf)
 
 
+def support(prior: Prior) -> tuple[float, float]:
+    """The interval every draw of ``prior`` lies in (its ends may be infinite)."""
+    if prior.distribution in POSITIVE_DISTRIBUTIONS:
+        return 0.0, math.inf
+    if prior.distribution == "Beta":
+        return 0.0, 1.0
+    return bounds(prior)  # Normal, StudentT: the whole line; Uniform, TruncatedNormal: their bounds
+
+
 def _normal_log_density(x: Any, mu: float, sigma: float) -> Any:
     z = (x - mu) / sigma
     return -0.5 * z * z - math.log(sigma) - 0.5 * _LOG_2PI
@@ -262,6 +280,46 @@ def as_prior(value: Prior | Mapping[str, Any]) -> Prior:
     if isinstance(value, Mapping):
         return Prior.from_dict(value)
     raise PriorError(f"a prior must be a Prior or a dict, got {type(value).__name__}")
+
+
+def override_priors(
+    defaults: Mapping[str, Prior],
+    given: Mapping[str, Prior | Mapping[str, Any]] | None,
+    positive: Iterable[str] = (),
+    not_overridable: Mapping[str, str] | None = None,
+) -> dict[str, Prior]:
+    """The default priors with the ``given`` ones in their place, every name checked.
+
+    Parameters
+    ----------
+    defaults
+        The model's parameters and their default priors, by name.
+    given
+        Priors replacing some defaults (:class:`Prior` or its dict form), by parameter name.
+    positive
+        Parameters that must keep a prior on positive values (:attr:`Prior.is_positive`).
+    not_overridable
+        Parameters of the model whose prior cannot be given, with why; named in the error.
+
+    Raises
+    ------
+    PriorError
+        For a name that is not a parameter (listing those that are), or a prior of a
+        ``positive`` parameter that allows values <= 0.
+    """
+    merged = dict(defaults)
+    for name, spec in (given or {}).items():
+        if not_overridable and name in not_overridable:
+            raise PriorError(f"the prior of {name!r} cannot be given: {not_overridable[name]}")
+        if name not in merged:
+            raise PriorError(
+                f"prior given for {name!r}, not a parameter of this model; parameters: {list(merged)}"
+            )
+        merged[name] = as_prior(spec)
+    for name in positive:
+        if name in merged and not merged[name].is_positive:
+            raise PriorError(f"prior of {name!r} must be on positive values, got {merged[name]!r}")
+    return merged
 
 
 def priors_to_json(priors: Mapping[str, Prior]) -> str:

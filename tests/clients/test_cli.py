@@ -189,6 +189,55 @@ def test_target_accept_reaches_fit_and_is_checked(capsys, monkeypatch, tmp_path)
         assert "--target-accept" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("command", "data", "module", "function", "parameter"),
+    [
+        ("isoflop", "porian-isoflop", "isoflop", "fit_isoflop", "a"),
+        ("envelope", "gemstones", "envelope", "fit_envelope", "beta"),
+        ("steps", "gemstones", "training_steps", "fit_steps", "alpha_S"),
+    ],
+)
+def test_method_priors_file_reaches_the_fit_and_bad_ones_exit_2(
+    capsys, monkeypatch, tmp_path, command, data, module, function, parameter
+):
+    import importlib
+
+    from bayescale.model.priors import Prior
+
+    good = tmp_path / "priors.toml"
+    good.write_text(f'[{parameter}]\ndistribution = "LogNormal"\nmu = -1.0\nsigma = 0.1\n')
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text('{"gamma": {"distribution": "Normal", "mu": 0, "sigma": 1}}')
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    code, _, err = run(capsys, command, data, "--priors", broken)
+    assert code == 2 and err.startswith("error: ") and "not valid json" in err
+    if command != "isoflop":  # (porian-isoflop holds several groups: refused before the priors are read)
+        code, _, err = run(capsys, command, data, "--priors", unknown)
+        last = err.splitlines()[-1]  # (steps on one batch size warns first)
+        assert code == 2 and last.startswith("error: ") and "'gamma', not a parameter of this model" in last
+    seen = {}
+
+    def fake_fit(*args, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop before sampling
+
+    monkeypatch.setattr(importlib.import_module(f"bayescale.methods.{module}"), function, fake_fit)
+    run(capsys, command, data, "--priors", good)
+    assert seen["priors"] == {parameter: Prior("LogNormal", mu=-1.0, sigma=0.1)}
+    run(capsys, command, data)
+    assert seen["priors"] is None
+
+
+def test_laws_lists_the_methods_priors(capsys):
+    code, out, _ = run(capsys, "laws")
+    assert code == 0
+    methods = out.split("the methods' default priors")[1]
+    for line in ("  a         Normal(mu=0.5, sigma=0.3)", "  G_at_ref  LogNormal(mu=-1, sigma=2)"):
+        assert line in methods
+    assert "  rho       Beta(alpha=2, beta=2)" in methods and "alpha_B" in methods
+
+
 def test_compare_methods_steps_row(tmp_path, capsys, monkeypatch):
     """Kaplan's L(N, S) as a compare-methods row: a, b, the optimum and what it assumed (opt-in).
 

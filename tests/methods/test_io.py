@@ -235,7 +235,7 @@ def test_same_seed_same_data_same_posterior_bit_for_bit():
     from conftest import TRUE_CHINCHILLA, simulate_ladder
 
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=21)
-    tiny = {"draws": 30, "tune": 40, "chains": 2, "progressbar": False, "warn": False}
+    tiny = {"sampler": {"draws": 30, "tune": 40, "chains": 2}, "progressbar": False, "warn": False}
     first = bs.fit(runs, law="kaplan-n", random_seed=5, **tiny)
     again = bs.fit(runs, law="kaplan-n", random_seed=5, **tiny)
     for name in first.posterior.data_vars:

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import QUICK, TRUE_CHINCHILLA, quick, simulate_isoflop
-from saved_results import check_html_escapes_file_text, check_refusals, round_trip
+from saved_results import check_html_escapes_file_text, check_refusals, round_trip, without_setting
 
 import bayescale as bs
-from bayescale.methods.isoflop import fit_isoflop, group_budgets, in_window, prepare
+from bayescale.methods.isoflop import default_priors, fit_isoflop, group_budgets, in_window, prepare
 
 PORIAN_FINAL = "rw|tuned|short|const|standard|val"
 
@@ -99,6 +99,7 @@ def test_saved_fit_answers_the_same_and_altered_files_are_refused(simulated_fit,
     assert loaded.optimal([1e20, 1e22]).equals(simulated_fit.optimal([1e20, 1e22]))
     assert loaded.budget_table().equals(simulated_fit.budget_table())
     assert loaded.budgets.equals(simulated_fit.budgets)
+    assert loaded.priors == simulated_fit.priors
     check_refusals(path, tmp_path, array="_budgets_used", setting="shape", bad_value="cubic")
     check_html_escapes_file_text(path, tmp_path, capsys)
 
@@ -108,6 +109,41 @@ def test_html_shows_the_exponents_and_verdict(simulated_fit):
     a = simulated_fit.exponents()["a"]
     assert "IsoFLOP fit" in text and f"{a['median']:.4g}" in text and "5 of 5 used" in text
     assert "diagnostics" in text and len(text) < 6000
+
+
+def test_priors_are_checked_by_name_and_support():
+    runs = simulate_isoflop(0)
+    names = r"\['a', 'x_center', 'tau', 'log_curvature', 'skew', 'sigma', 'nu'\]"
+    with pytest.raises(bs.PriorError, match=rf"'alpha', not a parameter of this model; parameters: {names}"):
+        fit_isoflop(runs, priors={"alpha": bs.Prior("Normal", mu=0.5, sigma=0.1)}, **QUICK)
+    with pytest.raises(bs.PriorError, match="'skew', not a parameter"):  # the parabola has no skew
+        fit_isoflop(runs, shape="parabola", priors={"skew": bs.Prior("Normal", mu=0, sigma=1)}, **QUICK)
+    with pytest.raises(bs.PriorError, match="'nu', not a parameter"):
+        fit_isoflop(runs, likelihood="normal", priors={"nu": bs.Prior("Gamma", alpha=2, beta=1)}, **QUICK)
+    with pytest.raises(bs.PriorError, match="prior of 'sigma' must be on positive values"):
+        fit_isoflop(runs, priors={"sigma": bs.Prior("Normal", mu=0.05, sigma=0.01)}, **QUICK)
+    with pytest.raises(bs.PriorError, match=r"prior of 'log_loss_opt' cannot be given: .*best run"):
+        fit_isoflop(runs, priors={"log_loss_opt": bs.Prior("Normal", mu=1, sigma=1)}, **QUICK)
+    assert list(default_priors("normal", "parabola")) == ["a", "x_center", "tau", "log_curvature", "sigma"]
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.FitWarning")  # tiny fits: diagnostics not under test
+def test_a_prior_given_moves_the_posterior_and_is_saved(tmp_path):
+    """A tight prior on a pulls its posterior there; the fit keeps it, saved and loaded; a file
+    saved before the priors were (no priors setting) loads with the defaults."""
+    tight = bs.Prior("Normal", mu=0.3, sigma=0.002)  # the simulated profiles have a = 0.45
+    fit = fit_isoflop(
+        simulate_isoflop(seed=4),
+        priors={"a": {"distribution": "Normal", "mu": 0.3, "sigma": 0.002}},
+        random_seed=1,
+        **quick(draws=100, tune=100),
+    )
+    assert float(fit.posterior["a"].mean()) == pytest.approx(0.3, abs=0.01)
+    assert fit.priors == {**{n: p.prior for n, p in default_priors().items()}, "a": tight}
+    loaded, path = round_trip(fit, tmp_path)
+    assert loaded.priors == fit.priors
+    old = bs.load_fit(without_setting(path, tmp_path, "priors"))
+    assert old.priors == {n: p.prior for n, p in default_priors().items()}
 
 
 @pytest.mark.slow

@@ -134,3 +134,45 @@ def test_log_density_written_once_matches_pymc_on_every_backend(case):
     v = pt.dvector("x")
     tensor_value = pytensor.function([v], prior.log_density(v, ops.tensor()))(x)
     np.testing.assert_allclose(tensor_value, expected, rtol=RTOL, atol=ATOL)
+
+
+def test_create_variable_passes_its_keywords_to_pymc():
+    import pymc as pm
+
+    with pm.Model(coords={"budget": ["a", "b", "c"]}) as model:
+        Prior("Normal", mu=0.0, sigma=1.0).create_variable("v", dims="budget")
+    assert model.named_vars_to_dims["v"] == ("budget",)
+    assert model.initial_point()["v"].shape == (3,)
+
+
+def test_override_priors_checks_names_and_positive_parameters():
+    from bayescale.model.priors import override_priors
+
+    defaults = {"a": Prior("Normal", mu=0.5, sigma=0.3), "tau": Prior("HalfNormal", sigma=0.3)}
+    merged = override_priors(defaults, {"a": {"distribution": "Normal", "mu": 0.2, "sigma": 0.1}}, ("tau",))
+    assert merged == {"a": Prior("Normal", mu=0.2, sigma=0.1), "tau": defaults["tau"]}
+    assert override_priors(defaults, None) == defaults
+    with pytest.raises(PriorError, match=r"'b', not a parameter of this model; parameters: \['a', 'tau'\]"):
+        override_priors(defaults, {"b": Prior("Normal", mu=0, sigma=1)})
+    with pytest.raises(PriorError, match="prior of 'tau' must be on positive values"):
+        override_priors(defaults, {"tau": Prior("Normal", mu=0, sigma=1)}, ("tau",))
+    with pytest.raises(PriorError, match="the prior of 'z' cannot be given: standard normal"):
+        override_priors(
+            defaults, {"z": Prior("Normal", mu=0, sigma=1)}, not_overridable={"z": "standard normal"}
+        )
+
+
+@pytest.mark.parametrize(
+    ("prior", "expected"),
+    [
+        (Prior("Normal", mu=0, sigma=1), (-np.inf, np.inf)),
+        (Prior("Gamma", alpha=2, beta=1), (0.0, np.inf)),
+        (Prior("Beta", alpha=2, beta=2), (0.0, 1.0)),
+        (Prior("Uniform", lower=0.2, upper=0.9), (0.2, 0.9)),
+        (Prior("TruncatedNormal", mu=0, sigma=1, lower=0), (0.0, np.inf)),
+    ],
+)
+def test_support(prior, expected):
+    from bayescale.model.priors import support
+
+    assert support(prior) == expected
