@@ -17,6 +17,9 @@ diagnostics and saving. Per ladder and backend:
   programs in the on-disk cache (a fit of a shape seen before);
 - ``new``: the CLI on an empty program cache, minus ``cold`` (the first fit of
   a new shape; fast path only, skipped with ``--quick``);
+- ``-1 run``: the ladder less one run, fitted once with the ladder's programs in the
+  cache, minus ``cold``: a ladder of a size not fitted before, as a user's next one
+  (fast path only, skipped with ``--quick``);
 - ``warm``: a second fit in one process (``bayescale.cli.main`` called twice;
   fast path only);
 - ``steps``: median leapfrog steps per draw, ``maxdepth``: share of draws at
@@ -62,6 +65,8 @@ class Ladder:
     frame: pd.DataFrame | None = None
     path: Path | None = None
     options: list[str] = field(default_factory=list)
+    #: Columns that name a run of a raw file (rows sharing them are one run after ``--best-of``).
+    run_columns: tuple[str, ...] = ()
 
     def source(self, folder: Path) -> str:
         if self.path is not None:
@@ -70,6 +75,18 @@ class Ladder:
         if not path.exists():
             assert self.frame is not None
             self.frame.to_csv(path, index=False)
+        return str(path)
+
+    def less_one_run(self, folder: Path) -> str:
+        """A runs file of the ladder less its last run (every raw row of it)."""
+        frame = pd.read_csv(self.source(folder))
+        if self.run_columns:
+            last = frame[list(self.run_columns)].iloc[-1]
+            frame = frame[~(frame[list(self.run_columns)] == last).all(axis=1)]
+        else:
+            frame = frame.iloc[:-1]
+        path = folder / f"{self.name}-less-one.csv"
+        frame.to_csv(path, index=False)
         return str(path)
 
 
@@ -108,6 +125,7 @@ def panel() -> list[Ladder]:
             "(Mis)Fitting best LR per (N, D), 81 of 261 rows",
             path=MISFITTING,
             options=["--column", "tokens=D", "--best-of", "peak_lr"],
+            run_columns=("N", "D"),
         )
     )
     borrowed = ["--priors-from", "epoch-chinchilla", "--prior-params", "A,B,alpha_N,alpha_D"]
@@ -213,6 +231,10 @@ def measure(ladder: Ladder, backend: str, seeds: list[int], args: argparse.Names
     row["ok"] = f"{sum(s['rhat'] <= 1.01 and s['ess'] >= 400 for s in stats)}/{len(stats)}"
     if backend == "auto":
         row["warm"] = warm(root, base, work, cache)
+    if backend == "auto" and not args.quick:
+        fewer = ["fit", ladder.less_one_run(work), *ladder.options, "--backend", backend]
+        wall, _, _ = cli(root, [*fewer, "--out", str(work / "less-one.nc"), "--seed", "1"], cache)
+        row["less_one_extra"] = wall - row["cold"]
     return row
 
 
@@ -253,6 +275,7 @@ def seeds_arg(text: str) -> list[int]:
 def table(rows: list[dict]) -> str:
     head = (
         f"{'ladder':<22} {'backend':<8} {'cold s':>7} {'max s':>6} {'warm s':>7} {'new +s':>7} "
+        f"{'-1 run +s':>9} "
         f"{'steps':>6} {'maxdepth':>8} {'min ESS':>8} {'max rhat':>8} {'div':>4} {'ok':>5}"
     )
     lines = [head, "-" * len(head)]
@@ -267,7 +290,8 @@ def table(rows: list[dict]) -> str:
             continue
         lines.append(
             f"{r['ladder']:<22} {r['backend']:<8} {num(r, 'cold', '.1f'):>7} {num(r, 'cold_max', '.1f'):>6} "
-            f"{num(r, 'warm', '.1f'):>7} {num(r, 'new_extra', '.1f'):>7} {num(r, 'steps', '.0f'):>6} "
+            f"{num(r, 'warm', '.1f'):>7} {num(r, 'new_extra', '.1f'):>7} "
+            f"{num(r, 'less_one_extra', '.1f'):>9} {num(r, 'steps', '.0f'):>6} "
             f"{num(r, 'maxdepth', '.1%'):>8} {num(r, 'ess', '.0f'):>8} {num(r, 'rhat', '.3f'):>8} "
             f"{r['div']:>4} {r['ok']:>5}"
         )
@@ -279,6 +303,13 @@ def table(rows: list[dict]) -> str:
             f"slowest {max(r['cold_max'] for r in auto):.1f} s; ladders with every seed ok: "
             f"{sum(r['ok'].split('/')[0] == r['ok'].split('/')[1] for r in auto)}"
         )
+        new = [r["new_extra"] for r in auto if "new_extra" in r]
+        fewer = [r["less_one_extra"] for r in auto if "less_one_extra" in r]
+        if new and fewer:
+            lines.append(
+                f"first fit on an empty cache: median +{statistics.median(new):.1f} s; the ladder less one "
+                f"run after it: median +{statistics.median(fewer):.1f} s, largest +{max(fewer):.1f} s"
+            )
     return "\n".join(lines)
 
 

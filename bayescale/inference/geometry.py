@@ -53,19 +53,16 @@ _MIN_SPAN = 1e-2
 
 @dataclass(frozen=True)
 class Term:
-    """One centred amplitude: its coordinate, its exponent's, and how far its covariate reaches below.
+    """One centred amplitude: its coordinate and its exponent's.
 
     Attributes
     ----------
     amplitude, exponent
         Indices of the amplitude's centred coordinate and of its exponent's (log scale).
-    below
-        ``ref - min`` of the log covariate over the runs (``> 0``).
     """
 
     amplitude: int
     exponent: int
-    below: float
 
 
 @dataclass(frozen=True)
@@ -77,12 +74,15 @@ class LevelAndDrops:
     ``constrain``, ``size``, ``sites``, ``data``, ...); positions are in the new
     coordinates, in the density's order: the level in ``E``'s place, each
     term's log drop in its amplitude's and ``log(alpha - alpha_min)`` in its
-    exponent's.
+    exponent's. ``below`` holds, per term, ``ref - min`` of its log covariate
+    over the runs (``> 0``): it depends on the runs, so it is data
+    (``data["below"]``), not a constant of the compiled programs.
     """
 
     density: Any
     level: int
     terms: tuple[Term, ...]
+    below: tuple[float, ...]
 
     @property
     def law(self) -> Any:
@@ -106,8 +106,13 @@ class LevelAndDrops:
 
     @property
     def data(self) -> Any:
-        """The density's data."""
-        return self.density.data
+        """The density's data, and ``below``."""
+        return {**self.density.data, "below": np.asarray(self.below)}
+
+    @property
+    def observations(self) -> int:
+        """The density's number of runs."""
+        return int(self.density.observations)
 
     @property
     def size(self) -> int:
@@ -124,31 +129,34 @@ class LevelAndDrops:
         """What the map bakes into a compiled program (part of its cache key)."""
         return ("level-and-drops", self.level, self.terms)
 
-    def to_density(self, w: Any, xp: Any = np) -> tuple[Any, Any]:
+    def to_density(self, w: Any, xp: Any = np, below: Any = None) -> tuple[Any, Any]:
         """The density's coordinates at ``w`` and ``log |J|`` of the map.
 
-        ``w`` has the coordinates on its last axis; ``xp`` is numpy or ``jax.numpy``.
+        ``w`` has the coordinates on its last axis; ``xp`` is numpy or ``jax.numpy``;
+        ``below`` is :attr:`below` (or ``data["below"]`` of a compiled program's argument).
         Each term in turn takes its share of what the level leaves (``R``, at
         first ``L_ref``): its exponent is ``alpha_min exp(softplus(4 (kappa - log alpha_min)) / 4)``, with
         ``alpha_min`` the exponent at which the term at the reference point
         would take all of ``R``, so every ``w`` gives ``E > 0``.
         """
+        below = self.below if below is None else below
         columns = [w[..., i] for i in range(self.size)]
         log_level = w[..., self.level]
         log_rest = log_level  # log R: the level less the terms placed so far
         log_jac = log_level
-        for t in self.terms:
+        for k, t in enumerate(self.terms):
+            reach = below[k]
             drop, kappa = w[..., t.amplitude], w[..., t.exponent]
             # t_ref (exp(alpha l) - 1) = drop and t_ref < R  <=>  alpha > log1p(drop / R) / l.
-            log_floor = xp.log(xp.logaddexp(0.0, drop - log_rest)) - np.log(t.below)
+            log_floor = xp.log(xp.logaddexp(0.0, drop - log_rest)) - xp.log(reach)
             # log alpha = log alpha_min + softplus(SHARPNESS (kappa - log alpha_min)) / SHARPNESS
             x = _SHARPNESS * (kappa - log_floor)
             above = xp.logaddexp(0.0, x) / _SHARPNESS  # log alpha - log alpha_min, precise when tiny
             floor = xp.exp(log_floor)
-            rise = floor * xp.exp(above) * t.below  # alpha l
+            rise = floor * xp.exp(above) * reach  # alpha l
             # What the term leaves of R, 1 - t_ref / R, without the cancellation of R - t_ref:
             # exp(alpha_min l) expm1((alpha - alpha_min) l) / expm1(alpha l).
-            left = floor * t.below + _log_expm1(floor * xp.expm1(above) * t.below, xp) - _log_expm1(rise, xp)
+            left = floor * reach + _log_expm1(floor * xp.expm1(above) * reach, xp) - _log_expm1(rise, xp)
             log_term = drop - _log_expm1(rise, xp)
             log_rest = log_rest + left
             log_jac = log_jac - xp.logaddexp(0.0, -x)  # d log alpha / d kappa = sigmoid(x)
@@ -164,11 +172,11 @@ class LevelAndDrops:
         for t in reversed(self.terms):
             rests.append(np.logaddexp(rests[-1], position[..., t.amplitude]))
         w[..., self.level] = rests[-1]
-        for t, log_rest in zip(self.terms, reversed(rests[1:]), strict=True):
+        for t, reach, log_rest in zip(self.terms, self.below, reversed(rests[1:]), strict=True):
             log_alpha, log_term = position[..., t.exponent], position[..., t.amplitude]
-            rise = np.exp(log_alpha) * t.below
+            rise = np.exp(log_alpha) * reach
             drop = log_term + rise + np.log(-np.expm1(-rise))
-            log_floor = np.log(np.logaddexp(0.0, drop - log_rest)) - np.log(t.below)
+            log_floor = np.log(np.logaddexp(0.0, drop - log_rest)) - np.log(reach)
             w[..., t.amplitude] = drop
             y = _SHARPNESS * (log_alpha - log_floor)  # softplus(x) = y  <=>  x = y + log(-expm1(-y))
             w[..., t.exponent] = log_floor + (y + np.log(-np.expm1(-y))) / _SHARPNESS
@@ -178,14 +186,14 @@ class LevelAndDrops:
         """Log density at ``w`` (JAX), Jacobian included."""
         import jax.numpy as jnp
 
-        position, log_jac = self.to_density(w, jnp)
+        position, log_jac = self.to_density(w, jnp, data["below"])
         return _nan_to_zero_density(self.density.logp(position, data) + log_jac)
 
     def logp_unchunked(self, w: Any, data: Any) -> Any:
         """:meth:`logp` through the density's unchunked likelihood (forward-mode differentiable)."""
         import jax.numpy as jnp
 
-        position, log_jac = self.to_density(w, jnp)
+        position, log_jac = self.to_density(w, jnp, data["below"])
         return _nan_to_zero_density(self.density.logp_unchunked(position, data) + log_jac)
 
     def initial_point(self) -> np.ndarray:
@@ -225,7 +233,7 @@ def reparametrise(density: Any) -> Any:
     level = index.get("E")
     if level is None or density.sites[level].transform != "log":
         return density
-    terms = []
+    terms, reaches = [], []
     for i, s in enumerate(density.sites):
         if s.transform != "centered" or s.exponent not in index:
             continue
@@ -235,19 +243,21 @@ def reparametrise(density: Any) -> Any:
         covariate = _covariate(density, i)
         if covariate is None:
             continue
-        below = s.ref - float(np.min(covariate))
+        below = float(density.data["ref"][s.name]) - float(np.min(covariate))
         if below < _MIN_SPAN:
             continue
-        terms.append(Term(i, exponent, below))
+        terms.append(Term(i, exponent))
+        reaches.append(below)
     if not terms:
         return density
-    return LevelAndDrops(density, level, tuple(terms))
+    return LevelAndDrops(density, level, tuple(terms), tuple(reaches))
 
 
 def _covariate(density: Any, site: int) -> np.ndarray | None:
-    """The log covariate of a centred amplitude (the one whose mean is its reference point)."""
+    """The log covariate of a centred amplitude over the runs (the padding left out)."""
     name = density.sites[site].name
+    runs = np.asarray(density.data["mask"]) > 0
     for c in density.law.centerings:
         if c.amplitude == name:
-            return np.asarray(density.data["x"][c.covariate])
+            return np.asarray(density.data["x"][c.covariate])[runs]
     return None

@@ -574,7 +574,8 @@ def _source_digest() -> bytes:
 def _structure(density: Any) -> tuple[Any, ...]:
     """What a program of ``density`` bakes in as constants: law, priors, fixed values, likelihood.
 
-    (The sites carry the priors and reference points; the runs are an argument.)
+    (The sites carry the priors. The runs, padded to a bucket of rows, their reference points and the
+    reaches of the level-and-drops map are arguments: every ladder of a bucket shares the programs.)
     """
     return (
         type(density.law).__qualname__,

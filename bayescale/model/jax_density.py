@@ -33,6 +33,31 @@ from bayescale.model.pymc_model import check_likelihood, law_covariates, model_p
 #: (8 KiB... 64 KiB each) stay in a core's L2 cache.
 CHUNK = 8192
 
+#: The smallest bucket of runs (see :func:`bucket`).
+_SMALLEST_BUCKET = 8
+
+
+def bucket(runs: int) -> int:
+    """The number of rows ``runs`` observations are padded to: a few shapes serve every ladder.
+
+    A compiled program is specific to the shapes of its arguments; padding to 8, 16, 32,
+    64, then a step of x1.5 or x4/3 (96, 128, 192, 256, ...: at most 50% more rows, most
+    ladders far fewer) lets a ladder of a new size reuse the programs of one in its bucket.
+    Above ``4 * CHUNK`` rows the steps are whole blocks of the chunked likelihood (at most
+    25% more rows).
+    """
+    if runs > 4 * CHUNK:
+        return -(-runs // CHUNK) * CHUNK
+    size = _SMALLEST_BUCKET
+    while size < runs:
+        if size < 64:
+            size *= 2
+        elif size & (size - 1) == 0:  # a power of two: 64 -> 96
+            size = size * 3 // 2
+        else:  # 96 -> 128
+            size = size * 4 // 3
+    return size
+
 
 def unsupported(law: ScalingLaw, priors: Mapping[str, Prior], likelihood: str) -> str | None:
     """Why the JAX density cannot represent this model, or ``None`` when it can.
@@ -86,8 +111,9 @@ class Site:
         The parameter's prior.
     transform
         ``"log"``, ``"interval"``, ``"logodds"``, ``"centered"`` or ``None``.
-    exponent, ref
-        For a centred amplitude: its exponent and the reference log covariate.
+    exponent
+        For a centred amplitude: its exponent (the reference log covariate, which depends
+        on the runs, is in the density's data, ``data["ref"][name]``).
     """
 
     name: str
@@ -95,7 +121,6 @@ class Site:
     prior: Prior
     transform: str | None
     exponent: str = ""
-    ref: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -103,8 +128,11 @@ class Density:
     """The log posterior density of a law on runs, on PyMC's unconstrained scale.
 
     ``logp(position, data)`` is a pure JAX function of a flat vector
-    (ordered as :attr:`sites`) and the data pytree :attr:`data`, so one
-    compiled sampler serves every data set of the same size.
+    (ordered as :attr:`sites`) and the data pytree :attr:`data`: the runs'
+    log covariates ``x`` and log losses ``y`` padded to :func:`bucket` rows,
+    ``mask`` (1 for a run, 0 for padding) and each centred amplitude's
+    reference point ``ref``. Nothing that depends on the runs is baked into
+    a compiled program, so one program serves every ladder of a bucket.
     """
 
     law: ScalingLaw
@@ -123,6 +151,11 @@ class Density:
         """Number of unconstrained coordinates."""
         return len(self.sites)
 
+    @property
+    def observations(self) -> int:
+        """Number of runs (the rows of :attr:`data` less the padding)."""
+        return int(np.sum(self.data["mask"]))
+
     def constrain(self, position: Any, xp: Any = np) -> dict[str, Any]:
         """Parameter values (and ``log_<name>`` where cheap) from unconstrained coordinates.
 
@@ -132,7 +165,7 @@ class Density:
         # A draw far out in a weakly identified direction (log B > 709, say) has a finite log
         # density but overflows exp; it becomes inf, as PyMC's own deterministic would.
         with np.errstate(over="ignore"):
-            theta, _ = self._theta_and_log_prior(position, xp)
+            theta, _ = self._theta_and_log_prior(position, xp, self.data["ref"])
         return theta
 
     def logp(self, position: Any, data: Mapping[str, Any]) -> Any:
@@ -143,7 +176,7 @@ class Density:
         """
         import jax.numpy as jnp
 
-        _, log_prior = self._theta_and_log_prior(position, jnp)
+        _, log_prior = self._theta_and_log_prior(position, jnp, data["ref"])
         if data["y"].shape[0] <= CHUNK:
             return log_prior + self.log_lik(position, data)
         return log_prior + _chunked_log_lik(self, position, data)
@@ -152,18 +185,18 @@ class Density:
         """:meth:`logp` in one piece: differentiable in forward mode too (for Hessians)."""
         import jax.numpy as jnp
 
-        _, log_prior = self._theta_and_log_prior(position, jnp)
+        _, log_prior = self._theta_and_log_prior(position, jnp, data["ref"])
         return log_prior + self.log_lik(position, data)
 
     def log_lik(self, position: Any, data: Mapping[str, Any]) -> Any:
-        """Log likelihood of the observations in ``data`` at ``position``, with JAX."""
+        """Log likelihood of the runs in ``data`` (the padding masked out) at ``position``, with JAX."""
         import jax.numpy as jnp
 
-        theta, _ = self._theta_and_log_prior(position, jnp)
+        theta, _ = self._theta_and_log_prior(position, jnp, data["ref"])
         mu = self.law.log_loss(theta, data["x"], ops.jax())
         sigma = theta["sigma"]
         z = (data["y"] - mu) / sigma
-        return total_log_density(self.likelihood, z, sigma, theta.get("nu"), ops.jax())
+        return total_log_density(self.likelihood, z, sigma, theta.get("nu"), ops.jax(), mask=data["mask"])
 
     def initial_point(self) -> np.ndarray:
         """A central point of the priors on the unconstrained scale (before jitter)."""
@@ -171,12 +204,14 @@ class Density:
         out = []
         for s in self.sites:
             if s.transform == "centered":
-                out.append(math.log(centre[s.name]) - centre[s.exponent] * s.ref)
+                out.append(math.log(centre[s.name]) - centre[s.exponent] * float(self.data["ref"][s.name]))
             else:
                 out.append(float(_forward(s.prior, s.transform, centre[s.name])))
         return np.asarray(out)
 
-    def _theta_and_log_prior(self, position: Any, xp: Any) -> tuple[dict[str, Any], Any]:
+    def _theta_and_log_prior(
+        self, position: Any, xp: Any, ref: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], Any]:
         theta: dict[str, Any] = dict(self.fixed)
         space = ops.NUMPY if xp is np else ops.jax()  # the same functions as xp's, as a namespace
         total: Any = 0.0
@@ -193,7 +228,7 @@ class Density:
             if s.transform != "centered":
                 continue
             # Same shear as build_model: log A = z + alpha * ref, prior on A moved to log scale.
-            log_value = position[..., i] + theta[s.exponent] * s.ref
+            log_value = position[..., i] + theta[s.exponent] * ref[s.name]
             value = xp.exp(log_value)
             theta[s.name] = value
             theta[f"log_{s.name}"] = log_value
@@ -221,21 +256,33 @@ def build_density(
     setup_jax()  # 64-bit, like the PyMC model: float32 loses the likelihood's last digits
     x = law_covariates(law, runs)
     centered = {c.amplitude: c for c in law.centerings if c.amplitude in priors and c.exponent in priors}
-    sites = []
+    sites, ref = [], {}
     for p in model_parameters(law, likelihood):
         if p.name not in priors:
             continue
         prior = priors[p.name]
         if p.name in centered:
             c = centered[p.name]
-            ref = float(np.mean(x[c.covariate]))
-            sites.append(Site(p.name, f"{p.name}_log_at_ref", prior, "centered", c.exponent, ref))
+            ref[p.name] = np.asarray(np.mean(x[c.covariate]))
+            sites.append(Site(p.name, f"{p.name}_log_at_ref", prior, "centered", c.exponent))
         else:
             transform = TRANSFORMS[prior.distribution]
             suffix = f"_{transform}__" if transform else ""
             sites.append(Site(p.name, f"{p.name}{suffix}", prior, transform))
-    data = {"x": x, "y": np.log(runs.column("loss"))}
+    data = {**_padded(x, np.log(runs.column("loss"))), "ref": ref}
     return Density(law, likelihood, tuple(sites), dict(fixed), data)
+
+
+def _padded(x: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, Any]:
+    """``x``, ``y`` and ``mask`` padded to :func:`bucket` rows with copies of the first run, masked out.
+
+    The copies keep the padding's log density and gradient finite (a zero would give
+    ``log 0``); the mask then gives them no weight.
+    """
+    n = len(y)
+    rows = np.concatenate([np.arange(n), np.zeros(bucket(n) - n, dtype=int)])
+    mask = (np.arange(len(rows)) < n).astype(float)
+    return {"x": {k: np.asarray(v)[rows] for k, v in x.items()}, "y": y[rows], "mask": mask}
 
 
 def _backward(prior: Prior, transform: str | None, y: Any, xp: Any) -> tuple[Any, Any, Any]:
@@ -295,15 +342,20 @@ def _chunked_log_lik(density: Density, position: Any, data: Mapping[str, Any]) -
     value_and_grad = jax.value_and_grad(density.log_lik)
 
     def both(position: Any, data: Mapping[str, Any]) -> tuple[Any, Any]:
+        rows = {k: data[k] for k in ("x", "y", "mask")}  # one value per row; the rest is shared
+
+        def with_rows(part: Any) -> dict[str, Any]:
+            return {**data, **part}
+
         def body(carry: Any, block: Any) -> tuple[Any, None]:
-            value, grad = value_and_grad(position, block)
+            value, grad = value_and_grad(position, with_rows(block))
             return (carry[0] + value, carry[1] + grad), None
 
-        split = jax.tree.map(lambda a: a[:whole].reshape((blocks, CHUNK, *a.shape[1:])), data)
+        split = jax.tree.map(lambda a: a[:whole].reshape((blocks, CHUNK, *a.shape[1:])), rows)
         zero = (jnp.zeros((), position.dtype), jnp.zeros_like(position))
         (value, grad), _ = jax.lax.scan(body, zero, split)
         if whole < n:
-            v, g = value_and_grad(position, jax.tree.map(lambda a: a[whole:], data))
+            v, g = value_and_grad(position, with_rows(jax.tree.map(lambda a: a[whole:], rows)))
             value, grad = value + v, grad + g
         return value, grad
 

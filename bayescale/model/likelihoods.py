@@ -60,10 +60,17 @@ def log_density(likelihood: str, z: Any, sigma: Any, nu: Any, ops: SimpleNamespa
     return const - weight * kernel
 
 
-def total_log_density(likelihood: str, z: Any, sigma: Any, nu: Any, ops: SimpleNamespace) -> Any:
-    """:func:`log_density` summed over the values of ``z`` (one scale), the constant added once."""
+def total_log_density(
+    likelihood: str, z: Any, sigma: Any, nu: Any, ops: SimpleNamespace, mask: Any = None
+) -> Any:
+    """:func:`log_density` summed over the values of ``z`` (one scale), the constant added once.
+
+    With ``mask`` (1 for a value, 0 for padding, like ``z``), the sum over the values where it is 1.
+    """
     const, weight, kernel = _terms(likelihood, z, sigma, nu, ops)
-    return z.shape[0] * const - weight * ops.sum(kernel)
+    if mask is None:
+        return z.shape[0] * const - weight * ops.sum(kernel)
+    return ops.sum(mask) * const - weight * ops.sum(mask * kernel)
 
 
 def ar1_innovations(

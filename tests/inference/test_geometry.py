@@ -34,7 +34,7 @@ def test_chinchilla_samples_the_level_and_the_drops():
     assert isinstance(wrapped, LevelAndDrops)
     assert wrapped.sites[wrapped.level].name == "E"
     assert [wrapped.sites[t.amplitude].name for t in wrapped.terms] == ["A", "B"]
-    assert all(t.below > 0 for t in wrapped.terms)
+    assert all(below > 0 for below in wrapped.below)
 
 
 def test_the_map_and_its_inverse_agree():
