@@ -140,6 +140,14 @@ def panel() -> list[Ladder]:
         )
     ladders.append(
         Ladder(
+            "ratio20-5-sigma",
+            "the 5 runs, borrowed priors and a prior on sigma (benchmarks/sigma_prior.toml)",
+            frame=single_ratio(5),
+            options=[*borrowed, "--priors", str(HERE / "benchmarks" / "sigma_prior.toml")],
+        )
+    )
+    ladders.append(
+        Ladder(
             "sim-chinchilla", "simulated, 40 runs", frame=simulate_ladder("chinchilla", TRUE_CHINCHILLA, 3)
         )
     )

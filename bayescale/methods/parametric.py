@@ -16,7 +16,7 @@ import xarray as xr
 from bayescale.data.columns import count_constrained, warn_ladder
 from bayescale.data.runs import Runs
 from bayescale.data.storage import runs_to_dataset
-from bayescale.errors import BayescaleError, LawError, RunsError
+from bayescale.errors import BayescaleError, LawError, RunsError, RunsWarning
 from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
@@ -521,6 +521,9 @@ def fit_parametric(
             "CLI --priors-from SET --prior-params A,B,alpha_N,alpha_D)"
         )
     warn_ladder(runs_obj, law_obj.required_columns)
+    scatter = unmeasured_scatter(len(runs_obj), law_obj, free, priors)
+    if scatter:
+        warnings.warn(scatter, RunsWarning, stacklevel=3)
     config = resolve_sampler(sampler_defaults(law_obj), sampler)
     idata, used = run_sampler(law_obj, runs_obj, free, fixed, likelihood, config, random_seed, progressbar)
     idata = _tidy(idata, law_obj, runs_obj, fixed, likelihood)
@@ -543,6 +546,32 @@ def fit_parametric(
         if misfit:
             warnings.warn(misfit, diag.FitWarning, stacklevel=2)
     return result
+
+
+def unmeasured_scatter(
+    runs: int, law: ScalingLaw, free: Mapping[str, Prior], priors: Mapping[str, Any] | None
+) -> str | None:
+    """Why ``runs`` runs cannot measure their own scatter ``sigma``, or ``None`` when they can.
+
+    With no more runs than free parameters in the law's mean, the law can pass through every
+    run (or nearly: informed priors only bend it), so the likelihood keeps rising as ``sigma``
+    falls and the posterior of ``sigma`` slides into its prior's tail near 0: every interval
+    narrows, and NUTS fights the funnel (seen on 5 simulated runs at one ratio, true scatter
+    0.01: sigma's median 0.0008, 81% of draws at the maximum tree depth; with sigma fixed at the
+    truth, 63 leapfrog steps and none).
+    """
+    if "sigma" not in free or "sigma" in (priors or {}):
+        return None
+    mean = [p.name for p in law.parameters if p.name in free]
+    if runs > len(mean):
+        return None
+    return (
+        f"{runs} runs and {len(mean)} free parameters in the law's mean ({', '.join(mean)}): the law can "
+        "pass through every run, so the runs cannot measure their own scatter. sigma's posterior then "
+        "slides toward 0, which narrows every interval and slows sampling. Give sigma a prior from the "
+        "spread of your seeds, e.g. priors={'sigma': Prior('LogNormal', mu=log(0.01), sigma=0.5)} "
+        "(CLI --priors FILE), fix it (--fix sigma=...), or add runs"
+    )
 
 
 def _tidy(idata: Any, law: ScalingLaw, runs: Runs, fixed: Mapping[str, float], likelihood: str) -> Any:

@@ -12,6 +12,8 @@ import bayescale as bs
 from bayescale import cli
 from bayescale.data.columns import ladder_problems
 from bayescale.errors import PriorError, RunsError, RunsWarning
+from bayescale.methods.parametric import unmeasured_scatter
+from bayescale.model.pymc_model import resolve_priors
 
 #: Cheap draws: these tests check that the fits run and what they say, not the posterior's accuracy.
 SMALL = {"sampler": {"draws": 200, "tune": 300, "chains": 2}, "progressbar": False, "warn": False}
@@ -30,8 +32,26 @@ def five_run_ladder() -> bs.Runs:
 def five_run_fit():
     runs = five_run_ladder()
     priors = bs.published_priors("epoch-chinchilla", parameters=BORROWED)
-    with pytest.warns(RunsWarning, match=r"all 5 runs train on 20 to 20 tokens per parameter"):
+    with (
+        pytest.warns(RunsWarning, match=r"all 5 runs train on 20 to 20 tokens per parameter"),
+        pytest.warns(RunsWarning, match=r"5 runs and 5 free parameters in the law's mean"),
+    ):
         return bs.fit(runs, law="chinchilla", priors=priors, random_seed=1, **SMALL)
+
+
+def test_a_law_that_can_pass_through_every_run_warns_that_sigma_is_unmeasured():
+    law = bs.get_law("chinchilla")
+    free, _ = resolve_priors(law, "student_t", None, None)
+    message = unmeasured_scatter(5, law, free, None)
+    assert message.startswith("5 runs and 5 free parameters in the law's mean (E, A, B, alpha_N, alpha_D)")
+    assert "Give sigma a prior" in message
+    assert unmeasured_scatter(6, law, free, None) is None  # one run more than the mean's parameters
+    sigma = {"sigma": bs.Prior("LogNormal", mu=-4.6, sigma=0.5)}
+    assert unmeasured_scatter(5, law, free, sigma) is None  # the user's prior on sigma measures it
+    fewer, _ = resolve_priors(law, "student_t", None, {"E": 1.8, "sigma": 0.01})
+    assert unmeasured_scatter(3, law, fewer, None) is None  # sigma fixed
+    free_e, _ = resolve_priors(law, "student_t", None, {"E": 1.8})
+    assert unmeasured_scatter(4, law, free_e, None).startswith("4 runs and 4 free parameters")
 
 
 def test_five_run_ladder_fits_with_borrowed_priors(five_run_fit):
