@@ -24,6 +24,20 @@ def _density(law="chinchilla", priors=None, fix=None, runs=None):
     return build_density(law_obj, runs, free, fixed, "student_t")
 
 
+def _one_token_count():
+    """Runs that all trained on the same D (as the Gemstones final checkpoints): B's term has no drop."""
+    frame = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=11)
+    frame["tokens"] = 3.5e11
+    return bs.Runs.from_any(frame.drop_duplicates("params"))
+
+
+#: A wrapped density with drop terms only, and one where B's term takes a share of the level.
+WRAPPED = {
+    "drops": lambda: reparametrise(_density()),
+    "share": lambda: reparametrise(_density(runs=_one_token_count())),
+}
+
+
 def _points(density, n=6, seed=0):
     rng = np.random.default_rng(seed)
     return density.initial_point() + rng.normal(0.0, 0.5, (n, density.size))
@@ -37,8 +51,9 @@ def test_chinchilla_samples_the_level_and_the_drops():
     assert all(below > 0 for below in wrapped.below)
 
 
-def test_the_map_and_its_inverse_agree():
-    wrapped = reparametrise(_density())
+@pytest.mark.parametrize("case", WRAPPED)
+def test_the_map_and_its_inverse_agree(case):
+    wrapped = WRAPPED[case]()
     position = _points(wrapped.density)
     w = wrapped.from_density(position)
     back, _ = wrapped.to_density(w)
@@ -49,11 +64,12 @@ def test_the_map_and_its_inverse_agree():
     np.testing.assert_allclose(w[:, wrapped.level], np.log(theta["E"] + t), rtol=1e-12)
 
 
-def test_log_jacobian_is_the_log_determinant_of_the_map():
+@pytest.mark.parametrize("case", WRAPPED)
+def test_log_jacobian_is_the_log_determinant_of_the_map(case):
     import jax
     import jax.numpy as jnp
 
-    wrapped = reparametrise(_density())
+    wrapped = WRAPPED[case]()
     for w in wrapped.from_density(_points(wrapped.density)):
         jacobian = jax.jacfwd(lambda v: wrapped.to_density(v, jnp)[0])(jnp.asarray(w))
         _, expected = np.linalg.slogdet(np.asarray(jacobian))
@@ -61,8 +77,9 @@ def test_log_jacobian_is_the_log_determinant_of_the_map():
         assert float(got) == pytest.approx(expected, rel=1e-9)
 
 
-def test_log_density_is_the_density_plus_the_jacobian_and_every_point_has_positive_e():
-    wrapped = reparametrise(_density())
+@pytest.mark.parametrize("case", WRAPPED)
+def test_log_density_is_the_density_plus_the_jacobian_and_every_point_has_positive_e(case):
+    wrapped = WRAPPED[case]()
     data = wrapped.data
     for position in _points(wrapped.density):
         w = wrapped.from_density(position)
@@ -97,12 +114,18 @@ def test_one_term_with_a_log_exponent_is_enough():
     assert [wrapped.sites[t.amplitude].name for t in wrapped.terms] == ["A"]
 
 
-def test_a_covariate_without_span_has_no_drop():
+def test_a_covariate_without_span_has_no_drop_but_a_share_of_the_level():
     frame = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=11, sizes=np.array([1e8]))
     wrapped = reparametrise(_density(runs=bs.Runs.from_any(frame)))
     assert [wrapped.sites[t.amplitude].name for t in wrapped.terms] == ["B"]
+    assert [wrapped.sites[j].name for j in wrapped.shares] == ["A"]
+    # B's exponent off the log scale: no drop term, but A's share still straightens E + t_A.
     density = _density(runs=bs.Runs.from_any(frame), priors={"alpha_D": Prior("Normal", mu=0.35, sigma=0.1)})
-    assert reparametrise(density) is density
+    wrapped = reparametrise(density)
+    assert wrapped.terms == () and [wrapped.sites[j].name for j in wrapped.shares] == ["A"]
+    one_d = reparametrise(_density(runs=_one_token_count()))
+    assert [one_d.sites[t.amplitude].name for t in one_d.terms] == ["A"]
+    assert [one_d.sites[j].name for j in one_d.shares] == ["B"]
 
 
 def test_programs_of_the_two_coordinate_systems_are_cached_apart():
