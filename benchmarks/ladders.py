@@ -241,8 +241,8 @@ def measure(ladder: Ladder, backend: str, seeds: list[int], args: argparse.Names
         row["warm"] = warm(root, base, work, cache)
     if backend == "auto" and not args.quick:
         fewer = ["fit", ladder.less_one_run(work), *ladder.options, "--backend", backend]
-        wall, _, _ = cli(root, [*fewer, "--out", str(work / "less-one.nc"), "--seed", "1"], cache)
-        row["less_one_extra"] = wall - row["cold"]
+        wall, code, _ = cli(root, [*fewer, "--out", str(work / "less-one.nc"), "--seed", "1"], cache)
+        row["less_one_extra"] = wall - row["cold"] if code == 0 else float("nan")
     return row
 
 
@@ -312,11 +312,11 @@ def table(rows: list[dict]) -> str:
             f"{sum(r['ok'].split('/')[0] == r['ok'].split('/')[1] for r in auto)}"
         )
         new = [r["new_extra"] for r in auto if "new_extra" in r]
-        fewer = [r["less_one_extra"] for r in auto if "less_one_extra" in r]
+        fewer = [r["less_one_extra"] for r in auto if np.isfinite(r.get("less_one_extra", np.nan))]
         if new and fewer:
             lines.append(
-                f"first fit on an empty cache: median +{statistics.median(new):.1f} s; the ladder less one "
-                f"run after it: median +{statistics.median(fewer):.1f} s, largest +{max(fewer):.1f} s"
+                f"first fit on an empty cache: median {statistics.median(new):+.1f} s; the ladder less one "
+                f"run after it: median {statistics.median(fewer):+.1f} s, largest {max(fewer):+.1f} s"
             )
     return "\n".join(lines)
 
