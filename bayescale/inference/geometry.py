@@ -37,8 +37,9 @@ as ``logit s``: ``t_k = R s`` and ``E = R (1 - s)``, a map of unit Jacobian in
 ``(log R, logit s)``, so the data pin ``R`` and the share runs along a straight line.
 
 :func:`reparametrise` wraps a :class:`~bayescale.model.jax_density.Density`
-when the law has this form (a free ``E`` and centred amplitudes, all on the
-log scale, each exponent too) and returns it unchanged otherwise.
+when the law has this form (a free ``E`` on the log scale and centred amplitudes:
+a drop term needs its exponent on the log scale too, a share does not) and returns
+it unchanged otherwise.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def _chinchilla_runs(n, seed=11):
         ("chinchilla", "normal", 21, False),
         ("chinchilla", "student_t", 35, True),  # the level-and-drops coordinates, with data["below"]
         ("kaplan-e", "student_t", 13, False),
-        ("chinchilla", "normal", CHUNK + 300, False),  # chunked: padded to whole blocks
+        ("chinchilla", "normal", CHUNK + 300, False),  # chunked: one block and a padded remainder
     ],
 )
 def test_padding_leaves_the_log_density_and_its_gradient_unchanged(law, likelihood, runs, whitened):
