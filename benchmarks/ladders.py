@@ -24,6 +24,7 @@ diagnostics and saving. Per ladder and backend:
   fast path only);
 - ``steps``: median leapfrog steps per draw, ``maxdepth``: share of draws at
   the maximum tree depth (10), over every draw of every seed;
+- a fit that runs longer than ``--timeout`` is stopped and the row says so;
 - ``ess``: the lowest min bulk ESS over the seeds, ``rhat``: the highest max
   r_hat, ``div``: divergences summed over the seeds, ``ok``: seeds meeting
   r_hat <= 1.01 and ESS >= 400.
@@ -182,12 +183,22 @@ def panel() -> list[Ladder]:
     return ladders
 
 
-def cli(root: Path, args: list[str], cache: Path) -> tuple[float, int, str]:
-    """Run ``bayescale`` from ``root`` in a new process: wall seconds, exit status, stderr."""
+#: Seconds a single fit may take before the panel gives up on it (``--timeout``).
+TIMEOUT = 600.0
+
+
+def cli(root: Path, args: list[str], cache: Path, timeout: float = TIMEOUT) -> tuple[float, int, str]:
+    """Run ``bayescale`` from ``root`` in a new process: wall seconds, exit status, stderr.
+
+    A fit still running after ``timeout`` seconds is stopped: exit status -1.
+    """
     env = {**os.environ, "PYTHONPATH": str(root), "BAYESCALE_CACHE_DIR": str(cache)}
     command = [sys.executable, "-c", "import sys; from bayescale.cli import main; sys.exit(main())", *args]
     start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=root)
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=root, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return time.perf_counter() - start, -1, f"stopped after {timeout:.0f} s (--timeout)"
     return time.perf_counter() - start, done.returncode, done.stderr
 
 
@@ -213,14 +224,18 @@ def measure(ladder: Ladder, backend: str, seeds: list[int], args: argparse.Names
     base = ["fit", ladder.source(work), *ladder.options, "--backend", backend]
     row: dict = {"ladder": ladder.name, "backend": backend}
     out = work / f"{ladder.name}-{backend}.nc"
-    if backend == "auto" and not args.quick:
+    if backend == "auto" and not (args.quick or args.no_shape_timing):
         # First fit of this shape: an empty program cache, then one fit to fill the shared cache.
-        new_wall, _, _ = cli(root, [*base, "--out", str(out), "--seed", "0"], work / f"empty-{ladder.name}")
+        new_wall, _, _ = cli(
+            root, [*base, "--out", str(out), "--seed", "0"], work / f"empty-{ladder.name}", args.timeout
+        )
         row["new_shape"] = new_wall
-    cli(root, [*base, "--out", str(out), "--seed", "0"], cache)  # fill the shared cache (not counted)
+    cli(
+        root, [*base, "--out", str(out), "--seed", "0"], cache, args.timeout
+    )  # fill the shared cache (not counted)
     walls, stats = [], []
     for seed in seeds:
-        wall, code, err = cli(root, [*base, "--out", str(out), "--seed", str(seed)], cache)
+        wall, code, err = cli(root, [*base, "--out", str(out), "--seed", str(seed)], cache, args.timeout)
         if code != 0:
             row["error"] = err.strip().splitlines()[-1] if err.strip() else f"exit {code}"
             return row
@@ -238,15 +253,17 @@ def measure(ladder: Ladder, backend: str, seeds: list[int], args: argparse.Names
     row["div"] = sum(s["div"] for s in stats)
     row["ok"] = f"{sum(s['rhat'] <= 1.01 and s['ess'] >= 400 for s in stats)}/{len(stats)}"
     if backend == "auto":
-        row["warm"] = warm(root, base, work, cache)
-    if backend == "auto" and not args.quick:
+        row["warm"] = warm(root, base, work, cache, args.timeout)
+    if backend == "auto" and not (args.quick or args.no_shape_timing):
         fewer = ["fit", ladder.less_one_run(work), *ladder.options, "--backend", backend]
-        wall, code, _ = cli(root, [*fewer, "--out", str(work / "less-one.nc"), "--seed", "1"], cache)
+        wall, code, _ = cli(
+            root, [*fewer, "--out", str(work / "less-one.nc"), "--seed", "1"], cache, args.timeout
+        )
         row["less_one_extra"] = wall - row["cold"] if code == 0 else float("nan")
     return row
 
 
-def warm(root: Path, base: list[str], work: Path, cache: Path) -> float:
+def warm(root: Path, base: list[str], work: Path, cache: Path, timeout: float) -> float:
     """Wall time of a second ``bayescale fit`` in one process (the first loads the programs)."""
     script = (
         "import sys, time, contextlib, io\n"
@@ -259,13 +276,17 @@ def warm(root: Path, base: list[str], work: Path, cache: Path) -> float:
     )
     env = {**os.environ, "PYTHONPATH": str(root), "BAYESCALE_CACHE_DIR": str(cache)}
     out = work / "warm.nc"
-    done = subprocess.run(
-        [sys.executable, "-c", script, *base, "--out", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=root,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script, *base, "--out", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=2 * timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return float("nan")
     try:
         return float(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -328,6 +349,12 @@ def main() -> None:
     parser.add_argument("--reference-seeds", default="1", help="seeds of numpyro and pymc (default 1)")
     parser.add_argument("--backends", default="auto,numpyro,pymc", help="default auto,numpyro,pymc")
     parser.add_argument("--quick", action="store_true", help="fast path, seed 1, no first-fit timing")
+    parser.add_argument(
+        "--no-shape-timing", action="store_true", help="skip the 'new +s' and '-1 run +s' columns"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=TIMEOUT, help=f"seconds per fit (default {TIMEOUT:.0f})"
+    )
     parser.add_argument("--root", default=str(HERE), help="bayescale worktree to measure (default: this one)")
     parser.add_argument("--out", help="also write the table here")
     parser.add_argument("--list", action="store_true", help="list the ladders and exit")

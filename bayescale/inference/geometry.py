@@ -36,6 +36,14 @@ tree depth, r_hat 1.58). Such a term takes a share ``s`` of what the level leave
 as ``logit s``: ``t_k = R s`` and ``E = R (1 - s)``, a map of unit Jacobian in
 ``(log R, logit s)``, so the data pin ``R`` and the share runs along a straight line.
 
+Two drop terms whose covariates move together over the runs (every run at one ratio of
+tokens to parameters: ``log D - log N`` the same for all) have drops the runs pin only as a
+sum: in ``(log drop_1, log drop_2)`` the ridge ``drop_1 + drop_2 = const`` bends by 90 degrees
+(seen on 8 runs at 20 tokens per parameter: the Laplace step's Gaussian fell by 104-134
+instead of 2 at two sds along it, so the sampler was not whitened and took 127 leapfrog steps
+per draw). Such a pair is sampled as ``log(drop_1 + drop_2)`` and ``logit`` of the first's
+share, again a unit-Jacobian map, straight along the ridge.
+
 :func:`reparametrise` wraps a :class:`~bayescale.model.jax_density.Density`
 when the law has this form (a free ``E`` on the log scale and centred amplitudes:
 a drop term needs its exponent on the log scale too, a share does not) and returns
@@ -57,6 +65,11 @@ import numpy as np
 _SHARPNESS = 4.0
 #: A covariate spanning less than this (in log units, ~1%) gives no drop to measure.
 _MIN_SPAN = 1e-2
+#: Two drop terms whose log covariates' difference spans less than this share of the smaller
+#: covariate's span move together: their drops are pooled. A quarter is where the runs' tokens per
+#: parameter span 2.5x on a 50x ladder of sizes, the data layer's threshold for warning that
+#: the exponents cannot be told apart (``bayescale.data.columns.MIN_RATIO_SPREAD``).
+_POOLED_SPAN = 0.25
 
 
 @dataclass(frozen=True)
@@ -87,7 +100,9 @@ class LevelAndDrops:
     (``data["below"]``), not a constant of the compiled programs. ``shares``
     holds the centred amplitudes whose covariate does not vary: each takes
     ``logit`` of its share of what the terms before it leave, in its
-    amplitude's place.
+    amplitude's place. ``pooled`` names two of ``terms`` (their indices) whose covariates
+    move together: the first's amplitude coordinate holds the log of their summed drops, the
+    second's ``logit`` of the first's share of it.
     """
 
     density: Any
@@ -95,6 +110,7 @@ class LevelAndDrops:
     terms: tuple[Term, ...]
     below: tuple[float, ...]
     shares: tuple[int, ...] = ()
+    pooled: tuple[int, int] | None = None
 
     @property
     def law(self) -> Any:
@@ -139,7 +155,7 @@ class LevelAndDrops:
     @property
     def geometry(self) -> tuple[Any, ...]:
         """What the map bakes into a compiled program (part of its cache key)."""
-        return ("level-and-drops", self.level, self.terms, self.shares)
+        return ("level-and-drops", self.level, self.terms, self.shares, self.pooled)
 
     def to_density(self, w: Any, xp: Any = np, below: Any = None) -> tuple[Any, Any]:
         """The density's coordinates at ``w`` and ``log |J|`` of the map.
@@ -153,12 +169,19 @@ class LevelAndDrops:
         """
         below = self.below if below is None else below
         columns = [w[..., i] for i in range(self.size)]
+        drops = [w[..., t.amplitude] for t in self.terms]
+        if self.pooled is not None:
+            # (log T, logit s) -> (log T + log s, log T + log(1 - s)): unit Jacobian.
+            first, second = self.pooled
+            log_total, share = drops[first], drops[second]
+            drops[first] = log_total - xp.logaddexp(0.0, -share)
+            drops[second] = log_total - xp.logaddexp(0.0, share)
         log_level = w[..., self.level]
         log_rest = log_level  # log R: the level less the terms placed so far
         log_jac = log_level
         for k, t in enumerate(self.terms):
             reach = below[k]
-            drop, kappa = w[..., t.amplitude], w[..., t.exponent]
+            drop, kappa = drops[k], w[..., t.exponent]
             # t_ref (exp(alpha l) - 1) = drop and t_ref < R  <=>  alpha > log1p(drop / R) / l.
             log_floor = xp.log(xp.logaddexp(0.0, drop - log_rest)) - xp.log(reach)
             # log alpha = log alpha_min + softplus(SHARPNESS (kappa - log alpha_min)) / SHARPNESS
@@ -201,6 +224,12 @@ class LevelAndDrops:
             w[..., t.amplitude] = drop
             y = _SHARPNESS * (log_alpha - log_floor)  # softplus(x) = y  <=>  x = y + log(-expm1(-y))
             w[..., t.exponent] = log_floor + (y + np.log(-np.expm1(-y))) / _SHARPNESS
+        if self.pooled is not None:
+            first, second = (self.terms[k].amplitude for k in self.pooled)
+            w[..., first], w[..., second] = (
+                np.logaddexp(w[..., first], w[..., second]),
+                w[..., first] - w[..., second],
+            )
         return w
 
     def logp(self, w: Any, data: Any) -> Any:
@@ -248,13 +277,14 @@ def reparametrise(density: Any) -> Any:
     on the log scale, a share of the level when the covariate does not vary. Laws
     whose mean is not ``E`` plus the centred terms (the data-constrained law
     with repeated epochs) still get a valid map: only how well it straightens
-    the ridge depends on the form.
+    the ridge depends on the form. The first two drop terms whose covariates move
+    together (:data:`_POOLED_SPAN`) have their drops pooled.
     """
     index = {s.name: i for i, s in enumerate(density.sites)}
     level = index.get("E")
     if level is None or density.sites[level].transform != "log":
         return density
-    terms, reaches, shares = [], [], []
+    terms, reaches, shares, covariates = [], [], [], []
     for i, s in enumerate(density.sites):
         covariate = _covariate(density, i) if s.transform == "centered" else None
         if covariate is None:
@@ -265,9 +295,21 @@ def reparametrise(density: Any) -> Any:
         elif s.exponent in index and density.sites[index[s.exponent]].transform == "log":
             terms.append(Term(i, index[s.exponent]))
             reaches.append(below)
+            covariates.append(covariate)
     if not terms and not shares:
         return density
-    return LevelAndDrops(density, level, tuple(terms), tuple(reaches), tuple(shares))
+    pooled = _moving_together(covariates)
+    return LevelAndDrops(density, level, tuple(terms), tuple(reaches), tuple(shares), pooled)
+
+
+def _moving_together(covariates: list[np.ndarray]) -> tuple[int, int] | None:
+    """The first pair of log covariates whose difference barely varies over the runs, or ``None``."""
+    spans = [float(np.ptp(c)) for c in covariates]
+    for j in range(len(covariates)):
+        for k in range(j + 1, len(covariates)):
+            if np.ptp(covariates[k] - covariates[j]) < _POOLED_SPAN * min(spans[j], spans[k]):
+                return j, k
+    return None
 
 
 def _covariate(density: Any, site: int) -> np.ndarray | None:
