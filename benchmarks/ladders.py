@@ -344,7 +344,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ladders", help="comma-separated ladder names (default: all)")
+    parser.add_argument("--ladders", help="comma-separated ladder names, run in that order (default: all)")
     parser.add_argument("--seeds", default="1-3", help="seeds of the fast path, e.g. 1-10 (default 1-3)")
     parser.add_argument("--reference-seeds", default="1", help="seeds of numpyro and pymc (default 1)")
     parser.add_argument("--backends", default="auto,numpyro,pymc", help="default auto,numpyro,pymc")
@@ -370,7 +370,8 @@ def main() -> None:
         unknown = sorted(set(wanted) - {ladder.name for ladder in ladders})
         if unknown:
             parser.error(f"unknown ladders {unknown}; --list shows them")
-        ladders = [ladder for ladder in ladders if ladder.name in wanted]
+        by_name = {ladder.name: ladder for ladder in ladders}
+        ladders = [by_name[name] for name in wanted]  # in the order given
     backends = ["auto"] if args.quick else args.backends.split(",")
     seeds = [1] if args.quick else seeds_arg(args.seeds)
     reference = [1] if args.quick else seeds_arg(args.reference_seeds)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bayescale.inference import container
+from bayescale.inference import container, convergence
 
 #: Thresholds a fit must meet (Vehtari et al. 2021 recommend r_hat <= 1.01, ESS >= 400).
 MAX_R_HAT = 1.01
@@ -42,18 +42,17 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
         (r_hat and ESS judge them), but the sampler wastes its work on a
         posterior it cannot cross in one trajectory.
     """
-    import arviz_stats as azs
-
     posterior = container.posterior(idata)[names]
     stats = container.group(idata, "sample_stats")
     chains = posterior.sizes["chain"]
-    r_hat = azs.rhat(posterior) if chains > 1 else None
-    ess = azs.ess(posterior, method="bulk")
     # A vector variable (one value per group) is judged by its worst element.
-    per_r_hat = {n: float(r_hat[n].max()) if r_hat is not None else float("nan") for n in names}
-    per_ess = {n: float(ess[n].min()) for n in names}
+    per_r_hat, per_ess = {}, {}
+    for n in names:
+        columns = _scalar_draws(posterior[n])
+        per_r_hat[n] = _worst(max, [convergence.r_hat(c) for c in columns]) if chains > 1 else float("nan")
+        per_ess[n] = _worst(min, [convergence.ess_bulk(c) for c in columns])
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
-    max_r_hat = max(per_r_hat.values()) if r_hat is not None else float("nan")
+    max_r_hat = max(per_r_hat.values()) if chains > 1 else float("nan")
     min_ess = min(per_ess.values())
     problems = []
     if divergences:
@@ -104,6 +103,19 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
         "ok": not problems,
         "problems": problems,
     }
+
+
+def _worst(pick: Any, values: list[float]) -> float:
+    """``pick`` (max or min) of the values that are not NaN, or NaN if none is (as xarray's skipna)."""
+    finite = [v for v in values if not np.isnan(v)]
+    return float(pick(finite)) if finite else float("nan")
+
+
+def _scalar_draws(variable: Any) -> list[np.ndarray]:
+    """The ``(chain, draw)`` draws of each element of a variable with dims ``(chain, draw, ...)``."""
+    values = np.asarray(variable.transpose("chain", "draw", ...).values, dtype=float)
+    flat = values.reshape(values.shape[0], values.shape[1], -1)
+    return [flat[:, :, j] for j in range(flat.shape[2])]
 
 
 def tree_stats(stats: Any) -> tuple[float, float]:

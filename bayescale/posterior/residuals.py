@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats
+from scipy.special import stdtr
 
 from bayescale.data.runs import Runs
 from bayescale.model.laws import ScalingLaw, ops
@@ -69,12 +69,13 @@ def trends(frame: pd.DataFrame, alpha: float = TREND_ALPHA) -> pd.DataFrame:
     for column in ("params", "tokens", "epochs"):
         if column in frame.columns and frame[column].nunique() > 2:
             log_x = np.log(frame[column].to_numpy(dtype=float))
-            result = stats.spearmanr(log_x, frame["residual"])
-            row = {"spearman_rho": float(result.statistic), "pvalue": float(result.pvalue)}
+            rho, pvalue = spearman(log_x, frame["residual"].to_numpy(dtype=float))
+            row = {"spearman_rho": rho, "pvalue": pvalue}
             row["curvature_rho"], row["curvature_pvalue"] = np.nan, np.nan
             if frame[column].nunique() > 3:
-                bend = stats.spearmanr((log_x - log_x.mean()) ** 2, frame["residual"])
-                row["curvature_rho"], row["curvature_pvalue"] = float(bend.statistic), float(bend.pvalue)
+                row["curvature_rho"], row["curvature_pvalue"] = spearman(
+                    (log_x - log_x.mean()) ** 2, frame["residual"].to_numpy(dtype=float)
+                )
             rows[column] = row
     columns = ["spearman_rho", "pvalue", "trend", "curvature_rho", "curvature_pvalue", "curvature"]
     if not rows:
@@ -83,6 +84,21 @@ def trends(frame: pd.DataFrame, alpha: float = TREND_ALPHA) -> pd.DataFrame:
     table["trend"] = table["pvalue"] < alpha
     table["curvature"] = table["curvature_pvalue"] < alpha  # NaN compares False
     return table[columns]
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Spearman's rank correlation of ``x`` and ``y`` and its two-sided p-value, as ``scipy.stats.spearmanr``.
+
+    The correlation of the ranks (ties averaged); the p-value from Student's t with ``n - 2``
+    degrees of freedom. Written out so that a fit does not import ``scipy.stats`` (~0.7 s).
+    """
+    ranks_x = pd.Series(x).rank(method="average").to_numpy()
+    ranks_y = pd.Series(y).rank(method="average").to_numpy()
+    dof = len(x) - 2
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant input: NaN; |rho| = 1: p = 0
+        rho = np.corrcoef(ranks_x, ranks_y)[0, 1]
+        t = rho * np.sqrt(dof / ((1.0 - rho) * (1.0 + rho)))
+    return float(rho), float(2 * stdtr(dof, -np.abs(t)))
 
 
 def trend_message(table: pd.DataFrame) -> str | None:

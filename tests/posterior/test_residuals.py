@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import quick
 
 import bayescale as bs
@@ -56,3 +57,26 @@ def test_a_law_that_misses_its_runs_warns_at_fit_and_in_the_summary(tmp_path, ca
 def test_a_law_that_follows_its_runs_does_not(quick_fit):
     table = quick_fit.residual_trends()
     assert list(table.index) == ["params", "tokens"] and trend_message(table) is None
+
+
+@pytest.mark.parametrize("case", ["independent", "monotone", "ties", "perfect", "small"])
+def test_spearman_is_scipy_s(case):
+    from scipy import stats
+
+    from bayescale.posterior.residuals import spearman
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=40)
+    y = {
+        "independent": rng.normal(size=40),
+        "monotone": np.exp(x) + rng.normal(0, 0.5, size=40),
+        "ties": np.round(x + rng.normal(size=40)),
+        "perfect": -(x**3),
+        "small": rng.normal(size=40),
+    }[case]
+    if case == "small":
+        x, y = x[:5], y[:5]
+    expected = stats.spearmanr(x, y)
+    rho, pvalue = spearman(x, y)
+    assert rho == pytest.approx(expected.statistic, rel=1e-12, abs=1e-15)
+    assert pvalue == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
