@@ -230,9 +230,8 @@ def measure(ladder: Ladder, backend: str, seeds: list[int], args: argparse.Names
             root, [*base, "--out", str(out), "--seed", "0"], work / f"empty-{ladder.name}", args.timeout
         )
         row["new_shape"] = new_wall
-    cli(
-        root, [*base, "--out", str(out), "--seed", "0"], cache, args.timeout
-    )  # fill the shared cache (not counted)
+    # Fill the shared cache (not counted).
+    cli(root, [*base, "--out", str(out), "--seed", "0"], cache, args.timeout)
     walls, stats = [], []
     for seed in seeds:
         wall, code, err = cli(root, [*base, "--out", str(out), "--seed", str(seed)], cache, args.timeout)
