@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import warnings
 from typing import Any
 
@@ -17,6 +18,9 @@ MIN_ESS_BULK = 400
 MAX_TREE_DEPTH = 10
 #: Share of draws at the maximum tree depth above which the fit gets a warning (Stan's practice).
 MAX_TREE_DEPTH_SHARE = 0.01
+#: The ``sample_stats`` attribute where the fast path records, as JSON, each separate mode's chains and
+#: share of the posterior mass (:mod:`bayescale.inference.modes`), ``null`` if it could not weigh them.
+MODE_MASS_ATTR = "mode_mass"
 #: The NUTS target acceptance rate of :func:`bayescale.fit` (the advice on divergences starts from it).
 DEFAULT_TARGET_ACCEPT = 0.95
 
@@ -71,6 +75,9 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
         modes = separate_modes(posterior[worst].values)
         if modes:
             problems.append(_modes_message(worst, posterior[worst].values, modes, idata))
+    mode_mass = _mode_mass(stats.attrs.get(MODE_MASS_ATTR))
+    if MODE_MASS_ATTR in stats.attrs:
+        problems.append(_mass_message(mode_mass))
     if min_ess < MIN_ESS_BULK:
         worst = min(per_ess, key=per_ess.__getitem__)
         problems.append(f"min bulk ESS {min_ess:.0f} < {MIN_ESS_BULK} (worst: {worst}): run more draws")
@@ -91,6 +98,7 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
     path = stats.attrs.get("sampler_path")
     return {
         **({"sampler_path": str(path)} if path else {}),
+        **({"mode_mass": mode_mass} if mode_mass else {}),
         "median_steps": median_steps,
         "max_tree_depth_share": saturated,
         "warnings": notes,
@@ -164,7 +172,7 @@ def summary_lines(diagnostics: dict[str, Any]) -> list[str]:
 MODE_GAP = 4.0
 
 
-def separate_modes(values: np.ndarray) -> list[list[int]]:
+def separate_modes(values: np.ndarray, log_positive: bool = True) -> list[list[int]]:
     """Groups of chains that settled in separate modes of one parameter, or ``[]``.
 
     Chains are sorted by their median; a gap between neighbours of more than
@@ -177,10 +185,13 @@ def separate_modes(values: np.ndarray) -> list[list[int]]:
     ----------
     values
         Draws with dims ``(chain, draw)``; anything else returns ``[]``.
+    log_positive
+        Compare positive draws on the log scale (a parameter's values; not a
+        sampler's unconstrained coordinates).
     """
     if values.ndim != 2 or values.shape[0] < 2 or not np.all(np.isfinite(values)):
         return []
-    if np.all(values > 0):
+    if log_positive and np.all(values > 0):
         values = np.log(values)
     medians = np.median(values, axis=1)
     spread = float(np.max(np.std(values, axis=1)))
@@ -208,6 +219,32 @@ def _modes_message(name: str, values: np.ndarray, modes: list[list[int]], idata:
         f"chains settled in {len(modes)} separate modes ({'; '.join(parts)}): more draws will not "
         "fix this. Often the law cannot describe every run alike (see predictive_check): drop or "
         "explain the outlying runs, or fix the parameters the runs cannot pin down"
+    )
+
+
+def _mode_mass(recorded: Any) -> list[dict[str, Any]] | None:
+    """The sampler's record of each mode's mass (JSON), or ``None`` if absent, empty or unreadable."""
+    try:
+        mode_mass = json.loads(recorded) if isinstance(recorded, str) else None
+    except ValueError:
+        return None
+    ok = isinstance(mode_mass, list) and all(
+        isinstance(m, dict) and {"chains", "share"} <= set(m) for m in mode_mass
+    )
+    return mode_mass if ok and mode_mass else None
+
+
+def _mass_message(mode_mass: list[dict[str, Any]] | None) -> str:
+    """The problem of chains in separate modes, with each mode's share of the mass where known."""
+    if not mode_mass:
+        return (
+            "chains sampled separate modes whose shares of the posterior mass could not be "
+            "estimated: every answer weighs each chain alike, whatever its mode holds"
+        )
+    parts = [f"chains {m['chains']} ~{m['share']:.0%}" for m in sorted(mode_mass, key=lambda m: -m["share"])]
+    return (
+        f"by importance sampling, the modes the chains sampled hold these shares of the posterior "
+        f"mass: {'; '.join(parts)}. Every answer weighs each chain alike, so it misweighs the modes"
     )
 
 

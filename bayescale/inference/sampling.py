@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
 import os
 import threading
 import warnings
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from bayescale.errors import BayescaleError
-from bayescale.inference import container
+from bayescale.inference import container, modes
 from bayescale.inference import diagnostics as diag
 from bayescale.inference.geometry import reparametrise
 from bayescale.inference.progress import Progress
@@ -243,12 +244,20 @@ def run(
 
 #: The attribute of ``sample_stats`` naming the sampler path a fit took (read by the diagnostics).
 PATH_ATTR = "sampler_path"
+#: The attribute of ``sample_stats`` holding, as JSON, each separate mode's chains and share of the
+#: posterior mass (:func:`bayescale.inference.modes.mode_masses`; ``null`` when not estimated).
+MODE_MASS_ATTR = diag.MODE_MASS_ATTR
 
 
 def _with_path(idata: Any, path: str) -> Any:
     """``idata`` with ``path`` recorded as the sampler path that drew it."""
+    return _with_attr(idata, PATH_ATTR, path)
+
+
+def _with_attr(idata: Any, name: str, value: str) -> Any:
+    """``idata`` with the attribute ``name`` of its ``sample_stats`` set to ``value``."""
     stats = container.group(idata, "sample_stats")
-    stats.attrs[PATH_ATTR] = path
+    stats.attrs[name] = value
     return container.with_group(idata, "sample_stats", stats)
 
 
@@ -313,7 +322,19 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     u = np.asarray(u)
     extra = {k: np.asarray(v) for k, v in extra.items()}
     say(f"sampled ({say.lap():.1f} s): {int(extra['diverging'].sum())} divergent transitions")
-    return _with_path(_to_inference_data(density, shift + u @ scale.T, extra), path)
+    position = shift + u @ scale.T
+    idata = _with_path(_to_inference_data(density, position, extra), path)
+    groups = modes.mode_groups(position, functools.partial(diag.separate_modes, log_positive=False))
+    if not groups:
+        return idata
+    say(f"chains in {len(groups)} separate modes: weighing them by importance sampling")
+
+    def log_density(points: np.ndarray) -> np.ndarray:
+        return np.asarray(_logp_batch(density, points, data)(points, data))
+
+    masses = modes.mode_masses(log_density, position, groups, rng)
+    recorded = None if masses is None else [m.to_dict() for m in masses]
+    return _with_attr(idata, MODE_MASS_ATTR, json.dumps(recorded))
 
 
 def _sampler_key(density: Any, config: SamplerConfig, args: tuple[Any, ...], *program: Any) -> str | None:

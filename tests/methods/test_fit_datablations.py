@@ -79,23 +79,22 @@ def test_separate_modes_are_named():
 
 
 @pytest.mark.slow
-def test_all_free_fit_names_its_two_modes():
+def test_all_free_fit_names_and_weighs_its_two_modes():
     """With every parameter free the law has two explanations of the runs it cannot fit.
 
-    At this seed two chains settle where alpha_D ~ 0.19, E ~ 1.4, R_N* ~ 4 and sigma ~ 0.012 (the
-    100M-token runs with losses 5-8 become outliers) and two where alpha_D ~ 0.41, E ~ 2.1,
-    R_N* ~ 180 and sigma ~ 0.033. The diagnostics must say so rather than only "run more draws".
-    This needs chains that split, so the test pins numpyro on the PyMC model: the default JAX fast
-    path put all 4 chains in the alpha_D ~ 0.41 mode at this seed (E 2.09, r_hat 1.006).
+    At this seed one chain of four settles where alpha_D ~ 0.19, E ~ 1.4, R_N* ~ 4 and sigma ~ 0.012
+    (the 100M-token runs with losses 5-8 become outliers) and three where alpha_D ~ 0.41, E ~ 2.1,
+    R_N* ~ 180 and sigma ~ 0.033. The diagnostics must say so rather than only "run more draws",
+    and give each mode's mass: importance sampling from each mode's draws gives the first ~96%
+    (a Gaussian at each peak gives e^3.2 to 1 for it); the share of chains, 1 in 4, would misstate it.
     """
-    fit = bs.fit(
-        "datablations",
-        law="data-constrained",
-        random_seed=20260101,
-        progressbar=False,
-        warn=False,
-        sampler={"backend": "numpyro"},
-    )
-    assert fit.diagnostics["divergences"] == 0
-    assert fit.diagnostics["max_r_hat"] > 1.01
-    assert any("separate modes" in p for p in fit.diagnostics["problems"]), fit.diagnostics["problems"]
+    fit = bs.fit("datablations", law="data-constrained", random_seed=1, progressbar=False, warn=False)
+    assert not fit.diagnostics["ok"]
+    masses = fit.diagnostics["mode_mass"]
+    assert len(masses) == 2 and sum(m["share"] for m in masses) == pytest.approx(1.0)
+    e = fit.posterior["E"].median("draw").values
+    low = next(m for m in masses if np.all(e[m["chains"]] < 1.8))
+    assert len(low["chains"]) == 1 and low["share"] > 0.8, masses
+    assert fit.diagnostics["divergences"] == 0 and fit.diagnostics["max_r_hat"] > 1.01
+    problems = fit.diagnostics["problems"]
+    assert any("separate modes" in p for p in problems) and any("importance sampling" in p for p in problems)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
-from bayescale.model.laws.base import Parameter, ScalingLaw, register
+from bayescale.model.laws.base import Centering, Parameter, ScalingLaw, register
 from bayescale.model.laws.chinchilla import ALPHA_D, ALPHA_N, A, B, E, theta_log
 from bayescale.model.laws.ops import logsumexp
 from bayescale.model.priors import Prior
@@ -45,6 +45,10 @@ class DataConstrainedLaw(ScalingLaw):
     )
     parameters = (E, A, B, ALPHA_N, ALPHA_D, R_D_STAR, R_N_STAR)
     required_columns = ("params", "tokens", "unique_tokens")
+    centerings = (
+        Centering("A", "alpha_N", "log_params"),
+        Centering("B", "alpha_D", "log_tokens"),
+    )
 
     def log_loss(self, theta: Mapping[str, Any], x: Mapping[str, Any], ops: SimpleNamespace) -> Any:
         """Log of the data-constrained loss, with effective N' and D' on the log scale."""
