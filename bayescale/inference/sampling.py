@@ -344,7 +344,7 @@ def _sampler_key(density: Any, config: SamplerConfig, args: tuple[Any, ...], *pr
     """
     if config.extra:
         return None
-    settings = (config.tune, config.draws, config.chains, config.target_accept)
+    settings = (config.tune, config.draws, config.chains, config.target_accept, chain_shards(config.chains))
     return _program_key(_structure(density), args, *program, *settings)
 
 
@@ -368,7 +368,7 @@ def shared_step_size(sizes: Any, xp: Any = np) -> Any:
     return sizes[_smallest_healthy(sizes, xp)]
 
 
-def _end_warmup(states: Any) -> Any:
+def _end_warmup(states: Any, axis: str | None = None) -> tuple[Any, Any]:
     """Every chain takes the :func:`shared_step_size`; a collapsed chain restarts from its donor.
 
     The donor is the healthy chain with the smallest step: a collapsed chain
@@ -376,35 +376,120 @@ def _end_warmup(states: Any) -> Any:
     chain's adapted state is a valid initialisation (each chain keeps its own
     random key from there); the chain is reported in
     ``sample_stats["restarted"]`` and the fit's diagnostics, since it no
-    longer starts independently of the others.
+    longer starts independently of the others. With the chains split over
+    devices (``axis``, the mesh axis of :func:`_over_chains`), every device
+    sees every chain's step size and the donor's state. Returns the states
+    and which of them collapsed.
     """
+    import jax
     import jax.numpy as jnp
 
-    sizes = states.adapt_state.step_size
-    collapsed = _collapsed(sizes, jnp)
+    local = states.adapt_state.step_size
+    if axis is None:
+        mine = jnp.arange(local.shape[0])
+
+        def gather(x: Any) -> Any:
+            return x
+    else:
+        mine = jax.lax.axis_index(axis) * local.shape[0] + jnp.arange(local.shape[0])
+
+        def gather(x: Any) -> Any:
+            return jax.lax.all_gather(x, axis, tiled=True)
+
+    sizes = gather(local)
+    collapsed = _collapsed(sizes, jnp)[mine]
     donor = _smallest_healthy(sizes, jnp)
 
     def take(x: Any) -> Any:
         mask = collapsed.reshape((-1,) + (1,) * (x.ndim - 1))
-        return jnp.where(mask, x[donor], x)
+        return jnp.where(mask, gather(x)[donor], x)
 
     adapt = states.adapt_state
     adapt = adapt._replace(
-        step_size=jnp.full_like(sizes, sizes[donor]),
+        step_size=jnp.full_like(local, sizes[donor]),
         inverse_mass_matrix=take(adapt.inverse_mass_matrix),
         mass_matrix_sqrt=take(adapt.mass_matrix_sqrt),
         mass_matrix_sqrt_inv=take(adapt.mass_matrix_sqrt_inv),
     )
-    return states._replace(
+    states = states._replace(
         z=take(states.z),
         z_grad=take(states.z_grad),
         potential_energy=take(states.potential_energy),
         energy=take(states.energy),
         adapt_state=adapt,
     )
+    return states, collapsed
 
 
-def _nuts(density: Any, config: SamplerConfig) -> tuple[Any, Any]:
+#: The name of the mesh axis over which the sampler splits its chains.
+CHAIN_AXIS = "chain"
+
+
+def chain_shards(chains: int) -> int:
+    """Devices the sampler splits ``chains`` over: the most, up to JAX's CPU devices, that divide them."""
+    import jax
+
+    devices = min(jax.local_device_count(), chains)
+    return max(k for k in range(1, devices + 1) if chains % k == 0)
+
+
+def _chain_mesh(shards: int) -> Any:
+    import jax
+
+    return jax.make_mesh((shards,), (CHAIN_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def _over_chains(function: Any, shards: int, split: Sequence[bool], out_specs: Any = None) -> Any:
+    """``function`` jitted, each device running its share of the chains (``shards`` of them).
+
+    ``split`` says which arguments have the chains on their first axis (split
+    over the devices; the others are copied to each); the results have them on
+    their first axis too unless ``out_specs`` (partition specs) says otherwise.
+    Devices run their chains independently: only the end of warm-up
+    (:func:`_end_warmup`) exchanges step sizes. Each chain's arithmetic is
+    that of one device but for rounding (a smaller batch), which NUTS's
+    trajectories can amplify: a fit's draws depend on the number of devices
+    as they do on the machine, and are the same for a seed on one machine.
+    """
+    import jax
+
+    if shards == 1:
+        return jax.jit(function)
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    mesh = _chain_mesh(shards)
+    chains, whole = PartitionSpec(CHAIN_AXIS), PartitionSpec()
+    out_specs = chains if out_specs is None else out_specs
+    mapped = jax.shard_map(
+        function,
+        mesh=mesh,
+        in_specs=tuple(chains if s else whole for s in split),
+        out_specs=out_specs,
+        check_vma=False,
+    )
+    in_shardings = tuple(NamedSharding(mesh, chains if s else whole) for s in split)
+    out_shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec), out_specs)
+    return jax.jit(mapped, in_shardings=in_shardings, out_shardings=out_shardings)
+
+
+def _placed(program: Any) -> Any:
+    """``jax.export`` program's call, jitted; a program over several devices gets its arguments placed."""
+    import jax
+
+    call = jax.jit(program.call)
+    if program.nr_devices == 1:
+        return call
+    shardings = program.in_shardings_jax(_chain_mesh(program.nr_devices))
+
+    def placed_call(*args: Any) -> Any:
+        leaves, tree = jax.tree.flatten(args)
+        placed = [jax.device_put(x, s) for x, s in zip(leaves, shardings, strict=True)]
+        return call(*jax.tree.unflatten(tree, placed))
+
+    return placed_call
+
+
+def _nuts(density: Any, config: SamplerConfig, axis: str | None = None) -> tuple[Any, Any]:
     """NUTS (numpyro's) on ``density`` in whitened coordinates: ``(init, advance)``, chains vectorised.
 
     ``init(keys, starts, shift, scale, data)`` gives every chain's initial state;
@@ -415,7 +500,8 @@ def _nuts(density: Any, config: SamplerConfig) -> tuple[Any, Any]:
     ``MCMC`` class on a model: no model tracing, no dozens of small eagerly compiled
     programs while chains initialise. Options of ``config.extra`` go to numpyro's
     ``init_kernel``. ``init`` must be traced before ``advance``: numpyro's ``init_kernel``
-    sets up what its ``sample_kernel`` uses.
+    sets up what its ``sample_kernel`` uses. ``axis`` names the mesh axis when the chains are
+    split over devices (:func:`_over_chains`).
     """
     import jax
     import jax.numpy as jnp
@@ -448,8 +534,13 @@ def _nuts(density: Any, config: SamplerConfig) -> tuple[Any, Any]:
             # and lowest min ESS 968; per chain, 2 divergences and lowest min ESS 505, for
             # ~25% fewer gradients. Sharing does not slow mixing per draw.
             end_of_warmup = i == config.tune - 1
-            restarted = restarted | (end_of_warmup & _collapsed(states.adapt_state.step_size, jnp))
-            states = jax.lax.cond(end_of_warmup, _end_warmup, lambda s: s, states)
+            states, collapsed = jax.lax.cond(
+                end_of_warmup,
+                functools.partial(_end_warmup, axis=axis),
+                lambda s: (s, jnp.zeros(s.adapt_state.step_size.shape, dtype=bool)),
+                states,
+            )
+            restarted = restarted | collapsed
             size = states.adapt_state.step_size
             fields = {
                 "diverging": states.diverging,
@@ -477,7 +568,8 @@ def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
     import jax
     import jax.numpy as jnp
 
-    init, advance = _nuts(density, config)
+    shards = chain_shards(config.chains)
+    init, advance = _nuts(density, config, CHAIN_AXIS if shards > 1 else None)
 
     def chains(keys: Any, starts: Any, shift: Any, scale: Any, data: Any) -> tuple[Any, dict[str, Any]]:
         states = init(keys, starts, shift, scale, data)
@@ -485,7 +577,7 @@ def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
         _, out = advance(states, restarted, jnp.arange(config.tune + config.draws), shift, scale, data)
         return jax.tree.map(lambda a: jnp.swapaxes(a[config.tune :], 0, 1), out)
 
-    return jax.jit(chains)
+    return _over_chains(chains, shards, (True, True, False, False, False))
 
 
 def _long_enough_for_a_bar(density: Any, config: SamplerConfig) -> bool:
@@ -516,8 +608,10 @@ def _compiled_chunks(density: Any, config: SamplerConfig, length: int) -> tuple[
     """
     import jax
     import jax.numpy as jnp
+    from jax.sharding import PartitionSpec
 
-    init, advance = _nuts(density, config)
+    shards = chain_shards(config.chains)
+    init, advance = _nuts(density, config, CHAIN_AXIS if shards > 1 else None)
 
     def init_leaves(keys: Any, starts: Any, shift: Any, scale: Any, data: Any) -> list[Any]:
         return jax.tree.leaves(init(keys, starts, shift, scale, data))
@@ -533,7 +627,13 @@ def _compiled_chunks(density: Any, config: SamplerConfig, length: int) -> tuple[
         (states, restarted), (positions, fields) = advance(states, restarted, indices, shift, scale, data)
         return jax.tree.leaves(states), restarted, positions, fields
 
-    return jax.jit(init_leaves), jax.jit(advance_leaves)
+    # Each iteration's positions and fields have the chains on their second axis.
+    by_iteration = PartitionSpec(None, CHAIN_AXIS)
+    out_specs = (PartitionSpec(CHAIN_AXIS), PartitionSpec(CHAIN_AXIS), by_iteration, by_iteration)
+    return (
+        _over_chains(init_leaves, shards, (True, True, False, False, False)),
+        _over_chains(advance_leaves, shards, (True, True, False, False, False, False), out_specs),
+    )
 
 
 def _sample_in_chunks(
@@ -639,7 +739,6 @@ def _program(build: Callable[[], Any], key: str | None, args: tuple[Any, ...]) -
     any trace (a caller may do costly work there, such as converting a PyMC
     model to JAX: done while tracing, its constants broke a second export).
     """
-    import jax
     from jax import export
 
     folder = cache_dir()
@@ -667,7 +766,7 @@ def _program(build: Callable[[], Any], key: str | None, args: tuple[Any, ...]) -
             partial.replace(path)  # atomic: concurrent fits never read half a file
         except OSError:
             pass  # an unwritable cache only costs tracing time
-    return _keep(key, jax.jit(program.call))
+    return _keep(key, _placed(program))
 
 
 def _recall(key: str) -> Any:

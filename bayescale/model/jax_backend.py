@@ -28,13 +28,32 @@ def cache_dir() -> Path | None:
 CACHE_MAX_BYTES = 4 * 2**30
 
 
+#: XLA's flag for the number of CPU devices, and the most this module asks for.
+DEVICE_FLAG = "xla_force_host_platform_device_count"
+MAX_DEVICES = 8
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def setup_jax() -> Any:
     """Import JAX in 64-bit mode with the persistent compilation cache; return the module.
 
     A cold process then loads the compiled sampler from disk instead of
-    compiling it again (seconds saved on every fit of the same shape).
+    compiling it again (seconds saved on every fit of the same shape). Unless
+    ``XLA_FLAGS`` already sets the number of CPU devices, JAX gets one per usable
+    core (at most :data:`MAX_DEVICES`), over which the sampler splits its chains;
+    it only takes effect if JAX was not imported before.
     """
-    os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    flags = os.environ.get("XLA_FLAGS", "")
+    if DEVICE_FLAG not in flags:
+        # One CPU device per usable core: the sampler splits its chains over them.
+        os.environ["XLA_FLAGS"] = f"{flags} --{DEVICE_FLAG}={min(MAX_DEVICES, usable_cores())}".strip()
     import jax
 
     jax.config.update("jax_enable_x64", True)
