@@ -730,7 +730,7 @@ def _program(build: Callable[[], Any], key: str | None, args: tuple[Any, ...]) -
     """The jitted program ``build()``, or its ``jax.export`` kept in the cache folder, for ``args``.
 
     Tracing numpyro's vectorised NUTS takes seconds of Python in every new
-    process, and tracing the density's gradient for the Laplace
+    process, and tracing the density's gradient and Hessian for the Laplace
     step a few tenths; the exported program skips that (its compilation is
     then found in JAX's persistent compilation cache). A missing, stale or
     unreadable export is rebuilt. The last :data:`PROGRAMS_KEPT` programs
@@ -825,22 +825,12 @@ def _near_gaussian(
     1e5 simulated runs (whitened).
     """
     points = np.vstack([mode, mode + reach * np.concatenate([root.T, -root.T])])
-    values = _log_density_at(density, data)(points)
+    values = np.asarray(_logp_batch(density, points, data)(points, data))
     falls = values[0] - values[1:]
     expected = reach**2 / 2
     return bool(
         np.all(np.isfinite(falls)) and np.all((falls > expected / factor) & (falls < expected * factor))
     )
-
-
-def _log_density_at(density: Any, data: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """``points -> log density at each row``, one call of the gradient's program per point.
-
-    For the few points of the Laplace step's checks: the program is loaded already, and a batched
-    program of their number would be one more to load (or compile, for a new bucket) per fit.
-    """
-    value_and_grad = _value_and_grad(density, data)
-    return lambda points: np.array([-float(value_and_grad(p)[0]) for p in np.asarray(points)])
 
 
 def _logp_batch(density: Any, points: np.ndarray, data: Any) -> Any:
@@ -895,9 +885,8 @@ def mode_and_root(
     value_and_grad
         ``x -> (-log p(x), its gradient)``.
     hessian
-        ``x -> the Hessian of -log p at x``: the exact one, or differences of
-        the exact gradient (:func:`gradient_hessian`); BFGS's running estimate is
-        poor in weakly identified directions.
+        ``x -> the Hessian of -log p at x``: the exact one (BFGS's running
+        estimate is poor in weakly identified directions).
     start
         Where the search starts.
     methods
@@ -940,62 +929,29 @@ def mode_and_root(
     return None
 
 
-def _value_and_grad(density: Any, data: Any) -> Callable[[np.ndarray], tuple[Any, Any]]:
-    """``x -> (-log density, its gradient)`` at ``x``, through the program cache."""
+def _laplace(density: Any, data: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`mode_and_root` of ``density`` by BFGS from the priors' centre, or ``None``."""
     import jax
 
     def neg_logp(x: Any, data: Any) -> Any:
         return -density.logp(x, data)
 
+    def neg_logp_unchunked(x: Any, data: Any) -> Any:
+        return -density.logp_unchunked(x, data)
+
     args = (np.asarray(density.initial_point(), dtype=float), data)
-    build = lambda: jax.value_and_grad(neg_logp)  # noqa: E731
-    program = _cached_program(_structure(density), "value_and_grad", build, args)
-    return lambda x: program(x, data)
-
-
-def gradient_hessian(value_and_grad: Callable[[np.ndarray], tuple[Any, Any]], x: np.ndarray) -> np.ndarray:
-    """The Hessian at ``x`` by central differences of the exact gradient, symmetrised.
-
-    A first pass with steps of 1e-4 gives the curvatures; the second steps 1e-3 of each
-    coordinate's Laplace sd, where the truncation error (of order the step over the sd,
-    squared) and the rounding of the gradient are both small. On the Chinchilla runs it
-    matched JAX's exact Hessian to 2e-9 (relative) in 28 gradients (0.05 s), where loading
-    that Hessian's compiled program took 0.35 s, and compiling it for a new bucket seconds.
-    """
-
-    def pass_with(steps: np.ndarray) -> np.ndarray:
-        columns = []
-        for i, step in enumerate(steps):
-            shift = np.zeros_like(x)
-            shift[i] = step
-            ahead, behind = (np.asarray(value_and_grad(x + sign * shift)[1], dtype=float) for sign in (1, -1))
-            columns.append((ahead - behind) / (2 * step))
-        hessian = np.array(columns)
-        return (hessian + hessian.T) / 2
-
-    first = pass_with(np.full(len(x), 1e-4))
-    curvature = np.abs(np.diag(first))
-    usable = np.isfinite(curvature) & (curvature > 0)
-    steps = np.where(usable, 1e-3 / np.sqrt(np.where(usable, curvature, 1.0)), 1e-4)
-    return pass_with(steps)
-
-
-def _laplace(density: Any, data: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """:func:`mode_and_root` of ``density`` by BFGS from the priors' centre, or ``None``.
-
-    The Hessian is :func:`gradient_hessian` of the gradient's program: no program of its own.
-    """
-    value_and_grad = _value_and_grad(density, data)
-    start = np.asarray(density.initial_point(), dtype=float)
-    return mode_and_root(value_and_grad, lambda x: gradient_hessian(value_and_grad, x), start)
+    structure = _structure(density)
+    value_and_grad = _cached_program(structure, "value_and_grad", lambda: jax.value_and_grad(neg_logp), args)
+    hessian = _cached_program(structure, "hessian", lambda: jax.hessian(neg_logp_unchunked), args)
+    return mode_and_root(lambda x: value_and_grad(x, data), lambda x: hessian(x, data), args[0])
 
 
 def _jittered_starts(density: Any, data: Any, chains: int, rng: np.random.Generator) -> np.ndarray:
     centre = density.initial_point()
     starts = centre + rng.uniform(-1, 1, size=(chains, density.size))
-    logp = _log_density_at(density, data)
+    logp = _logp_batch(density, starts, data)
     for _ in range(10):
-        bad = ~np.isfinite(logp(starts))
+        bad = ~np.isfinite(np.asarray(logp(starts, data)))
         if not bad.any():
             break
         starts[bad] = centre + rng.uniform(-1, 1, size=(int(bad.sum()), density.size))
