@@ -115,11 +115,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BayescaleError, OSError, UnicodeDecodeError) as exc:
         if args.debug:
             raise
+        if _from_interrupt(exc):
+            return _interrupted(argv)
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Exception as exc:
+        # Ctrl-C while a C extension initialises surfaces as that import's error
+        # (pybind11: "ImportError: initialization failed", caused by the KeyboardInterrupt).
+        if args.debug or not _from_interrupt(exc):
+            raise
+        return _interrupted(argv)
+
+
+def _from_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a Ctrl-C (SIGINT arrived, or a KeyboardInterrupt caused it)."""
+    if _SIGINT_RECEIVED.is_set():
+        return True
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return False
 
 
 _REPORTED = threading.Lock()
+#: Set by the command's SIGINT handler: whatever error then ends the command is the interrupt's.
+_SIGINT_RECEIVED = threading.Event()
 
 
 def _interrupted(argv: Sequence[str] | None) -> int:
@@ -168,9 +192,9 @@ def _handle_interrupts() -> None:
         _interrupted(None)
 
     def on_sigint(signum: int, frame: Any) -> None:
-        if getattr(on_sigint, "seen", False):
+        if _SIGINT_RECEIVED.is_set():
             _interrupted(None)
-        on_sigint.seen = True  # type: ignore[attr-defined]
+        _SIGINT_RECEIVED.set()
         threading.Thread(target=exit_soon, daemon=True).start()
         raise KeyboardInterrupt
 

@@ -310,6 +310,36 @@ def test_keyboard_interrupt_is_one_line_and_exit_130(capsys, monkeypatch):
     assert code == 130 and err == "error: interrupted\n"
 
 
+def test_an_error_caused_by_ctrl_c_is_the_interrupt(capsys, monkeypatch):
+    """Ctrl-C while a C extension initialises reaches the command as that import's error
+    (pybind11 raises ``ImportError: initialization failed`` from the KeyboardInterrupt)."""
+    from bayescale import cli
+
+    def interrupted_import(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setitem(cli.COMMANDS, "laws", interrupted_import)
+    code, _, err = run(capsys, "laws")
+    assert code == 130 and err == "error: interrupted\n"
+
+
+def test_an_error_not_caused_by_ctrl_c_is_not_taken_for_one(capsys, monkeypatch):
+    from bayescale import cli
+
+    def broken_import(args):
+        try:
+            raise ValueError("a bug")
+        except ValueError as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setitem(cli.COMMANDS, "laws", broken_import)
+    with pytest.raises(ImportError, match="initialization failed"):
+        run(capsys, "laws")
+
+
 def _start_fit(out: Path, sigint: Any = signal.SIG_DFL, draws: int = 5000) -> subprocess.Popen:
     """``bayescale fit chinchilla`` (5000 draws: long) in a child process whose SIGINT starts as
     ``sigint``. A child inherits an ignored SIGINT, and a job a non-interactive shell starts in
