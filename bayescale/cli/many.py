@@ -30,6 +30,7 @@ def add_fit_many(sub: Subcommands) -> None:
 
 def cmd_fit_many(args: argparse.Namespace) -> int:
     """``bayescale fit-many``: run every job, save each fit, print one line per job."""
+    from _bayescale_cli import reveal_cluster_modules
     from bayescale.methods.io import check_writable
     from bayescale.methods.many import dask_executor, fit_many
 
@@ -66,7 +67,10 @@ def cmd_fit_many(args: argparse.Namespace) -> int:
                 raise BayescaleError(f"job {name!r}: 'sampler' must be an object of settings")
             job["sampler"] = {**(job.get("sampler") or {}), **flat}
         job.setdefault("warn", False)
-    executor = dask_executor(args.scheduler) if args.scheduler else None
+    executor = None
+    if args.scheduler:
+        reveal_cluster_modules()  # hidden by the ``bayescale`` command, to start faster
+        executor = dask_executor(args.scheduler)
     results = fit_many(jobs, executor=executor, max_workers=args.workers)
     rows = []
     for name, out, result in zip(names, outputs, results, strict=True):

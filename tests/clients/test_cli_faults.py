@@ -167,6 +167,8 @@ def _files(folder: Path) -> Path:
 #: a crash shows as a negative return code (the signal).
 DRIVER = r"""
 import json, os, signal, sys, time
+import _bayescale_cli
+_bayescale_cli.hide_cluster_modules()  # as the `bayescale` command does, before xarray's import
 import matplotlib
 matplotlib.use("Agg")
 import arviz, h5netcdf, xarray  # noqa: F401  (imported once, before the forks)
