@@ -26,7 +26,8 @@ import bayescale as bs
 path = cheap_fit_file(__import__("pathlib").Path({out!r}))
 fit = bs.load_fit(path)
 assert fit.summary() is not None
-hidden = [name for name, module in sys.modules.items() if name.split(".")[0] in ("dask", "distributed") and module is not None]
+cluster = ("dask", "distributed")
+hidden = [name for name, mod in sys.modules.items() if name.split(".")[0] in cluster and mod is not None]
 assert not hidden, hidden
 _bayescale_cli.reveal_cluster_modules()
 import distributed, dask.base
@@ -52,7 +53,8 @@ def test_the_command_does_not_import_dask_to_save_a_fit(tmp_path):
             sys.executable,
             "-c",
             f"import sys; sys.path.insert(0, {tests!r}); "
-            f"from cheap_fits import cheap_fit_file; from pathlib import Path; cheap_fit_file(Path({str(tmp_path / 'fit.nc')!r}))",
+            "from cheap_fits import cheap_fit_file; from pathlib import Path; "
+            f"cheap_fit_file(Path({str(tmp_path / 'fit.nc')!r}))",
         ],
         check=True,
         timeout=300,
