@@ -193,7 +193,8 @@ def cli(root: Path, args: list[str], cache: Path, timeout: float = TIMEOUT) -> t
     A fit still running after ``timeout`` seconds is stopped: exit status -1.
     """
     env = {**os.environ, "PYTHONPATH": str(root), "BAYESCALE_CACHE_DIR": str(cache)}
-    command = [sys.executable, "-c", "import sys; from bayescale.cli import main; sys.exit(main())", *args]
+    # The console script's entry (its Ctrl-C handling and hidden Dask included), run from ``root``.
+    command = [sys.executable, "-c", "import sys, _bayescale_cli; sys.exit(_bayescale_cli.main())", *args]
     start = time.perf_counter()
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=root, timeout=timeout)

@@ -244,9 +244,6 @@ def run(
 
 #: The attribute of ``sample_stats`` naming the sampler path a fit took (read by the diagnostics).
 PATH_ATTR = "sampler_path"
-#: The attribute of ``sample_stats`` holding, as JSON, each separate mode's chains and share of the
-#: posterior mass (:func:`bayescale.inference.modes.mode_masses`; ``null`` when not estimated).
-MODE_MASS_ATTR = diag.MODE_MASS_ATTR
 
 
 def _with_path(idata: Any, path: str) -> Any:
@@ -334,7 +331,7 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
 
     masses = modes.mode_masses(log_density, position, groups, rng)
     recorded = None if masses is None else [m.to_dict() for m in masses]
-    return _with_attr(idata, MODE_MASS_ATTR, json.dumps(recorded))
+    return _with_attr(idata, diag.MODE_MASS_ATTR, json.dumps(recorded))
 
 
 def _sampler_key(density: Any, config: SamplerConfig, args: tuple[Any, ...], *program: Any) -> str | None:
@@ -558,6 +555,17 @@ def _nuts(density: Any, config: SamplerConfig, axis: str | None = None) -> tuple
     return init, advance
 
 
+#: Which of a sampling program's arguments ``(keys, starts, shift, scale, data)`` have the chains
+#: on their first axis (split over the devices); the advance program adds ``first`` after ``restarted``.
+_CHAINS_FIRST = (True, True, False, False, False)
+
+
+def _sharded_nuts(density: Any, config: SamplerConfig) -> tuple[int, Any, Any]:
+    """``(shards, init, advance)``: the chains' number of shards and :func:`_nuts` for them."""
+    shards = chain_shards(config.chains)
+    return (shards, *_nuts(density, config, CHAIN_AXIS if shards > 1 else None))
+
+
 def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
     """One jitted program that runs every chain's warm-up and draws (chains vectorised).
 
@@ -568,8 +576,7 @@ def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
     import jax
     import jax.numpy as jnp
 
-    shards = chain_shards(config.chains)
-    init, advance = _nuts(density, config, CHAIN_AXIS if shards > 1 else None)
+    shards, init, advance = _sharded_nuts(density, config)
 
     def chains(keys: Any, starts: Any, shift: Any, scale: Any, data: Any) -> tuple[Any, dict[str, Any]]:
         states = init(keys, starts, shift, scale, data)
@@ -577,7 +584,7 @@ def _compiled_sampler(density: Any, config: SamplerConfig) -> Any:
         _, out = advance(states, restarted, jnp.arange(config.tune + config.draws), shift, scale, data)
         return jax.tree.map(lambda a: jnp.swapaxes(a[config.tune :], 0, 1), out)
 
-    return _over_chains(chains, shards, (True, True, False, False, False))
+    return _over_chains(chains, shards, _CHAINS_FIRST)
 
 
 def _long_enough_for_a_bar(density: Any, config: SamplerConfig) -> bool:
@@ -610,8 +617,7 @@ def _compiled_chunks(density: Any, config: SamplerConfig, length: int) -> tuple[
     import jax.numpy as jnp
     from jax.sharding import PartitionSpec
 
-    shards = chain_shards(config.chains)
-    init, advance = _nuts(density, config, CHAIN_AXIS if shards > 1 else None)
+    shards, init, advance = _sharded_nuts(density, config)
 
     def init_leaves(keys: Any, starts: Any, shift: Any, scale: Any, data: Any) -> list[Any]:
         return jax.tree.leaves(init(keys, starts, shift, scale, data))
@@ -631,8 +637,8 @@ def _compiled_chunks(density: Any, config: SamplerConfig, length: int) -> tuple[
     by_iteration = PartitionSpec(None, CHAIN_AXIS)
     out_specs = (PartitionSpec(CHAIN_AXIS), PartitionSpec(CHAIN_AXIS), by_iteration, by_iteration)
     return (
-        _over_chains(init_leaves, shards, (True, True, False, False, False)),
-        _over_chains(advance_leaves, shards, (True, True, False, False, False, False), out_specs),
+        _over_chains(init_leaves, shards, _CHAINS_FIRST),
+        _over_chains(advance_leaves, shards, (True, True, False, *_CHAINS_FIRST[2:]), out_specs),
     )
 
 
