@@ -80,3 +80,25 @@ def test_spearman_is_scipy_s(case):
     rho, pvalue = spearman(x, y)
     assert rho == pytest.approx(expected.statistic, rel=1e-12, abs=1e-15)
     assert pvalue == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
+
+
+def test_the_residuals_are_computed_once_per_posterior_and_runs(monkeypatch):
+    """The fit's warning, summary and report share one computation; new draws or runs redo it."""
+    from cheap_fits import cheap_fit
+
+    from bayescale.methods import parametric
+
+    fit = cheap_fit()
+    calls = []
+    real = parametric.log_residuals
+    monkeypatch.setattr(parametric, "log_residuals", lambda *a: calls.append(1) or real(*a))
+    first = fit.residual_trends()
+    pd.testing.assert_frame_equal(fit.residual_trends(), first)
+    fit.to_dict()
+    assert len(calls) == 1
+    fit.idata = fit.idata.copy()
+    fit.residual_trends()
+    assert len(calls) == 2
+    fit.runs = fit.runs.subset(np.ones(len(fit.runs), dtype=bool))
+    fit.residual_trends()
+    assert len(calls) == 3
