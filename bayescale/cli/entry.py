@@ -112,19 +112,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except (BayescaleError, OSError, UnicodeDecodeError) as exc:
+    except Exception as exc:
         if args.debug:
             raise
-        if _from_interrupt(exc):
-            return _interrupted(argv)
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except Exception as exc:
         # Ctrl-C while a C extension initialises surfaces as that import's error
         # (pybind11: "ImportError: initialization failed", caused by the KeyboardInterrupt).
-        if args.debug or not _from_interrupt(exc):
+        if _from_interrupt(exc):
+            return _interrupted(argv)
+        if not isinstance(exc, (BayescaleError, OSError, UnicodeDecodeError)):
             raise
-        return _interrupted(argv)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 def _from_interrupt(exc: BaseException) -> bool:
