@@ -98,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("always", RunsWarning)
             warnings.showwarning = _show_warning
             code = COMMANDS[args.command](args)
+        announce_seed(args)
         if code == 0 and getattr(args, "strict", False) and getattr(args, "failed_diagnostics", False):
             print("error: the fit failed its diagnostics (--strict)", file=sys.stderr)
             return EXIT_DIAGNOSTICS
@@ -120,9 +121,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _from_interrupt(exc):
             return _interrupted(argv)
         if not isinstance(exc, (BayescaleError, OSError, UnicodeDecodeError)):
+            announce_seed(args)
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+def announce_seed(args: argparse.Namespace) -> None:
+    """Print the seed drawn for a command given no ``--seed`` (after its fits ran or crashed).
+
+    Not after a user error (a bad file, an unknown law): nothing was fitted, and the error
+    stays the one line on stderr.
+    """
+    seed = getattr(args, "drawn_seed", None)
+    if seed is not None:
+        print(f"bayescale: seed {seed} (drawn; --seed {seed} re-runs this fit)", file=sys.stderr)
 
 
 def _from_interrupt(exc: BaseException) -> bool:

@@ -84,7 +84,7 @@ SAMPLER_SETTINGS = ("draws", "tune", "chains", "backend", "target_accept")
 
 #: The sampler options, defined once: flag -> keywords of ``add_argument``.
 SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
-    "--seed": {"type": _seed, "default": None, "help": "random seed"},
+    "--seed": {"type": _seed, "default": None, "help": "random seed (default: one drawn, printed and saved)"},
     "--likelihood": {"default": "student_t", "choices": ["student_t", "normal"]},
     "--draws": {"type": int, "default": None, "help": "draws per chain (default: the method's, 1000)"},
     "--tune": {"type": int, "default": None, "help": "tuning steps per chain (default: the method's, 1000)"},
@@ -136,6 +136,12 @@ def _sampler_kwargs(args: argparse.Namespace, warn: bool = False) -> dict[str, A
     defaults. ``warn`` is the fit's (the commands report failed diagnostics themselves).
     """
     settings = {name: getattr(args, name, None) for name in SAMPLER_SETTINGS}
+    if args.seed is None:
+        from bayescale.inference.sampling import resolve_seed
+
+        # Drawn here, once, so every fit of the command uses it; the command's end prints it
+        # (entry.announce_seed), so a fit that failed can be re-run as it was.
+        args.seed = args.drawn_seed = resolve_seed(None)
     kwargs: dict[str, Any] = {
         "random_seed": args.seed,
         "sampler": {name: value for name, value in settings.items() if value is not None},

@@ -3,7 +3,8 @@
 The fast path runs warm-up and sampling as one compiled program, which no bar can look into
 unless the fit is sampled in pieces (:func:`bayescale.inference.sampling.sample_density` does so
 for long fits). The stages say what is happening in the meantime (the Laplace step, preparing
-or compiling the sampler, warm-up and sampling) and how long each took.
+or compiling the sampler, warm-up and sampling) and how long each took. A bar is drawn only
+when stderr is a terminal (:func:`on_terminal`); elsewhere the stage lines stand alone.
 """
 
 from __future__ import annotations
@@ -35,3 +36,16 @@ class Progress:
         now = time.perf_counter()
         seconds, self._since = now - self._since, now
         return seconds
+
+
+def on_terminal() -> bool:
+    """Whether stderr is a terminal: a progress bar is drawn only there.
+
+    Off a terminal (a log file, a pipe) a bar's carriage-return updates pile up as one
+    line tens of kilobytes long; stage lines say the same in a few lines.
+    """
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False

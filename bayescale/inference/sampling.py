@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import secrets
 import threading
 import warnings
 from collections import OrderedDict
@@ -29,12 +30,15 @@ from bayescale.errors import BayescaleError
 from bayescale.inference import container, modes
 from bayescale.inference import diagnostics as diag
 from bayescale.inference.geometry import reparametrise
-from bayescale.inference.progress import Progress
+from bayescale.inference.progress import Progress, on_terminal
 from bayescale.model.jax_backend import cache_dir, setup_jax
 from bayescale.model.jax_density import build_density, unsupported
 from bayescale.model.pymc_model import build_model, run_labels
 
 BACKENDS = ("auto", "jax", "numpyro", "nutpie", "pymc")
+
+#: Seeds drawn for a fit given none lie in [0, SEED_RANGE): an int32, which every backend takes.
+SEED_RANGE = 2**31
 
 # numpyro keeps its effect handlers on one global stack, so two threads tracing models at
 # once corrupt each other's (seen with fit_many on a thread pool): one run at a time per process.
@@ -661,11 +665,18 @@ def _sample_in_chunks(
     key = _sampler_key(density, config, step_args, "nuts-advance", length)
     advance = _program(lambda: build_advance, key, step_args)
     pieces, divergences = [], 0
-    with tqdm(total=total, desc=f"NUTS, {config.chains} chains, warm-up", unit="it", leave=False) as bar:
+    terminal = on_terminal()
+    # Off a terminal, a line at the end of warm-up stands in for the bar.
+    say, warming = Progress(not terminal), config.tune > 0
+    desc = f"NUTS, {config.chains} chains, warm-up"
+    with tqdm(total=total, desc=desc, unit="it", leave=False, disable=not terminal) as bar:
         for first in range(0, total, length):
             leaves, restarted, positions, fields = advance(
                 leaves, restarted, jnp.asarray(first), shift, scale, data
             )
+            if warming and first + length >= config.tune:
+                say(f"warm-up done ({say.lap():.1f} s): {config.draws} draws per chain to go")
+                warming = False
             # keep the draws only (a piece may straddle the end of warm-up)
             warmup = max(0, config.tune - first)
             drawn = jax.tree.map(lambda a, skip=warmup: a[skip:], (positions, fields))
@@ -1003,7 +1014,8 @@ def _sample_pymc(model: Any, config: SamplerConfig, random_seed: int | None, pro
         tune=config.tune,
         chains=config.chains,
         random_seed=random_seed,
-        progressbar=progressbar,
+        # PyMC's bar redraws in place: only on a terminal (the stage line above says the rest).
+        progressbar=progressbar and on_terminal(),
         compute_convergence_checks=False,
     )
     with warnings.catch_warnings():
@@ -1078,6 +1090,19 @@ def _scalar_view(idata: Any, names: list[str]) -> tuple[Any, list[str]]:
         posterior=xr.Dataset(flat), sample_stats=container.group(idata, "sample_stats")
     )
     return view, list(flat)
+
+
+def resolve_seed(random_seed: int | None) -> int:
+    """``random_seed``, or a seed drawn from the system's entropy when it is ``None``.
+
+    A fit records the seed it ran with, so a fit made without one can be re-run exactly
+    (``random_seed=fit.random_seed``, CLI ``--seed``).
+    """
+    if random_seed is None:
+        return secrets.randbelow(SEED_RANGE)
+    if isinstance(random_seed, bool) or not isinstance(random_seed, (int, np.integer)):
+        raise BayescaleError(f"random_seed must be an integer or None, got {random_seed!r}")
+    return int(random_seed)
 
 
 def sample_checked(

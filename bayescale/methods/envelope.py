@@ -37,6 +37,7 @@ from bayescale.inference.sampling import (
     choose_backend,
     mode_and_root,
     resolve_sampler,
+    resolve_seed,
     sample_checked,
     setup_jax,
 )
@@ -572,6 +573,7 @@ def fit_envelope(
         config = replace(config, extra={**config.extra, "nuts_kwargs": nuts})
     shift, root = whitening or (None, None)
     model = build_model(data, correlation, shift, root, merged)
+    random_seed = resolve_seed(random_seed)
     idata, report, used = sample_checked(model, names, config, random_seed, progressbar, warn)
     return EnvelopeFit(
         idata=idata,

@@ -68,9 +68,11 @@ def fit(
         ``SAMPLER_DEFAULTS``; for the parametric method
         :func:`~bayescale.methods.parametric.sampler_defaults`).
     random_seed
-        Seed for reproducible draws.
+        Seed for reproducible draws. When ``None``, one is drawn and kept as the result's
+        ``random_seed`` (and saved with it), so the fit can be re-run exactly.
     progressbar
-        Show the sampler's progress (long fits only on the JAX fast path).
+        Show the sampler's progress: a line per stage on stderr, and on a terminal a bar
+        (long fits only on the JAX fast path).
     warn
         Emit a :class:`~bayescale.FitWarning` when the diagnostics fail.
     **options

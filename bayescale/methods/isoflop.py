@@ -24,7 +24,13 @@ from bayescale.data.storage import runs_from_dataset, runs_to_dataset
 from bayescale.errors import BayescaleError, RunsError
 from bayescale.inference import container
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
-from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler, sample_checked
+from bayescale.inference.sampling import (
+    SamplerConfig,
+    SamplerSettings,
+    resolve_sampler,
+    resolve_seed,
+    sample_checked,
+)
 from bayescale.methods import io
 from bayescale.methods.saved import (
     MethodResult,
@@ -597,6 +603,7 @@ def fit_isoflop(
     merged = resolve_priors(likelihood, shape, priors)
     data = prepare(runs_obj, budget_tol, window=window, neighbours=neighbours, bracketed=bracketed)
     config = resolve_sampler(SAMPLER_DEFAULTS, sampler)
+    random_seed = resolve_seed(random_seed)
     names = [*GLOBAL_PARAMETERS, "vertex_z", "log_loss_opt", "log_curvature"]
     idata, report, used = sample_checked(
         build_model(data, likelihood, shape, merged), names, config, random_seed, progressbar, warn

@@ -20,7 +20,7 @@ from bayescale.errors import BayescaleError, LawError, RunsError, RunsWarning
 from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
-from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler
+from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler, resolve_seed
 from bayescale.inference.sampling import run as run_sampler
 from bayescale.methods import io
 from bayescale.model.laws import ScalingLaw, get_law
@@ -300,6 +300,8 @@ class Fit:
         flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
         average_beyond: bool = True,
         group: str | None = None,
+        *,
+        random_seed: int | None = None,
     ) -> pd.DataFrame:
         """Compute-optimal allocation at budget(s) C = k N D (k = 6 by default).
 
@@ -318,6 +320,9 @@ class Fit:
             a budget beyond the runs' largest N D is answered by the equal mixture of
             this law and :meth:`variant_fit` (not with ``unique_tokens``). ``group``: a
             grouped law's group (``None``: a typical group).
+        ``random_seed`` is accepted as by :meth:`predict` and :meth:`bayescale.Averaged.optimal`, so one
+        call answers a fit and an average of fits; this answer is a function of the posterior draws
+        and draws no random numbers, so the seed leaves it unchanged.
         """
         return self._flag(
             plan.optimal(
@@ -334,11 +339,16 @@ class Fit:
         kind: str = "eti",
         flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
         average_beyond: bool = True,
+        *,
+        random_seed: int | None = None,
     ) -> pd.DataFrame:
         """Compute needed to reach each target loss (see :func:`bayescale.questions.plan.target_compute`).
 
         With ``average_beyond`` (default) a target whose compute lies beyond the runs
         is answered by the equal mixture of this law and :meth:`variant_fit`.
+        ``random_seed`` is accepted as by :meth:`predict` and :meth:`optimal`, so one
+        call answers a fit and an average of fits; this answer is a function of the posterior draws
+        and draws no random numbers, so the seed leaves it unchanged.
         """
         return self._flag(
             plan.target_compute(
@@ -354,11 +364,16 @@ class Fit:
         kind: str = "eti",
         flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
         average_beyond: bool = True,
+        *,
+        random_seed: int | None = None,
     ) -> pd.DataFrame:
         """Probability that each plan (N, D[, U]) has the lowest loss, and its expected regret.
 
         See :func:`bayescale.questions.plan.compare_plans`; with ``average_beyond``
         (default) plans beyond the runs are judged on the mixture with :meth:`variant_fit`.
+        ``random_seed`` is accepted as by :meth:`predict` and :meth:`optimal`, so one
+        call answers a fit and an average of fits; this answer is a function of the posterior draws
+        and draws no random numbers, so the seed leaves it unchanged.
         """
         return self._flag(
             plan.compare_plans(self, plans, prob, kind, flops_per_param_token, average_beyond),
@@ -504,9 +519,11 @@ def fit_parametric(
         installed and the model is supported, else the fastest installed backend of the
         PyMC model; ``"numpyro"``, ``"nutpie"`` or ``"pymc"`` force one.
     random_seed
-        Seed for reproducible draws.
+        Seed for reproducible draws. When ``None``, one is drawn and kept as the result's
+        ``random_seed`` (and saved with it), so the fit can be re-run exactly.
     progressbar
-        Show the sampler's progress bar. On the ``"jax"`` fast path only fits
+        Show the sampler's progress: a line per stage on stderr, and a bar, only when stderr
+        is a terminal (in a log file the stage lines stand alone). On the ``"jax"`` fast path only fits
         long enough to want one show it (observations x iterations of at
         least ``bayescale.inference.sampling.BAR_WORK``, 2e7: ~15 s and up); the draws
         are the same with or without it.
@@ -537,6 +554,7 @@ def fit_parametric(
     if scatter:
         warnings.warn(scatter, RunsWarning, stacklevel=3)
     config = resolve_sampler(sampler_defaults(law_obj), sampler)
+    random_seed = resolve_seed(random_seed)
     idata, used = run_sampler(law_obj, runs_obj, free, fixed, likelihood, config, random_seed, progressbar)
     idata = _tidy(idata, law_obj, runs_obj, fixed, likelihood)
     report = diag.compute(idata, list(free) + [group_variable(n) for n in law_obj.pooled])

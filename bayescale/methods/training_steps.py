@@ -41,7 +41,13 @@ from bayescale.data.storage import table_from_dataset, table_to_dataset
 from bayescale.errors import BayescaleError, RunsError, RunsWarning
 from bayescale.inference import container
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
-from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler, sample_checked
+from bayescale.inference.sampling import (
+    SamplerConfig,
+    SamplerSettings,
+    resolve_sampler,
+    resolve_seed,
+    sample_checked,
+)
 from bayescale.methods import io
 from bayescale.methods.saved import MethodResult, check_setting, with_data
 from bayescale.model.laws import ops as _ops
@@ -711,8 +717,12 @@ class StepsFit(MethodResult, AllocationAnswers):
         )
         return out.transpose("chain", "draw", "query")
 
-    def optimal(self, compute: Any, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
+    def optimal(
+        self, compute: Any, prob: float = 0.9, kind: str = "eti", *, random_seed: int | None = None
+    ) -> pd.DataFrame:
         """The compute-optimal model at budget(s) ``compute`` [FLOPs] with intervals, one row each.
+
+        ``random_seed`` is accepted as by ``Fit.optimal``: the answer draws no random numbers.
 
         Two cases, decided by the fit (:func:`compute_optimal` has the formulas):
 
@@ -887,6 +897,7 @@ def fit_steps(
     free = [n for n in merged if n not in ("N_c", "S_c", "B_star")]
     free += ["N_c_log_at_ref", "S_c_log_at_ref"] + (["B_crit_log_at_ref"] if data.batch_fitted else [])
     model = build_model(data, merged, correlation, likelihood)
+    random_seed = resolve_seed(random_seed)
     idata, report, ran = sample_checked(model, free, config, random_seed, progressbar, warn)
     return StepsFit(
         idata=idata,

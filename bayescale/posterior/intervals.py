@@ -102,7 +102,13 @@ class AllocationAnswers:
         draws = self.exponent_draws()
         return {name: interval_dict(draws[name], prob, kind) for name in ("a", "b")}
 
-    def optimal(self, compute: Any, prob: float = 0.9, kind: str = "eti") -> Any:
-        """Compute-optimal ``params``, ``tokens``, ``tokens_per_param``... at budget(s), one row each."""
+    def optimal(
+        self, compute: Any, prob: float = 0.9, kind: str = "eti", *, random_seed: int | None = None
+    ) -> Any:
+        """Compute-optimal ``params``, ``tokens``, ``tokens_per_param``... at budget(s), one row each.
+
+        ``random_seed`` is accepted as by ``Fit.optimal``; the answer is a function of the
+        posterior draws and draws no random numbers, so the seed leaves it unchanged.
+        """
         check_interval(prob, kind)
         return interval_table(self.optimal_draws(compute), prob, kind, make_query(compute=compute))

@@ -64,8 +64,14 @@ def test_pymc_model_backends_say_what_they_sample_and_forward_the_flag(monkeypat
 
     monkeypatch.setattr(pm, "sample", fake_sample)
     config = bs.SamplerConfig(draws=10, tune=20, chains=3, backend="pymc")
+    monkeypatch.setattr(sampling, "on_terminal", lambda: True)
     assert sampling.sample(None, config, 1, progressbar=True).identical(tree)
     assert seen["progressbar"] is True
+    capsys.readouterr()
+    # Off a terminal PyMC's bar (redrawn in place) is not drawn: the stage line is.
+    monkeypatch.setattr(sampling, "on_terminal", lambda: False)
+    sampling.sample(None, config, 1, progressbar=True)
+    assert seen["progressbar"] is False
     assert (
         "bayescale: sampling the PyMC model with pymc: 3 chains x (20 warm-up + 10 draws)"
         in capsys.readouterr().err

@@ -564,11 +564,19 @@ def test_progress_bar_pieces_draw_what_the_single_program_draws(monkeypatch, cap
     single = bs.fit(runs, **settings)
     assert "NUTS" not in capsys.readouterr().err
     monkeypatch.setattr(sampling, "BAR_WORK", 0)  # every fit is long enough for the bar
+    monkeypatch.setattr(sampling, "on_terminal", lambda: True)
     pieces = bs.fit(runs, **{**settings, "progressbar": True})
     bar = capsys.readouterr().err
     assert "NUTS, 2 chains, sampling" in bar and "divergences=" in bar
+    # Off a terminal (a log file): stage lines only, no bar's carriage returns, the same draws.
+    monkeypatch.setattr(sampling, "on_terminal", lambda: False)
+    logged = bs.fit(runs, **{**settings, "progressbar": True})
+    log = capsys.readouterr().err
+    assert "\r" not in log and "divergences=" not in log
+    assert "bayescale: warm-up done (" in log and log.count("\n") < 15
     for name in ("alpha_N", "E", "sigma"):
         np.testing.assert_array_equal(pieces.posterior[name].values, single.posterior[name].values)
+        np.testing.assert_array_equal(logged.posterior[name].values, single.posterior[name].values)
     for name in ("diverging", "step_size", "restarted"):
         np.testing.assert_array_equal(
             pieces.idata.sample_stats[name].values, single.idata.sample_stats[name].values
