@@ -165,8 +165,12 @@ def serious_failures(ranks):
     return int(((ranks["max_r_hat"] > SERIOUS_R_HAT) | (ranks["divergences"] > SERIOUS_DIVERGENCES)).sum())
 
 
+@pytest.mark.slow
 def test_sbc_quick_real_fits():
     """12 real Chinchilla fits (2 processes through fit_many): ranks uniform, diagnostics mostly fine.
+
+    Slow (~3 min of the default run at load 17): a statistical check of many fits; the default
+    run keeps sbc()'s plumbing with a stand-in fitter and the exact-posterior rank checks.
 
     False-alarm rate of the rank check: 8 quantities (5 law parameters, sigma, nu,
     N_opt) x 2 tests (KS, chi-square), each at 0.01 / 16, so at most 1% under a
