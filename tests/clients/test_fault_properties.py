@@ -85,13 +85,31 @@ def _load_checked(path: Path, timeout: float = 15.0):
     return bs.load_fit(path, probe_timeout=timeout)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
+#: A mutated file's bytes: the kind of damage, where in the file, which bit.
+MUTATIONS = (
     st.sampled_from(["flip", "truncate", "zero"]),
     st.floats(min_value=0, max_value=1, exclude_max=True),
     st.integers(min_value=0, max_value=7),
 )
+
+
+# Each example loads through a child process (the probe, ~1 s of CPU): 12 in the default run,
+# 60 more under slow (the default run had 40).
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(*MUTATIONS)
 def test_mutated_saved_fit_is_refused_or_unchanged(saved, tmp_path, kind, where, bit):
+    check_mutation(saved, tmp_path, kind, where, bit)
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(*MUTATIONS)
+def test_many_mutated_saved_fits_are_refused_or_unchanged(saved, tmp_path, kind, where, bit):
+    check_mutation(saved, tmp_path, kind, where, bit)
+
+
+def check_mutation(saved, tmp_path, kind, where, bit):
+    """A saved fit with one mutation loads with every value unchanged, or is refused."""
     path, data = saved
     mutated = bytearray(data)
     at = int(where * len(data))
