@@ -43,7 +43,7 @@ def test_cli_fit_progress_flag(tmp_path, capsys):
     simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=7).to_csv(path, index=False)
     cheap = ["--draws", "200", "--tune", "300", "--chains", "2", "--seed", "4"]
     assert main(["fit", str(path), "--out", str(tmp_path / "a.nc"), *cheap]) == 0
-    assert "bayescale: " not in capsys.readouterr().err
+    assert "bayescale: " not in capsys.readouterr().err  # nor the seed: it was given
     assert main(["fit", str(path), "--out", str(tmp_path / "b.nc"), "--progress", *cheap]) == 0
     err = capsys.readouterr().err
     assert "bayescale: fast path" in err and "bayescale: sampled (" in err
