@@ -72,8 +72,9 @@ def _load(
     curves = None
     if isinstance(source, Curves):
         curves = source if not options else Curves.from_any(source, **options)
-    elif isinstance(source, str) and source in datasets.names() and not options:
-        curves = datasets.load_curves(source) if datasets.info(source).curves else None
+    elif isinstance(source, str) and source in datasets.names():
+        if datasets.info(source).curves:  # the bundled set says whether it holds curves
+            curves = Curves.from_any(source, **options) if options else datasets.load_curves(source)
     else:
         try:
             curves = Curves.from_any(source, **options)

@@ -434,3 +434,12 @@ def test_raw_olmo_ladder_names_every_loss_and_maps_with_column():
         warnings.simplefilter("ignore", RunsWarning)  # its compute counts attention: not 6 N D
         runs = bs.Runs.from_any(OLMO_CSV, columns={"loss": "loss_c4_en", "params": "N_nonembed"})
     np.testing.assert_allclose(runs.column("compute"), raw["flops_per_token"] * raw["tokens"].astype(float))
+
+
+def test_compare_methods_reads_bundled_runs_and_curves_with_the_options():
+    from bayescale.methods.side_by_side import _load
+
+    runs, curves = _load("chinchilla", None, {"where": ["params > 1e9"]})
+    assert curves is None and len(runs) == int((bs.Runs.from_any("chinchilla").column("params") > 1e9).sum())
+    runs, curves = _load("gemstones", None, {"where": ["params > 1e9"]})
+    assert curves is not None and (curves.frame["params"] > 1e9).all() and len(runs) == len(curves)
