@@ -15,7 +15,7 @@ LOCK := constraints.txt
 #: The Python versions bayescale supports (requires-python in pyproject.toml).
 SUPPORTED := 3.12 3.13
 
-.PHONY: demo test test-slow test-browser browser lint format clean versions lock
+.PHONY: demo test test-slow test-browser browser lint format docs clean versions lock
 
 # A venv of an unsupported Python (an earlier release's 3.11 one), or of another version than
 # PY/PYTHON ask for, is made anew.
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml $(LOCK)
 			echo "creating $(VENV) with $$python (Python $$want)"; rm -rf $(VENV); $$python -m venv $(VENV) || exit 1; fi; \
 	fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,fast]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,fast,docs]"
 	touch $(STAMP)
 
 versions: $(STAMP)
@@ -80,5 +80,13 @@ lock: $(STAMP)
 	  echo "# $$($(BIN)/python --version), $$(uname -sm)"; \
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^pip=='; } > $(LOCK)
 
+# The documentation site (Sphinx, PyData theme, numpydoc, MyST-NB) into docs/_build/html; warnings are
+# errors, so a broken reference or docstring fails the build. The notebooks are shown with their stored
+# outputs, not run (make test runs them).
+DOCS_OUT ?= docs/_build/html
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs $(DOCS_OUT)
+	@echo "docs: $(DOCS_OUT)/index.html"
+
 clean:
-	rm -rf $(OUT) build dist *.egg-info
+	rm -rf $(OUT) build dist *.egg-info docs/_build docs/api/generated docs/notebooks

@@ -1,20 +1,23 @@
 """A self-contained HTML report of a fit, to attach to a design review.
 
 Everything is in one file: figures are embedded as base64 PNG, there is no
-script, stylesheet or image fetched from the network.
+script, stylesheet or image fetched from the network. The page is laid out by the
+Jinja2 template ``bayescale/templates/report.html.j2`` with autoescape on: this
+module computes plain values, the template escapes every one of them.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import jinja2
 import numpy as np
+from markupsafe import Markup
 
 from bayescale import plots
 from bayescale._version import __version__
@@ -37,6 +40,9 @@ figure { margin: 1em 0 2em; } figure img { max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: 0.9em; }
 .ok { color: #1a7f37; } .failed { color: #c62828; font-weight: bold; } .warning { color: #9a6700; }
 """
+
+#: The report's template, in ``bayescale/templates`` (autoescaped Jinja2).
+TEMPLATE = "report.html.j2"
 
 #: Width of the page the report is laid out for [CSS px]; its tables and figures fit in it.
 PAGE_WIDTH = 1280
@@ -92,11 +98,6 @@ def _png(obj: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _e(value: Any) -> str:
-    """The one way a value enters the HTML: as escaped text (a saved fit's values are not trusted)."""
-    return html.escape(str(value), quote=True)
-
-
 def number(value: Any, digits: int = 4) -> str:
     """A number as a person reads it: ``digits`` significant digits, exponents without padding.
 
@@ -112,41 +113,38 @@ def number(value: Any, digits: int = 4) -> str:
     return text
 
 
-def html_table(
-    header: Sequence[str], rows: Sequence[Sequence[str]], escaped: bool = False, text_columns: int = 1
-) -> str:
-    """A table with one header row and no index: cells are text, escaped unless ``escaped``.
+class Interval(NamedTuple):
+    """A table cell printed as the median with the interval below it in small print."""
 
-    The first ``text_columns`` columns hold labels (left-aligned); the others numbers (right-aligned).
-    """
-    cell = (lambda v: v) if escaped else _e
+    median: str
+    lower: str
+    upper: str
 
-    def tag(name: str, i: int, value: str) -> str:
-        return f'<{name} class="l">{value}</{name}>' if i < text_columns else f"<{name}>{value}</{name}>"
 
-    head = "".join(tag("th", i, _e(h)) for i, h in enumerate(header))
-    body = "".join(
-        "<tr>" + "".join(tag("td", i, cell(v)) for i, v in enumerate(row)) + "</tr>" for row in rows
+def _interval(median: float, lower: float, upper: float) -> Interval:
+    return Interval(number(median), number(lower), number(upper))
+
+
+def _environment() -> jinja2.Environment:
+    """The templates of ``bayescale/templates``, autoescaped: a value from a fit is always text."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("bayescale", "templates"),
+        autoescape=True,  # every template, whatever its file name: the report shows untrusted values
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    env.tests["interval"] = lambda value: isinstance(value, Interval)
+    return env
 
 
-def _interval_cell(median: float, lower: float, upper: float) -> str:
-    """The median, and the interval below it in small print (escaped HTML)."""
-    return f"{_e(number(median))}<br><small>[{_e(number(lower))}, {_e(number(upper))}]</small>"
-
-
-def _data_section(fit: Fit) -> str:
+def _data_section(fit: Fit) -> dict[str, Any]:
     frame = fit.runs.frame
     columns = [c for c in ("params", "tokens", "unique_tokens", "compute", "loss") if c in frame]
     rows = [[c, number(frame[c].min()), number(frame[c].median()), number(frame[c].max())] for c in columns]
-    return (
-        f"<p>{_e(len(frame))} runs from <code>{_e(fit.runs.source)}</code>; "
-        "units: counts, FLOPs and nats/token.</p>" + html_table(["column", "min", "median", "max"], rows)
-    )
+    return {"n_runs": len(frame), "source": fit.runs.source, "rows": rows}
 
 
-def _parameter_section(fit: Fit, prob: float) -> str:
+def _parameter_section(fit: Fit, prob: float) -> dict[str, Any]:
     """Median and interval of each parameter, r_hat to 3 decimals and bulk ESS as a whole number."""
     summary = fit.summary(prob)
     any_fixed = bool(summary["fixed"].any())
@@ -157,29 +155,24 @@ def _parameter_section(fit: Fit, prob: float) -> str:
         diagnostics = ["", ""] if fixed else [f"{row['r_hat']:.3f}", f"{round(row['ess_bulk']):d}"]
         cells = [str(name), number(row["median"]), number(row["lower"]), number(row["upper"]), *diagnostics]
         rows.append(cells + (["yes" if fixed else ""] if any_fixed else []))
-    return html_table(header, rows)
+    return {"header": header, "rows": rows}
 
 
-def _diagnostics_section(fit: Fit) -> str:
+def _diagnostics_section(fit: Fit) -> dict[str, Any]:
     d = fit.diagnostics
-    state = '<span class="ok">passed</span>' if d["ok"] else '<span class="failed">FAILED</span>'
     config = fit.sampler.to_dict()
-    # The text of the one renderer, without its "diagnostics: " and verdict (the state says it).
-    line = diag.summary_lines(d)[0].removeprefix("diagnostics: ").rsplit(" -> ", 1)[0]
-    rows = [
-        f"<li>diagnostics {state}: {_e(line)}</li>",
-        "<li>sampler: " + _e(", ".join(f"{k}={v}" for k, v in config.items()))
-        + f", random_seed={_e(fit.random_seed)}</li>",
-    ]  # fmt: skip
-    rows += [f'<li class="failed">{_e(p)}</li>' for p in d["problems"]]
-    rows += [f"<li>warning: {_e(w)}</li>" for w in d.get("warnings", [])]
     trends = fit.residual_trends()
-    misfit = trend_message(trends)
-    if misfit:
-        rows.append(f'<li class="failed">residuals: {_e(misfit)}</li>')
-    elif len(trends):
-        rows.append(f'<li class="ok">residuals: no trend with {_e(", ".join(map(str, trends.index)))}</li>')
-    return "<ul>" + "".join(rows) + "</ul>"
+    return {
+        "ok": bool(d["ok"]),
+        # The text of the one renderer, without its "diagnostics: " and verdict (the state says it).
+        "line": diag.summary_lines(d)[0].removeprefix("diagnostics: ").rsplit(" -> ", 1)[0],
+        "sampler": ", ".join(f"{k}={v}" for k, v in config.items()),
+        "random_seed": fit.random_seed,
+        "problems": list(d["problems"]),
+        "warnings": list(d.get("warnings", [])),
+        "misfit": trend_message(trends),
+        "trends": ", ".join(map(str, trends.index)) if len(trends) else "",
+    }
 
 
 #: Quantities of the plan table: column of :meth:`Fit.optimal` and header.
@@ -195,61 +188,47 @@ def _budgets(fit: Fit, compute: Sequence[float] | None) -> np.ndarray:
     return np.asarray(compute if compute is not None else default_budgets(fit), dtype=float)
 
 
-def _plan_section(fit: Fit, compute: Sequence[float] | None, prob: float) -> str:
+def _row_interval(row: Any, name: str) -> Interval:
+    return _interval(*(row[f"{name}_{s}"] for s in ("median", "lower", "upper")))
+
+
+def _plan_section(fit: Fit, compute: Sequence[float] | None, prob: float) -> dict[str, Any] | None:
+    """The plan table; ``None`` for a law without a compute-optimal allocation."""
     if not _has_allocation(fit):
-        return f"<p>The {_e(fit.law.name)} law has no closed-form compute-optimal allocation.</p>"
+        return None
     table = fit.optimal(_budgets(fit, compute), prob=prob)
     header = ["compute [FLOPs]", *_PLAN_COLUMNS.values(), "beyond the runs"]
-    rows = []
+    rows: list[list[Any]] = []
     for _, row in table.iterrows():
-        cells = [_e(number(row["compute"], 3))]
-        cells += [
-            _interval_cell(*(row[f"{q}_{s}"] for s in ("median", "lower", "upper"))) for q in _PLAN_COLUMNS
-        ]
+        cells: list[Any] = [number(row["compute"], 3), *(_row_interval(row, q) for q in _PLAN_COLUMNS)]
         beyond = f"{number(row['compute_multiple'], 3)}x compute, {number(row['params_multiple'], 3)}x N"
         if row["tokens_per_param_outside"] > 1:
             beyond += f", D/N {number(row['tokens_per_param_outside'], 3)}x outside"
-        rows.append([*cells, _e(beyond)])
-    text = (
-        "<p>Compute-optimal allocation at C = 6ND: posterior median and, "
-        f"below it, the {_e(format(prob, '.0%'))} interval. &ldquo;Beyond the runs&rdquo;: the budget over "
-        "the largest run's compute, and N_opt over the largest run's N.</p>"
-    )
+        rows.append([*cells, beyond])
     exponents = [e for e in ("a", "b") if f"{e}_median" in table]
     constant = all(
         np.allclose(table[f"{e}_{s}"], table[f"{e}_{s}"].iloc[0], rtol=1e-6)
         for e in exponents
         for s in ("median", "lower", "upper")
     )
-    if exponents and constant:
+    summary = []
+    if exponents and constant:  # one line for the exponents, the same at every budget
         first = table.iloc[0]
-        text += (
-            "<p>N_opt &prop; C<sup>a</sup>, D_opt &prop; C<sup>b</sup>: "
-            + ", ".join(
-                f"{e} = {_e(number(first[f'{e}_median']))} [{_e(number(first[f'{e}_lower']))}, "
-                f"{_e(number(first[f'{e}_upper']))}]"
-                for e in exponents
-            )
-            + ".</p>"
-        )
-    elif exponents:
+        summary = [{"name": e, **_row_interval(first, e)._asdict()} for e in exponents]
+    elif exponents:  # a column per exponent, before "beyond the runs"
         header[-1:-1] = exponents
-        for row, (_, values) in zip(rows, table.iterrows(), strict=True):
-            row[-1:-1] = [
-                _interval_cell(*(values[f"{e}_{s}"] for s in ("median", "lower", "upper"))) for e in exponents
-            ]
-    text += html_table(header, rows, escaped=True)
-    warning = table.attrs.get("extrapolation_warning")
-    if warning:
-        text += f'<p class="warning">warning: {_e(warning)}</p>'
-    return text
+        for cells, (_, values) in zip(rows, table.iterrows(), strict=True):
+            cells[-1:-1] = [_row_interval(values, e) for e in exponents]
+    return {
+        "header": header,
+        "rows": rows,
+        "exponents": summary,
+        "warning": table.attrs.get("extrapolation_warning"),
+    }
 
 
-def _figure(caption: str, drawn: Any) -> str:
-    return (
-        f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{_png(drawn)}">'
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
-    )
+def _figure(caption: str, drawn: Any) -> dict[str, str]:
+    return {"caption": caption, "png": _png(drawn)}
 
 
 def _variant(fit: Fit) -> Fit | None:
@@ -257,16 +236,12 @@ def _variant(fit: Fit) -> Fit | None:
     return fit.variant_fit() if fit.averages_beyond else None
 
 
-def _comparison_section(fit: Fit, variant: Fit | None) -> str:
+def _comparison_section(fit: Fit, variant: Fit | None) -> dict[str, Any] | None:
     """PSIS-LOO of the fitted law against the variant law on the same runs, table and figure."""
     from bayescale.questions.compare import LooWarning, compare
 
     if variant is None:
-        return (
-            f"<p>No second law is fitted to compare the {_e(fit.law.name)} law with (it is the variant "
-            "law itself, has pooled parameters, or the variant could not be fitted to these runs); "
-            "compare laws with <code>bayescale compare</code>.</p>"
-        )
+        return None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LooWarning)
         table = compare({fit.law.name: fit, variant.law.name: variant})
@@ -283,66 +258,51 @@ def _comparison_section(fit: Fit, variant: Fit | None) -> str:
         if dse > 0 and diff > 2 * dse
         else f"the runs do not separate {best} from {other} (difference {diff:.1f} ± {dse:.1f} nats)"
     )
-    text = (
-        f"<p>Expected log predictive density by PSIS-LOO of the fitted law and of {_e(variant.law.title)} "
-        f"(<code>{_e(variant.law.name)}</code>), fitted to the same runs with the same settings; the second "
-        f"law is the one averaged into answers beyond the runs. {_e(verdict)}.</p>"
-        + html_table(
-            ["law", "ELPD (LOO) ± se", "difference to best ± se", "stacking weight", "max Pareto k"], rows
-        )
-    )
     loo = [w for w in caught if issubclass(w.category, LooWarning)]
     for w in caught:  # the others as they would have been
         if w not in loo:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    text += "".join(f'<p class="warning">warning: {_e(w.message)}</p>' for w in loo)
     from bayescale import plots
 
-    return text + _figure("Law comparison: ELPD of each law with its standard error.", plots.plot_elpd(table))
+    return {
+        "title": variant.law.title,
+        "name": variant.law.name,
+        "verdict": verdict,
+        "rows": rows,
+        "warnings": [str(w.message) for w in loo],
+        "figure": _figure(
+            "Law comparison: ELPD of each law with its standard error.", plots.plot_elpd(table)
+        ),
+    }
 
 
 def _extrapolation_section(
     fit: Fit, variant: Fit | None, compute: Sequence[float] | None, train_below: float | None
-) -> str:
+) -> dict[str, Any]:
     """How far the plan lies beyond the runs, what each law says there, and an optional held-out check."""
-    parts: list[str] = []
+    rows: list[list[Any]] = []
     if _has_allocation(fit) and variant is not None:
         budgets = _budgets(fit, compute)
         own = fit.optimal(budgets, average_beyond=False)
         other = variant.optimal(budgets, average_beyond=False)
         answer = fit.optimal(budgets)
         names = (fit.law.name, variant.law.name, "answer (both laws beyond the runs)")
-        rows = []
         for i, c in enumerate(budgets):
             for what, table in zip(names, (own, other, answer), strict=True):
                 row = table.iloc[i]
-                cells = [
-                    _interval_cell(*(row[f"{q}_{s}"] for s in ("median", "lower", "upper")))
-                    for q in ("params", "loss")
-                ]
-                rows.append([_e(number(c, 3)) if what == names[0] else "", _e(what), *cells])
-        header = ["compute [FLOPs]", "law", _PLAN_COLUMNS["params"], _PLAN_COLUMNS["loss"]]
-        parts.append(
-            "<p>At the plan's budgets: each law alone, and the answer the plan gives (beyond the runs, "
-            "half its draws from each law). Where the laws disagree the runs do not decide the answer; "
-            "a run at a larger budget would.</p>" + html_table(header, rows, escaped=True, text_columns=2)
-        )
+                first = number(c, 3) if what == names[0] else ""
+                rows.append([first, what, *(_row_interval(row, q) for q in ("params", "loss"))])
+    figure = None
     if train_below is not None:
         from bayescale.plots import kinds
 
-        parts.append(
-            _figure(
-                f"Held-out check: the {fit.law.name} law refitted on the runs below {number(train_below, 3)} "
-                "FLOPs with the same priors and settings, predicting the larger runs (90% intervals).",
-                kinds.draw("extrapolation", fit, kinds.PlotOptions(train_below=train_below)),
-            )
+        figure = _figure(
+            f"Held-out check: the {fit.law.name} law refitted on the runs below {number(train_below, 3)} "
+            "FLOPs with the same priors and settings, predicting the larger runs (90% intervals).",
+            kinds.draw("extrapolation", fit, kinds.PlotOptions(train_below=train_below)),
         )
-    else:
-        parts.append(
-            "<p>A held-out check (refit on the smaller runs, predict the larger ones): "
-            "<code>bayescale report ... --train-below C</code> or <code>bayescale extrapolate</code>.</p>"
-        )
-    return "".join(parts)
+    header = ["compute [FLOPs]", "law", _PLAN_COLUMNS["params"], _PLAN_COLUMNS["loss"]]
+    return {"header": header, "rows": rows, "figure": figure}
 
 
 def build_report(
@@ -351,11 +311,13 @@ def build_report(
     prob: float = 0.9,
     train_below: float | None = None,
 ) -> str:
-    """The HTML text of the report.
+    """The HTML text of the report, from the template ``bayescale/templates/report.html.j2``.
 
     Sections: the law, data, diagnostics, parameters, plan, law comparison,
     extrapolation and figures. Tables have one header row and fit a page of
-    :data:`PAGE_WIDTH` pixels; intervals are printed below their medians.
+    :data:`PAGE_WIDTH` pixels; intervals are printed below their medians. Every
+    value is escaped by the template engine (autoescape): a saved fit's text is
+    not trusted.
 
     Parameters
     ----------
@@ -376,26 +338,23 @@ def build_report(
     if train_below is not None and not (np.isfinite(train_below) and train_below > 0):
         raise BayescaleError(f"train_below must be a finite compute > 0, got {train_below!r}")
     law = fit.law
-    fixed = ", ".join(f"{k} = {v:.4g}" for k, v in fit.fixed.items()) or "none"
     variant = _variant(fit)
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>bayescale report: {_e(law.name)} law</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{_e(law.title)}</h1>",
-        f"<p><code>{_e(law.formula)}</code><br>{_e(law.reference)}<br>"
-        f"likelihood on log loss: {_e(fit.likelihood)}; fixed parameters: {_e(fixed)}</p>",
-        "<h2>Data</h2>", _data_section(fit),
-        "<h2>Diagnostics</h2>", _diagnostics_section(fit),
-        f"<h2>Parameters ({_e(format(prob, '.0%'))} credible intervals)</h2>", _parameter_section(fit, prob),
-        "<h2>Plan</h2>", _plan_section(fit, compute, prob),
-        "<h2>Law comparison</h2>", _comparison_section(fit, variant),
-        "<h2>Extrapolation</h2>", _extrapolation_section(fit, variant, compute, train_below),
-        "<h2>Figures</h2>",
-    ]  # fmt: skip
-    parts += [_figure(caption, draw()) for caption, draw in figures(fit)]
-    parts.append(f"<p><small>made by bayescale {_e(__version__)}</small></p></body></html>")
-    return "\n".join(parts)
+    context = {
+        "style": Markup(_STYLE),  # the page's own stylesheet, not a value from the fit
+        "law": {"name": law.name, "title": law.title, "formula": law.formula, "reference": law.reference},
+        "likelihood": fit.likelihood,
+        "fixed": ", ".join(f"{k} = {v:.4g}" for k, v in fit.fixed.items()) or "none",
+        "prob_text": format(prob, ".0%"),
+        "data": _data_section(fit),
+        "diagnostics": _diagnostics_section(fit),
+        "parameters": _parameter_section(fit, prob),
+        "plan": _plan_section(fit, compute, prob),
+        "comparison": _comparison_section(fit, variant),
+        "extrapolation": _extrapolation_section(fit, variant, compute, train_below),
+        "figures": [_figure(caption, draw()) for caption, draw in figures(fit)],
+        "version": __version__,
+    }
+    return _environment().get_template(TEMPLATE).render(context)
 
 
 def write_report(

@@ -23,10 +23,9 @@ METHOD_NAMES = {
 }
 
 
-def _load_runs(args: argparse.Namespace, source: Any) -> Any:
-    """The runs of ``source`` read with the loader options; prints what the options did."""
+def _loader_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The loader options given (``--column``, ``--columns``, ``--where``, ...) as ``from_any`` keywords."""
     from bayescale.data.columns import parse_column_items, read_column_file
-    from bayescale.data.runs import Runs
 
     columns = read_column_file(args.columns_file) if args.columns_file is not None else {}
     columns.update(parse_column_items(args.column_map))
@@ -36,10 +35,21 @@ def _load_runs(args: argparse.Namespace, source: Any) -> Any:
         "best_of": args.best_of,
         "flops_per_param_token": args.loader_k,
     }
-    runs = Runs.from_any(source, **{k: v for k, v in options.items() if v is not None})
-    for note in runs.notes:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _load_runs(args: argparse.Namespace, source: Any, curves: bool = False) -> Any:
+    """The runs (``curves``: the loss curves) of ``source`` read with the loader options.
+
+    Prints what the options did.
+    """
+    from bayescale.data.curves import Curves
+    from bayescale.data.runs import Runs
+
+    table = (Curves if curves else Runs).from_any(source, **_loader_kwargs(args))
+    for note in table.notes:
         print(f"note: {note}", file=sys.stderr)
-    return runs
+    return table
 
 
 def _resolve_flops(fit: Any, args: argparse.Namespace | None) -> None:

@@ -61,6 +61,7 @@ def cmd_fit_many(args: argparse.Namespace) -> int:
         # do; they become fit()'s random_seed and sampler settings.
         if "seed" in job:
             job["random_seed"] = job.pop("seed")
+        _job_columns(name, job)
         flat = {name: job.pop(name) for name in SAMPLER_SETTINGS if name in job}
         if flat:
             if not isinstance(job.get("sampler") or {}, dict):
@@ -120,3 +121,27 @@ def _job_output(out_dir: Path, name: str, index: int) -> Path:
     if out.resolve().parent != out_dir.resolve():
         raise BayescaleError(f"job {index} has name {name!r}, which would be saved outside --out-dir")
     return out
+
+
+def _job_columns(name: str, job: dict[str, Any]) -> None:
+    """A job's column mapping in the command line's words, as ``fit(columns=...)`` takes it.
+
+    ``"column": ["loss=loss_c4_en", ...]`` as ``--column`` does; ``"columns"`` a mapping, or the
+    path of a JSON/TOML mapping file as ``--columns`` takes; the two merge, ``column`` last.
+    """
+    from bayescale.data.columns import parse_column_items, read_column_file
+
+    columns = job.get("columns")
+    if isinstance(columns, str):
+        columns = read_column_file(columns)
+    elif columns is not None and not isinstance(columns, dict):
+        raise BayescaleError(f"job {name!r}: 'columns' must map names to source columns, or name a file")
+    items = job.pop("column", None)
+    if items is not None:
+        if isinstance(items, str):
+            items = [items]
+        if not isinstance(items, list):
+            raise BayescaleError(f"job {name!r}: 'column' must be a list of NAME=SOURCE, e.g. [\"loss=val\"]")
+        columns = {**(columns or {}), **parse_column_items(items)}
+    if columns is not None:
+        job["columns"] = columns

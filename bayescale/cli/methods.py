@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bayescale.cli.files import METHOD_NAMES, _check_out, _load_runs, _method_priors, _save_or_keep
+from bayescale.cli.files import (
+    METHOD_NAMES,
+    _check_out,
+    _load_runs,
+    _loader_kwargs,
+    _method_priors,
+    _save_or_keep,
+)
 from bayescale.cli.options import (
     Subcommands,
     _add_sampler_options,
@@ -98,6 +105,7 @@ def add_envelope(sub: Subcommands) -> None:
         "envelope", help="training-curve envelope (Approach 1): exponents a, b and the optimum"
     )
     p.add_argument("curves", help="CSV/Parquet of checkpoints (run, params, tokens, loss) or a bundled name")
+    _loader_options(p)
     p.add_argument("--compute", type=_positive_float, default=None, help="budget for the optimum (FLOPs)")
     p.add_argument("--correlation", default="ar1", choices=["ar1", "none"], help="within-run residuals")
     _priors_option(p)
@@ -111,7 +119,10 @@ def cmd_envelope(args: argparse.Namespace) -> int:
 
     _check_out(args, args.curves)
     result = fit_envelope(
-        args.curves, correlation=args.correlation, priors=_method_priors(args), **_sampler_kwargs(args)
+        _load_runs(args, args.curves, curves=True),
+        correlation=args.correlation,
+        priors=_method_priors(args),
+        **_sampler_kwargs(args),
     )
     _method_output(args, result)
     return 0
@@ -125,6 +136,7 @@ def add_steps(sub: Subcommands) -> None:
     p.add_argument(
         "curves", help="CSV/Parquet of checkpoints (run, params, step, tokens, loss) or a bundled name"
     )
+    _loader_options(p)
     p.add_argument(
         "--critical-batch",
         default="auto",
@@ -151,7 +163,7 @@ def cmd_steps(args: argparse.Namespace) -> int:
     critical = {"auto": None, "yes": True, "no": False}[args.critical_batch]
     _check_out(args, args.curves)
     result = fit_steps(
-        args.curves,
+        _load_runs(args, args.curves, curves=True),
         critical_batch=critical,
         correlation=args.correlation,
         min_step=args.min_step,
@@ -166,6 +178,7 @@ def add_compare_methods(sub: Subcommands) -> None:
     """Add ``bayescale compare-methods`` to the subcommands ``sub``."""
     p = sub.add_parser("compare-methods", help="Approaches 1, 2, 3 side by side (Hoffmann et al. Table 2)")
     p.add_argument("data", help="runs or curves: CSV/Parquet or a bundled name")
+    _loader_options(p)
     p.add_argument("--compute", type=_positive_float, required=True, help="budget for the optimum (FLOPs)")
     p.add_argument("--group", default=None, help="the group of runs to use")
     p.add_argument(
@@ -195,6 +208,7 @@ def cmd_compare_methods(args: argparse.Namespace) -> int:
         methods=methods,
         prob=args.prob,
         bracketed=args.bracketed,
+        **_loader_kwargs(args),
         **kwargs,
     )
     if args.json:

@@ -11,7 +11,8 @@ These are the options of the one runs loader (:meth:`bayescale.Runs.from_any`,
 2. **row filters** ``"COLUMN OP VALUE"`` with OP one of ``< <= > >= == !=``:
    numeric comparison for a numeric VALUE, string equality otherwise; COLUMN is
    a canonical or a source name. Parsed, never evaluated.
-3. **derived columns**: params from compute and tokens, ``N = C / (k D)``, or
+3. **derived columns**: compute from a logged FLOPs-per-token column,
+   ``C = flops_per_token x D``; params from compute and tokens, ``N = C / (k D)``, or
    tokens from compute and params, with k the FLOP convention (default 6).
 4. **best of a sweep** (``best_of="peak_lr"``): the lowest loss per (params,
    tokens) and per group and unique tokens when present; rows whose loss is
@@ -239,10 +240,28 @@ def _examples(cells: pd.Series) -> str:
 def derive_columns(
     frame: pd.DataFrame, flops_per_param_token: float | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Fill a missing ``params`` (or ``tokens``) from ``compute`` and the other: N = C / (k D)."""
+    """Fill a missing compute, then a missing params (or tokens): C = f D, N = C / (k D).
+
+    ``f`` is a logged ``flops_per_token`` column; k the FLOP convention (default 6). A compute
+    from ``f`` gives params (N = f / k) only when k is given: ``f`` counts attention too.
+    """
     k = schema.FLOPS_PER_PARAM_TOKEN if flops_per_param_token is None else check_k(flops_per_param_token)
-    have = set(frame.columns)
     notes: list[str] = []
+    if "flops_per_token" in frame.columns and "compute" not in frame.columns and "tokens" in frame.columns:
+        # A logged FLOPs per token is the ladder's own cost model (attention included): C = f D.
+        frame = frame.copy()
+        per_token = schema.positive_numeric(frame["flops_per_token"], "flops_per_token")
+        frame["flops_per_token"] = per_token
+        frame["compute"] = per_token * schema.positive_numeric(frame["tokens"], "tokens")
+        notes.append(
+            "derived 'compute' from 'flops_per_token' and 'tokens': C = flops_per_token x D; "
+            f"compute {frame['compute'].min():.3g} to {frame['compute'].max():.3g}"
+        )
+    have = set(frame.columns)
+    if notes and flops_per_param_token is None:
+        # A logged FLOPs per token counts attention too: N = f / 6 would overstate N, so params
+        # come from it only under a FLOP convention the user states (flops_per_param_token).
+        return frame, notes
     for target, other in (("params", "tokens"), ("tokens", "params")):
         if target in have or not {"compute", other} <= have:
             continue

@@ -16,6 +16,7 @@ sorted by tokens within each run so models can treat them as a series.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,26 +49,36 @@ class Curves:
         Canonical columns (see module docstring) plus any extra columns.
     source
         Where the curves came from.
+    notes
+        What the loader options did (rows kept, columns derived), as the CLI prints them.
     """
 
     frame: pd.DataFrame
     source: str = "DataFrame"
+    notes: tuple[str, ...] = ()
 
     @classmethod
-    def from_any(cls, source: Any) -> Curves:
-        """Load and validate curves from a Curves, DataFrame, CSV/Parquet path or bundled name."""
+    def from_any(cls, source: Any, **options: Any) -> Curves:
+        """Load and validate curves from a Curves, DataFrame, CSV/Parquet path or bundled name.
+
+        ``options`` are the loader options of :meth:`bayescale.Runs.from_any` (``columns``,
+        ``where``, ``best_of``, ``flops_per_param_token``); ``columns`` may also name the
+        curve columns ``step`` and ``batch_size``, and ``best_of`` keeps, per model size
+        (and group), the whole run whose last checkpoint has the lowest loss.
+        """
         if isinstance(source, Curves):
-            return source
+            return source if not options else cls.from_frame(source.frame, source.source, **options)
 
         def bundled(name: str) -> Curves:
-            return cls.from_frame(catalog.curves_frame(name), source=name)
+            return cls.from_frame(catalog.curves_frame(name), source=name, **options)
 
-        return from_source(source, "curves", cls.from_frame, bundled)
+        return from_source(source, "curves", lambda f, s: cls.from_frame(f, s, **options), bundled)
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, source: str = "DataFrame") -> Curves:
-        """Validate a DataFrame and return Curves with canonical column names."""
-        return cls(frame=validate_curves(frame), source=source)
+    def from_frame(cls, frame: pd.DataFrame, source: str = "DataFrame", **options: Any) -> Curves:
+        """Validate a DataFrame and return Curves with canonical column names (options: see from_any)."""
+        notes: list[str] = []
+        return cls(frame=validate_curves(frame, notes=notes, **options), source=source, notes=tuple(notes))
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -113,8 +124,17 @@ class Curves:
         return Runs.from_frame(frame, source=f"{self.source} (checkpoints as runs)")
 
 
-def validate_curves(frame: pd.DataFrame) -> pd.DataFrame:
+def validate_curves(
+    frame: pd.DataFrame,
+    columns: Mapping[str, str] | None = None,
+    best_of: str | None = None,
+    notes: list[str] | None = None,
+    **options: Any,
+) -> pd.DataFrame:
     """Return a validated copy of ``frame`` with canonical columns, sorted by run then tokens.
+
+    ``columns``, ``best_of`` and ``options`` (``where``, ``flops_per_param_token``) are the
+    loader options of :meth:`Curves.from_any`; what they did is appended to ``notes``.
 
     Raises
     ------
@@ -126,13 +146,33 @@ def validate_curves(frame: pd.DataFrame) -> pd.DataFrame:
     """
     if not isinstance(frame, pd.DataFrame):
         raise RunsError(f"expected a pandas DataFrame, got {type(frame).__name__}")
-    out = frame.rename(columns=_curve_mapping(frame.columns))
-    if "run" not in out.columns:
+    explicit = dict(columns or {})
+    # The curve-only columns (step, batch_size) are mapped here; the others by the runs loader.
+    own = {name: explicit.pop(name) for name in CURVE_ONLY if name in explicit}
+    for name, source in own.items():
+        if source and source not in [str(c) for c in frame.columns]:
+            raise RunsError(
+                f"column mapping {name}={source}: the table has no column {source!r}. "
+                f"Columns: {[str(c) for c in frame.columns]}"
+            )
+    by_text = {str(c): c for c in frame.columns}
+    renamed = {by_text[source]: name for name, source in own.items() if source}
+    automatic = {
+        col: canon
+        for col, canon in _curve_mapping(frame.columns).items()
+        if canon not in explicit and canon not in own and str(col) not in explicit.values()
+    }
+    out = frame.rename(columns={**automatic, **renamed})
+    if "run" not in out.columns and "run" not in explicit:
         raise RunsError(
             f"curves need a 'run' column saying which run each checkpoint belongs to; "
-            f"found {list(frame.columns)}. Accepted names: {', '.join(CURVE_ALIASES['run'])}"
+            f"found {list(frame.columns)}. Accepted names: {', '.join(CURVE_ALIASES['run'])}; "
+            "map another with --column run=COLUMN (Python: columns={'run': 'COLUMN'})"
         )
-    out = validate_frame(out)  # also refuses a missing run label and a run with several params
+    out = validate_frame(out, columns=explicit or None, notes=notes, **options)
+    if "run" not in out.columns:
+        raise RunsError("curves need a 'run' column; the column mapping left it out")
+    # (validate_frame also refused a missing run label and a run with several params)
     for col in ("step", "batch_size"):
         if col in out.columns:
             values = pd.to_numeric(out[col], errors="coerce")
@@ -158,7 +198,31 @@ def validate_curves(frame: pd.DataFrame) -> pd.DataFrame:
             f"row {row}: run {out['run'].to_numpy()[dup][0]!r} has two checkpoints at "
             f"{out['tokens'].to_numpy()[dup][0]:g} tokens"
         )
-    return out.drop(columns="_order").reset_index(drop=True)
+    out = out.drop(columns="_order").reset_index(drop=True)
+    if best_of is not None:
+        out = _best_run_of_sweep(out, best_of, notes if notes is not None else [])
+    return out
+
+
+#: Curve columns the runs loader does not know; a column mapping may name them.
+CURVE_ONLY = ("step", "batch_size")
+
+
+def _best_run_of_sweep(out: pd.DataFrame, sweep: str, notes: list[str]) -> pd.DataFrame:
+    """Keep, per model size (and group), the run of the sweep whose last checkpoint has the lowest loss."""
+    if sweep not in out.columns:
+        raise RunsError(
+            f"best of {sweep!r}: the curves have no column {sweep!r}; columns: {list(out.columns)}"
+        )
+    last = out.groupby("run", sort=False).tail(1)
+    keys = [c for c in ("params", "group") if c in last.columns]
+    best = last.sort_values("loss", kind="stable").drop_duplicates(subset=keys, keep="first")["run"]
+    kept = out[out["run"].isin(set(best))].reset_index(drop=True)
+    notes.append(
+        f"best of {sweep!r}: kept the run with the lowest final loss per ({', '.join(keys)}), "
+        f"{len(best)} of {last.shape[0]} runs"
+    )
+    return kept
 
 
 def _curve_mapping(columns: Any) -> dict[Any, str]:

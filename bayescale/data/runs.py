@@ -20,6 +20,7 @@ billions) loads with a :class:`~bayescale.errors.RunsWarning` giving the evidenc
 from __future__ import annotations
 
 import difflib
+import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -248,7 +249,7 @@ def validate_frame(
     notes += said
     missing = [c for c in REQUIRED_COLUMNS if c not in out.columns]
     if missing:
-        raise RunsError(_missing_message(missing, list(frame.columns), mapping))
+        raise RunsError(_missing_message(missing, frame, mapping))
     if len(out) == 0:
         raise RunsError("runs table has no rows")
     out = out.reset_index(drop=True)
@@ -361,33 +362,95 @@ def _plausible_short_aliases(frame: pd.DataFrame, mapping: dict[Any, str]) -> di
             del kept[col]
             warnings.warn(
                 f"column {col!r} was not taken as {canon!r}: its values ({evidence}) do not look like "
-                f"{canon}; it is kept as an extra column. Rename it to {canon!r} if it is {canon}",
+                f"{canon}; it is kept as an extra column. If it is {canon}, map it with "
+                f"--column {canon}={col} (Python: columns={{{canon!r}: {str(col)!r}}})",
                 RunsWarning,
                 stacklevel=4,
             )
     return kept
 
 
-def _missing_message(missing: list[str], columns: list[Any], mapping: dict[Any, str]) -> str:
-    """Name the missing columns, suggest a close unmapped column for each, list the aliases."""
-    unmapped = [c for c in columns if c not in mapping]
+#: Words that make a column a candidate for a missing canonical column (its name split at
+#: non-letters, e.g. ``N_nonembed`` -> ``n``, ``nonembed``); close spellings count too.
+CANDIDATE_WORDS: dict[str, frozenset[str]] = {
+    "params": frozenset({"n", "params", "param", "parameters", "nparams", "nonembed", "model_size"}),
+    "tokens": frozenset({"d", "tokens", "token", "toks"}),
+    "loss": frozenset({"loss", "l", "nll", "xent", "ce"}),
+}
+
+
+def _plausible_values(canon: str, values: pd.Series) -> bool:
+    """Whether a candidate column's values could be ``canon`` (numbers in its range)."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    if numbers.size == 0 or not np.isfinite(numbers).any():
+        return False
+    top = float(np.nanmax(numbers))
+    if canon == "params":
+        return top >= MIN_PLAUSIBLE_MAX_PARAMS
+    if canon == "tokens":
+        return top >= MIN_PLAUSIBLE_MAX_TOKENS
+    if canon == "loss":
+        return 0 < top <= MAX_LOSS_NATS
+    return True
+
+
+def column_candidates(canon: str, frame: pd.DataFrame, taken: Iterable[Any] = ()) -> list[Any]:
+    """The columns of ``frame`` (not in ``taken``) that could be the canonical column ``canon``.
+
+    A candidate's name holds one of :data:`CANDIDATE_WORDS` or is close to an accepted
+    name of ``canon``, and its values fit (numbers of the right size).
+    """
+    taken = set(taken)
+    words = CANDIDATE_WORDS.get(canon, frozenset({canon}))
+    found = []
+    for col in frame.columns:
+        if col in taken:
+            continue
+        name = str(col).strip().lower()
+        parts = {part for part in re.split(r"[^a-z]+", name) if part}
+        # (one- and two-letter names are too short to be close to anything: ``lr`` is not ``l``)
+        close = len(name) > 2 and any(
+            difflib.SequenceMatcher(None, name, alias).ratio() >= 0.6
+            for alias in COLUMN_ALIASES[canon]
+            if len(alias) > 2
+        )
+        if (parts & words or name in words or close) and _plausible_values(canon, frame[col]):
+            found.append(col)
+    return found
+
+
+def mapping_hint(canon: str, candidates: Sequence[Any]) -> str:
+    """How to say which column is ``canon``: every candidate, and the ``--column`` to map one."""
+    names = ", ".join(repr(str(c)) for c in candidates)
+    example = str(candidates[0])
+    how = f"--column {canon}={example} (Python: columns={{{canon!r}: {example!r}}})"
+    if len(candidates) == 1:
+        return f"{canon}: candidate column {names}: map it with {how}"
+    return (
+        f"{canon}: {len(candidates)} candidate columns {names}: map the one you mean with "
+        f"--column {canon}=COLUMN, e.g. {how}"
+    )
+
+
+def _missing_message(missing: list[str], frame: pd.DataFrame, mapping: dict[Any, str]) -> str:
+    """Name the missing columns, list every candidate column for each and the ``--column`` to map it."""
+    columns = list(frame.columns)
     hints = []
     for canon in missing:
-        best, best_score = None, 0.0
-        for col in unmapped:
-            name = str(col).strip().lower()
-            for alias in COLUMN_ALIASES[canon]:
-                score = difflib.SequenceMatcher(None, name, alias).ratio()
-                if score > best_score:
-                    best, best_score = col, score
-        if best is not None and best_score >= 0.6:
-            hints.append(f"column {best!r} looks like {canon!r}: rename it to {canon!r}")
+        candidates = column_candidates(canon, frame, taken=mapping)
+        if candidates:
+            hints.append(mapping_hint(canon, candidates))
     message = f"runs are missing required column(s) {missing}; found {[str(c) for c in columns]}. "
     if hints:
-        message += "Did you mean: " + "; ".join(hints) + ". "
+        message += "Candidates: " + "; ".join(hints) + ". "
     elif len(columns) == 1 and any(sep in str(columns[0]) for sep in (";", "\t", "|", " ")):
         message += "The whole header was read as one column: is the file comma-separated? "
-    return message + "Accepted names: " + "; ".join(f"{c}: {', '.join(COLUMN_ALIASES[c])}" for c in missing)
+    return (
+        message
+        + "Accepted names: "
+        + "; ".join(f"{c}: {', '.join(COLUMN_ALIASES[c])}" for c in missing)
+        + ". Map any column with --column NAME=COLUMN (Python: columns={'NAME': 'COLUMN'})"
+    )
 
 
 def _check_loss_units(loss: np.ndarray) -> None:

@@ -25,6 +25,8 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "compute": ("compute", "c", "flops", "training_flop", "training_flops", "compute_budget"),
     "group": ("group", "dataset"),
     "run": ("run", "run_id"),
+    # FLOPs a ladder logs per training token (e.g. 6 N plus attention): compute = this x tokens
+    "flops_per_token": ("flops_per_token", "flops_per_tok", "flop_per_token"),
 }
 
 #: Compute per parameter per token in the default FLOPs model C = 6 N D.

@@ -31,6 +31,22 @@ METHODS: dict[str, Callable[..., Any]] = {
     "steps": fit_steps,
 }
 
+#: The loader options ``fit`` hands to :meth:`~bayescale.Runs.from_any` (or
+#: :meth:`~bayescale.Curves.from_any` for ``envelope`` and ``steps``) to read a raw table.
+LOADER_OPTIONS = ("columns", "where", "best_of", "flops_per_param_token")
+
+
+def load_data(runs: Any, method: str, options: dict[str, Any]) -> Any:
+    """The data of ``method`` read with the loader options popped from ``options`` (none: as given)."""
+    from bayescale.data.curves import Curves
+    from bayescale.data.runs import Runs
+
+    load = {name: options.pop(name) for name in LOADER_OPTIONS if name in options}
+    load = {name: value for name, value in load.items() if value is not None}
+    if not load:
+        return runs
+    return (Curves if method in ("envelope", "steps") else Runs).from_any(runs, **load)
+
 
 def fit(
     runs: Any,
@@ -81,7 +97,9 @@ def fit(
         see each method's function. The sampler keywords of earlier releases (``draws=``,
         ``tune=``, ``chains=``, ``backend=``, ``target_accept=``) are deprecated: give them in
         ``sampler``. Until the next release they still override it, with a
-        :class:`DeprecationWarning`.
+        :class:`DeprecationWarning`. The loader options ``columns=`` (``{"loss": "loss_c4_en"}``),
+        ``where=``, ``best_of=`` and ``flops_per_param_token=`` (the table's FLOP convention)
+        read a raw table (see :meth:`bayescale.Runs.from_any`) before the method sees it.
 
     Returns
     -------
@@ -95,6 +113,7 @@ def fit(
     """
     if method not in METHODS:
         raise BayescaleError(f"unknown method {method!r}; use one of {list(METHODS)}")
+    runs = load_data(runs, method, options)
     deprecated = {name: options.pop(name) for name in SAMPLER_DEFAULTS if name in options}
     sampler = fold_sampler_keywords(sampler, deprecated, "bayescale.fit")
     if method == "parametric":

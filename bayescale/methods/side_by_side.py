@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,21 +59,28 @@ def isoflop_from_curves(curves: Curves, n_budgets: int = 8, min_runs: int = 4) -
     return Runs.from_frame(pd.DataFrame(rows), source=f"{curves.source} (IsoFLOP points from curves)")
 
 
-def _load(source: Any, group: str | None) -> tuple[Runs, Curves | None]:
-    """The data as Runs (every row a run) and, when it has a run column, as Curves."""
+def _load(
+    source: Any, group: str | None, options: Mapping[str, Any] | None = None
+) -> tuple[Runs, Curves | None]:
+    """The data as Runs (every row a run) and, when it has a run column, as Curves.
+
+    ``options`` are the loader options of :meth:`~bayescale.Runs.from_any` (``columns``, ...).
+    """
     from bayescale.data import datasets
 
+    options = {k: v for k, v in (options or {}).items() if v is not None}
     curves = None
     if isinstance(source, Curves):
-        curves = source
+        curves = source if not options else Curves.from_any(source, **options)
     elif isinstance(source, str) and source in datasets.names():
-        curves = datasets.load_curves(source) if datasets.info(source).curves else None
+        if datasets.info(source).curves:  # the bundled set says whether it holds curves
+            curves = Curves.from_any(source, **options) if options else datasets.load_curves(source)
     else:
         try:
-            curves = Curves.from_any(source)
+            curves = Curves.from_any(source, **options)
         except RunsError:
             curves = None
-    runs = curves.as_runs() if curves is not None else Runs.from_any(source)
+    runs = curves.as_runs() if curves is not None else Runs.from_any(source, **options)
     if group is not None:
         if "group" not in runs.frame.columns or group not in set(runs.frame["group"]):
             raise RunsError(f"no runs in group {group!r}")
@@ -153,6 +161,10 @@ def compare_methods(
     sampler: SamplerSettings | None = None,
     random_seed: int | None = None,
     bracketed: bool = True,
+    columns: Mapping[str, str] | None = None,
+    where: Sequence[str] | str | None = None,
+    best_of: str | None = None,
+    flops_per_param_token: float | None = None,
     **deprecated: Any,
 ) -> pd.DataFrame:
     """Fit each applicable method and tabulate a, b and the optimum at ``compute``.
@@ -162,6 +174,9 @@ def compare_methods(
     instead of failing the table. ``bracketed`` (default) leaves out of Approach 2 the budgets whose
     lowest loss is at (within 10% of) their smallest or largest size (see
     :func:`~bayescale.methods.isoflop.fit_isoflop`); the row's note names them. ``False`` keeps them.
+    ``columns``, ``where``, ``best_of`` and ``flops_per_param_token`` are the loader options of a
+    raw table (see :meth:`bayescale.Runs.from_any`; curves read them as
+    :meth:`bayescale.Curves.from_any` does).
     ``sampler`` (a :class:`~bayescale.SamplerConfig` or a mapping of some settings, as
     :func:`bayescale.fit` takes) is given to every method; the settings it leaves out are each
     method's own defaults. The keywords ``draws=``, ... ``target_accept=`` of earlier releases
@@ -179,7 +194,8 @@ def compare_methods(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise RunsError(f"unknown method(s) {unknown}; use {list(METHODS)}")
-    runs, curves = _load(source, group)
+    load = {"columns": columns, "where": where, "best_of": best_of}
+    runs, curves = _load(source, group, {**load, "flops_per_param_token": flops_per_param_token})
     settings = {
         "sampler": fold_sampler_keywords(sampler, deprecated, "bayescale.compare_methods"),
         "random_seed": random_seed,

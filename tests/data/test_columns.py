@@ -21,9 +21,12 @@ from bayescale.data.columns import (
 )
 from bayescale.errors import RunsError, RunsWarning
 
-RAW = Path(__file__).resolve().parents[2] / ".." / "shared" / "anchors" / "misfitting"
+ANCHORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "anchors"
+RAW = ANCHORS / "misfitting"
 RAW_CSV = RAW / "scaling_results_last_ckpt_only.csv"
 needs_raw = pytest.mark.skipif(not RAW_CSV.is_file(), reason="shared misfitting anchor not present")
+OLMO_CSV = ANCHORS / "olmo-ladder" / "ladder_final.csv"
+needs_olmo = pytest.mark.skipif(not OLMO_CSV.is_file(), reason="shared olmo-ladder anchor not present")
 
 
 def sweep_table() -> pd.DataFrame:
@@ -287,3 +290,156 @@ def test_params_derived_for_an_isoflop_table_of_compute_tokens_loss():
     # SOURCE.md: N = C / (6 D) ranges over 5.9e7 - 1.7e10.
     assert runs.column("params").min() == pytest.approx(5.9e7, rel=0.01)
     assert runs.column("params").max() == pytest.approx(1.7e10, rel=0.02)
+
+
+def many_losses() -> pd.DataFrame:
+    """A ladder logging several losses (one per evaluation set) and a learning rate, none named loss."""
+    table = sweep_table().drop(columns=["train_tokens", "loss", "peak_lr"]).drop_duplicates()
+    table = table.reset_index(drop=True)
+    return table.assign(loss_c4=3.0, loss_pile=2.9, lr=1e-3, flops_per_token=6.3 * table["N"])
+
+
+def test_a_missing_column_lists_every_candidate_and_the_mapping():
+    with pytest.raises(RunsError) as caught:
+        bs.Runs.from_any(many_losses())
+    message = str(caught.value)
+    assert (
+        "loss: 2 candidate columns 'loss_c4', 'loss_pile': map the one you mean with --column loss=COLUMN"
+        in (message)
+    )
+    assert "'lr'" not in message.split("Candidates:")[1]  # a learning rate is no loss candidate
+    assert "rename" not in message
+    runs = bs.Runs.from_any(many_losses(), columns={"loss": "loss_pile"})
+    np.testing.assert_allclose(runs.column("loss"), 2.9)
+    assert "loss_c4" in runs.frame.columns  # the other losses stay extra columns
+
+
+def test_a_flops_per_token_column_gives_compute_and_params():
+    raw = many_losses()
+    runs = bs.Runs.from_any(raw, columns={"loss": "loss_c4"})
+    np.testing.assert_allclose(runs.column("compute"), raw["flops_per_token"] * raw["D"])
+    assert any("C = flops_per_token x D" in note for note in runs.notes)
+    # Without a params column, N = flops_per_token / k only under a FLOP convention k the user states.
+    with pytest.raises(RunsError, match="missing required column"):
+        bs.Runs.from_any(raw.drop(columns="N").rename(columns={"D": "tokens"}), columns={"loss": "loss_c4"})
+    no_params = raw.drop(columns="N").rename(columns={"D": "tokens"})
+    derived = bs.Runs.from_any(no_params, columns={"loss": "loss_c4"}, flops_per_param_token=6.3)
+    np.testing.assert_allclose(derived.column("params"), raw["N"], rtol=1e-12)
+
+
+def test_the_front_door_and_compare_methods_take_the_loader_options(monkeypatch):
+    from bayescale.methods import front, side_by_side
+
+    monkeypatch.setitem(front.METHODS, "isoflop", lambda data, **kw: data)
+    runs = bs.fit(many_losses(), method="isoflop", columns={"loss": "loss_pile"}, where="N > 2e8")
+    assert isinstance(runs, bs.Runs) and len(runs) == 2
+    np.testing.assert_allclose(runs.column("loss"), 2.9)
+    seen = {}
+
+    def fake_fit(method, runs, curves, compute, settings, bracketed):
+        seen[method] = runs
+        raise RunsError("stopped here")
+
+    monkeypatch.setattr(side_by_side, "_fit_method", fake_fit)
+    table = bs.compare_methods(many_losses(), 1e21, methods=("isoflop",), columns={"loss": "loss_c4"})
+    assert table["note"].iloc[0] == "skipped: stopped here"
+    np.testing.assert_allclose(seen["isoflop"].column("loss"), 3.0)
+
+
+def test_fit_many_jobs_take_the_column_mapping_in_the_flags_words(tmp_path):
+    from bayescale.cli.many import _job_columns
+
+    (tmp_path / "map.json").write_text('{"params": "N"}')
+    job = {"columns": str(tmp_path / "map.json"), "column": ["loss=loss_c4"]}
+    _job_columns("j", job)
+    assert job == {"columns": {"params": "N", "loss": "loss_c4"}}
+    with pytest.raises(bs.BayescaleError, match="'column' must be a list of NAME=SOURCE"):
+        _job_columns("j", {"column": {"loss": "x"}})
+
+
+@pytest.mark.parametrize("command", ["envelope", "steps", "compare-methods"])
+def test_every_command_reading_runs_maps_columns(tmp_path, capsys, monkeypatch, command):
+    """envelope, steps and compare-methods read with --column/--where like fit (the fit itself stubbed)."""
+    from bayescale.methods import envelope, side_by_side, training_steps
+
+    curves = pd.DataFrame(
+        {
+            "model": np.repeat(["a", "b", "c"], 3),
+            "N_nonembed": np.repeat([1e7, 2e7, 4e7], 3),
+            "tokens_seen": np.tile([1e8, 2e8, 4e8], 3),
+            "step": np.tile([100.0, 200.0, 400.0], 3),
+            "loss_c4": np.linspace(4.0, 3.0, 9),
+            "loss_pile": np.linspace(3.9, 2.9, 9),
+        }
+    )
+    path = tmp_path / "curves.csv"
+    curves.to_csv(path, index=False)
+    argv = [command, str(path)] + (["--compute", "1e18"] if command == "compare-methods" else [])
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--column params=N_nonembed" in err and "candidate columns 'loss_c4', 'loss_pile'" in err
+    seen = []
+
+    def stop(data, *args, **kwargs):
+        seen.append(data)
+        raise bs.BayescaleError("stopped after reading")
+
+    monkeypatch.setattr(envelope, "fit_envelope", stop)
+    monkeypatch.setattr(training_steps, "fit_steps", stop)
+    monkeypatch.setattr(side_by_side, "compare_methods", stop)
+    mapped = [
+        *argv,
+        "--column",
+        "params=N_nonembed",
+        "--column",
+        "loss=loss_pile",
+        "--where",
+        "N_nonembed < 3e7",
+    ]
+    assert cli.main(mapped) == 2
+    assert "stopped after reading" in capsys.readouterr().err
+    if command == "compare-methods":
+        return  # compare_methods reads the file itself, with the options as keywords (tested above)
+    (data,) = seen
+    assert isinstance(data, bs.Curves) and data.run_names == ["a", "b"]
+    np.testing.assert_allclose(data.frame["loss"].max(), 3.9)
+
+
+def test_curves_best_of_a_sweep_keeps_whole_runs():
+    curves = pd.DataFrame(
+        {
+            "run": np.repeat(["a1", "a2", "b1", "b2"], 2),
+            "params": np.repeat([1e7, 1e7, 2e7, 2e7], 2),
+            "tokens": np.tile([1e8, 2e8], 4),
+            "loss": [4.0, 3.5, 4.1, 3.4, 3.9, 3.3, 3.95, 3.35],
+            "lr": np.repeat([1e-3, 2e-3, 1e-3, 2e-3], 2),
+        }
+    )
+    kept = bs.Curves.from_any(curves, best_of="lr")
+    assert kept.run_names == ["a2", "b1"] and len(kept) == 4
+    assert "kept the run with the lowest final loss per (params), 2 of 4 runs" in kept.notes[0]
+
+
+@needs_olmo
+def test_raw_olmo_ladder_names_every_loss_and_maps_with_column():
+    raw = pd.read_csv(OLMO_CSV)
+    with pytest.raises(RunsError) as caught:
+        bs.Runs.from_any(OLMO_CSV)
+    message = str(caught.value)
+    losses = [c for c in raw.columns if c.startswith("loss_")]
+    assert f"loss: {len(losses)} candidate columns" in message
+    assert all(repr(c) in message for c in losses)
+    assert "params: candidate column 'N_nonembed': map it with --column params=N_nonembed" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunsWarning)  # its compute counts attention: not 6 N D
+        runs = bs.Runs.from_any(OLMO_CSV, columns={"loss": "loss_c4_en", "params": "N_nonembed"})
+    np.testing.assert_allclose(runs.column("compute"), raw["flops_per_token"] * raw["tokens"].astype(float))
+
+
+def test_compare_methods_reads_bundled_runs_and_curves_with_the_options():
+    from bayescale.methods.side_by_side import _load
+
+    runs, curves = _load("chinchilla", None, {"where": ["params > 1e9"]})
+    assert curves is None and len(runs) == int((bs.Runs.from_any("chinchilla").column("params") > 1e9).sum())
+    runs, curves = _load("gemstones", None, {"where": ["params > 1e9"]})
+    assert curves is not None and (curves.frame["params"] > 1e9).all() and len(runs) == len(curves)

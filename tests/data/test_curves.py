@@ -61,3 +61,18 @@ def test_bundled_gemstones_curves():
     assert len(curves) == 770 and len(curves.run_names) == 22
     with pytest.raises(bs.DatasetError, match="not loss curves"):
         bs.datasets.load_curves("chinchilla")
+
+
+def test_curves_take_the_column_mapping_and_row_filters():
+    raw = frame().rename(columns={"params": "N_nonembed", "loss": "loss_c4"}).assign(iteration_no=range(1, 8))
+    with pytest.raises(bs.RunsError, match=r"--column params=N_nonembed"):
+        bs.Curves.from_any(raw)
+    curves = bs.Curves.from_any(
+        raw,
+        columns={"params": "N_nonembed", "loss": "loss_c4", "step": "iteration_no"},
+        where="N_nonembed < 3e7",
+    )
+    assert curves.run_names == ["a", "b"] and "step" in curves.frame.columns
+    assert curves.notes == ("row filters N_nonembed < 3e7: kept 5 of 7 rows",)
+    with pytest.raises(bs.RunsError, match=r"column mapping step=nope: the table has no column 'nope'"):
+        bs.Curves.from_any(raw, columns={"params": "N_nonembed", "loss": "loss_c4", "step": "nope"})
