@@ -19,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data.runs import Runs
+from bayescale.data.units import DEFAULT_LOSS_UNIT, check_loss_column, unit_in_name
 from bayescale.errors import RunsError
 from bayescale.inference.sampling import SamplerSettings
 from bayescale.methods.parametric import Fit, fit_parametric
@@ -69,6 +70,7 @@ def fit_link(
     input_loss: str = "loss",
     link: str | LinkLaw = "link-exponential",
     *,
+    loss_unit: str | None = None,
     priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     fix: Mapping[str, float] | None = None,
     likelihood: str = "normal",
@@ -92,6 +94,10 @@ def fit_link(
     link
         ``"link-exponential"`` (Gadre et al. 2024), ``"link-sigmoid"`` (the OLMo ladder) or a
         :class:`~bayescale.model.laws.downstream.LinkLaw`.
+    loss_unit
+        Unit of the input loss (:data:`~bayescale.data.units.LOSS_UNITS`); default the one its
+        column's name states (``arc_bpb``: bits per byte), else nats per token. Kept in the
+        fit's ``input_loss_unit`` attribute: a chain refuses a loss fit in another unit.
     priors, fix, sampler, random_seed, progressbar, warn
         As for :func:`~bayescale.methods.parametric.fit_parametric`; e.g.
         ``fix={"floor": 0.25}`` holds a 4-choice task's sigmoid at chance.
@@ -105,8 +111,9 @@ def fit_link(
         A fit whose law is the link and whose runs' ``loss`` column is the target.
     """
     law = get_link(link)
+    unit = input_unit(input_loss, loss_unit)
     table = Runs.from_frame(link_table(runs, target, input_loss), f"link {target} <- {input_loss}")
-    return fit_parametric(
+    fit = fit_parametric(
         table,
         law,
         priors=priors,
@@ -117,6 +124,16 @@ def fit_link(
         progressbar=progressbar,
         warn=warn,
     )
+    fit.input_loss_unit = unit  # type: ignore[attr-defined]  # (a link's own attribute)
+    return fit
+
+
+def input_unit(column: str, loss_unit: str | None) -> str:
+    """The unit of loss column ``column``: ``loss_unit`` checked against its name, or the name's."""
+    if loss_unit is None:
+        return unit_in_name(column) or DEFAULT_LOSS_UNIT
+    check_loss_column(column, loss_unit)
+    return loss_unit
 
 
 @dataclass
@@ -184,6 +201,7 @@ def fit_downstream(
     tasks: Sequence[str],
     input_loss: str = "loss",
     *,
+    loss_unit: str | None = None,
     law: str = "chinchilla-tied",
     link: str | LinkLaw = "link-exponential",
     loss_rows: Any = None,
@@ -208,7 +226,11 @@ def fit_downstream(
     tasks
         Columns of the tasks' errors or accuracies (or of averages over tasks).
     input_loss
-        The loss column step 1 fits and step 2 reads (nats per token or bits per byte).
+        The loss column step 1 fits and step 2 reads.
+    loss_unit
+        Its unit (:data:`~bayescale.data.units.LOSS_UNITS`): default the one the column's name
+        states (``arc_bpb``: bits per byte), else nats per token; a name that contradicts a
+        stated unit is refused.
     law
         Step 1's law (default Gadre et al.'s ``"chinchilla-tied"``).
     link
@@ -236,8 +258,9 @@ def fit_downstream(
     on_link = frame.loc[every if link_rows is None else np.asarray(link_rows, dtype=bool)]
     loss_table = on_loss.drop(columns=[c for c in ("loss",) if c != input_loss and c in on_loss.columns])
     loss_table = loss_table.rename(columns={input_loss: "loss"})
+    unit = input_unit(input_loss, loss_unit)
     loss_fit = fit_parametric(
-        Runs.from_frame(loss_table.reset_index(drop=True), f"loss {input_loss}"),
+        Runs.from_frame(loss_table.reset_index(drop=True), f"loss {input_loss}", loss_unit=unit),
         law,
         priors=loss_priors,
         likelihood=loss_likelihood,
@@ -253,6 +276,7 @@ def fit_downstream(
             task,
             input_loss,
             link,
+            loss_unit=unit,
             priors=link_priors,
             fix=(link_fix or {}).get(str(task)),
             likelihood=link_likelihood,

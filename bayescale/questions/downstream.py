@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.data.units import LOSS_UNITS
 from bayescale.errors import BayescaleError
 from bayescale.model.laws import ops
 from bayescale.model.laws.downstream import LINK_COVARIATE, LinkLaw
@@ -111,6 +112,15 @@ def chained_draws(
     """
     if not link_fits:
         raise BayescaleError("chaining needs at least one link fit (task name -> fit)")
+    unit = loss_fit.runs.loss_unit
+    for task, link_fit in link_fits.items():
+        _link(link_fit)
+        wanted = getattr(link_fit, "input_loss_unit", unit)
+        if wanted != unit:
+            raise BayescaleError(
+                f"the link of {task!r} reads a loss in {LOSS_UNITS[wanted]}, but the loss fit's loss is in "
+                f"{LOSS_UNITS[unit]}: fit both steps on the same loss column"
+            )
     rng = np.random.default_rng(random_seed)
     step1 = plan.predict_draws(loss_fit, params, tokens, None, random_seed, average_beyond)
     loss = step1["loss_predictive"].transpose(*SAMPLE_DIMS, "query")
@@ -120,7 +130,7 @@ def chained_draws(
         out[str(task)] = loss.copy(data=link_draws(link_fit, values, rng))
     if len(link_fits) > 1:
         out["average"] = xr.concat([out[str(t)] for t in link_fits], "task").mean("task")
-    return xr.Dataset(out)
+    return xr.Dataset(out, attrs={"loss_unit": unit})
 
 
 def chained_predict(
@@ -137,7 +147,9 @@ def chained_predict(
     check_interval(prob, kind)
     query = make_query(params=params, tokens=tokens)
     draws = chained_draws(loss_fit, link_fits, params, tokens, random_seed, average_beyond)
-    return interval_table(draws, prob, kind, query)
+    table = interval_table(draws, prob, kind, query)
+    table.attrs["loss_unit"] = draws.attrs["loss_unit"]
+    return table
 
 
 def task_diagnostics(link_fits: Mapping[str, Any]) -> pd.DataFrame:

@@ -126,6 +126,27 @@ def test_chained_draws_carry_both_steps_noise(hand_chain):
     assert np.std(np.log(draws["a"].values)) == pytest.approx(np.hypot(spread_from_loss, 0.01), rel=0.1)
 
 
+def test_chain_refuses_a_link_on_another_loss_unit(hand_chain):
+    link = hand_chain.link_fits["a"]
+    link.input_loss_unit = "bits_per_byte"
+    try:
+        with pytest.raises(
+            bs.BayescaleError, match="reads a loss in bits per byte, but the loss fit's loss is in nats"
+        ):
+            hand_chain.predict(*HELD_OUT)
+    finally:
+        del link.input_loss_unit
+
+
+def test_fit_downstream_states_the_input_unit():
+    from bayescale.methods.downstream import input_unit
+
+    assert input_unit("arc_bpb", None) == "bits_per_byte"
+    assert input_unit("loss_c4_val", None) == "nats_per_token"
+    with pytest.raises(bs.RunsError, match="'arc_bpb' is named as bits per byte"):
+        input_unit("arc_bpb", "nats_per_token")
+
+
 def test_predict_table_and_seed(hand_chain):
     table = hand_chain.predict([1e9, 4e9], [2e10, 8e10], prob=0.8, random_seed=5)
     assert list(table.columns[:2]) == ["params", "tokens"]
@@ -133,6 +154,7 @@ def test_predict_table_and_seed(hand_chain):
         assert (table[f"{name}_lower"] < table[f"{name}_median"]).all()
         assert (table[f"{name}_median"] < table[f"{name}_upper"]).all()
     assert table["a_median"].iloc[1] < table["a_median"].iloc[0]  # a bigger run errs less
+    assert table.attrs["loss_unit"] == "nats_per_token"
     again = hand_chain.predict([1e9, 4e9], [2e10, 8e10], prob=0.8, random_seed=5)
     pd.testing.assert_frame_equal(table, again)
 
