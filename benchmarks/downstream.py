@@ -92,6 +92,79 @@ def least_squares(d: pd.DataFrame, loss_rows: np.ndarray, link_rows: np.ndarray,
     return lambda n, m: law((n, m), *best), lambda x: err(x, *q)
 
 
+OLMO = ANCHORS / "olmo-ladder"
+#: The OLMo ladder's 8 tasks: (bpb column stem, accuracy column stem, chance level of the paper's fit).
+OLMO_TASKS = {
+    "mmlu": ("bpb_rc_mmlu_avg_test", "acc_rc_mmlu_avg_test__len_norm", 0.25),
+    "hellaswag": ("bpb_rc_hellaswag_val", "acc_rc_hellaswag_val__len_norm", 0.25),
+    "arc_challenge": ("bpb_rc_arc_challenge_test", "acc_rc_arc_challenge_test__len_norm", 0.25),
+    "arc_easy": ("bpb_rc_arc_easy_test", "acc_rc_arc_easy_test__len_norm", 0.25),
+    "piqa": ("bpb_rc_piqa_val", "acc_rc_piqa_val__len_norm", 0.5),
+    "csqa": ("bpb_rc_csqa_val", "acc_rc_csqa_val__len_norm", 0.2),
+    "socialiqa": ("bpb_rc_socialiqa_val", "acc_rc_socialiqa_val__len_norm", 1 / 3),
+    "openbookqa": ("bpb_rc_openbookqa_test", "acc_rc_openbookqa_test__len_norm", 0.25),
+}
+
+
+def olmo_3b() -> pd.DataFrame:
+    """OLMo ladder, held-out 3B rung: fit on the paper's 16 runs (190M-1B), predict the 6 3B runs.
+
+    Step 1: each task's bits per byte (mean of the last 5 checkpoints) in (N non-embedding, D),
+    Chinchilla law, loss unit bits per byte. Step 2: the sigmoid, floor held at the paper's
+    chance level, on the 16 runs' checkpoints after the first 10% with a trailing 5-point moving
+    average (as the paper), each checkpoint an independent row (no AR(1) along a run yet).
+    """
+    from bayescale.methods.downstream import Downstream, fit_link
+
+    final = pd.read_csv(OLMO / "ladder_final.csv")
+    points = pd.read_csv(OLMO / "ladder_checkpoints.csv")
+    used = final.used_in_paper_final_config.astype(bool)
+    held = final[final["size"] == "3B"]
+    curves = points[points.run.isin(final.run[used])].sort_values(["run", "step"])
+    keep = curves.groupby("run").cumcount() >= np.ceil(0.1 * curves.n_checkpoints_in_run)
+    records = []
+    for i, (task, (bpb, acc, chance)) in enumerate(OLMO_TASKS.items()):
+        runs = bs.Runs.from_frame(
+            pd.DataFrame({"params": final.N_nonembed[used], "tokens": final.tokens[used],
+                          "loss": final[f"{bpb}__last5mean"][used]}),
+            f"olmo {task}",
+            loss_unit="bits_per_byte",
+        )  # fmt: skip
+        loss_fit = bs.fit(runs, law="chinchilla", random_seed=10 + i, progressbar=False, warn=False)
+        smooth = curves.groupby("run")[[bpb, acc]].transform(lambda c: c.rolling(5, min_periods=1).mean())
+        table = pd.DataFrame(
+            {"params": curves.N_nonembed, "tokens": curves.tokens, bpb: smooth[bpb], acc: smooth[acc]}
+        )[keep.to_numpy()]
+        link_fit = fit_link(
+            table.reset_index(drop=True), acc, bpb, "link-sigmoid", fix={"floor": chance},
+            random_seed=20 + i, progressbar=False, warn=False,
+        )  # fmt: skip
+        model = Downstream(loss_fit, {task: link_fit})
+        pred = model.predict(held.N_nonembed.to_numpy(), held.tokens.to_numpy(), PROB, random_seed=30 + i)
+        predictable = bool(model.diagnostics().loc[task, "predictable"])
+        for j, (_, run) in enumerate(held.iterrows()):
+            actual, row = run[f"{acc}__last5mean"], pred.iloc[j]
+            records.append(
+                {
+                    "task": task,
+                    "run": run.run,
+                    "bpb": run[f"{bpb}__last5mean"],
+                    "bpb_median": row["loss_median"],
+                    "bpb_covered": bool(row["loss_lower"] <= run[f"{bpb}__last5mean"] <= row["loss_upper"]),
+                    "acc": actual,
+                    "acc_median": row[f"{task}_median"],
+                    "lower90": row[f"{task}_lower"],
+                    "upper90": row[f"{task}_upper"],
+                    "abs_err_pts": 100 * abs(row[f"{task}_median"] - actual),
+                    "covered": bool(row[f"{task}_lower"] <= actual <= row[f"{task}_upper"]),
+                    "predictable": predictable,
+                    "fit_ok": bool(loss_fit.diagnostics["ok"] and link_fit.diagnostics["ok"]),
+                }
+            )
+        print(f"olmo {task}: done", flush=True)
+    return pd.DataFrame(records)
+
+
 def main() -> None:
     if not GADRE.exists():
         print(f"skipped: {GADRE} not found (set BAYESCALE_ANCHORS)")
@@ -175,6 +248,22 @@ def main() -> None:
             f"published {part['pub_rel%'].mean():.2f}%; mean 90% width {part['width%'].mean():.1f}% of "
             "the value"
         )
+    if OLMO.exists():
+        olmo = olmo_3b()
+        lines += [
+            "",
+            "OLMo ladder, held-out 3B rung: fit on the paper's 16 runs (190M-1B), predict 8 tasks x 6 runs",
+            "(task bpb = step 1, bits per byte; accuracy = sigmoid, floor at chance); targets: last-5 mean.",
+            "",
+            olmo.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+            "",
+            f"accuracy: MAE {olmo.abs_err_pts.mean():.2f} points (max {olmo.abs_err_pts.max():.2f}); "
+            f"90% coverage {olmo.covered.mean():.0%} ({olmo.covered.sum()}/{len(olmo)}); bpb coverage "
+            f"{olmo.bpb_covered.mean():.0%}; per task coverage "
+            + ", ".join(f"{t} {g.covered.sum()}/{len(g)}" for t, g in olmo.groupby("task", sort=False)),
+            f"fits that failed their diagnostics: {int((~olmo.fit_ok).sum() / 6)} of {len(OLMO_TASKS)} "
+            f"tasks; load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all",
+        ]
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.write_text(text)

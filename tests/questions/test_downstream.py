@@ -216,3 +216,44 @@ def test_chained_interval_coverage_is_nominal():
     table = chained_coverage(range(100, 140), sampler={"draws": 500, "tune": 500, "chains": 2})
     assert 0.8 <= table["error_covered"].mean() <= 0.98
     assert 0.8 <= table["loss_covered"].mean() <= 0.98
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_cli_downstream_prints_the_chained_answer(tmp_path, capsys):
+    import json
+
+    from bayescale.cli import main
+
+    path = tmp_path / "chain.csv"
+    frame = simulate_chain(4)
+    frame.assign(small=frame.params < 5e8).to_csv(path, index=False)
+    argv = ["downstream", str(path), "--input-loss", "loss", "--task", "error", "--params", "4e9"]
+    argv += ["--tokens", "8e10", "--draws", "100", "--tune", "150", "--chains", "1", "--seed", "1", "--json"]
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["loss_unit"] == "nats_per_token"
+    answer = payload["answers"]["error"]
+    assert answer["lower"] < answer["median"] < answer["upper"]
+    assert payload["diagnostics"][0]["task"] == "error"
+    assert main([*argv[:-1], "--loss-rows", "params"]) == 2
+    assert "rows column 'params' row 0" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "downstream",
+                str(path),
+                "--input-loss",
+                "loss",
+                "--task",
+                "acc",
+                "--params",
+                "1e9",
+                "--tokens",
+                "2e10",
+            ]
+        )
+        == 2
+    )
+    assert "tasks ['acc'] are not columns of the runs" in capsys.readouterr().err
