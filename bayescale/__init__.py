@@ -41,6 +41,7 @@ from bayescale.errors import (
 )
 from bayescale.inference.diagnostics import FitWarning
 from bayescale.inference.sampling import SamplerConfig
+from bayescale.methods.downstream import Downstream, fit_downstream
 from bayescale.methods.envelope import EnvelopeFit
 from bayescale.methods.front import deprecated_method_function, fit
 from bayescale.methods.io import load_fit, save_fit
@@ -76,6 +77,7 @@ __all__ = [
     "BayescaleError",
     "Curves",
     "DatasetError",
+    "Downstream",
     "EnvelopeFit",
     "Extrapolation",
     "Fit",
@@ -103,6 +105,7 @@ __all__ = [
     "extrapolate",
     "extrapolation_weights",
     "fit",
+    "fit_downstream",
     "fit_many",
     "get_law",
     "list_laws",

@@ -19,6 +19,7 @@ from typing import Any
 
 from bayescale.cli.catalog import add_datasets, add_laws, cmd_datasets, cmd_laws
 from bayescale.cli.compare import add_compare, add_extrapolate, cmd_compare, cmd_extrapolate
+from bayescale.cli.downstream import add_downstream, cmd_downstream
 from bayescale.cli.exits import (
     EXIT_BROKEN_PIPE,
     EXIT_DIAGNOSTICS,
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_envelope(sub)
     add_steps(sub)
     add_compare_methods(sub)
+    add_downstream(sub)
     return parser
 
 
@@ -237,4 +239,5 @@ COMMANDS = {
     "datasets": cmd_datasets,
     "compare": cmd_compare,
     "extrapolate": cmd_extrapolate,
+    "downstream": cmd_downstream,
 }

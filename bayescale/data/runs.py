@@ -4,7 +4,8 @@ Canonical columns (units in brackets):
 
 ``params``         N, model parameters [count]
 ``tokens``         D, training tokens [count]
-``loss``           final loss [nats per token]
+``loss``           final loss [nats per token, or the unit stated as ``loss_unit``:
+                   :mod:`bayescale.data.units`]
 ``unique_tokens``  U, unique tokens behind D [count], optional
 ``compute``        C, training compute [FLOPs], optional (default 6 N D)
 ``group``          label of a data set or recipe, optional
@@ -39,6 +40,7 @@ from bayescale.data.schema import (
     REQUIRED_COLUMNS,
     positive_numeric,
 )
+from bayescale.data.units import DEFAULT_LOSS_UNIT, check_loss_column, check_loss_unit
 from bayescale.errors import RunsError, RunsWarning
 
 #: No loss in nats per token exceeds this: the uniform distribution over a vocabulary of
@@ -67,12 +69,15 @@ class Runs:
         any extra columns the source had. ``compute`` is always present.
     source
         Where the runs came from (path, data set name or ``"DataFrame"``).
+    loss_unit
+        Unit of the ``loss`` column (:data:`~bayescale.data.units.LOSS_UNITS`), default nats per token.
     """
 
     frame: pd.DataFrame
     source: str = "DataFrame"
     #: What the loader options did (rows kept by filters and best-of, derived columns).
     notes: tuple[str, ...] = ()
+    loss_unit: str = DEFAULT_LOSS_UNIT
 
     @classmethod
     def from_any(cls, source: Any, **options: Any) -> Runs:
@@ -89,7 +94,9 @@ class Runs:
             ``columns`` (``{"params": "N_no_emb"}``), ``where``
             (``["peak_lr <= 4e-3"]``), ``best_of`` (``"peak_lr"``) and
             ``flops_per_param_token`` (k of C = k N D for derived columns and
-            the compute check; default 6).
+            the compute check; default 6), and ``loss_unit`` (the loss column's unit, see
+            :mod:`bayescale.data.units`; a column named as bits per byte, ``task_bpb``, is
+            refused unless it is stated).
         """
         if isinstance(source, Runs):
             return source if not options else cls.from_frame(source.frame, source.source, **options)
@@ -103,7 +110,9 @@ class Runs:
     def from_frame(cls, frame: pd.DataFrame, source: str = "DataFrame", **options: Any) -> Runs:
         """Validate a DataFrame and return Runs with canonical column names (options: see from_any)."""
         notes: list[str] = []
-        return cls(frame=validate_frame(frame, notes=notes, **options), source=source, notes=tuple(notes))
+        unit = check_loss_unit(options.pop("loss_unit", None) or DEFAULT_LOSS_UNIT)
+        out = validate_frame(frame, notes=notes, loss_unit=unit, **options)
+        return cls(frame=out, source=source, notes=tuple(notes), loss_unit=unit)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -136,7 +145,8 @@ class Runs:
 
     def subset(self, mask: np.ndarray) -> Runs:
         """Runs restricted to the rows where ``mask`` is true."""
-        return Runs(self.frame.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True), self.source)
+        kept = self.frame.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
+        return Runs(kept, self.source, loss_unit=self.loss_unit)
 
 
 def from_source[T](
@@ -222,11 +232,13 @@ def validate_frame(
     best_of: str | None = None,
     flops_per_param_token: float | None = None,
     notes: list[str] | None = None,
+    loss_unit: str = DEFAULT_LOSS_UNIT,
 ) -> pd.DataFrame:
     """Return a validated copy of ``frame`` with canonical columns.
 
     ``columns``, ``where``, ``best_of`` and ``flops_per_param_token`` are the
     loader options of :mod:`bayescale.data.columns`; what they did is appended to ``notes``.
+    ``loss_unit``: the unit of the loss column, which its source name must not contradict.
 
     Raises
     ------
@@ -241,6 +253,8 @@ def validate_frame(
         raise RunsError(f"runs table has repeated column name(s) {repeated}; keep one of each")
     notes = [] if notes is None else notes
     mapping = _plausible_short_aliases(frame, loader.resolve_columns(list(frame.columns), columns))
+    loss_source = next((col for col, canon in mapping.items() if canon == "loss"), "loss")
+    check_loss_column(str(loss_source), loss_unit)
     out = frame.rename(columns=mapping).copy()
     if where:
         out, said = loader.apply_where(out, [where] if isinstance(where, str) else list(where), mapping)

@@ -9,11 +9,14 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data.runs import Runs
+from bayescale.data.units import DEFAULT_LOSS_UNIT, check_loss_unit
 
 
 def runs_to_dataset(runs: Runs) -> xr.Dataset:
-    """The runs table as an xarray Dataset along dim ``run`` (for saving)."""
-    return table_to_dataset(runs.frame, runs.source, "run")
+    """The runs table as an xarray Dataset along dim ``run`` (for saving), with its loss unit."""
+    ds = table_to_dataset(runs.frame, runs.source, "run")
+    ds.attrs["loss_unit"] = runs.loss_unit
+    return ds
 
 
 def table_to_dataset(frame: pd.DataFrame, source: str, dim: str) -> xr.Dataset:
@@ -56,7 +59,8 @@ def runs_from_dataset(ds: xr.Dataset) -> Runs:
     for required in ("params", "tokens", "loss", "compute"):
         if required not in frame.columns:
             raise TypeError(f"the runs' 'columns' attr lacks {required!r}: {list(frame.columns)}")
-    return Runs(frame=frame, source=source)
+    unit = str(ds.attrs.get("loss_unit", DEFAULT_LOSS_UNIT))  # files before units: nats per token
+    return Runs(frame=frame, source=source, loss_unit=check_loss_unit(unit))
 
 
 def table_from_dataset(ds: xr.Dataset) -> tuple[pd.DataFrame, str]:

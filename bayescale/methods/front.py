@@ -16,6 +16,7 @@ from typing import Any
 
 from bayescale.errors import BayescaleError
 from bayescale.inference.sampling import SAMPLER_DEFAULTS, SamplerSettings, fold_sampler_keywords
+from bayescale.methods.downstream import fit_link
 from bayescale.methods.envelope import fit_envelope
 from bayescale.methods.isoflop import fit_isoflop
 from bayescale.methods.parametric import fit_parametric
@@ -29,6 +30,7 @@ METHODS: dict[str, Callable[..., Any]] = {
     "isoflop": fit_isoflop,
     "envelope": fit_envelope,
     "steps": fit_steps,
+    "link": fit_link,
 }
 
 #: The loader options ``fit`` hands to :meth:`~bayescale.Runs.from_any` (or
@@ -74,9 +76,10 @@ def fit(
         ``"parametric"`` (default; :func:`~bayescale.methods.parametric.fit_parametric`, a
         :class:`~bayescale.Fit`), ``"isoflop"`` (:func:`~bayescale.methods.isoflop.fit_isoflop`,
         an :class:`~bayescale.IsoflopFit`), ``"envelope"``
-        (:func:`~bayescale.methods.envelope.fit_envelope`, an :class:`~bayescale.EnvelopeFit`)
-        or ``"steps"`` (:func:`~bayescale.methods.training_steps.fit_steps`, a
-        :class:`~bayescale.StepsFit`).
+        (:func:`~bayescale.methods.envelope.fit_envelope`, an :class:`~bayescale.EnvelopeFit`),
+        ``"steps"`` (:func:`~bayescale.methods.training_steps.fit_steps`, a
+        :class:`~bayescale.StepsFit`) or ``"link"`` (:func:`~bayescale.methods.downstream.fit_link`,
+        a :class:`~bayescale.Fit` of a task's error or accuracy in a loss).
     sampler
         Sampler settings: a :class:`~bayescale.SamplerConfig`, or a mapping of some of
         ``draws``, ``tune``, ``chains``, ``backend`` and ``target_accept``, e.g.

@@ -414,8 +414,9 @@ class Fit:
     def _flag(
         self, table: pd.DataFrame, flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN
     ) -> pd.DataFrame:
-        """Add the extrapolation guard's columns; mark an answer of a fit that failed its diagnostics."""
+        """Add the extrapolation guard's columns and the loss unit; mark an answer of a failed fit."""
         guard(table, span_of(self.runs), flops_per_param_token)
+        table.attrs["loss_unit"] = self.runs.loss_unit
         if not self.diagnostics["ok"]:
             table.attrs["fit_warning"] = "; ".join(self.diagnostics["problems"])
             if self.warn:

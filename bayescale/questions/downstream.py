@@ -1,0 +1,200 @@
+"""Downstream answers chained through two fits: (N, D) -> loss -> a task's error or accuracy.
+
+Step 1 is a loss fit (any law of :func:`~bayescale.list_laws` fitted to a validation loss or a
+task's loss); step 2 a link fit (:mod:`bayescale.model.laws.downstream`: the target in the
+input loss). A chained answer pushes each posterior draw of step 1's *predictive* loss at the
+query (the law's mean plus a new run's noise) through a draw of step 2, then adds step 2's
+own noise: never a point plugged into the second model. The two posteriors are independent
+(fitted apart), so their draws are paired by a random permutation.
+
+Both fits are taken as the small posterior protocol of :mod:`bayescale.questions.plan`
+(``law``, ``likelihood``, ``runs``, ``theta()``), so nothing here imports a method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayescale.data.units import LOSS_UNITS
+from bayescale.errors import BayescaleError
+from bayescale.model.laws import ops
+from bayescale.model.laws.downstream import LINK_COVARIATE, LinkLaw
+from bayescale.model.pymc_model import draw_log_noise
+from bayescale.posterior.intervals import SAMPLE_DIMS, check_interval, interval_table
+from bayescale.posterior.query import make_query
+from bayescale.posterior.residuals import spearman
+from bayescale.questions import plan
+
+#: A task whose fitted target moves less than this across the ladder (absolute, in accuracy or
+#: error) is flat: its changes are within what seed noise moves a benchmark by (~0.5-1 point).
+FLAT_CHANGE = 0.02
+#: A task whose change across the ladder is less than this many noise scales is noisy.
+MIN_SIGNAL_TO_NOISE = 3.0
+#: A task whose rank correlation with the input loss, in the expected direction, is below this
+#: is non-monotone (the OLMo ladder's well-behaved tasks reach 0.9 and more).
+MIN_MONOTONE_RHO = 0.6
+
+
+def _link(fit: Any) -> LinkLaw:
+    if not isinstance(fit.law, LinkLaw):
+        raise BayescaleError(
+            f"the second step must be a link fit (link-exponential, link-sigmoid), got law {fit.law.name!r}"
+        )
+    return fit.law
+
+
+def _flat_theta(fit: Any, index: np.ndarray, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The fit's draws picked by ``index`` (into its flattened draws), shaped ``shape + (1,)``."""
+    out = {}
+    for name, draws in fit.theta().items():
+        flat = np.asarray(draws.transpose(*SAMPLE_DIMS).values).reshape(-1)
+        out[name] = flat[index].reshape(*shape, 1)
+    return out
+
+
+def link_draws(
+    link_fit: Any, input_loss: np.ndarray, rng: np.random.Generator, predictive: bool = True
+) -> np.ndarray:
+    """Draws of a link's target at draws of its input loss, shape ``(chain, draw, query)``.
+
+    Each cell of ``input_loss`` gets its own draw of the link's parameters (a random
+    permutation of the link's draws, with replacement when it has fewer) and, with
+    ``predictive``, its own draw of the link's noise.
+    """
+    law = _link(link_fit)
+    chains, draws_, _ = input_loss.shape
+    size = int(np.prod([link_fit.posterior.sizes[d] for d in SAMPLE_DIMS]))
+    wanted = chains * draws_
+    index = rng.permutation(size)[:wanted] if size >= wanted else rng.integers(0, size, wanted)
+    theta = _flat_theta(link_fit, index, (chains, draws_))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_mean = law.log_loss(theta, {f"log_{LINK_COVARIATE}": np.log(input_loss)}, ops.NUMPY)
+    if not predictive:
+        return np.exp(log_mean)
+    noise = draw_log_noise(rng, link_fit.likelihood, {k: v[..., 0] for k, v in theta.items()}, log_mean.shape)
+    return np.exp(log_mean + noise)
+
+
+def chained_draws(
+    loss_fit: Any,
+    link_fits: Mapping[str, Any],
+    params: Any,
+    tokens: Any,
+    random_seed: int | None = None,
+    average_beyond: bool = False,
+) -> xr.Dataset:
+    """Draws of the chained answer at each (N, D) query, dims ``chain, draw, query``.
+
+    Parameters
+    ----------
+    loss_fit
+        Step 1: a fit of the input loss (a :class:`~bayescale.Fit`).
+    link_fits
+        Step 2 by task name: link fits whose input is ``loss_fit``'s loss.
+    params, tokens
+        The queries.
+    random_seed
+        Seed of the noise draws and the pairing of draws.
+    average_beyond
+        Mix step 1 with its variant law beyond the runs (see :func:`~bayescale.questions.plan.predict_draws`).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``loss`` (step 1's predictive loss), then per task ``<task>`` (the predictive target:
+        both steps' noise) and, with several tasks, ``average`` (their mean, draw by draw:
+        every task sees the same loss draw, so their errors add up as they would).
+    """
+    if not link_fits:
+        raise BayescaleError("chaining needs at least one link fit (task name -> fit)")
+    unit = loss_fit.runs.loss_unit
+    for task, link_fit in link_fits.items():
+        _link(link_fit)
+        wanted = getattr(link_fit, "input_loss_unit", unit)
+        if wanted != unit:
+            raise BayescaleError(
+                f"the link of {task!r} reads a loss in {LOSS_UNITS[wanted]}, but the loss fit's loss is in "
+                f"{LOSS_UNITS[unit]}: fit both steps on the same loss column"
+            )
+    rng = np.random.default_rng(random_seed)
+    step1 = plan.predict_draws(loss_fit, params, tokens, None, random_seed, average_beyond)
+    loss = step1["loss_predictive"].transpose(*SAMPLE_DIMS, "query")
+    values = np.asarray(loss.values)
+    out = {"loss": loss}
+    for task, link_fit in link_fits.items():
+        out[str(task)] = loss.copy(data=link_draws(link_fit, values, rng))
+    if len(link_fits) > 1:
+        out["average"] = xr.concat([out[str(t)] for t in link_fits], "task").mean("task")
+    return xr.Dataset(out, attrs={"loss_unit": unit})
+
+
+def chained_predict(
+    loss_fit: Any,
+    link_fits: Mapping[str, Any],
+    params: Any,
+    tokens: Any,
+    prob: float = 0.9,
+    kind: str = "eti",
+    random_seed: int | None = None,
+    average_beyond: bool = False,
+) -> pd.DataFrame:
+    """Table of :func:`chained_draws`: the inputs, then ``<quantity>_{median,lower,upper}``."""
+    check_interval(prob, kind)
+    query = make_query(params=params, tokens=tokens)
+    draws = chained_draws(loss_fit, link_fits, params, tokens, random_seed, average_beyond)
+    table = interval_table(draws, prob, kind, query)
+    table.attrs["loss_unit"] = draws.attrs["loss_unit"]
+    return table
+
+
+def task_diagnostics(link_fits: Mapping[str, Any]) -> pd.DataFrame:
+    """Per task, whether it scales predictably across the ladder its link was fitted on.
+
+    A task is flagged
+
+    - ``flat`` when its fitted target moves less than :data:`FLAT_CHANGE` across the ladder's
+      input losses (posterior median of the change);
+    - ``noisy`` when that change is under :data:`MIN_SIGNAL_TO_NOISE` noise scales (the link's
+      ``sigma``, on log target, taken at the target's median);
+    - ``non_monotone`` when the rank correlation of target and input loss, signed so that
+      better loss gives a better score, is under :data:`MIN_MONOTONE_RHO`.
+
+    ``predictable`` is none of them. Chained answers for an unpredictable task are given
+    all the same, but their intervals rest on a link the ladder does not support.
+    """
+    rows = []
+    for task, fit in link_fits.items():
+        law = _link(fit)
+        x = fit.runs.column(LINK_COVARIATE)
+        y = fit.runs.column("loss")
+        ends = np.log(np.array([x.min(), x.max()]))
+        theta = {k: v.values[..., None] for k, v in fit.theta().items()}
+        means = np.exp(law.log_loss(theta, {f"log_{LINK_COVARIATE}": ends}, ops.NUMPY))
+        change = float(np.median(np.abs(means[..., 1] - means[..., 0])))
+        noise = float(np.median(fit.posterior["sigma"].values)) * float(np.median(y))
+        # Error rises with the loss; accuracy falls.
+        direction = 1.0 if law.target == "error" else -1.0
+        rho = direction * spearman(x, y)[0] if len(x) > 2 else float("nan")
+        flat = change < FLAT_CHANGE
+        noisy = change < MIN_SIGNAL_TO_NOISE * noise
+        non_monotone = not rho >= MIN_MONOTONE_RHO
+        rows.append(
+            {
+                "task": str(task),
+                "runs": len(x),
+                "change": change,
+                "noise": noise,
+                "signal_to_noise": change / noise if noise > 0 else float("inf"),
+                "monotone_rho": rho,
+                "flat": flat,
+                "noisy": noisy,
+                "non_monotone": non_monotone,
+                "predictable": not (flat or noisy or non_monotone),
+            }
+        )
+    return pd.DataFrame(rows).set_index("task")

@@ -1,0 +1,259 @@
+"""Downstream accuracy: the link laws, the chain through two fits, per-task diagnostics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import hand_built_fit
+
+import bayescale as bs
+from bayescale.checks.downstream import (
+    HELD_OUT,
+    TRUE_EXPONENTIAL,
+    TRUE_TIED,
+    chained_coverage,
+    link_mean,
+    simulate_chain,
+)
+from bayescale.methods.downstream import Downstream, link_table
+from bayescale.model.laws.downstream import LINK_COVARIATE, get_link
+from bayescale.questions.downstream import chained_draws, task_diagnostics
+
+CHEAP = {"draws": 300, "tune": 400, "chains": 2}
+
+# ------------------------------------------------------------------ the laws, exactly
+
+
+def test_tied_law_is_gadres_loss_law():
+    """Gadre's RedPajama fit (a, beta, b, E) predicts 2.519827 for the 1.4B at M = 640 (published)."""
+    a, beta, b, e = 166.21098002823203, 366.68716263632405, -0.2728507008774562, 1.8366483654949728
+    n, m = 1439795200.0, 640.0
+    theta = {"E": e, "A": a, "B": beta * 6 ** (b / 2), "alpha": -b}
+    assert bs.get_law("chinchilla-tied").loss(theta, n, m * n) == pytest.approx(2.519827, abs=2e-6)
+
+
+def test_exponential_link_is_gadres_error_law():
+    """Gadre's RedPajama error law at the true loss 2.502054 gives 0.487838 (the anchor's refit)."""
+    theta = {"k": 2.2064900054924528, "gamma": 0.7145905364625158, "eps": 0.8569919305544905}
+    assert link_mean("link-exponential", theta, 2.502054) == pytest.approx(0.487838, abs=2e-6)
+
+
+def test_sigmoid_link_has_floor_ceiling_and_midpoint():
+    theta = {"floor": 0.25, "headroom": 0.8, "k": 6.0, "x0": 1.0}
+    acc = link_mean("link-sigmoid", theta, [0.01, 1.0, 30.0])
+    ceiling = 0.25 + 0.75 * 0.8
+    assert acc[0] == pytest.approx(ceiling, rel=1e-2)
+    assert acc[1] == pytest.approx((0.25 + ceiling) / 2, rel=1e-12)
+    assert acc[2] == pytest.approx(0.25, rel=1e-9)
+    assert np.all(np.diff(link_mean("link-sigmoid", theta, np.linspace(0.2, 3, 20))) < 0)
+
+
+def test_links_are_not_loss_laws_and_take_the_fast_path():
+    from bayescale.model.jax_density import unsupported
+
+    assert not {"link-exponential", "link-sigmoid"} & set(bs.list_laws())
+    for name in ("link-exponential", "link-sigmoid"):
+        law = get_link(name)
+        assert unsupported(law, law.default_priors(), "normal") is None
+    with pytest.raises(bs.LawError, match="unknown link 'logistic'"):
+        get_link("logistic")
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_link_table_refuses_bad_targets_and_missing_columns():
+    frame = pd.DataFrame({"params": [1e8, 2e8], "tokens": [2e9, 4e9], "val": [3.1, 3.0], "acc": [0.3, 0.0]})
+    with pytest.raises(bs.RunsError, match=r"column 'acc' row 1: 0 is not an error or accuracy in \(0, 1\]"):
+        link_table(frame, "acc", "val")
+    with pytest.raises(bs.RunsError, match="target column 'err' is not in the runs"):
+        link_table(frame, "err", "val")
+    with pytest.raises(bs.RunsError, match="input loss column 'loss' is not in the runs"):
+        link_table(frame.assign(acc=0.4), "acc", "loss")
+    table = link_table(frame.assign(acc=0.4), "acc", "val")
+    assert list(table["loss"]) == [0.4, 0.4] and list(table[LINK_COVARIATE]) == [3.1, 3.0]
+
+
+def test_chaining_needs_a_link_fit(quick_fit):
+    with pytest.raises(bs.BayescaleError, match="second step must be a link fit"):
+        chained_draws(quick_fit, {"task": quick_fit}, 1e9, 2e10)
+    with pytest.raises(bs.BayescaleError, match="at least one link fit"):
+        chained_draws(quick_fit, {}, 1e9, 2e10)
+
+
+# ------------------------------------------------------------------ the chain on hand-built posteriors
+
+
+def _hand_built(law, runs, center, rel_sd, seed, draws=400):
+    """A Fit with iid draws ``center * exp(rel_sd z)`` (conftest's helper, which takes a law object)."""
+    return hand_built_fit(law, runs, center, rel_sd=rel_sd, draws=draws, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def hand_chain():
+    ladder = simulate_chain(0)
+    loss_fit = _hand_built(bs.get_law("chinchilla-tied"), ladder, {**TRUE_TIED, "sigma": 0.01}, 0.002, 1)
+    links = {
+        name: _hand_built(
+            get_link("link-exponential"), link_table(ladder, "error", "loss"), center, 0.002, seed
+        )
+        for seed, (name, center) in enumerate(
+            [
+                ("a", {**TRUE_EXPONENTIAL, "sigma": 0.01}),
+                ("b", {"eps": 0.7, "k": 1.5, "gamma": 0.6, "sigma": 0.02}),
+            ]
+        )
+    }
+    return Downstream(loss_fit, links)
+
+
+def test_chained_draws_carry_both_steps_noise(hand_chain):
+    draws = hand_chain.predict_draws(*HELD_OUT, random_seed=3)
+    loss = draws["loss"].values
+    mean_loss = bs.get_law("chinchilla-tied").loss(TRUE_TIED, *HELD_OUT)
+    # Step 1's predictive spread is its sigma (1% on log loss), not the posterior's 0.2%.
+    assert np.std(np.log(loss)) == pytest.approx(0.01, rel=0.1)
+    assert np.median(loss) == pytest.approx(mean_loss, rel=2e-3)
+    # Each task's draw is its link at that very loss draw, times the link's own noise.
+    ratio = np.log(draws["a"].values / link_mean("link-exponential", TRUE_EXPONENTIAL, loss))
+    assert np.std(ratio) == pytest.approx(0.01, rel=0.15)
+    assert abs(np.corrcoef(ratio.ravel(), np.log(loss).ravel())[0, 1]) < 0.1
+    # The average is the tasks' mean draw by draw (one loss draw feeds both).
+    np.testing.assert_allclose(draws["average"].values, (draws["a"].values + draws["b"].values) / 2)
+    # Without link noise the error would follow the loss draws exactly: the chain propagates step 1.
+    spread_from_loss = np.std(np.log(link_mean("link-exponential", TRUE_EXPONENTIAL, loss)))
+    assert np.std(np.log(draws["a"].values)) == pytest.approx(np.hypot(spread_from_loss, 0.01), rel=0.1)
+
+
+def test_chain_refuses_a_link_on_another_loss_unit(hand_chain):
+    link = hand_chain.link_fits["a"]
+    link.input_loss_unit = "bits_per_byte"
+    try:
+        with pytest.raises(
+            bs.BayescaleError, match="reads a loss in bits per byte, but the loss fit's loss is in nats"
+        ):
+            hand_chain.predict(*HELD_OUT)
+    finally:
+        del link.input_loss_unit
+
+
+def test_fit_downstream_states_the_input_unit():
+    from bayescale.methods.downstream import input_unit
+
+    assert input_unit("arc_bpb", None) == "bits_per_byte"
+    assert input_unit("loss_c4_val", None) == "nats_per_token"
+    with pytest.raises(bs.RunsError, match="'arc_bpb' is named as bits per byte"):
+        input_unit("arc_bpb", "nats_per_token")
+
+
+def test_predict_table_and_seed(hand_chain):
+    table = hand_chain.predict([1e9, 4e9], [2e10, 8e10], prob=0.8, random_seed=5)
+    assert list(table.columns[:2]) == ["params", "tokens"]
+    for name in ("loss", "a", "b", "average"):
+        assert (table[f"{name}_lower"] < table[f"{name}_median"]).all()
+        assert (table[f"{name}_median"] < table[f"{name}_upper"]).all()
+    assert table["a_median"].iloc[1] < table["a_median"].iloc[0]  # a bigger run errs less
+    assert table.attrs["loss_unit"] == "nats_per_token"
+    again = hand_chain.predict([1e9, 4e9], [2e10, 8e10], prob=0.8, random_seed=5)
+    pd.testing.assert_frame_equal(table, again)
+
+
+def _link_fit_on(x, y, center, seed=0):
+    frame = pd.DataFrame({"params": np.geomspace(1e8, 1e9, len(x)), "tokens": 2e10, "val": x, "err": y})
+    return _hand_built(get_link("link-exponential"), link_table(frame, "err", "val"), center, 0.002, seed)
+
+
+def test_diagnostics_flag_flat_noisy_and_non_monotone_tasks():
+    x = np.linspace(2.4, 3.6, 8)
+    rng = np.random.default_rng(0)
+    good = link_mean("link-exponential", TRUE_EXPONENTIAL, x)
+    flat_center = {"eps": 0.75, "k": 0.01, "gamma": 0.7, "sigma": 0.005}
+    fits = {
+        "good": _link_fit_on(x, good * np.exp(rng.normal(0, 0.005, 8)), {**TRUE_EXPONENTIAL, "sigma": 0.005}),
+        "flat": _link_fit_on(x, 0.75 + 0.002 * rng.standard_normal(8), flat_center),
+        "noisy": _link_fit_on(x, good[::-1], {**TRUE_EXPONENTIAL, "sigma": 0.2}),
+    }
+    table = task_diagnostics(fits)
+    assert table.loc["good", "predictable"]
+    assert table.loc["flat", "flat"] and not table.loc["flat", "predictable"]
+    assert table.loc["noisy", "noisy"] and table.loc["noisy", "non_monotone"]
+    assert table.loc["noisy", "monotone_rho"] == pytest.approx(-1.0)
+
+
+# ------------------------------------------------------------------ real fits: recovery and coverage
+
+
+def test_link_recovers_known_parameters_from_a_simulated_chain():
+    """Error drawn through a known link at 24 observed losses: the 90% intervals hold the truth."""
+    x = np.linspace(2.3, 4.5, 24)
+    rng = np.random.default_rng(11)
+    y = link_mean("link-exponential", TRUE_EXPONENTIAL, x) * np.exp(rng.normal(0, 0.01, x.size))
+    frame = pd.DataFrame({"params": np.geomspace(2e7, 2e9, x.size), "tokens": 4e10, "val": x, "err": y})
+    fit = bs.fit(
+        frame, method="link", target="err", input_loss="val", random_seed=2, sampler=CHEAP, progressbar=False,
+        warn=False,
+    )  # fmt: skip
+    assert fit.sampler.backend == "jax"
+    summary = fit.summary()
+    for name, value in {**TRUE_EXPONENTIAL, "sigma": 0.01}.items():
+        assert summary.loc[name, "lower"] <= value <= summary.loc[name, "upper"], name
+    assert summary.loc["eps", "median"] == pytest.approx(0.8, abs=0.03)
+    assert summary.loc["gamma", "median"] == pytest.approx(0.7, rel=0.25)
+
+
+def test_chained_interval_covers_held_out_runs():
+    """Three simulated ladders, a held-out run 4x beyond each: its loss and error inside the 90% bands."""
+    table = chained_coverage([1, 2, 3], sampler=CHEAP)
+    assert table["loss_covered"].sum() >= 2 and table["error_covered"].sum() >= 2
+    # The band is not vacuous: narrower than the error's whole range over the ladder (0.45-0.66).
+    assert ((table["error_upper"] - table["error_lower"]) < 0.1).all()
+
+
+@pytest.mark.slow
+def test_chained_interval_coverage_is_nominal():
+    """40 simulated ladders: 90% chained intervals cover the held-out error 80-98% of the time."""
+    table = chained_coverage(range(100, 140), sampler={"draws": 500, "tune": 500, "chains": 2})
+    assert 0.8 <= table["error_covered"].mean() <= 0.98
+    assert 0.8 <= table["loss_covered"].mean() <= 0.98
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_cli_downstream_prints_the_chained_answer(tmp_path, capsys):
+    import json
+
+    from bayescale.cli import main
+
+    path = tmp_path / "chain.csv"
+    frame = simulate_chain(4)
+    frame.assign(small=frame.params < 5e8).to_csv(path, index=False)
+    argv = ["downstream", str(path), "--input-loss", "loss", "--task", "error", "--params", "4e9"]
+    argv += ["--tokens", "8e10", "--draws", "100", "--tune", "150", "--chains", "1", "--seed", "1", "--json"]
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["loss_unit"] == "nats_per_token"
+    answer = payload["answers"]["error"]
+    assert answer["lower"] < answer["median"] < answer["upper"]
+    assert payload["diagnostics"][0]["task"] == "error"
+    assert main([*argv[:-1], "--loss-rows", "params"]) == 2
+    assert "rows column 'params' row 0" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "downstream",
+                str(path),
+                "--input-loss",
+                "loss",
+                "--task",
+                "acc",
+                "--params",
+                "1e9",
+                "--tokens",
+                "2e10",
+            ]
+        )
+        == 2
+    )
+    assert "tasks ['acc'] are not columns of the runs" in capsys.readouterr().err
