@@ -295,7 +295,7 @@ def test_misspecified_law_is_caught_by_comparison_and_diagnostics():
             threshold=1.2e9,
             by="params",
             random_seed=1,
-            average_beyond=False,
+            averaged=False,
             **quick(draws=500, tune=500),
         )
         for law in ("chinchilla", "kaplan")
@@ -318,7 +318,7 @@ def test_misspecified_law_is_caught_by_comparison_and_diagnostics():
     from bayescale.checks.extrapolation import score_runs
 
     held_out = ex["kaplan"].runs["split"].to_numpy() == "test"
-    averaged = score_runs(ex["kaplan"].fit, runs, random_seed=1)[held_out]
+    averaged = score_runs(ex["kaplan"].fit, runs, random_seed=1, average_beyond=True)[held_out]
     inside = (averaged["loss_predictive_lower"] <= averaged["loss"]) & (
         averaged["loss"] <= averaged["loss_predictive_upper"]
     )
