@@ -186,6 +186,17 @@ def split_values(runs: Runs, by: str) -> np.ndarray:
     return runs.column(by)
 
 
+def default_train_below(values: Any) -> float:
+    """The power of ten at or below the 80th percentile of ``values`` (e.g. the runs' compute).
+
+    The runs at or above it (about the largest fifth, or more) are held out by
+    default; if that leaves nothing to train on, the median is the split.
+    """
+    v = np.asarray(values, dtype=float)
+    threshold = float(10 ** np.floor(np.log10(np.quantile(v, 0.8))))
+    return threshold if (v < threshold).any() else float(np.median(v))
+
+
 def _split(runs: Runs, by: str, threshold: float) -> np.ndarray:
     """Mask of the training runs (``by < threshold``), checking both sides are non-empty."""
     if not np.isfinite(threshold) or threshold <= 0:

@@ -22,6 +22,9 @@ from bayescale.cli.render import _emit
 from bayescale.errors import BayescaleError
 from bayescale.posterior.result import finite_or_none
 
+#: The quantities ``--train-below-*`` splits runs by.
+SPLITS = ("compute", "params", "tokens", "epochs")
+
 
 def add_compare(sub: Subcommands) -> None:
     """Add ``bayescale compare`` to the subcommands ``sub``."""
@@ -39,7 +42,43 @@ def add_compare(sub: Subcommands) -> None:
         action="store_true",
         help="refuse (exit 2) when a fit failed its diagnostics or its LOO is unreliable, instead of warning",
     )
+    p.add_argument(
+        "--verdict",
+        action="store_true",
+        help="with --laws: also backtest each law on the larger runs, say which law to believe and how "
+        "confidently, and set the laws' plans at --budget side by side",
+    )
+    p.add_argument(
+        "--budget", type=_positive_float, default=None, help="with --verdict: compute (FLOPs) to plan at"
+    )
+    p.add_argument(
+        "--unique-tokens", type=_positive_float, default=None, help="with --verdict: unique tokens available"
+    )
+    _train_below_options(p, "with --verdict: ")
     p.add_argument("--json", action="store_true")
+
+
+def _train_below_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    for by in SPLITS:
+        p.add_argument(
+            f"--train-below-{by}",
+            type=_positive_float,
+            default=None,
+            metavar="X",
+            help=f"{prefix}train on runs with {by} below X, test on the rest",
+        )
+
+
+def _split_given(args: argparse.Namespace, required: bool) -> tuple[str, float | None]:
+    """The one ``--train-below-*`` given: (by, threshold); ("compute", None) when optional and absent."""
+    given = {by: getattr(args, f"train_below_{by}") for by in SPLITS}
+    given = {by: value for by, value in given.items() if value is not None}
+    if len(given) > 1 or (required and not given):
+        raise BayescaleError(
+            f"give {'exactly' if required else 'at most'} one of "
+            + ", ".join(f"--train-below-{by}" for by in SPLITS)
+        )
+    return next(iter(given.items())) if given else ("compute", None)
 
 
 def _fixed_per_law(
@@ -80,6 +119,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         fits = {f.law.name: f for f in loaded}
         if len(fits) != len(loaded):
             fits = {Path(s).stem: f for s, f in zip(args.sources, loaded, strict=True)}
+    if args.verdict:
+        return _verdict(args, fits)
+    if args.budget is not None or args.unique_tokens is not None or _split_given(args, False)[1] is not None:
+        raise BayescaleError("--budget, --unique-tokens and --train-below-* go with --verdict")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LooWarning)
         table = compare(fits, strict=args.strict)
@@ -121,20 +164,42 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verdict(args: argparse.Namespace, fits: dict) -> int:
+    """``compare --verdict``: the laws' LOO, backtest and plans, and which to believe."""
+    from bayescale.checks.verdict import verdict
+
+    if args.laws is None:
+        raise BayescaleError("--verdict needs --laws and a runs file (the backtest refits each law)")
+    by, threshold = _split_given(args, False)
+    fixed = _fixed_per_law(args.fix, list(fits), args.likelihood)
+    kwargs = _sampler_kwargs(args)
+    if len({tuple(sorted(v.items())) for v in fixed.values()}) > 1:
+        # One set of keywords serves every backtest fit: only a value every law has can be fixed there.
+        raise BayescaleError("with --verdict, --fix only parameters every law has")
+    result = verdict(
+        next(iter(fits.values())).runs,  # the runs every law was fitted to
+        fits,
+        budget=args.budget,
+        unique_tokens=args.unique_tokens,
+        by=by,
+        threshold=threshold,
+        fix=next(iter(fixed.values())),
+        **kwargs,
+    )
+    distrusted = [r for r in result.reasons if "not to be trusted" in r]
+    if args.strict and distrusted:
+        raise BayescaleError("cannot give a verdict: " + "; ".join(distrusted))
+    _emit(args, result.to_dict(), str(result))
+    return 0
+
+
 def add_extrapolate(sub: Subcommands) -> None:
     """Add ``bayescale extrapolate`` to the subcommands ``sub``."""
     p = sub.add_parser("extrapolate", help="fit a law on small runs, score its predictions of the large ones")
     p.add_argument("runs", help="CSV/Parquet file of runs, or a bundled data set name")
     _loader_options(p)
     p.add_argument("--law", default="chinchilla")
-    for by in ("compute", "params", "tokens", "epochs"):
-        p.add_argument(
-            f"--train-below-{by}",
-            type=_positive_float,
-            default=None,
-            metavar="X",
-            help=f"train on runs with {by} below X, test on the rest",
-        )
+    _train_below_options(p)
     _add_sampler_options(
         p, "--seed", "--likelihood", "--draws", "--tune", "--chains", "--backend", "--target-accept"
     )
@@ -145,14 +210,8 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
     """``bayescale extrapolate``: fit below a threshold, score the held-out runs."""
     from bayescale.checks.extrapolation import extrapolate
 
-    given = {by: getattr(args, f"train_below_{by}") for by in ("compute", "params", "tokens", "epochs")}
-    given = {by: value for by, value in given.items() if value is not None}
-    if len(given) != 1:
-        raise BayescaleError(
-            "give exactly one of --train-below-compute, --train-below-params, --train-below-tokens, "
-            "--train-below-epochs"
-        )
-    ((by, threshold),) = given.items()
+    by, threshold = _split_given(args, True)
+    assert threshold is not None  # required above
     runs = _load_runs(args, args.runs)
     result = extrapolate(runs, args.law, threshold=threshold, by=by, **_sampler_kwargs(args))
     table = result.score_table()

@@ -409,3 +409,75 @@ def test_extrapolation_coverage_near_nominal():
             covered[key].append(result.scores[key])
     assert 0.78 <= np.mean(covered["coverage"]) <= 1.0, covered
     assert 0.3 <= np.mean(covered["coverage_50"]) <= 0.7, covered
+
+
+# --- the verdict ---
+
+
+def test_strength_and_paired_gap_pure():
+    from bayescale.checks.verdict import paired_gap, strength
+
+    assert [strength(z) for z in (5.0, 4.0, 3.0, 2.0, 1.9, -1.0)] == [
+        "clear", "clear", "moderate", "moderate", "tie", "tie"
+    ]  # fmt: skip
+    total, se = paired_gap(np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.0, 0.0]))
+    assert total == 6.0 and se == pytest.approx(np.sqrt(3) * 1.0)
+
+
+@pytest.fixture(scope="module")
+def law_verdict(pair):
+    runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=7)
+    return bs.verdict(runs, pair, budget=1e22, random_seed=3, **QUICK)
+
+
+def test_verdict_believes_the_true_law_with_its_evidence(law_verdict, pair):
+    v = law_verdict
+    # Runs simulated from Chinchilla's law: both yardsticks prefer it, and Kaplan's law misses the large runs.
+    assert (
+        v.believe == "chinchilla" and v.loo_choice[0] == "chinchilla" and v.backtest_choice[0] == "chinchilla"
+    )
+    assert not v.disagreement
+    assert v.backtest.loc["kaplan", "elpd_diff"] > 2 * v.backtest.loc["kaplan", "se_diff"] > 0
+    assert v.backtest.loc["chinchilla", "coverage"] > v.backtest.loc["kaplan", "coverage"]
+    # QUICK fits fail the ESS check: the verdict says so and will not claim high confidence.
+    assert v.confidence == "low" and any("not to be trusted" in r for r in v.reasons)
+    # The runs driving the backtest's preference are held-out ones (compute >= the split).
+    held = v.driving_runs["backtest"]
+    assert (6 * held["params"] * held["tokens"] >= v.extrapolations["chinchilla"].threshold).all()
+    assert (held["gain"] > 0).all() and list(held["gain"]) == sorted(held["gain"], reverse=True)
+    # Each law's own plan at the budget, and how far apart they are.
+    expected = pair["kaplan"].optimal(1e22, average_beyond=False).iloc[0]["params_median"]
+    assert v.plans.loc["kaplan", "params_median"] == pytest.approx(expected)
+    spread = v.plan_spread()
+    ratio = v.plans["params_median"].max() / v.plans["params_median"].min()
+    assert spread["params"] == pytest.approx(ratio) and ratio > 1
+    assert any(r.startswith("the choice of law moves the plan by a factor of") for r in v.reasons)
+    payload = json.loads(json.dumps(v.to_dict()))
+    assert payload["believe"] == "chinchilla" and [r["law"] for r in payload["plans"]] == [
+        "chinchilla",
+        "kaplan",
+    ]
+    assert str(v).startswith("believe chinchilla (confidence low)")
+
+
+def test_verdict_rejects_one_law():
+    with pytest.raises(bs.BayescaleError, match="at least two laws"):
+        bs.verdict(simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=7), ["chinchilla"])
+
+
+def test_cli_compare_verdict(capsys, tmp_path):
+    path = tmp_path / "runs.csv"
+    simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=8).to_csv(path, index=False)
+    argv = ["compare", path, "--laws", "chinchilla,kaplan", "--verdict", "--budget", 1e22,
+            "--train-below-params", 1e9, "--seed", 1, "--draws", 100, "--tune", 150,
+            "--chains", 2]  # fmt: skip
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["believe"] in ("chinchilla", "kaplan")
+    assert payload["confidence"] in ("high", "moderate", "low")
+    assert payload["backtest"][0]["by"] == "params" and payload["backtest"][0]["threshold"] == 1e9
+    assert {r["law"] for r in payload["plans"]} == {"chinchilla", "kaplan"}
+    assert "params" in payload["plan_spread"] and payload["reasons"][0].startswith("backtest (fit on")
+    code, out, err = run(capsys, "compare", path, "--laws", "chinchilla,kaplan", "--budget", 1e22)
+    assert code == 2 and "go with --verdict" in err
