@@ -311,7 +311,9 @@ def test_misspecified_law_is_caught_by_comparison_and_diagnostics():
     # Extrapolation to the 10 runs of the two largest sizes.
     scores = {law: e.scores for law, e in ex.items()}
     assert scores["chinchilla"]["elpd_test"] > scores["kaplan"]["elpd_test"] + 10, scores
-    assert bs.extrapolation_weights(ex)["kaplan"] < 0.05
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", compare_mod.LooWarning)  # a fit short of the ESS target is named
+        assert bs.extrapolation_weights(ex)["kaplan"] < 0.05
     assert scores["kaplan"]["coverage"] <= 0.5 and scores["chinchilla"]["coverage"] >= 0.8, scores
     # The answers a user gets beyond the runs average the wrong law with kaplan-e (which has the
     # irreducible loss the data have): their intervals cover the held-out runs again.
@@ -392,4 +394,6 @@ def test_ignoring_repetition_shows_in_residuals_and_comparison():
     }
     scores = {law: e.scores for law, e in ex.items()}
     assert scores["data-constrained"]["elpd_test"] > scores["chinchilla"]["elpd_test"], scores
-    assert bs.extrapolation_weights(ex)["chinchilla"] < 0.05
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", compare_mod.LooWarning)  # a fit short of the ESS target is named
+        assert bs.extrapolation_weights(ex)["chinchilla"] < 0.05

@@ -241,6 +241,17 @@ def test_extrapolation_scores_both_predictives_on_their_own_draws(extrapolation)
     assert np.mean(gap) < 0.1 and np.max(gap) < 0.5, gap
 
 
+def test_extrapolation_weights_flag_a_failed_fit(extrapolation):
+    broken = dataclasses.replace(extrapolation, fit=failed(extrapolation.fit))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", bs.LooWarning)
+        weights = bs.extrapolation_weights({"a": extrapolation, "b": broken})
+    messages = [str(w.message) for w in caught if w.category is bs.LooWarning]
+    assert any(m.startswith("the extrapolation fit of 'b' is not to be trusted: the fit") for m in messages)
+    assert weights.sum() == pytest.approx(1.0)
+    assert broken.scores["fit_ok"] is False
+
+
 def test_extrapolation_rejects_bad_splits():
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=7)
     with pytest.raises(bs.BayescaleError, match="no runs with compute at or above 1e\\+30 to test on"):
