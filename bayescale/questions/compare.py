@@ -221,7 +221,7 @@ def compare(
     # The columns of earlier releases: arviz-stats names them elpd and p and counts elpd_diff
     # as this minus the best (<= 0); ours is the best minus this (>= 0), as ArviZ 0.x had it.
     table = table.rename(columns={"elpd": "elpd_loo", "p": "p_loo"})
-    table["elpd_diff"] = -table["elpd_diff"]
+    table["elpd_diff"] = 0.0 - table["elpd_diff"]  # 0.0 - x: the best row shows 0, not -0
     table = table[["rank", "elpd_loo", "p_loo", "se", "elpd_diff", "dse", "weight"]]
     table.index.name = "law"
     ks = {name: np.asarray(result.pareto_k) for name, result in loos.items()}
