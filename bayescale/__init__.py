@@ -27,6 +27,7 @@ from bayescale.checks.extrapolation import (
 )
 from bayescale.checks.predictive import predictive_check, residual_trends
 from bayescale.checks.prior_predictive import prior_predictive
+from bayescale.checks.verdict import Verdict, verdict
 from bayescale.data import datasets
 from bayescale.data.curves import Curves
 from bayescale.data.runs import Runs
@@ -96,6 +97,7 @@ __all__ = [
     "SamplerConfig",
     "ScalingLaw",
     "StepsFit",
+    "Verdict",
     "__version__",
     "average",
     "compare",
@@ -121,5 +123,6 @@ __all__ = [
     "rolling_extrapolation",
     "save_fit",
     "stacking_weights",
+    "verdict",
     "write_report",
 ]

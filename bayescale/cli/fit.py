@@ -13,7 +13,8 @@ from bayescale.cli.methods import _method_output
 from bayescale.cli.options import (
     Subcommands,
     _add_sampler_options,
-    _fix_pair,
+    _fix_option,
+    _fixed_values,
     _loader_options,
     _positive_float,
     _priors_option,
@@ -36,14 +37,7 @@ def add_fit(sub: Subcommands) -> None:
     p.add_argument("--law", default="chinchilla", help="law name (default: chinchilla)")
     p.add_argument("--out", required=True, type=Path, help="where to write the fit (NetCDF)")
     _add_sampler_options(p, "--seed")
-    p.add_argument(
-        "--fix",
-        action="append",
-        type=_fix_pair,
-        default=[],
-        metavar="NAME=VALUE",
-        help="hold a parameter fixed (repeatable)",
-    )
+    _fix_option(p)
     _priors_option(p)
     p.add_argument(
         "--priors-from",
@@ -90,10 +84,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise BayescaleError(f"cannot save the fit: folder {str(args.out.parent)!r} does not exist")
     _refuse_input_as_output(args.out, [args.runs, args.priors])
     check_writable(args.out)  # before sampling: a fit must not be lost for want of a folder
-    repeated = sorted({name for name, _ in args.fix if sum(n == name for n, _ in args.fix) > 1})
-    if repeated:
-        raise BayescaleError(f"--fix given more than once for {repeated}; give each parameter once")
-    fixed = dict(args.fix)
+    fixed = _fixed_values(args.fix)
     priors = {}
     if args.priors_from:
         widen = DEFAULT_WIDEN if args.widen is None else args.widen

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bayescale.cli.exits import EXIT_USER_ERROR
+from bayescale.errors import BayescaleError
 
 
 def _fix_pair(text: str) -> tuple[str, float]:
@@ -23,6 +24,19 @@ def _fix_pair(text: str) -> tuple[str, float]:
         return name.strip(), float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"value of {name!r} is not a number: {value!r}") from None
+
+
+def _fixed_values(pairs: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """``--fix`` pairs as a dict, refusing a parameter given twice."""
+    repeated = sorted({name for name, _ in pairs if sum(n == name for n, _ in pairs) > 1})
+    if repeated:
+        raise BayescaleError(f"--fix given more than once for {repeated}; give each parameter once")
+    return dict(pairs)
+
+
+def _fix_option(p: argparse.ArgumentParser, help: str = "hold a parameter fixed (repeatable)") -> None:
+    """``--fix NAME=VALUE`` (repeatable), read by :func:`_fixed_values`."""
+    p.add_argument("--fix", action="append", type=_fix_pair, default=[], metavar="NAME=VALUE", help=help)
 
 
 def _positive_float(text: str) -> float:

@@ -79,10 +79,14 @@ def noise_parameters(likelihood: str) -> tuple[Parameter, ...]:
 def model_parameters(law: ScalingLaw, likelihood: str, run_effects: bool = False) -> tuple[Parameter, ...]:
     """Every parameter of the model: the law's, the spread of its pooled ones, then the noise's.
 
+    A law's :attr:`~bayescale.model.laws.base.ScalingLaw.noise_defaults` replace the noise's default priors.
+
     ``run_effects``: the runs have checkpoints (:func:`run_labels`), adding ``sigma_run``.
     """
     extra = (SIGMA_RUN,) if run_effects else ()
-    return tuple(law.parameters) + law.pooling_parameters() + noise_parameters(likelihood) + extra
+    own = {p.name: p for p in law.noise_defaults}
+    noise = tuple(own.get(p.name, p) for p in noise_parameters(likelihood))
+    return tuple(law.parameters) + law.pooling_parameters() + noise + extra
 
 
 def group_variable(name: str) -> str:

@@ -70,10 +70,16 @@ def fmt(value: float) -> str:
 
 
 def needs_allocation(fit: Fit, what: str) -> None:
-    """Raise when the fit's law has no closed-form compute-optimal allocation."""
-    if fit.law.optimal_allocation(fit.theta(), np.array([1e20])) is None:
+    """Raise unless the fit's law plans a budget alone (as ``Fit.optimal``: closed form or numerical)."""
+    columns = set(fit.law.required_columns)
+    if not {"params", "tokens"} <= columns:
         raise LawError(
-            f"law {fit.law.name!r} has no closed-form compute-optimal allocation, needed for {what}"
+            f"law {fit.law.name!r} has no allocation between parameters and tokens, needed for {what}"
+        )
+    if "unique_tokens" in columns:
+        raise LawError(
+            f"law {fit.law.name!r} has no compute-optimal allocation without unique tokens (its optimum "
+            f"moves with U), needed for {what}; plot_epochs shows it at a given U"
         )
 
 

@@ -173,7 +173,7 @@ def plot_isoflop(
     Parameters
     ----------
     fit
-        A fitted law with a closed-form compute-optimal allocation.
+        A fitted law that plans without unique tokens (closed form or numerical optimum).
     budgets
         Compute budgets [FLOPs]; default the decades spanned by the runs.
     probs
@@ -236,7 +236,7 @@ def plot_allocation(
     Parameters
     ----------
     fit
-        A fitted law with a closed-form compute-optimal allocation.
+        A fitted law that plans without unique tokens (closed form, or numerically as Kaplan's).
     compute_range
         Budgets [FLOPs]; default from the smallest run to 1e26 (at least 1e4 x the largest run).
     probs

@@ -11,8 +11,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-import numpy as np
-
 from bayescale.errors import BayescaleError
 from bayescale.plots import comparison, curves, methods, posterior
 from bayescale.plots._common import check_range
@@ -54,11 +52,10 @@ FLAGS = {
 
 
 def default_train_below(fit: Any) -> float:
-    """The power of ten at or below the 80th percentile of the runs' compute.
+    """The default split of a fit's runs by compute (see ``checks.extrapolation.default_train_below``)."""
+    from bayescale.checks.extrapolation import default_train_below as on_values
 
-    The runs above it (about the largest fifth, or more) are held out by the ``extrapolation`` kind.
-    """
-    return float(10 ** np.floor(np.log10(np.quantile(fit.runs.frame["compute"], 0.8))))
+    return on_values(fit.runs.frame["compute"])
 
 
 def _extrapolation(fit: Any, o: PlotOptions) -> Any:

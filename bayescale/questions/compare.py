@@ -15,6 +15,7 @@ different laws, and their differences, are comparable.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -40,7 +41,12 @@ WEIGHT_METHODS: tuple[WeightMethod, ...] = ("stacking", "BB-pseudo-BMA", "pseudo
 
 
 class LooWarning(UserWarning):
-    """PSIS-LOO is unreliable for some runs (Pareto k above :data:`PARETO_K_MAX`)."""
+    """A comparison's input is unreliable.
+
+    PSIS-LOO is unreliable for some runs (Pareto k above :data:`PARETO_K_MAX`),
+    a fit's effective number of parameters exceeds its parameter count, or a
+    fit failed its convergence diagnostics (a multimodal posterior, say).
+    """
 
 
 def log_likelihood(fit: Fit, runs: Any = None) -> xr.DataArray:
@@ -86,6 +92,41 @@ def loo(fit: Fit) -> Any:
         return azs.loo(loo_data(fit), pointwise=True)
 
 
+def parameter_count(fit: Fit) -> int:
+    """Number of sampled scalars per draw (vector parameters count each element)."""
+    return int(sum(int(np.prod(fit.posterior[n].shape[2:])) for n in fit.free_parameters))
+
+
+def input_checks(fit: Fit, loo_result: Any = None, k_threshold: float = PARETO_K_MAX) -> list[str]:
+    """Reasons not to trust a fit's place in a comparison; empty when it passes.
+
+    A fit that failed its diagnostics (r_hat, ESS, divergences, modes) answers
+    with draws that do not represent its posterior, so its LOO, its weight and its
+    held-out scores are those of a sampling accident. With ``loo_result`` (from
+    :func:`loo`) also: runs with Pareto k above ``k_threshold`` and an effective
+    number of parameters ``p_loo`` above the count of sampled parameters, which
+    PSIS-LOO reads as a misspecified law or a failed approximation (Vehtari et
+    al. 2017, section 4).
+    """
+    reasons = []
+    if not fit.diagnostics.get("ok", True):
+        # Each problem's headline ("max r_hat 1.53 > 1.01"); the advice after it is in fit.diagnostics.
+        heads = [re.split(r" \(|: ", p, maxsplit=1)[0] for p in fit.diagnostics.get("problems", [])]
+        reasons.append(f"the fit failed its diagnostics ({'; '.join(heads) or 'see fit.diagnostics'})")
+    if loo_result is not None:
+        ks = np.asarray(loo_result.pareto_k)
+        bad = int((ks > k_threshold).sum())
+        if bad:
+            reasons.append(f"{bad} of {len(ks)} runs have Pareto k > {k_threshold} (max {ks.max():.2f})")
+        count = parameter_count(fit)
+        if float(loo_result.p) > count:
+            reasons.append(
+                f"the effective number of parameters p_loo {float(loo_result.p):.1f} exceeds the "
+                f"{count} sampled parameters"
+            )
+    return reasons
+
+
 def _named_fits(fits: Mapping[str, Fit] | Sequence[Fit]) -> dict[str, Fit]:
     if isinstance(fits, Mapping):
         named = dict(fits)
@@ -124,7 +165,10 @@ def _describe_runs(runs: Runs, index: np.ndarray) -> str:
 
 
 def compare(
-    fits: Mapping[str, Fit] | Sequence[Fit], method: str = "stacking", k_threshold: float = PARETO_K_MAX
+    fits: Mapping[str, Fit] | Sequence[Fit],
+    method: str = "stacking",
+    k_threshold: float = PARETO_K_MAX,
+    strict: bool = False,
 ) -> pd.DataFrame:
     """Rank fits of several laws to the same runs by PSIS-LOO expected log predictive density.
 
@@ -132,7 +176,9 @@ def compare(
     comparable across laws. Warns (:class:`LooWarning`) naming the runs whose
     Pareto k exceeds ``k_threshold``, for which the LOO estimate is
     unreliable; those runs are influential and a refit without them (or
-    K-fold cross-validation) is the honest check.
+    K-fold cross-validation) is the honest check. Also warns for a fit that
+    failed its diagnostics or whose ``p_loo`` exceeds its parameter count
+    (:func:`input_checks`); such a fit's row says so in ``reliable`` and ``checks``.
 
     Parameters
     ----------
@@ -143,6 +189,9 @@ def compare(
         or ``"pseudo-BMA"``.
     k_threshold
         Pareto k above which a run is reported as influential.
+    strict
+        Raise :class:`~bayescale.BayescaleError` instead of warning when a fit
+        fails :func:`input_checks`.
 
     Returns
     -------
@@ -150,7 +199,11 @@ def compare(
         Index ``law`` (the names), best first; columns ``rank``, ``elpd_loo``,
         ``p_loo``, ``se``, ``elpd_diff`` (best minus this, >= 0), ``dse`` (its
         standard error), ``weight``, ``pareto_k_max`` and
-        ``influential_runs`` (indices of the runs with k above the threshold).
+        ``influential_runs`` (indices of the runs with k above the threshold),
+        ``n_parameters`` (sampled parameters, to read ``p_loo`` against),
+        ``diagnostics_ok``, ``reliable`` (diagnostics passed, no influential
+        run, ``p_loo`` within the parameter count) and ``checks`` (the reasons
+        a row is not reliable, ``"; "``-joined, empty when it is).
     """
     import arviz_stats as azs
 
@@ -158,18 +211,48 @@ def compare(
         raise BayescaleError(f"unknown weighting method {method!r}; use one of {list(WEIGHT_METHODS)}")
     named = _named_fits(fits)
     _check_same_runs(named)
+    failed = {name: input_checks(f) for name, f in named.items()}
+    if strict and any(failed.values()):
+        raise BayescaleError(
+            "cannot compare: " + "; ".join(f"{n!r}: {', '.join(r)}" for n, r in failed.items() if r)
+        )
     loos = {name: loo(f) for name, f in named.items()}
     table = azs.compare(loos, method=cast(WeightMethod, method), round_to="none")
     # The columns of earlier releases: arviz-stats names them elpd and p and counts elpd_diff
     # as this minus the best (<= 0); ours is the best minus this (>= 0), as ArviZ 0.x had it.
     table = table.rename(columns={"elpd": "elpd_loo", "p": "p_loo"})
-    table["elpd_diff"] = -table["elpd_diff"]
+    table["elpd_diff"] = 0.0 - table["elpd_diff"]  # 0.0 - x: the best row shows 0, not -0
     table = table[["rank", "elpd_loo", "p_loo", "se", "elpd_diff", "dse", "weight"]]
     table.index.name = "law"
     ks = {name: np.asarray(result.pareto_k) for name, result in loos.items()}
     table["pareto_k_max"] = [float(ks[name].max()) for name in table.index]
     table["influential_runs"] = [np.flatnonzero(ks[name] > k_threshold).tolist() for name in table.index]
+    table["n_parameters"] = [parameter_count(named[name]) for name in table.index]
+    table["diagnostics_ok"] = [bool(named[name].diagnostics.get("ok", True)) for name in table.index]
+    reasons = {name: input_checks(named[name], loos[name], k_threshold) for name in table.index}
+    if strict and any(reasons.values()):
+        raise BayescaleError(
+            "cannot compare: " + "; ".join(f"{n!r}: {', '.join(r)}" for n, r in reasons.items() if r)
+        )
+    table["reliable"] = [not reasons[name] for name in table.index]
+    table["checks"] = ["; ".join(reasons[name]) for name in table.index]
     for name in table.index:
+        if not named[name].diagnostics.get("ok", True):
+            warnings.warn(
+                f"{name!r} failed its diagnostics: its LOO, weight and rank describe a sampling accident, "
+                f"not the law ({'; '.join(named[name].diagnostics.get('problems', []))[:300]}); refit with "
+                "more tuning and draws, or fix the parameters the runs cannot determine",
+                LooWarning,
+                stacklevel=2,
+            )
+        p_loo, count = float(table.loc[name, "p_loo"]), int(table.loc[name, "n_parameters"])
+        if p_loo > count:
+            warnings.warn(
+                f"PSIS-LOO of {name!r} counts {p_loo:.1f} effective parameters for {count} sampled ones: "
+                "the law misfits some runs or the posterior is multimodal; its LOO is not to be trusted",
+                LooWarning,
+                stacklevel=2,
+            )
         bad = np.flatnonzero(ks[name] > k_threshold)
         if len(bad):
             warnings.warn(

@@ -14,7 +14,7 @@ import pytest
 from conftest import QUICK
 
 from bayescale.checks.calibration import cluster_interval
-from bayescale.checks.extrapolation import extrapolate, score_runs
+from bayescale.checks.extrapolation import extrapolate
 from bayescale.checks.simulate import misspecified_ladder
 
 
@@ -28,9 +28,8 @@ def held_out(kind: str, seeds: range) -> dict[str, np.ndarray]:
     for seed in seeds:
         runs = misspecified_ladder(kind, seed)
         result = extrapolate(runs, "chinchilla", threshold=1e9, by="params", random_seed=seed, **QUICK)
-        single = score_runs(result.fit, runs, random_seed=seed, average_beyond=False)
         test = (result.runs["split"] == "test").to_numpy()
-        for suffix, table in (("", result.runs), ("_single", single)):
+        for suffix, table in (("", result.averaged), ("_single", result.runs)):
             rows = table[test]
             inside = (rows["loss_predictive_lower"] <= rows["loss"]) & (
                 rows["loss"] <= rows["loss_predictive_upper"]

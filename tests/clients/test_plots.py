@@ -109,13 +109,28 @@ def test_allocation_draws_both_quantities_and_published_points(epoch_fit, quick_
     assert len(scatters(plots.plot_allocation(quick_fit, references=True))) == 3
 
 
-def test_figures_needing_a_closed_form_or_repeats_refuse_other_laws(datablations_fit, quick_fit):
-    with pytest.raises(bs.LawError, match="closed-form"):
+def test_figures_needing_an_allocation_or_repeats_refuse_other_laws(datablations_fit, quick_fit):
+    with pytest.raises(bs.LawError, match="no compute-optimal allocation without unique tokens"):
         plots.plot_isoflop(datablations_fit)
-    with pytest.raises(bs.LawError, match="closed-form"):
+    with pytest.raises(bs.LawError, match="no compute-optimal allocation without unique tokens"):
         plots.plot_allocation(datablations_fit)
     with pytest.raises(bs.LawError, match="repeated data"):
         plots.plot_epochs(quick_fit)
+
+
+def test_frontier_of_a_law_without_closed_form(quick_fit):
+    """Kaplan's L(N, D) has a numerical optimum only: its frontier is drawn as Fit.optimal answers it."""
+    runs = quick_fit.runs.frame[["params", "tokens", "loss"]]
+    kaplan = hand_built_fit(
+        "kaplan", runs, {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
+    )
+    ax = plots.plot_allocation(kaplan, compute_range=(1e20, 1e24))
+    median = ax.get_lines()[0]
+    grid, n_opt = median.get_xdata(), median.get_ydata()
+    # The figure shows the answers Fit.optimal gives (beyond the runs, averaged with the variant law).
+    expected = kaplan.optimal(grid[[0, -1]])["params_median"].to_numpy()
+    np.testing.assert_allclose(n_opt[[0, -1]], expected, rtol=1e-6)
+    assert np.all(np.isfinite(n_opt)) and n_opt[-1] > 10 * n_opt[0]  # 1e4 x the budget, a larger model
 
 
 def test_epochs_curves_and_runs_on_the_unique_data(datablations_fit):

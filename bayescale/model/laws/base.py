@@ -70,6 +70,8 @@ class ScalingLaw:
     pooled: ClassVar[tuple[str, ...]] = ()
     #: Pooled parameters sampled as standard offsets (non-centred): those the groups barely separate.
     pooled_noncentred: ClassVar[tuple[str, ...]] = ()
+    #: Noise parameters whose default prior this law replaces (by name), e.g. a heavy-tailed ``nu``.
+    noise_defaults: ClassVar[tuple[Parameter, ...]] = ()
 
     @property
     def parameter_names(self) -> list[str]:
