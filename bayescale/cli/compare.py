@@ -17,7 +17,7 @@ from bayescale.cli.options import (
     _sampler_kwargs,
 )
 from bayescale.cli.render import _emit
-from bayescale.errors import BayescaleError
+from bayescale.errors import BayescaleError, printable
 from bayescale.posterior.result import finite_or_none
 
 
@@ -56,7 +56,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         table = compare(fits)
     for w in caught:
         if issubclass(w.category, LooWarning):
-            print(f"warning: {w.message}", file=sys.stderr)
+            print(f"warning: {printable(str(w.message))}", file=sys.stderr)
     payload = [
         {
             "law": str(law),
