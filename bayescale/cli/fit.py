@@ -134,9 +134,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Seconds per run, per iteration (draw or tune) and per chain of a fit, measured on the 100,000-run
-#: fit of issue 32 (37 s with the default 4 x (1000 + 1000)): a rough guide, not a promise.
-SECONDS_PER_RUN_ITERATION = 4.6e-8
+#: CPU seconds per run, per iteration (draw or tune) and per chain of the sampler: 44 s for 1,000,000
+#: runs x 100 iterations x 1 chain (benchmarks/results/scale_1e6_runs.txt). A rough guide, not a promise.
+SECONDS_PER_RUN_ITERATION = 4.4e-7
 #: A fit expected to take longer than this many seconds is announced before it starts.
 LONG_FIT_SECONDS = 60.0
 

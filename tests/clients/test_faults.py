@@ -811,7 +811,7 @@ def test_a_long_fit_is_announced_before_it_starts(capsys):
     seconds = note_long_fit(1_000_000, {})
     err = capsys.readouterr().err
     assert seconds > 60 and err.startswith("note: 1000000 runs x 2000 iterations x 4 chains") and "min" in err
-    assert note_long_fit(1_000_000, {"draws": 100, "tune": 100, "chains": 1}) < 60
+    assert note_long_fit(1_000_000, {"draws": 10, "tune": 10, "chains": 1}) < 60
 
 
 def test_residuals_in_blocks_equal_the_whole(monkeypatch):
