@@ -19,7 +19,7 @@ from bayescale.cli.options import (
     _sampler_kwargs,
 )
 from bayescale.cli.render import _emit
-from bayescale.errors import BayescaleError
+from bayescale.errors import BayescaleError, printable
 from bayescale.posterior.result import finite_or_none
 
 #: The quantities ``--train-below-*`` splits runs by.
@@ -128,7 +128,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         table = compare(fits, strict=args.strict)
     for w in caught:
         if issubclass(w.category, LooWarning):
-            print(f"warning: {w.message}", file=sys.stderr)
+            print(f"warning: {printable(str(w.message))}", file=sys.stderr)
     payload = [
         {
             "law": str(law),

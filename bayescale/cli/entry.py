@@ -53,7 +53,7 @@ from bayescale.cli.plan import (
 from bayescale.cli.plot import add_plot, cmd_plot
 from bayescale.cli.predict import add_predict, cmd_predict
 from bayescale.cli.report import add_report, cmd_report
-from bayescale.errors import BayescaleError, RunsWarning
+from bayescale.errors import BayescaleError, RunsWarning, printable
 from bayescale.inference.diagnostics import FitWarning
 
 
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("ignore", FitWarning)
             warnings.simplefilter("always", RunsWarning)
             warnings.showwarning = _show_warning
-            code = COMMANDS[args.command](args)
+            code = _run_printable(args)
         announce_seed(args)
         if code == 0 and getattr(args, "strict", False) and getattr(args, "failed_diagnostics", False):
             print("error: the fit failed its diagnostics (--strict)", file=sys.stderr)
@@ -217,7 +217,37 @@ def _handle_interrupts() -> None:
 
 def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
     """Print a warning as ``warning: ...`` on stderr, without file and line."""
-    print(f"warning: {message}", file=sys.stderr)
+    print(f"warning: {printable(str(message))}", file=sys.stderr)
+
+
+class _PrintableStream:
+    """A text stream whose writes are made :func:`~bayescale.errors.printable` (newlines kept)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(printable(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _run_printable(args: argparse.Namespace) -> int:
+    """Run the command with stdout made printable (an ESC in a group label cannot clear the screen).
+
+    Group labels, run names, problems and paths read from a file reach the terminal escaped.
+
+    stderr is left alone for the progress bar's own control sequences; what the command prints
+    there from a file goes through ``printable`` where it is printed.
+    """
+    stdout = sys.stdout
+    sys.stdout = _PrintableStream(stdout)  # type: ignore[assignment]
+    try:
+        return COMMANDS[args.command](args)
+    finally:
+        if isinstance(sys.stdout, _PrintableStream):
+            sys.stdout = stdout
 
 
 COMMANDS = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bayescale.errors import printable
+
 EXIT_USER_ERROR = 2
 EXIT_DIAGNOSTICS = 3
 #: 128 + the signal's number, as a shell reports a process ended by SIGINT or SIGPIPE.
@@ -14,4 +16,4 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, UnicodeDecodeError):
         text = f"a file is not UTF-8 text ({exc.reason} at byte {exc.start})"
-    return " ".join(text.split()) or type(exc).__name__
+    return printable(" ".join(text.split())) or type(exc).__name__

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bayescale.cli.exits import _one_line
-from bayescale.errors import BayescaleError
+from bayescale.errors import BayescaleError, printable
 from bayescale.inference.diagnostics import FitWarning
 
 #: What a saved fit of each kind is, in an error message.
@@ -48,7 +48,7 @@ def _load_runs(args: argparse.Namespace, source: Any, curves: bool = False) -> A
 
     table = (Curves if curves else Runs).from_any(source, **_loader_kwargs(args))
     for note in table.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {printable(note)}", file=sys.stderr)
     return table
 
 
@@ -75,6 +75,41 @@ def _refuse_input_as_output(out: Path, inputs: Sequence[Any]) -> None:
             continue
         if os.path.samefile(out, source):
             raise BayescaleError(f"--out {str(out)!r} is an input file; it would be replaced; choose another")
+
+
+#: What marks a file the command may replace: a report of this tool, or a figure matplotlib drew
+#: (PNG, SVG and EPS say so in their head, PDF in its trailing Info dictionary).
+_OWN_OUTPUT_MARKS = {"report": (b"<html", b"bayescale"), "figure": (b"matplotlib",)}
+
+
+def refuse_foreign_output(path: Path, kind: str) -> None:
+    """Raise unless ``path`` is absent, empty, or an earlier output of ``kind`` (``report``, ``figure``).
+
+    ``report --out runs.csv`` would replace the runs with HTML: only a file this tool (for a
+    figure, matplotlib) wrote is replaced, judged from its first and last 4 KiB.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # absent (or unreadable: check_writable says why)
+    if not path.is_file() or size == 0:
+        return
+    try:
+        with open(path, "rb") as handle:
+            edges = handle.read(4096)
+            if size > 4096:
+                handle.seek(max(4096, size - 4096))
+                edges += handle.read()
+    except OSError:
+        return
+    edges = edges.lower()
+    if all(mark in edges for mark in _OWN_OUTPUT_MARKS[kind]):
+        return
+    what = "a bayescale report" if kind == "report" else "a figure drawn by matplotlib"
+    raise BayescaleError(
+        f"refusing to write the {kind} over {str(path)!r}: the file exists and is not {what}; "
+        "choose another --out (or remove the file)"
+    )
 
 
 def _save_or_keep(result: Any, out: Path) -> Path:
@@ -127,7 +162,7 @@ def _load(path: Path, args: argparse.Namespace | None = None, methods: bool = Fa
         _resolve_flops(fit, args)
     if not fit.diagnostics["ok"]:
         print(
-            "warning: this fit failed its diagnostics: " + "; ".join(fit.diagnostics["problems"]),
+            "warning: this fit failed its diagnostics: " + printable("; ".join(fit.diagnostics["problems"])),
             file=sys.stderr,
         )
         if args is not None:

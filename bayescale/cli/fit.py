@@ -6,6 +6,7 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from bayescale.cli.exits import EXIT_DIAGNOSTICS
 from bayescale.cli.files import _load, _load_runs, _refuse_input_as_output, _save_or_keep
@@ -86,7 +87,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     check_writable(args.out)  # before sampling: a fit must not be lost for want of a folder
     fixed = _fixed_values(args.fix)
     priors = {}
-    if args.priors_from:
+    if args.priors_from is not None:
         widen = DEFAULT_WIDEN if args.widen is None else args.widen
         chosen = None if args.prior_params is None else [p.strip() for p in args.prior_params.split(",")]
         published = published_priors(args.priors_from, widen=widen, parameters=chosen)
@@ -105,8 +106,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         priors.update(given)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # reported in the summary below
+        runs = _load_runs(args, args.runs)
+        note_long_fit(len(runs), _sampler_kwargs(args)["sampler"])
         result = fit_parametric(
-            _load_runs(args, args.runs),
+            runs,
             law=args.law,
             priors=priors,
             fix=fixed,
@@ -120,6 +123,34 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print("error: the fit failed its diagnostics (--strict)", file=sys.stderr)
         return EXIT_DIAGNOSTICS
     return 0
+
+
+#: CPU seconds per run, per iteration (draw or tune) and per chain of the sampler: 44 s for 1,000,000
+#: runs x 100 iterations x 1 chain (benchmarks/results/scale_1e6_runs.txt). A rough guide, not a promise.
+SECONDS_PER_RUN_ITERATION = 4.4e-7
+#: A fit expected to take longer than this many seconds is announced before it starts.
+LONG_FIT_SECONDS = 60.0
+
+
+def note_long_fit(n_runs: int, sampler: dict[str, Any]) -> float:
+    """Print a note on stderr before a fit expected to take long; return the estimate in seconds.
+
+    The sampler evaluates the law on every run at each of its ~10-30 leapfrog steps per
+    iteration, so the time grows with runs x (draws + tune) x chains.
+    """
+    from bayescale.inference.sampling import SAMPLER_DEFAULTS
+
+    settings = {**SAMPLER_DEFAULTS, **sampler}
+    iterations = int(settings["draws"]) + int(settings["tune"])
+    estimate = SECONDS_PER_RUN_ITERATION * n_runs * iterations * int(settings["chains"])
+    if estimate > LONG_FIT_SECONDS:
+        print(
+            f"note: {n_runs} runs x {iterations} iterations x {settings['chains']} chains: this fit may take "
+            f"{estimate / 60:.0f} min or more on a quiet machine (fewer --draws/--tune, or --best-of/--where "
+            "to keep fewer runs, shorten it)",
+            file=sys.stderr,
+        )
+    return estimate
 
 
 def add_summary(sub: Subcommands) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -13,7 +12,8 @@ from bayescale.cli.exits import EXIT_USER_ERROR
 from bayescale.cli.files import _refuse_input_as_output, _save_or_keep
 from bayescale.cli.options import SAMPLER_SETTINGS, Subcommands, _positive_int
 from bayescale.cli.render import _emit
-from bayescale.errors import BayescaleError
+from bayescale.data.config import parse_config
+from bayescale.errors import BayescaleError, has_format_or_control
 
 
 def add_fit_many(sub: Subcommands) -> None:
@@ -39,13 +39,13 @@ def cmd_fit_many(args: argparse.Namespace) -> int:
     if not args.out_dir.is_dir():
         raise BayescaleError(f"output folder {str(args.out_dir)!r} does not exist")
     try:
-        jobs = json.loads(args.jobs.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BayescaleError(f"jobs file {str(args.jobs)!r} is not valid JSON: {exc}") from None
-    except UnicodeDecodeError as exc:
+        jobs = parse_config(args.jobs.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:  # a ValueError too: first
         raise BayescaleError(
             f"jobs file {str(args.jobs)!r} is not UTF-8 text: {exc.reason} at byte {exc.start}"
         ) from None
+    except ValueError as exc:
+        raise BayescaleError(f"jobs file {str(args.jobs)!r} is not valid JSON: {exc}") from None
     if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
         raise BayescaleError("the jobs file must hold a JSON list of objects (fit() keywords)")
     names = [str(job.pop("name", f"job{i}")) for i, job in enumerate(jobs)]
@@ -106,8 +106,8 @@ def _job_output(out_dir: Path, name: str, index: int) -> Path:
         bad = "is empty or a folder reference"
     elif any(sep in name for sep in ("/", "\\", os.sep)) or (os.altsep and os.altsep in name):
         bad = "contains a folder separator"
-    elif any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        bad = "contains a control character"
+    elif has_format_or_control(name):
+        bad = "contains a control character or a Unicode format character (such as U+202E)"
     elif name.startswith("."):
         bad = "starts with '.' (hidden file)"
     elif len(f"{name}.nc".encode()) > 255:

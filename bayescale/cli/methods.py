@@ -25,6 +25,7 @@ from bayescale.cli.options import (
     _window,
 )
 from bayescale.cli.render import (
+    _distance_payload,
     _emit,
     _envelope_text,
     _interval_payload,
@@ -32,6 +33,7 @@ from bayescale.cli.render import (
     _json,
     _rows_text,
     _steps_text,
+    _warn_beyond,
 )
 from bayescale.errors import BayescaleError
 
@@ -253,6 +255,31 @@ def _method_output(args: argparse.Namespace, result: Any) -> None:
     _emit(args, payload, text)
 
 
+def _guard_method_plan(table: Any, result: Any) -> None:
+    """The extrapolation guard of a parametric fit's plans on a method's plan (in place).
+
+    The span is that of the runs (IsoFLOP) or the curves' checkpoints (envelope, L(N, S)) the
+    method was fitted to; curves without a tokens column are left unguarded.
+    """
+    from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
+    from bayescale.posterior.extrapolation import RunSpan, guard
+
+    runs = getattr(result, "runs", None)
+    if runs is None:
+        data = getattr(result, "data", None)
+        runs = getattr(data, "runs", None) or getattr(data, "curves", None)
+    frame = getattr(runs, "frame", None)
+    if frame is None or not {"params", "tokens"} <= set(frame.columns):
+        return
+    n, d = frame["params"].to_numpy(dtype=float), frame["tokens"].to_numpy(dtype=float)
+    c = (
+        frame["compute"].to_numpy(dtype=float)
+        if "compute" in frame.columns
+        else FLOPS_PER_PARAM_TOKEN * n * d
+    )
+    guard(table, RunSpan.of(n, d, c))
+
+
 def _method_plan(args: argparse.Namespace, result: Any) -> None:
     """``plan --compute`` of a saved IsoFLOP, envelope or L(N, S) fit: the compute-optimal model."""
     from bayescale.methods.io import kind_of
@@ -274,9 +301,16 @@ def _method_plan(args: argparse.Namespace, result: Any) -> None:
         )
     table = result.optimal(args.compute, prob=args.prob, kind=args.kind)
     names = [c[: -len("_median")] for c in table.columns if c.endswith("_median")]
+    _guard_method_plan(table, result)
+    _warn_beyond(table)
     head = {"prob": args.prob, "kind": args.kind}
     payloads = [
-        {"compute": float(row["compute"]), **head, **_interval_payload(row, names)}
+        {
+            "compute": float(row["compute"]),
+            **head,
+            **_interval_payload(row, names),
+            **({"distance": _distance_payload(row)} if "compute_multiple" in row.index else {}),
+        }
         for _, row in table.iterrows()
     ]
     title = (

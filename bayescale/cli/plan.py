@@ -29,7 +29,7 @@ from bayescale.cli.render import (
     _rows_text,
     _warn_beyond,
 )
-from bayescale.errors import BayescaleError
+from bayescale.errors import BayescaleError, printable
 from bayescale.posterior.extrapolation import VARIANT_LAW
 
 #: Most budgets ``frontier`` evaluates (each is a full pass over the posterior draws).
@@ -69,6 +69,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     table = fit.target_compute(
         args.target_loss, args.unique_tokens, args.prob, args.kind, args.flops_per_param_token
     )
+    check_question(table, args.flops_per_param_token)
     _warn_beyond(table)
     names = ["compute", "params", "tokens"]
     payloads = [
@@ -131,7 +132,7 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
             flops_per_param_token=args.flops_per_param_token,
             group=args.group,
         )
-    _check_allocation(table, args.flops_per_param_token)
+    check_question(table, args.flops_per_param_token)
     _warn_beyond(table)
     names = ["params", "tokens", "tokens_per_param", "loss", "a", "b"]
     if args.unique_tokens is not None:
@@ -173,18 +174,32 @@ def _averaging_note(fit: Any, table: Any) -> str:
     )
 
 
-def _check_allocation(table: Any, flops_per_param_token: float) -> None:
-    """Raise when a budget is too small or too large for a meaningful plan.
+def check_question(table: Any, flops_per_param_token: float) -> None:
+    """Raise when a budget or a target loss is too small or too large for a meaningful plan.
 
     That is, when the plan is not at least one parameter and one token, or not finite: the
-    answer would otherwise be inf, NaN or 1e-150 parameters.
+    answer would otherwise be inf, NaN or 1e-150 parameters. The one check of every command that
+    plans (``plan --compute``, ``plan --target-loss``, ``frontier``, ``report --compute``). For a
+    target loss, a plan that is infinite (the target below the reachable floor in some draws) is
+    an answer, said by ``fraction_unreachable``.
     """
     import numpy as np
 
     for _, row in table.iterrows():
-        cells = [row[f"{q}_{s}"] for q in ("params", "tokens") for s in ("median", "lower", "upper")]
+        cells = np.asarray(
+            [row[f"{q}_{s}"] for q in ("params", "tokens") for s in ("median", "lower", "upper")], dtype=float
+        )
+        if "target_loss" in row.index:
+            finite = cells[np.isfinite(cells)]
+            if finite.size and finite.min() < 1:
+                raise BayescaleError(
+                    f"no meaningful plan for a target loss of {row['target_loss']:.4g}: it is reached at "
+                    f"N = {row['params_median']:.3g} parameters, D = {row['tokens_median']:.3g} tokens "
+                    "(less than one); give a lower target loss"
+                )
+            continue
         values = np.asarray([*cells, row["loss_median"]], dtype=float)
-        if not np.all(np.isfinite(values)) or min(cells) < 1:
+        if not np.all(np.isfinite(values)) or cells.min() < 1:
             raise BayescaleError(
                 f"no meaningful plan at C = {row['compute']:.3g} FLOPs with {flops_per_param_token:g} FLOPs "
                 f"per parameter per token: the optimum is N = {row['params_median']:.3g} parameters, "
@@ -272,7 +287,7 @@ def cmd_design(args: argparse.Namespace) -> int:
         flops_per_param_token=args.flops_per_param_token,
     )
     for note in table.attrs.get("notes", []):
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {printable(note)}", file=sys.stderr)
     if args.json:
         print(table.to_json(orient="records", indent=2))
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bayescale.cli.files import _load
+from bayescale.cli.files import _load, refuse_foreign_output
 from bayescale.cli.options import Subcommands, _positive_float
 from bayescale.errors import BayescaleError
 
@@ -15,6 +15,15 @@ PLOTS = (
     "loss-params", "loss-tokens", "pair", "ppc", "prior-posterior", "prior-predictive", "repeated-value",
     "residuals",
 )  # fmt: skip
+
+#: The metadata that marks a Pillow-written figure as matplotlib's (see files.refuse_foreign_output).
+_PIL_MARKS: dict[str, dict[str, object]] = {
+    "jpg": {"comment": b"Matplotlib"},
+    "jpeg": {"comment": b"Matplotlib"},
+    "tif": {"description": "Matplotlib"},
+    "tiff": {"description": "Matplotlib"},
+    "webp": {"xmp": b"Matplotlib"},
+}
 
 
 def add_plot(sub: Subcommands) -> None:
@@ -55,6 +64,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if not args.out.parent.exists():
         raise BayescaleError(f"folder {str(args.out.parent)!r} does not exist")
     refuse_to_replace_data(args.out, "the figure")
+    refuse_foreign_output(args.out, "figure")
     check_writable(args.out, "the figure")
     fit = _load(args.fit, args, methods=True)  # kinds.draw says which figures a method fit has
     keys = ("compute", "params", "unique_tokens", "x_range", "train_below")
@@ -63,7 +73,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     import io
 
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=suffix, dpi=120)
+    # Pillow writes no creator unless told: marked, the next `plot` may replace the file.
+    mark = _PIL_MARKS.get(suffix)
+    figure.savefig(buffer, format=suffix, dpi=120, **({"pil_kwargs": mark} if mark else {}))
     write_atomically(args.out, buffer.getvalue())
     print(f"wrote {args.kind} figure to {args.out}")
     return 0

@@ -11,6 +11,7 @@ import math
 import sys
 from typing import Any
 
+from bayescale.errors import printable
 from bayescale.inference.diagnostics import summary_lines as diagnostics_lines
 from bayescale.posterior.extrapolation import DISTANCE_COLUMNS
 from bayescale.posterior.result import finite_or_none
@@ -74,7 +75,7 @@ def _warn_beyond(table: Any) -> None:
     """Print the guard's warning when an answer lies beyond the distance where coverage was measured."""
     message = table.attrs.get("extrapolation_warning")
     if message:
-        print(f"warning: {message}", file=sys.stderr)
+        print(f"warning: {printable(str(message))}", file=sys.stderr)
 
 
 def _interval_payload(row: Any, names: list[str]) -> dict[str, dict[str, float | None]]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bayescale.cli.files import _load
+from bayescale.cli.files import _load, refuse_foreign_output
 from bayescale.cli.options import Subcommands, _positive_float, _probability
+from bayescale.cli.plan import check_question
+from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
 
 
 def add_report(sub: Subcommands) -> None:
@@ -37,8 +39,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.out.parent.exists():
         refuse_to_replace_data(args.out, "the report")
+        refuse_foreign_output(args.out, "report")
         check_writable(args.out, "the report")
     fit = _load(args.fit, args)
+    if args.compute:  # the budgets are asked as `plan --compute` asks them: refused alike
+        import warnings
+
+        import numpy as np
+
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            check_question(fit.optimal(args.compute, prob=args.prob), FLOPS_PER_PARAM_TOKEN)
     path = write_report(fit, args.out, compute=args.compute, prob=args.prob, train_below=args.train_below)
     print(f"wrote report to {path}")
     return 0

@@ -26,7 +26,6 @@ convention and on the spread of a ladder live here too.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.data import schema
+from bayescale.data.config import parse_config
 from bayescale.errors import RunsError, RunsWarning
 
 #: Relative gap between ``compute`` and k N D above which the runs' FLOP convention is not k.
@@ -80,12 +80,7 @@ def read_column_file(path: str | Path) -> dict[str, str]:
         raise RunsError(f"column mapping file {str(path)!r} does not exist")
     text = path.read_text()
     try:
-        if path.suffix.lower() == ".toml":
-            import tomllib
-
-            data: Any = tomllib.loads(text)
-        else:
-            data = json.loads(text)
+        data: Any = parse_config(text, "toml" if path.suffix.lower() == ".toml" else "json")
     except (ValueError, UnicodeDecodeError) as exc:
         kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
         raise RunsError(f"column mapping file {str(path)!r} is not valid {kind}: {exc}") from None

@@ -8,8 +8,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.data.config import parse_config
 from bayescale.data.runs import Runs
+from bayescale.data.schema import NUMERIC_COLUMNS, positive_numeric
 from bayescale.data.units import DEFAULT_LOSS_UNIT, check_loss_unit
+from bayescale.errors import RunsError
 
 
 def runs_to_dataset(runs: Runs) -> xr.Dataset:
@@ -59,14 +62,23 @@ def runs_from_dataset(ds: xr.Dataset) -> Runs:
     for required in ("params", "tokens", "loss", "compute"):
         if required not in frame.columns:
             raise TypeError(f"the runs' 'columns' attr lacks {required!r}: {list(frame.columns)}")
+    # Checked like new runs: a forged table with a negative size or a NaN loss would move every answer.
+    if len(frame) == 0:
+        raise TypeError("the saved runs table has no rows")
+    try:
+        for column in NUMERIC_COLUMNS:
+            if column in frame.columns:
+                frame[column] = positive_numeric(frame[column], column)
+    except RunsError as exc:
+        raise TypeError(f"the saved runs table is not valid: {exc}") from None
     unit = str(ds.attrs.get("loss_unit", DEFAULT_LOSS_UNIT))  # files before units: nats per token
     return Runs(frame=frame, source=source, loss_unit=check_loss_unit(unit))
 
 
 def table_from_dataset(ds: xr.Dataset) -> tuple[pd.DataFrame, str]:
     """Inverse of :func:`table_to_dataset`: the table and its source."""
-    columns = json.loads(ds.attrs["columns"])
-    names = json.loads(ds.attrs.get("column_variables", ds.attrs["columns"]))
+    columns = parse_config(str(ds.attrs["columns"]))
+    names = parse_config(str(ds.attrs.get("column_variables", ds.attrs["columns"])))
     if not (isinstance(columns, list) and isinstance(names, list) and len(columns) == len(names)):
         raise TypeError("the runs' 'columns' and 'column_variables' attrs must be lists of equal length")
     frame = pd.DataFrame({str(c): ds[str(n)].values for c, n in zip(columns, names, strict=True)})

@@ -57,7 +57,7 @@ def with_group(tree: xr.DataTree, name: str, ds: xr.Dataset) -> xr.DataTree:
 
 
 def read_netcdf(path: str | Path) -> xr.DataTree:
-    """Read a tree written by :func:`write_netcdf` (or by ArviZ 0.x's ``InferenceData.to_netcdf``).
+    """Read a tree written from :func:`netcdf_bytes` (or by ArviZ 0.x's ``InferenceData.to_netcdf``).
 
     Both write one NetCDF group per ArviZ group, so files of either are read
     alike. The arrays are loaded into memory and the file closed.
@@ -66,9 +66,9 @@ def read_netcdf(path: str | Path) -> xr.DataTree:
         return tree.load().copy()
 
 
-def write_netcdf(tree: xr.DataTree, path: str | Path) -> None:
-    """Write ``tree`` to ``path`` as NetCDF (HDF5), one NetCDF group per ArviZ group."""
-    tree.to_netcdf(path, engine="h5netcdf")
+def netcdf_bytes(tree: xr.DataTree) -> bytes:
+    """``tree`` as the bytes of a NetCDF (HDF5) file, one NetCDF group per ArviZ group, built in memory."""
+    return bytes(tree.to_netcdf(engine="h5netcdf"))
 
 
 def to_numpy(tree: xr.DataTree) -> xr.DataTree:

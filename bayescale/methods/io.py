@@ -37,13 +37,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from bayescale._version import __version__
+from bayescale.data.config import parse_config
 from bayescale.data.storage import runs_from_dataset
 from bayescale.errors import BayescaleError, FitFileError
 from bayescale.inference import container
 from bayescale.inference.diagnostics import warn_if_failed
 from bayescale.inference.sampling import SamplerConfig
 from bayescale.model.laws import get_law
-from bayescale.model.priors import priors_from_json, priors_to_json
+from bayescale.model.priors import priors_from_json, priors_to_json, support
 from bayescale.model.pymc_model import check_likelihood
 from bayescale.posterior.result import Result
 
@@ -215,18 +216,19 @@ def save_fit(fit: Result, path: str | Path) -> Path:
             errno.ENOSPC,
             f"No space left on device: {free} bytes free in {str(path.parent)!r}, the fit needs about {need}",
         )
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # HDF5 writes into memory, where no write can fail partway: a file it is writing when the disk
+    # fills or RLIMIT_FSIZE is reached leaves the library in a state that crashes the process.
     try:
+        data = container.netcdf_bytes(idata)
+    except Exception as exc:  # h5py reports its failures as RuntimeError, ValueError ...
+        code = errno.ENOSPC if "errno = 28" in str(exc) else errno.EIO
+        raise OSError(code, f"writing {str(path)!r} failed: {type(exc).__name__}: {exc}") from None
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600 whatever the umask
-        try:
-            container.write_netcdf(idata, tmp_name)
-        except OSError:
-            raise
-        except Exception as exc:  # h5py reports a failed write (e.g. a full disk) as RuntimeError
-            code = errno.ENOSPC if "errno = 28" in str(exc) else errno.EIO
-            raise OSError(code, f"writing {str(path)!r} failed: {type(exc).__name__}: {exc}") from None
-        digest = _file_digest(Path(tmp_name))
+        digest = hashlib.sha256(data).hexdigest()
         os.replace(tmp_name, path)
         _WRITTEN[str(path.resolve())] = digest
     except BaseException:
@@ -359,13 +361,14 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
                 law=get_law(attrs["law"]),
                 runs=runs_from_dataset(constant_data),
                 priors=priors_from_json(attrs["priors"]),
-                fixed={k: float(v) for k, v in json.loads(attrs["fixed"]).items()},
+                fixed={k: float(v) for k, v in _json_object(attrs, "fixed").items()},
                 likelihood=attrs["likelihood"],
-                sampler=SamplerConfig(**json.loads(attrs["sampler"])),
-                random_seed=json.loads(attrs["random_seed"]),
-                diagnostics=json.loads(attrs["diagnostics"]),
+                sampler=SamplerConfig(**_json_object(attrs, "sampler")),
+                random_seed=parse_config(attrs["random_seed"]),
+                diagnostics=parse_config(attrs["diagnostics"]),
             )
             _check_types(fit)
+        _check_draws(fit, container.posterior(idata), required=kind == "fit")
     except KeyError as exc:
         raise FitFileError(
             f"{str(path)!r} lacks the attribute {exc.args[0]!r} every bayescale fit has"
@@ -386,15 +389,15 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
 
 def _method_from_file(kind: str, idata: Any, attrs: dict[str, Any]) -> Any:
     """A method's result from a checked file: its class rebuilds it from the settings and data."""
-    settings = json.loads(attrs["settings"])
+    settings = parse_config(attrs["settings"])
     if not isinstance(settings, dict):
         raise TypeError(f"settings must be a JSON object, got {type(settings).__name__}")
-    random_seed = json.loads(attrs["random_seed"])
-    diagnostics = json.loads(attrs["diagnostics"])
+    random_seed = parse_config(attrs["random_seed"])
+    diagnostics = parse_config(attrs["diagnostics"])
     _check_common(random_seed, diagnostics)
     cls = RESULT_TYPES[kind]
     common = {
-        "sampler": SamplerConfig(**json.loads(attrs["sampler"])),
+        "sampler": SamplerConfig(**_json_object(attrs, "sampler")),
         "random_seed": random_seed,
         "diagnostics": diagnostics,
     }
@@ -493,6 +496,58 @@ def _check_types(fit: Any) -> None:
         raise TypeError(f"runs source must be text, got {fit.runs.source!r}")
 
 
+def _json_object(attrs: dict[str, Any], key: str) -> dict[str, Any]:
+    """The attr ``key`` parsed as a JSON object (bounded in depth and size); TypeError otherwise."""
+    text = attrs[key]
+    if not isinstance(text, str):
+        raise TypeError(f"attr {key!r} must be JSON text, got {type(text).__name__}")
+    value = parse_config(text)
+    if not isinstance(value, dict):
+        raise TypeError(f"attr {key!r} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _check_draws(fit: Any, posterior: Any, required: bool) -> None:
+    """Raise TypeError unless the draws are numbers, finite and inside their priors' supports.
+
+    A forger can recompute the hashes: without this, NaN draws drop out of an average, a negative
+    ``E`` or exponent is planned with, and a missing variable fails deep inside a question.
+    ``required`` (a Fit): every sampled parameter of the law must be there.
+    """
+    for name in posterior.data_vars:
+        var = posterior[name]
+        if var.dtype.kind not in "fiub":
+            raise TypeError(f"posterior variable {name!r} holds {var.dtype} values, not numbers")
+        if tuple(var.dims[:2]) != ("chain", "draw"):
+            raise TypeError(f"posterior variable {name!r} has dims {tuple(var.dims)}, not (chain, draw, ...)")
+    if required:
+        missing = [p for p in fit.law.parameter_names if p not in fit.priors and p not in fit.fixed]
+        if missing:
+            raise TypeError(
+                f"law {fit.law.name!r} has parameter(s) {missing} with neither a prior nor a value"
+            )
+    sizes = dict(posterior.sizes)
+    if sizes.get("chain", 0) * sizes.get("draw", 0) < 2:
+        raise TypeError(
+            f"the posterior holds {sizes.get('chain', 0)} chain(s) x {sizes.get('draw', 0)} draw(s); "
+            "an answer needs at least 2 draws"
+        )
+    for name, prior in getattr(fit, "priors", {}).items():
+        if name not in posterior.data_vars:
+            if required:
+                raise TypeError(f"the posterior lacks the variable {name!r} of law {fit.law.name!r}")
+            continue
+        values = np.asarray(posterior[name].values, dtype=float)
+        if not np.isfinite(values).all():
+            raise TypeError(f"posterior variable {name!r} holds NaN or infinite draws")
+        low, high = support(prior)
+        if values.min() < low or values.max() > high:
+            raise TypeError(
+                f"posterior variable {name!r} has draws from {values.min():g} to {values.max():g}, "
+                f"outside the support [{low:g}, {high:g}] of its prior {prior.describe()}"
+            )
+
+
 def _check_common(seed: Any, d: Any) -> None:
     """Raise TypeError unless the seed and diagnostics have the types every result writes."""
     if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)):
@@ -513,5 +568,12 @@ def _check_common(seed: Any, d: Any) -> None:
             raise TypeError(f"diagnostics[{key!r}] is missing or of the wrong type: {d.get(key)!r}")
     if "sampler_path" in d and not isinstance(d["sampler_path"], str):
         raise TypeError(f"diagnostics['sampler_path'] must be text, got {d['sampler_path']!r}")
+    if "warnings" in d and not (
+        isinstance(d["warnings"], list) and all(isinstance(w, str) for w in d["warnings"])
+    ):
+        raise TypeError(f"diagnostics['warnings'] must be a list of text, got {d['warnings']!r}")
+    for key in ("median_steps", "max_tree_depth_share"):
+        if d.get(key) is not None and not _is_number(d[key]):
+            raise TypeError(f"diagnostics[{key!r}] must be a number, got {d[key]!r}")
     if d["ok"] and d["problems"]:
         raise TypeError("diagnostics say ok but list problems")

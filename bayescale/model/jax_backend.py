@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
+import warnings
 from pathlib import Path
 from typing import Any
+
+from bayescale.errors import CacheWarning
 
 #: Environment variable naming the folder of compiled programs ("" or "0" turns the cache off).
 CACHE_ENV = "BAYESCALE_CACHE_DIR"
@@ -22,6 +26,27 @@ def cache_dir() -> Path | None:
         return None if env in ("", "0") else Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "bayescale" / "jax"
+
+
+def loose_permissions(folder: Path) -> str | None:
+    """Why others could change the programs in ``folder`` (``None`` when they cannot).
+
+    Unsafe, as ssh judges its files: the folder owned by another user (not root) or writable by
+    group or others, or a folder above it that others may write without the sticky bit (they could
+    put another folder in its place).
+    """
+    uid = os.getuid()
+    info = folder.stat()
+    if info.st_uid not in (uid, 0):
+        return f"it is owned by another user (uid {info.st_uid})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "others" if info.st_mode & stat.S_IWOTH else "its group"
+        return f"it is writable by {who} (mode {info.st_mode & 0o777:o})"
+    for parent in folder.resolve().parents:
+        mode = parent.stat().st_mode
+        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+            return f"the folder above it, {str(parent)!r}, is writable by others (mode {mode & 0o777:o})"
+    return None
 
 
 #: Size limit of JAX's compilation cache; beyond it the least recently used programs are evicted.
@@ -60,9 +85,19 @@ def setup_jax() -> Any:
     folder = cache_dir()
     if folder is not None and jax.config.values["jax_compilation_cache_dir"] is None:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError:
             return jax  # an unwritable cache only costs compile time
+        loose = loose_permissions(folder)
+        if loose:
+            # As ssh refuses a key others could have replaced: programs loaded from here run as the user.
+            warnings.warn(
+                f"not using the compilation cache {str(folder)!r}: {loose}; compiled programs loaded from "
+                f"it would run as you (make it yours and chmod go-w, or set {CACHE_ENV} to another folder)",
+                CacheWarning,
+                stacklevel=2,
+            )
+            return jax
         jax.config.update("jax_compilation_cache_dir", str(folder))
         # Cache every program, even the many small ones numpyro runs eagerly while it
         # initialises the chains: together they cost seconds to compile in a cold process.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from bayescale.data.config import parse_config
 from bayescale.errors import PriorError
 
 # Distributions a prior may use, with the arguments each accepts. Kept explicit
@@ -38,6 +38,9 @@ SUPPORTED_DISTRIBUTIONS: dict[str, frozenset[str]] = {
 
 # Distributions whose support is (0, inf); a positive parameter must use one of
 # these (or a truncation / uniform range above zero).
+#: Largest magnitude of a prior's argument: far past any scale of a law, and its square is finite.
+MAX_ARGUMENT = 1e100
+
 POSITIVE_DISTRIBUTIONS = frozenset({"LogNormal", "HalfNormal", "HalfStudentT", "Gamma", "Exponential"})
 
 #: PyMC's default transform of each distribution to the sampler's unconstrained scale
@@ -90,13 +93,26 @@ class Prior:
             raise PriorError(f"{distribution} prior takes arguments {sorted(allowed)}; got {sorted(kwargs)}")
         clean: dict[str, float] = {}
         for key, value in kwargs.items():
+            if isinstance(value, bool):  # float(True) is 1.0: `mu = true` is a mistake, not a number
+                raise PriorError(f"{distribution} prior argument {key}={value!r} is not a number")
             try:
                 number = float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                raise PriorError(f"{distribution} prior argument {key} is too large for a number") from None
             except (TypeError, ValueError):
                 raise PriorError(f"{distribution} prior argument {key}={value!r} is not a number") from None
             if not np.isfinite(number):
                 raise PriorError(f"{distribution} prior argument {key}={value!r} is not finite")
             clean[key] = number
+            if abs(number) > MAX_ARGUMENT:  # squares and exponentials of it must stay finite
+                raise PriorError(
+                    f"{distribution} prior argument {key}={number:g} is beyond +-{MAX_ARGUMENT:g}"
+                )
+        if distribution == "LogNormal" and (abs(clean["mu"]) > 700 or clean["sigma"] > 50):
+            raise PriorError(
+                f"LogNormal prior needs |mu| <= 700 and sigma <= 50 (both on the log scale: exp(mu) is "
+                f"its median), got mu={clean['mu']:g}, sigma={clean['sigma']:g}"
+            )
         for key in ("sigma", "lam", "alpha", "beta", "nu"):
             if key in clean and clean[key] <= 0:
                 raise PriorError(f"{distribution} prior argument {key} must be > 0, got {clean[key]}")
@@ -282,6 +298,18 @@ def as_prior(value: Prior | Mapping[str, Any]) -> Prior:
     raise PriorError(f"a prior must be a Prior or a dict, got {type(value).__name__}")
 
 
+def prior_table(given: Any) -> Mapping[str, Any]:
+    """``given`` priors by parameter name (``{}`` for None); PriorError for anything but a mapping."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise PriorError(
+            f"priors must map parameter names to priors (a table), got {type(given).__name__} {given!r}; "
+            "a file of priors is read with read_priors_file (the command line's --priors FILE)"
+        )
+    return given
+
+
 def override_priors(
     defaults: Mapping[str, Prior],
     given: Mapping[str, Prior | Mapping[str, Any]] | None,
@@ -308,7 +336,7 @@ def override_priors(
         ``positive`` parameter that allows values <= 0.
     """
     merged = dict(defaults)
-    for name, spec in (given or {}).items():
+    for name, spec in prior_table(given).items():
         if not_overridable and name in not_overridable:
             raise PriorError(f"the prior of {name!r} cannot be given: {not_overridable[name]}")
         if name not in merged:
@@ -329,7 +357,10 @@ def priors_to_json(priors: Mapping[str, Prior]) -> str:
 
 def priors_from_json(text: str) -> dict[str, Prior]:
     """Inverse of :func:`priors_to_json`."""
-    return {k: Prior.from_dict(v) for k, v in json.loads(text).items()}
+    raw = parse_config(text)
+    if not isinstance(raw, dict):
+        raise PriorError(f"priors must be a JSON object, got {type(raw).__name__}")
+    return {k: Prior.from_dict(v) for k, v in raw.items()}
 
 
 def read_priors_file(path: str | Path) -> dict[str, Prior]:
@@ -352,11 +383,8 @@ def read_priors_file(path: str | Path) -> dict[str, Prior]:
             f"priors file {str(path)!r} is not UTF-8 text: {exc.reason} at byte {exc.start}"
         ) from None
     try:
-        if path.suffix.lower() == ".toml":
-            raw = tomllib.loads(text)
-        else:
-            raw = json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raw = parse_config(text, "toml" if path.suffix.lower() == ".toml" else "json")
+    except ValueError as exc:
         raise PriorError(
             f"priors file {str(path)!r} is not valid {path.suffix[1:] or 'JSON'}: {exc}"
         ) from None

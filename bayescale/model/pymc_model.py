@@ -16,7 +16,7 @@ from bayescale.data.runs import Runs
 from bayescale.errors import PriorError
 from bayescale.model.laws import Parameter, ScalingLaw, ops
 from bayescale.model.likelihoods import check_likelihood, log_density, pymc_noise
-from bayescale.model.priors import Prior, as_prior
+from bayescale.model.priors import Prior, as_prior, prior_table
 
 #: Name of the observed variable in the PyMC model and the InferenceData.
 OBSERVED = "log_loss"
@@ -112,7 +112,7 @@ def resolve_priors(
     """
     params = {p.name: p for p in model_parameters(law, likelihood, run_effects)}
     merged = {name: p.prior for name, p in params.items()}
-    for name, spec in (priors or {}).items():
+    for name, spec in prior_table(priors).items():
         if name not in params:
             raise PriorError(
                 f"prior given for {name!r}, which is not a parameter of law {law.name!r} "

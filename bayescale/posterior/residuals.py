@@ -24,11 +24,25 @@ from bayescale.model.pymc_model import law_covariates
 TREND_ALPHA = 0.01
 
 
+#: Draws x runs evaluated at once by :func:`log_residuals` (~160 MB of float64 per intermediate).
+CHUNK_CELLS = 20_000_000
+
+
 def log_residuals(law: ScalingLaw, theta: Mapping[str, Any], runs: Runs) -> np.ndarray:
-    """``log loss - median over draws of the law's log mean`` for each run."""
-    x = {k: xr.DataArray(v, dims="run") for k, v in law_covariates(law, runs).items()}
-    log_mean = law.log_loss(theta, x, ops.NUMPY).median(("chain", "draw"))
-    return np.log(runs.column("loss")) - np.asarray(log_mean.transpose("run").values, dtype=float)
+    """``log loss - median over draws of the law's log mean`` for each run.
+
+    The law's mean over draws x runs is evaluated a block of runs at a time: at a million runs
+    and 4,000 draws the whole array would take 32 GB.
+    """
+    covariates = law_covariates(law, runs)
+    n_draws = max((int(np.size(v)) for v in theta.values()), default=1)
+    step = max(1, CHUNK_CELLS // max(n_draws, 1))
+    medians = []
+    for start in range(0, len(runs), step):
+        x = {k: xr.DataArray(np.asarray(v)[start : start + step], dims="run") for k, v in covariates.items()}
+        log_mean = law.log_loss(theta, x, ops.NUMPY).median(("chain", "draw"))
+        medians.append(np.asarray(log_mean.transpose("run").values, dtype=float))
+    return np.log(runs.column("loss")) - np.concatenate(medians)
 
 
 def residual_frame(runs: Runs, residual: np.ndarray) -> pd.DataFrame:

@@ -16,13 +16,68 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from cheap_fits import cheap_fit_file
+from cheap_fits import cheap_fit_file, forge
 
 #: Seconds any case may take (a hang fails the case instead of the suite).
 TIMEOUT = 120
 
 BAYESCALE = str(Path(sys.executable).with_name("bayescale"))
+
+
+def _set_attr(key: str, value: str):
+    def edit(tree):
+        tree["posterior"].attrs[key] = value
+
+    return edit
+
+
+def _set_draws(name: str, change):
+    def edit(tree):
+        ds = tree["posterior"].to_dataset()
+        tree["posterior"] = ds.assign({name: change(ds[name])}) if name in ds else ds
+
+    return edit
+
+
+def _posterior(change):
+    def edit(tree):
+        tree["posterior"] = change(tree["posterior"].to_dataset())
+
+    return edit
+
+
+def _runs(change):
+    def edit(tree):
+        tree["constant_data"] = change(tree["constant_data"].to_dataset())
+
+    return edit
+
+
+DEEP = "[" * 50000 + "]" * 50000
+
+#: Forged fits (issue 32, findings 8 and 10): name -> (edit of the saved tree, text of the error).
+FORGED = {
+    "law-kaplan": (_set_attr("law", "kaplan"), "has parameter(s)"),
+    "deep-priors": (_set_attr("priors", DEEP), "nested more than 32"),
+    "deep-diagnostics": (_set_attr("diagnostics", DEEP), "nested more than 32"),
+    "deep-sampler": (_set_attr("sampler", DEEP), "nested more than 32"),
+    "fixed-list": (_set_attr("fixed", "[1, 2]"), "attr 'fixed' must be a JSON object"),
+    "nan-draws": (_set_draws("E", lambda v: v * np.nan), "'E' holds NaN or infinite draws"),
+    "inf-draws": (_set_draws("A", lambda v: v * np.inf), "'A' holds NaN or infinite draws"),
+    "negative-E": (_set_draws("E", lambda v: v * 0 - 5), "'E' has draws from -5 to -5, outside the support"),
+    "negative-alpha": (_set_draws("alpha_N", lambda v: v * 0 - 0.3), "'alpha_N' has draws from -0.3"),
+    "text-draws": (_set_draws("B", lambda v: v.astype(str)), "'B' holds"),
+    "no-draws": (_posterior(lambda ds: ds.isel(draw=slice(0, 0))), "an answer needs at least 2 draws"),
+    "one-draw": (_posterior(lambda ds: ds.isel(chain=[0], draw=[0])), "an answer needs at least 2 draws"),
+    "missing-E": (_posterior(lambda ds: ds.drop_vars("E")), "lacks the variable 'E'"),
+    "no-runs": (_runs(lambda ds: ds.isel(run=slice(0, 0))), "the saved runs table has no rows"),
+    "negative-params": (_runs(lambda ds: ds.assign(params=-ds["params"])), "column 'params'"),
+    "nan-loss": (_runs(lambda ds: ds.assign(loss=ds["loss"].where(ds["run"] != 3))), "column 'loss'"),
+}
+#: Forged fits also asked a plan and a prediction (those that failed in them, or answered wrongly).
+PLAN_FORGED = ("nan-draws", "negative-E", "one-draw", "missing-E", "nan-loss")
 
 # (id, argv, text the error must contain). FIT is the shared saved fit; other names are files
 # made by _files() in the case folder (the subprocess's working directory).
@@ -118,6 +173,41 @@ CASES: list[tuple[str, list[str], str]] = [
     ("compare-runs-without-laws", ["compare", "runs.csv", "repeated.csv"], "give --laws"),
     ("extrapolate-no-threshold", ["extrapolate", "chinchilla"], "give exactly one of --train-below"),
     ("compare-methods-no-compute", ["compare-methods", "chinchilla"], "required: --compute"),
+    # issue 32, finding 2: report and plot replace only their own kind of output
+    ("report-over-a-csv", ["report", "FIT", "--out", "runs.csv"], "is not a bayescale report"),
+    ("plot-over-a-text-file", ["plot", "FIT", "loss", "--out", "notes.png"], "is not a figure drawn by matplotlib"),
+    # finding 5: a Unicode format character in a job name
+    ("many-rtl-override", ["fit-many", "rtl.json", "--out-dir", "afolder"], "Unicode format character"),
+    # finding 6: nested JSON and TOML
+    ("fit-columns-nested", ["fit", "runs.csv", "--out", "o.nc", "--columns", "deep.json"], "nested more than 32"),
+    ("fit-columns-nested-toml", ["fit", "runs.csv", "--out", "o.nc", "--columns", "deep.toml"], "nested more than 32"),
+    ("fit-priors-nested", ["fit", "chinchilla", "--out", "o.nc", "--priors", "deep.json"], "nested more than 32"),
+    ("fit-priors-nested-toml", ["fit", "chinchilla", "--out", "o.nc", "--priors", "deep.toml"], "nested more than 32"),
+    ("isoflop-priors-nested", ["isoflop", "chinchilla", "--priors", "deep.toml"], "nested more than 32"),
+    ("envelope-priors-nested", ["envelope", "runs.csv", "--priors", "deep.json"], "nested more than 32"),
+    ("steps-priors-nested", ["steps", "gemstones", "--priors", "deep.toml"], "nested more than 32"),
+    ("many-nested", ["fit-many", "deep.json", "--out-dir", "afolder"], "nested more than 32"),
+    # finding 7: priors that overflow
+    ("fit-priors-overflow", ["fit", "chinchilla", "--out", "o.nc", "--priors", "overflow.toml"],
+     "argument mu=1e+308 is beyond +-1e+100"),
+    ("fit-priors-lognormal-overflow", ["fit", "chinchilla", "--out", "o.nc", "--priors", "lognormal.toml"],
+     "LogNormal prior needs |mu| <= 700"),
+    ("fit-priors-huge-integer", ["fit", "chinchilla", "--out", "o.nc", "--priors", "hugeint.json"],
+     "argument mu is too large for a number"),
+    # finding 13: a boolean in a priors file, an empty --priors-from
+    ("fit-priors-boolean", ["fit", "chinchilla", "--out", "o.nc", "--priors", "boolean.toml"],
+     "argument mu=True is not a number"),
+    ("fit-priors-from-empty", ["fit", "chinchilla", "--out", "o.nc", "--priors-from", ""], "prior set ''"),
+    # finding 11: one check of the questions, shared by plan and report
+    ("plan-target-loss-huge", ["plan", "FIT", "--target-loss", "1e300"], "no meaningful plan for a target loss"),
+    ("report-compute-tiny", ["report", "FIT", "--out", "r.html", "--compute", "1e-300"],
+     "no meaningful plan at C = 1e-300"),
+    # findings 8 and 10: forged fits (hashes recomputed with bayescale.methods.io's functions)
+    *[(f"summary-forged-{name}", ["summary", f"forged-{name}.nc"], message) for name, (_, message) in FORGED.items()],
+    *[(f"plan-forged-{name}", ["plan", f"forged-{name}.nc", "--compute", "1e22"], message)
+      for name, (_, message) in FORGED.items() if name in PLAN_FORGED],
+    *[(f"predict-forged-{name}", ["predict", f"forged-{name}.nc", "--params", "1e9", "--tokens", "2e10"], message)
+      for name, (_, message) in FORGED.items() if name in PLAN_FORGED],
 ]  # fmt: skip
 
 
@@ -157,6 +247,18 @@ def _files(folder: Path) -> Path:
     (folder / "nan.csv").write_text("params,tokens\n1e9,2e10\nnan,2e10\n")
     (folder / "text.csv").write_text("params,tokens\n1e9,many\n")
     (folder / "nocols.csv").write_text("x,y\n1,2\n")
+    (folder / "notes.png").write_text("my notes, not a figure\n")
+    (folder / "rtl.json").write_text(json.dumps([{**jobs[0], "name": "fit\u202egnp.nc"}]))
+    (folder / "deep.json").write_text(DEEP)
+    (folder / "deep.toml").write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    (folder / "overflow.toml").write_text('[E]\ndistribution = "LogNormal"\nmu = 1e308\nsigma = 1e308\n')
+    (folder / "lognormal.toml").write_text('[E]\ndistribution = "LogNormal"\nmu = 1e4\nsigma = 1e3\n')
+    (folder / "hugeint.json").write_text(
+        '{"E": {"distribution": "LogNormal", "mu": 1' + "0" * 400 + ', "sigma": 1}}'
+    )
+    (folder / "boolean.toml").write_text('[E]\ndistribution = "LogNormal"\nmu = true\nsigma = 0.5\n')
+    for name, (edit, _) in FORGED.items():
+        forge(fit, folder / f"forged-{name}.nc", edit)
     return fit
 
 

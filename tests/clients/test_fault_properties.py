@@ -176,3 +176,44 @@ def test_cheap_fit_round_trips(saved):
     path, _ = saved
     loaded = bs.load_fit(path)
     assert loaded.diagnostics["ok"] and len(loaded.runs) == len(cheap_fit().runs)
+
+
+#: Values a forger may write into one draw or one run (issue 32, findings 8 and 10).
+FORGED_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, -1.0, 1e-320, 1e308, -1e308]),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.sampled_from(["E", "A", "alpha_N", "sigma", "params", "tokens", "loss"]),
+    st.integers(min_value=0, max_value=39),
+    FORGED_VALUES,
+)
+def test_forged_values_with_valid_hashes_are_refused_or_valid(saved, tmp_path, name, at, value):
+    """A forger who recomputes the hashes: the file loads only if what the answers read is valid."""
+    from cheap_fits import forge
+
+    from bayescale.model.priors import support
+
+    group = "posterior" if name in ("E", "A", "alpha_N", "sigma") else "constant_data"
+
+    def edit(tree):
+        ds = tree[group].to_dataset()
+        values = ds[name].values.copy()
+        values.flat[at] = value
+        tree[group] = ds.assign({name: (ds[name].dims, values)})
+
+    path = forge(saved[0], tmp_path / "forged.nc", edit)
+    try:
+        loaded = bs.load_fit(path, probe=False)  # a forged file is well-formed HDF5
+    except FitFileError:
+        return
+    for var, prior in loaded.priors.items():
+        draws = loaded.posterior[var].values
+        low, high = support(prior)
+        assert np.isfinite(draws).all() and draws.min() >= low and draws.max() <= high, var
+    for column in ("params", "tokens", "loss", "compute"):
+        values = loaded.runs.column(column)
+        assert np.isfinite(values).all() and (values > 0).all(), column

@@ -156,8 +156,7 @@ def test_full_disk_before_writing_leaves_nothing(tmp_path, monkeypatch):
 def test_hdf5_write_error_becomes_an_os_error_and_leaves_no_temp_file(tmp_path, monkeypatch):
     fit = cheap_fit()
 
-    def hdf5_full(self, filename, *args, **kwargs):
-        Path(filename).write_bytes(b"\x89HDF\r\n\x1a\n partial")
+    def hdf5_full(self, *args, **kwargs):
         raise RuntimeError(
             "Can't write data (file write failed: errno = 28, error message = 'No space left')"
         )
@@ -167,6 +166,53 @@ def test_hdf5_write_error_becomes_an_os_error_and_leaves_no_temp_file(tmp_path, 
         fit.save(tmp_path / "fit.nc")
     assert info.value.errno == errno.ENOSPC and "No space left" in str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+FIT_UNDER_RLIMIT = """
+import resource, sys, warnings
+warnings.simplefilter("ignore")
+sys.path.insert(0, {tests!r})
+import importlib
+from cheap_fits import cheap_fit
+importlib.import_module("bayescale.methods.parametric").fit_parametric = lambda runs, **kw: cheap_fit()
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.RLIM_INFINITY))
+from bayescale.cli import main
+sys.exit(main(["fit", "chinchilla", "--out", {out!r}]))
+"""
+
+
+@pytest.mark.parametrize("limit", [20 * 1024, 300 * 1024])
+def test_write_that_fails_partway_is_one_error_and_leaves_no_temp_file(tmp_path, limit):
+    """Issue 32 finding 1: RLIMIT_FSIZE reached while the fit is written (``ulimit -f``).
+
+    HDF5 met the limit half-way through its file and crashed the process (exit 139, a
+    ``.tmp`` left); now the file is built in memory and a plain write fails into ``error:``.
+    At 20 KiB no copy can be kept either, since the limit holds for every file (the error says
+    so); at 300 KiB the fit is under the limit and the save works.
+    """
+    out, kept = tmp_path / "out", tmp_path / "kept"
+    out.mkdir()
+    kept.mkdir()
+    script = FIT_UNDER_RLIMIT.format(
+        tests=str(Path(__file__).parents[1]), limit=limit, out=str(out / "uf.nc")
+    )
+    env = {**os.environ, "TMPDIR": str(kept)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
+    )
+    left = sorted(p.name for p in [*out.iterdir(), *kept.iterdir()])
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr[-3000:]
+    if limit > 200 * 1024:
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert left == ["uf.nc"]
+        bs.load_fit(out / "uf.nc")
+        return
+    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])  # not -11 (segfault)
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot save the fit to"), done.stderr
+    assert "File too large" in lines[0]
+    assert "keeping a copy failed too" in lines[0]  # every file is limited: nowhere to keep it
+    assert left == []  # no .tmp, no partial copy
 
 
 SAVE_ON_FULL_DISK = """
@@ -635,3 +681,169 @@ def test_scheduler_address_that_is_not_an_address(address):
 
     with pytest.raises(BayescaleError, match="is not a Dask scheduler address"):
         dask_executor(address)
+
+
+# Issue 32, finding 2: report and plot replace only their own kind of output ---------------------------
+
+
+def _figure_bytes(fmt: str) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from bayescale.cli.plot import _PIL_MARKS
+
+    figure = Figure()
+    figure.add_subplot().plot([1, 2], [3, 4])
+    buffer = io.BytesIO()
+    mark = _PIL_MARKS.get(fmt)
+    figure.savefig(buffer, format=fmt, **({"pil_kwargs": mark} if mark else {}))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["png", "pdf", "svg", "eps", "jpg", "tif", "webp"])
+def test_a_figure_this_command_drew_may_be_replaced(tmp_path, fmt):
+    from bayescale.cli.files import refuse_foreign_output
+
+    path = tmp_path / f"figure.{fmt}"
+    path.write_bytes(_figure_bytes(fmt))
+    refuse_foreign_output(path, "figure")  # no error: the command's own output
+    with pytest.raises(bs.BayescaleError, match="is not a bayescale report"):
+        refuse_foreign_output(path, "report")
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (b"params,tokens,loss\n1e8,2e9,3.1\n", "report"),
+        (b"params,tokens,loss\n1e8,2e9,3.1\n", "figure"),
+        (b"<!DOCTYPE html><html><body>my page</body></html>", "report"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "figure"),  # a PNG matplotlib did not draw
+        (b"%PDF-1.7\n my paper", "figure"),
+    ],
+)
+def test_report_or_plot_refuse_any_other_file(tmp_path, content, kind):
+    from bayescale.cli.files import refuse_foreign_output
+
+    path = tmp_path / "theirs.out"
+    path.write_bytes(content)
+    with pytest.raises(bs.BayescaleError, match="the file exists and is not"):
+        refuse_foreign_output(path, kind)
+    assert path.read_bytes() == content
+
+
+def test_report_replaces_its_own_report(tmp_path):
+    from bayescale.cli.files import refuse_foreign_output
+
+    path = tmp_path / "r.html"
+    path.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'><title>bayescale report: x</title>")
+    refuse_foreign_output(path, "report")
+    (tmp_path / "empty.html").write_bytes(b"")
+    refuse_foreign_output(tmp_path / "empty.html", "report")
+    refuse_foreign_output(tmp_path / "absent.html", "report")
+
+
+# Issue 32, finding 14: a compilation cache others can write is not used ------------------------------
+
+
+@pytest.mark.parametrize(("mode", "parent_mode", "reason"), [
+    (0o777, 0o755, "writable by others"),
+    (0o775, 0o755, "writable by its group"),
+    (0o700, 0o777, "the folder above it"),
+    (0o700, 0o1777, None),  # /tmp-like: sticky, others cannot replace the folder
+    (0o755, 0o755, None),
+])  # fmt: skip
+def test_loose_cache_permissions_are_found(tmp_path, mode, parent_mode, reason):
+    from bayescale.model.jax_backend import loose_permissions
+
+    parent, folder = tmp_path / "parent", tmp_path / "parent" / "cache"
+    folder.mkdir(parents=True)
+    folder.chmod(mode)
+    parent.chmod(parent_mode)
+    try:
+        found = loose_permissions(folder)
+    finally:
+        parent.chmod(0o755)
+    if reason is None:
+        assert found is None
+    else:
+        assert found is not None and reason in found
+
+
+CACHE_PROBE = """
+import os, sys, warnings
+import bayescale.model.jax_backend as jb
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    jax = jb.setup_jax()
+print(repr(jax.config.values["jax_compilation_cache_dir"]))
+print([str(w.message) for w in caught if w.category.__name__ == "CacheWarning"])
+"""
+
+
+def test_world_writable_cache_dir_is_refused_with_a_warning(tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o777)
+    env = {**os.environ, "BAYESCALE_CACHE_DIR": str(folder), "JAX_COMPILATION_CACHE_DIR": ""}
+    env.pop("JAX_COMPILATION_CACHE_DIR")
+    root = str(Path(__file__).parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", CACHE_PROBE], capture_output=True, text=True, timeout=300, env=env, cwd=root
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    used, warned = done.stdout.strip().splitlines()
+    assert used == "None"
+    assert "writable by others" in warned and str(folder) in warned
+
+
+# Issue 32, finding 15: scale ---------------------------------------------------------------------------
+
+
+def test_a_long_fit_is_announced_before_it_starts(capsys):
+    from bayescale.cli.fit import note_long_fit
+
+    assert note_long_fit(245, {}) < 1
+    assert capsys.readouterr().err == ""
+    seconds = note_long_fit(1_000_000, {})
+    err = capsys.readouterr().err
+    assert seconds > 60 and err.startswith("note: 1000000 runs x 2000 iterations x 4 chains") and "min" in err
+    assert note_long_fit(1_000_000, {"draws": 10, "tune": 10, "chains": 1}) < 60
+
+
+def test_residuals_in_blocks_equal_the_whole(monkeypatch):
+    from bayescale.posterior import residuals
+
+    fit = cheap_fit()
+    whole = residuals.log_residuals(fit.law, fit.theta(), fit.runs)
+    monkeypatch.setattr(residuals, "CHUNK_CELLS", 600 * 7)  # 600 draws: blocks of 7 runs
+    blocks = residuals.log_residuals(fit.law, fit.theta(), fit.runs)
+    np.testing.assert_array_equal(blocks, whole)
+
+
+# Issue 32, finding 12: a method's plan carries the extrapolation guard --------------------------------
+
+
+@pytest.mark.parametrize("holder", ["runs", "curves"])
+def test_method_plan_far_past_its_runs_is_flagged(holder):
+    from types import SimpleNamespace
+
+    from bayescale.cli.methods import _guard_method_plan
+
+    runs = bs.Runs.from_any(_runs())
+    result = (
+        SimpleNamespace(runs=runs)
+        if holder == "runs"  # IsoFLOP
+        else SimpleNamespace(
+            data=SimpleNamespace(curves=SimpleNamespace(frame=runs.frame))
+        )  # envelope, steps
+    )
+    largest = runs.column("compute").max()
+    table = pd.DataFrame({"compute": [largest * 10, largest * 3e5], "params_median": [3e9, 4e11]})
+    table["tokens_median"] = table["compute"] / (6 * table["params_median"])
+    _guard_method_plan(table, result)
+    np.testing.assert_allclose(table["compute_multiple"], [10, 3e5])
+    assert "compute multiple up to 3e+05 (guard 100)" in table.attrs["extrapolation_warning"]

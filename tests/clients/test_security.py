@@ -215,3 +215,80 @@ def test_observed_name_is_what_fit_writes():
 
     assert OBSERVED == "log_loss"
     assert np.isfinite(cheap_fit().idata.observed_data[OBSERVED].values).all()
+
+
+# Issue 32, findings 3-5: terminal control and Unicode format characters ------------------------------
+
+#: Sequences that retitle the terminal, clear it, move the cursor up and erase a line; 8-bit CSI;
+#: right-to-left override and zero-width space (Unicode format characters, category Cf).
+HOSTILE = "a\x1b]0;PWNED\x07\x1b[2J\x1b[1A\x1b[2K\x9b31m\r\u202eb\u200b\x7f"
+
+
+def _no_control(text: str) -> bool:
+    import unicodedata
+
+    return not any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text.replace("\n", ""))
+
+
+@pytest.mark.parametrize("ch", list(HOSTILE))
+def test_printable_escapes_every_control_and_format_character(ch):
+    from bayescale.errors import printable
+
+    shown = printable(f"x{ch}y")
+    assert _no_control(shown)
+    assert shown == "x" + (ch if ch.isprintable() else repr(ch)[1:-1]) + "y"
+    assert printable("line one\nline two") == "line one\nline two"
+
+
+def test_every_line_a_command_prints_on_stdout_is_printable(capsys, monkeypatch):
+    """Finding 3: a group label, run name or any string from a table reaches stdout escaped."""
+    from bayescale.cli import entry
+
+    monkeypatch.setitem(entry.COMMANDS, "laws", lambda args: print(f"E[{HOSTILE}] 1.7\nnext") or 0)
+    assert main(["laws"]) == 0
+    out = capsys.readouterr().out
+    assert _no_control(out) and "\\x1b]0;PWNED\\x07" in out and "\\u202e" in out
+    assert out.endswith("\nnext\n")
+
+
+@pytest.mark.parametrize("where", ["problems", "sampler_path"])
+def test_summary_of_a_forged_fit_prints_its_strings_escaped(tmp_path, capsys, where):
+    """Finding 4: escapes in diagnostics.problems or sampler_path, printed by summary."""
+    from cheap_fits import forge
+
+    src = cheap_fit_file(tmp_path / "fit.nc")
+
+    def edit(tree):
+        diagnostics = json.loads(tree["posterior"].attrs["diagnostics"])
+        if where == "problems":
+            diagnostics.update(ok=False, problems=[HOSTILE])
+        else:
+            diagnostics["sampler_path"] = HOSTILE
+        tree["posterior"].attrs["diagnostics"] = json.dumps(diagnostics)
+
+    path = forge(src, tmp_path / "forged.nc", edit)
+    assert main(["summary", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert _no_control(out) and _no_control(err)
+    assert "PWNED" in out + err  # shown, escaped: not dropped
+
+
+def test_job_name_with_a_format_character_is_refused(tmp_path):
+    """Finding 5: U+202E makes 'fit<RLO>gnp.nc' display as 'fitcn.png'."""
+    from bayescale.cli.many import _job_output
+    from bayescale.errors import BayescaleError
+
+    for name in ("fit\u202egnp", "a\u200bb", "a\ufeffb"):
+        with pytest.raises(BayescaleError, match="Unicode format character"):
+            _job_output(tmp_path, name, 0)
+    assert _job_output(tmp_path, "café-run", 0) == tmp_path / "café-run.nc"
+
+
+# Issue 32, finding 9: a job's priors given as a path --------------------------------------------------
+
+
+def test_priors_given_as_a_path_say_what_is_expected():
+    from bayescale.errors import PriorError
+
+    with pytest.raises(PriorError, match=r"priors must map parameter names to priors .* got str 'file.toml'"):
+        bs.fit("chinchilla", priors="file.toml", progressbar=False)

@@ -180,15 +180,25 @@ def test_interrupted_write_keeps_earlier_file(quick_fit, tmp_path, monkeypatch):
     path = tmp_path / "fit.nc"
     quick_fit.save(path)
     before = path.read_bytes()
-    original = type(quick_fit.idata).to_netcdf
+    import os
 
-    def half_then_interrupt(self, filename, *args, **kwargs):
-        original(self, filename, *args, **kwargs)
-        with open(filename, "r+b") as handle:
-            handle.truncate(len(before) // 2)
-        raise KeyboardInterrupt
+    original = os.fdopen
 
-    monkeypatch.setattr(type(quick_fit.idata), "to_netcdf", half_then_interrupt)
+    class HalfThenInterrupt:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: HalfThenInterrupt(original(fd, mode)))
     with pytest.raises(KeyboardInterrupt):
         quick_fit.save(path)
     assert path.read_bytes() == before
