@@ -229,17 +229,25 @@ class Fit:
             f"run {i} (N {frame['params'].iloc[i]:.3g}, D {frame['tokens'].iloc[i]:.3g}, {z[i]:.0f} sigma)"
             for i in worst
         )
-        remedy = "check them, and refit without them or with another law"
+        remedy = "check them, and refit without them"
         tokens = frame["tokens"].to_numpy(dtype=float)
-        rest = np.setdiff1d(np.arange(len(frame)), outlying)
-        if outlying.size and rest.size and tokens[outlying].max() < tokens[rest].min():
-            remedy = f"they are the runs with the fewest tokens: try --where 'D >= {tokens[rest].min():.3g}'"
+        if outlying.size:
+            # Short runs are the usual suspects: cut just above the outliers' median tokens when
+            # that keeps more than half of the runs.
+            above = tokens[tokens > np.median(tokens[outlying])]
+            if above.size > len(tokens) / 2:
+                cut = float(above.min())
+                short = int(np.sum(tokens[outlying] < cut))
+                remedy = (
+                    f"{short} of them have fewer than {cut:.3g} tokens: try refitting with "
+                    f"--where 'D >= {cut:.3g}'"
+                )
         return (
             f"nu = {median:.3g} [{low:.3g}, {high:.3g}] (Student-t degrees of freedom): most runs are "
             f"treated as outliers (nu < {NU_CAUTION:g}), so the fit follows a few runs and its plans "
             f"may not describe the rest; {outlying.size} of {len(frame)} runs lie beyond 3 sigma"
             + (f", the largest: {named}" if named else "")
-            + f". {remedy[0].upper()}{remedy[1:]}; or fit another law (--law {VARIANT_LAW}, "
+            + f". {remedy[0].upper()}{remedy[1:]}, or fit another law (--law {VARIANT_LAW}; "
             "`bayescale compare`)"
         )
 
