@@ -19,7 +19,10 @@ tau from a rolling-origin backtest inside the training ladder), ``combined`` (de
 reweighted by the ladder's backtest), ``average`` / ``average-beyond`` / ``average-ramp``
 (design (c): half the draws from a second law, ``--variant kaplan-e``, everywhere / only beyond
 the runs' range / rising over one e-fold), ``all`` (every one, side by side). The methods are
-pure numpy in ``benchmarks/extrapolation_method.py``; the chosen one is ``average-beyond``.
+pure numpy in ``benchmarks/extrapolation_method.py``; ``blend`` (the package's answer beyond
+the runs since issue 31, ``bayescale.posterior.extrapolation.blend_draws``: the fitted law's draws
+moved and widened towards the variant's, weight rising smoothly with distance, plus a discrepancy;
+``--blend share,ramp,tau`` to try other values) replaced ``average-beyond`` (issue 16's step).
 
 Full run (fits, then the study from the cache):
 
@@ -345,6 +348,8 @@ def draws_for(r: dict, method: str, kind: str = em.DISTANCE) -> np.ndarray:
     "average" methods a mixture with the variant law: "average" half and half everywhere,
     "average-beyond" half and half beyond the runs' range only (d > 0), "average-ramp" with the
     variant's share rising from 0 at d = 0 to one half at d = 1 e-fold."""
+    if method.startswith("blend"):
+        return blend_for(r, kind)
     if not method.startswith("average"):
         return r["log_draws"]
     if "variant_log_draws" not in r:
@@ -355,6 +360,25 @@ def draws_for(r: dict, method: str, kind: str = em.DISTANCE) -> np.ndarray:
     if ramp is None:  # "average": d-independent
         d, ramp = np.ones_like(d), 1.0
     return em.mix_laws(r["log_draws"], r["variant_log_draws"], d, np.random.default_rng([11, 16]), ramp)
+
+
+BLEND: dict[str, float] = {}  # the variant's share far out, the ramp, tau: from --blend
+
+
+def blend_for(r: dict, kind: str) -> np.ndarray:
+    """The package's answer beyond the runs (``bayescale.posterior.extrapolation.blend_draws``):
+    the fitted law's draws moved and widened towards the variant's by a weight rising smoothly
+    with the distance d, plus a discrepancy of sd ``tau * d``."""
+    from bayescale.posterior.extrapolation import blend_draws, law_weight
+
+    if "variant_log_draws" not in r:
+        raise SystemExit("method blend needs the variant fits: run with --variant kaplan-e first")
+    train = r["train"].astype(bool)
+    d = em.distance(r["params"][train], r["tokens"][train], r["params"], r["tokens"], kind)
+    main = np.asarray(r["log_draws"], dtype=float)
+    z = np.random.default_rng([11, 17]).standard_normal(main.shape[0])
+    w = law_weight(d, BLEND["share"], BLEND["ramp"])
+    return blend_draws(main, r["variant_log_draws"], w, z, BLEND["tau"] * d)
 
 
 def residuals(log_draws: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -400,7 +424,7 @@ def tau_for(name: str, results: dict[str, dict], method: str, args) -> float:
         print(f"note: no other ladder family to learn tau for {name}; scored with tau = 0")
         return 0.0
     pts = held_out_points(results, others, args.distance, method)
-    if method in ("average", "average-beyond", "average-ramp"):
+    if method in ("average", "average-beyond", "average-ramp", "blend"):
         return 0.0
     if method in ("discrepancy", "average+discrepancy", "average-ramp+discrepancy"):
         return em.pooled_tau(pts["r"], pts["s"], pts["d"], pts["ladder"], objective=args.objective)
@@ -453,6 +477,10 @@ def score(name: str, r: dict, tau: float, args, method: str = "none") -> tuple[d
         }
     )
     runs["in90"] = (runs.q05 <= loss) & (loss <= runs.q95)
+    # Winkler (interval) score of the central 90% interval, relative to the loss: width plus
+    # 2 / 0.1 times the miss, so a narrow interval that misses pays for it.
+    miss = np.maximum(runs.q05 - loss, 0) + np.maximum(loss - runs.q95, 0)
+    runs["score90"] = (runs.q95 - runs.q05 + miss / 0.05) / loss
     runs["in50"] = (runs.q25 <= loss) & (loss <= runs.q75)
     test = runs[runs.split == "test"]
     are = np.abs(test["median"] - test["loss"]) / test["loss"]
@@ -466,6 +494,7 @@ def score(name: str, r: dict, tau: float, args, method: str = "none") -> tuple[d
         "cov90": test.in90.mean(),
         "cov50": test.in50.mean(),
         "width90%": 100 * np.mean((test.q95 - test.q05) / test["median"]),
+        "score90%": 100 * test.score90.mean(),
         "LSQ_ARE%": 100 * np.median(np.abs(test["lsq"] - test["loss"]) / test["loss"]),
         "in_range_cov90": runs[runs.split == "train"].in90.mean(),
     }
@@ -498,6 +527,7 @@ def pooled_rows(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
                 "ARE%": 100 * np.median(are),
                 "LSQ_ARE%": 100 * np.median(np.abs(frame.lsq - frame.loss) / frame.loss),
                 "width90%": 100 * np.mean((frame.q95 - frame.q05) / frame["median"]),
+                "score90%": 100 * frame.score90.mean(),
                 "cov90_ci": f"[{lo90:.2f},{hi90:.2f}]",
                 "cov50_ci": f"[{lo50:.2f},{hi50:.2f}]",
             }
@@ -506,7 +536,7 @@ def pooled_rows(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     rows.append(
         {
             "protocol": "mean of protocols",
-            **{k: means[k] for k in ("cov90", "cov50", "ARE%", "LSQ_ARE%", "width90%")},
+            **{k: means[k] for k in ("cov90", "cov50", "ARE%", "LSQ_ARE%", "width90%", "score90%")},
             "n_test": int(table.n_test.sum()),
         }
     )
@@ -525,6 +555,7 @@ def format_table(table: pd.DataFrame, pooled: pd.DataFrame) -> str:
         "cov90",
         "cov50",
         "width90%",
+        "score90%",
         "tau",
         "in_range_cov90",
         "cov90_ci",
@@ -559,6 +590,7 @@ METHODS = [
     "average-beyond",
     "average-ramp",
     "average-ramp+discrepancy",
+    "blend",
 ]
 
 
@@ -587,11 +619,22 @@ def main() -> None:
         default=None,
         help="also fit this law to every protocol (for the average methods), e.g. kaplan-e",
     )
+    parser.add_argument(
+        "--blend",
+        default=None,
+        help="method blend: the variant's share far out, the ramp in e-folds, tau per e-fold "
+        "(default: the package's VARIANT_SHARE, VARIANT_RAMP, DISCREPANCY)",
+    )
     parser.add_argument("--from-cache", action="store_true", help="score the cached draws, fit nothing")
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    from bayescale.posterior import extrapolation as ex
+
+    chosen = (ex.VARIANT_SHARE, ex.VARIANT_RAMP, ex.DISCREPANCY)
+    values = chosen if args.blend is None else (float(v) for v in args.blend.split(","))
+    BLEND.update(zip(("share", "ramp", "tau"), values, strict=True))
 
     names = [p.name for p in PROTOCOLS] if args.protocols == "all" else args.protocols.split(",")
     results = load_cache(args.cache)

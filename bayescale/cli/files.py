@@ -112,7 +112,7 @@ def refuse_foreign_output(path: Path, kind: str) -> None:
     )
 
 
-def _save_or_keep(result: Any, out: Path) -> Path:
+def _save_or_keep(result: Any, out: Path, **save_options: Any) -> Path:
     """Save the fit to ``out``; if that fails, keep it in the temporary folder and say where.
 
     A finished fit is never lost to a write error: the error names the copy.
@@ -120,14 +120,14 @@ def _save_or_keep(result: Any, out: Path) -> Path:
     import tempfile
 
     try:
-        return result.save(out)
+        return result.save(out, **save_options)
     except (OSError, BayescaleError) as exc:
         reason = _one_line(exc)
     name = None
     try:
         fd, name = tempfile.mkstemp(prefix=f"bayescale-{out.stem}-", suffix=".nc")
         os.close(fd)
-        kept = result.save(name)
+        kept = result.save(name, **save_options)
     except (OSError, BayescaleError) as exc:
         if name is not None:
             Path(name).unlink(missing_ok=True)

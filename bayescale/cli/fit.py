@@ -70,6 +70,12 @@ def add_fit(sub: Subcommands) -> None:
         backends=FIT_BACKENDS,
     )
     p.add_argument("--strict", action="store_true", help="exit non-zero when diagnostics fail")
+    p.add_argument(
+        "--single-law",
+        action="store_true",
+        help="do not fit and save the second law that answers beyond the runs are blended with "
+        "(faster; predict and plan then fit it on first use unless given --single-law too)",
+    )
     _add_sampler_options(p, "--progress", progress="show the fit's stages on stderr (a bar on long fits)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -115,9 +121,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
             fix=fixed,
             **_sampler_kwargs(args, warn=True),
         )
-    path = _save_or_keep(result, args.out)
+    # The second law answers beyond the runs are blended with is fitted once, here, and saved.
+    path = _save_or_keep(result, args.out, variant=not args.single_law)
     payload = result.to_dict(0.9)
     payload["saved_to"] = str(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        payload["caveats"] = result.caveats(fit_variant=False)  # the second law is fitted by now
+    for caveat in payload["caveats"]:
+        print(f"warning: {caveat}", file=sys.stderr)
     _emit(args, payload, _summary_text(payload) + f"\nsaved fit to {path}")
     if args.strict and not result.diagnostics["ok"]:
         print("error: the fit failed its diagnostics (--strict)", file=sys.stderr)

@@ -184,7 +184,19 @@ def _group_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: Help of --single-law where answers are given.
+SINGLE_LAW_HELP = (
+    "answer from the fitted law alone, also beyond the runs (default: blended there with a second law "
+    "fitted to the same runs, more as the distance grows; docs/guides/beyond-the-runs.md)"
+)
+
+
+def _single_law_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--single-law", action="store_true", help=SINGLE_LAW_HELP)
+
+
 def _planning_options(p: argparse.ArgumentParser) -> None:
+    _single_law_option(p)
     p.add_argument("--unique-tokens", type=_positive_float, default=None, help="unique tokens available")
     p.add_argument("--prob", type=_probability, default=0.9)
     p.add_argument("--kind", choices=["eti", "hdi"], default="eti", help="interval kind (default eti)")

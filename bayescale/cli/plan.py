@@ -20,6 +20,7 @@ from bayescale.cli.options import (
     _positive_float,
     _probability,
     _seed,
+    _single_law_option,
 )
 from bayescale.cli.render import (
     _distance_payload,
@@ -67,7 +68,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _allocation_output(args, fit, args.compute)
         return 0
     table = fit.target_compute(
-        args.target_loss, args.unique_tokens, args.prob, args.kind, args.flops_per_param_token
+        args.target_loss,
+        args.unique_tokens,
+        args.prob,
+        args.kind,
+        args.flops_per_param_token,
+        average_beyond=not args.single_law,
     )
     check_question(table, args.flops_per_param_token)
     _warn_beyond(table)
@@ -79,6 +85,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "kind": args.kind,
             **_interval_payload(row, names),
             "fraction_unreachable": float(row["fraction_unreachable"]),
+            "distance": _distance_payload(row),
         }
         for _, row in table.iterrows()
     ]
@@ -87,7 +94,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         "inf: the target is below the reachable floor in that share of draws)"
     )
     text = _rows_text(title, table, ["target_loss", "fraction_unreachable"], names)
-    if args.unique_tokens is None:
+    if args.unique_tokens is None and not args.single_law:
         text += _averaging_note(fit, table)
     _emit(args, payloads[0] if len(payloads) == 1 else payloads, text)
     return 0
@@ -130,6 +137,7 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
             args.prob,
             args.kind,
             flops_per_param_token=args.flops_per_param_token,
+            average_beyond=not args.single_law,
             group=args.group,
         )
     check_question(table, args.flops_per_param_token)
@@ -151,13 +159,13 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
 
         title = f"compute-optimal plan at C = {payloads[0]['compute']:.3g} FLOPs{where} ({interval})"
         text = _intervals_text(title, row_to_intervals(table.iloc[0], names))
-        if args.unique_tokens is None:
+        if args.unique_tokens is None and not args.single_law:
             text += _averaging_note(fit, table)
         _emit(args, payloads[0], text)
         return
     title = f"compute-optimal plans{where} ({interval}); a, b: N_opt ~ C^a, D_opt ~ C^b"
     text = _rows_text(title, table, ["compute"], names)
-    if args.unique_tokens is None:
+    if args.unique_tokens is None and not args.single_law:
         text += _averaging_note(fit, table)
     _emit(args, payloads, text)
 
@@ -169,8 +177,9 @@ def _averaging_note(fit: Any, table: Any) -> str:
         return ""
     where = f"up to {multiple:.3g}x" if multiple < float("inf") else "beyond"
     return (
-        f"\n{where} the largest run's compute: beyond the runs, answers average the "
-        f"fitted law with {VARIANT_LAW} fitted to the same runs (README: 'Answers beyond your runs')"
+        f"\n{where} the largest run's compute: beyond the runs, answers blend the fitted law with "
+        f"{VARIANT_LAW} fitted to the same runs, more as the distance grows (--single-law: the fitted "
+        "law alone; docs/guides/beyond-the-runs.md)"
     )
 
 
@@ -224,13 +233,16 @@ def add_compare_plans(sub: Subcommands) -> None:
     p.add_argument("--prob", type=_probability, default=0.9)
     p.add_argument("--kind", choices=["eti", "hdi"], default="eti", help="interval kind (default eti)")
     p.add_argument("--flops-per-param-token", type=_flops_k, default=6.0, help=FLOPS_HELP)
+    _single_law_option(p)
     p.add_argument("--json", action="store_true")
 
 
 def cmd_compare_plans(args: argparse.Namespace) -> int:
     """``bayescale compare-plans``: P(lowest loss) and expected regret of each plan."""
     fit = _load(args.fit, args)
-    table = fit.compare_plans(args.plans, args.prob, args.kind, args.flops_per_param_token)
+    table = fit.compare_plans(
+        args.plans, args.prob, args.kind, args.flops_per_param_token, average_beyond=not args.single_law
+    )
     _warn_beyond(table)
     inputs = [c for c in ("params", "tokens", "unique_tokens", "compute") if c in table.columns]
     payloads = [
@@ -242,6 +254,7 @@ def cmd_compare_plans(args: argparse.Namespace) -> int:
             "prob_best": float(row["prob_best"]),
             "regret_mean": float(row["regret_mean"]),
             **_interval_payload(row, ["regret"]),
+            "distance": _distance_payload(row),
         }
         for _, row in table.iterrows()
     ]

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from bayescale.cli.files import _load
-from bayescale.cli.options import Subcommands, _group_option, _positive_float, _probability, _seed
+from bayescale.cli.options import (
+    Subcommands,
+    _group_option,
+    _positive_float,
+    _probability,
+    _seed,
+    _single_law_option,
+)
 from bayescale.cli.render import _distance_payload, _emit, _intervals_text, _warn_beyond
 from bayescale.errors import BayescaleError
 
@@ -23,6 +30,7 @@ def add_predict(sub: Subcommands) -> None:
     p.add_argument("--prob", type=_probability, default=0.9)
     p.add_argument("--seed", type=_seed, default=None)
     _group_option(p)
+    _single_law_option(p)
     p.add_argument("--json", action="store_true")
 
 
@@ -48,7 +56,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for column in ("params", "tokens"):
             frame[column] = _query_column(frame[column], column)
         table = fit.predict(
-            frame["params"], frame["tokens"], prob=args.prob, random_seed=args.seed, group=args.group
+            frame["params"],
+            frame["tokens"],
+            prob=args.prob,
+            random_seed=args.seed,
+            average_beyond=not args.single_law,
+            group=args.group,
         )
         _warn_beyond(table)
         if args.json:
@@ -58,7 +71,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     if args.params is None or args.tokens is None:
         raise BayescaleError("give --params and --tokens (or --queries FILE)")
-    table = fit.predict(args.params, args.tokens, prob=args.prob, random_seed=args.seed, group=args.group)
+    table = fit.predict(
+        args.params,
+        args.tokens,
+        prob=args.prob,
+        random_seed=args.seed,
+        average_beyond=not args.single_law,
+        group=args.group,
+    )
     _warn_beyond(table)
     row = table.iloc[0]
     intervals = row_to_intervals(row, ["loss", "loss_predictive"])

@@ -76,6 +76,8 @@ def _warn_beyond(table: Any) -> None:
     message = table.attrs.get("extrapolation_warning")
     if message:
         print(f"warning: {printable(str(message))}", file=sys.stderr)
+    for caveat in table.attrs.get("caveats", []):  # nu in the Cauchy regime, LOO preferring another law
+        print(f"warning: {printable(str(caveat))}", file=sys.stderr)
 
 
 def _interval_payload(row: Any, names: list[str]) -> dict[str, dict[str, float | None]]:

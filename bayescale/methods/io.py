@@ -109,6 +109,64 @@ def _config_hash(attrs: dict[str, Any], runs_ds: Any) -> str:
     return digest.hexdigest()
 
 
+#: The posterior attr holding the saved second law's settings (JSON), and the prefix of its groups:
+#: a Fit's variant law (``Fit.variant_fit``) is saved with it so that no command refits it.
+VARIANT_ATTR = "variant"
+VARIANT_PREFIX = "variant_"
+
+
+def _with_variant(fit: Any, idata: Any, attrs: dict[str, Any]) -> Any:
+    """Add the fit's second law, when fitted, as ``variant_*`` groups and its settings as an attr."""
+    variant = fit._variants.get(fit.variant_law) if hasattr(fit, "_variants") else None
+    if variant is None:
+        return idata
+    for name in container.group_names(variant.idata):
+        idata = container.with_group(idata, VARIANT_PREFIX + name, container.group(variant.idata, name))
+    attrs[VARIANT_ATTR] = json.dumps(
+        {
+            "law": variant.law.name,
+            "likelihood": variant.likelihood,
+            "priors": priors_to_json(variant.priors),
+            "fixed": variant.fixed,
+            "sampler": variant.sampler.to_dict(),
+            "random_seed": variant.random_seed,
+            "diagnostics": variant.diagnostics,
+            "posterior_checksum": _posterior_checksum(container.posterior(variant.idata)),
+            # PSIS-LOO of the two laws costs seconds: judged once here, read back by every answer
+            "loo_caveat": fit._loo_caveat(variant),
+        },
+        sort_keys=True,
+    )
+    return idata
+
+
+def _variant_from_file(fit: Any, idata: Any, attrs: dict[str, Any]) -> Any:
+    """The saved second law as a Fit on the same runs (its groups' hash is the file's content hash)."""
+    saved = _json_object(attrs, VARIANT_ATTR)
+    groups = {
+        name[len(VARIANT_PREFIX) :]: container.group(idata, name)
+        for name in container.group_names(idata)
+        if name.startswith(VARIANT_PREFIX)
+    }
+    tree = container.from_groups(**groups)
+    if saved["posterior_checksum"] != _posterior_checksum(container.posterior(tree)):
+        raise FitFileError("the saved second law's draws do not match their recorded checksum")
+    variant = type(fit)(
+        idata=tree,
+        law=get_law(saved["law"]),
+        runs=fit.runs,
+        priors=priors_from_json(saved["priors"]),
+        fixed={k: float(v) for k, v in saved["fixed"].items()},
+        likelihood=saved["likelihood"],
+        sampler=SamplerConfig(**saved["sampler"]),
+        random_seed=saved["random_seed"],
+        diagnostics=saved["diagnostics"],
+        warn=False,
+    )
+    _check_types(variant)
+    return variant
+
+
 def _posterior_checksum(posterior: Any) -> str:
     digest = hashlib.sha256()
     for name in sorted(posterior.data_vars):
@@ -138,6 +196,8 @@ def _content_hash(attrs: dict[str, Any], idata: Any) -> str:
     """
     digest = hashlib.sha256()
     digest.update(json.dumps({k: str(attrs[k]) for k in _CONTENT_KEYS}, sort_keys=True).encode())
+    if VARIANT_ATTR in attrs:  # files without a saved second law hash as before
+        digest.update(str(attrs[VARIANT_ATTR]).encode())
     for group in sorted(container.group_names(idata)):
         ds = container.group(idata, group)
         digest.update(f"group {group}".encode())
@@ -256,7 +316,8 @@ def _stamp(fit: Any) -> tuple[Any, dict[str, Any]]:
         "priors": priors_to_json(fit.priors),
         "fixed": json.dumps(fit.fixed, sort_keys=True),
     }
-    return fit.idata.copy(), {**common, **specific, **shared}
+    attrs = {**common, **specific, **shared}
+    return _with_variant(fit, fit.idata.copy(), attrs), attrs
 
 
 def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | None = None) -> Result:
@@ -356,8 +417,16 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
         if kind != "fit":
             fit = _method_from_file(kind, idata, attrs)
         else:
+            variant_groups = [g for g in container.group_names(idata) if g.startswith(VARIANT_PREFIX)]
+            own = container.from_groups(
+                **{
+                    g: container.group(idata, g)
+                    for g in container.group_names(idata)
+                    if g not in variant_groups
+                }
+            )
             fit = RESULT_TYPES["fit"](
-                idata=idata,
+                idata=own,
                 law=get_law(attrs["law"]),
                 runs=runs_from_dataset(constant_data),
                 priors=priors_from_json(attrs["priors"]),
@@ -368,6 +437,14 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
                 diagnostics=parse_config(attrs["diagnostics"]),
             )
             _check_types(fit)
+            if VARIANT_ATTR in attrs:
+                variant = _variant_from_file(fit, idata, attrs)
+                _check_draws(variant, container.posterior(variant.idata), required=True)
+                fit._variants[fit.variant_law] = variant
+                loo_caveat = _json_object(attrs, VARIANT_ATTR).get("loo_caveat")
+                if not isinstance(loo_caveat, (str, type(None))):
+                    raise TypeError(f"loo_caveat must be text or null, got {type(loo_caveat).__name__}")
+                fit.keep_caveats(variant, [m for m in (fit._nu_caveat(), loo_caveat) if m])
         _check_draws(fit, container.posterior(idata), required=kind == "fit")
     except KeyError as exc:
         raise FitFileError(
@@ -383,6 +460,8 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
         ) from None
     for key in list(attrs):
         idata["posterior"].attrs.pop(key, None)
+        if kind == "fit":
+            fit.idata["posterior"].attrs.pop(key, None)
     warn_if_failed(fit.diagnostics)
     return fit
 

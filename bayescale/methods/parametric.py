@@ -42,6 +42,10 @@ from bayescale.posterior.result import draws_text, finite_or_none, html_card, js
 from bayescale.questions import plan
 from bayescale.questions.design import design
 
+#: Below this posterior median of the Student-t degrees of freedom, most runs are outliers to
+#: the fit: :meth:`Fit.caveats` says so.
+NU_CAUTION = 3.0
+
 
 @dataclass
 class Fit:
@@ -92,6 +96,8 @@ class Fit:
     # The residuals on the fit's own runs and the (idata, runs) they came from: the fit's warning,
     # its summary and its report each want them, at ~0.2 s on a few hundred runs.
     _residuals: tuple[Any, Runs, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # The caveats (nu, LOO against the second law) and the (idata, variant) they came from.
+    _caveats: tuple[Any, Any, list[str]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -180,6 +186,97 @@ class Fit:
             )
         except BayescaleError:
             return None
+
+    def caveats(self, fit_variant: bool = True) -> list[str]:
+        """Reasons not to take this fit's answers at face value, each with its evidence and a remedy.
+
+        - The Student-t likelihood's degrees of freedom nu below :data:`NU_CAUTION` (posterior
+          median): most runs are treated as outliers, so the fit follows a few of them; names the
+          runs lying beyond 3 sigma and a ``--where`` filter that would drop them.
+        - PSIS-LOO prefers the second law (:meth:`variant_fit`) by more than the standard error of
+          the difference.
+
+        ``fit_variant=False`` checks LOO only when the second law is already fitted (or loaded).
+        """
+        variant = self._variants.get(VARIANT_LAW)
+        if variant is None and fit_variant and self.averages_beyond:
+            variant = self.variant_fit()
+        kept = self._caveats
+        if kept is not None and kept[0] is self.idata and kept[1] is variant:
+            return list(kept[2])
+        found = [m for m in (self._nu_caveat(), self._loo_caveat(variant)) if m]
+        self._caveats = (self.idata, variant, found)
+        return list(found)
+
+    def keep_caveats(self, variant: Fit | None, found: list[str]) -> None:
+        """Keep caveats judged elsewhere (a saved fit's, read back) for this posterior and variant."""
+        self._caveats = (self.idata, variant, list(found))
+
+    def _nu_caveat(self) -> str | None:
+        if self.likelihood != "student_t" or "nu" not in self.posterior or "nu" in self.fixed:
+            return None
+        nu = self.posterior["nu"].values.ravel()
+        median = float(np.median(nu))
+        if median >= NU_CAUTION:
+            return None
+        low, high = np.quantile(nu, [0.05, 0.95])
+        sigma = float(np.median(self.posterior["sigma"].values))
+        z = np.abs(self._own_residuals()) / sigma
+        outlying = np.flatnonzero(z > 3)
+        frame = self.runs.frame
+        worst = outlying[np.argsort(-z[outlying])][:5]
+        named = "; ".join(
+            f"run {i} (N {frame['params'].iloc[i]:.3g}, D {frame['tokens'].iloc[i]:.3g}, {z[i]:.0f} sigma)"
+            for i in worst
+        )
+        remedy = "check them, and refit without them"
+        tokens = frame["tokens"].to_numpy(dtype=float)
+        if outlying.size:
+            # Short runs are the usual suspects: cut just above the outliers' median tokens when
+            # that keeps more than half of the runs.
+            above = tokens[tokens > np.median(tokens[outlying])]
+            if above.size > len(tokens) / 2:
+                cut = float(above.min())
+                short = int(np.sum(tokens[outlying] < cut))
+                remedy = (
+                    f"{short} of them have fewer than {cut:.3g} tokens: try refitting with "
+                    f"--where 'D >= {cut:.3g}'"
+                )
+        return (
+            f"nu = {median:.3g} [{low:.3g}, {high:.3g}] (Student-t degrees of freedom): most runs are "
+            f"treated as outliers (nu < {NU_CAUTION:g}), so the fit follows a few runs and its plans "
+            f"may not describe the rest; {outlying.size} of {len(frame)} runs lie beyond 3 sigma"
+            + (f", the largest: {named}" if named else "")
+            + f". {remedy[0].upper()}{remedy[1:]}, or fit another law (--law {VARIANT_LAW}; "
+            "`bayescale compare`)"
+        )
+
+    def _loo_caveat(self, variant: Fit | None) -> str | None:
+        if variant is None:
+            return None
+        from bayescale.questions.compare import LooWarning, compare
+
+        try:
+            with warnings.catch_warnings():
+                # a caveat, not the comparison: `bayescale compare` reports LOO's own diagnostics
+                warnings.simplefilter("ignore", LooWarning)
+                warnings.simplefilter("ignore", UserWarning)
+                table = compare({self.law.name: self, variant.law.name: variant})
+        except (BayescaleError, ValueError, KeyError):
+            return None
+        best = str(table.index[0])
+        row = table.loc[variant.law.name]
+        if best != variant.law.name:
+            return None
+        other = table.loc[self.law.name]
+        if not other["elpd_diff"] > other["dse"]:
+            return None
+        return (
+            f"PSIS-LOO prefers {variant.law.name} (fitted to the same runs) over {self.law.name} by "
+            f"{other['elpd_diff']:.1f} ± {other['dse']:.1f} nats (stacking weight {row['weight']:.2f}); "
+            f"answers beyond the runs blend it in, but to plan with it fit --law {variant.law.name}, "
+            "and see `bayescale compare` for the evidence"
+        )
 
     def residual_trends(self, alpha: float = TREND_ALPHA) -> pd.DataFrame:
         """Whether the residuals on the fit's own runs trend with params, tokens or epochs.
@@ -417,14 +514,29 @@ class Fit:
         """Add the extrapolation guard's columns and the loss unit; mark an answer of a failed fit."""
         guard(table, span_of(self.runs), flops_per_param_token)
         table.attrs["loss_unit"] = self.runs.loss_unit
+        found = self.caveats(fit_variant=False)
+        if found:
+            table.attrs["caveats"] = found
         if not self.diagnostics["ok"]:
             table.attrs["fit_warning"] = "; ".join(self.diagnostics["problems"])
             if self.warn:
                 diag.warn_if_failed(self.diagnostics, stacklevel=4)
         return table
 
-    def save(self, path: str | Path) -> Path:
-        """Write the fit to NetCDF atomically (see :func:`bayescale.methods.io.save_fit`)."""
+    @property
+    def variant_law(self) -> str:
+        """The name of the second law answers beyond the runs are blended with."""
+        return VARIANT_LAW
+
+    def save(self, path: str | Path, variant: bool = True) -> Path:
+        """Write the fit to NetCDF atomically (see :func:`bayescale.methods.io.save_fit`).
+
+        With ``variant`` (default) the second law (:meth:`variant_fit`) is saved with it, fitted
+        first if it has not been, so that answers from the loaded fit refit nothing; it is covered
+        by the file's content hash. ``False`` saves it only if it was already fitted.
+        """
+        if variant:
+            self.variant_fit()
         return io.save_fit(self, path)
 
     def __repr__(self) -> str:

@@ -7,18 +7,23 @@ Two jobs, both driven by the same distances:
   its model size as a multiple of the largest run's, and how far its tokens per
   parameter lie outside the runs' span. :func:`beyond_message` names the rows
   past :data:`GUARD`, the distances up to which held-out coverage was measured.
-- **Averaging over laws beyond the runs**: a posterior conditional on one law
-  being exactly true understates what is not known off the data's range (which
-  law, and how the truth bends past the last run). Answers beyond the runs
-  (:func:`beyond` > 0) are drawn half from the fitted law and half from a
-  second law fitted to the same runs, :data:`VARIANT_LAW`
-  (:func:`mix_beyond`); inside the range they are the fitted law's alone, so
-  in-range answers keep their sharpness. Measured on held-out ladders by
-  ``benchmarks/extrapolation.py`` (results in ``benchmarks/results/``).
+- **Model uncertainty that grows with the distance**: a posterior conditional on
+  one law being exactly true understates what is not known off the data's range
+  (which law, and how the truth bends past the last run). Answers beyond the runs
+  (:func:`beyond` > 0) are the fitted law's draws moved towards and widened by a
+  second law fitted to the same runs, :data:`VARIANT_LAW`, with a weight rising
+  smoothly from 0 at the edge (:func:`law_weight`), plus a discrepancy whose sd
+  grows with the distance (:data:`DISCREPANCY`): :func:`blend_beyond`. Every
+  answer is continuous in N, D and C, unimodal, and never narrower than the
+  fitted law's own; inside the range the answers are the fitted law's alone.
+  Chosen on held-out ladders by ``benchmarks/extrapolation.py`` (``--method blend``;
+  docs/measurements.md).
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +38,13 @@ from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
 GUARD = {"compute_multiple": 100.0, "params_multiple": 30.0, "tokens_per_param_outside": 4.0}
 
 
-#: The second law that answers beyond the runs' range are averaged with (equal weights).
+#: The second law that answers beyond the runs' range are blended with (:func:`blend_draws`).
 VARIANT_LAW = "kaplan-e"
+
+#: Its weight far beyond the runs, and the e-folds of distance over which the weight rises
+#: (:func:`law_weight`), chosen on ``benchmarks/extrapolation.py`` (docs/measurements.md).
+VARIANT_SHARE = 0.5
+VARIANT_RAMP = 0.5
 
 #: The guard's columns on every answer table.
 DISTANCE_COLUMNS = tuple(GUARD)
@@ -134,19 +144,110 @@ def beyond_compute(span: RunSpan, compute: Any, flops_per_param_token: float) ->
     return np.maximum(np.log(params_tokens / span.params_tokens_max), 0.0)
 
 
-def mix_beyond(main: xr.Dataset, variant: xr.Dataset, distance: np.ndarray) -> xr.Dataset:
-    """Draws of the equal mixture of two laws' answers where ``distance`` > 0, of ``main`` elsewhere.
+def law_weight(distance: Any, share: float = VARIANT_SHARE, ramp: float = VARIANT_RAMP) -> np.ndarray:
+    """Weight of the second law at ``distance`` e-folds beyond the runs: ``share (1 - exp(-d / ramp))``.
 
-    Both datasets have dims (``chain``, ``draw``, ``query``, ...) of equal sizes; the
-    result has twice the draws: ``main``'s, then per query the variant's (beyond the
-    runs) or ``main``'s again (inside, so the distribution there is unchanged).
+    0 inside the runs, rising smoothly (no step at the edge) towards ``share``.
     """
-    # Each law's draws are numbered on their own: drop the sample coordinates, renumber the mixture.
-    main, variant = (ds.drop_vars(["chain", "draw"], errors="ignore") for ds in (main, variant))
-    outside = xr.DataArray(np.asarray(distance) > 0, dims="query")
-    second = xr.where(outside, variant, main).transpose(*main.dims)
-    mixed = xr.concat([main, second], dim="draw")
-    return mixed.assign_coords(chain=np.arange(mixed.sizes["chain"]), draw=np.arange(mixed.sizes["draw"]))
+    d = np.maximum(np.asarray(distance, dtype=float), 0.0)
+    return share * -np.expm1(-d / ramp)
+
+
+def _robust_sd(values: np.ndarray) -> np.ndarray:
+    """Interquartile range / 1.349 per query (axis 0 the draws).
+
+    A Student-t predictive's variance can be infinite, its quartiles never are.
+    """
+    q25, q75 = np.nanquantile(values, [0.25, 0.75], axis=0)
+    return (q75 - q25) / 1.349
+
+
+def blend_draws(
+    main: np.ndarray,
+    variant: np.ndarray,
+    weight: Any,
+    z: np.ndarray,
+    extra_sd: Any = 0.0,
+) -> np.ndarray:
+    """The fitted law's draws moved and widened towards a second law's, one Gaussian per query.
+
+    ``main`` and ``variant`` are draws (axis 0) of a quantity on a scale where the laws'
+    disagreement is additive (log loss, log N), queries on the last axis. With w = ``weight``
+    per query and D = median(variant) - median(main), each draw becomes
+
+        main_i + w D + z_i sqrt(w (1 - w) D^2 + w (s_v^2 - s_m^2)_+ + extra_sd^2)
+
+    the two moments of the mixture (1 - w) main + w variant added to the fitted law's own
+    draws (s the robust spreads): the centre moves towards the second law by w D, and the
+    spread grows by what the mixture adds. ``z`` (one standard normal per draw, shared by
+    every query) keeps each draw a smooth function of the query, so answers are continuous
+    wherever w, D and ``extra_sd`` are; being an independent Gaussian added to the fitted law's
+    draws, it never narrows an interval (dispersive order: Lewis and Thompson 1981), and the
+    answer stays unimodal where the mixture of two disagreeing laws would be bimodal. Where
+    the draws are not finite (unreachable targets) they are left as they are.
+    """
+    main, variant = np.asarray(main, dtype=float), np.asarray(variant, dtype=float)
+    w = np.broadcast_to(np.asarray(weight, dtype=float), main.shape[1:])
+    finite_m = np.where(np.isfinite(main), main, np.nan)
+    finite_v = np.where(np.isfinite(variant), variant, np.nan)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-inf columns: nothing to blend there
+        gap = np.nanmedian(finite_v, axis=0) - np.nanmedian(finite_m, axis=0)
+        grow = np.maximum(_robust_sd(finite_v) ** 2 - _robust_sd(finite_m) ** 2, 0.0)
+    gap, grow = (np.where(np.isfinite(v), v, 0.0) for v in (gap, grow))
+    extra = np.broadcast_to(np.asarray(extra_sd, dtype=float), w.shape)
+    sd = np.sqrt(w * (1 - w) * gap**2 + w * grow + extra**2)
+    shape = (main.shape[0],) + (1,) * (main.ndim - 1)
+    with np.errstate(invalid="ignore"):  # inf draws (unreachable targets) stay inf
+        return main + w * gap + np.reshape(z, shape) * sd
+
+
+#: sd of log loss per e-fold of distance added to every answer beyond the runs (:func:`blend_beyond`):
+#: what neither law knows, so that a law blended with one that agrees with it still widens.
+#: Chosen with the weights on ``benchmarks/extrapolation.py`` (docs/measurements.md).
+DISCREPANCY = 0.0025
+
+#: Seed of the one standard normal per draw that :func:`blend_beyond` shares across queries, so the
+#: same fit gives the same answer whichever call asks and each draw is smooth across queries.
+BLEND_SEED = 20261207
+
+
+def blend_beyond(
+    main: xr.Dataset,
+    variant: xr.Dataset,
+    distance: Any,
+    log_vars: Sequence[str] = (),
+    linear_vars: Sequence[str] = (),
+    discrepancy: float = DISCREPANCY,
+) -> xr.Dataset:
+    """:func:`blend_draws` on answers: ``main``'s draws moved and widened towards ``variant``'s.
+
+    Both have dims (``chain``, ``draw``, ``query``); ``distance`` (e-folds beyond the runs,
+    one per query) sets the second law's weight (:func:`law_weight`) and the discrepancy's sd
+    (``discrepancy`` times the distance). ``log_vars`` are blended on the log scale (positive
+    quantities: losses, sizes, budgets), ``linear_vars`` as they are; other variables are
+    ``main``'s. At distance 0 every answer is ``main``'s, exactly.
+    """
+    d = np.maximum(np.asarray(distance, dtype=float), 0.0)
+    weight = law_weight(d)
+    main = main.transpose("chain", "draw", "query", ...)
+    chains, draws = main.sizes["chain"], main.sizes["draw"]
+    z = np.random.default_rng(BLEND_SEED).standard_normal(chains * draws)
+    out = main.copy()
+    for name in (*log_vars, *linear_vars):
+        ours = main[name].values.reshape(chains * draws, -1)
+        theirs = variant[name].transpose("chain", "draw", "query").values.reshape(-1, ours.shape[1])
+        logs = name in log_vars
+        if logs:
+            with np.errstate(divide="ignore"):
+                ours, theirs = np.log(ours), np.log(theirs)
+        mixed = blend_draws(ours, theirs, weight, z, discrepancy * d)
+        with np.errstate(over="ignore"):
+            values = np.exp(mixed) if logs else mixed
+        original = main[name].values.reshape(values.shape)
+        values = np.where(d > 0, values, original)  # exactly the fitted law's inside the runs
+        out[name] = (main[name].dims, values.reshape(main[name].shape))
+    return out
 
 
 def span_of(runs: Runs) -> RunSpan:

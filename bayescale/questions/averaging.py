@@ -40,11 +40,16 @@ class Averaged:
     fits: dict[str, Fit]
     weights: dict[str, float]
 
-    def _mix(self, draws_of: Callable[[Fit], xr.Dataset], random_seed: int | None) -> xr.Dataset:
-        """Pool draws of each fit in proportion to its weight (chain 1, ``draw`` the pooled draws)."""
+    def _mix(
+        self, draws_of: Callable[[Fit], xr.Dataset], random_seed: int | None, unique_tokens: Any = None
+    ) -> xr.Dataset:
+        """Pool draws of each fit in proportion to its weight (chain 1, ``draw`` the pooled draws).
+
+        With ``unique_tokens``, only the fits whose law sees them take part (weights renormalised):
+        a law that ignores unique tokens would answer another question.
+        """
         rng = np.random.default_rng(random_seed)
-        active = {n: w for n, w in self.weights.items() if w > 0}
-        # A fit's answers can hold more draws than its posterior (beyond the runs, two laws' draws).
+        active = {n: w for n, w in self.sharing(unique_tokens).items() if w > 0}
         samples = {
             n: draws_of(self.fits[n]).stack(sample=("chain", "draw")).transpose("sample", ...) for n in active
         }
@@ -59,17 +64,38 @@ class Averaged:
         pooled = xr.concat(pieces, dim="sample").rename(sample="draw")
         return pooled.expand_dims(chain=1).transpose("chain", "draw", ...)
 
+    def sharing(self, unique_tokens: Any = None) -> dict[str, float]:
+        """The weights an answer uses: with ``unique_tokens``, those of the fits whose law sees them.
+
+        Renormalised to sum to 1. Raises when no fit with weight sees unique tokens.
+        """
+        if unique_tokens is None:
+            return dict(self.weights)
+        seeing = {
+            n: w for n, w in self.weights.items() if "unique_tokens" in self.fits[n].law.required_columns
+        }
+        if not seeing or sum(seeing.values()) <= 0:
+            laws = sorted(f.law.name for f in self.fits.values())
+            raise BayescaleError(
+                f"no averaged law sees unique tokens (laws: {laws}); "
+                "leave unique_tokens out, or average a law that models repetition (data-constrained)"
+            )
+        total = sum(seeing.values())
+        return {n: w / total for n, w in seeing.items()}
+
     def predict_draws(
         self, params: Any, tokens: Any, unique_tokens: Any = None, random_seed: int | None = None
     ) -> xr.Dataset:
-        """Mixture draws of ``loss`` and ``loss_predictive`` (see :func:`~bayescale.plan.predict_draws`)."""
+        """Mixture draws of ``loss`` and ``loss_predictive`` (see :func:`~bayescale.plan.predict_draws`).
+
+        With ``unique_tokens`` only the laws that see them are mixed (:meth:`sharing`).
+        """
         seeds = np.random.default_rng(random_seed).integers(2**32, size=2)
 
         def draws_of(f: Fit) -> xr.Dataset:
-            unique = unique_tokens if "unique_tokens" in f.law.required_columns else None
-            return predict_draws(f, params, tokens, unique, random_seed=int(seeds[0]))
+            return predict_draws(f, params, tokens, unique_tokens, random_seed=int(seeds[0]))
 
-        return self._mix(draws_of, int(seeds[1]))
+        return self._mix(draws_of, int(seeds[1]), unique_tokens)
 
     def predict(
         self,
@@ -87,18 +113,27 @@ class Averaged:
             self.predict_draws(params, tokens, unique_tokens, random_seed), prob, kind, query
         )
 
-    def optimal_draws(self, compute: Any, random_seed: int | None = None) -> xr.Dataset:
-        """Mixture draws of the compute-optimal allocation (see :func:`~bayescale.plan.optimal_draws`)."""
-        return self._mix(lambda f: optimal_draws(f, compute), random_seed)
+    def optimal_draws(
+        self, compute: Any, random_seed: int | None = None, unique_tokens: Any = None
+    ) -> xr.Dataset:
+        """Mixture draws of the compute-optimal allocation (see :func:`~bayescale.plan.optimal_draws`).
+
+        With ``unique_tokens`` only the laws that see them are mixed (:meth:`sharing`).
+        """
+        return self._mix(lambda f: optimal_draws(f, compute, unique_tokens), random_seed, unique_tokens)
 
     def optimal(
-        self, compute: Any, prob: float = 0.9, kind: str = "eti", random_seed: int | None = None
+        self,
+        compute: Any,
+        prob: float = 0.9,
+        kind: str = "eti",
+        random_seed: int | None = None,
+        unique_tokens: Any = None,
     ) -> pd.DataFrame:
         """Like :meth:`bayescale.Fit.optimal`, from the mixture; every weighted law must have an optimum."""
         check_interval(prob, kind)
-        return interval_table(
-            self.optimal_draws(compute, random_seed), prob, kind, make_query(compute=compute)
-        )
+        query = make_query(compute=compute, unique_tokens=unique_tokens)
+        return interval_table(self.optimal_draws(compute, random_seed, unique_tokens), prob, kind, query)
 
 
 def _apportion(weights: np.ndarray, total: int) -> np.ndarray:
@@ -108,6 +143,27 @@ def _apportion(weights: np.ndarray, total: int) -> np.ndarray:
     order = np.argsort(-(exact - counts), kind="stable")
     counts[order[: total - counts.sum()]] += 1
     return counts
+
+
+def _refuse_self_average(named: Mapping[str, Fit]) -> None:
+    """A law is never averaged with itself: the same fit twice, or the same law, runs and priors."""
+    names = list(named)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a, b = named[first], named[second]
+            same = a is b or (
+                a.law.name == b.law.name
+                and a.priors == b.priors
+                and a.fixed == b.fixed
+                and a.likelihood == b.likelihood
+                and a.runs.frame.equals(b.runs.frame)
+            )
+            if same:
+                raise BayescaleError(
+                    f"fits {first!r} and {second!r} are the same {a.law.name!r} law on the same runs "
+                    "with the same priors: averaging a law with itself adds no model uncertainty; "
+                    "average different laws (see bayescale.compare)"
+                )
 
 
 def average(
@@ -133,6 +189,7 @@ def average(
         makes the mixing reproducible.
     """
     named = _named_fits(fits)
+    _refuse_self_average(named)
     if isinstance(weights, str):
         if weights != "stacking":
             raise BayescaleError(f"weights must be 'stacking' or a weight per fit, got {weights!r}")

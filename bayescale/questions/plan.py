@@ -34,7 +34,7 @@ from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN, canonical_columns
 from bayescale.errors import BayescaleError, LawError
 from bayescale.model.laws import ScalingLaw, covariates, ops
 from bayescale.model.pymc_model import draw_log_noise
-from bayescale.posterior.extrapolation import beyond, beyond_compute, mix_beyond, span_of
+from bayescale.posterior.extrapolation import beyond, beyond_compute, blend_beyond, span_of
 from bayescale.posterior.intervals import SAMPLE_DIMS, check_interval, interval_table
 from bayescale.posterior.query import make_query
 
@@ -173,6 +173,45 @@ def _optimal_log_params(
     return _minimise(lambda ln: _log_loss(law, th, ln, log_nd - ln, log_u), zeros, zeros + log_nd)
 
 
+# --------------------------------------------------------------------------- beyond the runs
+
+
+def _beyond_runs(
+    fit: Fit,
+    draws: xr.Dataset,
+    distance: np.ndarray,
+    second: Callable[[Fit], xr.Dataset] | None,
+    log_vars: Sequence[str],
+    linear_vars: Sequence[str] = (),
+) -> xr.Dataset:
+    """Answers beyond the runs: the fitted law's draws blended with the variant law's.
+
+    See :func:`~bayescale.posterior.extrapolation.blend_beyond`: weight and discrepancy grow
+    with ``distance``.
+
+    ``second`` gives the variant's draws of the same answers; ``None`` when the variant cannot
+    answer the question (it does not see unique tokens): then, as for a fit of the variant law
+    itself or of a pooled law, only the discrepancy widens the answer. A law is never blended
+    with itself.
+    """
+    if not np.any(distance > 0):
+        return draws
+    variant = fit.variant_fit() if second is not None else None
+    theirs = second(variant) if second is not None and variant is not None else draws
+    return blend_beyond(draws, theirs, distance, log_vars, linear_vars)
+
+
+def _on_budget(draws: xr.Dataset, compute: Any, k: float) -> xr.Dataset:
+    """Tokens from the (blended) params so that k N D stays the budget; tokens per param, b = 1 - a."""
+    budget = compute if isinstance(compute, xr.DataArray) else xr.DataArray(compute, dims="query")
+    tokens = budget / k / draws["params"]
+    draws = draws.assign(tokens=tokens.transpose(*draws["params"].dims))
+    draws["tokens_per_param"] = draws["tokens"] / draws["params"]
+    if "a" in draws:
+        draws["b"] = 1.0 - draws["a"]
+    return draws
+
+
 # --------------------------------------------------------------------------- 1-2. optimal allocation
 
 
@@ -264,21 +303,31 @@ def optimal_draws(
 ) -> xr.Dataset:
     """:func:`optimal_allocation_draws` on a fit's posterior (a grouped law's ``group``, see ``Fit.theta``).
 
-    With ``average_beyond`` (default), budgets beyond the runs' compute are answered
-    by the equal mixture of the fitted law and the fit's variant law
-    (:meth:`~bayescale.Fit.variant_fit`, :mod:`bayescale.posterior.extrapolation`).
+    With ``average_beyond`` (default), budgets beyond the runs' compute are answered by
+    the fitted law blended with the fit's variant law (:meth:`~bayescale.Fit.variant_fit`),
+    the blend's weight and discrepancy growing smoothly with the distance
+    (:mod:`bayescale.posterior.extrapolation`); with ``unique_tokens`` by the discrepancy alone.
     """
     theta = fit.theta(group)
     draws = optimal_allocation_draws(fit.law, theta, compute, unique_tokens, flops_per_param_token)
-    if not average_beyond or unique_tokens is not None:
+    if not average_beyond:
         return draws
-    query = make_query(compute=compute)
-    distance = beyond_compute(span_of(fit.runs), query["compute"].values, flops_per_param_token)
-    variant = fit.variant_fit() if np.any(distance > 0) else None
-    if variant is None:
+    query = make_query(compute=compute, unique_tokens=unique_tokens)
+    budgets = query["compute"].values
+    distance = beyond_compute(span_of(fit.runs), budgets, flops_per_param_token)
+
+    def second(variant: Fit) -> xr.Dataset:
+        return optimal_allocation_draws(variant.law, variant.theta(), compute, None, flops_per_param_token)
+
+    blended = _beyond_runs(
+        fit, draws, distance, None if unique_tokens is not None else second, ("loss", "params"), ("a",)
+    )
+    if blended is draws:
         return draws
-    other = optimal_allocation_draws(variant.law, variant.theta(), compute, None, flops_per_param_token)
-    return mix_beyond(draws, other, distance)
+    blended = _on_budget(blended, budgets, _check_flops(flops_per_param_token))
+    if "epochs" in blended:
+        blended["epochs"] = blended["tokens"] / xr.DataArray(query["unique_tokens"].values, dims="query")
+    return blended
 
 
 def optimal(
@@ -315,8 +364,10 @@ def predict_draws(
     ``group``: a grouped law's group (see ``Fit.theta``); ``None`` is a typical group.
 
     With ``average_beyond`` (default), queries beyond the runs' range
-    (:func:`~bayescale.posterior.extrapolation.beyond`) are answered by the equal
-    mixture of the fitted law and the fit's variant law (:meth:`~bayescale.Fit.variant_fit`).
+    (:func:`~bayescale.posterior.extrapolation.beyond`) are answered by the fitted law
+    blended with the fit's variant law (:meth:`~bayescale.Fit.variant_fit`), more as the
+    distance grows; with ``unique_tokens``, which the variant does not see, by the
+    discrepancy alone.
     """
     query = make_query(params=params, tokens=tokens, unique_tokens=unique_tokens)
     if "unique_tokens" in fit.law.required_columns and "unique_tokens" not in query:
@@ -336,12 +387,13 @@ def predict_draws(
     if not average_beyond:
         return draws
     distance = beyond(span_of(fit.runs), query["params"].values, query["tokens"].values)
-    variant = fit.variant_fit() if np.any(distance > 0) else None
-    if variant is None:
-        return draws
     seed = None if random_seed is None else random_seed + 1
-    other = predict_draws(variant, params, tokens, None, seed, average_beyond=False)
-    return mix_beyond(draws, other, distance)
+
+    def second(variant: Fit) -> xr.Dataset:
+        return predict_draws(variant, params, tokens, None, seed, average_beyond=False)
+
+    sees_u = "unique_tokens" in query
+    return _beyond_runs(fit, draws, distance, None if sees_u else second, ("loss", "loss_predictive"))
 
 
 def predict(
@@ -431,22 +483,29 @@ def target_compute(
     ``params_*``, ``tokens_*`` (median and interval; ``inf`` where more than
     that share of draws cannot reach the target) and ``fraction_unreachable``.
     With ``average_beyond`` (default), a target whose median compute lies beyond
-    the runs' largest N D is answered by the equal mixture of the fitted law and
-    the fit's variant law (:meth:`~bayescale.Fit.variant_fit`; not with ``unique_tokens``).
+    the runs' largest N D is answered by the fitted law blended with the fit's variant law
+    (:meth:`~bayescale.Fit.variant_fit`; with ``unique_tokens`` the discrepancy alone), the
+    blend growing with the distance of that median compute.
     """
     check_interval(prob, kind)
     query = make_query(target_loss=target_loss, unique_tokens=unique_tokens)
     draws = target_compute_draws(fit.law, fit.theta(), target_loss, unique_tokens, flops_per_param_token)
-    if average_beyond and unique_tokens is None:
+    if average_beyond:
         # The answer's own compute places it: beyond the runs when its median is past their N D.
         median = draws["compute"].median(SAMPLE_DIMS).values
         distance = beyond_compute(span_of(fit.runs), median, flops_per_param_token)
-        variant = fit.variant_fit() if np.any(distance > 0) else None
-        if variant is not None:
-            other = target_compute_draws(
+
+        def second(variant: Fit) -> xr.Dataset:
+            return target_compute_draws(
                 variant.law, variant.theta(), target_loss, None, flops_per_param_token
             )
-            draws = mix_beyond(draws, other, distance)
+
+        blended = _beyond_runs(
+            fit, draws, distance, None if unique_tokens is not None else second, ("compute", "params")
+        )
+        if blended is not draws:
+            draws = _on_budget(blended, blended["compute"], _check_flops(flops_per_param_token))
+            draws = draws.drop_vars("tokens_per_param")
     share = draws["unreachable"].mean(SAMPLE_DIMS).values
     table = _interval_table_with_inf(draws.drop_vars("unreachable"), prob, kind, query)
     table["fraction_unreachable"] = share
@@ -527,11 +586,11 @@ def compare_plans(
         loss), ``regret_mean`` (expected loss above the per-draw optimum at
         the plan's own budget) and ``regret_*``.
 
-        With ``average_beyond`` (default), when any plan lies beyond the runs' range
-        every plan is judged on the equal mixture of the fitted law and the fit's
-        variant law (:meth:`~bayescale.Fit.variant_fit`; not with ``unique_tokens``):
-        which plan is best is a question about all plans at once, so each draw
-        keeps one law for all of them.
+        With ``average_beyond`` (default), each plan beyond the runs' range is judged
+        on the fitted law blended with the fit's variant law
+        (:meth:`~bayescale.Fit.variant_fit`; with ``unique_tokens`` the discrepancy alone),
+        more as its distance grows; ``prob_best`` compares the plans' blended losses
+        draw by draw (each draw's blend is shared by every plan).
     """
     check_interval(prob, kind)
     frame = _plans_frame(plans)
@@ -539,14 +598,21 @@ def compare_plans(
     draws = compare_plans_draws(
         fit.law, fit.theta(), frame["params"], frame["tokens"], u, flops_per_param_token
     )
-    if average_beyond and u is None:
+    if average_beyond:
         distance = beyond(span_of(fit.runs), frame["params"].to_numpy(), frame["tokens"].to_numpy())
-        variant = fit.variant_fit() if np.any(distance > 0) else None
-        if variant is not None:
-            other = compare_plans_draws(
+
+        def second(variant: Fit) -> xr.Dataset:
+            return compare_plans_draws(
                 variant.law, variant.theta(), frame["params"], frame["tokens"], None, flops_per_param_token
             )
-            draws = mix_beyond(draws, other, np.ones_like(distance))
+
+        blended = _beyond_runs(
+            fit, draws, distance, None if u is not None else second, ("loss",), ("regret",)
+        )
+        if blended is not draws:
+            loss = blended["loss"]
+            best = (loss == loss.min("query")).astype(float)
+            draws = blended.assign(best=best, regret=np.maximum(blended["regret"], 0.0))
     query = make_query(params=frame["params"], tokens=frame["tokens"], unique_tokens=u)
     query["compute"] = flops_per_param_token * query["params"] * query["tokens"]
     table = interval_table(draws[["loss"]], prob, kind, query)

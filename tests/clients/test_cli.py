@@ -77,13 +77,13 @@ def test_fit_summary_plan_predict_end_to_end(capsys, tmp_path):
 def test_readable_tables(capsys, quick_fit_path):
     code, out, _ = run(capsys, "plan", quick_fit_path, "--compute", "5.76e23")
     assert code == 0 and "tokens_per_param" in out and "90%" in out
-    assert "answers average the fitted law with kaplan-e" in out  # 5.76e23 is beyond the runs
+    assert "answers blend the fitted law with kaplan-e" in out  # 5.76e23 is beyond the runs
     code, out, _ = run(capsys, "plan", quick_fit_path, "--compute", "1e19", "5.76e23")
-    assert code == 0 and "compute-optimal plans" in out and "answers average the fitted law" in out
+    assert code == 0 and "compute-optimal plans" in out and "answers blend the fitted law" in out
     code, out, _ = run(capsys, "plan", quick_fit_path, "--compute", "1e19", "1e20")
     assert code == 0 and "compute-optimal plans" in out and "average" not in out  # inside the runs
     code, out, _ = run(capsys, "plan", quick_fit_path, "--target-loss", "2.6", "1.9")
-    assert code == 0 and "answers average the fitted law with kaplan-e" in out
+    assert code == 0 and "answers blend the fitted law with kaplan-e" in out
     code, out, _ = run(capsys, "plan", quick_fit_path, "--target-loss", "2.6")
     assert code == 0 and "average" not in out  # a loss the runs reach: the fitted law alone
 

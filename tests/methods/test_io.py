@@ -309,3 +309,44 @@ def test_a_fit_of_an_older_format_is_refused_with_how_to_refit(tmp_path):
     tree.to_netcdf(tmp_path / "format1.nc", engine="h5netcdf")
     with pytest.raises(FitFileError, match=r"fit format 1 .* fit the runs again with this version"):
         bs.load_fit(tmp_path / "format1.nc")
+
+
+def test_the_second_law_is_saved_with_the_fit_and_never_refitted(quick_fit, quick_fit_path, monkeypatch):
+    from bayescale.methods import parametric
+
+    def refit(*args, **kwargs):
+        raise AssertionError("a loaded fit refitted its second law")
+
+    monkeypatch.setattr(parametric, "fit_parametric", refit)
+    expected = quick_fit.caveats(fit_variant=False)
+    from bayescale.questions import compare
+
+    def judge(*args, **kwargs):
+        raise AssertionError("a loaded fit recomputed LOO for its caveats")
+
+    monkeypatch.setattr(compare, "compare", judge)  # the caveats were judged when the file was saved
+    loaded = bs.load_fit(quick_fit_path)
+    assert loaded.caveats(fit_variant=False) == expected
+    variant = loaded.variant_fit()
+    assert variant.law.name == quick_fit.variant_fit().law.name
+    for name in variant.posterior.data_vars:
+        np.testing.assert_array_equal(
+            variant.posterior[name].values, quick_fit.variant_fit().posterior[name].values
+        )
+    assert variant.priors == quick_fit.variant_fit().priors and variant.fixed == quick_fit.variant_fit().fixed
+    assert not any(g.startswith("variant_") for g in loaded.idata.children)  # kept apart from the fit's own
+    far = 1e3 * float(quick_fit.runs.column("compute").max())
+    assert loaded.optimal(far).equals(quick_fit.optimal(far))
+
+
+def test_an_altered_second_law_is_refused(quick_fit_path, tmp_path):
+    from bayescale.inference import container
+
+    tree = container.read_netcdf(quick_fit_path)
+    posterior = container.group(tree, "variant_posterior")
+    posterior["E"] = posterior["E"] + 0.1
+    container.write_netcdf(
+        container.with_group(tree, "variant_posterior", posterior), tmp_path / "altered.nc"
+    )
+    with pytest.raises(FitFileError, match="do not match the recorded hash"):
+        bs.load_fit(tmp_path / "altered.nc")

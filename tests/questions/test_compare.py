@@ -492,3 +492,34 @@ def test_cli_compare_verdict(capsys, tmp_path):
     assert "params" in payload["plan_spread"] and payload["reasons"][0].startswith("backtest (fit on")
     code, out, err = run(capsys, "compare", path, "--laws", "chinchilla,kaplan", "--budget", 1e22)
     assert code == 2 and "go with --verdict" in err
+
+
+def test_answers_with_unique_tokens_mix_only_laws_that_see_them():
+    from conftest import MUENNIGHOFF_C4, hand_built_fit
+
+    constrained = hand_built_fit("data-constrained", "datablations", MUENNIGHOFF_C4, rel_sd=0.05)
+    chinchilla = hand_built_fit(
+        "chinchilla", "datablations", {k: MUENNIGHOFF_C4[k] for k in bs.get_law("chinchilla").parameter_names}
+    )
+    averaged = bs.average({"dc": constrained, "chin": chinchilla}, weights={"dc": 0.5, "chin": 0.5})
+    assert averaged.sharing(unique_tokens=1e9) == {"dc": 1.0}
+    # inside the runs, 4 epochs of 1e9 unique tokens: the data-constrained law's answer alone
+    mixed = averaged.predict([1e8], [4e9], unique_tokens=[1e9], random_seed=0)
+    alone = constrained.predict([1e8], [4e9], unique_tokens=[1e9], random_seed=0)
+    assert mixed["loss_median"].iloc[0] == pytest.approx(alone["loss_median"].iloc[0], rel=2e-3)
+    assert alone["loss_median"].iloc[0] != pytest.approx(
+        chinchilla.predict([1e8], [4e9], random_seed=0)["loss_median"].iloc[0], rel=2e-3
+    )  # the law that ignores U would have moved the answer
+    only_chinchilla = bs.average({"a": chinchilla, "b": constrained}, weights={"a": 1.0, "b": 0.0})
+    with pytest.raises(bs.BayescaleError, match="no averaged law sees unique tokens"):
+        only_chinchilla.predict([1e8], [4e9], unique_tokens=[1e9])
+
+
+def test_a_law_is_never_averaged_with_itself():
+    from conftest import TRUE_CHINCHILLA, hand_built_fit, simulate_ladder
+
+    fit = hand_built_fit(
+        "chinchilla", simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=1), TRUE_CHINCHILLA
+    )
+    with pytest.raises(bs.BayescaleError, match="averaging a law with itself"):
+        bs.average({"a": fit, "b": fit}, weights={"a": 1.0, "b": 1.0})

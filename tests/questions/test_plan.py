@@ -252,3 +252,28 @@ def test_cli_plan_frontier_compare_design(capsys, quick_fit_path, tmp_path):
     assert code == 2 and "at least two plans" in err
     code, _, err = run(capsys, "frontier", quick_fit_path, "--from", "1e24", "--to", "1e20")
     assert code == 2 and "must be larger" in err
+
+
+def test_cli_answers_from_a_saved_fit_refit_nothing(capsys, quick_fit, quick_fit_path, monkeypatch):
+    from bayescale.methods import parametric
+
+    def refit(*args, **kwargs):
+        raise AssertionError("predict or plan refitted a law")
+
+    monkeypatch.setattr(parametric, "fit_parametric", refit)
+    far = 1e3 * float(quick_fit.runs.column("compute").max())
+    code, out, _ = run(capsys, "plan", quick_fit_path, "--compute", far, "--json")
+    blended = json.loads(out)
+    assert code == 0 and blended["distance"]["compute_multiple"] == pytest.approx(1e3, rel=1e-6)
+    code, out, _ = run(capsys, "plan", quick_fit_path, "--compute", far, "--json", "--single-law")
+    single = json.loads(out)
+    alone = quick_fit.optimal(far, average_beyond=False).iloc[0]
+    assert single["params"]["median"] == pytest.approx(alone["params_median"])
+    assert (
+        blended["loss"]["upper"] - blended["loss"]["lower"]
+        > single["loss"]["upper"] - single["loss"]["lower"]
+    )
+    code, out, _ = run(capsys, "predict", quick_fit_path, "--params", 3e10, "--tokens", 6e11, "--json")
+    assert code == 0 and json.loads(out)["distance"]["params_multiple"] > 1
+    code, out, _ = run(capsys, "plan", quick_fit_path, "--target-loss", "2.0", "--json")
+    assert code == 0 and "compute_multiple" in json.loads(out)["distance"]
