@@ -30,6 +30,7 @@ from bayescale.checks.prior_predictive import prior_predictive
 from bayescale.data import datasets
 from bayescale.data.curves import Curves
 from bayescale.data.runs import Runs
+from bayescale.data.schedule import Schedule
 from bayescale.errors import (
     BayescaleError,
     DatasetError,
@@ -41,6 +42,7 @@ from bayescale.errors import (
 )
 from bayescale.inference.diagnostics import FitWarning
 from bayescale.inference.sampling import SamplerConfig
+from bayescale.methods.curves import CurvesFit, fit_curves
 from bayescale.methods.envelope import EnvelopeFit
 from bayescale.methods.front import deprecated_method_function, fit
 from bayescale.methods.io import load_fit, save_fit
@@ -75,6 +77,7 @@ __all__ = [
     "Averaged",
     "BayescaleError",
     "Curves",
+    "CurvesFit",
     "DatasetError",
     "EnvelopeFit",
     "Extrapolation",
@@ -93,6 +96,7 @@ __all__ = [
     "RunsWarning",
     "SamplerConfig",
     "ScalingLaw",
+    "Schedule",
     "StepsFit",
     "__version__",
     "average",
@@ -103,6 +107,7 @@ __all__ = [
     "extrapolate",
     "extrapolation_weights",
     "fit",
+    "fit_curves",
     "fit_many",
     "get_law",
     "list_laws",
