@@ -31,6 +31,7 @@ from bayescale.checks.verdict import Verdict, verdict
 from bayescale.data import datasets
 from bayescale.data.curves import Curves
 from bayescale.data.runs import Runs
+from bayescale.data.schedule import Schedule
 from bayescale.errors import (
     BayescaleError,
     DatasetError,
@@ -42,6 +43,7 @@ from bayescale.errors import (
 )
 from bayescale.inference.diagnostics import FitWarning
 from bayescale.inference.sampling import SamplerConfig
+from bayescale.methods.curves import CurvesFit, fit_curves
 from bayescale.methods.downstream import Downstream, fit_downstream
 from bayescale.methods.envelope import EnvelopeFit
 from bayescale.methods.front import deprecated_method_function, fit
@@ -77,6 +79,7 @@ __all__ = [
     "Averaged",
     "BayescaleError",
     "Curves",
+    "CurvesFit",
     "DatasetError",
     "Downstream",
     "EnvelopeFit",
@@ -96,6 +99,7 @@ __all__ = [
     "RunsWarning",
     "SamplerConfig",
     "ScalingLaw",
+    "Schedule",
     "StepsFit",
     "Verdict",
     "__version__",
@@ -107,6 +111,7 @@ __all__ = [
     "extrapolate",
     "extrapolation_weights",
     "fit",
+    "fit_curves",
     "fit_downstream",
     "fit_many",
     "get_law",
