@@ -137,7 +137,7 @@ class Schedule:
         return np.where(k < w, peak * k / (w - 1), after)
 
     def per_step(self) -> np.ndarray:
-        """The LR at every step ``0 .. horizon - 1``."""
+        """The LR at every step, from 0 to ``horizon - 1``."""
         return self.lr(np.arange(self.horizon))
 
     def to_dict(self) -> dict[str, Any]:
