@@ -184,7 +184,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("fit-priors-nested", ["fit", "chinchilla", "--out", "o.nc", "--priors", "deep.json"], "nested more than 32"),
     ("fit-priors-nested-toml", ["fit", "chinchilla", "--out", "o.nc", "--priors", "deep.toml"], "nested more than 32"),
     ("isoflop-priors-nested", ["isoflop", "chinchilla", "--priors", "deep.toml"], "nested more than 32"),
-    ("envelope-priors-nested", ["envelope", "runs.csv", "--priors", "deep.json"], "nested more than 32"),
+    ("envelope-priors-nested", ["envelope", "gemstones", "--priors", "deep.json"], "nested more than 32"),
     ("steps-priors-nested", ["steps", "gemstones", "--priors", "deep.toml"], "nested more than 32"),
     ("many-nested", ["fit-many", "deep.json", "--out-dir", "afolder"], "nested more than 32"),
     # finding 7: priors that overflow
