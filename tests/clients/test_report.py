@@ -76,7 +76,7 @@ def test_report_compares_laws_and_shows_the_extrapolation(quick_fit):
     assert IMAGE.search(comparison)
     # Checked inputs: a fit that failed its diagnostics is named in the comparison section.
     assert not quick_fit.diagnostics["ok"]
-    assert '<p class="warning">warning: &#x27;chinchilla&#x27; failed its diagnostics' in comparison
+    assert '<p class="warning">warning: &#39;chinchilla&#39; failed its diagnostics' in comparison
     extrapolation = text.split("<h2>Extrapolation</h2>")[1].split("<h2>")[0]
     own = quick_fit.optimal(1e23, average_beyond=False).iloc[0]
     other = quick_fit.variant_fit().optimal(1e23, average_beyond=False).iloc[0]
