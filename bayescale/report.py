@@ -286,7 +286,7 @@ def _extrapolation_section(
         own = fit.optimal(budgets, average_beyond=False)
         other = variant.optimal(budgets, average_beyond=False)
         answer = fit.optimal(budgets)
-        names = (fit.law.name, variant.law.name, "answer (both laws beyond the runs)")
+        names = (fit.law.name, variant.law.name, "answer (blended beyond the runs)")
         for i, c in enumerate(budgets):
             for what, table in zip(names, (own, other, answer), strict=True):
                 row = table.iloc[i]

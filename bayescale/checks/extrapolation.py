@@ -44,7 +44,7 @@ class Extrapolation:
     Two predictives are scored, each on its own draws, so that every score of a
     row (log density, coverage, error, interval score) describes one distribution:
     the fitted law alone, and the answer the fit gives (``Fit.predict``'s
-    default: beyond the training runs, the law averaged with the variant law).
+    default: beyond the training runs, the law blended with the variant law).
 
     Attributes
     ----------
@@ -225,7 +225,7 @@ def score_runs(
 
     Every column comes from one predictive: the law alone (default) or, with
     ``average_beyond``, the answers ``Fit.predict`` gives (beyond the training
-    runs, averaged with the variant law). The law alone's log predictive density
+    runs, blended with the variant law). The law alone's log predictive density
     and PIT are exact (averaged over posterior draws); the averaged one's are
     estimated from its draws (:func:`fitted_log_density` for the rows
     ``density_rows``, default all, NaN elsewhere; the share of draws below the
@@ -299,7 +299,7 @@ def extrapolate(
         Seed of the fit and of the predictive draws.
     averaged
         Also score the answers the fit gives by default (beyond the training
-        runs, the law averaged with the variant law; this fits the variant law
+        runs, the law blended with the variant law; this fits the variant law
         too). The law alone is always scored.
     **fit_kwargs
         Passed to :func:`bayescale.fit` (priors, fix, likelihood, sampler, progressbar,

@@ -21,7 +21,7 @@ from bayescale.checks.simulate import misspecified_ladder
 def held_out(kind: str, seeds: range) -> dict[str, np.ndarray]:
     """Per ladder: held-out runs, how many the 90% intervals cover and their mean relative width.
 
-    For the default answers (averaged with the variant law beyond the runs) and the
+    For the default answers (blended with the variant law beyond the runs) and the
     fitted law alone, from the same fit.
     """
     out: dict[str, list[float]] = {k: [] for k in ("n", "covered", "covered_single", "width", "width_single")}

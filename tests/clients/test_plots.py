@@ -127,7 +127,7 @@ def test_frontier_of_a_law_without_closed_form(quick_fit):
     ax = plots.plot_allocation(kaplan, compute_range=(1e20, 1e24))
     median = ax.get_lines()[0]
     grid, n_opt = median.get_xdata(), median.get_ydata()
-    # The figure shows the answers Fit.optimal gives (beyond the runs, averaged with the variant law).
+    # The figure shows the answers Fit.optimal gives (beyond the runs, blended with the variant law).
     expected = kaplan.optimal(grid[[0, -1]])["params_median"].to_numpy()
     np.testing.assert_allclose(n_opt[[0, -1]], expected, rtol=1e-6)
     assert np.all(np.isfinite(n_opt)) and n_opt[-1] > 10 * n_opt[0]  # 1e4 x the budget, a larger model
