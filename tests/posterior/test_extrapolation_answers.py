@@ -1,5 +1,7 @@
 """Answers beyond the runs: the guard's distances and warning, and the average with the variant law."""
 
+import functools
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -176,16 +178,80 @@ def _largest_jump(values: np.ndarray) -> float:
 
 
 def test_answers_are_continuous_across_the_edge_of_the_runs(small_ladder_fit):
-    fit = small_ladder_fit
+    _assert_continuous_beyond_the_runs(small_ladder_fit)
+
+
+FIVE_LADDERS = [
+    "misspecified:kaplan-e", "misspecified:bending", "misspecified:data-constrained",
+    "bundled:gadre-overtrain", "bundled:porian-isoflop",
+]  # fmt: skip
+
+
+@functools.cache
+def _ladder_fit(ladder: str) -> bs.Fit:
+    from bayescale.checks.simulate import misspecified_ladder
+
+    source, name = ladder.split(":")
+    runs = misspecified_ladder(name, seed=3) if source == "misspecified" else bs.datasets.load(name)
+    return bs.fit(runs, law="chinchilla", random_seed=3, **QUICK)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ladder", FIVE_LADDERS)
+def test_answers_are_continuous_on_five_ladders(ladder):
+    # Where the two laws disagree the blend can turn fast beyond the edge (steps of several median
+    # steps), so continuity is checked by refining the grid: a jump keeps its size, a slope does not.
+    _assert_continuous_beyond_the_runs(_ladder_fit(ladder), by_refinement=True, monotone=False)
+
+
+# Known violation: where the variant law predicts a higher loss than the fitted law at the edge of the
+# runs, the blend's weight rises faster just past the edge than the loss falls with compute, and the
+# optimal loss rises by up to 0.1% (median) to 0.13% (upper end) between 1.01x and 1.16x the largest
+# run's compute. Strict, so that a blend which fixes it turns these into failures to be unmarked.
+RISES_PAST_THE_EDGE = pytest.mark.xfail(strict=True, reason="the blend's ramp outruns the loss's fall")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "ladder",
+    [
+        pytest.param(x, marks=RISES_PAST_THE_EDGE)
+        if x in ("misspecified:kaplan-e", "misspecified:data-constrained")
+        else x
+        for x in FIVE_LADDERS
+    ],
+)
+def test_optimal_loss_never_rises_on_five_ladders(ladder):
+    fit = _ladder_fit(ladder)
+    budgets = float(fit.runs.column("compute").max()) * np.geomspace(0.1, 1000.0, 200)
+    blended = fit.optimal(budgets)
+    for stat in ("median", "lower", "upper"):
+        assert np.all(np.diff(blended[f"loss_{stat}"].to_numpy()) <= 1e-12), stat
+
+
+def _assert_continuous_beyond_the_runs(
+    fit: bs.Fit, by_refinement: bool = False, monotone: bool = True
+) -> None:
+    """Over 200 budgets from 0.1x to 1000x the largest run's compute, and 200 sizes across the largest run:
+    no step larger than a few grid steps (or, ``by_refinement``, the largest step shrinking on a 10x finer
+    grid), the optimal loss never rising, the beyond-range intervals never narrower than the single law's."""
     largest = float(fit.runs.column("compute").max())
     budgets = largest * np.geomspace(0.1, 1000.0, 200)
     blended = fit.optimal(budgets)
     alone = fit.optimal(budgets, average_beyond=False)
     for q in ("loss", "params", "tokens"):
         for stat in ("median", "lower", "upper"):
-            # a step at the edge (the old equal mixture) is tens of median steps; smooth answers ~1-3
-            assert _largest_jump(blended[f"{q}_{stat}"].to_numpy()) < 5, (q, stat)
-    for stat in ("median", "lower", "upper"):
+            values = blended[f"{q}_{stat}"].to_numpy()
+            if not by_refinement:
+                # a step at the edge (the old equal mixture) is tens of median steps; smooth answers ~1-3
+                assert _largest_jump(values) < 5, (q, stat)
+                continue
+            steps = np.abs(np.diff(np.log(values)))
+            i = int(np.argmax(steps))
+            fine = fit.optimal(np.geomspace(budgets[i], budgets[i + 1], 11))[f"{q}_{stat}"].to_numpy()
+            # continuous: ten sub-steps share the step (a jump would sit whole in one of them)
+            assert np.abs(np.diff(np.log(fine))).max() < 0.4 * max(steps[i], 1e-12), (q, stat)
+    for stat in ("median", "lower", "upper") if monotone else ():
         assert np.all(np.diff(blended[f"loss_{stat}"].to_numpy()) <= 1e-12), stat  # never rises
     # Never narrower in distribution (blend_draws); on 400 draws the widening shows once it
     # exceeds the Monte Carlo error of the interval's ends, half an e-fold beyond the runs.
