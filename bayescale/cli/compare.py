@@ -18,6 +18,7 @@ from bayescale.cli.options import (
     _positive_float,
     _sampler_kwargs,
 )
+from bayescale.cli.plot import check_figure_path, write_figure
 from bayescale.cli.render import _emit
 from bayescale.errors import BayescaleError, printable
 from bayescale.posterior.result import finite_or_none
@@ -53,6 +54,13 @@ def add_compare(sub: Subcommands) -> None:
     )
     p.add_argument(
         "--unique-tokens", type=_positive_float, default=None, help="with --verdict: unique tokens available"
+    )
+    p.add_argument(
+        "--figure",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="with --verdict --budget: write the laws' plans side by side to this image (.png, .pdf, .svg)",
     )
     _train_below_options(p, "with --verdict: ")
     p.add_argument("--json", action="store_true")
@@ -101,6 +109,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bayescale.methods.parametric import fit_parametric
     from bayescale.questions.compare import LooWarning, compare
 
+    if args.figure is not None:  # refused before any fit, not after
+        if not args.verdict or args.budget is None:
+            raise BayescaleError("--figure draws the laws' plans of --verdict: give --verdict --budget C")
+        check_figure_path(args.figure)
     if args.laws is not None:
         if len(args.sources) != 1:
             raise BayescaleError(f"with --laws give one runs file or data set, got {len(args.sources)}")
@@ -190,6 +202,11 @@ def _verdict(args: argparse.Namespace, fits: dict) -> int:
     if args.strict and distrusted:
         raise BayescaleError("cannot give a verdict: " + "; ".join(distrusted))
     _emit(args, result.to_dict(), str(result))
+    if args.figure is not None:
+        from bayescale.plots import plot_plans
+
+        write_figure(plot_plans(result), args.figure)
+        print(f"wrote the laws' plans to {args.figure}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
