@@ -314,6 +314,14 @@ def test_cli_plan_takes_several_unique_token_counts(capsys, constrained_path):
     assert rows[0]["epochs"]["median"] > rows[1]["epochs"]["median"]
     assert rows[2]["epochs"]["median"] > rows[3]["epochs"]["median"]
 
+    code, out, _ = run(
+        capsys, "frontier", path, "--from", "1e20", "--to", "1e22", "--points", "2",
+        "--unique-tokens", "5e9", "2.5e10", "--json",
+    )  # fmt: skip
+    assert code == 0 and [(r["compute"], r["unique_tokens"]) for r in json.loads(out)] == [
+        (1e20, 5e9), (1e20, 2.5e10), (1e22, 5e9), (1e22, 2.5e10)
+    ]  # fmt: skip
+
     code, out, _ = run(capsys, "plan", path, "--compute", "1e22", "--unique-tokens", "5e9", "2.5e10")
     assert code == 0 and "unique_tokens" in out.splitlines()[1] and len(out.splitlines()) == 4
 
