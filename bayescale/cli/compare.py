@@ -216,6 +216,7 @@ def add_extrapolate(sub: Subcommands) -> None:
     p.add_argument("runs", help="CSV/Parquet file of runs, or a bundled data set name")
     _loader_options(p)
     p.add_argument("--law", default="chinchilla")
+    _fix_option(p, "hold a parameter of the law fixed (repeatable), e.g. E=1.69")
     _train_below_options(p)
     _add_sampler_options(
         p, "--seed", "--likelihood", "--draws", "--tune", "--chains", "--backend", "--target-accept"
@@ -229,8 +230,10 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
 
     by, threshold = _split_given(args, True)
     assert threshold is not None  # required above
+    fixed = _fixed_per_law(args.fix, [args.law], args.likelihood)[args.law]
     runs = _load_runs(args, args.runs)
-    result = extrapolate(runs, args.law, threshold=threshold, by=by, **_sampler_kwargs(args))
+    kwargs = {**_sampler_kwargs(args), **({"fix": fixed} if fixed else {})}
+    result = extrapolate(runs, args.law, threshold=threshold, by=by, **kwargs)
     table = result.score_table()
     first = table.iloc[0]
     payload: dict[str, object] = {key: first[key] for key in ("law", "by", "threshold", "n_train", "n_test")}

@@ -341,7 +341,7 @@ def test_cli_extrapolate(capsys, tmp_path):
     simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=8).to_csv(path, index=False)
     code, out, err = run(
         capsys, "extrapolate", path, "--law", "chinchilla", "--train-below-params", 1e9,
-        "--seed", 2, "--draws", 150, "--tune", 200, "--chains", 2, "--json",
+        "--seed", 2, "--draws", 150, "--tune", 200, "--chains", 2, "--json", "--fix", "E=1.8",
     )  # fmt: skip
     assert code == 0, err
     payload = json.loads(out)
@@ -376,6 +376,7 @@ def test_cli_extrapolate(capsys, tmp_path):
             "more than once",
         ),
         (["compare", "a.nc", "b.nc", "--fix", "E=1"], "--fix goes with --laws"),
+        (["extrapolate", "chinchilla", "--train-below-compute", "1e21", "--fix", "R_D_star=15"], "no law of"),
     ],
 )
 def test_cli_errors(capsys, argv, message):
