@@ -236,8 +236,13 @@ def _variant(fit: Fit) -> Fit | None:
     return fit.variant_fit() if fit.averages_beyond else None
 
 
-def _comparison_section(fit: Fit, variant: Fit | None) -> dict[str, Any] | None:
-    """PSIS-LOO of the fitted law against the variant law on the same runs, table and figure."""
+def _comparison_section(
+    fit: Fit, variant: Fit | None, compute: Sequence[float] | None, prob: float
+) -> dict[str, Any] | None:
+    """PSIS-LOO of the fitted law against the variant law on the same runs, table and figure.
+
+    Also the two laws' own plans side by side at the report's first budget.
+    """
     from bayescale.questions.compare import LooWarning, compare
 
     if variant is None:
@@ -264,6 +269,18 @@ def _comparison_section(fit: Fit, variant: Fit | None) -> dict[str, Any] | None:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     from bayescale import plots
 
+    plans = None
+    if _has_allocation(fit):
+        from bayescale.checks.verdict import plan_table
+
+        budget = float(_budgets(fit, compute)[0])
+        side_by_side = plan_table({fit.law.name: fit, variant.law.name: variant}, budget, prob=prob)
+        plans = _figure(
+            f"The two laws' own plans at C = {number(budget, 3)} FLOPs (each law alone, not blended): "
+            f"N_opt, D_opt and loss, medians with {prob:.0%} intervals. How far apart they lie is how "
+            "much the choice of law moves the plan.",
+            plots.plot_plans(side_by_side, believe=str(table.index[0])),
+        )
     return {
         "title": variant.law.title,
         "name": variant.law.name,
@@ -273,6 +290,7 @@ def _comparison_section(fit: Fit, variant: Fit | None) -> dict[str, Any] | None:
         "figure": _figure(
             "Law comparison: ELPD of each law with its standard error.", plots.plot_elpd(table)
         ),
+        "plans": plans,
     }
 
 
@@ -349,7 +367,7 @@ def build_report(
         "diagnostics": _diagnostics_section(fit),
         "parameters": _parameter_section(fit, prob),
         "plan": _plan_section(fit, compute, prob),
-        "comparison": _comparison_section(fit, variant),
+        "comparison": _comparison_section(fit, variant, compute, prob),
         "extrapolation": _extrapolation_section(fit, variant, compute, train_below),
         "figures": [_figure(caption, draw()) for caption, draw in figures(fit)],
         "version": __version__,

@@ -154,12 +154,19 @@ def _describe(runs: Runs, index: np.ndarray, gain: np.ndarray) -> pd.DataFrame:
     return table
 
 
-def _plan_rows(
-    fits: Mapping[str, Fit], budget: float, unique_tokens: float | None, prob: float
+def plan_table(
+    fits: Mapping[str, Fit], budget: float, unique_tokens: float | None = None, prob: float = 0.9
 ) -> pd.DataFrame:
     """Each law's own plan at the budget (not averaged with another law: the laws are what is compared).
 
     A law that cannot see U plans without it (its epochs are D / U, its loss ignores them).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per law (index ``law``): ``{params,tokens,loss}_{median,lower,upper}``, ``epochs_*``
+        with U, and ``note``; ``attrs`` hold ``budget``, ``unique_tokens`` and ``prob``
+        (:func:`bayescale.plots.plot_plans` draws it).
     """
     rows: dict[str, dict[str, Any]] = {}
     for name, f in fits.items():
@@ -186,6 +193,7 @@ def _plan_rows(
     frame.index.name = "law"
     if "note" in frame:
         frame["note"] = frame["note"].fillna("")
+    frame.attrs.update(budget=budget, unique_tokens=unique_tokens, prob=prob)
     return frame
 
 
@@ -327,7 +335,7 @@ def verdict(
         reasons.append(f"{name}'s evidence is not to be trusted ({why})")
     plans = pd.DataFrame()
     if budget is not None:
-        plans = _plan_rows(fits, float(budget), unique_tokens, prob)
+        plans = plan_table(fits, float(budget), unique_tokens, prob)
     result = Verdict(
         loo=loo_table,
         backtest=backtest,

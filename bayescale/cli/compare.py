@@ -18,6 +18,7 @@ from bayescale.cli.options import (
     _positive_float,
     _sampler_kwargs,
 )
+from bayescale.cli.plot import check_figure_path, write_figure
 from bayescale.cli.render import _emit
 from bayescale.errors import BayescaleError, printable
 from bayescale.posterior.result import finite_or_none
@@ -53,6 +54,13 @@ def add_compare(sub: Subcommands) -> None:
     )
     p.add_argument(
         "--unique-tokens", type=_positive_float, default=None, help="with --verdict: unique tokens available"
+    )
+    p.add_argument(
+        "--figure",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="with --verdict --budget: write the laws' plans side by side to this image (.png, .pdf, .svg)",
     )
     _train_below_options(p, "with --verdict: ")
     p.add_argument("--json", action="store_true")
@@ -101,6 +109,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bayescale.methods.parametric import fit_parametric
     from bayescale.questions.compare import LooWarning, compare
 
+    if args.figure is not None:  # refused before any fit, not after
+        if not args.verdict or args.budget is None:
+            raise BayescaleError("--figure draws the laws' plans of --verdict: give --verdict --budget C")
+        check_figure_path(args.figure)
     if args.laws is not None:
         if len(args.sources) != 1:
             raise BayescaleError(f"with --laws give one runs file or data set, got {len(args.sources)}")
@@ -190,6 +202,11 @@ def _verdict(args: argparse.Namespace, fits: dict) -> int:
     if args.strict and distrusted:
         raise BayescaleError("cannot give a verdict: " + "; ".join(distrusted))
     _emit(args, result.to_dict(), str(result))
+    if args.figure is not None:
+        from bayescale.plots import plot_plans
+
+        write_figure(plot_plans(result), args.figure)
+        print(f"wrote the laws' plans to {args.figure}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -199,6 +216,7 @@ def add_extrapolate(sub: Subcommands) -> None:
     p.add_argument("runs", help="CSV/Parquet file of runs, or a bundled data set name")
     _loader_options(p)
     p.add_argument("--law", default="chinchilla")
+    _fix_option(p, "hold a parameter of the law fixed (repeatable), e.g. E=1.69")
     _train_below_options(p)
     _add_sampler_options(
         p, "--seed", "--likelihood", "--draws", "--tune", "--chains", "--backend", "--target-accept"
@@ -212,8 +230,10 @@ def cmd_extrapolate(args: argparse.Namespace) -> int:
 
     by, threshold = _split_given(args, True)
     assert threshold is not None  # required above
+    fixed = _fixed_per_law(args.fix, [args.law], args.likelihood)[args.law]
     runs = _load_runs(args, args.runs)
-    result = extrapolate(runs, args.law, threshold=threshold, by=by, **_sampler_kwargs(args))
+    kwargs = {**_sampler_kwargs(args), **({"fix": fixed} if fixed else {})}
+    result = extrapolate(runs, args.law, threshold=threshold, by=by, **kwargs)
     table = result.score_table()
     first = table.iloc[0]
     payload: dict[str, object] = {key: first[key] for key in ("law", "by", "threshold", "n_train", "n_test")}

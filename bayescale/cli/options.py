@@ -197,7 +197,14 @@ def _single_law_option(p: argparse.ArgumentParser) -> None:
 
 def _planning_options(p: argparse.ArgumentParser) -> None:
     _single_law_option(p)
-    p.add_argument("--unique-tokens", type=_positive_float, default=None, help="unique tokens available")
+    p.add_argument(
+        "--unique-tokens",
+        type=_positive_float,
+        nargs="+",
+        action="extend",
+        default=None,
+        help="unique tokens available (several: every budget or target at each, repeatable)",
+    )
     p.add_argument("--prob", type=_probability, default=0.9)
     p.add_argument("--kind", choices=["eti", "hdi"], default="eti", help="interval kind (default eti)")
     p.add_argument("--flops-per-param-token", type=_flops_k, default=6.0, help=FLOPS_HELP)

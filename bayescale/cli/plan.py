@@ -67,9 +67,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.compute is not None:
         _allocation_output(args, fit, args.compute)
         return 0
+    targets, unique = _grid(args.target_loss, args.unique_tokens)
     table = fit.target_compute(
-        args.target_loss,
-        args.unique_tokens,
+        targets,
+        unique,
         args.prob,
         args.kind,
         args.flops_per_param_token,
@@ -78,9 +79,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     check_question(table, args.flops_per_param_token)
     _warn_beyond(table)
     names = ["compute", "params", "tokens"]
+    inputs = ["target_loss", *(["unique_tokens"] if unique is not None else [])]
     payloads = [
         {
-            "target_loss": float(row["target_loss"]),
+            **{c: float(row[c]) for c in inputs},
             "prob": args.prob,
             "kind": args.kind,
             **_interval_payload(row, names),
@@ -93,7 +95,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         f"compute to reach each target loss ({args.prob:.0%} {args.kind.upper()} intervals; "
         "inf: the target is below the reachable floor in that share of draws)"
     )
-    text = _rows_text(title, table, ["target_loss", "fraction_unreachable"], names)
+    text = _rows_text(title, table, [*inputs, "fraction_unreachable"], names)
     if args.unique_tokens is None and not args.single_law:
         text += _averaging_note(fit, table)
     _emit(args, payloads[0] if len(payloads) == 1 else payloads, text)
@@ -126,14 +128,29 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(values: Any, unique_tokens: list[float] | None) -> tuple[Any, Any]:
+    """Every value (budget or target loss) at each unique-token count: the two columns of the grid.
+
+    Rows run over the values first, then over U within a value, so one budget's rows sit together.
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    if unique_tokens is None:
+        return values, None
+    unique = np.asarray(unique_tokens, dtype=float)
+    return np.repeat(values, unique.size), np.tile(unique, values.size)
+
+
 def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None:
     import numpy as np
 
+    compute, unique = _grid(compute, args.unique_tokens)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an absurd budget is refused just below
         table = fit.optimal(
             compute,
-            args.unique_tokens,
+            unique,
             args.prob,
             args.kind,
             flops_per_param_token=args.flops_per_param_token,
@@ -143,16 +160,17 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
     check_question(table, args.flops_per_param_token)
     _warn_beyond(table)
     names = ["params", "tokens", "tokens_per_param", "loss", "a", "b"]
-    if args.unique_tokens is not None:
+    if unique is not None:
         names[2:2] = ["epochs"]
         names += ["loss_reduction_more_unique", "dloss_dlog_unique"]
     payloads = []
     for _, row in table.iterrows():
         payload: dict[str, Any] = {"compute": float(row["compute"]), "prob": args.prob, "kind": args.kind}
-        if args.unique_tokens is not None:
-            payload["unique_tokens"] = args.unique_tokens
+        if unique is not None:
+            payload["unique_tokens"] = float(row["unique_tokens"])
         payloads.append({**payload, **_interval_payload(row, names), "distance": _distance_payload(row)})
-    where = "" if args.unique_tokens is None else f" with U = {args.unique_tokens:.3g} unique tokens"
+    several_u = unique is not None and len(args.unique_tokens) > 1
+    where = "" if unique is None or several_u else f" with U = {args.unique_tokens[0]:.3g} unique tokens"
     interval = f"{args.prob:.0%} {args.kind.upper()} intervals"
     if len(payloads) == 1:
         from bayescale.posterior.intervals import row_to_intervals
@@ -164,7 +182,7 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
         _emit(args, payloads[0], text)
         return
     title = f"compute-optimal plans{where} ({interval}); a, b: N_opt ~ C^a, D_opt ~ C^b"
-    text = _rows_text(title, table, ["compute"], names)
+    text = _rows_text(title, table, ["compute", *(["unique_tokens"] if several_u else [])], names)
     if args.unique_tokens is None and not args.single_law:
         text += _averaging_note(fit, table)
     _emit(args, payloads, text)
@@ -230,6 +248,12 @@ def add_compare_plans(sub: Subcommands) -> None:
         metavar="N,D[,U]",
         help="a plan: parameters, tokens and (data-constrained law) unique tokens; give two or more",
     )
+    p.add_argument(
+        "--unique-tokens",
+        type=_positive_float,
+        default=None,
+        help="unique tokens available to every plan given as N,D (data-constrained law)",
+    )
     p.add_argument("--prob", type=_probability, default=0.9)
     p.add_argument("--kind", choices=["eti", "hdi"], default="eti", help="interval kind (default eti)")
     p.add_argument("--flops-per-param-token", type=_flops_k, default=6.0, help=FLOPS_HELP)
@@ -241,7 +265,12 @@ def cmd_compare_plans(args: argparse.Namespace) -> int:
     """``bayescale compare-plans``: P(lowest loss) and expected regret of each plan."""
     fit = _load(args.fit, args)
     table = fit.compare_plans(
-        args.plans, args.prob, args.kind, args.flops_per_param_token, average_beyond=not args.single_law
+        args.plans,
+        args.prob,
+        args.kind,
+        args.flops_per_param_token,
+        average_beyond=not args.single_law,
+        unique_tokens=args.unique_tokens,
     )
     _warn_beyond(table)
     inputs = [c for c in ("params", "tokens", "unique_tokens", "compute") if c in table.columns]

@@ -45,37 +45,51 @@ def add_plot(sub: Subcommands) -> None:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     """``bayescale plot``: write one standard figure."""
+    check_figure_path(args.out)
+    from bayescale.plots import kinds
+
+    fit = _load(args.fit, args, methods=True)  # kinds.draw says which figures a method fit has
+    keys = ("compute", "params", "unique_tokens", "x_range", "train_below")
+    drawn = kinds.draw(args.kind, fit, kinds.PlotOptions(**{k: getattr(args, k) for k in keys}))
+    write_figure(drawn, args.out)
+    print(f"wrote {args.kind} figure to {args.out}")
+    return 0
+
+
+def check_figure_path(out: Path) -> None:
+    """Raise unless ``out`` can take a figure: a known image type, an existing folder, not a data file."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
     from bayescale.methods.io import check_writable
-    from bayescale.plots import kinds
-    from bayescale.report import refuse_to_replace_data, write_atomically
+    from bayescale.report import refuse_to_replace_data
 
     formats = Figure().canvas.get_supported_filetypes()
-    suffix = args.out.suffix.lower().lstrip(".")
+    suffix = out.suffix.lower().lstrip(".")
     if suffix not in formats:
         raise BayescaleError(
-            f"cannot write a figure as {str(args.out)!r}: unknown image type {suffix!r}; "
+            f"cannot write a figure as {str(out)!r}: unknown image type {suffix!r}; "
             f"use one of {', '.join('.' + f for f in sorted(formats))}"
         )
-    if not args.out.parent.exists():
-        raise BayescaleError(f"folder {str(args.out.parent)!r} does not exist")
-    refuse_to_replace_data(args.out, "the figure")
-    refuse_foreign_output(args.out, "figure")
-    check_writable(args.out, "the figure")
-    fit = _load(args.fit, args, methods=True)  # kinds.draw says which figures a method fit has
-    keys = ("compute", "params", "unique_tokens", "x_range", "train_below")
-    drawn = kinds.draw(args.kind, fit, kinds.PlotOptions(**{k: getattr(args, k) for k in keys}))
-    figure = drawn if hasattr(drawn, "savefig") else drawn.figure  # multi-panel kinds return a Figure
+    if not out.parent.exists():
+        raise BayescaleError(f"folder {str(out.parent)!r} does not exist")
+    refuse_to_replace_data(out, "the figure")
+    refuse_foreign_output(out, "figure")
+    check_writable(out, "the figure")
+
+
+def write_figure(drawn: object, out: Path) -> None:
+    """Write the Axes or Figure ``drawn`` to ``out`` (checked by :func:`check_figure_path`), atomically."""
     import io
 
+    from bayescale.report import write_atomically
+
+    figure = drawn if hasattr(drawn, "savefig") else drawn.figure  # type: ignore[attr-defined]
+    suffix = out.suffix.lower().lstrip(".")
     buffer = io.BytesIO()
     # Pillow writes no creator unless told: marked, the next `plot` may replace the file.
     mark = _PIL_MARKS.get(suffix)
     figure.savefig(buffer, format=suffix, dpi=120, **({"pil_kwargs": mark} if mark else {}))
-    write_atomically(args.out, buffer.getvalue())
-    print(f"wrote {args.kind} figure to {args.out}")
-    return 0
+    write_atomically(out, buffer.getvalue())

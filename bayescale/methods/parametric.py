@@ -462,18 +462,20 @@ class Fit:
         flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
         average_beyond: bool = True,
         *,
+        unique_tokens: Any = None,
         random_seed: int | None = None,
     ) -> pd.DataFrame:
         """Probability that each plan (N, D[, U]) has the lowest loss, and its expected regret.
 
         See :func:`bayescale.questions.plan.compare_plans`; with ``average_beyond``
         (default) plans beyond the runs are judged on the mixture with :meth:`variant_fit`.
+        ``unique_tokens``: the U of plans given as (N, D), one number or one per plan.
         ``random_seed`` is accepted as by :meth:`predict` and :meth:`optimal`, so one
         call answers a fit and an average of fits; this answer is a function of the posterior draws
         and draws no random numbers, so the seed leaves it unchanged.
         """
         return self._flag(
-            plan.compare_plans(self, plans, prob, kind, flops_per_param_token, average_beyond),
+            plan.compare_plans(self, plans, prob, kind, flops_per_param_token, average_beyond, unique_tokens),
             flops_per_param_token,
         )
 

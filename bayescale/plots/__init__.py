@@ -5,7 +5,7 @@ never from a point estimate. Axis labels carry units; quantities spanning
 decades are on log scales.
 """
 
-from bayescale.plots.comparison import plot_elpd, plot_extrapolation
+from bayescale.plots.comparison import plot_elpd, plot_extrapolation, plot_plans
 from bayescale.plots.curves import (
     plot_allocation,
     plot_epochs,
@@ -33,6 +33,7 @@ __all__ = [
     "plot_isoflop_fit",
     "plot_loss",
     "plot_pair",
+    "plot_plans",
     "plot_ppc",
     "plot_prior_posterior",
     "plot_prior_predictive",

@@ -1,4 +1,4 @@
-"""Figures of other modules' tables: law comparison (ELPD) and extrapolation scoring.
+"""Figures of other modules' tables: law comparison (ELPD), extrapolation scoring, the laws' plans.
 
 They take plain DataFrames so any producer of the same columns can use them.
 """
@@ -11,7 +11,7 @@ import numpy as np
 
 from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN
 from bayescale.errors import BayescaleError
-from bayescale.plots._common import LABELS, axes, check_columns, plain_log_ticks
+from bayescale.plots._common import LABELS, axes, check_columns, figure, fmt, plain_log_ticks
 
 ELPD_COLUMNS = ("elpd_loo", "se", "elpd_diff", "dse")
 EXTRAPOLATION_COLUMNS = (
@@ -103,3 +103,71 @@ def plot_extrapolation(table: Any, prob: float | None = None, ax: Any = None) ->
     plain_log_ticks(ax)
     ax.legend(fontsize="small")
     return ax
+
+
+#: The panels of :func:`plot_plans`: column prefix, axis label, log scale.
+PLAN_PANELS = (
+    ("params", "N_opt [parameters]", True),
+    ("tokens", "D_opt [tokens]", True),
+    ("loss", LABELS["loss"], False),
+    ("epochs", "epochs D / U", True),
+)
+
+
+def plot_plans(plans: Any, believe: str | None = None, title: str | None = None) -> Any:
+    """The laws' plans at one budget side by side: N_opt, D_opt, loss (and epochs), median and interval.
+
+    Parameters
+    ----------
+    plans
+        A :class:`~bayescale.Verdict` (its ``plans``, the believed law highlighted), or a DataFrame
+        indexed by law with ``{params,tokens,loss}_{median,lower,upper}`` and optionally
+        ``epochs_*`` (:func:`bayescale.checks.verdict.plan_table`). Rows without a plan
+        (NaN, e.g. a law with no compute-optimal allocation) are listed but not drawn.
+    believe
+        The law to highlight; default the verdict's choice.
+    title
+        The figure's title; default the budget (and U) from the table's ``attrs``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per quantity, one row per law; the same law on the same line in every panel,
+        so how far the laws' answers lie apart (and whether their intervals overlap) reads across.
+    """
+    table = getattr(plans, "plans", plans)
+    if believe is None:
+        believe = getattr(plans, "believe", None)
+    columns = [f"{q}_{s}" for q in ("params", "tokens", "loss") for s in ("median", "lower", "upper")]
+    check_columns(table, columns, "plot_plans")
+    panels = [p for p in PLAN_PANELS if f"{p[0]}_median" in table and table[f"{p[0]}_median"].notna().any()]
+    fig, grid = figure(1, len(panels), (2.9 * len(panels) + 0.8, 1.3 + 0.45 * len(table)), sharey=True)
+    y = np.arange(len(table))[::-1].astype(float)
+    names = [str(i) for i in table.index]
+    for ax, (q, label, log) in zip(grid[0], panels, strict=True):
+        med, lo, hi = (table[f"{q}_{s}"].to_numpy(dtype=float) for s in ("median", "lower", "upper"))
+        for i, name in enumerate(names):
+            if not np.isfinite(med[i]):
+                continue
+            colour = "C3" if name == believe else "C0"
+            ax.plot([lo[i], hi[i]], [y[i], y[i]], color=colour, lw=2.2, solid_capstyle="butt")
+            ax.plot(med[i], y[i], "o", color=colour, ms=6, mec="k", mew=0.5)
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(axis="x", color="0.9")
+        plain_log_ticks(ax)
+    first = grid[0][0]
+    first.set_yticks(y, [f"{n} (believed)" if n == believe else n for n in names])
+    first.set_ylim(y.min() - 0.6, y.max() + 0.6)
+    if title is None:
+        attrs = table.attrs
+        title = "The laws' plans side by side"
+        if "budget" in attrs:
+            title += f" at C = {fmt(attrs['budget'])} FLOPs"
+        if attrs.get("unique_tokens") is not None:
+            title += f", U = {fmt(attrs['unique_tokens'])} unique tokens"
+        if "prob" in attrs:
+            title += f" (median, {attrs['prob']:.0%} interval)"
+    fig.suptitle(title, fontsize="medium")
+    return fig

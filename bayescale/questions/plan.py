@@ -569,6 +569,7 @@ def compare_plans(
     kind: str = "eti",
     flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
     average_beyond: bool = True,
+    unique_tokens: Any = None,
 ) -> pd.DataFrame:
     """Which plan gives the lowest loss: one row per plan.
 
@@ -577,6 +578,9 @@ def compare_plans(
     plans
         ``(N, D)`` or ``(N, D, U)`` tuples, or a DataFrame with columns
         ``params``, ``tokens`` and optionally ``unique_tokens``.
+    unique_tokens
+        Unique tokens of plans given as ``(N, D)``: one number shared by every plan (the data
+        one has) or one per plan; not with plans that carry their own U.
 
     Returns
     -------
@@ -593,7 +597,7 @@ def compare_plans(
         draw by draw (each draw's blend is shared by every plan).
     """
     check_interval(prob, kind)
-    frame = _plans_frame(plans)
+    frame = _with_unique_tokens(_plans_frame(plans), unique_tokens)
     u = frame["unique_tokens"] if "unique_tokens" in frame else None
     draws = compare_plans_draws(
         fit.law, fit.theta(), frame["params"], frame["tokens"], u, flops_per_param_token
@@ -620,6 +624,22 @@ def compare_plans(
     table["regret_mean"] = draws["regret"].mean(SAMPLE_DIMS).values
     regret = interval_table(draws[["regret"]], prob, kind)
     return pd.concat([table, regret], axis=1)
+
+
+def _with_unique_tokens(frame: pd.DataFrame, unique_tokens: Any) -> pd.DataFrame:
+    """``frame`` with ``unique_tokens`` as its U column (one value for all plans, or one per plan)."""
+    if unique_tokens is None:
+        return frame
+    if "unique_tokens" in frame:
+        raise BayescaleError(
+            "the plans already give unique tokens (N, D, U); give U there or as unique_tokens=, not both"
+        )
+    values = np.asarray(unique_tokens, dtype=float)
+    if values.ndim > 1 or (values.ndim == 1 and values.size != len(frame)):
+        raise BayescaleError(
+            f"unique_tokens= must be one number or one per plan ({len(frame)}); got shape {values.shape}"
+        )
+    return frame.assign(unique_tokens=np.broadcast_to(values, (len(frame),)))
 
 
 def _plans_frame(plans: Sequence[Sequence[float]] | pd.DataFrame) -> pd.DataFrame:

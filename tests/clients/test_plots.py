@@ -371,3 +371,52 @@ def test_kind_extrapolation_refits_below_the_threshold(quick_fit):
     )
     assert ax.get_title().startswith("chinchilla law fitted below 1e+20 FLOPs:\n")
     assert "held-out runs inside their interval" in ax.get_title()
+
+
+def test_epochs_at_25e9_unique_tokens_have_no_steps_across_the_edge_of_the_runs(datablations_fit):
+    """Answers with unique tokens never mix in a law blind to them (issue 35): no step where the runs end.
+
+    7e9 parameters on 25e9 unique tokens: 2.15e11 tokens lie inside the runs' largest compute,
+    2.25e11 just beyond. Mixing in kaplan-e there once jumped the loss by 0.056 nats; the single
+    law moves by about 0.002.
+    """
+    fit = datablations_fit
+    pair = fit.predict(7e9, [2.15e11, 2.25e11], unique_tokens=25e9, random_seed=0)
+    single = fit.predict(7e9, [2.15e11, 2.25e11], unique_tokens=25e9, random_seed=0, average_beyond=False)
+    assert pair["compute_multiple"].iloc[0] <= 1 < pair["compute_multiple"].iloc[1]  # the edge is between
+    for stat in ("median", "lower", "upper"):
+        step = np.diff(pair[f"loss_{stat}"].to_numpy())[0]
+        alone = np.diff(single[f"loss_{stat}"].to_numpy())[0]
+        assert abs(step - alone) < 1e-3, (stat, step, alone)
+    ax = plots.plot_epochs(fit, unique_tokens=25e9, params=[7e9])
+    epochs, median = ax.lines[0].get_xdata(), ax.lines[0].get_ydata()
+    assert epochs[0] == pytest.approx(1.0) and epochs[-1] == pytest.approx(100.0)  # through 8.5 and 21
+    table = fit.predict(7e9, epochs * 25e9, unique_tokens=25e9, random_seed=0)
+    np.testing.assert_allclose(median, table["loss_median"], rtol=1e-9)
+    for stat in ("median", "lower", "upper"):
+        y = table[f"loss_{stat}"].to_numpy()
+        steps = np.abs(np.diff(np.log(y)))
+        assert steps.max() < 5 * np.median(steps), stat  # smooth: the old steps were tens of median steps
+        assert np.all(np.diff(y) <= 1e-4), stat  # more repetitions never raise the loss
+
+
+def test_plans_figure_draws_epochs_and_skips_a_law_without_a_plan():
+    plans = pd.DataFrame(
+        {
+            **{f"{q}_{s}": [v * f, np.nan] for q, v in (("params", 7e9), ("tokens", 2.4e11), ("loss", 2.2))
+               for s, f in (("median", 1.0), ("lower", 0.8), ("upper", 1.25))},
+            **{f"epochs_{s}": [9.5 * f, np.nan]
+               for s, f in (("median", 1.0), ("lower", 0.7), ("upper", 1.4))},
+        },
+        index=pd.Index(["data-constrained", "kaplan-n"], name="law"),
+    )  # fmt: skip
+    plans.attrs.update(budget=1e22, unique_tokens=25e9, prob=0.9)
+    fig = plots.plot_plans(plans, believe="data-constrained")
+    assert [ax.get_xlabel() for ax in fig.axes][-1] == "epochs D / U"
+    assert all(len(ax.lines) == 2 for ax in fig.axes)  # a bar and a dot for the one law with a plan
+    assert fig.axes[3].lines[1].get_xdata()[0] == pytest.approx(9.5)
+    assert fig._suptitle.get_text() == (
+        "The laws' plans side by side at C = 1e22 FLOPs, U = 2.5e10 unique tokens (median, 90% interval)"
+    )
+    with pytest.raises(bs.BayescaleError, match=r"plot_plans needs column\(s\) \['loss_median'"):
+        plots.plot_plans(plans.drop(columns="loss_median"))

@@ -25,7 +25,7 @@ def test_report_is_self_contained_with_tables_and_figures(quick_fit):
     text = report.build_report(quick_fit, compute=[1e22, 1e23])
     assert not REMOTE.search(text) and "<script" not in text
     # every figure, and the law comparison's
-    assert len(IMAGE.findall(text)) == len(report.figures(quick_fit)) + 1 == 8
+    assert len(IMAGE.findall(text)) == len(report.figures(quick_fit)) + 2 == 9
     summary = quick_fit.summary()
     for name in summary.index:  # parameter table, with the posterior median of each parameter
         assert f'<td class="l">{name}</td>' in text
@@ -73,7 +73,8 @@ def test_report_compares_laws_and_shows_the_extrapolation(quick_fit):
         table = bs.compare({"chinchilla": quick_fit, "kaplan-e": quick_fit.variant_fit()})
     for law, row in table.iterrows():
         assert f'<td class="l">{law}</td><td>{row["elpd_loo"]:.1f} ± {row["se"]:.1f}</td>' in comparison
-    assert IMAGE.search(comparison)
+    assert len(IMAGE.findall(comparison)) == 2  # ELPD, and the two laws' plans side by side
+    assert "own plans at C = 1e23 FLOPs" in comparison
     # Checked inputs: a fit that failed its diagnostics is named in the comparison section.
     assert not quick_fit.diagnostics["ok"]
     assert '<p class="warning">warning: &#39;chinchilla&#39; failed its diagnostics' in comparison
@@ -120,7 +121,9 @@ def test_cli_report(quick_fit_path, tmp_path, capsys):
     assert main(["report", str(quick_fit_path), "--out", str(out), "--compute", "1e23"]) == 0
     assert "wrote report" in capsys.readouterr().out
     text = out.read_text()
-    assert '<td class="l">1e23</td>' in text and len(IMAGE.findall(text)) == 8
+    assert (
+        '<td class="l">1e23</td>' in text and len(IMAGE.findall(text)) == 9
+    )  # 7 figures, ELPD, the laws' plans
     assert main(["report", str(quick_fit_path), "--out", str(tmp_path / "no" / "r.html")]) == 2
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:

@@ -341,7 +341,7 @@ def test_cli_extrapolate(capsys, tmp_path):
     simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=8).to_csv(path, index=False)
     code, out, err = run(
         capsys, "extrapolate", path, "--law", "chinchilla", "--train-below-params", 1e9,
-        "--seed", 2, "--draws", 150, "--tune", 200, "--chains", 2, "--json",
+        "--seed", 2, "--draws", 150, "--tune", 200, "--chains", 2, "--json", "--fix", "E=1.8",
     )  # fmt: skip
     assert code == 0, err
     payload = json.loads(out)
@@ -376,6 +376,7 @@ def test_cli_extrapolate(capsys, tmp_path):
             "more than once",
         ),
         (["compare", "a.nc", "b.nc", "--fix", "E=1"], "--fix goes with --laws"),
+        (["extrapolate", "chinchilla", "--train-below-compute", "1e21", "--fix", "R_D_star=15"], "no law of"),
     ],
 )
 def test_cli_errors(capsys, argv, message):
@@ -471,6 +472,32 @@ def test_verdict_believes_the_true_law_with_its_evidence(law_verdict, pair):
     assert str(v).startswith("believe chinchilla (confidence low)")
 
 
+def test_plans_figure_of_the_verdict(law_verdict):
+    """The laws' plans side by side: a panel per quantity, the same law on one line, the choice marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayescale import plots
+
+    v = law_verdict
+    fig = plots.plot_plans(v)
+    panels = fig.axes
+    assert [ax.get_xlabel() for ax in panels] == ["N_opt [parameters]", "D_opt [tokens]", "loss [nats/token]"]
+    ticks = {
+        t.get_text(): y for t, y in zip(panels[0].get_yticklabels(), panels[0].get_yticks(), strict=True)
+    }
+    assert ticks == {"chinchilla (believed)": 1.0, "kaplan": 0.0}  # the table's order, first on top
+    for ax, q in zip(panels, ("params", "tokens", "loss"), strict=True):
+        for law, line_pair in zip(v.plans.index, np.reshape(ax.lines, (-1, 2)), strict=True):
+            bar, dot = line_pair
+            assert list(bar.get_xdata()) == pytest.approx(
+                [v.plans.loc[law, f"{q}_lower"], v.plans.loc[law, f"{q}_upper"]]
+            )
+            assert dot.get_xdata()[0] == pytest.approx(v.plans.loc[law, f"{q}_median"])
+            assert (bar.get_color() == "C3") == (law == "chinchilla")
+    assert "at C = 1e22 FLOPs" in fig._suptitle.get_text()
+
+
 def test_verdict_rejects_one_law():
     with pytest.raises(bs.BayescaleError, match="at least two laws"):
         bs.verdict(simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=7), ["chinchilla"])
@@ -482,8 +509,10 @@ def test_cli_compare_verdict(capsys, tmp_path):
     argv = ["compare", path, "--laws", "chinchilla,kaplan", "--verdict", "--budget", 1e22,
             "--train-below-params", 1e9, "--seed", 1, "--draws", 100, "--tune", 150,
             "--chains", 2]  # fmt: skip
-    code, out, err = run(capsys, *argv, "--json")
+    figure = tmp_path / "plans.png"
+    code, out, err = run(capsys, *argv, "--json", "--figure", figure)
     assert code == 0, err
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "wrote the laws' plans" in err
     payload = json.loads(out)
     assert payload["believe"] in ("chinchilla", "kaplan")
     assert payload["confidence"] in ("high", "moderate", "low")
@@ -492,6 +521,13 @@ def test_cli_compare_verdict(capsys, tmp_path):
     assert "params" in payload["plan_spread"] and payload["reasons"][0].startswith("backtest (fit on")
     code, out, err = run(capsys, "compare", path, "--laws", "chinchilla,kaplan", "--budget", 1e22)
     assert code == 2 and "go with --verdict" in err
+    # refused before any fit
+    code, _, err = run(
+        capsys, "compare", path, "--laws", "chinchilla,kaplan", "--verdict", "--figure", figure
+    )
+    assert code == 2 and "give --verdict --budget C" in err
+    code, _, err = run(capsys, *argv, "--figure", tmp_path / "plans.xyz")
+    assert code == 2 and "unknown image type 'xyz'" in err
 
 
 def test_answers_with_unique_tokens_mix_only_laws_that_see_them():

@@ -277,3 +277,106 @@ def test_cli_answers_from_a_saved_fit_refit_nothing(capsys, quick_fit, quick_fit
     assert code == 0 and json.loads(out)["distance"]["params_multiple"] > 1
     code, out, _ = run(capsys, "plan", quick_fit_path, "--target-loss", "2.0", "--json")
     assert code == 0 and "compute_multiple" in json.loads(out)["distance"]
+
+
+@pytest.fixture(scope="module")
+def constrained_path(tmp_path_factory):
+    from conftest import hand_built_fit
+
+    from bayescale.methods.parametric import _tidy
+
+    fit = hand_built_fit("data-constrained", "datablations", MUENNIGHOFF_C4, rel_sd=0.05)
+    fit.idata = _tidy(fit.idata, fit.law, fit.runs, fit.fixed, fit.likelihood)  # the groups a saved fit has
+    path = tmp_path_factory.mktemp("fits") / "constrained.nc"
+    fit.save(path)
+    return fit, path
+
+
+def test_cli_plan_takes_several_unique_token_counts(capsys, constrained_path):
+    fit, path = constrained_path
+    code, out, err = run(
+        capsys, "plan", path, "--compute", "1e21", "1e22", "--unique-tokens", "5e9", "2.5e10", "--json"
+    )
+    rows = json.loads(out)
+    assert code == 0, err
+    # every budget at each U, one budget's rows together
+    assert [(r["compute"], r["unique_tokens"]) for r in rows] == [
+        (1e21, 5e9),
+        (1e21, 2.5e10),
+        (1e22, 5e9),
+        (1e22, 2.5e10),
+    ]
+    for r in rows:  # each row is the single question's answer
+        alone = fit.optimal(r["compute"], r["unique_tokens"]).iloc[0]
+        assert r["epochs"]["median"] == pytest.approx(alone["epochs_median"], rel=1e-9)
+        assert r["params"]["upper"] == pytest.approx(alone["params_upper"], rel=1e-9)
+    # less unique data at the same budget: more epochs
+    assert rows[0]["epochs"]["median"] > rows[1]["epochs"]["median"]
+    assert rows[2]["epochs"]["median"] > rows[3]["epochs"]["median"]
+
+    code, out, _ = run(
+        capsys, "frontier", path, "--from", "1e20", "--to", "1e22", "--points", "2",
+        "--unique-tokens", "5e9", "2.5e10", "--json",
+    )  # fmt: skip
+    assert code == 0 and [(r["compute"], r["unique_tokens"]) for r in json.loads(out)] == [
+        (1e20, 5e9), (1e20, 2.5e10), (1e22, 5e9), (1e22, 2.5e10)
+    ]  # fmt: skip
+
+    code, out, _ = run(capsys, "plan", path, "--compute", "1e22", "--unique-tokens", "5e9", "2.5e10")
+    assert code == 0 and "unique_tokens" in out.splitlines()[1] and len(out.splitlines()) == 4
+
+    code, out, _ = run(
+        capsys,
+        "plan",
+        path,
+        "--target-loss",
+        "2.5",
+        "--unique-tokens",
+        "5e9",
+        "--unique-tokens",
+        "2.5e10",
+        "--json",
+    )
+    rows = json.loads(out)
+    assert code == 0 and [r["unique_tokens"] for r in rows] == [5e9, 2.5e10]
+    # reaching the same loss with less unique data costs more compute
+    assert rows[0]["compute"]["median"] > rows[1]["compute"]["median"]
+
+
+def test_compare_plans_with_unique_tokens(constrained_path, capsys):
+    fit, path = constrained_path
+    plans = [(2e9, 1e11), (8e9, 2.5e10)]
+    shared = fit.compare_plans(plans, unique_tokens=2.5e10)
+    assert shared.equals(fit.compare_plans([(*p, 2.5e10) for p in plans]))
+    per_plan = fit.compare_plans(plans, unique_tokens=[5e9, 2.5e10])
+    assert list(per_plan["unique_tokens"]) == [5e9, 2.5e10]
+    # 20 epochs of 5e9 tokens loses to 1 epoch of 2.5e10 at the same N D: the repeated data is worth less
+    assert per_plan["loss_median"].iloc[0] > shared["loss_median"].iloc[0]
+    with pytest.raises(BayescaleError, match="not both"):
+        fit.compare_plans([(*p, 2.5e10) for p in plans], unique_tokens=2.5e10)
+    with pytest.raises(BayescaleError, match="one per plan"):
+        fit.compare_plans(plans, unique_tokens=[1e10, 2e10, 3e10])
+    with pytest.raises(LawError, match="does not model repeated data"):
+        plan.compare_plans(hand_built_fit_chinchilla(), plans, average_beyond=False, unique_tokens=2.5e10)
+    code, out, err = run(
+        capsys,
+        "compare-plans",
+        path,
+        "--plan",
+        "2e9,1e11",
+        "--plan",
+        "8e9,2.5e10",
+        "--unique-tokens",
+        "2.5e10",
+        "--json",
+    )
+    rows = json.loads(out)
+    assert code == 0, err
+    assert [r["unique_tokens"] for r in rows] == [2.5e10, 2.5e10]
+    assert rows[0]["prob_best"] == pytest.approx(shared["prob_best"].iloc[0])
+
+
+def hand_built_fit_chinchilla():
+    from conftest import hand_built_fit
+
+    return hand_built_fit("chinchilla", "chinchilla", EPOCH, draws=20)
