@@ -13,16 +13,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.data.columns import count_constrained, warn_ladder
+from bayescale.data.columns import warn_ladder
 from bayescale.data.runs import Runs
 from bayescale.data.storage import runs_to_dataset
-from bayescale.errors import BayescaleError, LawError, RunsError, RunsWarning
+from bayescale.errors import BayescaleError, LawError, RunsWarning
 from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler, resolve_seed
 from bayescale.inference.sampling import run as run_sampler
 from bayescale.methods import io
+from bayescale.methods.small_ladder import borrow_for_small_ladder, borrowed_note
 from bayescale.model.laws import ScalingLaw, get_law
 from bayescale.model.priors import Prior
 from bayescale.model.pymc_model import (
@@ -35,6 +36,7 @@ from bayescale.model.pymc_model import (
     resolve_priors,
     run_labels,
 )
+from bayescale.posterior.contraction import information_message, prior_contraction
 from bayescale.posterior.extrapolation import VARIANT_LAW, guard, span_of
 from bayescale.posterior.intervals import interval_dict
 from bayescale.posterior.residuals import TREND_ALPHA, log_residuals, residual_frame, trend_message, trends
@@ -653,17 +655,13 @@ def fit_parametric(
     run_effects = run_labels(runs_obj) is not None
     free, fixed = resolve_priors(law_obj, likelihood, priors, fix, run_effects)
 
-    # Parameters with a prior the user chose (--priors-from, --priors) are constrained by it.
-    informed = count_constrained(priors, free)
-    if len(runs_obj) <= len(free) - len(informed):
-        raise RunsError(
-            f"{len(runs_obj)} runs cannot constrain {len(free) - len(informed)} free parameters "
-            f"({', '.join(n for n in free if n not in informed)}){' on default priors' if informed else ''}; "
-            "add runs or fix parameters, or give informed priors on some (priors=published_priors(...); "
-            "CLI --priors-from SET --prior-params A,B,alpha_N,alpha_D)"
-        )
+    # Parameters with a prior the user chose (--priors-from, --priors) are constrained by it; a
+    # ladder too small for the defaults borrows the law's population prior, or is refused.
+    free, borrowed = borrow_for_small_ladder(law_obj, len(runs_obj), free, fixed, priors)
+    if borrowed is not None:
+        warnings.warn(borrowed_note(borrowed, len(runs_obj), free), RunsWarning, stacklevel=3)
     warn_ladder(runs_obj, law_obj.required_columns)
-    scatter = unmeasured_scatter(len(runs_obj), law_obj, free, priors)
+    scatter = unmeasured_scatter(len(runs_obj), law_obj, free, priors if borrowed is None else free)
     if scatter:
         warnings.warn(scatter, RunsWarning, stacklevel=3)
     config = resolve_sampler(sampler_defaults(law_obj), sampler)
@@ -688,6 +686,11 @@ def fit_parametric(
         misfit = trend_message(result.residual_trends())
         if misfit:
             warnings.warn(misfit, diag.FitWarning, stacklevel=2)
+    if borrowed is not None:
+        share = information_message(
+            prior_contraction(result.posterior, result.priors), f"the prior {borrowed!r}"
+        )
+        warnings.warn(share, RunsWarning, stacklevel=2)
     return result
 
 
