@@ -232,18 +232,14 @@ class Fit:
             for i in worst
         )
         remedy = "check them, and refit without them"
-        tokens = frame["tokens"].to_numpy(dtype=float)
         if outlying.size:
-            # Short runs are the usual suspects: cut just above the outliers' median tokens when
-            # that keeps more than half of the runs.
-            above = tokens[tokens > np.median(tokens[outlying])]
-            if above.size > len(tokens) / 2:
-                cut = float(above.min())
-                short = int(np.sum(tokens[outlying] < cut))
-                remedy = (
-                    f"{short} of them have fewer than {cut:.3g} tokens: try refitting with "
-                    f"--where 'D >= {cut:.3g}'"
-                )
+            cut = outlier_cut(frame, outlying)
+            remedy = (
+                "they share no range of N or D that a filter could drop without good runs: check them "
+                "one by one, and refit without the bad ones"
+                if cut is None
+                else cut
+            )
         return (
             f"nu = {median:.3g} [{low:.3g}, {high:.3g}] (Student-t degrees of freedom): most runs are "
             f"treated as outliers (nu < {NU_CAUTION:g}), so the fit follows a few runs and its plans "
@@ -692,6 +688,44 @@ def fit_parametric(
         )
         warnings.warn(share, RunsWarning, stacklevel=2)
     return result
+
+
+#: A ``--where`` cut is suggested when the runs it drops hold at least this share of the outliers...
+CUT_COVERS = 0.8
+#: ...and at least this share of the runs it drops are outliers (it spares the good runs).
+CUT_PURITY = 0.5
+
+
+def outlier_cut(frame: pd.DataFrame, outlying: np.ndarray) -> str | None:
+    """A ``--where`` filter dropping the outlying runs when they share a range of D or N, else ``None``.
+
+    Among the cuts at each value of tokens or params (dropping the runs below it, or above it),
+    the one that drops the fewest runs while dropping :data:`CUT_COVERS` of the outliers, with
+    outliers making :data:`CUT_PURITY` of what it drops, and keeping more than half of the runs.
+    A cut just above the outliers' median, suggested before, dropped many good runs when the
+    outliers were scattered (the bundled Chinchilla runs: ``D >= 8.33e9``).
+    """
+    is_out = np.zeros(len(frame), dtype=bool)
+    is_out[outlying] = True
+    best: tuple[int, str] | None = None
+    for column, symbol, unit in (("tokens", "D", "tokens"), ("params", "N", "parameters")):
+        values = frame[column].to_numpy(dtype=float)
+        for cut in np.unique(values):
+            for dropped, keep, side in ((values < cut, ">=", "fewer"), (values > cut, "<=", "more")):
+                n_dropped, n_out = int(dropped.sum()), int((dropped & is_out).sum())
+                if (
+                    n_dropped
+                    and n_out >= CUT_COVERS * is_out.sum()
+                    and n_out >= CUT_PURITY * n_dropped
+                    and len(values) - n_dropped > len(values) / 2
+                    and (best is None or n_dropped < best[0])
+                ):
+                    best = (
+                        n_dropped,
+                        f"{n_out} of them have {side} than {cut:.3g} {unit}, with {n_dropped - n_out} other "
+                        f"run(s): try refitting with --where '{symbol} {keep} {cut:.3g}'",
+                    )
+    return None if best is None else best[1]
 
 
 def unmeasured_scatter(
