@@ -56,6 +56,7 @@ from bayescale.methods.training_steps import KAPLAN_2020, StepsFit
 from bayescale.model.laws import ScalingLaw, get_law, list_laws
 from bayescale.model.prior_sets import list_prior_sets, published_priors
 from bayescale.model.priors import Prior
+from bayescale.posterior.contraction import prior_contraction
 from bayescale.posterior.result import Result
 from bayescale.questions import design, plan
 from bayescale.questions.averaging import Averaged, average
@@ -122,6 +123,7 @@ __all__ = [
     "plan",
     "plots",
     "predictive_check",
+    "prior_contraction",
     "prior_predictive",
     "published_priors",
     "residual_trends",

@@ -39,6 +39,7 @@ from bayescale.errors import BayescaleError
 from bayescale.methods.front import fit
 from bayescale.methods.many import fit_many
 from bayescale.model.laws import ScalingLaw, covariates, get_law, ops
+from bayescale.model.priors import Prior
 from bayescale.model.pymc_model import draw_log_noise, resolve_priors
 from bayescale.posterior.intervals import interval
 from bayescale.questions import plan
@@ -114,14 +115,19 @@ def simulate_losses(
 
 
 def prior_draws(
-    law: str | ScalingLaw, n: int, rng: np.random.Generator, likelihood: str = "student_t"
+    law: str | ScalingLaw,
+    n: int,
+    rng: np.random.Generator,
+    likelihood: str = "student_t",
+    priors: Mapping[str, Prior] | None = None,
 ) -> list[dict[str, float]]:
     """``n`` draws of every parameter of the law and the noise from the default priors.
 
-    Drawn in one batch per parameter (each :meth:`Prior.sample` call compiles a
-    small graph, so one call per draw would dominate a cheap simulation).
+    ``priors`` replace some of the defaults (e.g. a population prior). Drawn in one batch per
+    parameter (each :meth:`Prior.sample` call compiles a small graph, so one call per draw would
+    dominate a cheap simulation).
     """
-    free, fixed = resolve_priors(get_law(law), likelihood)
+    free, fixed = resolve_priors(get_law(law), likelihood, priors)
     batch = {name: np.asarray(prior.sample(rng, n), dtype=float) for name, prior in free.items()}
     return [{**{k: float(v[i]) for k, v in batch.items()}, **fixed} for i in range(n)]
 
@@ -326,6 +332,7 @@ def simulate(
     min_loss: float = 0.2,
     max_loss: float = 10.0,
     max_tries: int | None = None,
+    priors: Mapping[str, Prior] | None = None,
 ) -> tuple[list[Simulation], int]:
     """``n_sims`` accepted simulations of ``design`` from prior draws, and the count rejected.
 
@@ -348,7 +355,7 @@ def simulate(
                 f"outside [{min_loss}, {max_loss}]; widen the range or use other priors"
             )
         if not pending:
-            pending = prior_draws(law_obj, max(4 * n_sims, 50), rng, likelihood)
+            pending = prior_draws(law_obj, max(4 * n_sims, 50), rng, likelihood, priors)
         theta = pending.pop()
         mean, observed = simulate_losses(law_obj, theta, design, rng, likelihood)
         if np.all((observed[train] >= min_loss) & (observed[train] <= max_loss)):
@@ -429,6 +436,7 @@ def sbc(
     executor: Executor | None = None,
     chunk: int | None = None,
     progress: Callable[[str], None] | None = None,
+    priors: Mapping[str, Prior] | None = None,
 ) -> SBCResult:
     """Simulation-based calibration of ``law`` fitted with :func:`bayescale.methods.parametric`.
 
@@ -469,6 +477,11 @@ def sbc(
         progress is reported after each chunk.
     progress
         Called with one line per fitted simulation.
+    priors
+        Priors the simulations are drawn from, replacing some of the law's defaults. The fit's
+        priors are its own (``fit_kwargs``): pass the same ones, or none to check a default
+        the fit picks itself (a small ladder's population prior,
+        :mod:`bayescale.methods.small_ladder`).
 
     Returns
     -------
@@ -489,7 +502,9 @@ def sbc(
     if law_obj.optimal_allocation(dict.fromkeys(law_obj.parameter_names, 1.0), 1e20) is not None:
         quantities.append("N_opt")
     rng = simulation_rng(law_obj, seed)
-    sims, rejected = simulate(law_obj, n_sims, rng, design, train, likelihood, min_loss, max_loss, max_tries)
+    sims, rejected = simulate(
+        law_obj, n_sims, rng, design, train, likelihood, min_loss, max_loss, max_tries, priors
+    )
 
     def job(i: int) -> dict[str, Any]:
         runs = design.loc[train].assign(loss=sims[i].observed[train]).reset_index(drop=True)

@@ -44,14 +44,16 @@ def add_fit(sub: Subcommands) -> None:
         "--priors-from",
         default=None,
         metavar="SET",
-        help="informed priors centred on a published fit (`bayescale laws` lists the sets); "
+        help="informed priors centred on a published fit or learnt from public ladders (`bayescale laws` "
+        "lists the sets; a chinchilla ladder of 3-7 runs with no priors of its own gets published-ladders); "
         "--priors entries override it",
     )
     p.add_argument(
         "--widen",
         type=_positive_float,
         default=None,
-        help="factor on the published standard errors of --priors-from (default 2)",
+        help="factor on the standard errors of --priors-from (default: the set's own, 2 for a published "
+        "fit, 1 for published-ladders)",
     )
     p.add_argument(
         "--prior-params",
@@ -84,7 +86,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """``bayescale fit``: fit, save, print the summary."""
     from bayescale.methods.io import check_writable
     from bayescale.methods.parametric import fit_parametric
-    from bayescale.model.prior_sets import DEFAULT_WIDEN, published_priors
+    from bayescale.model.prior_sets import published_priors
     from bayescale.model.priors import read_priors_file
 
     if not args.out.parent.exists():
@@ -94,9 +96,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     fixed = _fixed_values(args.fix)
     priors = {}
     if args.priors_from is not None:
-        widen = DEFAULT_WIDEN if args.widen is None else args.widen
         chosen = None if args.prior_params is None else [p.strip() for p in args.prior_params.split(",")]
-        published = published_priors(args.priors_from, widen=widen, parameters=chosen)
+        published = published_priors(args.priors_from, widen=args.widen, parameters=chosen)
         priors.update({k: v for k, v in published.items() if k not in fixed})
     elif args.widen is not None:
         raise BayescaleError("--widen goes with --priors-from")

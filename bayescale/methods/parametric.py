@@ -13,16 +13,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.data.columns import count_constrained, warn_ladder
+from bayescale.data.columns import warn_ladder
 from bayescale.data.runs import Runs
 from bayescale.data.storage import runs_to_dataset
-from bayescale.errors import BayescaleError, LawError, RunsError, RunsWarning
+from bayescale.errors import BayescaleError, LawError, RunsWarning
 from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler, resolve_seed
 from bayescale.inference.sampling import run as run_sampler
 from bayescale.methods import io
+from bayescale.methods.small_ladder import borrow_for_small_ladder, borrowed_note
 from bayescale.model.laws import ScalingLaw, get_law
 from bayescale.model.priors import Prior
 from bayescale.model.pymc_model import (
@@ -35,6 +36,7 @@ from bayescale.model.pymc_model import (
     resolve_priors,
     run_labels,
 )
+from bayescale.posterior.contraction import information_message, prior_contraction
 from bayescale.posterior.extrapolation import VARIANT_LAW, guard, span_of
 from bayescale.posterior.intervals import interval_dict
 from bayescale.posterior.residuals import TREND_ALPHA, log_residuals, residual_frame, trend_message, trends
@@ -230,18 +232,14 @@ class Fit:
             for i in worst
         )
         remedy = "check them, and refit without them"
-        tokens = frame["tokens"].to_numpy(dtype=float)
         if outlying.size:
-            # Short runs are the usual suspects: cut just above the outliers' median tokens when
-            # that keeps more than half of the runs.
-            above = tokens[tokens > np.median(tokens[outlying])]
-            if above.size > len(tokens) / 2:
-                cut = float(above.min())
-                short = int(np.sum(tokens[outlying] < cut))
-                remedy = (
-                    f"{short} of them have fewer than {cut:.3g} tokens: try refitting with "
-                    f"--where 'D >= {cut:.3g}'"
-                )
+            cut = outlier_cut(frame, outlying)
+            remedy = (
+                "they share no range of N or D that a filter could drop without good runs: check them "
+                "one by one, and refit without the bad ones"
+                if cut is None
+                else cut
+            )
         return (
             f"nu = {median:.3g} [{low:.3g}, {high:.3g}] (Student-t degrees of freedom): most runs are "
             f"treated as outliers (nu < {NU_CAUTION:g}), so the fit follows a few runs and its plans "
@@ -655,17 +653,13 @@ def fit_parametric(
     run_effects = run_labels(runs_obj) is not None
     free, fixed = resolve_priors(law_obj, likelihood, priors, fix, run_effects)
 
-    # Parameters with a prior the user chose (--priors-from, --priors) are constrained by it.
-    informed = count_constrained(priors, free)
-    if len(runs_obj) <= len(free) - len(informed):
-        raise RunsError(
-            f"{len(runs_obj)} runs cannot constrain {len(free) - len(informed)} free parameters "
-            f"({', '.join(n for n in free if n not in informed)}){' on default priors' if informed else ''}; "
-            "add runs or fix parameters, or give informed priors on some (priors=published_priors(...); "
-            "CLI --priors-from SET --prior-params A,B,alpha_N,alpha_D)"
-        )
+    # Parameters with a prior the user chose (--priors-from, --priors) are constrained by it; a
+    # ladder too small for the defaults borrows the law's population prior, or is refused.
+    free, borrowed = borrow_for_small_ladder(law_obj, len(runs_obj), free, fixed, priors)
+    if borrowed is not None:
+        warnings.warn(borrowed_note(borrowed, len(runs_obj), free), RunsWarning, stacklevel=3)
     warn_ladder(runs_obj, law_obj.required_columns)
-    scatter = unmeasured_scatter(len(runs_obj), law_obj, free, priors)
+    scatter = unmeasured_scatter(len(runs_obj), law_obj, free, priors if borrowed is None else free)
     if scatter:
         warnings.warn(scatter, RunsWarning, stacklevel=3)
     config = resolve_sampler(sampler_defaults(law_obj), sampler)
@@ -690,7 +684,50 @@ def fit_parametric(
         misfit = trend_message(result.residual_trends())
         if misfit:
             warnings.warn(misfit, diag.FitWarning, stacklevel=2)
+    if borrowed is not None:
+        share = information_message(
+            prior_contraction(result.posterior, result.priors), f"the prior {borrowed!r}"
+        )
+        warnings.warn(share, RunsWarning, stacklevel=2)
     return result
+
+
+#: A ``--where`` cut is suggested when the runs it drops hold at least this share of the outliers...
+CUT_COVERS = 0.8
+#: ...and at least this share of the runs it drops are outliers (it spares the good runs).
+CUT_PURITY = 0.5
+
+
+def outlier_cut(frame: pd.DataFrame, outlying: np.ndarray) -> str | None:
+    """A ``--where`` filter dropping the outlying runs when they share a range of D or N, else ``None``.
+
+    Among the cuts at each value of tokens or params (dropping the runs below it, or above it),
+    the one that drops the fewest runs while dropping :data:`CUT_COVERS` of the outliers, with
+    outliers making :data:`CUT_PURITY` of what it drops, and keeping more than half of the runs.
+    A cut just above the outliers' median, suggested before, dropped many good runs when the
+    outliers were scattered (the bundled Chinchilla runs: ``D >= 8.33e9``).
+    """
+    is_out = np.zeros(len(frame), dtype=bool)
+    is_out[outlying] = True
+    best: tuple[int, str] | None = None
+    for column, symbol, unit in (("tokens", "D", "tokens"), ("params", "N", "parameters")):
+        values = frame[column].to_numpy(dtype=float)
+        for cut in np.unique(values):
+            for dropped, keep, side in ((values < cut, ">=", "fewer"), (values > cut, "<=", "more")):
+                n_dropped, n_out = int(dropped.sum()), int((dropped & is_out).sum())
+                if (
+                    n_dropped
+                    and n_out >= CUT_COVERS * is_out.sum()
+                    and n_out >= CUT_PURITY * n_dropped
+                    and len(values) - n_dropped > len(values) / 2
+                    and (best is None or n_dropped < best[0])
+                ):
+                    best = (
+                        n_dropped,
+                        f"{n_out} of them have {side} than {cut:.3g} {unit}, with {n_dropped - n_out} other "
+                        f"run(s): try refitting with --where '{symbol} {keep} {cut:.3g}'",
+                    )
+    return None if best is None else best[1]
 
 
 def unmeasured_scatter(

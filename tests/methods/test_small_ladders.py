@@ -13,6 +13,7 @@ from bayescale import cli
 from bayescale.data.columns import ladder_problems
 from bayescale.errors import PriorError, RunsError, RunsWarning
 from bayescale.methods.parametric import unmeasured_scatter
+from bayescale.methods.small_ladder import borrow_for_small_ladder
 from bayescale.model.pymc_model import resolve_priors
 
 #: Cheap draws: these tests check that the fits run and what they say, not the posterior's accuracy.
@@ -63,20 +64,57 @@ def test_five_run_ladder_fits_with_borrowed_priors(five_run_fit):
     assert summary.loc["E", "median"] < five_run_ladder().column("loss").min()
 
 
-def test_default_priors_refuse_a_ladder_with_fewer_runs_than_parameters():
-    with pytest.raises(
-        RunsError,
-        match=r"5 runs cannot constrain 7 free parameters \(E, A, B, alpha_N, alpha_D, sigma, nu\); add runs",
-    ):
-        bs.fit(five_run_ladder(), law="chinchilla", **SMALL)
-    # Four borrowed parameters leave E, sigma, nu on default priors: 3 < 4 runs is enough.
-    four = bs.Runs.from_any(five_run_ladder().frame.iloc[:4])
+@pytest.fixture(scope="module")
+def population_fit():
+    """The five runs with no priors of their own: the population prior, and what the fit says of it."""
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        fit = bs.fit(five_run_ladder(), law="chinchilla", random_seed=1, **SMALL)
+    return fit, [str(w.message) for w in record if issubclass(w.category, RunsWarning)]
+
+
+def test_a_small_ladder_fits_with_the_population_prior_by_default(population_fit):
+    fit, messages = population_fit
+    borrowed = bs.published_priors("published-ladders")
+    assert set(borrowed) == {"E", "A", "B", "alpha_N", "alpha_D", "sigma"}
+    assert all(fit.priors[name] == prior for name, prior in borrowed.items())
+    assert fit.priors["nu"] == resolve_priors(bs.get_law("chinchilla"), "student_t")[0]["nu"]
+    (note,) = [m for m in messages if "too few for the law's default priors" in m]
+    assert "population prior 'published-ladders' on E, A, B, alpha_N, alpha_D, sigma" in note
+    (share,) = [m for m in messages if m.startswith("where the answer's information comes from")]
+    table = bs.prior_contraction(fit.posterior, fit.priors)
+    assert list(table.index) == ["E", "A", "B", "alpha_N", "alpha_D", "sigma", "nu"]
+    assert all(f"{name} {row.contraction:.0%}" in share for name, row in table.iterrows())
+    # Five runs say nothing of the noise's tails: nu keeps its prior, and the message says so.
+    prior_led = [name for name, row in table.iterrows() if row.contraction < 0.5]
+    assert "nu" in prior_led and f"{', '.join(prior_led)} mostly keep" in share
+    # sigma's prior from the ladders' scatter keeps it off 0 (on the defaults it slid to ~1e-3).
+    assert float(fit.posterior["sigma"].median()) > 2e-3
+    assert not any("cannot measure their own scatter" in m for m in messages)
+
+
+def test_too_few_runs_or_own_priors_are_refused_not_borrowed():
+    law = bs.get_law("chinchilla")
+    free, _ = resolve_priors(law, "student_t")
+    kept, name = borrow_for_small_ladder(law, 8, free, {}, None)
+    assert name is None and kept == free  # 8 runs > 7 free parameters: the defaults
+    fixed_e, _ = resolve_priors(law, "student_t", None, {"E": 1.8})
+    kept, name = borrow_for_small_ladder(law, 3, fixed_e, {"E": 1.8}, None)
+    assert name == "published-ladders" and "E" not in kept
+    assert kept["alpha_N"] == bs.published_priors("published-ladders")["alpha_N"]
+    with pytest.raises(RunsError, match=r"2 runs cannot constrain 7 free parameters.*'published-ladders'"):
+        borrow_for_small_ladder(law, 2, free, {}, None)
+    # The user's own priors are taken at their word: nothing is borrowed on top of them.
     priors = bs.published_priors("epoch-chinchilla", parameters=BORROWED)
     with pytest.raises(
         RunsError,
         match=r"3 runs cannot constrain 3 free parameters \(E, sigma, nu\) on default priors; .*priors-from",
     ):
-        bs.fit(bs.Runs.from_any(four.frame.iloc[:3]), law="chinchilla", priors=priors, **SMALL)
+        bs.fit(bs.Runs.from_any(five_run_ladder().frame.iloc[:3]), law="chinchilla", priors=priors, **SMALL)
+    kaplan = bs.get_law("kaplan-e")
+    with pytest.raises(RunsError, match=r"5 runs cannot constrain") as raised:
+        borrow_for_small_ladder(kaplan, 5, resolve_priors(kaplan, "student_t")[0], {}, None)
+    assert "population prior" not in str(raised.value)  # no population prior for this law
 
 
 def test_ladder_problems_name_what_to_add():
@@ -119,8 +157,10 @@ def test_cli_prior_params(tmp_path, capsys):
     assert "--prior-params goes with --priors-from" in capsys.readouterr().err
     assert cli.main([*common, "--priors-from", "epoch-chinchilla", "--prior-params", "A,Z"]) == 2
     assert "has no estimate of ['Z']" in capsys.readouterr().err
-    assert cli.main(common) == 2
-    assert "5 runs cannot constrain 7 free parameters" in capsys.readouterr().err
+    two = tmp_path / "two.csv"
+    five_run_ladder().frame.iloc[:2].to_csv(two, index=False)
+    assert cli.main(["fit", str(two), *common[2:]]) == 2
+    assert "2 runs cannot constrain 7 free parameters" in capsys.readouterr().err
     code = cli.main(
         [*common, "--seed", "2", "--priors-from", "epoch-chinchilla", "--prior-params", ",".join(BORROWED)]
     )

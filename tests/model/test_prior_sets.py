@@ -1,3 +1,6 @@
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import QUICK, TRUE_CHINCHILLA, simulate_ladder
@@ -5,6 +8,7 @@ from conftest import QUICK, TRUE_CHINCHILLA, simulate_ladder
 import bayescale as bs
 from bayescale.cli import main
 from bayescale.errors import PriorError
+from bayescale.model.prior_sets import prior_set_info
 
 
 def test_epoch_set_is_centred_on_the_published_refit():
@@ -77,3 +81,52 @@ def test_cli_priors_from(tmp_path, capsys):
     assert fit.priors["B"] == bs.published_priors("epoch-chinchilla")["B"]
     assert main(["fit", str(path), "--out", str(tmp_path / "g.nc"), "--widen", "3"]) == 2
     assert "--widen goes with --priors-from" in capsys.readouterr().err
+
+
+ANCHORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "anchors"
+NO_LICENCE = ("misfitting", "llama3")  # anchors without a licence: internal test use only
+
+
+def test_population_set_is_the_spread_between_ladders_with_its_provenance():
+    info = prior_set_info("published-ladders")
+    assert info["law"] == "chinchilla" and info["widen"] == 1.0
+    priors = bs.published_priors("published-ladders")  # the set's own widen: 1
+    estimates = info["estimates"]
+    assert set(priors) == {"E", "A", "B", "alpha_N", "alpha_D", "sigma"}
+    for name, prior in priors.items():
+        assert prior.kwargs["sigma"] == pytest.approx(estimates[name]["log_se"])
+        assert prior.kwargs["mu"] == pytest.approx(np.log(estimates[name]["value"]))
+    assert bs.published_priors("published-ladders", widen=2)["alpha_N"].kwargs["sigma"] == pytest.approx(
+        2 * estimates["alpha_N"]["log_se"]
+    )
+    # Each parameter's centre is the papers' weighted mean of the fits it lists (each paper weighs 1).
+    fits = info["fits"]
+    papers: dict[str, list[float]] = {}
+    for ladder, fit in fits.items():
+        if "alpha_N" in fit:
+            papers.setdefault(ladder.split("-")[0], []).append(np.log(fit["alpha_N"]))
+    centre = np.mean([np.mean(v) for v in papers.values()])
+    assert np.log(estimates["alpha_N"]["value"]) == pytest.approx(centre, abs=1e-4)
+    assert estimates["alpha_N"]["papers"] == len(papers) >= 4
+    # Provenance: every ladder named with its licence; none of the unlicensed anchors.
+    assert set(info["ladders"]) == set(fits)
+    assert all("licence" in text or "cited" in text for text in info["ladders"].values())
+    assert not any(ladder.startswith(NO_LICENCE) for ladder in fits)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ANCHORS / "olmo-ladder").is_dir(), reason="shared anchors not present")
+def test_population_set_is_what_the_script_learns():
+    """benchmarks/population_prior.py regenerates the shipped numbers (least squares on every ladder)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import population_prior
+
+    shipped = prior_set_info("published-ladders")
+    learnt = population_prior.population_prior()
+    for name, estimate in shipped["estimates"].items():
+        assert learnt["estimates"][name]["value"] == pytest.approx(estimate["value"], rel=1e-3)
+        assert learnt["estimates"][name]["log_se"] == pytest.approx(estimate["log_se"], abs=1e-3)
+    # Leaving a paper out moves the prior: its ladders no longer inform it.
+    without = population_prior.population_prior(["gadre-rpj"])
+    assert not any(ladder.startswith("gadre") for ladder in without["fits"])
+    assert without["estimates"]["alpha_N"]["papers"] == shipped["estimates"]["alpha_N"]["papers"] - 1

@@ -286,13 +286,22 @@ def test_a_near_cauchy_fit_says_so_with_the_outlying_runs_and_a_filter():
     (message,) = fit.caveats(fit_variant=False)
     assert "nu = 1.3" in message and "most runs are treated as outliers" in message
     assert f"{int(few.sum())} of {len(runs)} runs lie beyond 3 sigma" in message
-    # the cut: the fewest tokens above the outlying (inflated) runs' median
+    # the outliers share a range (the fewest tokens): the cut is the next run's tokens, and drops only them
     tokens = runs["tokens"].to_numpy()
-    cut = tokens[tokens > np.median(tokens[few.to_numpy()])].min()
-    short = int((runs.loc[few, "tokens"] < cut).sum())
-    assert f"{short} of them have fewer than {cut:.3g} tokens" in message and short >= few.sum() / 2
+    cut = tokens[tokens > tokens[few.to_numpy()].max()].min()
+    assert f"{int(few.sum())} of them have fewer than {cut:.3g} tokens, with 0 other run(s)" in message
     assert f"--where 'D >= {cut:.3g}'" in message
     assert fit.predict([1e8], [2e9], average_beyond=False).attrs["caveats"] == [message]
+    # Outliers scattered over the ladder: named, and no cut that would drop good runs with them.
+    scattered = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=8)
+    order = np.argsort(scattered["tokens"].to_numpy())
+    spread = order[[2, len(order) // 2, len(order) - 3]]  # low, middle and high in tokens and sizes
+    scattered.loc[spread, "loss"] *= 1.15
+    wild = hand_built_fit("chinchilla", scattered, {**TRUE_CHINCHILLA, "nu": 1.3, "sigma": 0.01}, rel_sd=0.01)
+    (said,) = dataclasses.replace(wild, likelihood="student_t").caveats(fit_variant=False)
+    assert "--where" not in said and "They share no range of N or D" in said
+    for i in spread:
+        assert f"run {i} (N {scattered['params'].iloc[i]:.3g}, D {scattered['tokens'].iloc[i]:.3g}" in said
     calm = dataclasses.replace(fit, idata=fit.idata.copy(), likelihood="student_t")
     calm.idata["posterior"]["nu"] = calm.idata["posterior"]["nu"] * 10
     assert calm.caveats(fit_variant=False) == []
