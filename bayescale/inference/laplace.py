@@ -20,12 +20,9 @@ def _near_gaussian(
     coordinates when the posterior is close to Gaussian (many runs), but on
     a small, weakly identified ladder (a banana the curvature at the mode
     misjudges) warm-up from the mode mixed worse than the PyMC default of
-    original coordinates and starts jittered around the priors' centre
-    (measured, QUICK settings: r_hat 1.34 against 1.01 on one such ladder).
-    Measured largest falls: 46-490 on 20-run ladders and 8-13 on the 40-run
-    recovery ladders (not whitened: whitened, a 40-run QUICK fit had bulk
-    ESS 28 against 216), 3.2 on the Chinchilla runs, 3.0 on 1e3 and 2.0 on
-    1e5 simulated runs (whitened).
+    original coordinates and starts jittered around the priors' centre. The
+    measured falls behind ``factor`` are in docs/measurements.md ("The fast
+    path's choices").
     """
     points = np.vstack([mode, mode + reach * np.concatenate([root.T, -root.T])])
     values = np.asarray(_logp_batch(density, points, data)(points, data))

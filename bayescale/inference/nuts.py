@@ -130,12 +130,9 @@ def _nuts(density: Any, config: SamplerConfig, axis: str | None = None) -> tuple
             states, restarted = carry
             states = kernel(states)
             # After warm-up every chain keeps the smallest adapted step size: one that adapted
-            # in the bulk can take too long a step in the tail (seen: all 7 divergences of a
-            # recovery fit in the one chain whose step size was 0.22 where the others had
-            # 0.13-0.16). Any step size fixed after warm-up leaves the posterior invariant.
-            # Measured on 20 simulated 40-run ladders at the defaults: shared, 0 divergences
-            # and lowest min ESS 968; per chain, 2 divergences and lowest min ESS 505, for
-            # ~25% fewer gradients. Sharing does not slow mixing per draw.
+            # in the bulk can take too long a step in the tail. Any step size fixed after
+            # warm-up leaves the posterior invariant; the measurements are in
+            # docs/measurements.md ("The fast path's choices").
             end_of_warmup = i == config.tune - 1
             states, collapsed = jax.lax.cond(
                 end_of_warmup,
