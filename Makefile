@@ -64,14 +64,14 @@ test-browser: browser versions
 	$(BIN)/python -m pytest -q -m slow tests/clients/test_report_browser.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check bayescale _bayescale_cli.py tests benchmarks
-	$(BIN)/ruff format --check bayescale _bayescale_cli.py tests benchmarks
-	$(BIN)/mypy bayescale _bayescale_cli.py
+	$(BIN)/ruff check bayescale _bayescale_cli.py _bayescale_cluster.py tests benchmarks
+	$(BIN)/ruff format --check bayescale _bayescale_cli.py _bayescale_cluster.py tests benchmarks
+	$(BIN)/mypy bayescale _bayescale_cli.py _bayescale_cluster.py
 	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
-	$(BIN)/ruff format bayescale _bayescale_cli.py tests benchmarks
-	$(BIN)/ruff check --fix bayescale _bayescale_cli.py tests benchmarks
+	$(BIN)/ruff format bayescale _bayescale_cli.py _bayescale_cluster.py tests benchmarks
+	$(BIN)/ruff check --fix bayescale _bayescale_cli.py _bayescale_cluster.py tests benchmarks
 
 # Rewrite the lock from the venv, after `make test` passed in it (on the lowest supported Python,
 # so that no package is pinned to a version the lowest cannot install).

@@ -1,24 +1,28 @@
 """The ``bayescale`` command's entry point: Ctrl-C stops it cleanly from its first instant.
 
 The console script imports this module, not ``bayescale.cli``. Importing anything from
-the package runs ``bayescale/__init__.py``, which imports PyMC, PyTensor, JAX and pandas
-for a second or more, and a Ctrl-C in that time raised a KeyboardInterrupt out of some
-import with a traceback (issue 20, item 9), before ``bayescale.cli.main`` could install
-its handling. This module lives outside the package so that importing it imports nothing
-heavy: it makes SIGINT end the process with the command line's one line and status 130,
-then imports the command line, whose ``main`` replaces that with its own handling
-(``bayescale.cli.entry._handle_interrupts``: files being written are cleaned up as the
-interrupt unwinds). Only the interpreter's own start-up (``site``) comes before it.
+the package runs ``bayescale/__init__.py``, which imports pandas, xarray and SciPy (PyMC
+and JAX only when a fit needs them) for a second or more, and a Ctrl-C in that time
+raised a KeyboardInterrupt out of some import with a traceback (issue 20, item 9), before
+``bayescale.cli.main`` could install its handling. This module lives outside the package
+so that importing it imports nothing heavy: it makes SIGINT end the process with the
+command line's one line and status 130, then imports the command line, whose ``main``
+replaces that with its own handling (``bayescale.cli.entry._handle_interrupts``: files
+being written are cleaned up as the interrupt unwinds). Only the interpreter's own
+start-up (``site``) comes before it.
 
-It also hides Dask from the command (:data:`CLUSTER_MODULES`), before xarray looks for it.
+It also hides Dask from the command (``_bayescale_cluster``), before xarray looks for it.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
 from types import FrameType
+
+from _bayescale_cluster import CLUSTER_MODULES, hide_cluster_modules, reveal_cluster_modules
+
+__all__ = ["CLUSTER_MODULES", "EXIT_INTERRUPTED", "hide_cluster_modules", "main", "reveal_cluster_modules"]
 
 #: 128 + SIGINT, as a shell reports a process ended by Ctrl-C (as ``bayescale.cli.EXIT_INTERRUPTED``).
 EXIT_INTERRUPTED = 130
@@ -35,25 +39,6 @@ def _exit_interrupted(signum: int, frame: FrameType | None) -> None:
         os.write(2, b"error: interrupted\n")
     finally:
         os._exit(EXIT_INTERRUPTED)
-
-
-#: Installed (the ``dask`` and ``dev`` extras), these are imported by xarray on every read and
-#: write of a saved fit, to look for dask arrays and a dask scheduler: ~0.6 s of each command,
-#: whose arrays are NumPy's. Hidden until ``fit-many --scheduler`` asks for a cluster.
-CLUSTER_MODULES = ("dask", "distributed")
-
-
-def hide_cluster_modules() -> None:
-    """Make the cluster modules look absent: ``import`` fails and ``find_spec`` gives None."""
-    for name in CLUSTER_MODULES:
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
-
-
-def reveal_cluster_modules() -> None:
-    """Undo :func:`hide_cluster_modules`: the installed cluster modules import again."""
-    for name in CLUSTER_MODULES:
-        if name in sys.modules and sys.modules[name] is None:
-            del sys.modules[name]
 
 
 def main() -> int:

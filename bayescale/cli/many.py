@@ -30,7 +30,7 @@ def add_fit_many(sub: Subcommands) -> None:
 
 def cmd_fit_many(args: argparse.Namespace) -> int:
     """``bayescale fit-many``: run every job, save each fit, print one line per job."""
-    from _bayescale_cli import reveal_cluster_modules
+    from _bayescale_cluster import reveal_cluster_modules
     from bayescale.methods.io import check_writable
     from bayescale.methods.many import dask_executor, fit_many
 

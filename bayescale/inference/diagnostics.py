@@ -82,7 +82,7 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
         worst = min(per_ess, key=per_ess.__getitem__)
         problems.append(f"min bulk ESS {min_ess:.0f} < {MIN_ESS_BULK} (worst: {worst}): run more draws")
     # The fast path restarts a chain whose warm-up collapsed from a healthy chain's state
-    # (sampling._end_warmup): not a failure, but that chain did not start independently.
+    # (nuts._end_warmup): not a failure, but that chain did not start independently.
     restarted = []
     if "restarted" in stats:
         restarted = [int(c) for c in np.flatnonzero(stats["restarted"].any("draw").values)]

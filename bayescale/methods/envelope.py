@@ -275,7 +275,7 @@ def laplace(
     standard normal and its scale no longer depends on the number of checkpoints.
 
     The value-and-gradient and Hessian programs go through the on-disk program cache
-    (:func:`bayescale.inference.sampling._program`): the curves and priors are constants of the PyMC
+    (:func:`bayescale.inference.programs._program`): the curves and priors are constants of the PyMC
     model, so they are part of the key (:func:`_structure`), and the model is built and converted
     to JAX only when a program is not cached. The search starts at the priors' centres.
     """

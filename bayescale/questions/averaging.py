@@ -22,7 +22,7 @@ from bayescale.questions.compare import LooWarning, _named_fits, compare
 from bayescale.questions.plan import optimal_draws, predict_draws
 
 if TYPE_CHECKING:
-    from bayescale.methods.parametric import Fit
+    from bayescale.posterior.protocol import FitLike as Fit
 
 
 @dataclass

@@ -30,7 +30,7 @@ from bayescale.inference import container
 from bayescale.model.pymc_model import log_likelihood_draws, with_run_effects
 
 if TYPE_CHECKING:
-    from bayescale.methods.parametric import Fit
+    from bayescale.posterior.protocol import FitLike as Fit
 
 #: Pareto k above which a run's PSIS-LOO estimate is unreliable (Vehtari et al. 2024, for S >= 2000 draws).
 PARETO_K_MAX = 0.7

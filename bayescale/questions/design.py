@@ -57,7 +57,7 @@ from bayescale.posterior.query import make_query
 from bayescale.questions.plan import _log_loss, _theta_arrays, optimal_allocation_draws
 
 if TYPE_CHECKING:
-    from bayescale.methods.parametric import Fit
+    from bayescale.posterior.protocol import FitLike as Fit
 
 QUANTITIES = ("params", "tokens", "loss")
 #: Ranking criteria of :func:`expected_variance_reduction` and the column each sorts by.

@@ -39,7 +39,7 @@ from bayescale.posterior.intervals import SAMPLE_DIMS, check_interval, interval_
 from bayescale.posterior.query import make_query
 
 if TYPE_CHECKING:
-    from bayescale.methods.parametric import Fit
+    from bayescale.posterior.protocol import FitLike as Fit
 
 #: Points of the coarse grid over log N that brackets the numerical optimum.
 GRID_POINTS = 48

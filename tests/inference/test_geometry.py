@@ -5,7 +5,7 @@ import pytest
 from conftest import TRUE_CHINCHILLA, quick, simulate_ladder
 
 import bayescale as bs
-from bayescale.inference import sampling
+from bayescale.inference import programs, sampling
 from bayescale.inference.geometry import LevelAndDrops, reparametrise
 from bayescale.model.jax_density import build_density
 from bayescale.model.priors import Prior
@@ -147,12 +147,12 @@ def test_drops_are_pooled_only_where_the_covariates_move_together():
     drops = unpooled.from_density(position)[:, [1, 2]]
     np.testing.assert_allclose(w[:, 1], np.logaddexp(drops[:, 0], drops[:, 1]), rtol=1e-12)
     np.testing.assert_allclose(w[:, 2], drops[:, 0] - drops[:, 1], rtol=1e-10, atol=1e-12)
-    assert sampling._structure(wrapped) != sampling._structure(unpooled)
+    assert programs._structure(wrapped) != programs._structure(unpooled)
 
 
 def test_programs_of_the_two_coordinate_systems_are_cached_apart():
     density = _density()
-    assert sampling._structure(density) != sampling._structure(reparametrise(density))
+    assert programs._structure(density) != programs._structure(reparametrise(density))
 
 
 def _same_quantiles(new, old, names):

@@ -52,7 +52,7 @@ def test_cli_fit_progress_flag(tmp_path, capsys):
 def test_pymc_model_backends_say_what_they_sample_and_forward_the_flag(monkeypatch, capsys):
     import pymc as pm
 
-    from bayescale.inference import sampling
+    from bayescale.inference import pymc_backend, sampling
 
     seen = {}
 
@@ -64,12 +64,12 @@ def test_pymc_model_backends_say_what_they_sample_and_forward_the_flag(monkeypat
 
     monkeypatch.setattr(pm, "sample", fake_sample)
     config = bs.SamplerConfig(draws=10, tune=20, chains=3, backend="pymc")
-    monkeypatch.setattr(sampling, "on_terminal", lambda: True)
+    monkeypatch.setattr(pymc_backend, "on_terminal", lambda: True)
     assert sampling.sample(None, config, 1, progressbar=True).identical(tree)
     assert seen["progressbar"] is True
     capsys.readouterr()
     # Off a terminal PyMC's bar (redrawn in place) is not drawn: the stage line is.
-    monkeypatch.setattr(sampling, "on_terminal", lambda: False)
+    monkeypatch.setattr(pymc_backend, "on_terminal", lambda: False)
     sampling.sample(None, config, 1, progressbar=True)
     assert seen["progressbar"] is False
     assert (

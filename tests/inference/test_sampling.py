@@ -1,7 +1,6 @@
 """The fast path (hand-built JAX density + numpyro) is the same model as the PyMC one, and falls back."""
 
 import os
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ from conftest import MUENNIGHOFF_C4, QUICK, TRUE_CHINCHILLA, quick, simulate_lad
 
 import bayescale as bs
 from bayescale.errors import BayescaleError
-from bayescale.inference import container, sampling
+from bayescale.inference import container, fast_path, laplace, nuts, programs, sampling, sharding
 from bayescale.model import jax_backend
 from bayescale.model.jax_density import build_density, unsupported
 from bayescale.model.laws import Centering, ScalingLaw
@@ -294,7 +293,7 @@ def test_kinetic_energy_that_overflows_is_a_divergence():
     import jax.numpy as jnp
     from numpyro.infer.hmc_util import euclidean_kinetic_energy
 
-    kinetic = sampling._kinetic_energy()
+    kinetic = nuts._kinetic_energy()
     matrix = jnp.asarray([[2.0, 0.5], [0.5, 1.0]])
     r = jnp.asarray([0.3, -1.2])
     assert float(kinetic(matrix, r)) == pytest.approx(float(euclidean_kinetic_energy(matrix, r)))
@@ -326,7 +325,7 @@ def test_far_start_is_not_stranded_by_an_overflowing_step():
     free, fixed = resolve_priors(law, "student_t")
     density = build_density(law, bs.Runs.from_any(runs), free, fixed)
     data = jax.tree.map(jnp.asarray, density.data)
-    _, root = sampling._laplace(density, data)
+    _, root = laplace._laplace(density, data)
     start = jnp.asarray([0.35, 0.22, -0.37, -1.59, -0.94, -4.93, 4.01])
 
     def stranded(kinetic_fn) -> int:
@@ -347,7 +346,7 @@ def test_far_start_is_not_stranded_by_an_overflowing_step():
         return count
 
     assert stranded(None) == 4  # the hole is real (if numpyro fixes it, this line tells us)
-    assert stranded(sampling._kinetic_energy()) == 0
+    assert stranded(nuts._kinetic_energy()) == 0
 
 
 def test_small_ladder_that_stranded_a_chain_now_mixes():
@@ -387,13 +386,13 @@ def test_export_cache_is_safe_with_concurrent_writers(tmp_path):
     import sys
 
     code = (
-        "from bayescale.inference import sampling\n"
+        "from bayescale.inference import programs\n"
         "from bayescale.model import jax_backend\n"
         "jax = jax_backend.setup_jax()\n"
         "import jax.numpy as jnp\n"
         "f = jax.jit(lambda x: jnp.sin(x) * 2)\n"
         "x = jnp.arange(3.0)\n"
-        "total = sum(float(sampling._exported(lambda: f, f'key{i}', (x,)).sum()) for i in range(20))\n"
+        "total = sum(float(programs._exported(lambda: f, f'key{i}', (x,)).sum()) for i in range(20))\n"
         "print(repr(total))\n"
     )
     env = {**os.environ, jax_backend.CACHE_ENV: str(tmp_path)}
@@ -438,7 +437,7 @@ def test_a_collapsed_chain_restarts_from_the_healthy_chain_with_the_smallest_ste
     states = HMCState(*(None,) * 13)._replace(
         z=z, z_grad=-z, potential_energy=per_chain, energy=per_chain, adapt_state=adapt
     )
-    out, collapsed = sampling._end_warmup(states)
+    out, collapsed = nuts._end_warmup(states)
     np.testing.assert_array_equal(collapsed, [False, True, False])
     np.testing.assert_array_equal(out.z, jnp.stack([z[0], z[0], z[2]]))
     np.testing.assert_array_equal(out.z_grad, -out.z)
@@ -454,16 +453,16 @@ def test_exported_programs_give_the_jitted_results(monkeypatch, tmp_path):
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=3)
     settings = {"law": "chinchilla", "random_seed": 4, **quick(backend="jax")}
 
-    monkeypatch.setattr(sampling, "_PROGRAMS", OrderedDict())
+    programs.clear()
     monkeypatch.setenv(jax_backend.CACHE_ENV, "0")
     jitted = bs.fit(runs, **settings).posterior["alpha_N"].values
-    assert sampling._PROGRAMS == {}  # no cache: nothing exported or kept
+    assert programs.loaded() == []  # no cache: nothing exported or kept
 
     monkeypatch.setenv(jax_backend.CACHE_ENV, str(tmp_path))
     exported = bs.fit(runs, **settings).posterior["alpha_N"].values
     files = sorted((tmp_path / "exported").glob("*.bin"))
-    assert len(files) == len(sampling._PROGRAMS) >= 4  # NUTS, value-and-gradient, Hessian, log density
-    monkeypatch.setattr(sampling, "_PROGRAMS", OrderedDict())  # a new process: programs come from the files
+    assert len(files) == len(programs.loaded()) >= 4  # NUTS, value-and-gradient, Hessian, log density
+    programs.clear()  # a new process: programs come from the files
     loaded = bs.fit(runs, **settings).posterior["alpha_N"].values
     assert sorted((tmp_path / "exported").glob("*.bin")) == files
     np.testing.assert_array_equal(exported, jitted)
@@ -475,7 +474,7 @@ def test_the_program_key_covers_the_whole_package():
     likelihoods in model/, the methods' models, not only the sampler's own folder (it did, after
     the move into inference/, and a changed method loaded its stale program from the cache)."""
     package = Path(bs.__file__).resolve().parent
-    hashed = {path.relative_to(package).as_posix() for path in sampling._source_files()}
+    hashed = {path.relative_to(package).as_posix() for path in programs._source_files()}
     assert hashed == {path.relative_to(package).as_posix() for path in package.rglob("*.py")}
     for module in ("model/likelihoods.py", "model/laws/chinchilla.py", "model/jax_density.py",
                    "methods/envelope.py", "inference/sampling.py", "__init__.py"):  # fmt: skip
@@ -493,13 +492,13 @@ def test_loaded_programs_are_let_go_beyond_the_limit(monkeypatch, tmp_path):
     code with them: a process compiling many shapes (a test suite, a calibration study) stays far
     below Linux's 65530 memory maps, past which the next compilation crashes the process."""
     monkeypatch.setenv(jax_backend.CACHE_ENV, str(tmp_path))
-    monkeypatch.setattr(sampling, "_PROGRAMS", OrderedDict())
-    monkeypatch.setattr(sampling, "PROGRAMS_KEPT", 3)
+    programs.clear()
+    monkeypatch.setattr(programs, "PROGRAMS_KEPT", 3)
     jnp = jax_backend.setup_jax().numpy
 
     def compile_program(size: int) -> None:
         args = (np.linspace(0.0, 1.0, size),)
-        program = sampling._cached_program(
+        program = programs._cached_program(
             ("test",), "cumsum", lambda: lambda x: jnp.cumsum(jnp.exp(x)), args
         )
         program(*args)
@@ -507,16 +506,16 @@ def test_loaded_programs_are_let_go_beyond_the_limit(monkeypatch, tmp_path):
     keys = []
     for size in (2, 3, 4):
         compile_program(size)
-        keys.append(next(reversed(sampling._PROGRAMS)))
+        keys.append(programs.loaded()[-1])
     compile_program(2)  # used again: now the most recently used
     compile_program(5)
-    assert list(sampling._PROGRAMS) == [keys[2], keys[0], next(reversed(sampling._PROGRAMS))]
+    assert programs.loaded() == [keys[2], keys[0], programs.loaded()[-1]]
 
     before = _mapped_regions()
     for size in range(6, 66):
         compile_program(size)
     grown = _mapped_regions() - before
-    assert len(sampling._PROGRAMS) == 3
+    assert len(programs.loaded()) == 3
     # 60 programs kept would add 60 x (3+) maps; 3 kept add a few (allocator arenas, JAX's own caches).
     assert grown < 60, grown
 
@@ -548,7 +547,7 @@ def test_mode_and_root_of_a_gaussian_and_of_a_ridge():
         d = x - mean
         return 0.5 * d @ precision @ d, precision @ d
 
-    mode, root = sampling.mode_and_root(gaussian, lambda x: precision, np.zeros(2))
+    mode, root = laplace.mode_and_root(gaussian, lambda x: precision, np.zeros(2))
     np.testing.assert_allclose(mode, mean, atol=1e-5)
     np.testing.assert_allclose(root @ root.T, cov, rtol=1e-12)
 
@@ -556,7 +555,7 @@ def test_mode_and_root_of_a_gaussian_and_of_a_ridge():
         return x[1] ** 2, np.array([0.0, 2 * x[1]])
 
     assert (
-        sampling.mode_and_root(flat, lambda x: np.diag([0.0, 2.0]), np.ones(2), ("BFGS", "trust-ncg")) is None
+        laplace.mode_and_root(flat, lambda x: np.diag([0.0, 2.0]), np.ones(2), ("BFGS", "trust-ncg")) is None
     )
 
 
@@ -566,13 +565,13 @@ def test_progress_bar_pieces_draw_what_the_single_program_draws(monkeypatch, cap
     settings = {**quick(backend="jax"), "law": "chinchilla", "random_seed": 4}
     single = bs.fit(runs, **settings)
     assert "NUTS" not in capsys.readouterr().err
-    monkeypatch.setattr(sampling, "BAR_WORK", 0)  # every fit is long enough for the bar
-    monkeypatch.setattr(sampling, "on_terminal", lambda: True)
+    monkeypatch.setattr(fast_path, "BAR_WORK", 0)  # every fit is long enough for the bar
+    monkeypatch.setattr(fast_path, "on_terminal", lambda: True)
     pieces = bs.fit(runs, **{**settings, "progressbar": True})
     bar = capsys.readouterr().err
     assert "NUTS, 2 chains, sampling" in bar and "divergences=" in bar
     # Off a terminal (a log file): stage lines only, no bar's carriage returns, the same draws.
-    monkeypatch.setattr(sampling, "on_terminal", lambda: False)
+    monkeypatch.setattr(fast_path, "on_terminal", lambda: False)
     logged = bs.fit(runs, **{**settings, "progressbar": True})
     log = capsys.readouterr().err
     assert "\r" not in log and "divergences=" not in log
@@ -587,11 +586,11 @@ def test_progress_bar_pieces_draw_what_the_single_program_draws(monkeypatch, cap
 
 
 def test_chunk_length_divides_the_iterations():
-    assert sampling._chunk_length(2000) == 100
-    assert sampling._chunk_length(500) == 25
-    assert sampling._chunk_length(600) == 30
-    assert sampling._chunk_length(7) == 1
-    assert sampling._chunk_length(13 * 101) == 101  # 1313: no divisor in [66, 100]
+    assert fast_path._chunk_length(2000) == 100
+    assert fast_path._chunk_length(500) == 25
+    assert fast_path._chunk_length(600) == 30
+    assert fast_path._chunk_length(7) == 1
+    assert fast_path._chunk_length(13 * 101) == 101  # 1313: no divisor in [66, 100]
 
 
 needs_two_devices = pytest.mark.skipif(
@@ -609,9 +608,9 @@ def test_chains_split_over_devices_draw_what_one_device_draws(monkeypatch):
     runs = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=3)
     settings = {**quick(backend="jax", chains=4, tune=20, draws=20), "law": "chinchilla", "random_seed": 4}
     monkeypatch.setenv(jax_backend.CACHE_ENV, "0")
-    assert sampling.chain_shards(4) == 2 and sampling.chain_shards(3) == 1
+    assert sharding.chain_shards(4) == 2 and sharding.chain_shards(3) == 1
     split = bs.fit(runs, **settings)
-    monkeypatch.setattr(sampling, "chain_shards", lambda chains: 1)
+    monkeypatch.setattr(sharding, "chain_shards", lambda chains: 1)
     whole = bs.fit(runs, **settings)
     for name in ("alpha_N", "E", "sigma"):
         np.testing.assert_allclose(split.posterior[name].values, whole.posterior[name].values, rtol=1e-6)
@@ -638,10 +637,10 @@ def test_a_collapsed_chain_restarts_from_a_donor_on_another_device():
         states = HMCState(*(None,) * 13)._replace(
             z=z, z_grad=-z, potential_energy=sizes, energy=sizes, adapt_state=adapt
         )
-        out, collapsed = sampling._end_warmup(states, axis=sampling.CHAIN_AXIS)
+        out, collapsed = nuts._end_warmup(states, axis=sharding.CHAIN_AXIS)
         return out.z, out.adapt_state.inverse_mass_matrix, out.adapt_state.step_size, collapsed
 
-    split = jax.jit(sampling._over_chains(end, 2, (True, True, True)))
+    split = jax.jit(sharding._over_chains(end, 2, (True, True, True)))
     new_z, new_metric, new_sizes, collapsed = split(z, metric, sizes)
     np.testing.assert_array_equal(collapsed, [False, False, False, True])
     np.testing.assert_array_equal(new_z, jnp.stack([z[0], z[1], z[2], z[1]]))

@@ -7,7 +7,7 @@ import pytest
 from conftest import TRUE_CHINCHILLA, quick, simulate_ladder
 
 import bayescale as bs
-from bayescale.inference import sampling
+from bayescale.inference import programs
 from bayescale.inference.geometry import LevelAndDrops, reparametrise
 from bayescale.model.jax_density import CHUNK, bucket, build_density
 from bayescale.model.pymc_model import resolve_priors
@@ -77,21 +77,21 @@ def test_padding_leaves_the_log_density_and_its_gradient_unchanged(law, likeliho
 def test_the_reference_points_are_data_not_program_constants():
     small, large = _density("chinchilla", _chinchilla_runs(35)), _density("chinchilla", _chinchilla_runs(40))
     assert small.data["ref"]["A"] != large.data["ref"]["A"]
-    assert sampling._structure(small) == sampling._structure(large)
-    assert sampling._structure(reparametrise(small)) == sampling._structure(reparametrise(large))
+    assert programs._structure(small) == programs._structure(large)
+    assert programs._structure(reparametrise(small)) == programs._structure(reparametrise(large))
 
 
 def test_a_ladder_reuses_the_programs_of_another_in_its_bucket(tmp_path, monkeypatch):
     """35 runs after 40 (one bucket) compile nothing new; 20 runs (another bucket) share nothing."""
     monkeypatch.setenv("BAYESCALE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(sampling, "_PROGRAMS", type(sampling._PROGRAMS)())
+    programs.clear()
     settings = quick(backend="jax")
     ladder = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=11)
 
     def programs_of(runs):
-        before = set(sampling._PROGRAMS)
+        before = set(programs.loaded())
         fit = bs.fit(runs, law="chinchilla", random_seed=5, **settings)
-        return fit, set(sampling._PROGRAMS) - before, set(sampling._PROGRAMS)
+        return fit, set(programs.loaded()) - before, set(programs.loaded())
 
     _, first, _ = programs_of(ladder.iloc[:40])
     assert first  # the 40-run ladder's programs were made
@@ -102,7 +102,7 @@ def test_a_ladder_reuses_the_programs_of_another_in_its_bucket(tmp_path, monkeyp
 
     # The reused programs give the 35-run ladder the draws its own programs give it.
     monkeypatch.setenv("BAYESCALE_CACHE_DIR", str(tmp_path / "cache-35"))
-    monkeypatch.setattr(sampling, "_PROGRAMS", type(sampling._PROGRAMS)())
+    programs.clear()
     alone = bs.fit(ladder.iloc[:35], law="chinchilla", random_seed=5, **settings)
     for name in ("E", "A", "B", "alpha_N", "alpha_D"):
         np.testing.assert_array_equal(reused.posterior[name].values, alone.posterior[name].values)

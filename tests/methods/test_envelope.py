@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -286,23 +284,23 @@ def test_laplace_programs_are_exported_and_give_the_jitted_results(monkeypatch, 
     """The envelope's value-and-gradient and Hessian load from the export cache without building the
     PyMC model, and give exactly the jitted programs' mode and root; other curves of the same
     shapes (constants of the program) are other programs."""
-    from bayescale.inference import sampling
+    from bayescale.inference import programs
     from bayescale.methods import envelope
     from bayescale.model import jax_backend
 
     data = envelope.prepare(bs.Curves.from_any(simulate_curves(seed=3)))
     other = envelope.prepare(bs.Curves.from_any(simulate_curves(seed=4)))
-    monkeypatch.setattr(sampling, "_PROGRAMS", OrderedDict())
+    programs.clear()
     monkeypatch.setenv(jax_backend.CACHE_ENV, "0")
     jitted = envelope.laplace(data)
     jitted_other = envelope.laplace(other)
-    assert sampling._PROGRAMS == {}  # no cache: nothing exported or kept
+    assert programs.loaded() == []  # no cache: nothing exported or kept
 
     monkeypatch.setenv(jax_backend.CACHE_ENV, str(tmp_path))
     exported = envelope.laplace(data)
     files = sorted((tmp_path / "exported").glob("*.bin"))
-    assert len(files) == len(sampling._PROGRAMS) == 2  # value-and-gradient, Hessian
-    monkeypatch.setattr(sampling, "_PROGRAMS", OrderedDict())  # a new process: programs come from the files
+    assert len(files) == len(programs.loaded()) == 2  # value-and-gradient, Hessian
+    programs.clear()  # a new process: programs come from the files
 
     def unbuilt(*args, **kwargs):
         raise AssertionError("the PyMC model was built although its programs are cached")
