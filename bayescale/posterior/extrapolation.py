@@ -168,12 +168,13 @@ def blend_draws(
     weight: Any,
     z: np.ndarray,
     extra_sd: Any = 0.0,
+    offset: Any = 0.0,
 ) -> np.ndarray:
     """The fitted law's draws moved and widened towards a second law's, one Gaussian per query.
 
     ``main`` and ``variant`` are draws (axis 0) of a quantity on a scale where the laws'
     disagreement is additive (log loss, log N), queries on the last axis. With w = ``weight``
-    per query and D = median(variant) - median(main), each draw becomes
+    per query and D = median(variant) - median(main) - ``offset``, each draw becomes
 
         main_i + w D + z_i sqrt(w (1 - w) D^2 + w (s_v^2 - s_m^2)_+ + extra_sd^2)
 
@@ -195,6 +196,7 @@ def blend_draws(
         gap = np.nanmedian(finite_v, axis=0) - np.nanmedian(finite_m, axis=0)
         grow = np.maximum(_robust_sd(finite_v) ** 2 - _robust_sd(finite_m) ** 2, 0.0)
     gap, grow = (np.where(np.isfinite(v), v, 0.0) for v in (gap, grow))
+    gap = gap - np.broadcast_to(np.asarray(offset, dtype=float), gap.shape)
     extra = np.broadcast_to(np.asarray(extra_sd, dtype=float), w.shape)
     sd = np.sqrt(w * (1 - w) * gap**2 + w * grow + extra**2)
     shape = (main.shape[0],) + (1,) * (main.ndim - 1)
@@ -219,6 +221,7 @@ def blend_beyond(
     log_vars: Sequence[str] = (),
     linear_vars: Sequence[str] = (),
     discrepancy: float = DISCREPANCY,
+    edge: tuple[xr.Dataset, xr.Dataset] | None = None,
 ) -> xr.Dataset:
     """:func:`blend_draws` on answers: ``main``'s draws moved and widened towards ``variant``'s.
 
@@ -227,6 +230,15 @@ def blend_beyond(
     (``discrepancy`` times the distance). ``log_vars`` are blended on the log scale (positive
     quantities: losses, sizes, budgets), ``linear_vars`` as they are; other variables are
     ``main``'s. At distance 0 every answer is ``main``'s, exactly.
+
+    ``edge``: (``main``, ``variant``) answering the same question at the edge of the runs (one
+    query). The variables found in both are *anchored*: the two laws' gap there (of medians,
+    on the blending scale) is the ``offset`` of :func:`blend_draws`, so the answer moves towards
+    the second law's change from the edge, not towards its level. Both laws were fitted to the
+    same runs, so where they disagree at the edge (a level the runs measured) it is not
+    extrapolation uncertainty. Blended towards the level instead, the optimal loss rose just past
+    the edge wherever the second law sat higher there (the weight rising faster than the loss
+    falls); anchored, near the edge the centre moves by w times a gap that itself starts at 0.
     """
     d = np.maximum(np.asarray(distance, dtype=float), 0.0)
     weight = law_weight(d)
@@ -241,7 +253,15 @@ def blend_beyond(
         if logs:
             with np.errstate(divide="ignore"):
                 ours, theirs = np.log(ours), np.log(theirs)
-        mixed = blend_draws(ours, theirs, weight, z, discrepancy * d)
+        offset = 0.0
+        if edge is not None and all(name in e for e in edge):
+            at_edge = [np.asarray(e[name].values, dtype=float) for e in edge]
+            if logs:
+                at_edge = [np.log(v) for v in at_edge]
+            with np.errstate(invalid="ignore"):
+                gap = float(np.median(at_edge[1]) - np.median(at_edge[0]))
+            offset = gap if np.isfinite(gap) else 0.0
+        mixed = blend_draws(ours, theirs, weight, z, discrepancy * d, offset)
         with np.errstate(over="ignore"):
             values = np.exp(mixed) if logs else mixed
         original = main[name].values.reshape(values.shape)

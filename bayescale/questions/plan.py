@@ -183,11 +183,13 @@ def _beyond_runs(
     second: Callable[[Fit], xr.Dataset] | None,
     log_vars: Sequence[str],
     linear_vars: Sequence[str] = (),
+    at_edge: Callable[[Fit], xr.Dataset] | None = None,
 ) -> xr.Dataset:
     """Answers beyond the runs: the fitted law's draws blended with the variant law's.
 
     See :func:`~bayescale.posterior.extrapolation.blend_beyond`: weight and discrepancy grow
-    with ``distance``.
+    with ``distance``. ``at_edge`` gives a fit's answers at the edge of the runs (one query);
+    the variables it holds are anchored there (``blend_beyond``'s ``edge``).
 
     ``second`` gives the variant's draws of the same answers; ``None`` when the variant cannot
     answer the question (it does not see unique tokens): then, as for a fit of the variant law
@@ -197,8 +199,10 @@ def _beyond_runs(
     if not np.any(distance > 0):
         return draws
     variant = fit.variant_fit() if second is not None else None
-    theirs = second(variant) if second is not None and variant is not None else draws
-    return blend_beyond(draws, theirs, distance, log_vars, linear_vars)
+    if second is None or variant is None:
+        return blend_beyond(draws, draws, distance, log_vars, linear_vars)
+    edge = (at_edge(fit), at_edge(variant)) if at_edge is not None else None
+    return blend_beyond(draws, second(variant), distance, log_vars, linear_vars, edge=edge)
 
 
 def _on_budget(draws: xr.Dataset, compute: Any, k: float) -> xr.Dataset:
@@ -319,8 +323,21 @@ def optimal_draws(
     def second(variant: Fit) -> xr.Dataset:
         return optimal_allocation_draws(variant.law, variant.theta(), compute, None, flops_per_param_token)
 
+    def at_edge(one: Fit) -> xr.Dataset:
+        # The optimal loss at the budget of the largest run's N D: there the runs measured the loss,
+        # so the laws' gap is not extrapolation. N_opt is not measured by the runs: not anchored.
+        edge = flops_per_param_token * span_of(fit.runs).params_tokens_max
+        theta = one.theta(group) if one is fit else one.theta()
+        return optimal_allocation_draws(one.law, theta, [edge], None, flops_per_param_token)[["loss"]]
+
     blended = _beyond_runs(
-        fit, draws, distance, None if unique_tokens is not None else second, ("loss", "params"), ("a",)
+        fit,
+        draws,
+        distance,
+        None if unique_tokens is not None else second,
+        ("loss", "params"),
+        ("a",),
+        at_edge,
     )
     if blended is draws:
         return draws

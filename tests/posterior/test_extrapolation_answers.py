@@ -76,6 +76,30 @@ def test_a_law_blended_with_itself_only_gains_the_discrepancy():
     assert float(sd_out) == pytest.approx(float(np.hypot(sd_in, DISCREPANCY * 4.0)), rel=0.1)
 
 
+def test_anchored_at_the_edge_the_blend_follows_the_second_laws_change_not_its_level():
+    # Two optimal-loss curves in log loss over e-folds beyond the edge: the second law sits 0.03 above
+    # the fitted one at the edge (a disagreement the runs measured) and falls at the same rate.
+    d = np.linspace(0.0, 3.0, 61)
+    rng = np.random.default_rng(2)
+    main = np.log(2.0) - 0.02 * d + rng.normal(0.0, 0.005, (2000, 1))
+    variant = main + 0.03
+
+    def answers(log_loss):
+        return xr.Dataset({"loss": (("chain", "draw", "query"), np.exp(log_loss)[None])})
+
+    edge = (answers(main[:, :1]), answers(variant[:, :1]))
+    level = blend_beyond(answers(main), answers(variant), d, log_vars=("loss",), discrepancy=0.0)
+    change = blend_beyond(answers(main), answers(variant), d, log_vars=("loss",), discrepancy=0.0, edge=edge)
+    med = {
+        k: np.median(np.log(v["loss"].values[0]), axis=0) for k, v in (("level", level), ("change", change))
+    }
+    assert np.diff(med["level"]).max() > 0  # towards the level: the weight's rise outruns the fall
+    # towards the change (none here): the fitted law's own curve, which never rises
+    np.testing.assert_allclose(med["change"], np.median(main, axis=0), atol=1e-3)
+    assert np.all(np.diff(med["change"]) < 0)
+    np.testing.assert_array_equal(change["loss"].values[0, :, 0], np.exp(main[:, 0]))  # the edge itself
+
+
 def test_in_range_answers_are_the_fitted_law_alone(small_ladder_fit):
     fit = small_ladder_fit
     params, tokens = [1e8, 1e9], [2e9, 4e10]  # both inside the ladder
@@ -204,23 +228,12 @@ def test_answers_are_continuous_on_five_ladders(ladder):
     _assert_continuous_beyond_the_runs(_ladder_fit(ladder), by_refinement=True, monotone=False)
 
 
-# Known violation: where the variant law predicts a higher loss than the fitted law at the edge of the
-# runs, the blend's weight rises faster just past the edge than the loss falls with compute, and the
-# optimal loss rises by up to 0.1% (median) to 0.13% (upper end) between 1.01x and 1.16x the largest
-# run's compute. Strict, so that a blend which fixes it turns these into failures to be unmarked.
-RISES_PAST_THE_EDGE = pytest.mark.xfail(strict=True, reason="the blend's ramp outruns the loss's fall")
-
-
+# The optimal loss is blended towards the variant law's change from the edge (blend_beyond's ``edge``).
+# Blended towards its level, it rose by up to 0.1% (median) to 0.13% (upper end) between 1.01x and
+# 1.16x the largest run's compute on the kaplan-e and data-constrained ladders, where the variant law
+# sits above the fitted one at the edge and the weight rose faster than the loss fell.
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "ladder",
-    [
-        pytest.param(x, marks=RISES_PAST_THE_EDGE)
-        if x in ("misspecified:kaplan-e", "misspecified:data-constrained")
-        else x
-        for x in FIVE_LADDERS
-    ],
-)
+@pytest.mark.parametrize("ladder", FIVE_LADDERS)
 def test_optimal_loss_never_rises_on_five_ladders(ladder):
     fit = _ladder_fit(ladder)
     budgets = float(fit.runs.column("compute").max()) * np.geomspace(0.1, 1000.0, 200)
@@ -254,9 +267,13 @@ def _assert_continuous_beyond_the_runs(
     for stat in ("median", "lower", "upper") if monotone else ():
         assert np.all(np.diff(blended[f"loss_{stat}"].to_numpy()) <= 1e-12), stat  # never rises
     # Never narrower in distribution (blend_draws); on 400 draws the widening shows once it
-    # exceeds the Monte Carlo error of the interval's ends, half an e-fold beyond the runs.
-    beyond = blended["compute_multiple"].to_numpy() > np.exp(0.5)
-    for q in ("loss", "params"):
+    # exceeds the Monte Carlo error of the interval's ends: half an e-fold beyond the runs for N_opt,
+    # 1.5 for the optimal loss, whose blend is anchored at the edge and so widens by less near it
+    # (on the kaplan-e ladder, with other seeds of the blend's noise, narrower by Monte Carlo error
+    # up to 1.45 e-folds out).
+    multiple = blended["compute_multiple"].to_numpy()
+    for q, start in (("loss", 1.5), ("params", 0.5)):
+        beyond = multiple > np.exp(start)
         width = (blended[f"{q}_upper"] / blended[f"{q}_lower"]).to_numpy()
         single = (alone[f"{q}_upper"] / alone[f"{q}_lower"]).to_numpy()
         assert np.all(width[beyond] >= single[beyond]), q
