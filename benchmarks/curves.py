@@ -9,8 +9,12 @@ pointwise coverage per curve; wall time and the load.
 
 Run from the repository root (the anchors beside it, ``../shared/anchors``)::
 
-    python benchmarks/curves.py [--sizes 25M 100M 400M] [--draws 500] [--tune 500] [--bins 96]
-        [--correlation ar1] [--anchors PATH] [--out benchmarks/results/curves.txt]
+    python benchmarks/curves.py [--sizes 25M 100M 400M] [--draws 500] [--tune 500] [--bins 64]
+        [--correlation none] [--no-offsets] [--max-points 100] [--speed] [--anchors PATH]
+        [--out benchmarks/results/curves.txt]
+
+``--speed`` also times a fit of all nine curves of each size (about 2,000 checkpoints), the
+issue's speed target (<= 10 s per size).
 """
 
 from __future__ import annotations
@@ -48,8 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--tune", type=int, default=500)
     parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--bins", type=int, default=96)
-    parser.add_argument("--correlation", default="ar1")
+    parser.add_argument("--bins", type=int, default=64)
+    parser.add_argument("--correlation", default="none")
+    parser.add_argument("--no-offsets", dest="offsets", action="store_false")
+    parser.add_argument("--max-points", type=int, default=100, help="checkpoints per curve; 0: all")
+    parser.add_argument("--speed", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--anchors", type=Path, default=ANCHORS)
     parser.add_argument("--out", type=Path, default=None)
@@ -63,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     published = json.loads((folder / "published.json").read_text())["best_params_L0_A_alpha_B_C_beta_gamma"]
     lines = [
         f"# benchmarks/curves.py --sizes {' '.join(args.sizes)} --draws {args.draws} --tune {args.tune} "
-        f"--chains {args.chains} --bins {args.bins} --correlation {args.correlation} --seed {args.seed}",
+        f"--chains {args.chains} --bins {args.bins} --correlation {args.correlation} --seed {args.seed} "
+        f"--max-points {args.max_points}{'' if args.offsets else ' --no-offsets'}"
+        f"{' --speed' if args.speed else ''}",
         "# MRE: mean |y - pred| / y over the 6 test curves' checkpoints (README's PredE, curve average)",
     ]
 
@@ -71,6 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         print(text, flush=True)
         lines.append(text)
 
+    options = {
+        "correlation": args.correlation,
+        "offsets": args.offsets,
+        "max_points": args.max_points or None,
+        "bins": args.bins,
+        "sampler": {"draws": args.draws, "tune": args.tune, "chains": args.chains},
+    }
+    totals_all = {"final": 0, "curves": 0}
     for size in args.sizes:
         rows = table[table["model_size"] == size]
         train, test = rows[rows["repo_split"] == "train"], rows[rows["repo_split"] == "test"]
@@ -81,14 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fit = fit_curves(
-                train,
-                per,
-                correlation=args.correlation,
-                bins=args.bins,
-                sampler={"draws": args.draws, "tune": args.tune, "chains": args.chains},
-                random_seed=args.seed,
-            )
+            fit = fit_curves(train, per, random_seed=args.seed, **options)
         bayes_time = time.perf_counter() - start
         load1 = os.getloadavg()[0]
         pub = dict(zip(MULTIPOWER_PARAMETERS, published[size], strict=True))
@@ -108,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{k:7s} {pub[k]:12.4g} {lsq[k]:12.4g} {r['median']:12.4g} "
                 f"[{r['lower']:.4g}, {r['upper']:.4g}]"
             )
-        for k in ("sigma", "rho"):
-            if k in summary.index:
+        for k in [i for i in summary.index if i not in MULTIPOWER_PARAMETERS]:
+            if k != "C_ref":
                 r = summary.loc[k]
                 say(f"{k:7s} {'':12s} {'':12s} {r['median']:12.4g} [{r['lower']:.4g}, {r['upper']:.4g}]")
         say(
@@ -145,6 +155,22 @@ def main(argv: list[str] | None = None) -> int:
             f"{int(np.sum(totals['final'])):6d}/6 "
             f"{np.mean(totals['hw']):8.3f} {np.mean(totals['cover']):6.2f}"
         )
+        totals_all["final"] += int(np.sum(totals["final"]))
+        totals_all["curves"] += len(totals["final"])
+        if args.speed:
+            load0 = os.getloadavg()[0]
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                every = fit_curves(rows, per, random_seed=args.seed, **options)
+            d = every.diagnostics
+            say(
+                f"speed, all 9 curves ({len(rows)} checkpoints): {time.perf_counter() - start:.1f} s "
+                f"(load {load0:.1f} -> {os.getloadavg()[0]:.1f} on 2 cores); max r_hat {d['max_r_hat']:.3f}, "
+                f"min ESS {d['min_ess_bulk']:.0f}, divergences {d['divergences']}, "
+                f"max-depth share {d['max_tree_depth_share']:.3f}"
+            )
+    say(f"\nfinal points inside their 90% intervals: {totals_all['final']} of {totals_all['curves']}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n")

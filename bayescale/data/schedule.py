@@ -241,12 +241,53 @@ class CurveFeatures:
         g = 1 - (1 + C * self.lr ** (-gamma) * self.area) ** (-beta)
         return xp.sum(self.weight * g, axis=-1)
 
+    def cells(self) -> dict[str, np.ndarray]:
+        """The non-empty bins only, flattened: what the sampler evaluates (see :func:`loss_drop_cells`).
+
+        Most bins of most checkpoints are empty (no LR change at those lags: on the multi-power
+        curves 13 of 64 bins are used on average), and an empty bin adds nothing, so the sum over
+        the non-empty cells is the binned sum exactly, for about a fifth of the work. Keys:
+        ``log_s1`` (per checkpoint); ``weight``, ``log_lr``, ``log_area`` (per cell, checkpoint by
+        checkpoint); ``start`` and ``end``, each checkpoint's cells ``start .. end - 1`` in the
+        cumulative sum ``[0, c_1, c_1 + c_2, ...]``.
+        """
+        used = self.weight != 0
+        counts = used.sum(axis=1)
+        end = np.cumsum(counts)
+        with np.errstate(divide="ignore"):
+            return {
+                "log_s1": np.log(self.s1),
+                "weight": self.weight[used],
+                "log_lr": np.log(self.lr[used]),
+                "log_area": np.log(self.area[used]),
+                "start": end - counts,
+                "end": end,
+            }
+
     @staticmethod
     def concat(parts: Sequence[CurveFeatures]) -> CurveFeatures:
         """The features of several curves, checkpoints stacked (all with the same number of bins)."""
         return CurveFeatures(
             *(np.concatenate([getattr(p, f) for p in parts]) for f in ("s1", "weight", "lr", "area"))
         )
+
+
+def loss_drop_cells(cells: Mapping[str, Any], C: Any, beta: Any, gamma: Any, xp: Any = np) -> Any:
+    """The binned ``LD`` at each checkpoint from :meth:`CurveFeatures.cells`.
+
+    Parameters are scalars or arrays of shape ``(..., 1)`` (draws), against the cells' axis.
+    ``G = 1 - (1 + C eta^-gamma s)^-beta`` is written
+    ``-expm1(-beta softplus(log C - gamma log eta + log s))``: two transcendental calls per cell in
+    place of two powers. The per-checkpoint sum is a difference of one cumulative sum over
+    the cells (in float64: its rounding, ~1e-16 of the summed |terms|, is far below the binning's
+    own error), so the same code runs on numpy with a draws axis and in JAX.
+    """
+    C, beta, gamma = (xp.asarray(v) for v in (C, beta, gamma))
+    x = xp.log(C) - gamma * cells["log_lr"] + cells["log_area"]
+    g = -xp.expm1(-beta * xp.logaddexp(0.0, x))
+    terms = cells["weight"] * g
+    total = xp.concatenate([xp.zeros((*terms.shape[:-1], 1)), xp.cumsum(terms, axis=-1)], axis=-1)
+    return xp.take(total, cells["end"], axis=-1) - xp.take(total, cells["start"], axis=-1)
 
 
 def curve_features(lr: np.ndarray, steps: Any, bins: int = BINS) -> CurveFeatures:

@@ -37,11 +37,14 @@ from bayescale.inference.sampling import (
 from bayescale.model.curve_laws import (
     CORRELATIONS,
     MULTIPOWER_PARAMETERS,
+    SAMPLED_LAW,
     CurveDensity,
     build_curve_density,
     default_priors,
     features_dict,
     multipower_loss,
+    offset_name,
+    zero_sum_basis,
 )
 from bayescale.model.jax_backend import setup_jax
 from bayescale.model.priors import Prior
@@ -49,6 +52,9 @@ from bayescale.posterior.intervals import check_interval
 
 #: What a schedule may be given as: a description, or the LR at every step 0 .. T-1.
 type ScheduleLike = Schedule | np.ndarray | list[float]
+
+#: Checkpoints per curve in the likelihood by default (:func:`thinned`).
+MAX_POINTS = 100
 
 #: Draws evaluated at once by :meth:`CurvesFit.predict` (draws x checkpoints x bins floats).
 _DRAW_CHUNK = 100
@@ -77,6 +83,36 @@ class CurvesData:
     features: CurveFeatures
     curve_index: np.ndarray
     bins: int
+
+    @property
+    def runs(self) -> list[str]:
+        """The curves' run names, in the order of :attr:`curve_index`."""
+        return list(dict.fromkeys(self.frame["run"]))
+
+    @property
+    def lr_ref(self) -> float:
+        """The peak LR: the largest LR at which the LR changed (a warm-up's end), else the mean LR."""
+        changed = self.features.lr[self.features.weight != 0]
+        steps = self.frame["step"].to_numpy() + 1
+        return float(changed.max()) if changed.size else float(np.median(self.features.s1 / steps))
+
+
+def thinned(curves: pd.DataFrame, most: int | None) -> pd.DataFrame:
+    """At most ``most`` checkpoints of each run, evenly spaced by index, each run's last kept.
+
+    Checkpoints logged every few steps are strongly correlated along a curve (an AR(1) fit of the
+    multi-power residuals gives rho 0.99 at 128 steps), so the few hundred that remain carry
+    nearly all the information on the law, for a fraction of the cost per gradient.
+    """
+    if most is None:
+        return curves
+    if most < 2:
+        raise BayescaleError(f"max_points must be at least 2 per curve; got {most}")
+    keep = []
+    for _, rows in curves.sort_values(["run", "step"], kind="stable").groupby("run", sort=False):
+        pick = np.unique(np.linspace(len(rows) - 1, 0, min(len(rows), most)).round().astype(int))
+        keep.append(rows.iloc[pick])
+    return pd.concat(keep)
 
 
 def prepare_curves(
@@ -125,11 +161,13 @@ class CurvesFit:
     idata
         Draws (``posterior``, ``sample_stats``).
     data
-        The curves fitted, with their features.
+        The curves fitted (after thinning), with their features.
     priors
         The priors used, by parameter.
     correlation
         ``"ar1"`` or ``"none"``.
+    offsets
+        Whether each curve has its own offset on log loss (spread ``tau``).
     diagnostics
         :func:`bayescale.inference.diagnostics.compute`'s report.
     sampler
@@ -140,26 +178,39 @@ class CurvesFit:
     data: CurvesData
     priors: dict[str, Prior]
     correlation: str
+    offsets: bool
     diagnostics: dict[str, Any]
     sampler: SamplerConfig
     _theta: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def draws(self) -> dict[str, np.ndarray]:
-        """Every parameter's draws, flattened over chains and draws."""
+        """Every parameter's draws, flattened over chains and draws; ``C`` derived from ``C_ref``."""
         if not self._theta:
             post = container.posterior(self.idata)
-            self._theta.update({str(k): np.asarray(post[k]).reshape(-1) for k in post.data_vars})
+            theta = {str(k): np.asarray(post[k]).reshape(-1) for k in post.data_vars}
+            theta["C"] = theta["C_ref"] * self.data.lr_ref ** theta["gamma"]
+            self._theta.update(theta)
         return self._theta
 
     def parameters(self, prob: float = 0.9) -> pd.DataFrame:
         """Median and equal-tailed ``prob`` interval of each parameter, one row each."""
         check_interval(prob, "eti")
         q = [(1 - prob) / 2, 0.5, (1 + prob) / 2]
-        rows = {k: np.quantile(v, q) for k, v in self.draws().items()}
+        rows = {k: np.quantile(v, q) for k, v in self.draws().items() if not k.startswith("u_")}
+        rows.update({f"offset[{run}]": np.quantile(v, q) for run, v in self.curve_offsets().items()})
         return pd.DataFrame(rows, index=["lower", "median", "upper"]).T[["median", "lower", "upper"]]
 
+    def curve_offsets(self) -> dict[str, np.ndarray]:
+        """Per fitted run, its offset's draws on log loss (zero-sum over the runs); empty without offsets."""
+        if not self.offsets:
+            return {}
+        d = self.draws()
+        runs = self.data.runs
+        u = np.stack([d[offset_name(i)] for i in range(len(runs) - 1)])
+        return dict(zip(runs, zero_sum_basis(len(runs)) @ u, strict=True))
+
     def noise_scale(self) -> np.ndarray:
-        """Per draw, the marginal sd of a checkpoint's log-loss residual (AR(1): sigma / sqrt(1 - rho^2))."""
+        """Per draw, the marginal sd of a checkpoint's log-loss noise (AR(1): sigma / sqrt(1 - rho^2))."""
         d = self.draws()
         return d["sigma"] / np.sqrt(1 - d["rho"] ** 2) if self.correlation == "ar1" else d["sigma"]
 
@@ -177,19 +228,42 @@ class CurvesFit:
         return np.concatenate(out)
 
     def predict(
-        self, schedule: ScheduleLike, steps: Any, prob: float = 0.9, seed: int = 0, max_draws: int = 1000
+        self,
+        schedule: ScheduleLike,
+        steps: Any,
+        prob: float = 0.9,
+        seed: int = 0,
+        max_draws: int = 1000,
+        run: str | None = None,
     ) -> pd.DataFrame:
         """Loss at ``steps`` of a run under ``schedule``: median and ``prob`` intervals.
 
-        ``lower`` / ``upper`` bound a new checkpoint's loss (the law's uncertainty and the noise
-        of one checkpoint, the AR(1) series' marginal scale); ``mean_lower`` / ``mean_upper`` bound
-        the law's mean only.
+        ``lower`` / ``upper`` bound a new checkpoint's loss: the law's uncertainty, the curve's
+        offset and the noise of one checkpoint (the AR(1) series' marginal scale). A new run's
+        offset is drawn from ``Normal(0, tau sqrt(1 + 1/m))`` (``m`` fitted curves, whose mean
+        level is the law's), once per draw for the whole curve; ``run`` names
+        a fitted run to continue instead (its own offset, e.g. to a longer horizon).
+        ``mean_lower`` / ``mean_upper`` bound the law's mean only (no offset, no noise).
         """
         check_interval(prob, "eti")
         mean = self.mean_draws(schedule, steps, max_draws)
         pick = _thin(len(self.draws()["L0"]), max_draws)
         rng = np.random.default_rng(seed)
-        noisy = mean * np.exp(rng.standard_normal(mean.shape) * self.noise_scale()[pick, None])
+        log_noise = rng.standard_normal(mean.shape) * self.noise_scale()[pick, None]
+        if run is not None:
+            offsets = self.curve_offsets()
+            if run not in offsets:
+                raise BayescaleError(
+                    f"run {run!r} has no offset in this fit; fitted runs: {sorted(offsets)}"
+                    + ("" if self.offsets else " (the fit has no per-curve offsets)")
+                )
+            log_noise += offsets[run][pick, None]
+        elif self.offsets:
+            # the law's level is the fitted curves' mean level: a new curve's offset from it has
+            # variance tau^2 (1 + 1/m)
+            spread = self.draws()["tau"][pick, None] * math.sqrt(1 + 1 / len(self.data.runs))
+            log_noise += rng.standard_normal((len(pick), 1)) * spread
+        noisy = mean * np.exp(log_noise)
         q = [(1 - prob) / 2, 0.5, (1 + prob) / 2]
         lo, med, hi = np.quantile(noisy, q, axis=0)
         mlo, mhi = np.quantile(mean, [q[0], q[2]], axis=0)
@@ -213,7 +287,9 @@ def fit_curves(
     curves: pd.DataFrame,
     schedules: Mapping[str, ScheduleLike],
     *,
-    correlation: str = "ar1",
+    correlation: str = "none",
+    offsets: bool = True,
+    max_points: int | None = MAX_POINTS,
     priors: Mapping[str, Prior] | None = None,
     bins: int = BINS,
     starts: int = 4,
@@ -231,7 +307,14 @@ def fit_curves(
     schedules
         For each run, a :class:`~bayescale.Schedule` or the LR at every step ``0 .. T-1``.
     correlation
-        ``"ar1"`` (default): residuals of one curve are an AR(1) series; ``"none"``: independent.
+        ``"none"`` (default): independent noise around each curve's level; ``"ar1"``: the
+        residuals of one curve are an AR(1) series.
+    offsets
+        Each curve's level is offset from the law by ``tau z_i`` on log loss (default): a run's
+        level is a random effect, and a new run's offset is drawn from ``Normal(0, tau)`` in
+        :meth:`CurvesFit.predict`.
+    max_points
+        Checkpoints of each curve in the likelihood at most (:func:`thinned`; ``None``: all).
     priors
         Priors replacing :func:`~bayescale.model.curve_laws.default_priors`, by name.
     bins
@@ -255,7 +338,7 @@ def fit_curves(
     """
     if correlation not in CORRELATIONS:
         raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
-    data = prepare_curves(curves, schedules, bins)
+    data = prepare_curves(thinned(curves, max_points), schedules, bins)
     merged = _default_priors(data)
     unknown = sorted(set(priors or {}) - set(merged))
     if unknown:
@@ -263,15 +346,34 @@ def fit_curves(
     merged.update(priors or {})
     # The mode search starts from the least-squares fit: from the priors' centre BFGS stops on the
     # law's ridges (B, C, beta, gamma trade off) and NUTS on the original coordinates crawls.
-    start = _least_squares(data, merged, starts, random_seed or 0)
+    law = _least_squares(data, merged, starts, random_seed or 0)
+    start = {**law, "C_ref": law["C"] * data.lr_ref ** -law["gamma"]}
     resid = np.log(data.frame["loss"].to_numpy()) - np.log(
-        multipower_loss(start, features_dict(data.features), np)
+        multipower_loss(law, features_dict(data.features), np)
     )
+    levels = np.bincount(data.curve_index, weights=resid) / np.bincount(data.curve_index)
+    if offsets:
+        if len(levels) < 2:
+            raise BayescaleError(
+                "offsets=True needs at least 2 curves: their spread is measured across curves"
+            )
+        levels = levels - levels.mean()
+        u = zero_sum_basis(len(levels)).T @ levels
+        start.update({offset_name(i): float(v) for i, v in enumerate(u)})
+        start["tau"] = max(float(np.sqrt(np.mean(u**2))), 1e-4)
+        resid = resid - levels[data.curve_index]
     same = data.curve_index[1:] == data.curve_index[:-1]
     rho = float(np.clip(np.corrcoef(resid[1:][same], resid[:-1][same])[0, 1], 0.05, 0.95))
     start.update(sigma=float(np.std(resid)) * math.sqrt(1 - rho**2 if correlation == "ar1" else 1.0), rho=rho)
     density = build_curve_density(
-        data.features, data.frame["loss"].to_numpy(), data.curve_index, merged, correlation, start
+        data.features,
+        data.frame["loss"].to_numpy(),
+        data.curve_index,
+        merged,
+        correlation,
+        offsets,
+        data.lr_ref,
+        start,
     )
     density = _whitened_at_mode(density)
     config = resolve_sampler(SAMPLER_DEFAULTS, sampler)
@@ -285,7 +387,7 @@ def fit_curves(
     report = diag.compute(view, flat)
     if warn:
         diag.warn_if_failed(report)
-    return CurvesFit(idata, data, merged, correlation, report, config)
+    return CurvesFit(idata, data, merged, correlation, offsets, report, config)
 
 
 def _whitened_at_mode(density: CurveDensity) -> CurveDensity:
@@ -308,11 +410,7 @@ def _whitened_at_mode(density: CurveDensity) -> CurveDensity:
 
 
 def _default_priors(data: CurvesData) -> dict[str, Prior]:
-    # The peak LR: the largest LR at which the LR changed (a warm-up's end), else the mean LR.
-    changed = data.features.lr[data.features.weight != 0]
-    steps = data.frame["step"].to_numpy() + 1
-    lr_ref = float(changed.max()) if changed.size else float(np.median(data.features.s1 / steps))
-    return default_priors(lr_ref, float(data.frame["loss"].min()))
+    return default_priors(data.lr_ref, float(data.frame["loss"].min()))
 
 
 def _least_squares(data: CurvesData, priors: Mapping[str, Prior], starts: int, seed: int) -> dict[str, float]:
@@ -325,10 +423,16 @@ def _least_squares(data: CurvesData, priors: Mapping[str, Prior], starts: int, s
     features = {k: jnp.asarray(v) for k, v in features_dict(data.features).items()}
     y = jnp.asarray(np.log(data.frame["loss"].to_numpy()))
 
+    log_lr_ref = math.log(data.lr_ref)
+
+    def law(log_theta: Any, xp: Any) -> dict[str, Any]:
+        # over the sampled coordinates (C as C_ref, see default_priors): a straighter valley
+        theta = dict(zip(SAMPLED_LAW, xp.exp(log_theta), strict=True))
+        theta["C"] = theta.pop("C_ref") * xp.exp(theta["gamma"] * log_lr_ref)
+        return theta
+
     def resid(log_theta: Any) -> Any:
-        loss = multipower_loss(
-            dict(zip(MULTIPOWER_PARAMETERS, jnp.exp(log_theta), strict=True)), features, jnp
-        )
+        loss = multipower_loss(law(log_theta, jnp), features, jnp)
         r = y - jnp.log(jnp.where(loss > 0, loss, 1e-300))
         return jnp.where(jnp.isfinite(r), r, 1e3)
 
@@ -337,10 +441,7 @@ def _least_squares(data: CurvesData, priors: Mapping[str, Prior], starts: int, s
     best: Any = None
     for _ in range(starts):
         x0 = np.array(
-            [
-                rng.normal(priors[k].kwargs["mu"], 0.5 * priors[k].kwargs["sigma"])
-                for k in MULTIPOWER_PARAMETERS
-            ]
+            [rng.normal(priors[k].kwargs["mu"], 0.5 * priors[k].kwargs["sigma"]) for k in SAMPLED_LAW]
         )
         res = least_squares(
             lambda x: np.asarray(value(x)),
@@ -353,7 +454,7 @@ def _least_squares(data: CurvesData, priors: Mapping[str, Prior], starts: int, s
         )
         if best is None or res.cost < best.cost:
             best = res
-    return {k: float(math.exp(v)) for k, v in zip(MULTIPOWER_PARAMETERS, best.x, strict=True)}
+    return {k: float(v) for k, v in law(best.x, np).items()}
 
 
 def fit_curves_least_squares(

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bayescale.data.schedule import CurveFeatures
+from bayescale.data.schedule import CurveFeatures, loss_drop_cells
 from bayescale.model.jax_backend import setup_jax
 from bayescale.model.jax_density import Site, _backward, _forward
 from bayescale.model.laws import ops
@@ -50,49 +50,81 @@ class MultiPowerLaw:
 
 
 def multipower_loss(theta: Mapping[str, Any], features: Mapping[str, Any], xp: Any = np) -> Any:
-    """``L0 + A S1^-alpha + B LD`` at each checkpoint of ``features`` (keys ``s1, weight, lr, area``).
+    """``L0 + A S1^-alpha + B LD`` at each checkpoint of ``features`` (:func:`features_dict`).
 
     ``theta``'s values are scalars or arrays of shape ``(..., 1)`` against checkpoints ``(n,)``.
     """
     p = {k: xp.asarray(theta[k]) for k in MULTIPOWER_PARAMETERS}
-    scale = p["C"][..., None] * features["lr"] ** (-p["gamma"][..., None])
-    g = 1 - (1 + scale * features["area"]) ** (-p["beta"][..., None])
-    drop = xp.sum(features["weight"] * g, axis=-1)
-    return p["L0"] + p["A"] * features["s1"] ** (-p["alpha"]) + p["B"] * drop
+    drop = loss_drop_cells(features, p["C"], p["beta"], p["gamma"], xp)
+    return p["L0"] + p["A"] * xp.exp(-p["alpha"] * features["log_s1"]) + p["B"] * drop
 
 
 def features_dict(features: CurveFeatures) -> dict[str, np.ndarray]:
-    """:class:`CurveFeatures` as the dict :func:`multipower_loss` reads."""
-    return {"s1": features.s1, "weight": features.weight, "lr": features.lr, "area": features.area}
+    """:class:`CurveFeatures` as the dict :func:`multipower_loss` reads: its non-empty cells."""
+    return features.cells()
 
 
 def default_priors(lr_ref: float, loss_min: float) -> dict[str, Prior]:
     """Weakly informative priors, scaled by the data's peak LR and lowest loss.
 
     ``B`` multiplies LR changes: its prior centre is ``0.1 / lr_ref`` (a full decay from the peak
-    lowering the loss by ~0.1 nats), a factor ~e^2 either way per sd. ``C eta^-gamma S`` must be of
-    order one after ~1/lr_ref's worth of summed LR. ``L0`` sits below the lowest loss.
+    lowering the loss by ~0.1 nats), a factor ~e^2 either way per sd. ``C`` is sampled as
+    ``C_ref = C lr_ref^-gamma``, the scale of ``G``'s argument at the peak LR: ``C`` and ``gamma``
+    trade off along ``log C - gamma log eta`` with ``log eta`` near ``log lr_ref`` (about -8), a
+    curved ridge in ``(log C, log gamma)`` that ``C_ref`` straightens. Its prior is what the earlier
+    ``C ~ LogNormal(0, 2)``, ``gamma ~ LogNormal(log 0.5, 0.7)`` imply for it: centre
+    ``lr_ref^-0.5``, sd 3 on the log scale. ``L0`` sits below the lowest loss. ``tau`` is the sd
+    of a curve's offset on log loss (a half-normal of scale 1%: a curve's level is not expected to
+    sit more than a few percent off the law).
     """
     return {
         "L0": Prior("LogNormal", mu=math.log(0.8 * loss_min), sigma=0.5),
         "A": Prior("LogNormal", mu=math.log(0.5), sigma=1.5),
         "alpha": Prior("LogNormal", mu=math.log(0.5), sigma=0.7),
         "B": Prior("LogNormal", mu=math.log(0.1 / lr_ref), sigma=2.0),
-        "C": Prior("LogNormal", mu=0.0, sigma=2.0),
+        "C_ref": Prior("LogNormal", mu=-0.5 * math.log(lr_ref), sigma=3.0),
         "beta": Prior("LogNormal", mu=math.log(0.5), sigma=0.7),
         "gamma": Prior("LogNormal", mu=math.log(0.5), sigma=0.7),
         "sigma": Prior("HalfNormal", sigma=0.02),
         "rho": Prior("Beta", alpha=2.0, beta=2.0),
+        "tau": Prior("HalfNormal", sigma=0.01),
     }
+
+
+#: The sampled coordinates of the law: ``C`` is sampled as ``C_ref`` (:func:`default_priors`).
+SAMPLED_LAW = ("L0", "A", "alpha", "B", "C_ref", "beta", "gamma")
+
+
+def offset_name(i: int) -> str:
+    """The site of the ``i``-th coordinate of the curves' zero-sum offsets (:func:`zero_sum_basis`)."""
+    return f"u_{i}"
+
+
+def zero_sum_basis(curves: int) -> np.ndarray:
+    """An orthonormal basis ``H`` (``curves x (curves - 1)``) of the offsets that sum to zero.
+
+    ``offsets = H u`` with ``u ~ Normal(0, tau)`` independently is PyMC's ``ZeroSumNormal(tau)``:
+    each offset's sd is ``tau sqrt(1 - 1/curves)``, and their mean is the law's level.
+    """
+    centred = np.eye(curves) - 1.0 / curves
+    q, _ = np.linalg.qr(centred)
+    return q[:, : curves - 1]
 
 
 @dataclass(frozen=True)
 class CurveDensity:
     """Log posterior of the multi-power law on curves, in the interface of the fast path's Density.
 
-    ``data`` holds the features (``s1``, ``weight``, ``lr``, ``area``), the log losses ``y``,
-    ``first`` (1.0 at each curve's first checkpoint) and ``prev`` (the index of the previous
-    checkpoint of the same curve).
+    ``data`` holds the features (:func:`features_dict`), the log losses ``y``, ``curve`` (each
+    checkpoint's curve), ``first`` (1.0 at each curve's first checkpoint), ``prev`` (the index of
+    the previous checkpoint of the same curve) and ``log_lr_ref`` (``C = C_ref lr_ref^gamma``).
+    With :attr:`offsets`, curve ``i``'s log losses sit ``offset_i`` off the law, the offsets a
+    zero-sum normal of scale ``tau`` (``offsets = H u``, ``u ~ Normal(0, tau)``, ``H`` in ``data``
+    as ``basis``): a curve's level is a random effect whose spread ``tau`` the curves measure; the
+    offsets' mean is the law's own level, so they cannot trade with ``L0``. Centred, not
+    non-centred: each curve's level is known to ~``sigma / sqrt(n)``, far below ``tau``, where a
+    non-centred ``tau z_i`` would make a hyperbolic ridge in ``(tau, z_i)``. The ``u_i`` sites
+    carry a ``Normal(0, 1)`` prior for the driver's bookkeeping, cancelled in :meth:`_log_lik`.
     """
 
     law: MultiPowerLaw
@@ -100,7 +132,8 @@ class CurveDensity:
     sites: tuple[Site, ...]
     fixed: dict[str, float]
     data: dict[str, Any]
-    correlation: str = "ar1"
+    correlation: str = "none"
+    offsets: bool = True
     start: tuple[float, ...] | None = None
 
     @property
@@ -126,9 +159,17 @@ class CurveDensity:
         import jax.numpy as jnp
 
         jops = ops.jax()
-        loss = multipower_loss(theta, data, jnp)
+        law = {**theta, "C": theta["C_ref"] * jnp.exp(theta["gamma"] * data["log_lr_ref"])}
+        loss = multipower_loss(law, data, jnp)
         # A draw whose loss goes negative somewhere has no likelihood: -inf there, finite elsewhere.
         mu = jnp.log(jnp.where(loss > 0, loss, 1e-300))
+        hierarchy: Any = 0.0
+        if self.offsets:
+            u = jnp.stack([theta[offset_name(i)] for i in range(data["basis"].shape[1])])
+            mu = mu + (data["basis"] @ u)[data["curve"]]
+            tau = theta["tau"]
+            # u ~ Normal(0, tau), less the sites' own Normal(0, 1) counted in the prior
+            hierarchy = jnp.sum(-0.5 * (u / tau) ** 2 - jnp.log(tau) + 0.5 * u**2)
         resid = data["y"] - mu
         sigma = theta["sigma"]
         if self.correlation == "ar1":
@@ -136,7 +177,7 @@ class CurveDensity:
                 resid, resid[data["prev"]], data["first"] > 0, theta["rho"], sigma, jops
             )
         out = jnp.sum(log_density(self.likelihood, resid / sigma, sigma * jnp.ones_like(resid), None, jops))
-        return jnp.where(jnp.all(loss > 0), out, -jnp.inf)
+        return jnp.where(jnp.all(loss > 0), out + hierarchy, -jnp.inf)
 
     def initial_point(self) -> np.ndarray:
         """Where the mode search starts: :attr:`start` when given, else the priors' centres."""
@@ -170,7 +211,9 @@ def build_curve_density(
     loss: np.ndarray,
     curve_index: np.ndarray,
     priors: Mapping[str, Prior],
-    correlation: str = "ar1",
+    correlation: str = "none",
+    offsets: bool = True,
+    lr_ref: float = 1.0,
     start: Mapping[str, float] | None = None,
 ) -> CurveDensity:
     """The :class:`CurveDensity` of curves stacked checkpoint by checkpoint.
@@ -182,33 +225,48 @@ def build_curve_density(
     loss
         Loss at each checkpoint.
     curve_index
-        Which curve each checkpoint belongs to (contiguous blocks).
+        Which curve each checkpoint belongs to (contiguous blocks, numbered ``0 .. m - 1``).
     priors
-        A prior for each of :data:`MULTIPOWER_PARAMETERS`, ``sigma`` and (AR(1)) ``rho``.
+        A prior for each of :data:`SAMPLED_LAW`, ``sigma``, (AR(1)) ``rho`` and (offsets) ``tau``.
     correlation
         ``"ar1"`` or ``"none"``.
+    offsets
+        Whether each curve has its own offset (``tau z_i``) on log loss.
+    lr_ref
+        The reference LR of ``C_ref = C lr_ref^-gamma``.
     start
-        Parameter values where the mode search starts (e.g. a least-squares fit); by default
-        the priors' centres.
+        Values of the sampled parameters (``u_i`` included) where the mode search starts; by
+        default the priors' centres.
     """
     if correlation not in CORRELATIONS:
         raise ValueError(f"correlation {correlation!r} is not one of {list(CORRELATIONS)}")
     setup_jax()
-    names = [*MULTIPOWER_PARAMETERS, "sigma"] + (["rho"] if correlation == "ar1" else [])
+    curve_index = np.asarray(curve_index)
+    names = [*SAMPLED_LAW, "sigma"] + (["rho"] if correlation == "ar1" else []) + (["tau"] if offsets else [])
     sites = []
     for name in names:
         prior = priors[name]
         transform = TRANSFORMS[prior.distribution]
         suffix = f"_{transform}__" if transform else ""
         sites.append(Site(name, f"{name}{suffix}", prior, transform))
-    curve_index = np.asarray(curve_index)
+    curves = int(curve_index.max()) + 1
+    if offsets:
+        if curves < 2:
+            raise ValueError(
+                "per-curve offsets need at least 2 curves (their spread is measured across curves)"
+            )
+        unit = Prior("Normal", mu=0.0, sigma=1.0)
+        sites += [Site(offset_name(i), offset_name(i), unit, None) for i in range(curves - 1)]
     first = np.r_[True, curve_index[1:] != curve_index[:-1]]
     prev = np.where(first, np.arange(len(first)), np.arange(len(first)) - 1)
     data = {
         **features_dict(features),
         "y": np.log(np.asarray(loss, dtype=float)),
+        "curve": curve_index,
         "first": first.astype(float),
         "prev": prev,
+        "log_lr_ref": np.asarray(math.log(lr_ref)),
+        "basis": zero_sum_basis(curves),
     }
     at = None if start is None else tuple(float(_forward(s.prior, s.transform, start[s.name])) for s in sites)
-    return CurveDensity(MultiPowerLaw(), "normal", tuple(sites), {}, data, correlation, at)
+    return CurveDensity(MultiPowerLaw(), "normal", tuple(sites), {}, data, correlation, offsets, at)

@@ -9,6 +9,7 @@ import pytest
 from bayescale.data.schedule import (
     Schedule,
     curve_features,
+    loss_drop_cells,
     loss_drop_exact,
     per_step_lr,
     summed_lr,
@@ -73,6 +74,17 @@ def test_binned_loss_drop_is_close_to_the_exact_sum():
     error = B * np.abs(curve_features(lr, steps).loss_drop(C, b, g) - loss_drop_exact(lr, steps, C, b, g))
     # measured 8e-5 nats at 96 bins: a tenth of the law's own error on these curves (~4e-3)
     assert error.max() < 1.5e-4
+
+
+def test_the_non_empty_cells_give_the_binned_sum_with_a_draws_axis():
+    sched = Schedule(peak_lr=3e-4, horizon=6000, warmup=500, shape="wsd", decay_start=4000)
+    features = curve_features(sched.per_step(), np.r_[0, np.arange(100, 6000, 250)], bins=32)
+    cells = features.cells()
+    assert len(cells["weight"]) == np.count_nonzero(features.weight)  # empty bins dropped
+    C, b, g = np.array([[2.0], [0.5]]), np.array([[0.6], [0.3]]), np.array([[0.6], [0.9]])
+    dense = np.stack([features.loss_drop(C[i, 0], b[i, 0], g[i, 0]) for i in range(2)])
+    np.testing.assert_allclose(loss_drop_cells(cells, C, b, g), dense, rtol=1e-12, atol=1e-18)
+    assert loss_drop_cells(cells, C, b, g)[:, 0].tolist() == [0.0, 0.0]  # step 0: nothing seen yet
 
 
 def test_bad_steps_and_tables_are_named():
