@@ -80,6 +80,40 @@ def link_draws(
     return np.exp(log_mean + noise)
 
 
+def link_predict(
+    link_fit: Any,
+    input_loss: Any,
+    prob: float = 0.9,
+    kind: str = "eti",
+    random_seed: int | None = None,
+    predictive: bool = True,
+) -> pd.DataFrame:
+    """A link's answer at known input losses (step 2 alone): the target of a new run at each loss.
+
+    For a loss that is measured rather than forecast (a checkpoint's own validation loss).
+    With ``predictive`` each answer carries the link's noise (and, for a link fitted with
+    run offsets, a new run's offset); without, it is the link's mean.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per loss: ``input_loss``, then ``<target>_{median,lower,upper}`` where
+        ``<target>`` is the link's ``"error"`` or ``"accuracy"``.
+    """
+    check_interval(prob, kind)
+    law = _link(link_fit)
+    loss = np.atleast_1d(np.asarray(input_loss, dtype=float))
+    if loss.ndim != 1 or not np.all(np.isfinite(loss) & (loss > 0)):
+        raise BayescaleError(f"input losses must be finite and > 0, got {input_loss!r}")
+    shape = tuple(link_fit.posterior.sizes[d] for d in SAMPLE_DIMS)
+    draws = link_draws(
+        link_fit, np.broadcast_to(loss, (*shape, loss.size)), np.random.default_rng(random_seed), predictive
+    )
+    values = xr.Dataset({law.target: (("chain", "draw", "query"), draws)})
+    query = xr.Dataset({LINK_COVARIATE: ("query", loss)})
+    return interval_table(values, prob, kind, query)
+
+
 def chained_draws(
     loss_fit: Any,
     link_fits: Mapping[str, Any],
