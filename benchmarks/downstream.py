@@ -491,10 +491,109 @@ def gemstones_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+def direct_text() -> str:
+    """A direct law on the OLMo ladder: each task's error (1 - accuracy) in (N, D), no task loss.
+
+    The Chinchilla law fitted to the 16 paper runs' last-5-mean error (Student-t noise on its
+    log), predicting the 3B rung with 90% intervals: the alternative to the chain
+    (``benchmarks/results/downstream_olmo.txt``) on the same targets.
+    """
+    started, load_before = time.time(), os.getloadavg()
+    rows = []
+    for i, task in enumerate(OLMO_TASKS):
+        frame = olmo_frame(task)
+        on = frame[(frame.final & frame.paper).to_numpy()]
+        held = frame[(frame.final & (frame["size"] == "3B")).to_numpy()]
+        runs = pd.DataFrame({"params": on.params, "tokens": on.tokens, "loss": 1.0 - on.acc})
+        fit = bs.fit(runs, law="chinchilla", random_seed=70 + i, progressbar=False, warn=False)
+        pred = fit.predict(held.params.to_numpy(), held.tokens.to_numpy(), prob=PROB)
+        acc = held.acc.to_numpy()
+        median, lower, upper = (1.0 - pred[f"loss_{s}"].to_numpy() for s in ("median", "upper", "lower"))
+        rows.append(
+            pd.DataFrame(
+                {"task": task, "run": held.run.to_numpy(), "acc": acc, "acc_median": median, "lower90": lower,
+                 "upper90": upper, "abs_err_pts": 100 * np.abs(median - acc),
+                 "covered": (lower <= acc) & (acc <= upper), "fit_ok": bool(fit.diagnostics["ok"])}
+            )
+        )  # fmt: skip
+    out = pd.concat(rows, ignore_index=True)
+    out["width_pts"] = 100 * (out.upper90 - out.lower90)
+    per_task = out.groupby("task", sort=False).agg(
+        mae=("abs_err_pts", "mean"), covered=("covered", "sum"), width=("width_pts", "mean")
+    )
+    lines = [
+        "Direct law on the OLMo ladder (benchmarks/downstream.py direct): each task's error (1 - accuracy)",
+        "by the Chinchilla law in (N, D) on the paper's 16 runs (last-5 mean), predicting the 3B rung.",
+        f"bayescale {bs.__version__}; load before {load_before[0]:.2f}",
+        "",
+        per_task.to_string(float_format=lambda v: f"{v:.2f}"),
+        "",
+        f"accuracy: MAE {out.abs_err_pts.mean():.2f} points (max {out.abs_err_pts.max():.2f}); 90% coverage "
+        f"{out.covered.mean():.0%} ({int(out.covered.sum())}/{len(out)}); mean width "
+        f"{out.width_pts.mean():.1f} points; fits failing diagnostics "
+        f"{int((~out.fit_ok).sum() / 6)}/{len(OLMO_TASKS)}",
+        f"load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def loo_text() -> str:
+    """Per OLMo task, the link forms compared by PSIS-LOO on the 16 paper runs' checkpoints.
+
+    The sigmoid with its ceiling free, the sigmoid with the ceiling at 1 (floor at chance in
+    both) and Gadre's exponential on the error, each checkpoint an independent row (the fast
+    path): LOO here leaves out one checkpoint, so it favours what fits the ladder's curves, not
+    what extrapolates (the 3B rung in ``downstream_olmo.txt`` says that).
+    """
+    from bayescale.methods.downstream import fit_link
+    from bayescale.questions.downstream import compare_links
+
+    started, load_before = time.time(), os.getloadavg()
+    tables = []
+    for i, (task, (_, _, chance)) in enumerate(OLMO_TASKS.items()):
+        frame = olmo_frame(task)
+        rows = frame[(~frame.final & frame.paper).to_numpy()].drop(columns="run").reset_index(drop=True)
+        rows["err"] = 1.0 - rows.acc
+        common = dict(
+            input_loss="bpb", loss_unit="bits_per_byte", random_seed=80 + i, progressbar=False, warn=False
+        )
+        fits = {
+            "sigmoid": fit_link(rows, "acc", link="link-sigmoid", fix={"floor": chance}, **common),
+            "sigmoid, ceiling 1": fit_link(
+                rows, "acc", link="link-sigmoid", fix={"floor": chance, "headroom": 1.0}, **common
+            ),
+            "exponential": fit_link(rows, "err", link="link-exponential", **common),
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = compare_links(fits)
+        table["fit_ok"] = [bool(fits[n].diagnostics["ok"]) for n in table.index]
+        tables.append(table.assign(task=task).reset_index().set_index(["task", "link"]))
+        print(f"loo {task}: done", flush=True)
+    out = pd.concat(tables)
+    best = out[out["rank"] == 0].reset_index()
+    lines = [
+        "Link forms by PSIS-LOO per OLMo task (benchmarks/downstream.py loo): the 16 paper runs' checkpoints",
+        "(first 10% dropped, 5-point moving average), each an independent row; accuracy density on one",
+        "scale for all links (compare_links). Leave-one-checkpoint-out: a measure of fit to the ladder.",
+        f"bayescale {bs.__version__}; load before {load_before[0]:.2f}",
+        "",
+        out[["rank", "elpd_loo", "p_loo", "elpd_diff", "dse", "weight", "pareto_k_max", "fit_ok"]].to_string(
+            float_format=lambda v: f"{v:.3f}"
+        ),
+        "",
+        "best per task: " + ", ".join(f"{r.task} {r.link}" for r in best.itertuples()),
+        f"load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 PARTS = {
     "gadre": (GADRE, gadre, RESULTS),
     "olmo": (OLMO, olmo_text, RESULTS.with_name("downstream_olmo.txt")),
     "gemstones": (GEMSTONES, gemstones_text, RESULTS.with_name("downstream_gemstones.txt")),
+    "direct": (OLMO, direct_text, RESULTS.with_name("downstream_direct.txt")),
+    "loo": (OLMO, loo_text, RESULTS.with_name("downstream_loo.txt")),
 }
 
 

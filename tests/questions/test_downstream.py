@@ -203,6 +203,58 @@ def test_diagnostics_flag_flat_noisy_and_non_monotone_tasks():
     assert table.loc["noisy", "monotone_rho"] == pytest.approx(-1.0)
 
 
+def test_compare_links_scores_accuracy_and_error_links_on_one_scale():
+    """Accuracy drawn through a sigmoid: the true sigmoid beats the best exponential and a shifted sigmoid."""
+    from scipy import stats
+    from scipy.optimize import curve_fit
+
+    from bayescale.questions.downstream import accuracy_log_likelihood, compare_links
+
+    truth = {"floor": 0.25, "headroom": 1.0, "k": 8.0, "x0": 0.9}
+    x = np.linspace(0.75, 1.5, 40)
+    rng = np.random.default_rng(5)
+    acc = link_mean("link-sigmoid", truth, x) * np.exp(rng.normal(0, 0.01, x.size))
+    frame = pd.DataFrame({"params": np.geomspace(1e8, 1e9, x.size), "tokens": 2e10, "x": x, "acc": acc})
+    on_acc = link_table(frame, "acc", "x")
+    on_err = link_table(frame.assign(err=1 - acc), "err", "x")
+
+    def exponential(v, eps, k, gamma):
+        return eps - k * np.exp(-gamma * v)
+
+    q, _ = curve_fit(exponential, x, 1 - acc, p0=[0.8, 2.0, 1.0], maxfev=20000)
+    spread = float(np.std(np.log((1 - acc) / exponential(x, *q))))
+    fits = {
+        "sigmoid": _hand_built(get_link("link-sigmoid"), on_acc, {**truth, "sigma": 0.01}, 0.002, 1),
+        "shifted": _hand_built(
+            get_link("link-sigmoid"), on_acc, {**truth, "x0": 0.93, "sigma": 0.01}, 0.002, 2
+        ),
+        "exponential": _hand_built(
+            get_link("link-exponential"),
+            on_err,
+            dict(zip(("eps", "k", "gamma"), q, strict=True)) | {"sigma": spread},
+            0.002,
+            3,
+        ),
+    }
+    table = compare_links(fits)
+    assert table.index[0] == "sigmoid" and table.loc["sigmoid", "elpd_diff"] == 0.0
+    assert (table.drop(index="sigmoid").elpd_diff > 2 * table.drop(index="sigmoid").dse).all()
+    assert table.weight.sum() == pytest.approx(1.0)
+    # The error link's density of the accuracy: normal on log error, less log error (the Jacobian).
+    fit = fits["exponential"]
+    ll = accuracy_log_likelihood(fit).isel(chain=0, draw=0).values
+    theta = {k: float(v.isel(chain=0, draw=0)) for k, v in fit.theta().items()}
+    mean = exponential(x, theta["eps"], theta["k"], theta["gamma"])
+    expected = stats.norm.logpdf(np.log(1 - acc), np.log(mean), theta["sigma"]) - np.log(1 - acc)
+    np.testing.assert_allclose(ll, expected, rtol=1e-9)
+    with pytest.raises(bs.BayescaleError, match="fitted to different rows"):
+        compare_links(
+            {"a": fits["sigmoid"], "b": _hand_built(get_link("link-sigmoid"), on_acc[:-1], truth, 0.002, 4)}
+        )
+    with pytest.raises(bs.BayescaleError, match="at least two link fits"):
+        compare_links({"a": fits["sigmoid"]})
+
+
 # ------------------------------------------------------------------ real fits: recovery and coverage
 
 
@@ -214,8 +266,8 @@ def recovery_link():
     y = link_mean("link-exponential", TRUE_EXPONENTIAL, x) * np.exp(rng.normal(0, 0.01, x.size))
     frame = pd.DataFrame({"params": np.geomspace(2e7, 2e9, x.size), "tokens": 4e10, "val_bpb": x, "err": y})
     return bs.fit(
-        frame, method="link", target="err", input_loss="val_bpb", random_seed=2, sampler=CHEAP, progressbar=False,
-        warn=False,
+        frame, method="link", target="err", input_loss="val_bpb", random_seed=2, sampler=CHEAP,
+        progressbar=False, warn=False,
     )  # fmt: skip
 
 
