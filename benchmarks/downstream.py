@@ -113,6 +113,11 @@ OLMO_VARIANTS = {
     "before": {"offsets": False, "ceiling_one": False},
     "after": {"offsets": True, "ceiling_one": True},
 }
+#: The two changes one at a time (``benchmarks/downstream.py ablation``).
+OLMO_ABLATION = {
+    "offsets only": {"offsets": True, "ceiling_one": False},
+    "ceiling only": {"offsets": False, "ceiling_one": True},
+}
 
 
 def olmo_frame(task: str) -> pd.DataFrame:
@@ -206,7 +211,7 @@ def olmo_least_squares(frame: pd.DataFrame, loss_rows: np.ndarray, link_rows: np
 
 def olmo_fit(frame: pd.DataFrame, loss_rows, link_rows, chance: float, variant: str, seed: int):
     """Both steps of the chain on the given rows (the task's bpb; its accuracy by the sigmoid)."""
-    config = OLMO_VARIANTS[variant]
+    config = {**OLMO_VARIANTS, **OLMO_ABLATION}[variant]
     table = frame if config["offsets"] else frame.drop(columns="run")
     fix = {"floor": chance} | ({"headroom": 1.0} if config["ceiling_one"] else {})
     return dict(
@@ -216,7 +221,7 @@ def olmo_fit(frame: pd.DataFrame, loss_rows, link_rows, chance: float, variant: 
     )  # fmt: skip
 
 
-def olmo_3b(variants=tuple(OLMO_VARIANTS)) -> tuple[pd.DataFrame, pd.DataFrame]:
+def olmo_3b(variants=tuple(OLMO_VARIANTS), backtest: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """OLMo ladder, held-out 3B rung: fit on the paper's 16 runs (190M-1B), predict the 6 3B runs.
 
     Step 1: each task's bits per byte (mean of the last 5 checkpoints) in (N non-embedding, D),
@@ -259,13 +264,15 @@ def olmo_3b(variants=tuple(OLMO_VARIANTS)) -> tuple[pd.DataFrame, pd.DataFrame]:
                     }
                 )  # fmt: skip
             print(f"olmo {task} {variant}: done", flush=True)
+        if not backtest:
+            continue
         back = size_backtest(
             **olmo_fit(frame, loss_rows, link_rows, chance, variants[-1], 50 + i),
             target_rows=(frame.final & frame.paper).to_numpy(), prob=PROB,
         )  # fmt: skip
         backtests.append(back.rename(index={"acc": task}))
         print(f"olmo {task} backtest: done", flush=True)
-    return pd.DataFrame(records), pd.concat(backtests)
+    return pd.DataFrame(records), pd.concat(backtests) if backtests else pd.DataFrame()
 
 
 def gadre() -> str:
@@ -588,12 +595,36 @@ def loo_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+def ablation_text() -> str:
+    """The OLMo 3B rung with the run offsets alone and the ceiling at 1 alone."""
+    started, load_before = time.time(), os.getloadavg()
+    out, _ = olmo_3b(tuple(OLMO_ABLATION), backtest=False)
+    lines = [
+        "OLMo 3B rung, the two changes of the 'after' variant one at a time (benchmarks/downstream.py",
+        "ablation); as downstream_olmo.txt otherwise.",
+        f"bayescale {bs.__version__}; load before {load_before[0]:.2f}",
+        "",
+    ]
+    for variant, part in out.groupby("variant", sort=False):
+        lines += [
+            f"{variant}: accuracy MAE {part.abs_err_pts.mean():.2f} points "
+            f"(max {part.abs_err_pts.max():.2f}); "
+            f"90% coverage {part.covered.mean():.0%} ({part.covered.sum()}/{len(part)}); "
+            f"mean width {100 * (part.upper90 - part.lower90).mean():.1f} points",
+            "    per task coverage "
+            + ", ".join(f"{t} {g.covered.sum()}/{len(g)}" for t, g in part.groupby("task", sort=False)),
+        ]
+    lines.append(f"load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all")
+    return "\n".join(lines) + "\n"
+
+
 PARTS = {
     "gadre": (GADRE, gadre, RESULTS),
     "olmo": (OLMO, olmo_text, RESULTS.with_name("downstream_olmo.txt")),
     "gemstones": (GEMSTONES, gemstones_text, RESULTS.with_name("downstream_gemstones.txt")),
     "direct": (OLMO, direct_text, RESULTS.with_name("downstream_direct.txt")),
     "loo": (OLMO, loo_text, RESULTS.with_name("downstream_loo.txt")),
+    "ablation": (OLMO, ablation_text, RESULTS.with_name("downstream_olmo_ablation.txt")),
 }
 
 
