@@ -121,6 +121,8 @@ OLMO_ABLATION = {
 #: Gadre's exponential on each task's error in its bpb, checkpoints independent: the form LOO
 #: prefers for 6 of 8 tasks (``benchmarks/downstream.py exponential``).
 OLMO_EXPONENTIAL = {"exponential": {"offsets": False, "ceiling_one": False, "link": "link-exponential"}}
+#: The variant of each link ``benchmarks/downstream.py selected`` chooses from by PSIS-LOO.
+OLMO_BY_LOO = {"sigmoid": "before", "sigmoid, ceiling 1": "ceiling only", "exponential": "exponential"}
 
 
 def olmo_frame(task: str) -> pd.DataFrame:
@@ -568,10 +570,30 @@ def loo_text() -> str:
     path): LOO here leaves out one checkpoint, so it favours what fits the ladder's curves, not
     what extrapolates (the 3B rung in ``downstream_olmo.txt`` says that).
     """
+    started, load_before = time.time(), os.getloadavg()
+    out = loo_tables()
+    best = out[out["rank"] == 0].reset_index()
+    lines = [
+        "Link forms by PSIS-LOO per OLMo task (benchmarks/downstream.py loo): the 16 paper runs' checkpoints",
+        "(first 10% dropped, 5-point moving average), each an independent row; accuracy density on one",
+        "scale for all links (compare_links). Leave-one-checkpoint-out: a measure of fit to the ladder.",
+        f"bayescale {bs.__version__}; load before {load_before[0]:.2f}",
+        "",
+        out[["rank", "elpd_loo", "p_loo", "elpd_diff", "dse", "weight", "pareto_k_max", "fit_ok"]].to_string(
+            float_format=lambda v: f"{v:.3f}"
+        ),
+        "",
+        "best per task: " + ", ".join(f"{r.task} {r.link}" for r in best.itertuples()),
+        f"load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def loo_tables() -> pd.DataFrame:
+    """:func:`compare_links` of the three link forms per OLMo task, indexed by (task, link)."""
     from bayescale.methods.downstream import fit_link
     from bayescale.questions.downstream import compare_links
 
-    started, load_before = time.time(), os.getloadavg()
     tables = []
     for i, (task, (_, _, chance)) in enumerate(OLMO_TASKS.items()):
         frame = olmo_frame(task)
@@ -593,22 +615,7 @@ def loo_text() -> str:
         table["fit_ok"] = [bool(fits[n].diagnostics["ok"]) for n in table.index]
         tables.append(table.assign(task=task).reset_index().set_index(["task", "link"]))
         print(f"loo {task}: done", flush=True)
-    out = pd.concat(tables)
-    best = out[out["rank"] == 0].reset_index()
-    lines = [
-        "Link forms by PSIS-LOO per OLMo task (benchmarks/downstream.py loo): the 16 paper runs' checkpoints",
-        "(first 10% dropped, 5-point moving average), each an independent row; accuracy density on one",
-        "scale for all links (compare_links). Leave-one-checkpoint-out: a measure of fit to the ladder.",
-        f"bayescale {bs.__version__}; load before {load_before[0]:.2f}",
-        "",
-        out[["rank", "elpd_loo", "p_loo", "elpd_diff", "dse", "weight", "pareto_k_max", "fit_ok"]].to_string(
-            float_format=lambda v: f"{v:.3f}"
-        ),
-        "",
-        "best per task: " + ", ".join(f"{r.task} {r.link}" for r in best.itertuples()),
-        f"load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all",
-    ]
-    return "\n".join(lines) + "\n"
+    return pd.concat(tables)
 
 
 def ablation_text(variants: tuple[str, ...] = tuple(OLMO_ABLATION), title: str = "") -> str:
@@ -634,6 +641,41 @@ def ablation_text(variants: tuple[str, ...] = tuple(OLMO_ABLATION), title: str =
     return "\n".join(lines) + "\n"
 
 
+def selected_text() -> str:
+    """The OLMo 3B rung, each task chained through the link PSIS-LOO prefers on the ladder's checkpoints."""
+    started, load_before = time.time(), os.getloadavg()
+    loo = loo_tables()
+    best = loo[loo["rank"] == 0].reset_index().set_index("task")["link"]
+    parts = []
+    for task, link in best.items():
+        global OLMO_TASKS
+        every = OLMO_TASKS
+        try:
+            OLMO_TASKS = {task: every[task]}
+            out, _ = olmo_3b((OLMO_BY_LOO[link],), backtest=False)
+        finally:
+            OLMO_TASKS = every
+        parts.append(out.assign(link=link))
+    out = pd.concat(parts, ignore_index=True)
+    per_task = out.groupby("task", sort=False).agg(
+        link=("link", "first"), mae=("abs_err_pts", "mean"), covered=("covered", "sum")
+    )
+    lines = [
+        "OLMo 3B rung (benchmarks/downstream.py selected): each task chained through the link that PSIS-LOO",
+        "prefers on the 16 runs' checkpoints (loo part), checkpoints independent.",
+        "As downstream_olmo.txt otherwise.",
+        f"bayescale {bs.__version__}; load before {load_before[0]:.2f}",
+        "",
+        per_task.to_string(float_format=lambda v: f"{v:.2f}"),
+        "",
+        f"accuracy: MAE {out.abs_err_pts.mean():.2f} points (max {out.abs_err_pts.max():.2f}); 90% coverage "
+        f"{out.covered.mean():.0%} ({int(out.covered.sum())}/{len(out)}); mean width "
+        f"{100 * (out.upper90 - out.lower90).mean():.1f} points",
+        f"load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 PARTS = {
     "gadre": (GADRE, gadre, RESULTS),
     "olmo": (OLMO, olmo_text, RESULTS.with_name("downstream_olmo.txt")),
@@ -641,6 +683,7 @@ PARTS = {
     "direct": (OLMO, direct_text, RESULTS.with_name("downstream_direct.txt")),
     "loo": (OLMO, loo_text, RESULTS.with_name("downstream_loo.txt")),
     "ablation": (OLMO, ablation_text, RESULTS.with_name("downstream_olmo_ablation.txt")),
+    "selected": (OLMO, selected_text, RESULTS.with_name("downstream_olmo_selected.txt")),
     "exponential": (
         OLMO,
         lambda: ablation_text(
