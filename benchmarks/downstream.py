@@ -516,6 +516,15 @@ def gemstones_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+def accuracy_summary(out: pd.DataFrame) -> str:
+    """The line of a table of accuracy targets: MAE of the medians, coverage and width of the intervals."""
+    return (
+        f"accuracy: MAE {out.abs_err_pts.mean():.2f} points (max {out.abs_err_pts.max():.2f}); 90% coverage "
+        f"{out.covered.mean():.0%} ({int(out.covered.sum())}/{len(out)}); mean width "
+        f"{100 * (out.upper90 - out.lower90).mean():.1f} points"
+    )
+
+
 def direct_text() -> str:
     """A direct law on the OLMo ladder: each task's error (1 - accuracy) in (N, D), no task loss.
 
@@ -553,10 +562,7 @@ def direct_text() -> str:
         "",
         per_task.to_string(float_format=lambda v: f"{v:.2f}"),
         "",
-        f"accuracy: MAE {out.abs_err_pts.mean():.2f} points (max {out.abs_err_pts.max():.2f}); 90% coverage "
-        f"{out.covered.mean():.0%} ({int(out.covered.sum())}/{len(out)}); mean width "
-        f"{out.width_pts.mean():.1f} points; fits failing diagnostics "
-        f"{int((~out.fit_ok).sum() / 6)}/{len(OLMO_TASKS)}",
+        f"{accuracy_summary(out)}; fits failing diagnostics {int((~out.fit_ok).sum() / 6)}/{len(OLMO_TASKS)}",
         f"load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all",
     ]
     return "\n".join(lines) + "\n"
@@ -668,9 +674,7 @@ def selected_text() -> str:
         "",
         per_task.to_string(float_format=lambda v: f"{v:.2f}"),
         "",
-        f"accuracy: MAE {out.abs_err_pts.mean():.2f} points (max {out.abs_err_pts.max():.2f}); 90% coverage "
-        f"{out.covered.mean():.0%} ({int(out.covered.sum())}/{len(out)}); mean width "
-        f"{100 * (out.upper90 - out.lower90).mean():.1f} points",
+        accuracy_summary(out),
         f"load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all",
     ]
     return "\n".join(lines) + "\n"
