@@ -94,3 +94,103 @@ def chained_coverage(
             )
         rows.append(out)
     return pd.DataFrame(rows)
+
+
+#: A task whose size backtest misses more of its held-out targets than a calibrated interval
+#: would with probability :data:`MISS_ALPHA` is flagged ``backtest_missed``.
+MISS_ALPHA = 0.1
+#: A task whose backtest intervals are wider than this (absolute, in accuracy or error, mean
+#: over the held-out targets) is flagged ``wide``: 10 points is more than most ladders' change.
+MAX_WIDTH = 0.10
+
+
+def allowed_misses(targets: int, prob: float = 0.9, alpha: float = MISS_ALPHA) -> int:
+    """The most misses of ``targets`` intervals at ``prob`` that are not flagged.
+
+    The smallest ``m`` with ``P(misses > m) <= alpha`` when each interval misses with
+    probability ``1 - prob`` (independently): at 90%, 1 of 4, 2 of 6, 3 of 12.
+    """
+    from scipy import stats
+
+    return int(stats.binom.ppf(1.0 - alpha, targets, 1.0 - prob))
+
+
+def size_backtest(
+    runs: pd.DataFrame,
+    tasks: Sequence[str],
+    input_loss: str = "loss",
+    *,
+    loss_rows: Any = None,
+    link_rows: Any = None,
+    target_rows: Any = None,
+    prob: float = 0.9,
+    random_seed: int | None = None,
+    **fit_kwargs: Any,
+) -> pd.DataFrame:
+    """Leave the ladder's largest model size out, fit both steps on the rest, predict it.
+
+    A diagnostic of each task inside the ladder: a task whose chain cannot forecast the
+    largest rung from the smaller ones is unlikely to forecast a rung beyond the ladder.
+
+    Parameters
+    ----------
+    runs, tasks, input_loss
+        As for :func:`~bayescale.fit_downstream`.
+    loss_rows, link_rows
+        Rows of each step (default all), as for :func:`~bayescale.fit_downstream`; the rows of
+        the largest ``params`` among ``loss_rows`` are removed from both.
+    target_rows
+        Rows scored (default ``loss_rows``); only those of the largest size are.
+    prob
+        Probability of the intervals.
+    random_seed, fit_kwargs
+        Passed to :func:`~bayescale.fit_downstream`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per task: ``targets``, ``misses``, ``coverage``, ``mae`` (of the median),
+        ``width`` (mean interval width), ``backtest_missed`` (more misses than
+        :func:`allowed_misses`), ``wide`` (``width`` above :data:`MAX_WIDTH`) and
+        ``backtest_ok`` (neither). ``attrs["held_out_params"]`` is the size left out.
+    """
+    frame = runs.reset_index(drop=True)
+    every = np.ones(len(frame), dtype=bool)
+    on_loss = every if loss_rows is None else np.asarray(loss_rows, dtype=bool)
+    on_link = every if link_rows is None else np.asarray(link_rows, dtype=bool)
+    scored = on_loss if target_rows is None else np.asarray(target_rows, dtype=bool)
+    params = pd.to_numeric(frame["params"]).to_numpy(dtype=float)
+    largest = float(params[on_loss].max())
+    held = params == largest
+    if not (on_loss & ~held).any() or not (scored & held).any():
+        raise ValueError(f"the backtest needs rows below the largest size ({largest:g}) and targets at it")
+    model = fit_downstream(
+        frame, tasks, input_loss, loss_rows=on_loss & ~held, link_rows=on_link & ~held,
+        random_seed=random_seed, **fit_kwargs,
+    )  # fmt: skip
+    targets = frame[scored & held]
+    params_at, tokens_at = targets["params"].to_numpy(), targets["tokens"].to_numpy()
+    table = model.predict(params_at, tokens_at, prob, random_seed=random_seed)
+    rows = []
+    for task in tasks:
+        actual = pd.to_numeric(targets[task]).to_numpy(dtype=float)
+        lower, median, upper = (table[f"{task}_{s}"].to_numpy() for s in ("lower", "median", "upper"))
+        misses = int(np.sum((actual < lower) | (actual > upper)))
+        width = float(np.mean(upper - lower))
+        missed = misses > allowed_misses(len(actual), prob)
+        rows.append(
+            {
+                "task": str(task),
+                "targets": len(actual),
+                "misses": misses,
+                "coverage": 1.0 - misses / len(actual),
+                "mae": float(np.mean(np.abs(median - actual))),
+                "width": width,
+                "backtest_missed": missed,
+                "wide": width > MAX_WIDTH,
+                "backtest_ok": not (missed or width > MAX_WIDTH),
+            }
+        )
+    out = pd.DataFrame(rows).set_index("task")
+    out.attrs["held_out_params"] = largest
+    return out

@@ -125,7 +125,13 @@ def fit_link(
         warn=warn,
     )
     fit.input_loss_unit = unit  # type: ignore[attr-defined]  # (a link's own attribute)
+    no_second_law(fit)
     return fit
+
+
+def no_second_law(fit: Fit) -> None:
+    """Mark a link fit as having no second law: a loss law fitted to a task's score means nothing."""
+    fit._variants[fit.variant_law] = None
 
 
 def input_unit(column: str, loss_unit: str | None) -> str:

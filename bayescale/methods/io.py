@@ -39,11 +39,13 @@ import numpy as np
 from bayescale._version import __version__
 from bayescale.data.config import parse_config
 from bayescale.data.storage import runs_from_dataset
+from bayescale.data.units import LOSS_UNITS
 from bayescale.errors import BayescaleError, FitFileError
 from bayescale.inference import container
 from bayescale.inference.diagnostics import warn_if_failed
 from bayescale.inference.sampling import SamplerConfig
 from bayescale.model.laws import get_law
+from bayescale.model.laws.downstream import LINKS, get_link
 from bayescale.model.priors import priors_from_json, priors_to_json, support
 from bayescale.model.pymc_model import check_likelihood
 from bayescale.posterior.result import Result
@@ -108,6 +110,10 @@ def _config_hash(attrs: dict[str, Any], runs_ds: Any) -> str:
         digest.update(np.ascontiguousarray(runs_ds[name].values).tobytes())
     return digest.hexdigest()
 
+
+#: The posterior attr holding a link fit's ``input_loss_unit``: the unit of the loss it reads,
+#: which a chain checks against step 1's (:mod:`bayescale.questions.downstream`).
+INPUT_UNIT_ATTR = "input_loss_unit"
 
 #: The posterior attr holding the saved second law's settings (JSON), and the prefix of its groups:
 #: a Fit's variant law (``Fit.variant_fit``) is saved with it so that no command refits it.
@@ -198,6 +204,8 @@ def _content_hash(attrs: dict[str, Any], idata: Any) -> str:
     digest.update(json.dumps({k: str(attrs[k]) for k in _CONTENT_KEYS}, sort_keys=True).encode())
     if VARIANT_ATTR in attrs:  # files without a saved second law hash as before
         digest.update(str(attrs[VARIANT_ATTR]).encode())
+    if INPUT_UNIT_ATTR in attrs:  # a link fit's; other files hash as before
+        digest.update(f"{INPUT_UNIT_ATTR} {attrs[INPUT_UNIT_ATTR]}".encode())
     for group in sorted(container.group_names(idata)):
         ds = container.group(idata, group)
         digest.update(f"group {group}".encode())
@@ -316,6 +324,9 @@ def _stamp(fit: Any) -> tuple[Any, dict[str, Any]]:
         "priors": priors_to_json(fit.priors),
         "fixed": json.dumps(fit.fixed, sort_keys=True),
     }
+    unit = getattr(fit, INPUT_UNIT_ATTR, None)
+    if unit is not None:
+        specific[INPUT_UNIT_ATTR] = str(unit)
     attrs = {**common, **specific, **shared}
     return _with_variant(fit, fit.idata.copy(), attrs), attrs
 
@@ -427,7 +438,7 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
             )
             fit = RESULT_TYPES["fit"](
                 idata=own,
-                law=get_law(attrs["law"]),
+                law=get_link(attrs["law"]) if attrs["law"] in LINKS else get_law(attrs["law"]),
                 runs=runs_from_dataset(constant_data),
                 priors=priors_from_json(attrs["priors"]),
                 fixed={k: float(v) for k, v in _json_object(attrs, "fixed").items()},
@@ -437,6 +448,13 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
                 diagnostics=parse_config(attrs["diagnostics"]),
             )
             _check_types(fit)
+            if INPUT_UNIT_ATTR in attrs:
+                unit = attrs[INPUT_UNIT_ATTR]
+                if not isinstance(unit, str) or unit not in LOSS_UNITS:
+                    raise TypeError(f"{INPUT_UNIT_ATTR} must be one of {sorted(LOSS_UNITS)}, got {unit!r}")
+                fit.input_loss_unit = unit
+            if attrs["law"] in LINKS:  # a link has no second law (see methods.downstream.no_second_law)
+                fit._variants[fit.variant_law] = None
             if VARIANT_ATTR in attrs:
                 variant = _variant_from_file(fit, idata, attrs)
                 _check_draws(variant, container.posterior(variant.idata), required=True)

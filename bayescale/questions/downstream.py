@@ -13,6 +13,7 @@ Both fits are taken as the small posterior protocol of :mod:`bayescale.questions
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +29,7 @@ from bayescale.model.pymc_model import draw_log_noise
 from bayescale.posterior.intervals import SAMPLE_DIMS, check_interval, interval_table
 from bayescale.posterior.query import make_query
 from bayescale.posterior.residuals import spearman
-from bayescale.questions import plan
+from bayescale.questions import compare, plan
 
 #: A task whose fitted target moves less than this across the ladder (absolute, in accuracy or
 #: error) is flat: its changes are within what seed noise moves a benchmark by (~0.5-1 point).
@@ -78,6 +79,40 @@ def link_draws(
         return np.exp(log_mean)
     noise = draw_log_noise(rng, link_fit.likelihood, {k: v[..., 0] for k, v in theta.items()}, log_mean.shape)
     return np.exp(log_mean + noise)
+
+
+def link_predict(
+    link_fit: Any,
+    input_loss: Any,
+    prob: float = 0.9,
+    kind: str = "eti",
+    random_seed: int | None = None,
+    predictive: bool = True,
+) -> pd.DataFrame:
+    """A link's answer at known input losses (step 2 alone): the target of a new run at each loss.
+
+    For a loss that is measured rather than forecast (a checkpoint's own validation loss).
+    With ``predictive`` each answer carries the link's noise (and, for a link fitted with
+    run offsets, a new run's offset); without, it is the link's mean.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per loss: ``input_loss``, then ``<target>_{median,lower,upper}`` where
+        ``<target>`` is the link's ``"error"`` or ``"accuracy"``.
+    """
+    check_interval(prob, kind)
+    law = _link(link_fit)
+    loss = np.atleast_1d(np.asarray(input_loss, dtype=float))
+    if loss.ndim != 1 or not np.all(np.isfinite(loss) & (loss > 0)):
+        raise BayescaleError(f"input losses must be finite and > 0, got {input_loss!r}")
+    shape = tuple(link_fit.posterior.sizes[d] for d in SAMPLE_DIMS)
+    draws = link_draws(
+        link_fit, np.broadcast_to(loss, (*shape, loss.size)), np.random.default_rng(random_seed), predictive
+    )
+    values = xr.Dataset({law.target: (("chain", "draw", "query"), draws)})
+    query = xr.Dataset({LINK_COVARIATE: ("query", loss)})
+    return interval_table(values, prob, kind, query)
 
 
 def chained_draws(
@@ -198,3 +233,79 @@ def task_diagnostics(link_fits: Mapping[str, Any]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).set_index("task")
+
+
+def accuracy_log_likelihood(link_fit: Any) -> xr.DataArray:
+    """Log density of each row's *accuracy* under each draw of a link, dims ``chain, draw, run``.
+
+    A link's noise is on the log of its target (error or accuracy), so its density of the
+    target is that of the log less ``log target`` (the Jacobian); an error link's density of
+    the accuracy ``1 - error`` is the same as of the error. Links of either kind fitted to
+    the same rows are then scored on one scale.
+    """
+    _link(link_fit)
+    target = link_fit.runs.column("loss")
+    return compare.log_likelihood(link_fit) - xr.DataArray(np.log(target), dims="run")
+
+
+def _accuracy(fit: Any) -> np.ndarray:
+    target = fit.runs.column("loss")
+    return target if _link(fit).target == "accuracy" else 1.0 - target
+
+
+def compare_links(link_fits: Mapping[str, Any], method: str = "stacking") -> pd.DataFrame:
+    """Rank links fitted to the same rows by PSIS-LOO of the accuracy, with stacking weights.
+
+    Parameters
+    ----------
+    link_fits
+        ``{name: link fit}``: any links (sigmoid on accuracy, exponential on error, one link
+        with different fixed values), fitted to the same rows (same ``params``, ``tokens``,
+        input loss and accuracy).
+    method
+        ArviZ's weighting: ``"stacking"``, ``"BB-pseudo-BMA"`` or ``"pseudo-BMA"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``link`` (the names), best first: ``rank``, ``elpd_loo``, ``p_loo``, ``se``,
+        ``elpd_diff`` (best minus this, >= 0), ``dse``, ``weight``, ``pareto_k_max``.
+        With a ``run`` column (run offsets) the LOO leaves out one checkpoint, not one run.
+    """
+    import arviz_stats as azs
+
+    from bayescale.inference import container
+
+    if len(link_fits) < 2:
+        raise BayescaleError("comparing links needs at least two link fits (name -> fit)")
+    names = list(link_fits)
+    first = link_fits[names[0]]
+    ref = [first.runs.column(c) for c in ("params", "tokens", LINK_COVARIATE)] + [_accuracy(first)]
+    for name in names[1:]:
+        fit = link_fits[name]
+        mine = [fit.runs.column(c) for c in ("params", "tokens", LINK_COVARIATE)] + [_accuracy(fit)]
+        if len(fit.runs) != len(first.runs) or not all(
+            np.allclose(a, b, rtol=1e-12) for a, b in zip(ref, mine, strict=True)
+        ):
+            raise BayescaleError(
+                f"links {names[0]!r} and {name!r} were fitted to different rows; "
+                "LOO compares links on the same rows only"
+            )
+    loos = {}
+    for name, fit in link_fits.items():
+        ll = accuracy_log_likelihood(fit).assign_coords(run=np.arange(len(fit.runs)))
+        tree = container.from_groups(
+            posterior=fit.posterior[fit.free_parameters], log_likelihood=ll.to_dataset(name="accuracy")
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="Estimated shape parameter of Pareto", category=UserWarning
+            )
+            loos[str(name)] = azs.loo(tree, pointwise=True)
+    table = azs.compare(loos, method=method, round_to="none")  # type: ignore[arg-type]
+    table = table.rename(columns={"elpd": "elpd_loo", "p": "p_loo"})
+    table["elpd_diff"] = 0.0 - table["elpd_diff"]  # as questions.compare: best minus this, >= 0
+    table = table[["rank", "elpd_loo", "p_loo", "se", "elpd_diff", "dse", "weight"]]
+    table["pareto_k_max"] = [float(np.max(np.asarray(loos[n].pareto_k))) for n in table.index]
+    table.index.name = "link"
+    return table

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +18,7 @@ from bayescale.checks.downstream import (
     link_mean,
     simulate_chain,
 )
+from bayescale.inference.diagnostics import FitWarning
 from bayescale.methods.downstream import Downstream, link_table
 from bayescale.model.laws.downstream import LINK_COVARIATE, get_link
 from bayescale.questions.downstream import chained_draws, task_diagnostics
@@ -138,6 +141,25 @@ def test_chain_refuses_a_link_on_another_loss_unit(hand_chain):
         del link.input_loss_unit
 
 
+def test_link_predict_at_known_losses(hand_chain):
+    """Step 2 alone at measured losses: the link's mean inside a band of its own noise's width."""
+    from bayescale.questions.downstream import link_predict
+
+    link = hand_chain.link_fits["a"]
+    table = link_predict(link, [2.4, 3.0], prob=0.9, random_seed=1)
+    assert list(table.columns) == ["input_loss", "error_median", "error_lower", "error_upper"]
+    truth = link_mean("link-exponential", TRUE_EXPONENTIAL, [2.4, 3.0])
+    np.testing.assert_allclose(table.error_median, truth, rtol=3e-3)
+    # The band adds the link's 1% noise on log error (2 x 1.645 x 1% wide) to its mean's spread.
+    mean_only = link_predict(link, [2.4, 3.0], random_seed=1, predictive=False)
+    spread = np.log(mean_only.error_upper / mean_only.error_lower)
+    assert (spread < 0.03).all()
+    width = np.log(table.error_upper / table.error_lower)
+    np.testing.assert_allclose(width, np.hypot(spread, 2 * 1.645 * 0.01), rtol=0.1)
+    with pytest.raises(bs.BayescaleError, match="input losses must be finite and > 0"):
+        link_predict(link, [2.4, -1.0])
+
+
 def test_fit_downstream_states_the_input_unit():
     from bayescale.methods.downstream import input_unit
 
@@ -181,19 +203,77 @@ def test_diagnostics_flag_flat_noisy_and_non_monotone_tasks():
     assert table.loc["noisy", "monotone_rho"] == pytest.approx(-1.0)
 
 
+def test_compare_links_scores_accuracy_and_error_links_on_one_scale():
+    """Accuracy drawn through a sigmoid: the true sigmoid beats the best exponential and a shifted sigmoid."""
+    from scipy import stats
+    from scipy.optimize import curve_fit
+
+    from bayescale.questions.downstream import accuracy_log_likelihood, compare_links
+
+    truth = {"floor": 0.25, "headroom": 1.0, "k": 8.0, "x0": 0.9}
+    x = np.linspace(0.75, 1.5, 40)
+    rng = np.random.default_rng(5)
+    acc = link_mean("link-sigmoid", truth, x) * np.exp(rng.normal(0, 0.01, x.size))
+    frame = pd.DataFrame({"params": np.geomspace(1e8, 1e9, x.size), "tokens": 2e10, "x": x, "acc": acc})
+    on_acc = link_table(frame, "acc", "x")
+    on_err = link_table(frame.assign(err=1 - acc), "err", "x")
+
+    def exponential(v, eps, k, gamma):
+        return eps - k * np.exp(-gamma * v)
+
+    q, _ = curve_fit(exponential, x, 1 - acc, p0=[0.8, 2.0, 1.0], maxfev=20000)
+    spread = float(np.std(np.log((1 - acc) / exponential(x, *q))))
+    fits = {
+        "sigmoid": _hand_built(get_link("link-sigmoid"), on_acc, {**truth, "sigma": 0.01}, 0.002, 1),
+        "shifted": _hand_built(
+            get_link("link-sigmoid"), on_acc, {**truth, "x0": 0.93, "sigma": 0.01}, 0.002, 2
+        ),
+        "exponential": _hand_built(
+            get_link("link-exponential"),
+            on_err,
+            dict(zip(("eps", "k", "gamma"), q, strict=True)) | {"sigma": spread},
+            0.002,
+            3,
+        ),
+    }
+    table = compare_links(fits)
+    assert table.index[0] == "sigmoid" and table.loc["sigmoid", "elpd_diff"] == 0.0
+    assert (table.drop(index="sigmoid").elpd_diff > 2 * table.drop(index="sigmoid").dse).all()
+    assert table.weight.sum() == pytest.approx(1.0)
+    # The error link's density of the accuracy: normal on log error, less log error (the Jacobian).
+    fit = fits["exponential"]
+    ll = accuracy_log_likelihood(fit).isel(chain=0, draw=0).values
+    theta = {k: float(v.isel(chain=0, draw=0)) for k, v in fit.theta().items()}
+    mean = exponential(x, theta["eps"], theta["k"], theta["gamma"])
+    expected = stats.norm.logpdf(np.log(1 - acc), np.log(mean), theta["sigma"]) - np.log(1 - acc)
+    np.testing.assert_allclose(ll, expected, rtol=1e-9)
+    with pytest.raises(bs.BayescaleError, match="fitted to different rows"):
+        compare_links(
+            {"a": fits["sigmoid"], "b": _hand_built(get_link("link-sigmoid"), on_acc[:-1], truth, 0.002, 4)}
+        )
+    with pytest.raises(bs.BayescaleError, match="at least two link fits"):
+        compare_links({"a": fits["sigmoid"]})
+
+
 # ------------------------------------------------------------------ real fits: recovery and coverage
 
 
-def test_link_recovers_known_parameters_from_a_simulated_chain():
-    """Error drawn through a known link at 24 observed losses: the 90% intervals hold the truth."""
+@pytest.fixture(scope="module")
+def recovery_link():
+    """A link fitted to error drawn through a known link at 24 observed losses (in bits per byte)."""
     x = np.linspace(2.3, 4.5, 24)
     rng = np.random.default_rng(11)
     y = link_mean("link-exponential", TRUE_EXPONENTIAL, x) * np.exp(rng.normal(0, 0.01, x.size))
-    frame = pd.DataFrame({"params": np.geomspace(2e7, 2e9, x.size), "tokens": 4e10, "val": x, "err": y})
-    fit = bs.fit(
-        frame, method="link", target="err", input_loss="val", random_seed=2, sampler=CHEAP, progressbar=False,
-        warn=False,
+    frame = pd.DataFrame({"params": np.geomspace(2e7, 2e9, x.size), "tokens": 4e10, "val_bpb": x, "err": y})
+    return bs.fit(
+        frame, method="link", target="err", input_loss="val_bpb", random_seed=2, sampler=CHEAP,
+        progressbar=False, warn=False,
     )  # fmt: skip
+
+
+def test_link_recovers_known_parameters_from_a_simulated_chain(recovery_link):
+    """The 90% intervals of the link fitted to a known link's draws hold the truth."""
+    fit = recovery_link
     assert fit.sampler.backend == "jax"
     summary = fit.summary()
     for name, value in {**TRUE_EXPONENTIAL, "sigma": 0.01}.items():
@@ -202,12 +282,69 @@ def test_link_recovers_known_parameters_from_a_simulated_chain():
     assert summary.loc["gamma", "median"] == pytest.approx(0.7, rel=0.25)
 
 
+def test_a_saved_link_fit_keeps_its_input_unit(tmp_path, recovery_link, hand_chain):
+    """Save and load a link fit: the same link, draws and input unit; a chain still checks the unit."""
+    assert recovery_link.input_loss_unit == "bits_per_byte"  # read from the column's name
+    path = recovery_link.save(tmp_path / "link.nc")
+    with warnings.catch_warnings():  # the cheap fit may miss its ESS target, which load repeats
+        warnings.simplefilter("ignore", FitWarning)
+        loaded = bs.load_fit(path)
+    assert loaded.variant_fit() is None  # a link has no second law, saved or refitted
+    assert loaded.law is get_link("link-exponential")
+    assert loaded.input_loss_unit == "bits_per_byte"
+    np.testing.assert_array_equal(loaded.posterior["k"].values, recovery_link.posterior["k"].values)
+    with pytest.raises(bs.BayescaleError, match="reads a loss in bits per byte"):
+        Downstream(hand_chain.loss_fit, {"a": loaded}).predict(*HELD_OUT)
+    # The unit is under the file's hash: an altered one is refused.
+    import xarray as xr
+
+    from bayescale.inference import container
+
+    tree = xr.open_datatree(path)
+    tree.load()
+    tree.close()
+    tree["posterior"].attrs["input_loss_unit"] = "nats_per_token"
+    altered = tmp_path / "altered.nc"
+    altered.write_bytes(container.netcdf_bytes(tree))
+    with pytest.raises(bs.FitFileError, match="do not match the recorded hash"):
+        bs.load_fit(altered)
+
+
 def test_chained_interval_covers_held_out_runs():
     """Three simulated ladders, a held-out run 4x beyond each: its loss and error inside the 90% bands."""
     table = chained_coverage([1, 2, 3], sampler=CHEAP)
     assert table["loss_covered"].sum() >= 2 and table["error_covered"].sum() >= 2
     # The band is not vacuous: narrower than the error's whole range over the ladder (0.45-0.66).
     assert ((table["error_upper"] - table["error_lower"]) < 0.1).all()
+
+
+def test_allowed_misses_is_the_binomial_tail():
+    from bayescale.checks.downstream import allowed_misses
+
+    # P(misses > m) <= 10% at a 10% miss rate: 1 of 3 or 4, 2 of 6, 3 of 12.
+    assert [allowed_misses(n) for n in (3, 4, 6, 12)] == [1, 1, 2, 3]
+    assert allowed_misses(4, prob=0.5) == 3
+
+
+@pytest.mark.slow
+def test_size_backtest_flags_a_task_that_breaks_at_the_largest_size():
+    """Leave the largest size out: a task following the chain passes; one whose largest runs jump fails.
+
+    Three cheap fits (a loss, two links): 150 s at load 15, hence slow.
+    """
+    from bayescale.checks.downstream import size_backtest
+
+    ladder = simulate_chain(21)
+    largest = ladder.params == ladder.params.max()
+    ladder["broken"] = np.where(largest, ladder.error * 1.2, ladder.error)
+    table = size_backtest(ladder, ["error", "broken"], "loss", random_seed=4, sampler=CHEAP, warn=False)
+    assert table.attrs["held_out_params"] == ladder.params.max()
+    assert list(table.index) == ["error", "broken"] and (table.targets == largest.sum()).all()
+    assert table.loc["error", "backtest_ok"] and table.loc["error", "misses"] <= 1
+    assert table.loc["broken", "backtest_missed"] and not table.loc["broken", "backtest_ok"]
+    assert table.loc["broken", "mae"] > 3 * table.loc["error", "mae"]
+    with pytest.raises(ValueError, match="needs rows below the largest size"):
+        size_backtest(ladder[largest], ["error"], "loss")
 
 
 @pytest.mark.slow
