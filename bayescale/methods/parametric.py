@@ -19,9 +19,9 @@ from bayescale.data.storage import runs_to_dataset
 from bayescale.errors import BayescaleError, LawError, RunsError, RunsWarning
 from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
+from bayescale.inference.run_offsets import run as run_sampler
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler, resolve_seed
-from bayescale.inference.sampling import run as run_sampler
 from bayescale.methods import io
 from bayescale.model.laws import ScalingLaw, get_law
 from bayescale.model.priors import Prior
@@ -612,7 +612,8 @@ def fit_parametric(
         A :class:`~bayescale.Runs`, a DataFrame, a CSV/Parquet path, or the
         name of a bundled data set. With a ``run`` column, rows sharing a label
         are checkpoints of one run and share its offset of log loss (spread
-        ``sigma_run``, sampled on the PyMC model: the JAX density has no offsets).
+        ``sigma_run``; the offsets are kept orthogonal to the runs' design in
+        (1, log N, log D) so they cannot take the law's trend; see the checkpoints guide).
     law
         Name of a registered law (see :func:`bayescale.list_laws`) or a law.
     priors
@@ -670,7 +671,8 @@ def fit_parametric(
     random_seed = resolve_seed(random_seed)
     idata, used = run_sampler(law_obj, runs_obj, free, fixed, likelihood, config, random_seed, progressbar)
     idata = _tidy(idata, law_obj, runs_obj, fixed, likelihood)
-    report = diag.compute(idata, list(free) + [group_variable(n) for n in law_obj.pooled])
+    checked = list(free) + [group_variable(n) for n in law_obj.pooled] + ([RUN_EFFECT] if run_effects else [])
+    report = diag.compute(idata, checked)
     result = Fit(
         idata=idata,
         law=law_obj,
