@@ -44,6 +44,14 @@ ANCHORS = REPO.parent / "shared" / "anchors"
 END_OF_DECAY = 1.10
 
 
+class Lines(list[str]):
+    """The report's lines, each printed as it comes (a run takes minutes)."""
+
+    def append(self, line: str) -> None:
+        print(line, flush=True)
+        super().append(line)
+
+
 def olmo_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(checkpoints of the 16 runs at the end of decay, their finals, the six 3B finals, the reruns)."""
     frame = pd.read_csv(folder / "ladder_checkpoints.csv")
@@ -220,20 +228,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchors", type=Path, default=ANCHORS)
     parser.add_argument("--skip-pymc", action="store_true")
     parser.add_argument("--skip-gemstones", action="store_true")
+    parser.add_argument("--skip-olmo", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     load = os.getloadavg()[0]
-    out = [f"bayescale {bs.__version__}; load average at start {load:.1f} on {os.cpu_count()} cores"]
-    if (args.anchors / "olmo-ladder").exists():
+    out = Lines()
+    out.append(f"bayescale {bs.__version__}; load average at start {load:.1f} on {os.cpu_count()} cores")
+    if args.skip_olmo:
+        pass
+    elif (args.anchors / "olmo-ladder").exists():
         olmo(args.anchors / "olmo-ladder", out, args.olmo_seeds, not args.skip_pymc)
-        print("\n".join(out), flush=True)
     else:
         out.append(f"OLMo ladder skipped: {args.anchors / 'olmo-ladder'} not found")
     if not args.skip_gemstones and (args.anchors / "gemstones").exists():
         gemstones(args.anchors / "gemstones", out, args.seeds)
     out.append(f"load average at the end {os.getloadavg()[0]:.1f}")
     text = "\n".join(out)
-    print(text)
     if args.out:
         args.out.write_text(text + "\n")
     return 0
