@@ -262,3 +262,19 @@ def test_a_known_run_continues_with_its_own_offset(checkpoint_fit):
         fit.predict(None, [1e10], run="nope")
     with pytest.raises(RunsError, match="run 'run-0-0' has params"):
         fit.predict([1e9], [1e10], run="run-0-0")
+
+
+def test_ladders_in_one_bucket_of_runs_share_the_programs():
+    import jax
+
+    from bayescale.inference.sampling import _structure
+
+    law = bs.get_law("chinchilla")
+    free, fixed = resolve_priors(law, "normal", None, None, run_effects=True)
+    frame = checkpoint_ladder(0)
+    fewer = frame[~frame["run"].isin(["run-5-0", "run-5-1"])]  # 10 runs, 80 rows: buckets 16 and 96
+    a, b = (build_density(law, bs.Runs.from_any(f), free, fixed, "normal") for f in (frame, fewer))
+    assert _structure(a) == _structure(b)
+    shapes = [[(x.shape, x.dtype) for x in jax.tree.leaves(d.data)] for d in (a, b)]
+    assert shapes[0] == shapes[1]
+    assert int(np.sum(b.data["mask"])) == 80
