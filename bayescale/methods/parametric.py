@@ -16,20 +16,22 @@ import xarray as xr
 from bayescale.data.columns import warn_ladder
 from bayescale.data.runs import Runs
 from bayescale.data.storage import runs_to_dataset
-from bayescale.errors import BayescaleError, LawError, RunsWarning
+from bayescale.errors import BayescaleError, LawError, RunsError, RunsWarning
 from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
+from bayescale.inference.run_offsets import run as run_sampler
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler, resolve_seed
-from bayescale.inference.sampling import run as run_sampler
 from bayescale.methods import io
 from bayescale.methods.small_ladder import borrow_for_small_ladder, borrowed_note
-from bayescale.model.laws import ScalingLaw, get_law
+from bayescale.model.laws import ScalingLaw, covariates, get_law, ops
 from bayescale.model.priors import Prior
 from bayescale.model.pymc_model import (
     OBSERVED,
     RUN_EFFECT,
+    RUN_LABEL,
     check_likelihood,
+    draw_log_noise,
     group_variable,
     internal_variables,
     model_parameters,
@@ -38,7 +40,8 @@ from bayescale.model.pymc_model import (
 )
 from bayescale.posterior.contraction import information_message, prior_contraction
 from bayescale.posterior.extrapolation import VARIANT_LAW, guard, span_of
-from bayescale.posterior.intervals import interval_dict
+from bayescale.posterior.intervals import check_interval, interval_dict, interval_table
+from bayescale.posterior.query import make_query
 from bayescale.posterior.residuals import TREND_ALPHA, log_residuals, residual_frame, trend_message, trends
 from bayescale.posterior.result import draws_text, finite_or_none, html_card, json_record, short_repr, verdict
 from bayescale.questions import plan
@@ -367,8 +370,16 @@ class Fit:
         random_seed: int | None = None,
         average_beyond: bool = True,
         group: str | None = None,
+        run: str | None = None,
     ) -> pd.DataFrame:
         """Loss at new (N, D[, U]): the mean loss and the posterior predictive loss.
+
+        A fit to checkpoints (a ``run`` column) answers for a new run: its offset is drawn from
+        the runs' spread ``sigma_run``, so the predictive interval carries seed noise. ``run``
+        (one of the fit's run labels) continues that run instead: its own offset is added to
+        the law, and only the checkpoint noise ``sigma`` to the predictive loss (``params``
+        must then be the run's, or ``None``; ``average_beyond`` does not apply: the second law
+        has no offsets of its own runs to add).
 
         Returns
         -------
@@ -381,10 +392,53 @@ class Fit:
             answered by the equal mixture of this law and :meth:`variant_fit`. ``group``:
             a grouped law's group (``None``: a typical group, the population medians).
         """
+        if run is not None:
+            return self._flag(self._continue_run(run, params, tokens, unique_tokens, prob, kind, random_seed))
         table = plan.predict(
             self, params, tokens, unique_tokens, prob, kind, random_seed, average_beyond, group
         )
         return self._flag(table)
+
+    def run_offset(self, run: str) -> xr.DataArray:
+        """Posterior draws of the offset of log loss of one of the fit's runs (dims ``chain``, ``draw``)."""
+        if RUN_EFFECT not in self.posterior:
+            raise RunsError("this fit has no run offsets: fit runs with a `run` column of checkpoints")
+        labels = [str(label) for label in self.posterior[RUN_EFFECT][RUN_LABEL].values]
+        if str(run) not in labels:
+            shown = ", ".join(labels[:8]) + (", ..." if len(labels) > 8 else "")
+            raise RunsError(f"unknown run {run!r}; the fit's runs are {shown}")
+        return self.posterior[RUN_EFFECT].sel({RUN_LABEL: str(run)}, drop=True)
+
+    def _continue_run(
+        self,
+        run: str,
+        params: Any,
+        tokens: Any,
+        unique_tokens: Any,
+        prob: float,
+        kind: str,
+        random_seed: int | None,
+    ) -> pd.DataFrame:
+        """:meth:`predict` for more tokens of a known run: its own offset, the checkpoint noise only."""
+        offset = self.run_offset(run)
+        own = self.runs.frame[self.runs.frame["run"].astype(str) == str(run)]
+        n = float(own["params"].iloc[0])
+        size = np.size(tokens)
+        if params is not None and not np.allclose(np.asarray(params, dtype=float), n, rtol=1e-9):
+            raise RunsError(f"run {run!r} has params {n:.6g}; give params=None or {n:.6g} to continue it")
+        check_interval(prob, kind)
+        query = make_query(params=np.full(size, n), tokens=tokens, unique_tokens=unique_tokens)
+        u = query["unique_tokens"] if "unique_tokens" in query else None
+        x = covariates(query["params"], query["tokens"], u)
+        theta = self.theta()
+        log_mean = (self.law.log_loss(theta, x, ops.NUMPY) + offset).transpose("chain", "draw", "query")
+        seed_free = {k: v for k, v in theta.items() if k != "sigma_run"}
+        noise = draw_log_noise(np.random.default_rng(random_seed), self.likelihood, seed_free, log_mean.shape)
+        with np.errstate(over="ignore"):
+            draws = xr.Dataset({"loss": np.exp(log_mean), "loss_predictive": np.exp(log_mean + noise)})
+        table = interval_table(draws, prob, kind, query)
+        table.attrs["run"] = str(run)
+        return table
 
     def optimal(
         self,
@@ -612,7 +666,8 @@ def fit_parametric(
         A :class:`~bayescale.Runs`, a DataFrame, a CSV/Parquet path, or the
         name of a bundled data set. With a ``run`` column, rows sharing a label
         are checkpoints of one run and share its offset of log loss (spread
-        ``sigma_run``, sampled on the PyMC model: the JAX density has no offsets).
+        ``sigma_run``; the offsets are kept orthogonal to the runs' design in
+        (1, log N, log D) so they cannot take the law's trend; see the checkpoints guide).
     law
         Name of a registered law (see :func:`bayescale.list_laws`) or a law.
     priors
@@ -666,7 +721,8 @@ def fit_parametric(
     random_seed = resolve_seed(random_seed)
     idata, used = run_sampler(law_obj, runs_obj, free, fixed, likelihood, config, random_seed, progressbar)
     idata = _tidy(idata, law_obj, runs_obj, fixed, likelihood)
-    report = diag.compute(idata, list(free) + [group_variable(n) for n in law_obj.pooled])
+    checked = list(free) + [group_variable(n) for n in law_obj.pooled] + ([RUN_EFFECT] if run_effects else [])
+    report = diag.compute(idata, checked)
     result = Fit(
         idata=idata,
         law=law_obj,

@@ -11,6 +11,10 @@ importing PyMC. ``tests/inference/test_sampling.py`` checks it against PyMC's
 
 :func:`unsupported` says why a model cannot take this path (the fit then
 falls back to the PyMC model).
+
+Runs with checkpoints (a ``run`` column) add ``sigma_run`` and one vector site, the standard
+offsets ``run_effect_z`` of the runs, last among the coordinates; the runs dimension is padded
+to a :func:`bucket` like the rows, the padding's offsets standard normal and read by no row.
 """
 
 from __future__ import annotations
@@ -27,7 +31,16 @@ from bayescale.model.jax_backend import setup_jax
 from bayescale.model.laws import ScalingLaw, ops
 from bayescale.model.likelihoods import total_log_density
 from bayescale.model.priors import TRANSFORMS, Prior, bounds
-from bayescale.model.pymc_model import check_likelihood, law_covariates, model_parameters
+from bayescale.model.pymc_model import (
+    RUN_EFFECT,
+    RUN_Z,
+    check_likelihood,
+    law_covariates,
+    model_parameters,
+    project_offsets,
+    run_basis,
+    run_labels,
+)
 
 #: Observations per block of the chunked likelihood: a block's dozen intermediate arrays
 #: (8 KiB... 64 KiB each) stay in a core's L2 cache.
@@ -114,6 +127,9 @@ class Site:
     exponent
         For a centred amplitude: its exponent (the reference log covariate, which depends
         on the runs, is in the density's data, ``data["ref"][name]``).
+    size
+        Number of coordinates: 1, or the padded number of runs for the run offsets
+        (``transform`` ``"offsets"``, placed last).
     """
 
     name: str
@@ -121,6 +137,7 @@ class Site:
     prior: Prior
     transform: str | None
     exponent: str = ""
+    size: int = 1
 
 
 @dataclass(frozen=True)
@@ -131,7 +148,9 @@ class Density:
     (ordered as :attr:`sites`) and the data pytree :attr:`data`: the runs'
     log covariates ``x`` and log losses ``y`` padded to :func:`bucket` rows,
     ``mask`` (1 for a run, 0 for padding) and each centred amplitude's
-    reference point ``ref``. Nothing that depends on the runs is baked into
+    reference point ``ref``; with run offsets, each row's run ``run_index`` and
+    the runs' design basis ``run_basis`` (:func:`~bayescale.model.pymc_model.run_basis`,
+    padded with zero rows and columns). Nothing that depends on the runs is baked into
     a compiled program, so one program serves every ladder of a bucket.
     """
 
@@ -149,7 +168,7 @@ class Density:
     @property
     def size(self) -> int:
         """Number of unconstrained coordinates."""
-        return len(self.sites)
+        return sum(s.size for s in self.sites)
 
     @property
     def observations(self) -> int:
@@ -165,7 +184,7 @@ class Density:
         # A draw far out in a weakly identified direction (log B > 709, say) has a finite log
         # density but overflows exp; it becomes inf, as PyMC's own deterministic would.
         with np.errstate(over="ignore"):
-            theta, _ = self._theta_and_log_prior(position, xp, self.data["ref"])
+            theta, _ = self._theta_and_log_prior(position, xp, self.data)
         return theta
 
     def logp(self, position: Any, data: Mapping[str, Any]) -> Any:
@@ -176,7 +195,7 @@ class Density:
         """
         import jax.numpy as jnp
 
-        _, log_prior = self._theta_and_log_prior(position, jnp, data["ref"])
+        _, log_prior = self._theta_and_log_prior(position, jnp, data)
         if data["y"].shape[0] <= CHUNK:
             return log_prior + self.log_lik(position, data)
         return log_prior + _chunked_log_lik(self, position, data)
@@ -185,15 +204,17 @@ class Density:
         """:meth:`logp` in one piece: differentiable in forward mode too (for Hessians)."""
         import jax.numpy as jnp
 
-        _, log_prior = self._theta_and_log_prior(position, jnp, data["ref"])
+        _, log_prior = self._theta_and_log_prior(position, jnp, data)
         return log_prior + self.log_lik(position, data)
 
     def log_lik(self, position: Any, data: Mapping[str, Any]) -> Any:
         """Log likelihood of the runs in ``data`` (the padding masked out) at ``position``, with JAX."""
         import jax.numpy as jnp
 
-        theta, _ = self._theta_and_log_prior(position, jnp, data["ref"])
+        theta, _ = self._theta_and_log_prior(position, jnp, data)
         mu = self.law.log_loss(theta, data["x"], ops.jax())
+        if RUN_EFFECT in theta:
+            mu = mu + theta[RUN_EFFECT][..., data["run_index"]]
         sigma = theta["sigma"]
         z = (data["y"] - mu) / sigma
         return total_log_density(self.likelihood, z, sigma, theta.get("nu"), ops.jax(), mask=data["mask"])
@@ -203,20 +224,23 @@ class Density:
         centre = {s.name: s.prior.centre() for s in self.sites}
         out = []
         for s in self.sites:
-            if s.transform == "centered":
+            if s.transform == "offsets":
+                out.extend([0.0] * s.size)
+            elif s.transform == "centered":
                 out.append(math.log(centre[s.name]) - centre[s.exponent] * float(self.data["ref"][s.name]))
             else:
                 out.append(float(_forward(s.prior, s.transform, centre[s.name])))
         return np.asarray(out)
 
     def _theta_and_log_prior(
-        self, position: Any, xp: Any, ref: Mapping[str, Any]
+        self, position: Any, xp: Any, data: Mapping[str, Any]
     ) -> tuple[dict[str, Any], Any]:
+        ref = data["ref"]
         theta: dict[str, Any] = dict(self.fixed)
         space = ops.NUMPY if xp is np else ops.jax()  # the same functions as xp's, as a namespace
         total: Any = 0.0
         for i, s in enumerate(self.sites):
-            if s.transform == "centered":
+            if s.transform in ("centered", "offsets"):
                 continue
             y = position[..., i]
             value, log_value, jac = _backward(s.prior, s.transform, y, xp)
@@ -233,6 +257,13 @@ class Density:
             theta[s.name] = value
             theta[f"log_{s.name}"] = log_value
             total = total + s.prior.log_density(value, space, log_value) + log_value
+        if self.sites and self.sites[-1].transform == "offsets":
+            s = self.sites[-1]
+            z = position[..., self.size - s.size :]
+            # Standard normal z, the padding's too (it keeps them proper); the runs' offsets.
+            total = total - 0.5 * xp.sum(z**2, axis=-1) - 0.5 * s.size * math.log(2 * math.pi)
+            sigma_run = xp.asarray(theta["sigma_run"])[..., None]
+            theta[s.name] = project_offsets(z, data["run_basis"], sigma_run)
         return theta, total
 
 
@@ -266,11 +297,38 @@ def build_density(
             ref[p.name] = np.asarray(np.mean(x[c.covariate]))
             sites.append(Site(p.name, f"{p.name}_log_at_ref", prior, "centered", c.exponent))
         else:
-            transform = TRANSFORMS[prior.distribution]
-            suffix = f"_{transform}__" if transform else ""
-            sites.append(Site(p.name, f"{p.name}{suffix}", prior, transform))
+            sites.append(_scalar_site(p.name, prior))
     data = {**_padded(x, np.log(runs.column("loss"))), "ref": ref}
+    labels = run_labels(runs)
+    if labels is not None:
+        if "sigma_run" in priors:
+            sites.append(_scalar_site("sigma_run", priors["sigma_run"]))
+        data.update(_padded_runs(law, runs, labels[1], len(data["y"])))
+        size = data["run_basis"].shape[0]
+        sites.append(Site(RUN_EFFECT, RUN_Z, Prior("Normal", mu=0.0, sigma=1.0), "offsets", size=size))
     return Density(law, likelihood, tuple(sites), dict(fixed), data)
+
+
+def _scalar_site(name: str, prior: Prior) -> Site:
+    transform = TRANSFORMS[prior.distribution]
+    suffix = f"_{transform}__" if transform else ""
+    return Site(name, f"{name}{suffix}", prior, transform)
+
+
+def _padded_runs(law: ScalingLaw, runs: Runs, index: np.ndarray, rows: int) -> dict[str, np.ndarray]:
+    """Each padded row's run and the runs' design basis, the runs padded to a :func:`bucket`.
+
+    The basis has zero rows for the padding runs (so their offsets are 0, read by no row) and
+    as many columns as the design can have (a constant and each covariate), zero beyond its rank:
+    every ladder of a law and bucket gives arrays of one shape.
+    """
+    basis = run_basis(law, runs, index)
+    count = basis.shape[0]
+    padded = np.zeros((bucket(count), 1 + len(law.required_columns)))
+    padded[:count, : basis.shape[1]] = basis
+    run_index = np.zeros(rows, dtype=np.int32)
+    run_index[: len(index)] = index
+    return {"run_index": run_index, "run_basis": padded}
 
 
 def _padded(x: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, Any]:
@@ -342,7 +400,8 @@ def _chunked_log_lik(density: Density, position: Any, data: Mapping[str, Any]) -
     value_and_grad = jax.value_and_grad(density.log_lik)
 
     def both(position: Any, data: Mapping[str, Any]) -> tuple[Any, Any]:
-        rows = {k: data[k] for k in ("x", "y", "mask")}  # one value per row; the rest is shared
+        # one value per row; the rest is shared
+        rows = {k: data[k] for k in ("x", "y", "mask", "run_index") if k in data}
 
         def with_rows(part: Any) -> dict[str, Any]:
             return {**data, **part}

@@ -187,6 +187,8 @@ def test_cli_compare_methods_json(tmp_path, capsys):
         assert set(method["a"]) == {"median", "lower", "upper"}
         assert set(method["params"]) == {"median", "lower", "upper"}
         assert isinstance(method["n_points"], int)
+    # Approach 3 fits the checkpoints as rows of their runs (offsets), not as independent runs
+    assert payload["methods"][2]["note"].startswith("checkpoints share their run's offset")
 
 
 def test_cli_compare_methods_text_prints_counts_as_integers(monkeypatch, capsys):

@@ -1,0 +1,253 @@
+"""Checkpoints as correlated rows of one run: the run-offset model on the fast path, on real ladders.
+
+OLMo ladder (Bhagia et al. 2024): the 16 runs of the paper's fit (190M-1B x 1, 2, 5, 10 xC), their
+checkpoints at the end of the cosine decay (``lr`` within 10% of the run's final ``lr``: the last
+~7% of each run, where a checkpoint is, to within that, a run trained to its D; the schedule is
+not modelled), fitted with a ``run`` column; against the finals-only fit (the last checkpoint of
+each run, no ``run`` column). Both predict the final C4 loss of the six 3B runs (held out): 90%
+coverage, mean relative error of the median, the width ratio of the intervals. ``sigma_run`` is
+set beside the seed noise the 1xC rerun pairs show (they are not in the fit).
+
+Gemstones (McLeish et al. 2025): the cooldown endpoints of the 17 models under 1.5B (each row the
+loss at the end of a cooldown branched from the model's constant-LR run: decayed, so no schedule
+term is needed), a ``run`` per model, fitted at ``--seeds`` seeds: how many pass the diagnostics,
+and coverage of the three ~2B models' last cooldown points.
+
+Time: the same OLMo rows on the fast path and on the PyMC model sampled with numpyro (the path
+every fit with a ``run`` column took before), with the load average.
+
+Run from the repository root (the anchors beside it, ``../shared/anchors``)::
+
+    python benchmarks/checkpoints.py [--seeds 10] [--anchors PATH] [--skip-pymc]
+        [--out benchmarks/results/checkpoints.txt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import bayescale as bs  # noqa: E402
+
+ANCHORS = REPO.parent / "shared" / "anchors"
+#: A checkpoint whose lr is within this factor of its run's final lr counts as the end of the decay.
+END_OF_DECAY = 1.10
+
+
+class Lines(list[str]):
+    """The report's lines, each printed as it comes (a run takes minutes)."""
+
+    def append(self, line: str) -> None:
+        print(line, flush=True)
+        super().append(line)
+
+
+def olmo_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(checkpoints of the 16 runs at the end of decay, their finals, the six 3B finals, the reruns)."""
+    frame = pd.read_csv(folder / "ladder_checkpoints.csv")
+    frame = frame.rename(columns={"N_nonembed": "params", "loss_c4_en": "loss"})
+    frame = frame.sort_values(["run", "step"])
+    final_lr = frame.groupby("run")["lr"].transform("last")
+    last = frame.groupby("run")["step"].transform("max") == frame["step"]
+    keep = ["run", "params", "tokens", "loss"]
+    train = frame[frame["used_in_paper_final_config"].astype(bool)]
+    checkpoints = train[train["lr"] <= END_OF_DECAY * final_lr[train.index]][keep]
+    finals = train[last[train.index]][["params", "tokens", "loss", "run"]].rename(columns={"run": "name"})
+    targets = frame[(frame["size"] == "3B") & last][keep]
+    reruns = frame[frame["chinchilla_multiple"] == 1.0][["run", "size", "step", "loss", "lr"]]
+    return checkpoints, finals, targets, reruns
+
+
+def rerun_noise(reruns: pd.DataFrame) -> dict[str, float]:
+    """Seed noise of log loss from the 1xC rerun pairs of 190M-1B (not 3B: held out).
+
+    ``final``: sd of one run's final log loss, ``sqrt(mean(d^2) / 2)`` over the pairs' differences
+    ``d``; ``end``: the same of each pair's mean log-loss difference over the steps both evaluated
+    at the end of the decay (what a run's offset is in the fit).
+    """
+    finals, ends = [], []
+    for _, rows in reruns[reruns["size"] != "3B"].groupby("size"):
+        first = rows[~rows["run"].str.endswith("rerun")].set_index("step")
+        second = rows[rows["run"].str.endswith("rerun")].set_index("step")
+        common = first.index.intersection(second.index)
+        d = np.log(first.loc[common, "loss"]) - np.log(second.loc[common, "loss"])
+        end = first.loc[common, "lr"] <= END_OF_DECAY * first["lr"].iloc[-1]
+        finals.append(float(d.iloc[-1]))
+        ends.append(float(d[end].mean()))
+    return {
+        "final": float(np.sqrt(np.mean(np.square(finals)) / 2)),
+        "end": float(np.sqrt(np.mean(np.square(ends)) / 2)),
+        "pairs": len(finals),
+    }
+
+
+def scores(table: pd.DataFrame, truth: np.ndarray) -> dict[str, float]:
+    """Coverage, mean relative error and mean width (share of the loss) of predictive intervals."""
+    lower, upper = table["loss_predictive_lower"].to_numpy(), table["loss_predictive_upper"].to_numpy()
+    median = table["loss_predictive_median"].to_numpy()
+    return {
+        "inside": int(np.sum((lower <= truth) & (truth <= upper))),
+        "mre": float(np.mean(np.abs(median - truth) / truth)),
+        "width": float(np.mean((upper - lower) / truth)),
+    }
+
+
+def timed_fit(runs: pd.DataFrame, seed: int, **kwargs: object) -> tuple[bs.Fit, float]:
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bs.fit(runs, law="chinchilla", random_seed=seed, progressbar=False, warn=False, **kwargs)
+    return fit, time.perf_counter() - start
+
+
+def predict(fit: bs.Fit, rows: pd.DataFrame) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit.predict(rows["params"].to_numpy(), rows["tokens"].to_numpy(), random_seed=0)
+
+
+def diagnostics_line(fit: bs.Fit) -> str:
+    d = fit.diagnostics
+    return (
+        f"r_hat {d['max_r_hat']:.3f}, min ESS {d['min_ess_bulk']:.0f}, {d['divergences']} divergences, "
+        f"{100 * d.get('max_tree_depth_share', float('nan')):.1f}% at max depth, "
+        f"{'ok' if d['ok'] else 'FAILED'} [{fit.sampler.backend}]"
+    )
+
+
+def interval(fit: bs.Fit, name: str) -> str:
+    row = fit.summary().loc[name]
+    return f"{row['median']:.4g} [{row['lower']:.4g}, {row['upper']:.4g}]"
+
+
+def olmo(folder: Path, out: list[str], seeds: int, pymc: bool) -> None:
+    checkpoints, finals, targets, reruns = olmo_tables(folder)
+    truth = targets["loss"].to_numpy()
+    out.append(
+        f"OLMo ladder: {len(checkpoints)} checkpoints of {checkpoints['run'].nunique()} runs (lr <= "
+        f"{END_OF_DECAY:g} x the run's final lr) vs {len(finals)} finals; "
+        f"targets: the {len(targets)} 3B finals"
+    )
+    fit, seconds = timed_fit(checkpoints, 1)
+    out.append(
+        f"  checkpoints, fast path: {seconds:.1f} s (load {os.getloadavg()[0]:.1f}); {diagnostics_line(fit)}"
+    )
+    base, base_seconds = timed_fit(finals.drop(columns="name"), 1)
+    out.append(f"  finals only:            {base_seconds:.1f} s; {diagnostics_line(base)}")
+    a, b = predict(fit, targets), predict(base, targets)
+    sa, sb = scores(a, truth), scores(b, truth)
+    for label, s in (("checkpoints", sa), ("finals only", sb)):
+        out.append(
+            f"  {label:12s} 3B: {s['inside']}/6 inside the 90% intervals, MRE {100 * s['mre']:.2f}%, "
+            f"mean width {100 * s['width']:.2f}% of the loss"
+        )
+    out.append(f"  width ratio (checkpoints / finals only): {sa['width'] / sb['width']:.2f}")
+    for run, t, row_a, row_b in zip(targets["run"], truth, a.itertuples(), b.itertuples(), strict=True):
+        out.append(
+            f"    {run:16s} {t:.4f}  ckpt {row_a.loss_predictive_median:.4f} "
+            f"[{row_a.loss_predictive_lower:.4f}, "
+            f"{row_a.loss_predictive_upper:.4f}]  finals {row_b.loss_predictive_median:.4f} "
+            f"[{row_b.loss_predictive_lower:.4f}, {row_b.loss_predictive_upper:.4f}]"
+        )
+    noise = rerun_noise(reruns)
+    out.append(
+        f"  sigma_run {interval(fit, 'sigma_run')}; seed noise from the {noise['pairs']} 1xC rerun pairs: "
+        f"{noise['end']:.4f} (end of decay), {noise['final']:.4f} (final checkpoint); "
+        f"sigma {interval(fit, 'sigma')}"
+    )
+    for name in ("alpha_N", "alpha_D", "E"):
+        out.append(f"  {name}: checkpoints {interval(fit, name)}  finals only {interval(base, name)}")
+    effect = fit.posterior["run_effect"].median(("chain", "draw"))
+    out.append(
+        "  run offsets (median, x1e3): "
+        + ", ".join(
+            f"{k}: {1e3 * float(v):+.1f}"
+            for k, v in zip(effect["run_label"].values, effect.values, strict=True)
+        )
+    )
+    if seeds > 1:
+        passed, covered = 1 if fit.diagnostics["ok"] else 0, [sa["inside"]]
+        for seed in range(2, seeds + 1):
+            again, _ = timed_fit(checkpoints, seed)
+            passed += bool(again.diagnostics["ok"])
+            covered.append(scores(predict(again, targets), truth)["inside"])
+        out.append(f"  {seeds} seeds: {passed}/{seeds} pass the diagnostics; 3B inside per seed: {covered}")
+    if pymc:
+        slow, slow_seconds = timed_fit(checkpoints, 1, sampler={"backend": "numpyro"})
+        out.append(
+            f"  same rows, PyMC model with numpyro: {slow_seconds:.1f} s (load {os.getloadavg()[0]:.1f}); "
+            f"{diagnostics_line(slow)}; sigma_run {interval(slow, 'sigma_run')}"
+        )
+        out.append(f"  speed-up of the fast path: {slow_seconds / seconds:.1f}x")
+
+
+def gemstones(folder: Path, out: list[str], seeds: int) -> None:
+    frame = pd.read_csv(folder / "cooldown_end_checkpoints_to_110B.csv")
+    frame = frame.rename(columns={"run_name": "run", "params_active_precise": "params", "final_loss": "loss"})
+    frame = frame[["run", "params", "tokens", "loss"]]
+    train = frame[frame["params"] < 1.5e9]
+    big = frame[frame["params"] >= 1.5e9]
+    targets = big[big.groupby("run")["tokens"].transform("max") == big["tokens"]]
+    out.append(
+        f"Gemstones cooldown endpoints: {len(train)} rows of {train['run'].nunique()} models under 1.5B; "
+        f"targets: the last point of the {len(targets)} ~2B models"
+    )
+    passed, times = 0, []
+    for seed in range(1, seeds + 1):
+        fit, seconds = timed_fit(train, seed)
+        times.append(seconds)
+        passed += bool(fit.diagnostics["ok"])
+        out.append(
+            f"  seed {seed}: {seconds:.1f} s; {diagnostics_line(fit)}; sigma_run {interval(fit, 'sigma_run')}"
+        )
+        if seed == 1:
+            s = scores(predict(fit, targets), targets["loss"].to_numpy())
+            out.append(
+                f"  seed 1, ~2B: {s['inside']}/{len(targets)} inside the 90% intervals, "
+                f"MRE {100 * s['mre']:.2f}%, "
+                f"mean width {100 * s['width']:.2f}%"
+            )
+    out.append(f"  {passed}/{seeds} seeds pass the diagnostics; median time {np.median(times):.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print (and write) the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--olmo-seeds", type=int, default=1)
+    parser.add_argument("--anchors", type=Path, default=ANCHORS)
+    parser.add_argument("--skip-pymc", action="store_true")
+    parser.add_argument("--skip-gemstones", action="store_true")
+    parser.add_argument("--skip-olmo", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    load = os.getloadavg()[0]
+    out = Lines()
+    out.append(f"bayescale {bs.__version__}; load average at start {load:.1f} on {os.cpu_count()} cores")
+    if args.skip_olmo:
+        pass
+    elif (args.anchors / "olmo-ladder").exists():
+        olmo(args.anchors / "olmo-ladder", out, args.olmo_seeds, not args.skip_pymc)
+    else:
+        out.append(f"OLMo ladder skipped: {args.anchors / 'olmo-ladder'} not found")
+    if not args.skip_gemstones and (args.anchors / "gemstones").exists():
+        gemstones(args.anchors / "gemstones", out, args.seeds)
+    out.append(f"load average at the end {os.getloadavg()[0]:.1f}")
+    text = "\n".join(out)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
