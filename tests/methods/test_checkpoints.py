@@ -271,7 +271,7 @@ def test_a_known_run_continues_with_its_own_offset(checkpoint_fit):
 def test_ladders_in_one_bucket_of_runs_share_the_programs():
     import jax
 
-    from bayescale.inference.sampling import _structure
+    from bayescale.inference.programs import _structure
 
     law = bs.get_law("chinchilla")
     free, fixed = resolve_priors(law, "normal", None, None, run_effects=True)
