@@ -39,6 +39,7 @@ from bayescale.errors import BayescaleError
 from bayescale.methods.front import fit
 from bayescale.methods.many import fit_many
 from bayescale.model.laws import ScalingLaw, covariates, get_law, ops
+from bayescale.model.likelihoods import Likelihood
 from bayescale.model.priors import Prior
 from bayescale.model.pymc_model import draw_log_noise, resolve_priors
 from bayescale.posterior.intervals import interval
@@ -93,7 +94,7 @@ def simulate_losses(
     theta: Mapping[str, float],
     design: pd.DataFrame,
     rng: np.random.Generator,
-    likelihood: str = "student_t",
+    likelihood: Likelihood = "student_t",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean loss and one noisy loss per run of ``design``, at parameters ``theta``.
 
@@ -118,7 +119,7 @@ def prior_draws(
     law: str | ScalingLaw,
     n: int,
     rng: np.random.Generator,
-    likelihood: str = "student_t",
+    likelihood: Likelihood = "student_t",
     priors: Mapping[str, Prior] | None = None,
 ) -> list[dict[str, float]]:
     """``n`` draws of every parameter of the law and the noise from the default priors.
@@ -328,7 +329,7 @@ def simulate(
     rng: np.random.Generator,
     design: pd.DataFrame,
     train: np.ndarray,
-    likelihood: str = "student_t",
+    likelihood: Likelihood = "student_t",
     min_loss: float = 0.2,
     max_loss: float = 10.0,
     max_tries: int | None = None,
@@ -424,7 +425,7 @@ def sbc(
     n_sims: int,
     *,
     seed: int = 0,
-    likelihood: str = "student_t",
+    likelihood: Likelihood = "student_t",
     sizes: Any = LADDER_SIZES,
     min_loss: float = 0.2,
     max_loss: float = 10.0,

@@ -10,6 +10,7 @@ import xarray as xr
 
 from bayescale.data.runs import Runs
 from bayescale.model.laws import ScalingLaw, get_law, ops
+from bayescale.model.likelihoods import Likelihood
 from bayescale.model.priors import Prior
 from bayescale.model.pymc_model import draw_log_noise, law_covariates, resolve_priors
 
@@ -20,7 +21,7 @@ def prior_predictive(
     *,
     priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     fix: Mapping[str, float] | None = None,
-    likelihood: str = "student_t",
+    likelihood: Likelihood = "student_t",
     draws: int = 500,
     random_seed: int | None = None,
 ) -> xr.Dataset:

@@ -21,6 +21,7 @@ from bayescale.cli.options import (
 from bayescale.cli.plot import check_figure_path, write_figure
 from bayescale.cli.render import _emit
 from bayescale.errors import BayescaleError, printable
+from bayescale.model.likelihoods import Likelihood
 from bayescale.posterior.result import finite_or_none
 
 #: The quantities ``--train-below-*`` splits runs by.
@@ -90,7 +91,7 @@ def _split_given(args: argparse.Namespace, required: bool) -> tuple[str, float |
 
 
 def _fixed_per_law(
-    pairs: list[tuple[str, float]], laws: list[str], likelihood: str | None
+    pairs: list[tuple[str, float]], laws: list[str], likelihood: Likelihood | None
 ) -> dict[str, dict[str, float]]:
     """``--fix`` values by law: each law holds the fixed parameters it has; every one must be someone's."""
     from bayescale.model.laws import get_law

@@ -36,6 +36,7 @@ from bayescale.cli.render import (
     _warn_beyond,
 )
 from bayescale.errors import BayescaleError
+from bayescale.model.likelihoods import CORRELATIONS
 
 #: Help of --bracketed (isoflop and compare-methods).
 BRACKETED_HELP = (
@@ -109,7 +110,7 @@ def add_envelope(sub: Subcommands) -> None:
     p.add_argument("curves", help="CSV/Parquet of checkpoints (run, params, tokens, loss) or a bundled name")
     _loader_options(p)
     p.add_argument("--compute", type=_positive_float, default=None, help="budget for the optimum (FLOPs)")
-    p.add_argument("--correlation", default="ar1", choices=["ar1", "none"], help="within-run residuals")
+    p.add_argument("--correlation", default="ar1", choices=list(CORRELATIONS), help="within-run residuals")
     _priors_option(p)
     _method_options(p)
     _out_option(p)
@@ -145,7 +146,7 @@ def add_steps(sub: Subcommands) -> None:
         choices=["auto", "yes", "no"],
         help="fit B*, alpha_B: auto (when batch sizes differ), yes (error if they cannot be), no",
     )
-    p.add_argument("--correlation", default="ar1", choices=["ar1", "none"], help="within-run residuals")
+    p.add_argument("--correlation", default="ar1", choices=list(CORRELATIONS), help="within-run residuals")
     p.add_argument("--min-step", type=float, default=0.0, help="leave out checkpoints before this step")
     p.add_argument(
         "--compute",

@@ -14,6 +14,7 @@ from typing import Any
 
 from bayescale.cli.exits import EXIT_USER_ERROR
 from bayescale.errors import BayescaleError
+from bayescale.model.likelihoods import LIKELIHOODS
 
 
 def _fix_pair(text: str) -> tuple[str, float]:
@@ -99,7 +100,7 @@ SAMPLER_SETTINGS = ("draws", "tune", "chains", "backend", "target_accept")
 #: The sampler options, defined once: flag -> keywords of ``add_argument``.
 SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
     "--seed": {"type": _seed, "default": None, "help": "random seed (default: one drawn, printed and saved)"},
-    "--likelihood": {"default": "student_t", "choices": ["student_t", "normal"]},
+    "--likelihood": {"default": "student_t", "choices": list(LIKELIHOODS)},
     "--draws": {"type": int, "default": None, "help": "draws per chain (default: the method's, 1000)"},
     "--tune": {"type": int, "default": None, "help": "tuning steps per chain (default: the method's, 1000)"},
     "--chains": {"type": int, "default": None, "help": "chains (default: the method's, 4)"},

@@ -57,6 +57,8 @@ from typing import Any
 
 import numpy as np
 
+from bayescale.model.likelihoods import Likelihood
+
 #: How sharply each exponent's coordinate turns from ``log alpha`` (well above its bound) to
 #: ``log(alpha - alpha_min) * SHARPNESS`` (near it, where E -> 0): at 1, the whole ridge of the
 #: (Mis)Fitting ladder sat in the second regime, whose long tail (log E's prior, sd 0.75) cut the
@@ -118,9 +120,9 @@ class LevelAndDrops:
         return self.density.law
 
     @property
-    def likelihood(self) -> str:
+    def likelihood(self) -> Likelihood:
         """The density's likelihood."""
-        return str(self.density.likelihood)
+        return self.density.likelihood
 
     @property
     def sites(self) -> tuple[Any, ...]:

@@ -17,6 +17,7 @@ from bayescale.inference.geometry import reparametrise
 from bayescale.inference.sampling import SamplerConfig, installed, sample_density
 from bayescale.inference.sampling import run as run_plain
 from bayescale.model.jax_density import build_density, unsupported
+from bayescale.model.likelihoods import Likelihood
 from bayescale.model.pymc_model import RUN_EFFECT, RUN_LABEL, run_labels
 
 
@@ -25,7 +26,7 @@ def run(
     runs: Any,
     priors: Mapping[str, Any],
     fixed: Mapping[str, float],
-    likelihood: str,
+    likelihood: Likelihood,
     config: SamplerConfig,
     random_seed: int | None,
     progressbar: bool,

@@ -43,6 +43,7 @@ from bayescale.inference.settings import (
 from bayescale.inference.sharding import chain_shards
 from bayescale.model.jax_backend import setup_jax
 from bayescale.model.jax_density import build_density, unsupported
+from bayescale.model.likelihoods import Likelihood
 from bayescale.model.pymc_model import build_model, run_labels
 
 #: The old private name of :func:`scalar_view` (methods/curves.py imports it).
@@ -79,7 +80,7 @@ def run(
     runs: Any,
     priors: Mapping[str, Any],
     fixed: Mapping[str, float],
-    likelihood: str,
+    likelihood: Likelihood,
     config: SamplerConfig,
     random_seed: int | None,
     progressbar: bool,

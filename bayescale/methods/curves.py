@@ -35,7 +35,6 @@ from bayescale.inference.sampling import (
     sample_density,
 )
 from bayescale.model.curve_laws import (
-    CORRELATIONS,
     MULTIPOWER_PARAMETERS,
     SAMPLED_LAW,
     CurveDensity,
@@ -47,6 +46,7 @@ from bayescale.model.curve_laws import (
     zero_sum_basis,
 )
 from bayescale.model.jax_backend import setup_jax
+from bayescale.model.likelihoods import Correlation, check_correlation
 from bayescale.model.priors import Prior
 from bayescale.posterior.intervals import check_interval
 
@@ -177,7 +177,7 @@ class CurvesFit:
     idata: Any
     data: CurvesData
     priors: dict[str, Prior]
-    correlation: str
+    correlation: Correlation
     offsets: bool
     diagnostics: dict[str, Any]
     sampler: SamplerConfig
@@ -287,7 +287,7 @@ def fit_curves(
     curves: pd.DataFrame,
     schedules: Mapping[str, ScheduleLike],
     *,
-    correlation: str = "none",
+    correlation: Correlation = "none",
     offsets: bool = True,
     max_points: int | None = MAX_POINTS,
     priors: Mapping[str, Prior] | None = None,
@@ -336,8 +336,7 @@ def fit_curves(
     >>> fit = bs.fit_curves(frame, sched)  # doctest: +SKIP
     >>> fit.predict(bs.Schedule(3e-4, 72000, 2160, "cosine"), steps=[71999])  # doctest: +SKIP
     """
-    if correlation not in CORRELATIONS:
-        raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
+    check_correlation(correlation)
     data = prepare_curves(thinned(curves, max_points), schedules, bins)
     merged = _default_priors(data)
     unknown = sorted(set(priors or {}) - set(merged))

@@ -24,6 +24,7 @@ from bayescale.errors import RunsError
 from bayescale.inference.sampling import SamplerSettings
 from bayescale.methods.parametric import Fit, fit_parametric
 from bayescale.model.laws.downstream import LINK_COVARIATE, LinkLaw, get_link
+from bayescale.model.likelihoods import Likelihood
 from bayescale.model.priors import Prior
 from bayescale.questions import downstream as chain
 
@@ -73,7 +74,7 @@ def fit_link(
     loss_unit: str | None = None,
     priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     fix: Mapping[str, float] | None = None,
-    likelihood: str = "normal",
+    likelihood: Likelihood = "normal",
     sampler: SamplerSettings | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
@@ -215,8 +216,8 @@ def fit_downstream(
     loss_priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     link_priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     link_fix: Mapping[str, Mapping[str, float]] | None = None,
-    loss_likelihood: str = "student_t",
-    link_likelihood: str = "normal",
+    loss_likelihood: Likelihood = "student_t",
+    link_likelihood: Likelihood = "normal",
     sampler: SamplerSettings | None = None,
     random_seed: int | None = None,
     progressbar: bool = False,

@@ -27,7 +27,7 @@ import xarray as xr
 
 from bayescale.data.curves import Curves
 from bayescale.data.storage import table_from_dataset, table_to_dataset
-from bayescale.errors import BayescaleError, PriorError, RunsError
+from bayescale.errors import PriorError, RunsError
 from bayescale.inference import container
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import (
@@ -52,13 +52,11 @@ from bayescale.methods.saved import (
 )
 from bayescale.model.laws import ops as _ops
 from bayescale.model.laws.base import Parameter
-from bayescale.model.likelihoods import ar1_innovations
+from bayescale.model.likelihoods import CORRELATIONS, Correlation, ar1_innovations, check_correlation
 from bayescale.model.priors import Prior, override_priors, priors_to_json, support
 from bayescale.model.pymc_model import RHO, SIGMA
 from bayescale.posterior.intervals import AllocationAnswers, interval_dict
 from bayescale.posterior.query import make_query
-
-CORRELATIONS = ("ar1", "none")
 
 #: Sampler settings of :func:`fit_envelope` unless told otherwise (``sampler=`` or keywords).
 SAMPLER_DEFAULTS: dict[str, Any] = {**BASE_SAMPLER_DEFAULTS, "target_accept": 0.9}
@@ -88,20 +86,19 @@ NOT_OVERRIDABLE = {
 }
 
 
-def default_priors(correlation: str = "ar1") -> dict[str, Parameter]:
+def default_priors(correlation: Correlation = "ar1") -> dict[str, Parameter]:
     """The parameters of the envelope model with their default priors and reasons.
 
     Not listed: each run's irreducible loss ``E`` (posterior ``log_E``), whose prior is
     centred on the run's lowest loss: log E_r ~ N(lowest log loss - 0.2, 0.5).
     """
-    if correlation not in CORRELATIONS:
-        raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
+    check_correlation(correlation)
     params = (G_AT_REF, BETA, SIGMA) + ((RHO,) if correlation == "ar1" else ())
     return {p.name: p for p in params}
 
 
 def resolve_priors(
-    correlation: str = "ar1", priors: Mapping[str, Prior | Mapping[str, Any]] | None = None
+    correlation: Correlation = "ar1", priors: Mapping[str, Prior | Mapping[str, Any]] | None = None
 ) -> dict[str, Prior]:
     """The default priors with ``priors`` in their place, each on the support it is sampled on.
 
@@ -171,7 +168,7 @@ def prepare(curves: Curves) -> CurveData:
     )
 
 
-def _n_coordinates(data: CurveData, correlation: str) -> int:
+def _n_coordinates(data: CurveData, correlation: Correlation) -> int:
     """Unconstrained coordinates: log E, log G, log beta per run, log sigma, and logit rho (AR(1))."""
     return 3 * data.grid_y.shape[0] + 1 + (correlation == "ar1")
 
@@ -193,7 +190,7 @@ def _logit_scale_density(prior: Prior, x: Any, log_x: Any, ops: Any) -> Any:
 
 def build_model(
     data: CurveData,
-    correlation: str = "ar1",
+    correlation: Correlation = "ar1",
     shift: np.ndarray | None = None,
     root: np.ndarray | None = None,
     priors: Mapping[str, Prior] | None = None,
@@ -211,8 +208,8 @@ def build_model(
 
     if priors is None:
         priors = resolve_priors(correlation)  # (checks the correlation)
-    elif correlation not in CORRELATIONS:
-        raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
+    else:
+        check_correlation(correlation)
     ops = _ops.tensor()
     n_runs = data.grid_y.shape[0]
     size = _n_coordinates(data, correlation)
@@ -264,7 +261,7 @@ def build_model(
 
 
 def laplace(
-    data: CurveData, correlation: str = "ar1", priors: Mapping[str, Prior] | None = None
+    data: CurveData, correlation: Correlation = "ar1", priors: Mapping[str, Prior] | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Posterior mode on the unconstrained scale and the Cholesky factor of the inverse Hessian there.
 
@@ -311,7 +308,7 @@ def laplace(
     return mode_and_root(value_and_grad, hessian, start, methods=("BFGS", "trust-ncg"))
 
 
-def _structure(data: CurveData, correlation: str, priors: Mapping[str, Prior]) -> tuple[Any, ...]:
+def _structure(data: CurveData, correlation: Correlation, priors: Mapping[str, Prior]) -> tuple[Any, ...]:
     """What the Laplace programs of :func:`build_model` bake in: curves, correlation, priors, PyMC."""
     from importlib.metadata import version
 
@@ -350,7 +347,7 @@ class EnvelopeFit(MethodResult, AllocationAnswers):
 
     idata: Any
     data: CurveData
-    correlation: str
+    correlation: Correlation
     priors: dict[str, Prior]
     sampler: SamplerConfig
     random_seed: int | None
@@ -516,7 +513,7 @@ def compute_grid(data: CurveData, size: int = 60) -> pd.DataFrame:
 def fit_envelope(
     curves: Any,
     *,
-    correlation: str = "ar1",
+    correlation: Correlation = "ar1",
     priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     grid_size: int = 60,
     sampler: SamplerSettings | None = None,

@@ -41,7 +41,7 @@ from bayescale.methods.saved import (
     with_data,
 )
 from bayescale.model.laws.base import Parameter
-from bayescale.model.likelihoods import pymc_noise
+from bayescale.model.likelihoods import LIKELIHOODS, Likelihood, pymc_noise
 from bayescale.model.priors import Prior, override_priors, priors_to_json
 from bayescale.model.pymc_model import NU, SIGMA
 from bayescale.posterior.intervals import AllocationAnswers, interval_dict, interval_table
@@ -116,7 +116,7 @@ NOT_OVERRIDABLE = {
 }
 
 
-def default_priors(likelihood: str = "student_t", shape: str = "skewed") -> dict[str, Parameter]:
+def default_priors(likelihood: Likelihood = "student_t", shape: str = "skewed") -> dict[str, Parameter]:
     """The parameters of the IsoFLOP model with their default priors and reasons.
 
     Not listed: ``log_loss_opt``, whose prior is centred on each budget's best run, and
@@ -132,7 +132,7 @@ POSITIVE = ("tau", "sigma", "nu")
 
 
 def resolve_priors(
-    likelihood: str = "student_t",
+    likelihood: Likelihood = "student_t",
     shape: str = "skewed",
     priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
 ) -> dict[str, Prior]:
@@ -304,7 +304,7 @@ def prepare(
 
 def build_model(
     data: IsoflopData,
-    likelihood: str = "student_t",
+    likelihood: Likelihood = "student_t",
     shape: str = "skewed",
     priors: Mapping[str, Prior] | None = None,
 ) -> Any:
@@ -380,7 +380,7 @@ class IsoflopFit(MethodResult, AllocationAnswers):
     idata: Any
     data: IsoflopData
     shape: str
-    likelihood: str
+    likelihood: Likelihood
     priors: dict[str, Prior]
     sampler: SamplerConfig
     random_seed: int | None
@@ -471,7 +471,7 @@ class IsoflopFit(MethodResult, AllocationAnswers):
         const = container.group(idata, "constant_data")
         window, neighbours = settings["window"], settings["neighbours"]
         check_setting("shape", settings["shape"], settings["shape"] in SHAPES)
-        check_setting("likelihood", settings["likelihood"], settings["likelihood"] in ("student_t", "normal"))
+        check_setting("likelihood", settings["likelihood"], settings["likelihood"] in LIKELIHOODS)
         check_setting("window", window, window is None or (_number(window) and window > 0))
         check_setting(
             "neighbours", neighbours, neighbours is None or (type(neighbours) is int and neighbours > 0)
@@ -531,7 +531,7 @@ def fit_isoflop(
     neighbours: int | None = None,
     bracketed: bool = True,
     shape: str = "skewed",
-    likelihood: str = "student_t",
+    likelihood: Likelihood = "student_t",
     priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     sampler: SamplerSettings | None = None,
     random_seed: int | None = None,

@@ -25,6 +25,7 @@ from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve
 from bayescale.methods import io
 from bayescale.methods.small_ladder import borrow_for_small_ladder, borrowed_note
 from bayescale.model.laws import ScalingLaw, covariates, get_law, ops
+from bayescale.model.likelihoods import Likelihood
 from bayescale.model.priors import Prior
 from bayescale.model.pymc_model import (
     OBSERVED,
@@ -92,7 +93,7 @@ class Fit:
     runs: Runs
     priors: dict[str, Prior]
     fixed: dict[str, float]
-    likelihood: str
+    likelihood: Likelihood
     sampler: SamplerConfig
     random_seed: int | None
     diagnostics: dict[str, Any]
@@ -652,7 +653,7 @@ def fit_parametric(
     *,
     priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     fix: Mapping[str, float] | None = None,
-    likelihood: str = "student_t",
+    likelihood: Likelihood = "student_t",
     sampler: SamplerSettings | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
@@ -693,7 +694,7 @@ def fit_parametric(
         Show the sampler's progress: a line per stage on stderr, and a bar, only when stderr
         is a terminal (in a log file the stage lines stand alone). On the ``"jax"`` fast path only fits
         long enough to want one show it (observations x iterations of at
-        least ``bayescale.inference.sampling.BAR_WORK``, 2e7: ~15 s and up); the draws
+        least ``bayescale.inference.fast_path.BAR_WORK``, 2e7: ~15 s and up); the draws
         are the same with or without it.
     warn
         Emit a :class:`~bayescale.inference.diagnostics.FitWarning` when diagnostics fail.
@@ -812,7 +813,7 @@ def unmeasured_scatter(
     )
 
 
-def _tidy(idata: Any, law: ScalingLaw, runs: Runs, fixed: Mapping[str, float], likelihood: str) -> Any:
+def _tidy(idata: Any, law: ScalingLaw, runs: Runs, fixed: Mapping[str, float], likelihood: Likelihood) -> Any:
     """Keep the user-facing parameters, add fixed ones as constants, attach the runs."""
     posterior = container.posterior(idata)
     posterior = posterior.drop_vars([v for v in internal_variables(law) if v in posterior])

@@ -24,7 +24,7 @@ import xarray as xr
 from bayescale.data.curves import Curves
 from bayescale.data.steps import MIN_BATCH_RATIO, StepsData, _steps_data, batch_sizes, prepare
 from bayescale.data.storage import table_from_dataset, table_to_dataset
-from bayescale.errors import BayescaleError, RunsError
+from bayescale.errors import RunsError
 from bayescale.inference import container
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import (
@@ -56,9 +56,10 @@ from bayescale.model.laws.kaplan_steps import (
     min_compute,
     min_steps,
 )
+from bayescale.model.likelihoods import CORRELATIONS, Correlation, Likelihood, check_correlation
 from bayescale.model.priors import Prior, override_priors, priors_from_json, priors_to_json
 from bayescale.model.pymc_model import check_likelihood
-from bayescale.model.steps import CORRELATIONS, build_model, default_priors
+from bayescale.model.steps import build_model, default_priors
 from bayescale.posterior.intervals import AllocationAnswers, check_interval, interval_dict, interval_table
 from bayescale.posterior.query import make_query
 
@@ -119,8 +120,8 @@ class StepsFit(MethodResult, AllocationAnswers):
     idata: Any
     data: StepsData
     priors: dict[str, Prior]
-    correlation: str
-    likelihood: str
+    correlation: Correlation
+    likelihood: Likelihood
     sampler: SamplerConfig
     random_seed: int | None
     diagnostics: dict[str, Any]
@@ -387,8 +388,8 @@ def fit_steps(
     curves: Any,
     *,
     critical_batch: bool | None = None,
-    correlation: str = "ar1",
-    likelihood: str = "normal",
+    correlation: Correlation = "ar1",
+    likelihood: Likelihood = "normal",
     priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     min_step: float = 0.0,
     sampler: SamplerSettings | None = None,
@@ -427,8 +428,7 @@ def fit_steps(
     -------
     StepsFit
     """
-    if correlation not in CORRELATIONS:
-        raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
+    check_correlation(correlation)
     check_likelihood(likelihood)
     curves_obj = Curves.from_any(curves)
     data = prepare(curves_obj, critical_batch, min_step)

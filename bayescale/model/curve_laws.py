@@ -28,14 +28,17 @@ from bayescale.data.schedule import CurveFeatures, loss_drop_cells
 from bayescale.model.jax_backend import setup_jax
 from bayescale.model.jax_density import Site, _backward, _forward
 from bayescale.model.laws import ops
-from bayescale.model.likelihoods import ar1_innovations, log_density
+from bayescale.model.likelihoods import (
+    Correlation,
+    Likelihood,
+    ar1_innovations,
+    check_correlation,
+    log_density,
+)
 from bayescale.model.priors import TRANSFORMS, Prior
 
 #: The law's parameters in sampling order.
 MULTIPOWER_PARAMETERS = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
-
-#: Residual structures along a curve.
-CORRELATIONS = ("ar1", "none")
 
 
 @dataclass(frozen=True)
@@ -128,11 +131,11 @@ class CurveDensity:
     """
 
     law: MultiPowerLaw
-    likelihood: str
+    likelihood: Likelihood
     sites: tuple[Site, ...]
     fixed: dict[str, float]
     data: dict[str, Any]
-    correlation: str = "none"
+    correlation: Correlation = "none"
     offsets: bool = True
     start: tuple[float, ...] | None = None
 
@@ -211,7 +214,7 @@ def build_curve_density(
     loss: np.ndarray,
     curve_index: np.ndarray,
     priors: Mapping[str, Prior],
-    correlation: str = "none",
+    correlation: Correlation = "none",
     offsets: bool = True,
     lr_ref: float = 1.0,
     start: Mapping[str, float] | None = None,
@@ -238,8 +241,7 @@ def build_curve_density(
         Values of the sampled parameters (``u_i`` included) where the mode search starts; by
         default the priors' centres.
     """
-    if correlation not in CORRELATIONS:
-        raise ValueError(f"correlation {correlation!r} is not one of {list(CORRELATIONS)}")
+    check_correlation(correlation)
     setup_jax()
     curve_index = np.asarray(curve_index)
     names = [*SAMPLED_LAW, "sigma"] + (["rho"] if correlation == "ar1" else []) + (["tau"] if offsets else [])

@@ -29,7 +29,7 @@ import numpy as np
 from bayescale.data.runs import Runs
 from bayescale.model.jax_backend import setup_jax
 from bayescale.model.laws import ScalingLaw, ops
-from bayescale.model.likelihoods import total_log_density
+from bayescale.model.likelihoods import Likelihood, total_log_density
 from bayescale.model.priors import TRANSFORMS, Prior, bounds
 from bayescale.model.pymc_model import (
     RUN_EFFECT,
@@ -72,7 +72,7 @@ def bucket(runs: int) -> int:
     return size
 
 
-def unsupported(law: ScalingLaw, priors: Mapping[str, Prior], likelihood: str) -> str | None:
+def unsupported(law: ScalingLaw, priors: Mapping[str, Prior], likelihood: Likelihood) -> str | None:
     """Why the JAX density cannot represent this model, or ``None`` when it can.
 
     Gated by what the law can do, not by its type, so a new law written as one small file
@@ -155,7 +155,7 @@ class Density:
     """
 
     law: ScalingLaw
-    likelihood: str
+    likelihood: Likelihood
     sites: tuple[Site, ...]
     fixed: dict[str, float]
     data: dict[str, Any]
@@ -272,7 +272,7 @@ def build_density(
     runs: Runs,
     priors: Mapping[str, Prior],
     fixed: Mapping[str, float],
-    likelihood: str = "student_t",
+    likelihood: Likelihood = "student_t",
 ) -> Density:
     """The :class:`Density` of the model ``build_model(law, runs, priors, fixed, likelihood)``.
 

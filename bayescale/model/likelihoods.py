@@ -17,23 +17,40 @@ from __future__ import annotations
 
 import math
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal, get_args
 
-from bayescale.errors import LawError
+from bayescale.errors import BayescaleError, LawError
+
+#: The name of a noise model of log loss.
+Likelihood = Literal["student_t", "normal"]
+#: The name of a residual structure along a training curve: AR(1) within a run, or independent.
+Correlation = Literal["ar1", "none"]
 
 #: Noise models of log loss, by name.
-LIKELIHOODS = ("student_t", "normal")
+LIKELIHOODS: tuple[Likelihood, ...] = get_args(Likelihood)
+#: Residual structures along a curve, by name.
+CORRELATIONS: tuple[Correlation, ...] = get_args(Correlation)
 
 _LOG_2PI = math.log(2 * math.pi)
 
 
-def check_likelihood(likelihood: str) -> None:
-    """Raise a LawError for an unknown likelihood name."""
-    if likelihood not in LIKELIHOODS:
-        raise LawError(f"unknown likelihood {likelihood!r}; use one of {list(LIKELIHOODS)}")
+def check_likelihood(likelihood: str) -> Likelihood:
+    """``likelihood`` as a :data:`Likelihood`; a LawError for an unknown name (users pass strings)."""
+    for name in LIKELIHOODS:
+        if likelihood == name:
+            return name
+    raise LawError(f"unknown likelihood {likelihood!r}; use one of {list(LIKELIHOODS)}")
 
 
-def _terms(likelihood: str, z: Any, sigma: Any, nu: Any, ops: SimpleNamespace) -> tuple[Any, Any, Any]:
+def check_correlation(correlation: str) -> Correlation:
+    """``correlation`` as a :data:`Correlation`; a BayescaleError for an unknown name."""
+    for name in CORRELATIONS:
+        if correlation == name:
+            return name
+    raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
+
+
+def _terms(likelihood: Likelihood, z: Any, sigma: Any, nu: Any, ops: SimpleNamespace) -> tuple[Any, Any, Any]:
     """``const``, ``weight`` and ``kernel`` with log density ``const - weight * kernel`` per value."""
     if likelihood == "student_t":
         const = ops.gammaln((nu + 1) / 2) - ops.gammaln(nu / 2) - 0.5 * ops.log(math.pi * nu) - ops.log(sigma)
@@ -42,7 +59,7 @@ def _terms(likelihood: str, z: Any, sigma: Any, nu: Any, ops: SimpleNamespace) -
     return -0.5 * _LOG_2PI - ops.log(sigma), 0.5, z * z
 
 
-def log_density(likelihood: str, z: Any, sigma: Any, nu: Any, ops: SimpleNamespace) -> Any:
+def log_density(likelihood: Likelihood, z: Any, sigma: Any, nu: Any, ops: SimpleNamespace) -> Any:
     """Log density of each residual of log loss, elementwise (broadcasting like ``ops``' arrays).
 
     Parameters
@@ -61,7 +78,7 @@ def log_density(likelihood: str, z: Any, sigma: Any, nu: Any, ops: SimpleNamespa
 
 
 def total_log_density(
-    likelihood: str, z: Any, sigma: Any, nu: Any, ops: SimpleNamespace, mask: Any = None
+    likelihood: Likelihood, z: Any, sigma: Any, nu: Any, ops: SimpleNamespace, mask: Any = None
 ) -> Any:
     """:func:`log_density` summed over the values of ``z`` (one scale), the constant added once.
 
@@ -109,7 +126,7 @@ def ar1_innovations(
 
 
 def pymc_noise(
-    likelihood: str, mu: Any, sigma: Any, nu: Any = None, name: str | None = None, **kwargs: Any
+    likelihood: Likelihood, mu: Any, sigma: Any, nu: Any = None, name: str | None = None, **kwargs: Any
 ) -> Any:
     """PyMC's distribution of the likelihood: a variable ``name`` of the model, or an unnamed ``.dist``.
 

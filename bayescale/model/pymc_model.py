@@ -15,7 +15,7 @@ import numpy as np
 from bayescale.data.runs import Runs
 from bayescale.errors import PriorError
 from bayescale.model.laws import Parameter, ScalingLaw, ops
-from bayescale.model.likelihoods import check_likelihood, log_density, pymc_noise
+from bayescale.model.likelihoods import Likelihood, check_likelihood, log_density, pymc_noise
 from bayescale.model.priors import Prior, as_prior, prior_table
 
 #: Name of the observed variable in the PyMC model and the InferenceData.
@@ -123,13 +123,15 @@ def project_offsets(z: Any, basis: Any, sigma_run: Any) -> Any:
     return sigma_run * (z - (z @ basis) @ basis.T)
 
 
-def noise_parameters(likelihood: str) -> tuple[Parameter, ...]:
+def noise_parameters(likelihood: Likelihood) -> tuple[Parameter, ...]:
     """The noise parameters a likelihood adds to the law's parameters."""
     check_likelihood(likelihood)
     return (SIGMA, NU) if likelihood == "student_t" else (SIGMA,)
 
 
-def model_parameters(law: ScalingLaw, likelihood: str, run_effects: bool = False) -> tuple[Parameter, ...]:
+def model_parameters(
+    law: ScalingLaw, likelihood: Likelihood, run_effects: bool = False
+) -> tuple[Parameter, ...]:
     """Every parameter of the model: the law's, the spread of its pooled ones, then the noise's.
 
     A law's :attr:`~bayescale.model.laws.base.ScalingLaw.noise_defaults` replace the noise's default priors.
@@ -149,7 +151,7 @@ def group_variable(name: str) -> str:
 
 def resolve_priors(
     law: ScalingLaw,
-    likelihood: str,
+    likelihood: Likelihood,
     priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     fixed: Mapping[str, float] | None = None,
     run_effects: bool = False,
@@ -215,7 +217,7 @@ def build_model(
     runs: Runs,
     priors: Mapping[str, Prior],
     fixed: Mapping[str, float],
-    likelihood: str = "student_t",
+    likelihood: Likelihood = "student_t",
 ) -> Any:
     """Return the ``pymc.Model`` of ``law`` on ``runs``.
 
@@ -290,7 +292,7 @@ def build_model(
 
 
 def draw_log_noise(
-    rng: np.random.Generator, likelihood: str, theta: Mapping[str, Any], shape: tuple[int, ...]
+    rng: np.random.Generator, likelihood: Likelihood, theta: Mapping[str, Any], shape: tuple[int, ...]
 ) -> np.ndarray:
     """Run-to-run noise on log loss, one draw per (chain, draw, query) cell of ``shape``.
 
@@ -341,7 +343,9 @@ def with_run_effects(theta: Mapping[str, Any], posterior: Any) -> dict[str, Any]
     return out
 
 
-def _residuals(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs: Runs) -> tuple[Any, Any]:
+def _residuals(
+    law: ScalingLaw, likelihood: Likelihood, theta: Mapping[str, Any], runs: Runs
+) -> tuple[Any, Any]:
     """Standardised residuals of log loss and their scale, dims ``chain``, ``draw``, ``run``.
 
     Without run offsets: ``(log loss - law's log mean) / sigma``. A fit to checkpoints
@@ -373,7 +377,9 @@ def _residuals(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs:
     return z.transpose("chain", "draw", "run"), scale
 
 
-def log_likelihood_draws(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs: Runs) -> Any:
+def log_likelihood_draws(
+    law: ScalingLaw, likelihood: Likelihood, theta: Mapping[str, Any], runs: Runs
+) -> Any:
     """Log density of each run's log loss under each posterior draw, with numpy.
 
     The density the sampler uses (:func:`build_model`), evaluated on any runs:
@@ -400,7 +406,7 @@ def log_likelihood_draws(law: ScalingLaw, likelihood: str, theta: Mapping[str, A
     return logp.transpose("chain", "draw", "run")
 
 
-def predictive_cdf(law: ScalingLaw, likelihood: str, theta: Mapping[str, Any], runs: Runs) -> Any:
+def predictive_cdf(law: ScalingLaw, likelihood: Likelihood, theta: Mapping[str, Any], runs: Runs) -> Any:
     """Posterior predictive probability of a loss below each run's observed loss (the PIT).
 
     The noise model's CDF at the observed log loss, averaged over draws: uniform

@@ -12,18 +12,23 @@ from typing import Any
 import numpy as np
 
 from bayescale.data.steps import StepsData
-from bayescale.errors import BayescaleError
 from bayescale.model.laws import ops as _ops
 from bayescale.model.laws.base import Parameter
 from bayescale.model.laws.kaplan_steps import BATCH_PARAMETERS, LAW_PARAMETERS, log_loss
-from bayescale.model.likelihoods import ar1_innovations, pymc_noise
+from bayescale.model.likelihoods import (
+    Correlation,
+    Likelihood,
+    ar1_innovations,
+    check_correlation,
+    pymc_noise,
+)
 from bayescale.model.priors import Prior
 from bayescale.model.pymc_model import NU, RHO, SIGMA, check_likelihood
 
-CORRELATIONS = ("ar1", "none")
 
-
-def default_priors(batch: bool, correlation: str = "ar1", likelihood: str = "normal") -> dict[str, Parameter]:
+def default_priors(
+    batch: bool, correlation: Correlation = "ar1", likelihood: Likelihood = "normal"
+) -> dict[str, Parameter]:
     """The parameters of the model with their default priors and reasons."""
     params = LAW_PARAMETERS + (BATCH_PARAMETERS if batch else ()) + (SIGMA,)
     params += (RHO,) if correlation == "ar1" else ()
@@ -45,8 +50,8 @@ def _normal_logp_of_log(prior: Prior, log_value: Any) -> Any:
 def build_model(
     data: StepsData,
     priors: Mapping[str, Prior],
-    correlation: str = "ar1",
-    likelihood: str = "normal",
+    correlation: Correlation = "ar1",
+    likelihood: Likelihood = "normal",
 ) -> Any:
     """The PyMC model of L(N, S_min) on the curves, with AR(1) or independent residuals.
 
@@ -58,8 +63,7 @@ def build_model(
     import pymc as pm
     import pytensor.tensor as pt
 
-    if correlation not in CORRELATIONS:
-        raise BayescaleError(f"unknown correlation {correlation!r}; use one of {list(CORRELATIONS)}")
+    check_correlation(correlation)
     check_likelihood(likelihood)
     ref_n, ref_s = float(data.log_params.mean()), float(data.log_steps.mean())
     ref_l = float(data.log_loss.mean())

@@ -13,6 +13,7 @@ import xarray as xr
 
 from bayescale.data.runs import Runs
 from bayescale.model.laws import ScalingLaw
+from bayescale.model.likelihoods import Likelihood
 from bayescale.model.priors import Prior
 
 
@@ -40,7 +41,7 @@ class FitLike(Protocol):
         ...
 
     @property
-    def likelihood(self) -> str:
+    def likelihood(self) -> Likelihood:
         """The name of the noise model on log loss."""
         ...
 

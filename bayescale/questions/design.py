@@ -50,7 +50,7 @@ from bayescale.data.runs import read_table
 from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN, canonical_columns
 from bayescale.errors import BayescaleError
 from bayescale.model.laws import ScalingLaw, ops
-from bayescale.model.likelihoods import log_density
+from bayescale.model.likelihoods import Likelihood, log_density
 from bayescale.model.pymc_model import check_likelihood, draw_log_noise
 from bayescale.posterior.intervals import SAMPLE_DIMS
 from bayescale.posterior.query import make_query
@@ -78,7 +78,7 @@ def _expected_variance(
     q: np.ndarray,
     mu: np.ndarray,
     theta: Mapping[str, np.ndarray],
-    likelihood: str,
+    likelihood: Likelihood,
     replicates: int,
     outcomes: int,
     rng: np.random.Generator,
@@ -104,7 +104,9 @@ def _expected_variance(
     return float(np.mean(variance)), float(np.mean(ess)), float(np.min(ess))
 
 
-def _log_likelihood(y: np.ndarray, mu: np.ndarray, theta: Mapping[str, np.ndarray], likelihood: str) -> Any:
+def _log_likelihood(
+    y: np.ndarray, mu: np.ndarray, theta: Mapping[str, np.ndarray], likelihood: Likelihood
+) -> Any:
     """Log density of log-loss outcomes ``y`` (outcomes, 1) under each draw (1, draws)."""
     sigma = theta["sigma"]
     return log_density(likelihood, (y - mu) / sigma, sigma, theta.get("nu"), ops.NUMPY)
@@ -113,7 +115,7 @@ def _log_likelihood(y: np.ndarray, mu: np.ndarray, theta: Mapping[str, np.ndarra
 def expected_variance_reduction(
     law: ScalingLaw,
     theta: Mapping[str, xr.DataArray],
-    likelihood: str,
+    likelihood: Likelihood,
     compute: float,
     candidates: pd.DataFrame,
     unique_tokens: float | None = None,

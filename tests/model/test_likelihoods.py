@@ -3,11 +3,14 @@
 import numpy as np
 import pytest
 
-from bayescale.errors import LawError
+from bayescale.errors import BayescaleError, LawError
 from bayescale.model.laws import ops
 from bayescale.model.likelihoods import (
+    CORRELATIONS,
     LIKELIHOODS,
     ar1_innovations,
+    check_correlation,
+    check_likelihood,
     log_density,
     pymc_noise,
     total_log_density,
@@ -51,6 +54,17 @@ def test_unknown_likelihood_is_named():
         log_density("laplace", np.zeros(2), 1.0, None, ops.NUMPY)
     with pytest.raises(LawError, match="unknown likelihood 'laplace'"):
         pymc_noise("laplace", 0.0, 1.0)
+
+
+def test_names_are_narrowed_to_their_literal_types_or_refused():
+    # The tuples are read off the Literal types, so the names users may pass are declared once.
+    assert LIKELIHOODS == ("student_t", "normal") and CORRELATIONS == ("ar1", "none")
+    assert [check_likelihood(name) for name in LIKELIHOODS] == list(LIKELIHOODS)
+    assert [check_correlation(name) for name in CORRELATIONS] == list(CORRELATIONS)
+    with pytest.raises(LawError, match=r"unknown likelihood 'Normal'; use one of \['student_t', 'normal'\]"):
+        check_likelihood("Normal")
+    with pytest.raises(BayescaleError, match=r"unknown correlation 'ma1'; use one of \['ar1', 'none'\]"):
+        check_correlation("ma1")
 
 
 #: Two AR(1) series laid end to end (4 and 3 checkpoints), with each value's predecessor.
