@@ -28,6 +28,7 @@ from bayescale.inference.laplace import mode_and_root
 from bayescale.inference.nuts import shared_step_size
 from bayescale.inference.programs import _cached_program
 from bayescale.inference.pymc_backend import sample, sample_checked, scalar_view
+from bayescale.inference.run_offsets import labelled_offsets
 from bayescale.inference.settings import (
     BACKENDS,
     SAMPLER_DEFAULTS,
@@ -99,13 +100,13 @@ def run(
     if config.backend in ("auto", "jax"):
         if installed("numpyro") and installed("jax"):
             reason = unsupported(law, priors, likelihood)
-            if reason is None and run_labels(runs) is not None:
-                reason = "runs with checkpoints (a run column) have per-run offsets, not in the JAX density"
         else:
             reason = "numpyro and jax are not installed (`pip install bayescale[fast]`)"
         if reason is None:
             density = reparametrise(build_density(law, runs, priors, fixed, likelihood))
-            return sample_density(density, config, random_seed, progressbar), "jax"
+            idata = sample_density(density, config, random_seed, progressbar)
+            labels = run_labels(runs)  # runs with checkpoints: the density's per-run offsets
+            return (idata if labels is None else labelled_offsets(idata, labels[0])), "jax"
         if config.backend == "jax":
             raise BayescaleError(f"backend 'jax' cannot fit this model: {reason}; use backend='auto'")
     else:

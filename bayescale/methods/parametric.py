@@ -19,9 +19,9 @@ from bayescale.data.storage import runs_to_dataset
 from bayescale.errors import BayescaleError, LawError, RunsError, RunsWarning
 from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
-from bayescale.inference.run_offsets import run as run_sampler
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler, resolve_seed
+from bayescale.inference.sampling import run as run_sampler
 from bayescale.methods import io
 from bayescale.methods.small_ladder import borrow_for_small_ladder, borrowed_note
 from bayescale.model.laws import ScalingLaw, covariates, get_law, ops
