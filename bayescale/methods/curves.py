@@ -259,7 +259,7 @@ class CurvesFit:
         label = size if isinstance(size, str) else size_label(size)
         if label not in self.sizes:
             raise BayescaleError(
-                f"model size {size!r} was not fitted; the fitted sizes are {list(self.sizes)} (N of the runs)"
+                f"model size {label} was not fitted; the fitted sizes are {list(self.sizes)} (N of the runs)"
             )
         return self.sizes.index(label)
 
