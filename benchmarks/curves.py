@@ -16,9 +16,10 @@ Run from the repository root (the anchors beside it, ``../shared/anchors``)::
 ``--speed`` also times a fit of all nine curves of each size (about 2,000 checkpoints), the
 issue's speed target (<= 10 s per size).
 
-``--across`` adds the fit across sizes: one fit of the 25M and 100M training curves and of the
-400M ``constant_24000`` only (N 25e6, 100e6, 400e6: the repository's folder names), predicting
-the 400M test curves (the issue's target: MRE <= 0.00168), printed beside the per-size fits.
+``--across`` adds the fit across sizes: one fit of the 25M and 100M training curves (all nine
+with ``--across-all``) and of the 400M ``constant_24000`` only (N 25e6, 100e6, 400e6: the
+repository's folder names), predicting the 400M test curves (the issue's target: MRE <= 0.00168),
+printed beside the per-size fits.
 """
 
 from __future__ import annotations
@@ -147,15 +148,14 @@ def across_sizes(
 ) -> dict[str, float]:
     """One fit of all three sizes, 400M given only ``constant_24000``; its six test curves predicted."""
     rows = table.assign(params=table["model_size"].map(PARAMS), run=table["model_size"] + "/" + table["run"])
-    train = rows[
-        rows["repo_split"].eq("train")
-        & (rows["model_size"].ne("400M") | rows["run"].eq("400M/constant_24000"))
-    ]
+    smaller = rows["model_size"].ne("400M") & (rows["repo_split"].eq("train") | args.across_all)
+    train = rows[smaller | rows["run"].eq("400M/constant_24000")]
     test = rows[rows["model_size"].eq("400M") & rows["repo_split"].eq("test")]
     schedules = {run: per[run.split("/")[1]] for run in rows["run"].unique()}
     say(
         f"\n== across sizes: train {len(train)} checkpoints ({train['run'].nunique()} curves: "
-        f"25M and 100M x 3, 400M constant_24000 only); 400M test {len(test)} (6 curves)"
+        f"25M and 100M x {9 if args.across_all else 3}, 400M constant_24000 only); 400M test {len(test)} "
+        "(6 curves)"
     )
     start = time.perf_counter()
     lsq_sites = fit_curves_least_squares(train, schedules, bins=args.bins, starts=8, seed=args.seed)
@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-points", type=int, default=100, help="checkpoints per curve; 0: all")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--across", action="store_true", help="also the fit across sizes")
+    parser.add_argument(
+        "--across-all", action="store_true", help="the fit across sizes takes all nine 25M and 100M curves"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--anchors", type=Path, default=ANCHORS)
     parser.add_argument("--out", type=Path, default=None)
@@ -206,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# benchmarks/curves.py --sizes {' '.join(args.sizes)} --draws {args.draws} --tune {args.tune} "
         f"--chains {args.chains} --bins {args.bins} --correlation {args.correlation} --seed {args.seed} "
         f"--max-points {args.max_points}{'' if args.offsets else ' --no-offsets'}"
-        f"{' --speed' if args.speed else ''}{' --across' if args.across else ''}",
+        f"{' --speed' if args.speed else ''}{' --across' if args.across else ''}"
+        f"{' --across-all' if args.across_all else ''}",
         "# MRE: mean |y - pred| / y over the 6 test curves' checkpoints (README's PredE, curve average)",
     ]
 

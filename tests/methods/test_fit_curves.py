@@ -127,9 +127,9 @@ SEEDS = range(10)
 def test_recovery_over_seeds(seed):
     """Multi-seed: at least 2 of L0, A, alpha inside their 90% intervals; diagnostics pass.
 
-    Measured: seeds 0 and 1 recover the law but fail the diagnostics (the centred offsets with
-    4 curves, see docs/guides/curves.md), so a failed diagnostic is reported as xfail, after the
-    recovery has been asserted.
+    Measured (before the offsets were integrated out): seeds 0 and 1 recovered the law but failed
+    the diagnostics (the funnel of centred offsets), so a failed diagnostic is reported as xfail,
+    after the recovery has been asserted. Not rerun since.
     """
     sampler = {"draws": 500, "tune": 500, "chains": 4}
     curves = simulate(100 + seed)
