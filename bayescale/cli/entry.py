@@ -19,6 +19,7 @@ from typing import Any
 
 from bayescale.cli.catalog import add_datasets, add_laws, cmd_datasets, cmd_laws
 from bayescale.cli.compare import add_compare, add_extrapolate, cmd_compare, cmd_extrapolate
+from bayescale.cli.curves import add_curves, cmd_curves
 from bayescale.cli.downstream import add_downstream, cmd_downstream
 from bayescale.cli.exits import (
     EXIT_BROKEN_PIPE,
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_isoflop(sub)
     add_envelope(sub)
     add_steps(sub)
+    add_curves(sub)
     add_compare_methods(sub)
     add_downstream(sub)
     return parser
@@ -255,6 +257,7 @@ COMMANDS = {
     "envelope": cmd_envelope,
     "compare-methods": cmd_compare_methods,
     "steps": cmd_steps,
+    "curves": cmd_curves,
     "laws": cmd_laws,
     "plot": cmd_plot,
     "report": cmd_report,

@@ -36,14 +36,17 @@ from bayescale.inference.sampling import (
 )
 from bayescale.model.curve_laws import (
     MULTIPOWER_PARAMETERS,
-    SAMPLED_LAW,
     CurveDensity,
     build_curve_density,
+    curve_structure,
     default_priors,
     features_dict,
+    law_parameters,
+    law_site_names,
     multipower_loss,
-    offset_name,
-    zero_sum_basis,
+    noise_site_names,
+    offset_terms,
+    size_name,
 )
 from bayescale.model.jax_backend import setup_jax
 from bayescale.model.likelihoods import Correlation, check_correlation
@@ -83,6 +86,8 @@ class CurvesData:
     features: CurveFeatures
     curve_index: np.ndarray
     bins: int
+    sizes: tuple[str, ...] = ("",)
+    log_size: np.ndarray = field(default_factory=lambda: np.zeros(1))
 
     @property
     def runs(self) -> list[str]:
@@ -90,11 +95,28 @@ class CurvesData:
         return list(dict.fromkeys(self.frame["run"]))
 
     @property
+    def group(self) -> np.ndarray:
+        """Each checkpoint's model size, an index into :attr:`sizes`."""
+        if "params" not in self.frame.columns:
+            return np.zeros(len(self.frame), dtype=int)
+        index = {label: i for i, label in enumerate(self.sizes)}
+        return self.frame["params"].map(lambda n: index.get(size_label(n), 0)).to_numpy(dtype=int)
+
+    def size_of(self, run: str) -> int:
+        """The index in :attr:`sizes` of a fitted run's model size."""
+        return int(self.group[np.flatnonzero(self.frame["run"].to_numpy() == run)[0]])
+
+    @property
     def lr_ref(self) -> float:
         """The peak LR: the largest LR at which the LR changed (a warm-up's end), else the mean LR."""
         changed = self.features.lr[self.features.weight != 0]
         steps = self.frame["step"].to_numpy() + 1
         return float(changed.max()) if changed.size else float(np.median(self.features.s1 / steps))
+
+
+def size_label(params: float) -> str:
+    """The label of a model size of ``params`` parameters in the names of per-size parameters."""
+    return f"{float(params):.4g}"
 
 
 def thinned(curves: pd.DataFrame, most: int | None) -> pd.DataFrame:
@@ -120,11 +142,14 @@ def prepare_curves(
 ) -> CurvesData:
     """Validate ``curves`` (columns ``run``, ``step``, ``loss``) and compute each run's features.
 
+    An optional ``params`` column (N, one value per run) makes each distinct N a model size of
+    its own (:class:`CurvesData`'s ``sizes``, ordered by N).
+
     Raises
     ------
     RunsError
         A missing column, a non-positive or non-finite loss, a repeated step in a run, a step
-        outside its schedule, or a run without a schedule (naming it).
+        outside its schedule, a run without a schedule (naming it), or a run with two N.
     """
     if not isinstance(curves, pd.DataFrame):
         raise RunsError(f"curves must be a pandas DataFrame, got {type(curves).__name__}")
@@ -141,6 +166,19 @@ def prepare_curves(
         raise RunsError(
             f"run {row['run']!r} step {row['step']}: loss {row['loss']!r} must be a finite number > 0"
         )
+    sizes: tuple[str, ...] = ("",)
+    log_size = np.zeros(1)
+    if "params" in frame.columns:
+        params = frame["params"].to_numpy(dtype=float)
+        if not np.all(np.isfinite(params) & (params > 0)):
+            raise RunsError("column 'params' (N of each run) must hold finite numbers > 0")
+        per_run = frame.groupby("run")["params"].nunique()
+        if (per_run > 1).any():
+            raise RunsError(f"run {per_run[per_run > 1].index[0]!r} has rows with different params")
+        distinct = np.unique(params)
+        if len(distinct) > 1:
+            sizes = tuple(size_label(n) for n in distinct)
+            log_size = np.log(distinct) - np.log(distinct).mean()
     parts, index = [], []
     for i, (run, rows) in enumerate(frame.groupby("run", sort=False)):
         if rows["step"].duplicated().any():
@@ -149,7 +187,14 @@ def prepare_curves(
             )
         parts.append(curve_features(_lr_of(str(run), schedules), rows["step"].to_numpy(), bins))
         index.append(np.full(len(rows), i))
-    return CurvesData(frame.reset_index(drop=True), CurveFeatures.concat(parts), np.concatenate(index), bins)
+    return CurvesData(
+        frame.reset_index(drop=True),
+        CurveFeatures.concat(parts),
+        np.concatenate(index),
+        bins,
+        sizes,
+        log_size,
+    )
 
 
 @dataclass
@@ -167,7 +212,7 @@ class CurvesFit:
     correlation
         ``"ar1"`` or ``"none"``.
     offsets
-        Whether each curve has its own offset on log loss (spread ``tau``).
+        Whether each curve has its own offset on log loss (spread ``tau``, integrated out).
     diagnostics
         :func:`bayescale.inference.diagnostics.compute`'s report.
     sampler
@@ -182,6 +227,12 @@ class CurvesFit:
     diagnostics: dict[str, Any]
     sampler: SamplerConfig
     _theta: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _offsets: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def sizes(self) -> tuple[str, ...]:
+        """Labels of the fitted model sizes (N to 4 digits); ``("",)`` for a fit of one size."""
+        return self.data.sizes
 
     def draws(self) -> dict[str, np.ndarray]:
         """Every parameter's draws, flattened over chains and draws; ``C`` derived from ``C_ref``."""
@@ -193,37 +244,82 @@ class CurvesFit:
         return self._theta
 
     def parameters(self, prob: float = 0.9) -> pd.DataFrame:
-        """Median and equal-tailed ``prob`` interval of each parameter, one row each."""
+        """Median and equal-tailed ``prob`` interval of each parameter and curve offset, one row each."""
         check_interval(prob, "eti")
         q = [(1 - prob) / 2, 0.5, (1 + prob) / 2]
-        rows = {k: np.quantile(v, q) for k, v in self.draws().items() if not k.startswith("u_")}
+        rows = {k: np.quantile(v, q) for k, v in self.draws().items()}
         rows.update({f"offset[{run}]": np.quantile(v, q) for run, v in self.curve_offsets().items()})
         return pd.DataFrame(rows, index=["lower", "median", "upper"]).T[["median", "lower", "upper"]]
 
+    def _size_index(self, size: Any) -> int:
+        if len(self.sizes) == 1:
+            return 0
+        if size is None:
+            raise BayescaleError(f"this fit has several model sizes: give size= one of {list(self.sizes)}")
+        label = size if isinstance(size, str) else size_label(size)
+        if label not in self.sizes:
+            raise BayescaleError(
+                f"model size {label} was not fitted; the fitted sizes are {list(self.sizes)} (N of the runs)"
+            )
+        return self.sizes.index(label)
+
+    def law_draws(self, size: Any = None, pick: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The law's parameters of one fitted model size, per draw (``pick``: which draws)."""
+        d = self.draws()
+        chosen = {k: v if pick is None else v[pick] for k, v in d.items()}
+        return law_parameters(
+            chosen, self.sizes, self._size_index(size), self.data.log_size, math.log(self.data.lr_ref)
+        )
+
     def curve_offsets(self) -> dict[str, np.ndarray]:
-        """Per fitted run, its offset's draws on log loss (zero-sum over the runs); empty without offsets."""
+        """Per fitted run, draws of its offset on log loss; empty without offsets.
+
+        The offsets are integrated out of the likelihood; given each draw of the rest, a run's
+        offset is normal (:func:`~bayescale.model.curve_laws.offset_terms`) and is drawn from it
+        here (seed 0, so the draws are reproducible).
+        """
         if not self.offsets:
             return {}
-        d = self.draws()
-        runs = self.data.runs
-        u = np.stack([d[offset_name(i)] for i in range(len(runs) - 1)])
-        return dict(zip(runs, zero_sum_basis(len(runs)) @ u, strict=True))
+        if not self._offsets:
+            d = self.draws()
+            sigma = np.stack([d[name] for name in noise_site_names(self.sizes, "none", False)], axis=-1)
+            group, runs = self.data.group, self.data.runs
+            features = features_dict(self.data.features)
+            y = np.log(self.data.frame["loss"].to_numpy())
+            structure = curve_structure(self.data.curve_index)
+            rng = np.random.default_rng(0)
+            draws = []
+            for start in range(0, len(d["B"]), _DRAW_CHUNK):
+                idx = np.arange(start, min(start + _DRAW_CHUNK, len(d["B"])))
+                theta = {k: v[idx, None] for k, v in d.items()}
+                law = law_parameters(theta, self.sizes, group, self.data.log_size, math.log(self.data.lr_ref))
+                resid = y - np.log(multipower_loss(law, features, np))
+                rho = theta.get("rho")
+                _, a, b = offset_terms(resid, sigma[idx][:, group], rho, structure, self.correlation)
+                precision = 1 / theta["tau"] ** 2 + a
+                draws.append(b / precision + rng.standard_normal(b.shape) / np.sqrt(precision))
+            self._offsets.update(zip(runs, np.concatenate(draws).T, strict=True))
+        return self._offsets
 
-    def noise_scale(self) -> np.ndarray:
+    def noise_scale(self, size: Any = None) -> np.ndarray:
         """Per draw, the marginal sd of a checkpoint's log-loss noise (AR(1): sigma / sqrt(1 - rho^2))."""
         d = self.draws()
-        return d["sigma"] / np.sqrt(1 - d["rho"] ** 2) if self.correlation == "ar1" else d["sigma"]
+        index = self._size_index(size)
+        sigma = d[size_name("sigma", self.sizes[index]) if len(self.sizes) > 1 else "sigma"]
+        return sigma / np.sqrt(1 - d["rho"] ** 2) if self.correlation == "ar1" else sigma
 
-    def mean_draws(self, schedule: ScheduleLike, steps: Any, max_draws: int = 1000) -> np.ndarray:
+    def mean_draws(
+        self, schedule: ScheduleLike, steps: Any, max_draws: int = 1000, size: Any = None
+    ) -> np.ndarray:
         """The law's loss at ``steps`` under ``schedule``, ``(draws, steps)``, thinned to ``max_draws``."""
         lr = _lr_of("new", {"new": schedule})
         features = features_dict(curve_features(lr, np.asarray(steps), self.data.bins))
-        d = self.draws()
-        pick = _thin(len(d["L0"]), max_draws)
+        pick = _thin(len(self.draws()["B"]), max_draws)
+        law = self.law_draws(size, pick)
         out = []
         for start in range(0, len(pick), _DRAW_CHUNK):
-            idx = pick[start : start + _DRAW_CHUNK]
-            theta = {k: d[k][idx, None] for k in MULTIPOWER_PARAMETERS}
+            part = slice(start, start + _DRAW_CHUNK)
+            theta = {k: np.asarray(v)[part, None] for k, v in law.items()}
             out.append(multipower_loss(theta, features, np))
         return np.concatenate(out)
 
@@ -235,34 +331,35 @@ class CurvesFit:
         seed: int = 0,
         max_draws: int = 1000,
         run: str | None = None,
+        size: Any = None,
     ) -> pd.DataFrame:
         """Loss at ``steps`` of a run under ``schedule``: median and ``prob`` intervals.
 
         ``lower`` / ``upper`` bound a new checkpoint's loss: the law's uncertainty, the curve's
         offset and the noise of one checkpoint (the AR(1) series' marginal scale). A new run's
-        offset is drawn from ``Normal(0, tau sqrt(1 + 1/m))`` (``m`` fitted curves, whose mean
-        level is the law's), once per draw for the whole curve; ``run`` names
+        offset is drawn from ``Normal(0, tau)``, once per draw for the whole curve; ``run`` names
         a fitted run to continue instead (its own offset, e.g. to a longer horizon).
-        ``mean_lower`` / ``mean_upper`` bound the law's mean only (no offset, no noise).
+        ``mean_lower`` / ``mean_upper`` bound the law's mean only (no offset, no noise). In a fit
+        of several sizes, ``size`` is the new run's N (one of the fitted sizes); a fitted
+        ``run`` brings its own.
         """
         check_interval(prob, "eti")
-        mean = self.mean_draws(schedule, steps, max_draws)
-        pick = _thin(len(self.draws()["L0"]), max_draws)
-        rng = np.random.default_rng(seed)
-        log_noise = rng.standard_normal(mean.shape) * self.noise_scale()[pick, None]
         if run is not None:
             offsets = self.curve_offsets()
             if run not in offsets:
                 raise BayescaleError(
-                    f"run {run!r} has no offset in this fit; fitted runs: {sorted(offsets)}"
+                    f"run {run!r} has no offset in this fit; fitted runs: {sorted(self.data.runs)}"
                     + ("" if self.offsets else " (the fit has no per-curve offsets)")
                 )
-            log_noise += offsets[run][pick, None]
+            size = self.sizes[self.data.size_of(run)]
+        mean = self.mean_draws(schedule, steps, max_draws, size)
+        pick = _thin(len(self.draws()["B"]), max_draws)
+        rng = np.random.default_rng(seed)
+        log_noise = rng.standard_normal(mean.shape) * self.noise_scale(size)[pick, None]
+        if run is not None:
+            log_noise += self.curve_offsets()[run][pick, None]
         elif self.offsets:
-            # the law's level is the fitted curves' mean level: a new curve's offset from it has
-            # variance tau^2 (1 + 1/m)
-            spread = self.draws()["tau"][pick, None] * math.sqrt(1 + 1 / len(self.data.runs))
-            log_noise += rng.standard_normal((len(pick), 1)) * spread
+            log_noise += rng.standard_normal((len(pick), 1)) * self.draws()["tau"][pick, None]
         noisy = mean * np.exp(log_noise)
         q = [(1 - prob) / 2, 0.5, (1 + prob) / 2]
         lo, med, hi = np.quantile(noisy, q, axis=0)
@@ -298,25 +395,29 @@ def fit_curves(
     progressbar: bool = False,
     warn: bool = True,
 ) -> CurvesFit:
-    """Fit the multi-power law to loss curves of one model size, each under its LR schedule.
+    """Fit the multi-power law to loss curves, each under its LR schedule, of one or several sizes.
 
     Parameters
     ----------
     curves
-        One row per checkpoint: ``run``, ``step`` (0-based optimiser step), ``loss``.
+        One row per checkpoint: ``run``, ``step`` (0-based optimiser step), ``loss``; optionally
+        ``params`` (N of the run). With several N, one fit covers all sizes: each size has its
+        own ``L0``, ``A``, ``alpha`` and ``sigma``, ``B`` is a power of N, and ``C``, ``beta``,
+        ``gamma`` and ``tau`` are shared (:func:`~bayescale.model.curve_laws.law_site_names`).
     schedules
         For each run, a :class:`~bayescale.Schedule` or the LR at every step ``0 .. T-1``.
     correlation
         ``"none"`` (default): independent noise around each curve's level; ``"ar1"``: the
         residuals of one curve are an AR(1) series.
     offsets
-        Each curve's level is offset from the law by ``tau z_i`` on log loss (default): a run's
-        level is a random effect, and a new run's offset is drawn from ``Normal(0, tau)`` in
+        Each curve's level is offset from the law by ``o_i ~ Normal(0, tau)`` on log loss
+        (default), integrated out; a new run's offset is drawn from ``Normal(0, tau)`` in
         :meth:`CurvesFit.predict`.
     max_points
         Checkpoints of each curve in the likelihood at most (:func:`thinned`; ``None``: all).
     priors
-        Priors replacing :func:`~bayescale.model.curve_laws.default_priors`, by name.
+        Priors replacing :func:`~bayescale.model.curve_laws.default_priors`, by name (``L0``
+        for every size, or ``L0[<size>]`` for one).
     bins
         Bins per checkpoint of the loss-drop sum (:func:`~bayescale.data.schedule.curve_features`).
     starts
@@ -338,32 +439,24 @@ def fit_curves(
     """
     check_correlation(correlation)
     data = prepare_curves(thinned(curves, max_points), schedules, bins)
-    merged = _default_priors(data)
-    unknown = sorted(set(priors or {}) - set(merged))
-    if unknown:
-        raise BayescaleError(f"priors for unknown parameters {unknown}; the parameters are {sorted(merged)}")
-    merged.update(priors or {})
+    merged = _site_priors(data, priors or {}, correlation, offsets)
     # The mode search starts from the least-squares fit: from the priors' centre BFGS stops on the
     # law's ridges (B, C, beta, gamma trade off) and NUTS on the original coordinates crawls.
-    law = _least_squares(data, merged, starts, random_seed or 0)
-    start = {**law, "C_ref": law["C"] * data.lr_ref ** -law["gamma"]}
+    start = _least_squares(data, merged, starts, random_seed or 0)
+    law = law_parameters(start, data.sizes, data.group, data.log_size, math.log(data.lr_ref))
     resid = np.log(data.frame["loss"].to_numpy()) - np.log(
         multipower_loss(law, features_dict(data.features), np)
     )
     levels = np.bincount(data.curve_index, weights=resid) / np.bincount(data.curve_index)
     if offsets:
-        if len(levels) < 2:
-            raise BayescaleError(
-                "offsets=True needs at least 2 curves: their spread is measured across curves"
-            )
-        levels = levels - levels.mean()
-        u = zero_sum_basis(len(levels)).T @ levels
-        start.update({offset_name(i): float(v) for i, v in enumerate(u)})
-        start["tau"] = max(float(np.sqrt(np.mean(u**2))), 1e-4)
+        start["tau"] = max(float(np.sqrt(np.mean(levels**2))), 1e-4)
         resid = resid - levels[data.curve_index]
     same = data.curve_index[1:] == data.curve_index[:-1]
     rho = float(np.clip(np.corrcoef(resid[1:][same], resid[:-1][same])[0, 1], 0.05, 0.95))
-    start.update(sigma=float(np.std(resid)) * math.sqrt(1 - rho**2 if correlation == "ar1" else 1.0), rho=rho)
+    start["rho"] = rho
+    for i, name in enumerate(noise_site_names(data.sizes, "none", False)):
+        spread = float(np.std(resid[data.group == i]))
+        start[name] = spread * math.sqrt(1 - rho**2 if correlation == "ar1" else 1.0)
     density = build_curve_density(
         data.features,
         data.frame["loss"].to_numpy(),
@@ -373,6 +466,9 @@ def fit_curves(
         offsets,
         data.lr_ref,
         start,
+        data.sizes,
+        data.group,
+        data.log_size,
     )
     density = _whitened_at_mode(density)
     config = resolve_sampler(SAMPLER_DEFAULTS, sampler)
@@ -412,8 +508,40 @@ def _default_priors(data: CurvesData) -> dict[str, Prior]:
     return default_priors(data.lr_ref, float(data.frame["loss"].min()))
 
 
+def _site_priors(
+    data: CurvesData, given: Mapping[str, Prior], correlation: Correlation, offsets: bool
+) -> dict[str, Prior]:
+    """A prior for every sampled parameter: ``given`` by site or base name, else the defaults.
+
+    A size's ``L0`` prior sits below that size's lowest loss.
+    """
+    base = _default_priors(data)
+    names = law_site_names(data.sizes) + noise_site_names(data.sizes, correlation, offsets)
+    known = set(base) | set(names)
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise BayescaleError(f"priors for unknown parameters {unknown}; the parameters are {sorted(known)}")
+    out = {}
+    group = data.group
+    loss = data.frame["loss"].to_numpy()
+    for name in names:
+        stem = name.split("[")[0]
+        if name in given or stem in given:
+            out[name] = given[name] if name in given else given[stem]
+        elif stem == "L0" and len(data.sizes) > 1:
+            size = data.sizes.index(name[3:-1])
+            out[name] = default_priors(data.lr_ref, float(loss[group == size].min()))["L0"]
+        else:
+            out[name] = base[stem]
+    return out
+
+
 def _least_squares(data: CurvesData, priors: Mapping[str, Prior], starts: int, seed: int) -> dict[str, float]:
-    """Huber (delta 1e-3) fit of log loss from ``starts`` starts drawn around the priors' centres."""
+    """Huber (delta 1e-3) fit of log loss from ``starts`` starts drawn around the priors' centres.
+
+    Over the law's sampled parameters (:func:`~bayescale.model.curve_laws.law_site_names`), the
+    positive ones on the log scale; returns their values.
+    """
     from scipy.optimize import least_squares
 
     jax = setup_jax()
@@ -421,17 +549,18 @@ def _least_squares(data: CurvesData, priors: Mapping[str, Prior], starts: int, s
 
     features = {k: jnp.asarray(v) for k, v in features_dict(data.features).items()}
     y = jnp.asarray(np.log(data.frame["loss"].to_numpy()))
-
+    names = law_site_names(data.sizes)
+    logged = np.array([priors[k].distribution == "LogNormal" for k in names])
     log_lr_ref = math.log(data.lr_ref)
+    group, log_size = jnp.asarray(data.group), jnp.asarray(data.log_size)
 
-    def law(log_theta: Any, xp: Any) -> dict[str, Any]:
-        # over the sampled coordinates (C as C_ref, see default_priors): a straighter valley
-        theta = dict(zip(SAMPLED_LAW, xp.exp(log_theta), strict=True))
-        theta["C"] = theta.pop("C_ref") * xp.exp(theta["gamma"] * log_lr_ref)
-        return theta
+    def theta_of(x: Any, xp: Any) -> dict[str, Any]:
+        values = xp.where(xp.asarray(logged), xp.exp(x), x)
+        return {k: values[i] for i, k in enumerate(names)}
 
-    def resid(log_theta: Any) -> Any:
-        loss = multipower_loss(law(log_theta, jnp), features, jnp)
+    def resid(x: Any) -> Any:
+        law = law_parameters(theta_of(x, jnp), data.sizes, group, log_size, log_lr_ref, jnp)
+        loss = multipower_loss(law, features, jnp)
         r = y - jnp.log(jnp.where(loss > 0, loss, 1e-300))
         return jnp.where(jnp.isfinite(r), r, 1e3)
 
@@ -439,9 +568,7 @@ def _least_squares(data: CurvesData, priors: Mapping[str, Prior], starts: int, s
     rng = np.random.default_rng(seed)
     best: Any = None
     for _ in range(starts):
-        x0 = np.array(
-            [rng.normal(priors[k].kwargs["mu"], 0.5 * priors[k].kwargs["sigma"]) for k in SAMPLED_LAW]
-        )
+        x0 = np.array([rng.normal(priors[k].kwargs["mu"], 0.5 * priors[k].kwargs["sigma"]) for k in names])
         res = least_squares(
             lambda x: np.asarray(value(x)),
             x0,
@@ -453,7 +580,7 @@ def _least_squares(data: CurvesData, priors: Mapping[str, Prior], starts: int, s
         )
         if best is None or res.cost < best.cost:
             best = res
-    return {k: float(v) for k, v in law(best.x, np).items()}
+    return {k: float(v) for k, v in theta_of(best.x, np).items()}
 
 
 def fit_curves_least_squares(
@@ -467,7 +594,12 @@ def fit_curves_least_squares(
 
     Minimised with scipy's ``least_squares`` (``loss="huber"``, Jacobian by JAX) over the log
     parameters from ``starts`` starts drawn around the default priors' centres; the best end
-    point is returned.
+    point is returned: the law's parameters (:data:`MULTIPOWER_PARAMETERS`) for one size, the
+    sampled ones (``L0[<size>]``, ..., ``B_slope``, ``C_ref``) when ``curves`` has several N.
     """
     data = prepare_curves(curves, schedules, bins)
-    return _least_squares(data, _default_priors(data), starts, seed)
+    fitted = _least_squares(data, _site_priors(data, {}, "none", False), starts, seed)
+    if len(data.sizes) > 1:
+        return fitted
+    law = law_parameters(fitted, data.sizes, 0, data.log_size, math.log(data.lr_ref))
+    return {k: float(law[k]) for k in MULTIPOWER_PARAMETERS}
