@@ -34,7 +34,7 @@ from bayescale.data.schema import FLOPS_PER_PARAM_TOKEN, canonical_columns
 from bayescale.errors import BayescaleError, LawError
 from bayescale.model.laws import ScalingLaw, covariates, ops
 from bayescale.model.pymc_model import draw_log_noise
-from bayescale.posterior.extrapolation import beyond, beyond_compute, blend_beyond, span_of
+from bayescale.posterior.extrapolation import beyond, beyond_compute, blend_beyond, edge_point, span_of
 from bayescale.posterior.intervals import SAMPLE_DIMS, check_interval, interval_table
 from bayescale.posterior.query import make_query
 
@@ -184,12 +184,15 @@ def _beyond_runs(
     log_vars: Sequence[str],
     linear_vars: Sequence[str] = (),
     at_edge: Callable[[Fit], xr.Dataset] | None = None,
+    reference: Callable[[Fit], xr.Dataset] | None = None,
 ) -> xr.Dataset:
     """Answers beyond the runs: the fitted law's draws blended with the variant law's.
 
     See :func:`~bayescale.posterior.extrapolation.blend_beyond`: weight and discrepancy grow
-    with ``distance``. ``at_edge`` gives a fit's answers at the edge of the runs (one query);
-    the variables it holds are anchored there (``blend_beyond``'s ``edge``).
+    with ``distance``. ``at_edge`` gives a fit's answers at the edge of the runs (one query, or
+    one per query); the variables it holds are anchored there (``blend_beyond``'s ``edge``).
+    ``reference`` gives the fitted law's draws of what ``second`` gives the variant's, when
+    ``draws`` is another quantity moved by their terms (``blend_beyond``'s ``reference``).
 
     ``second`` gives the variant's draws of the same answers; ``None`` when the variant cannot
     answer the question (it does not see unique tokens): then, as for a fit of the variant law
@@ -202,7 +205,46 @@ def _beyond_runs(
     if second is None or variant is None:
         return blend_beyond(draws, draws, distance, log_vars, linear_vars)
     edge = (at_edge(fit), at_edge(variant)) if at_edge is not None else None
-    return blend_beyond(draws, second(variant), distance, log_vars, linear_vars, edge=edge)
+    ref = reference(fit) if reference is not None else None
+    return blend_beyond(draws, second(variant), distance, log_vars, linear_vars, edge=edge, reference=ref)
+
+
+def _mean_loss(one: Fit, theta: Mapping[str, xr.DataArray], params: Any, tokens: Any) -> xr.Dataset:
+    """A law's mean loss draws (``loss``, dims chain, draw, query) at each (N, D), no unique tokens."""
+    n, d = (xr.DataArray(np.atleast_1d(np.asarray(v, dtype=float)), dims="query") for v in (params, tokens))
+    log_mean = one.law.log_loss(theta, covariates(n, d), ops.NUMPY)
+    return xr.Dataset({"loss": np.exp(log_mean.transpose(*SAMPLE_DIMS, "query"))})
+
+
+def _loss_beyond_runs(
+    fit: Fit,
+    draws: xr.Dataset,
+    params: Any,
+    tokens: Any,
+    second: Callable[[Fit], xr.Dataset] | None,
+    names: Sequence[str],
+    group: str | None = None,
+    reference: Callable[[Fit], xr.Dataset] | None = None,
+) -> xr.Dataset:
+    """The one rule for a loss at an allocation (N, D) beyond the runs: ``predict``, ``optimal``, plans.
+
+    Blended as far as (N, D) lies beyond the runs (:func:`~bayescale.posterior.extrapolation.beyond`),
+    towards the second law's change from the point of the runs' range that (N, D) is continued
+    from (:func:`~bayescale.posterior.extrapolation.edge_point`), not towards its level: the two laws'
+    gap there is a loss the runs measured. ``optimal`` passes its per-draw optimal loss as
+    ``draws`` and the fitted law's loss at its median allocation as ``reference``, so it is moved by
+    exactly the terms that move ``predict`` at that allocation.
+    """
+    span = span_of(fit.runs)
+    distance = beyond(span, params, tokens)
+    edge_n, edge_d = edge_point(span, params, tokens)
+
+    def at_edge(one: Fit) -> xr.Dataset:
+        theta = one.theta(group) if one is fit else one.theta()
+        loss = _mean_loss(one, theta, edge_n, edge_d)["loss"]
+        return xr.Dataset(dict.fromkeys(names, loss))
+
+    return _beyond_runs(fit, draws, distance, second, names, (), at_edge, reference)
 
 
 def _on_budget(draws: xr.Dataset, compute: Any, k: float) -> xr.Dataset:
@@ -318,30 +360,31 @@ def optimal_draws(
         return draws
     query = make_query(compute=compute, unique_tokens=unique_tokens)
     budgets = query["compute"].values
-    distance = beyond_compute(span_of(fit.runs), budgets, flops_per_param_token)
+    k = _check_flops(flops_per_param_token)
+    sees_u = unique_tokens is not None
 
     def second(variant: Fit) -> xr.Dataset:
-        return optimal_allocation_draws(variant.law, variant.theta(), compute, None, flops_per_param_token)
+        return optimal_allocation_draws(variant.law, variant.theta(), compute, None, k)
 
-    def at_edge(one: Fit) -> xr.Dataset:
-        # The optimal loss at the budget of the largest run's N D: there the runs measured the loss,
-        # so the laws' gap is not extrapolation. N_opt is not measured by the runs: not anchored.
-        edge = flops_per_param_token * span_of(fit.runs).params_tokens_max
-        theta = one.theta(group) if one is fit else one.theta()
-        return optimal_allocation_draws(one.law, theta, [edge], None, flops_per_param_token)[["loss"]]
+    # N_opt, which the runs do not measure, moves towards the second law's (not anchored) as the
+    # fitted law's optimum leaves the runs' range: by predict's distance, at its median allocation.
+    median = draws["params"].median(SAMPLE_DIMS).values
+    distance = beyond(span_of(fit.runs), median, budgets / k / median)
+    allocation = _beyond_runs(fit, draws, distance, None if sees_u else second, ("params",), ("a",))
+    # The loss: by the rule of a loss at an allocation (predict's), at the answer's median
+    # allocation, applied to each draw's own optimal loss; so predict there moves as optimal does.
+    params = allocation["params"].median(SAMPLE_DIMS).values
+    tokens = budgets / k / params
 
-    blended = _beyond_runs(
-        fit,
-        draws,
-        distance,
-        None if unique_tokens is not None else second,
-        ("loss", "params"),
-        ("a",),
-        at_edge,
+    def loss_at(one: Fit) -> xr.Dataset:
+        return _mean_loss(one, one.theta(group) if one is fit else one.theta(), params, tokens)
+
+    loss = _loss_beyond_runs(
+        fit, draws[["loss"]], params, tokens, None if sees_u else loss_at, ("loss",), group, loss_at
     )
-    if blended is draws:
-        return draws
-    blended = _on_budget(blended, budgets, _check_flops(flops_per_param_token))
+    if allocation is draws:
+        return draws.assign(loss=loss["loss"])
+    blended = _on_budget(allocation.assign(loss=loss["loss"]), budgets, k)
     if "epochs" in blended:
         blended["epochs"] = blended["tokens"] / xr.DataArray(query["unique_tokens"].values, dims="query")
     return blended
@@ -403,14 +446,16 @@ def predict_draws(
     draws = xr.Dataset({"loss": np.exp(log_mean), "loss_predictive": predictive})
     if not average_beyond:
         return draws
-    distance = beyond(span_of(fit.runs), query["params"].values, query["tokens"].values)
     seed = None if random_seed is None else random_seed + 1
 
     def second(variant: Fit) -> xr.Dataset:
         return predict_draws(variant, params, tokens, None, seed, average_beyond=False)
 
     sees_u = "unique_tokens" in query
-    return _beyond_runs(fit, draws, distance, None if sees_u else second, ("loss", "loss_predictive"))
+    names = ("loss", "loss_predictive")
+    return _loss_beyond_runs(
+        fit, draws, query["params"].values, query["tokens"].values, None if sees_u else second, names, group
+    )
 
 
 def predict(
@@ -627,12 +672,15 @@ def compare_plans(
                 variant.law, variant.theta(), frame["params"], frame["tokens"], None, flops_per_param_token
             )
 
-        blended = _beyond_runs(
-            fit, draws, distance, None if u is not None else second, ("loss",), ("regret",)
-        )
-        if blended is not draws:
-            loss = blended["loss"]
-            best = (loss == loss.min("query")).astype(float)
+        # The loss by predict's rule (anchored at the edge); the regret, a difference of losses at
+        # one budget, towards the second law's level.
+        other = None if u is not None else second
+        params, tokens = frame["params"].to_numpy(), frame["tokens"].to_numpy()
+        loss = _loss_beyond_runs(fit, draws[["loss"]], params, tokens, other, ("loss",))
+        blended = _beyond_runs(fit, draws, distance, other, (), ("regret",)).assign(loss=loss["loss"])
+        if np.any(distance > 0):
+            losses = blended["loss"]
+            best = (losses == losses.min("query")).astype(float)
             draws = blended.assign(best=best, regret=np.maximum(blended["regret"], 0.0))
     query = make_query(params=frame["params"], tokens=frame["tokens"], unique_tokens=u)
     query["compute"] = flops_per_param_token * query["params"] * query["tokens"]
