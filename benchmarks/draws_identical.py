@@ -26,8 +26,13 @@ from typing import Any
 
 import numpy as np
 
-import bayescale as bs
-from bayescale.data import datasets
+# This checkout's bayescale, not the installed one: run from a worktree, the script would
+# otherwise import the main checkout's package (the editable install) and compare it with itself.
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import bayescale as bs  # noqa: E402
+from bayescale.data import datasets  # noqa: E402
 
 #: Sampler settings of every case: small, so the whole panel runs in minutes on 2 loaded cores.
 SMALL: dict[str, Any] = {"draws": 100, "tune": 100, "chains": 2}

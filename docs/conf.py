@@ -50,7 +50,14 @@ myst_heading_anchors = 3
 
 autosummary_generate = True
 autodoc_typehints = "none"  # numpydoc's Parameters sections say the types
-autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
+# A result's methods from its mixins (Fit's answers and tables, a method result's save and optimal) are
+# its own to the reader; the builtins' (an exception's with_traceback) are not.
+autodoc_default_options = {
+    "members": True,
+    "undoc-members": False,
+    "show-inheritance": False,
+    "inherited-members": "BaseException, Protocol, Generic, object",
+}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False

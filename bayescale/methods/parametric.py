@@ -1,8 +1,13 @@
-"""Fit a scaling law to runs and hold the posterior: :func:`fit_parametric` and :class:`Fit`."""
+"""Fit a scaling law to runs and hold the posterior: :func:`fit_parametric` and :class:`Fit`.
+
+The fit's answers (predict, optimal, ...) are the :class:`~bayescale.methods.fit_answers.FitAnswers`
+mixin, its tables (summary, JSON, Jupyter card) :class:`~bayescale.methods.fit_tables.FitTables`, its
+caveats :mod:`bayescale.methods.caveats`. The second law answers beyond the runs are blended with
+(:meth:`Fit.variant_fit`) is fitted here, beside :func:`fit_parametric`, which it calls.
+"""
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,23 +21,24 @@ import xarray as xr
 from bayescale.data.columns import warn_ladder
 from bayescale.data.runs import Runs
 from bayescale.data.storage import runs_to_dataset
-from bayescale.errors import BayescaleError, LawError, RunsError, RunsWarning
+from bayescale.errors import BayescaleError, LawError, RunsWarning
 from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import SamplerConfig, SamplerSettings, resolve_sampler, resolve_seed
 from bayescale.inference.sampling import run as run_sampler
 from bayescale.methods import io
-from bayescale.methods.small_ladder import borrow_for_small_ladder, borrowed_note
-from bayescale.model.laws import ScalingLaw, covariates, get_law, ops
+from bayescale.methods.caveats import loo_caveat, nu_caveat
+from bayescale.methods.fit_answers import FitAnswers
+from bayescale.methods.fit_tables import FitTables
+from bayescale.methods.small_ladder import borrow_for_small_ladder, borrowed_note, unmeasured_scatter
+from bayescale.model.laws import ScalingLaw, get_law
 from bayescale.model.likelihoods import Likelihood
 from bayescale.model.priors import Prior
 from bayescale.model.pymc_model import (
     OBSERVED,
     RUN_EFFECT,
-    RUN_LABEL,
     check_likelihood,
-    draw_log_noise,
     group_variable,
     internal_variables,
     model_parameters,
@@ -40,21 +46,13 @@ from bayescale.model.pymc_model import (
     run_labels,
 )
 from bayescale.posterior.contraction import information_message, prior_contraction
-from bayescale.posterior.extrapolation import VARIANT_LAW, guard, span_of
-from bayescale.posterior.intervals import check_interval, interval_dict, interval_table
-from bayescale.posterior.query import make_query
+from bayescale.posterior.extrapolation import VARIANT_LAW
 from bayescale.posterior.residuals import TREND_ALPHA, log_residuals, residual_frame, trend_message, trends
-from bayescale.posterior.result import draws_text, finite_or_none, html_card, json_record, short_repr, verdict
-from bayescale.questions import plan
-from bayescale.questions.design import design
-
-#: Below this posterior median of the Student-t degrees of freedom, most runs are outliers to
-#: the fit: :meth:`Fit.caveats` says so.
-NU_CAUTION = 3.0
+from bayescale.posterior.result import draws_text, short_repr
 
 
 @dataclass
-class Fit:
+class Fit(FitAnswers, FitTables):
     """A fitted law: the posterior and everything needed to rebuild or question it.
 
     Attributes
@@ -196,9 +194,10 @@ class Fit:
     def caveats(self, fit_variant: bool = True) -> list[str]:
         """Reasons not to take this fit's answers at face value, each with its evidence and a remedy.
 
-        - The Student-t likelihood's degrees of freedom nu below :data:`NU_CAUTION` (posterior
-          median): most runs are treated as outliers, so the fit follows a few of them; names the
-          runs lying beyond 3 sigma and a ``--where`` filter that would drop them.
+        - The Student-t likelihood's degrees of freedom nu below
+          :data:`~bayescale.methods.caveats.NU_CAUTION` (posterior median): most runs are treated as
+          outliers, so the fit follows a few of them; names the runs lying beyond 3 sigma and a
+          ``--where`` filter that would drop them.
         - PSIS-LOO prefers the second law (:meth:`variant_fit`) by more than the standard error of
           the difference.
 
@@ -219,66 +218,10 @@ class Fit:
         self._caveats = (self.idata, variant, list(found))
 
     def _nu_caveat(self) -> str | None:
-        if self.likelihood != "student_t" or "nu" not in self.posterior or "nu" in self.fixed:
-            return None
-        nu = self.posterior["nu"].values.ravel()
-        median = float(np.median(nu))
-        if median >= NU_CAUTION:
-            return None
-        low, high = np.quantile(nu, [0.05, 0.95])
-        sigma = float(np.median(self.posterior["sigma"].values))
-        z = np.abs(self._own_residuals()) / sigma
-        outlying = np.flatnonzero(z > 3)
-        frame = self.runs.frame
-        worst = outlying[np.argsort(-z[outlying])][:5]
-        named = "; ".join(
-            f"run {i} (N {frame['params'].iloc[i]:.3g}, D {frame['tokens'].iloc[i]:.3g}, {z[i]:.0f} sigma)"
-            for i in worst
-        )
-        remedy = "check them, and refit without them"
-        if outlying.size:
-            cut = outlier_cut(frame, outlying)
-            remedy = (
-                "they share no range of N or D that a filter could drop without good runs: check them "
-                "one by one, and refit without the bad ones"
-                if cut is None
-                else cut
-            )
-        return (
-            f"nu = {median:.3g} [{low:.3g}, {high:.3g}] (Student-t degrees of freedom): most runs are "
-            f"treated as outliers (nu < {NU_CAUTION:g}), so the fit follows a few runs and its plans "
-            f"may not describe the rest; {outlying.size} of {len(frame)} runs lie beyond 3 sigma"
-            + (f", the largest: {named}" if named else "")
-            + f". {remedy[0].upper()}{remedy[1:]}, or fit another law (--law {VARIANT_LAW}; "
-            "`bayescale compare`)"
-        )
+        return nu_caveat(self, self._own_residuals())
 
     def _loo_caveat(self, variant: Fit | None) -> str | None:
-        if variant is None:
-            return None
-        from bayescale.questions.compare import LooWarning, compare
-
-        try:
-            with warnings.catch_warnings():
-                # a caveat, not the comparison: `bayescale compare` reports LOO's own diagnostics
-                warnings.simplefilter("ignore", LooWarning)
-                warnings.simplefilter("ignore", UserWarning)
-                table = compare({self.law.name: self, variant.law.name: variant})
-        except (BayescaleError, ValueError, KeyError):
-            return None
-        best = str(table.index[0])
-        row = table.loc[variant.law.name]
-        if best != variant.law.name:
-            return None
-        other = table.loc[self.law.name]
-        if not other["elpd_diff"] > other["dse"]:
-            return None
-        return (
-            f"PSIS-LOO prefers {variant.law.name} (fitted to the same runs) over {self.law.name} by "
-            f"{other['elpd_diff']:.1f} ± {other['dse']:.1f} nats (stacking weight {row['weight']:.2f}); "
-            f"answers beyond the runs blend it in, but to plan with it fit --law {variant.law.name}, "
-            "and see `bayescale compare` for the evidence"
-        )
+        return loo_caveat(self, variant)
 
     def residual_trends(self, alpha: float = TREND_ALPHA) -> pd.DataFrame:
         """Whether the residuals on the fit's own runs trend with params, tokens or epochs.
@@ -305,279 +248,6 @@ class Fit:
         self._residuals = (self.idata, self.runs, residual)
         return residual
 
-    def summary(self, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
-        """Posterior table, one row per parameter.
-
-        Columns: ``median``, ``lower``, ``upper``, ``r_hat``, ``ess_bulk`` and
-        whether the parameter was ``fixed``.
-        """
-        rows = []
-        for name in self.parameter_names:
-            row: dict[str, Any] = {"parameter": name, **interval_dict(self.posterior[name], prob, kind)}
-            row["r_hat"] = self.diagnostics["r_hat"].get(name, float("nan"))
-            row["ess_bulk"] = self.diagnostics["ess_bulk"].get(name, float("nan"))
-            row["fixed"] = name in self.fixed
-            rows.append(row)
-        for name in self.law.pooled:
-            values = self.posterior[group_variable(name)]
-            for group in self.groups:
-                row = {"parameter": f"{name}[{group}]", **interval_dict(values.sel(group=group), prob, kind)}
-                rows.append({**row, "r_hat": float("nan"), "ess_bulk": float("nan"), "fixed": False})
-        return pd.DataFrame(rows).set_index("parameter")
-
-    def to_dict(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
-        """JSON-ready: the law, the runs, the priors, each parameter's interval, diagnostics, residual trends.
-
-        r_hat and ESS are ``None`` where undefined (fixed parameters, a single chain).
-        """
-        table = self.summary(prob, kind)
-        columns = {"numbers": ("median", "lower", "upper", "r_hat", "ess_bulk"), "flags": ("fixed",)}
-        parameters = {str(name): json_record(row, **columns) for name, row in table.iterrows()}
-        diag = self.diagnostics
-        found = self.residual_trends()
-        trend_columns = {
-            "numbers": ("spearman_rho", "pvalue", "curvature_rho", "curvature_pvalue"),
-            "flags": ("trend", "curvature"),
-        }
-        residuals = {str(column): json_record(row, **trend_columns) for column, row in found.iterrows()}
-        return {
-            "law": self.law.name,
-            "n_runs": len(self.runs),
-            "prob": prob,
-            "priors": {name: prior.to_dict() for name, prior in sorted(self.priors.items())},
-            "parameters": parameters,
-            "diagnostics": {
-                "divergences": diag["divergences"],
-                "max_r_hat": finite_or_none(diag["max_r_hat"]),
-                "min_ess_bulk": diag["min_ess_bulk"],
-                "median_steps": finite_or_none(diag.get("median_steps", math.nan)),
-                "max_tree_depth_share": finite_or_none(diag.get("max_tree_depth_share", math.nan)),
-                "ok": diag["ok"],
-                "problems": diag["problems"],
-                "warnings": diag.get("warnings", []),
-                "sampler_path": diag.get("sampler_path"),
-            },
-            "residual_trends": residuals,
-            "misfit": trend_message(found),
-        }
-
-    def predict(
-        self,
-        params: Any,
-        tokens: Any,
-        unique_tokens: Any = None,
-        prob: float = 0.9,
-        kind: str = "eti",
-        random_seed: int | None = None,
-        average_beyond: bool = True,
-        group: str | None = None,
-        run: str | None = None,
-    ) -> pd.DataFrame:
-        """Loss at new (N, D[, U]): the mean loss and the posterior predictive loss.
-
-        A fit to checkpoints (a ``run`` column) answers for a new run: its offset is drawn from
-        the runs' spread ``sigma_run``, so the predictive interval carries seed noise. ``run``
-        (one of the fit's run labels) continues that run instead: its own offset is added to
-        the law, and only the checkpoint noise ``sigma`` to the predictive loss (``params``
-        must then be the run's, or ``None``; ``average_beyond`` does not apply: the second law
-        has no offsets of its own runs to add).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per query: the inputs, then ``loss_{median,lower,upper}``
-            (the law's mean) and ``loss_predictive_{median,lower,upper}``
-            (with run-to-run noise), then the extrapolation guard's distances
-            (``compute_multiple``, ``params_multiple``, ``tokens_per_param_outside``).
-            With ``average_beyond`` (default) a query beyond the runs' range is
-            answered by the equal mixture of this law and :meth:`variant_fit`. ``group``:
-            a grouped law's group (``None``: a typical group, the population medians).
-        """
-        if run is not None:
-            return self._flag(self._continue_run(run, params, tokens, unique_tokens, prob, kind, random_seed))
-        table = plan.predict(
-            self, params, tokens, unique_tokens, prob, kind, random_seed, average_beyond, group
-        )
-        return self._flag(table)
-
-    def run_offset(self, run: str) -> xr.DataArray:
-        """Posterior draws of the offset of log loss of one of the fit's runs (dims ``chain``, ``draw``)."""
-        if RUN_EFFECT not in self.posterior:
-            raise RunsError("this fit has no run offsets: fit runs with a `run` column of checkpoints")
-        labels = [str(label) for label in self.posterior[RUN_EFFECT][RUN_LABEL].values]
-        if str(run) not in labels:
-            shown = ", ".join(labels[:8]) + (", ..." if len(labels) > 8 else "")
-            raise RunsError(f"unknown run {run!r}; the fit's runs are {shown}")
-        return self.posterior[RUN_EFFECT].sel({RUN_LABEL: str(run)}, drop=True)
-
-    def _continue_run(
-        self,
-        run: str,
-        params: Any,
-        tokens: Any,
-        unique_tokens: Any,
-        prob: float,
-        kind: str,
-        random_seed: int | None,
-    ) -> pd.DataFrame:
-        """:meth:`predict` for more tokens of a known run: its own offset, the checkpoint noise only."""
-        offset = self.run_offset(run)
-        own = self.runs.frame[self.runs.frame["run"].astype(str) == str(run)]
-        n = float(own["params"].iloc[0])
-        size = np.size(tokens)
-        if params is not None and not np.allclose(np.asarray(params, dtype=float), n, rtol=1e-9):
-            raise RunsError(f"run {run!r} has params {n:.6g}; give params=None or {n:.6g} to continue it")
-        check_interval(prob, kind)
-        query = make_query(params=np.full(size, n), tokens=tokens, unique_tokens=unique_tokens)
-        u = query["unique_tokens"] if "unique_tokens" in query else None
-        x = covariates(query["params"], query["tokens"], u)
-        theta = self.theta()
-        log_mean = (self.law.log_loss(theta, x, ops.NUMPY) + offset).transpose("chain", "draw", "query")
-        seed_free = {k: v for k, v in theta.items() if k != "sigma_run"}
-        noise = draw_log_noise(np.random.default_rng(random_seed), self.likelihood, seed_free, log_mean.shape)
-        with np.errstate(over="ignore"):
-            draws = xr.Dataset({"loss": np.exp(log_mean), "loss_predictive": np.exp(log_mean + noise)})
-        table = interval_table(draws, prob, kind, query)
-        table.attrs["run"] = str(run)
-        return table
-
-    def optimal(
-        self,
-        compute: Any,
-        unique_tokens: Any = None,
-        prob: float = 0.9,
-        kind: str = "eti",
-        flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
-        average_beyond: bool = True,
-        group: str | None = None,
-        *,
-        random_seed: int | None = None,
-    ) -> pd.DataFrame:
-        """Compute-optimal allocation at budget(s) C = k N D (k = 6 by default).
-
-        With ``unique_tokens`` (the ``data-constrained`` law) it is the best
-        allocation when only U unique tokens are available.
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per budget: ``compute`` (``unique_tokens``), then
-            ``params``, ``tokens``, ``tokens_per_param``, ``loss`` and the
-            exponents ``a``, ``b`` of N_opt ∝ C^a, D_opt ∝ C^b, each as
-            ``_median``, ``_lower``, ``_upper``; with U also ``epochs`` and the
-            value of more unique data (see :func:`bayescale.questions.plan.optimal_allocation_draws`);
-            then the extrapolation guard's distances. With ``average_beyond`` (default)
-            a budget beyond the runs' largest N D is answered by the equal mixture of
-            this law and :meth:`variant_fit` (not with ``unique_tokens``). ``group``: a
-            grouped law's group (``None``: a typical group).
-        ``random_seed`` is accepted as by :meth:`predict` and :meth:`bayescale.Averaged.optimal`, so one
-        call answers a fit and an average of fits; this answer is a function of the posterior draws
-        and draws no random numbers, so the seed leaves it unchanged.
-        """
-        return self._flag(
-            plan.optimal(
-                self, compute, unique_tokens, prob, kind, flops_per_param_token, average_beyond, group
-            ),
-            flops_per_param_token,
-        )
-
-    def target_compute(
-        self,
-        target_loss: Any,
-        unique_tokens: Any = None,
-        prob: float = 0.9,
-        kind: str = "eti",
-        flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
-        average_beyond: bool = True,
-        *,
-        random_seed: int | None = None,
-    ) -> pd.DataFrame:
-        """Compute needed to reach each target loss (see :func:`bayescale.questions.plan.target_compute`).
-
-        With ``average_beyond`` (default) a target whose compute lies beyond the runs
-        is answered by the equal mixture of this law and :meth:`variant_fit`.
-        ``random_seed`` is accepted as by :meth:`predict` and :meth:`optimal`, so one
-        call answers a fit and an average of fits; this answer is a function of the posterior draws
-        and draws no random numbers, so the seed leaves it unchanged.
-        """
-        return self._flag(
-            plan.target_compute(
-                self, target_loss, unique_tokens, prob, kind, flops_per_param_token, average_beyond
-            ),
-            flops_per_param_token,
-        )
-
-    def compare_plans(
-        self,
-        plans: Any,
-        prob: float = 0.9,
-        kind: str = "eti",
-        flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
-        average_beyond: bool = True,
-        *,
-        unique_tokens: Any = None,
-        random_seed: int | None = None,
-    ) -> pd.DataFrame:
-        """Probability that each plan (N, D[, U]) has the lowest loss, and its expected regret.
-
-        See :func:`bayescale.questions.plan.compare_plans`; with ``average_beyond``
-        (default) plans beyond the runs are judged on the mixture with :meth:`variant_fit`.
-        ``unique_tokens``: the U of plans given as (N, D), one number or one per plan.
-        ``random_seed`` is accepted as by :meth:`predict` and :meth:`optimal`, so one
-        call answers a fit and an average of fits; this answer is a function of the posterior draws
-        and draws no random numbers, so the seed leaves it unchanged.
-        """
-        return self._flag(
-            plan.compare_plans(self, plans, prob, kind, flops_per_param_token, average_beyond, unique_tokens),
-            flops_per_param_token,
-        )
-
-    def design(
-        self,
-        compute: float,
-        candidates: Any,
-        unique_tokens: float | None = None,
-        quantity: str = "params",
-        outcomes: int = 256,
-        random_seed: int | None = None,
-        budget: float | None = None,
-        rank_by: str = "budget",
-        flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN,
-    ) -> pd.DataFrame:
-        """Rank candidate runs by how much they are expected to pin down the plan at ``compute``.
-
-        See :mod:`bayescale.questions.design` for the method and its limits.
-        """
-        return self._flag(
-            design(
-                self,
-                compute,
-                candidates,
-                unique_tokens,
-                quantity,
-                outcomes,
-                random_seed,
-                budget=budget,
-                rank_by=rank_by,
-                flops_per_param_token=flops_per_param_token,
-            )
-        )
-
-    def _flag(
-        self, table: pd.DataFrame, flops_per_param_token: float = plan.FLOPS_PER_PARAM_TOKEN
-    ) -> pd.DataFrame:
-        """Add the extrapolation guard's columns and the loss unit; mark an answer of a failed fit."""
-        guard(table, span_of(self.runs), flops_per_param_token)
-        table.attrs["loss_unit"] = self.runs.loss_unit
-        found = self.caveats(fit_variant=False)
-        if found:
-            table.attrs["caveats"] = found
-        if not self.diagnostics["ok"]:
-            table.attrs["fit_warning"] = "; ".join(self.diagnostics["problems"])
-            if self.warn:
-                diag.warn_if_failed(self.diagnostics, stacklevel=4)
-        return table
-
     @property
     def variant_law(self) -> str:
         """The name of the second law answers beyond the runs are blended with."""
@@ -603,29 +273,6 @@ class Fit:
             "diagnostics": "ok" if self.diagnostics.get("ok") else "FAILED",
         }
         return short_repr("Fit", facts)
-
-    def _repr_html_(self) -> str:
-        """The fit as a compact table in Jupyter: law, data, runs, draws, diagnostics, parameters."""
-        facts = [
-            ("law", self.law.name),
-            ("data", self.runs.source),
-            ("runs", len(self.runs)),
-            ("likelihood", self.likelihood),
-            ("draws", draws_text(self.posterior)),
-            ("backend", self.sampler.backend),
-            ("seed", self.random_seed),
-            ("diagnostics", verdict(self.diagnostics)),
-        ]
-        table = self.summary()
-        rows = {str(name): dict(row) for name, row in table.iterrows()}
-        return html_card(
-            "Scaling-law fit",
-            facts,
-            rows,
-            ["median", "lower", "upper", "r_hat", "ess_bulk", "fixed"],
-            self.diagnostics.get("problems", []),
-            "90% equal-tailed credible intervals",
-        )
 
 
 #: NUTS target acceptance of laws with pooled parameters: their hierarchy diverged now and then at 0.95.
@@ -747,70 +394,6 @@ def fit_parametric(
         )
         warnings.warn(share, RunsWarning, stacklevel=2)
     return result
-
-
-#: A ``--where`` cut is suggested when the runs it drops hold at least this share of the outliers...
-CUT_COVERS = 0.8
-#: ...and at least this share of the runs it drops are outliers (it spares the good runs).
-CUT_PURITY = 0.5
-
-
-def outlier_cut(frame: pd.DataFrame, outlying: np.ndarray) -> str | None:
-    """A ``--where`` filter dropping the outlying runs when they share a range of D or N, else ``None``.
-
-    Among the cuts at each value of tokens or params (dropping the runs below it, or above it),
-    the one that drops the fewest runs while dropping :data:`CUT_COVERS` of the outliers, with
-    outliers making :data:`CUT_PURITY` of what it drops, and keeping more than half of the runs.
-    A cut just above the outliers' median, suggested before, dropped many good runs when the
-    outliers were scattered (the bundled Chinchilla runs: ``D >= 8.33e9``).
-    """
-    is_out = np.zeros(len(frame), dtype=bool)
-    is_out[outlying] = True
-    best: tuple[int, str] | None = None
-    for column, symbol, unit in (("tokens", "D", "tokens"), ("params", "N", "parameters")):
-        values = frame[column].to_numpy(dtype=float)
-        for cut in np.unique(values):
-            for dropped, keep, side in ((values < cut, ">=", "fewer"), (values > cut, "<=", "more")):
-                n_dropped, n_out = int(dropped.sum()), int((dropped & is_out).sum())
-                if (
-                    n_dropped
-                    and n_out >= CUT_COVERS * is_out.sum()
-                    and n_out >= CUT_PURITY * n_dropped
-                    and len(values) - n_dropped > len(values) / 2
-                    and (best is None or n_dropped < best[0])
-                ):
-                    best = (
-                        n_dropped,
-                        f"{n_out} of them have {side} than {cut:.3g} {unit}, with {n_dropped - n_out} other "
-                        f"run(s): try refitting with --where '{symbol} {keep} {cut:.3g}'",
-                    )
-    return None if best is None else best[1]
-
-
-def unmeasured_scatter(
-    runs: int, law: ScalingLaw, free: Mapping[str, Prior], priors: Mapping[str, Any] | None
-) -> str | None:
-    """Why ``runs`` runs cannot measure their own scatter ``sigma``, or ``None`` when they can.
-
-    With no more runs than free parameters in the law's mean, the law can pass through every
-    run (or nearly: informed priors only bend it), so the likelihood keeps rising as ``sigma``
-    falls and the posterior of ``sigma`` slides into its prior's tail near 0: every interval
-    narrows, and NUTS fights the funnel (seen on 5 simulated runs at one ratio, true scatter
-    0.01: sigma's median 0.0008, 81% of draws at the maximum tree depth; with sigma fixed at the
-    truth, 63 leapfrog steps and none).
-    """
-    if "sigma" not in free or "sigma" in (priors or {}):
-        return None
-    mean = [p.name for p in law.parameters if p.name in free]
-    if runs > len(mean):
-        return None
-    return (
-        f"{runs} runs and {len(mean)} free parameters in the law's mean ({', '.join(mean)}): the law can "
-        "pass through every run, so the runs cannot measure their own scatter. sigma's posterior then "
-        "slides toward 0, which narrows every interval and slows sampling. Give sigma a prior from the "
-        "spread of your seeds, e.g. priors={'sigma': Prior('LogNormal', mu=log(0.01), sigma=0.5)} "
-        "(CLI --priors FILE), fix it (--fix sigma=...), or add runs"
-    )
 
 
 def _tidy(idata: Any, law: ScalingLaw, runs: Runs, fixed: Mapping[str, float], likelihood: Likelihood) -> Any:

@@ -123,7 +123,7 @@ def test_prior_on_the_sampled_scale_is_pymcs_transformed_density(name, prior):
     same prior on its log (log-odds, interval) transform: the envelope's priors are the ones given."""
     import pymc as pm
 
-    from bayescale.methods.envelope import _log_scale_density, _logit_scale_density
+    from bayescale.model.envelope import _log_scale_density, _logit_scale_density
     from bayescale.model.laws import ops
 
     with pm.Model() as model:
@@ -144,7 +144,7 @@ def test_lognormal_prior_on_g_is_a_normal_on_log_g():
     """The default LogNormal(-1, 2) on G with the Jacobian is N(-1, 2) on log G, the prior written before."""
     from scipy.stats import norm
 
-    from bayescale.methods.envelope import _log_scale_density
+    from bayescale.model.envelope import _log_scale_density
     from bayescale.model.laws import ops
 
     log_g = np.array([-6.0, -1.0, 0.5, 3.0])

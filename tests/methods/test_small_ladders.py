@@ -12,8 +12,7 @@ import bayescale as bs
 from bayescale import cli
 from bayescale.data.columns import ladder_problems
 from bayescale.errors import PriorError, RunsError, RunsWarning
-from bayescale.methods.parametric import unmeasured_scatter
-from bayescale.methods.small_ladder import borrow_for_small_ladder
+from bayescale.methods.small_ladder import borrow_for_small_ladder, unmeasured_scatter
 from bayescale.model.pymc_model import resolve_priors
 
 #: Cheap draws: these tests check that the fits run and what they say, not the posterior's accuracy.

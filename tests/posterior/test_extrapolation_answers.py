@@ -327,6 +327,17 @@ def test_a_near_cauchy_fit_says_so_with_the_outlying_runs_and_a_filter():
     assert "--where" not in said and "They share no range of N or D" in said
     for i in spread:
         assert f"run {i} (N {scattered['params'].iloc[i]:.3g}, D {scattered['tokens'].iloc[i]:.3g}" in said
+    # Outliers gathered among the shortest runs but mixed with good ones there (as on the (Mis)Fitting
+    # ladder): a third of the 9 shortest runs. The cut drops the range where they gather, though most
+    # of what it drops is good runs.
+    mixed = simulate_ladder("chinchilla", TRUE_CHINCHILLA, seed=8)
+    shortest = np.argsort(mixed["tokens"].to_numpy())[:9]
+    mixed.loc[shortest[[0, 3, 6]], "loss"] *= 1.15
+    gathered = hand_built_fit("chinchilla", mixed, {**TRUE_CHINCHILLA, "nu": 1.3, "sigma": 0.01}, rel_sd=0.01)
+    (told,) = dataclasses.replace(gathered, likelihood="student_t").caveats(fit_variant=False)
+    cut = float(mixed["tokens"].iloc[shortest[7]])
+    assert f"3 of them have fewer than {cut:.3g} tokens, with 4 other run(s)" in told
+    assert f"--where 'D >= {cut:.3g}'" in told
     calm = dataclasses.replace(fit, idata=fit.idata.copy(), likelihood="student_t")
     calm.idata["posterior"]["nu"] = calm.idata["posterior"]["nu"] * 10
     assert calm.caveats(fit_variant=False) == []
