@@ -5,8 +5,10 @@ scores the posterior predictive of the held-out runs: median absolute relative e
 the predictive median, coverage of the central 90% and 50% intervals, mean relative width of
 the 90% interval, and the ARE of a least-squares baseline (Chinchilla form, Huber delta 1e-3 on
 log-loss residuals, L-BFGS-B from the best starts of Epoch's 4,500-point grid) fitted in the
-same process. Pooled figures count each ladder as one correlated cluster
-(``bayescale.checks.calibration.cluster_interval``).
+same process, with its bootstrap (``LSQb``: 200 resamples of the training runs, the fitted curve's
+5-95% interval, as peers report uncertainty; ``LSQbp``: plus a resampled training residual, a
+predictive interval) scored by coverage and interval score. Pooled figures count each ladder as
+one correlated cluster (``bayescale.checks.calibration.cluster_interval``).
 
     PYTHONPATH=$PWD python benchmarks/extrapolation.py [--protocols P1,P2] [--method none]
         [--draws 500] [--seed 1] [--out benchmarks/results/extrapolation_run.txt]
@@ -286,6 +288,44 @@ def lsq_predict(p: np.ndarray, query: pd.DataFrame) -> np.ndarray:
     return np.exp(np.logaddexp(np.logaddexp(a - alpha * logN, b - beta * logD), e))
 
 
+LSQ_BOOTSTRAPS = 200
+_LSQ_BOOT: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def lsq_bootstrap(name: str, r: dict, seed: int = 31) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares with bootstrapped intervals, the way peers report uncertainty: log-loss draws
+    (bootstraps x runs) of the fitted curve (training runs resampled with replacement, each refit
+    warm-started from the full fit) and of a predictive (plus one resampled training residual each).
+    """
+    if name in _LSQ_BOOT:
+        return _LSQ_BOOT[name]
+    from scipy.optimize import minimize
+
+    train = r["train"].astype(bool)
+    frame = pd.DataFrame({k: r[k] for k in ("params", "tokens", "loss")})
+    best = lsq_fit(frame[train])
+    logN, logD, logL = (np.log(frame[c].to_numpy(float)[train]) for c in ("params", "tokens", "loss"))
+    resid = logL - np.log(lsq_predict(best, frame[train]))
+    rng = np.random.default_rng([seed, len(frame)])
+    curves = []
+    for _ in range(LSQ_BOOTSTRAPS):
+        idx = rng.integers(0, train.sum(), train.sum())
+        res = minimize(
+            _lsq_objective, best, args=(logN[idx], logD[idx], logL[idx]), jac=True, method="L-BFGS-B"
+        )
+        curves.append(np.log(lsq_predict(res.x, frame)))
+    curve = np.array(curves)
+    predictive = curve + resid[rng.integers(0, resid.size, curve.shape)]
+    _LSQ_BOOT[name] = (curve, predictive)
+    return curve, predictive
+
+
+def winkler90(lower: np.ndarray, upper: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """Winkler (interval) score of a central 90% interval relative to the loss: width + 2 / 0.1 x the miss."""
+    miss = np.maximum(lower - loss, 0) + np.maximum(loss - upper, 0)
+    return (upper - lower + miss / 0.05) / loss
+
+
 def run_protocol(p: Protocol, args) -> dict | None:
     """Fit, baseline and backtest of one protocol: the arrays the scores are computed from."""
     frame = p.load()
@@ -350,6 +390,8 @@ def draws_for(r: dict, method: str, kind: str = em.DISTANCE) -> np.ndarray:
     variant's share rising from 0 at d = 0 to one half at d = 1 e-fold."""
     if method.startswith("blend"):
         return blend_for(r, kind)
+    if method == "anchored":
+        return blend_for(r, kind, anchored=True)
     if not method.startswith("average"):
         return r["log_draws"]
     if "variant_log_draws" not in r:
@@ -365,10 +407,37 @@ def draws_for(r: dict, method: str, kind: str = em.DISTANCE) -> np.ndarray:
 BLEND: dict[str, float] = {}  # the variant's share far out, the ramp, tau: from --blend
 
 
-def blend_for(r: dict, kind: str) -> np.ndarray:
+EDGE_BANDWIDTH = 0.5  # e-folds in (log N, log D): the kernel that carries the laws' gap to an edge point
+
+
+def edge_gap(r: dict) -> np.ndarray:
+    """The two laws' gap (median log loss, variant minus fitted) at each run's edge point.
+
+    The package evaluates both laws' mean loss at ``edge_point`` exactly; the cache keeps only
+    predictive draws at the ladder's runs, so here the gap at the edge point is the Gaussian-kernel
+    weighted mean (bandwidth :data:`EDGE_BANDWIDTH` e-folds in log N, log D) of the gaps at the
+    training runs, whose medians the noise barely moves (an approximation, said so in the results).
+    """
+    from bayescale.posterior.extrapolation import RunSpan, edge_point
+
+    train = r["train"].astype(bool)
+    n, d = r["params"], r["tokens"]
+    gap = np.median(r["variant_log_draws"][:, train], axis=0) - np.median(r["log_draws"][:, train], axis=0)
+    span = RunSpan.of(n[train], d[train], 6.0 * n[train] * d[train])
+    edge_n, edge_d = edge_point(span, n, d)
+    dist2 = (np.log(edge_n)[:, None] - np.log(n[train])[None]) ** 2 + (
+        np.log(edge_d)[:, None] - np.log(d[train])[None]
+    ) ** 2
+    weights = np.exp(-0.5 * dist2 / EDGE_BANDWIDTH**2) + 1e-300
+    return (weights * gap[None]).sum(axis=1) / weights.sum(axis=1)
+
+
+def blend_for(r: dict, kind: str, anchored: bool = False) -> np.ndarray:
     """The package's answer beyond the runs (``bayescale.posterior.extrapolation.blend_draws``):
     the fitted law's draws moved and widened towards the variant's by a weight rising smoothly
-    with the distance d, plus a discrepancy of sd ``tau * d``."""
+    with the distance d, plus a discrepancy of sd ``tau * d``; ``anchored`` (issue 31: the
+    package's ``predict`` since it follows ``optimal``'s rule) towards the variant's change from
+    each run's edge point (:func:`edge_gap`), not its level."""
     from bayescale.posterior.extrapolation import blend_draws, law_weight
 
     if "variant_log_draws" not in r:
@@ -378,7 +447,8 @@ def blend_for(r: dict, kind: str) -> np.ndarray:
     main = np.asarray(r["log_draws"], dtype=float)
     z = np.random.default_rng([11, 17]).standard_normal(main.shape[0])
     w = law_weight(d, BLEND["share"], BLEND["ramp"])
-    return blend_draws(main, r["variant_log_draws"], w, z, BLEND["tau"] * d)
+    offset = edge_gap(r) if anchored else 0.0
+    return blend_draws(main, r["variant_log_draws"], w, z, BLEND["tau"] * d, offset)
 
 
 def residuals(log_draws: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -424,7 +494,7 @@ def tau_for(name: str, results: dict[str, dict], method: str, args) -> float:
         print(f"note: no other ladder family to learn tau for {name}; scored with tau = 0")
         return 0.0
     pts = held_out_points(results, others, args.distance, method)
-    if method in ("average", "average-beyond", "average-ramp", "blend"):
+    if method in ("average", "average-beyond", "average-ramp", "blend", "anchored"):
         return 0.0
     if method in ("discrepancy", "average+discrepancy", "average-ramp+discrepancy"):
         return em.pooled_tau(pts["r"], pts["s"], pts["d"], pts["ladder"], objective=args.objective)
@@ -479,8 +549,12 @@ def score(name: str, r: dict, tau: float, args, method: str = "none") -> tuple[d
     runs["in90"] = (runs.q05 <= loss) & (loss <= runs.q95)
     # Winkler (interval) score of the central 90% interval, relative to the loss: width plus
     # 2 / 0.1 times the miss, so a narrow interval that misses pays for it.
-    miss = np.maximum(runs.q05 - loss, 0) + np.maximum(loss - runs.q95, 0)
-    runs["score90"] = (runs.q95 - runs.q05 + miss / 0.05) / loss
+    runs["score90"] = winkler90(runs.q05.to_numpy(), runs.q95.to_numpy(), loss)
+    # the same for least squares' bootstrap: of the curve (as peers report it) and predictive
+    for label, boot in zip(("lsqb", "lsqbp"), lsq_bootstrap(name, r), strict=True):
+        lo, hi = np.exp(np.quantile(boot, [0.05, 0.95], axis=0))
+        runs[f"{label}_in90"] = (lo <= loss) & (loss <= hi)
+        runs[f"{label}_score90"] = winkler90(lo, hi, loss)
     runs["in50"] = (runs.q25 <= loss) & (loss <= runs.q75)
     test = runs[runs.split == "test"]
     are = np.abs(test["median"] - test["loss"]) / test["loss"]
@@ -496,9 +570,20 @@ def score(name: str, r: dict, tau: float, args, method: str = "none") -> tuple[d
         "width90%": 100 * np.mean((test.q95 - test.q05) / test["median"]),
         "score90%": 100 * test.score90.mean(),
         "LSQ_ARE%": 100 * np.median(np.abs(test["lsq"] - test["loss"]) / test["loss"]),
+        **lsq_bootstrap_scores(test),
         "in_range_cov90": runs[runs.split == "train"].in90.mean(),
     }
     return row, runs
+
+
+def lsq_bootstrap_scores(test: pd.DataFrame) -> dict[str, float]:
+    """Coverage and interval score of least squares' bootstrap (curve, and predictive) on held-out runs."""
+    return {
+        "LSQb_cov90": test.lsqb_in90.mean(),
+        "LSQb_score90%": 100 * test.lsqb_score90.mean(),
+        "LSQbp_cov90": test.lsqbp_in90.mean(),
+        "LSQbp_score90%": 100 * test.lsqbp_score90.mean(),
+    }
 
 
 def pooled_rows(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -528,6 +613,7 @@ def pooled_rows(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
                 "LSQ_ARE%": 100 * np.median(np.abs(frame.lsq - frame.loss) / frame.loss),
                 "width90%": 100 * np.mean((frame.q95 - frame.q05) / frame["median"]),
                 "score90%": 100 * frame.score90.mean(),
+                **lsq_bootstrap_scores(frame),
                 "cov90_ci": f"[{lo90:.2f},{hi90:.2f}]",
                 "cov50_ci": f"[{lo50:.2f},{hi50:.2f}]",
             }
@@ -537,6 +623,7 @@ def pooled_rows(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         {
             "protocol": "mean of protocols",
             **{k: means[k] for k in ("cov90", "cov50", "ARE%", "LSQ_ARE%", "width90%", "score90%")},
+            **{k: means[k] for k in ("LSQb_cov90", "LSQb_score90%", "LSQbp_cov90", "LSQbp_score90%")},
             "n_test": int(table.n_test.sum()),
         }
     )
@@ -556,6 +643,10 @@ def format_table(table: pd.DataFrame, pooled: pd.DataFrame) -> str:
         "cov50",
         "width90%",
         "score90%",
+        "LSQb_cov90",
+        "LSQb_score90%",
+        "LSQbp_cov90",
+        "LSQbp_score90%",
         "tau",
         "in_range_cov90",
         "cov90_ci",
@@ -570,8 +661,9 @@ def targets(table: pd.DataFrame, pooled: pd.DataFrame) -> str:
     checks = [
         ("pooled 90% coverage in [0.85, 0.95]", 0.85 <= p.cov90 <= 0.95),
         ("pooled 50% coverage in [0.35, 0.65]", 0.35 <= p.cov50 <= 0.65),
-        ("no protocol below 0.70 at 90%", bool((table.cov90 >= 0.70).all())),
+        ("no protocol below 0.75 at 90% (issue 31)", bool((table.cov90 >= 0.75).all())),
         ("mean ARE <= LSQ mean ARE (mean of protocols)", table["ARE%"].mean() <= table["LSQ_ARE%"].mean()),
+        ("pooled interval score < LSQ bootstrap's (predictive)", p["score90%"] < p["LSQbp_score90%"]),
     ]
     return "\n".join(f"  [{'met' if ok else 'MISSED'}] {text}" for text, ok in checks)
 
@@ -591,6 +683,7 @@ METHODS = [
     "average-ramp",
     "average-ramp+discrepancy",
     "blend",
+    "anchored",
 ]
 
 

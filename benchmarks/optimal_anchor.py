@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 import bayescale as bs
-import bayescale.questions.plan as plan
+import bayescale.questions.beyond_runs as plan  # where the answers call blend_beyond
 from bayescale.checks.simulate import misspecified_ladder
 
 QUICK: dict[str, Any] = {

@@ -88,6 +88,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             **_interval_payload(row, names),
             "fraction_unreachable": float(row["fraction_unreachable"]),
             "distance": _distance_payload(row),
+            **fit.information(),
         }
         for _, row in table.iterrows()
     ]
@@ -169,6 +170,8 @@ def _allocation_output(args: argparse.Namespace, fit: Any, compute: Any) -> None
         if unique is not None:
             payload["unique_tokens"] = float(row["unique_tokens"])
         payloads.append({**payload, **_interval_payload(row, names), "distance": _distance_payload(row)})
+    information = fit.information()  # where the answers' information comes from (the prior's share)
+    payloads = [{**p, **information} for p in payloads]
     several_u = unique is not None and len(args.unique_tokens) > 1
     where = "" if unique is None or several_u else f" with U = {args.unique_tokens[0]:.3g} unique tokens"
     interval = f"{args.prob:.0%} {args.kind.upper()} intervals"

@@ -13,6 +13,7 @@ import pandas as pd
 
 from bayescale.inference.settings import SamplerConfig
 from bayescale.model.pymc_model import group_variable
+from bayescale.posterior.contraction import prior_contraction
 from bayescale.posterior.intervals import interval_dict
 from bayescale.posterior.protocol import FitLike
 from bayescale.posterior.residuals import TREND_ALPHA, trend_message
@@ -42,12 +43,25 @@ class TabledFit(FitLike, Protocol):
         """Seed of the sampler."""
         ...
 
+    @property
+    def prior_set(self) -> str | None:
+        """The population prior set a small ladder borrowed, or ``None``."""
+        ...
+
     def residual_trends(self, alpha: float = TREND_ALPHA) -> pd.DataFrame:
         """Whether the residuals on the fit's own runs trend with params, tokens or epochs."""
         ...
 
     def summary(self, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
         """Posterior table, one row per parameter."""
+        ...
+
+    def prior_contraction(self) -> pd.DataFrame:
+        """How far the runs narrowed each free parameter's prior."""
+        ...
+
+    def information(self) -> dict[str, Any]:
+        """The prior set borrowed and each parameter's prior contraction, JSON-ready."""
         ...
 
 
@@ -76,6 +90,30 @@ class FitTables:
                 row = {"parameter": f"{name}[{group}]", **interval_dict(values.sel(group=group), prob, kind)}
                 rows.append({**row, "r_hat": float("nan"), "ess_bulk": float("nan"), "fixed": False})
         return pd.DataFrame(rows).set_index("parameter")
+
+    def prior_contraction(self: TabledFit) -> pd.DataFrame:
+        """How far the runs narrowed each free parameter's prior: :func:`bayescale.prior_contraction`.
+
+        Computed from the posterior and the priors, both saved with the fit, so a loaded fit gives
+        the same table; with :attr:`prior_set` (saved too) it says where the answers' information
+        comes from.
+        """
+        table = prior_contraction(self.posterior, self.priors)
+        # in the law's order (a loaded fit's priors come back sorted by name)
+        order = {name: i for i, name in enumerate(self.parameter_names)}
+        return table.iloc[sorted(range(len(table)), key=lambda i: order.get(table.index[i], len(order)))]
+
+    def information(self: TabledFit) -> dict[str, Any]:
+        """JSON-ready: the prior set borrowed (or ``None``) and each free parameter's prior contraction."""
+        table = self.prior_contraction()
+        columns = {"numbers": ("prior_sd", "posterior_sd", "contraction")}
+        return {
+            "prior_set": self.prior_set,
+            "prior_contraction": {
+                str(name): {"scale": row["scale"], **json_record(row, **columns)}
+                for name, row in table.iterrows()
+            },
+        }
 
     def to_dict(self: TabledFit, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
         """JSON-ready: the law, the runs, the priors, each parameter's interval, diagnostics, residual trends.
@@ -111,6 +149,7 @@ class FitTables:
             },
             "residual_trends": residuals,
             "misfit": trend_message(found),
+            **self.information(),
         }
 
     def _repr_html_(self: TabledFit) -> str:

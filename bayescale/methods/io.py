@@ -118,6 +118,8 @@ INPUT_UNIT_ATTR = "input_loss_unit"
 #: The posterior attr holding the saved second law's settings (JSON), and the prefix of its groups:
 #: a Fit's variant law (``Fit.variant_fit``) is saved with it so that no command refits it.
 VARIANT_ATTR = "variant"
+#: The population prior set a small ladder's fit borrowed (absent when none was).
+PRIOR_SET_ATTR = "prior_set"
 VARIANT_PREFIX = "variant_"
 
 
@@ -206,6 +208,8 @@ def _content_hash(attrs: dict[str, Any], idata: Any) -> str:
         digest.update(str(attrs[VARIANT_ATTR]).encode())
     if INPUT_UNIT_ATTR in attrs:  # a link fit's; other files hash as before
         digest.update(f"{INPUT_UNIT_ATTR} {attrs[INPUT_UNIT_ATTR]}".encode())
+    if PRIOR_SET_ATTR in attrs:  # a small ladder's; other files hash as before
+        digest.update(f"{PRIOR_SET_ATTR} {attrs[PRIOR_SET_ATTR]}".encode())
     for group in sorted(container.group_names(idata)):
         ds = container.group(idata, group)
         digest.update(f"group {group}".encode())
@@ -327,6 +331,8 @@ def _stamp(fit: Any) -> tuple[Any, dict[str, Any]]:
     unit = getattr(fit, INPUT_UNIT_ATTR, None)
     if unit is not None:
         specific[INPUT_UNIT_ATTR] = str(unit)
+    if getattr(fit, PRIOR_SET_ATTR, None) is not None:
+        specific[PRIOR_SET_ATTR] = str(fit.prior_set)
     attrs = {**common, **specific, **shared}
     return _with_variant(fit, fit.idata.copy(), attrs), attrs
 
@@ -453,6 +459,10 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
                 if not isinstance(unit, str) or unit not in LOSS_UNITS:
                     raise TypeError(f"{INPUT_UNIT_ATTR} must be one of {sorted(LOSS_UNITS)}, got {unit!r}")
                 fit.input_loss_unit = unit
+            if PRIOR_SET_ATTR in attrs:
+                if not isinstance(attrs[PRIOR_SET_ATTR], str):
+                    raise TypeError(f"{PRIOR_SET_ATTR} must be text, got {attrs[PRIOR_SET_ATTR]!r}")
+                fit.prior_set = attrs[PRIOR_SET_ATTR]
             if attrs["law"] in LINKS:  # a link has no second law (see methods.downstream.no_second_law)
                 fit._variants[fit.variant_law] = None
             if VARIANT_ATTR in attrs:

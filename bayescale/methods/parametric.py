@@ -45,7 +45,7 @@ from bayescale.model.pymc_model import (
     resolve_priors,
     run_labels,
 )
-from bayescale.posterior.contraction import information_message, prior_contraction
+from bayescale.posterior.contraction import information_message
 from bayescale.posterior.extrapolation import VARIANT_LAW
 from bayescale.posterior.residuals import TREND_ALPHA, log_residuals, residual_frame, trend_message, trends
 from bayescale.posterior.result import draws_text, short_repr
@@ -81,6 +81,9 @@ class Fit(FitAnswers, FitTables):
         Whether answers (``predict``, ``optimal``) of a fit that failed its
         diagnostics emit a :class:`~bayescale.FitWarning`. Either way such
         answers carry the problems in ``table.attrs["fit_warning"]``.
+    prior_set
+        The population prior set a ladder too small for the default priors borrowed
+        (:mod:`bayescale.methods.small_ladder`), or ``None``; saved with the fit.
 
     Answers beyond the runs' range average this law with a second one fitted to
     the same runs (:meth:`variant_fit`); see :mod:`bayescale.posterior.extrapolation`.
@@ -96,6 +99,7 @@ class Fit(FitAnswers, FitTables):
     random_seed: int | None
     diagnostics: dict[str, Any]
     warn: bool = True
+    prior_set: str | None = None
     _variants: dict[str, Fit | None] = field(default_factory=dict, repr=False, compare=False)
     # The residuals on the fit's own runs and the (idata, runs) they came from: the fit's warning,
     # its summary and its report each want them, at ~0.2 s on a few hundred runs.
@@ -382,6 +386,7 @@ def fit_parametric(
         random_seed=random_seed,
         diagnostics=report,
         warn=warn,
+        prior_set=borrowed,
     )
     if warn:
         diag.warn_if_failed(report)
@@ -389,9 +394,7 @@ def fit_parametric(
         if misfit:
             warnings.warn(misfit, diag.FitWarning, stacklevel=2)
     if borrowed is not None:
-        share = information_message(
-            prior_contraction(result.posterior, result.priors), f"the prior {borrowed!r}"
-        )
+        share = information_message(result.prior_contraction(), f"the prior {borrowed!r}")
         warnings.warn(share, RunsWarning, stacklevel=2)
     return result
 

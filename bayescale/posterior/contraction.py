@@ -67,7 +67,8 @@ def prior_contraction(posterior: xr.Dataset, priors: Mapping[str, Prior]) -> pd.
                 "contraction": 1.0 - (post_sd / prior_sd) ** 2,
             }
         )
-    return pd.DataFrame(rows).set_index("parameter")
+    columns = ["parameter", "scale", "prior_sd", "posterior_sd", "contraction"]
+    return pd.DataFrame(rows, columns=columns).set_index("parameter")  # columns: even with no rows
 
 
 def information_message(table: pd.DataFrame, source: str) -> str:

@@ -169,6 +169,7 @@ def blend_draws(
     z: np.ndarray,
     extra_sd: Any = 0.0,
     offset: Any = 0.0,
+    reference: np.ndarray | None = None,
 ) -> np.ndarray:
     """The fitted law's draws moved and widened towards a second law's, one Gaussian per query.
 
@@ -186,10 +187,15 @@ def blend_draws(
     draws, it never narrows an interval (dispersive order: Lewis and Thompson 1981), and the
     answer stays unimodal where the mixture of two disagreeing laws would be bimodal. Where
     the draws are not finite (unreachable targets) they are left as they are.
+
+    ``reference``: the fitted law's draws that D and s_m are taken from, when ``main`` answers
+    a different question at the same point (``optimal``'s per-draw optimal loss, moved by the
+    terms of the loss at the optimum's median allocation: :func:`blend_beyond`).
     """
     main, variant = np.asarray(main, dtype=float), np.asarray(variant, dtype=float)
+    ref = main if reference is None else np.asarray(reference, dtype=float)
     w = np.broadcast_to(np.asarray(weight, dtype=float), main.shape[1:])
-    finite_m = np.where(np.isfinite(main), main, np.nan)
+    finite_m = np.where(np.isfinite(ref), ref, np.nan)
     finite_v = np.where(np.isfinite(variant), variant, np.nan)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-inf columns: nothing to blend there
@@ -222,6 +228,7 @@ def blend_beyond(
     linear_vars: Sequence[str] = (),
     discrepancy: float = DISCREPANCY,
     edge: tuple[xr.Dataset, xr.Dataset] | None = None,
+    reference: xr.Dataset | None = None,
 ) -> xr.Dataset:
     """:func:`blend_draws` on answers: ``main``'s draws moved and widened towards ``variant``'s.
 
@@ -232,13 +239,17 @@ def blend_beyond(
     ``main``'s. At distance 0 every answer is ``main``'s, exactly.
 
     ``edge``: (``main``, ``variant``) answering the same question at the edge of the runs (one
-    query). The variables found in both are *anchored*: the two laws' gap there (of medians,
-    on the blending scale) is the ``offset`` of :func:`blend_draws`, so the answer moves towards
-    the second law's change from the edge, not towards its level. Both laws were fitted to the
-    same runs, so where they disagree at the edge (a level the runs measured) it is not
-    extrapolation uncertainty. Blended towards the level instead, the optimal loss rose just past
-    the edge wherever the second law sat higher there (the weight rising faster than the loss
-    falls); anchored, near the edge the centre moves by w times a gap that itself starts at 0.
+    query, or one per query: :func:`edge_point`). The variables found in both are *anchored*: the
+    two laws' gap there (of medians, on the blending scale) is the ``offset`` of
+    :func:`blend_draws`, so the answer moves towards the second law's change from the edge, not
+    towards its level. Both laws were fitted to the same runs, so where they disagree at the edge
+    (a level the runs measured) it is not extrapolation uncertainty. Blended towards the level
+    instead, the optimal loss rose just past the edge wherever the second law sat higher there
+    (the weight rising faster than the loss falls); anchored, near the edge the centre moves by w
+    times a gap that itself starts at 0.
+
+    ``reference``: the fitted law's draws of the same variables at the same queries as
+    ``variant``, when ``main`` is another quantity moved by their terms (:func:`blend_draws`).
     """
     d = np.maximum(np.asarray(distance, dtype=float), 0.0)
     weight = law_weight(d)
@@ -253,21 +264,48 @@ def blend_beyond(
         if logs:
             with np.errstate(divide="ignore"):
                 ours, theirs = np.log(ours), np.log(theirs)
-        offset = 0.0
+        offset: Any = 0.0
         if edge is not None and all(name in e for e in edge):
-            at_edge = [np.asarray(e[name].values, dtype=float) for e in edge]
-            if logs:
-                at_edge = [np.log(v) for v in at_edge]
+            medians = [_query_medians(e[name], logs) for e in edge]
             with np.errstate(invalid="ignore"):
-                gap = float(np.median(at_edge[1]) - np.median(at_edge[0]))
-            offset = gap if np.isfinite(gap) else 0.0
-        mixed = blend_draws(ours, theirs, weight, z, discrepancy * d, offset)
+                gap = medians[1] - medians[0]
+            offset = np.where(np.isfinite(gap), gap, 0.0)
+        ref = None
+        if reference is not None:
+            ref = reference[name].transpose("chain", "draw", "query").values.reshape(ours.shape)
+            if logs:
+                with np.errstate(divide="ignore"):
+                    ref = np.log(ref)
+        mixed = blend_draws(ours, theirs, weight, z, discrepancy * d, offset, ref)
         with np.errstate(over="ignore"):
             values = np.exp(mixed) if logs else mixed
         original = main[name].values.reshape(values.shape)
         values = np.where(d > 0, values, original)  # exactly the fitted law's inside the runs
         out[name] = (main[name].dims, values.reshape(main[name].shape))
     return out
+
+
+def _query_medians(values: xr.DataArray, logs: bool) -> np.ndarray:
+    """Median over the draws of each query (of the log when ``logs``)."""
+    array = values.transpose("chain", "draw", "query").values.astype(float)
+    array = array.reshape(-1, array.shape[-1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.median(np.log(array) if logs else array, axis=0)
+
+
+def edge_point(span: RunSpan, params: Any, tokens: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The point of the runs' range that an answer at (N, D) beyond it is continued from.
+
+    Tokens per parameter clipped into the runs' span, then N D lowered to the largest run's N D
+    and to what keeps N within the largest run's: a projection onto the region where
+    :func:`beyond` is 0, continuous in N and D and the identity inside it. ``predict`` and
+    ``optimal`` anchor a loss beyond the runs at this point (:func:`blend_beyond`'s ``edge``),
+    so both answer by one rule and ``predict`` at the optimum's (N, D) moves as ``optimal`` does.
+    """
+    n, d = (np.asarray(v, dtype=float) for v in (params, tokens))
+    ratio = np.clip(d / n, span.tokens_per_param_min, span.tokens_per_param_max)
+    product = np.minimum(np.minimum(n * d, span.params_tokens_max), span.params_max**2 * ratio)
+    return np.sqrt(product / ratio), np.sqrt(product * ratio)
 
 
 def span_of(runs: Runs) -> RunSpan:

@@ -54,7 +54,7 @@ from bayescale.model.likelihoods import Likelihood, log_density
 from bayescale.model.pymc_model import check_likelihood, draw_log_noise
 from bayescale.posterior.intervals import SAMPLE_DIMS
 from bayescale.posterior.query import make_query
-from bayescale.questions.plan import _log_loss, _theta_arrays, optimal_allocation_draws
+from bayescale.questions.allocation import _log_loss, _theta_arrays, optimal_allocation_draws
 
 if TYPE_CHECKING:
     from bayescale.posterior.protocol import FitLike as Fit

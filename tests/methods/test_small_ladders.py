@@ -92,6 +92,48 @@ def test_a_small_ladder_fits_with_the_population_prior_by_default(population_fit
     assert not any("cannot measure their own scatter" in m for m in messages)
 
 
+# 200 draws: the fit fails its diagnostics, and loading it says so; not what is tested here
+@pytest.mark.filterwarnings("ignore::bayescale.inference.diagnostics.FitWarning")
+def test_the_prior_contraction_is_saved_with_the_fit_and_in_the_json(
+    population_fit, five_run_fit, tmp_path, capsys
+):
+    import json
+
+    import xarray as xr
+
+    from bayescale.errors import FitFileError
+
+    fit, _ = population_fit
+    assert fit.prior_set == "published-ladders"
+    table = fit.prior_contraction()
+    pd.testing.assert_frame_equal(table, bs.prior_contraction(fit.posterior, fit.priors))
+    path = fit.save(tmp_path / "small.nc", variant=False)
+    loaded = bs.load_fit(path)
+    assert loaded.prior_set == "published-ladders"
+    pd.testing.assert_frame_equal(loaded.prior_contraction(), table)
+    # in the fit's JSON (fit --json, summary --json) and the plan's
+    record = fit.to_dict()
+    assert record["prior_set"] == "published-ladders"
+    assert record["prior_contraction"]["alpha_D"]["contraction"] == pytest.approx(
+        table.loc["alpha_D", "contraction"]
+    )
+    assert cli.main(["summary", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert cli.main(["plan", str(path), "--compute", "1e21", "--single-law", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert summary["prior_contraction"] == json.loads(json.dumps(record["prior_contraction"]))
+    assert plan["prior_set"] == "published-ladders"
+    assert set(plan["prior_contraction"]) == set(table.index)
+    # a fit on priors of its own borrowed nothing, and says so
+    assert five_run_fit.prior_set is None and five_run_fit.to_dict()["prior_set"] is None
+    # the set's name is covered by the file's hash: altered, the file is refused
+    tree = xr.open_datatree(path, engine="h5netcdf").load()
+    tree["posterior"].attrs["prior_set"] = "epoch-chinchilla"
+    tree.to_netcdf(tmp_path / "altered.nc", engine="h5netcdf")
+    with pytest.raises(FitFileError):
+        bs.load_fit(tmp_path / "altered.nc")
+
+
 def test_too_few_runs_or_own_priors_are_refused_not_borrowed():
     law = bs.get_law("chinchilla")
     free, _ = resolve_priors(law, "student_t")
