@@ -476,7 +476,9 @@ def test_size_backtest_flags_a_task_that_breaks_at_the_largest_size():
     ladder = simulate_chain(21)
     largest = ladder.params == ladder.params.max()
     ladder["broken"] = np.where(largest, ladder.error * 1.2, ladder.error)
-    table = size_backtest(ladder, ["error", "broken"], "loss", random_seed=4, sampler=CHEAP, warn=False)
+    table = size_backtest(
+        ladder, ["error", "broken"], "loss", link="link-exponential", random_seed=4, sampler=CHEAP, warn=False
+    )
     assert table.attrs["held_out_params"] == ladder.params.max()
     assert list(table.index) == ["error", "broken"] and (table.targets == largest.sum()).all()
     assert table.loc["error", "backtest_ok"] and table.loc["error", "misses"] <= 1
