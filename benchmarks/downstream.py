@@ -699,14 +699,14 @@ def auto_text() -> str:
     started, load_before = time.time(), os.getloadavg()
     results: dict[str, tuple[list, list]] = {"before": ([], []), "after": ([], [])}
     for i, (task, (_, _, chance)) in enumerate(OLMO_TASKS.items()):
-        frame = olmo_frame(task).drop(columns="run")
+        frame = olmo_frame(task)
         loss_rows = (frame.final & frame.paper).to_numpy()
         link_rows = (~frame.final & frame.paper).to_numpy()
         held = frame[(frame.final & (frame["size"] == "3B")).to_numpy()]
         after = fit_downstream(
-            frame, ["acc"], "bpb", loss_unit="bits_per_byte", law="chinchilla", link="auto", score="accuracy",
-            chance=chance, loss_rows=loss_rows, link_rows=link_rows, loss_likelihood="student_t",
-            random_seed=10 + i, warn=False,
+            frame.drop(columns="run"), ["acc"], "bpb", loss_unit="bits_per_byte", law="chinchilla",
+            link="auto", score="accuracy", chance=chance, loss_rows=loss_rows, link_rows=link_rows,
+            loss_likelihood="student_t", random_seed=10 + i, warn=False,
         )  # fmt: skip
         table = after.choice.loc["acc"]
         first = str(table[table.index.isin(AUTO_BEFORE)].index[0])
@@ -718,8 +718,9 @@ def auto_text() -> str:
             ok = all(f.diagnostics["ok"] for f in (model.loss_fit, *model.link_fits.values()))
             results[label][0].append(
                 pd.DataFrame(
-                    {"task": task, "acc": acc, "acc_median": median, "lower90": lower, "upper90": upper,
-                     "abs_err_pts": 100 * np.abs(median - acc), "covered": (lower <= acc) & (acc <= upper),
+                    {"task": task, "run": held.run.to_numpy(), "acc": acc, "acc_median": median,
+                     "lower90": lower, "upper90": upper, "abs_err_pts": 100 * np.abs(median - acc),
+                     "covered": (lower <= acc) & (acc <= upper),
                      "bpb_covered": (pred.loss_lower <= bpb) & (bpb <= pred.loss_upper), "fit_ok": ok}
                 )
             )  # fmt: skip
@@ -741,10 +742,19 @@ def auto_text() -> str:
             mae=("abs_err_pts", "mean"), covered=("covered", "sum"), fit_ok=("fit_ok", "all")
         )
         table = pd.concat(links)[["link", "elpd_margin", "margin_se", "weight"]].join(per_task)
+        missed = out[~out.covered]
+        short = int(missed.run.str.endswith("0.5xC").sum())
+        above, below = int((missed.acc > missed.upper90).sum()), int((missed.acc < missed.lower90).sum())
         lines += [
             f"{label}:",
             table.to_string(float_format=lambda v: f"{v:.2f}"),
             f"{label}: {accuracy_summary(out)}; bpb coverage {out.bpb_covered.mean():.0%}",
+            f"{label}: the {len(missed)} misses (and whether step 1's interval held the bpb):",
+            missed[["task", "run", "acc", "acc_median", "lower90", "upper90", "bpb_covered"]].to_string(
+                index=False, float_format=lambda v: f"{v:.4f}"
+            ),
+            f"{label}: misses at 0.5xC (below the ladder's 1-10xC) {short}; above the interval {above}, "
+            f"below {below}",
             "",
         ]
     lines.append(f"load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all")

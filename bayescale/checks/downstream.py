@@ -69,12 +69,14 @@ def chained_coverage(
     sampler: Mapping[str, Any] | None = None,
     link: str = "link-exponential",
     link_truth: Mapping[str, float] = TRUE_EXPONENTIAL,
+    fitted_link: Any = None,
     **fit_kwargs: Any,
 ) -> pd.DataFrame:
     """Fit the chain on a simulated ladder per seed and score the held-out run's loss and error.
 
     The ladder's target is drawn through ``link`` at ``link_truth`` (:func:`simulate_chain`); the
-    chain is fitted with ``link`` unless ``fit_kwargs`` says otherwise (e.g. ``link="auto"``).
+    chain is fitted with ``fitted_link`` (default ``link``; ``"auto"`` chooses by LOO), and
+    ``fit_kwargs`` go to :func:`~bayescale.fit_downstream`.
 
     Returns
     -------
@@ -86,7 +88,11 @@ def chained_coverage(
     for seed in seeds:
         ladder = simulate_chain(seed, link=link, link_truth=link_truth)
         truth = simulate_chain(seed + 10_000, *HELD_OUT, link=link, link_truth=link_truth).iloc[0]
-        options: dict[str, Any] = {"link": link, "sampler": dict(sampler or {}), "random_seed": seed}
+        options: dict[str, Any] = {
+            "link": fitted_link or link,
+            "sampler": dict(sampler or {}),
+            "random_seed": seed,
+        }
         model = fit_downstream(ladder, ["error"], "loss", **(options | {"warn": False} | fit_kwargs))
         row = model.predict(*HELD_OUT, prob=prob, random_seed=seed).iloc[0]
         out = {"seed": seed}

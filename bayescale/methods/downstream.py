@@ -255,9 +255,10 @@ class Downstream:
         -------
         pandas.DataFrame
             Index ``task``: ``score`` (error or accuracy), ``link`` (its label), ``law`` (the
-            link law), ``chosen_by`` (``"LOO"`` or ``"given"``) and, when chosen by LOO,
-            ``candidates``, ``elpd_margin`` (the chosen link's PSIS-LOO elpd minus the
-            runner-up's), ``margin_se`` (its standard error) and ``weight`` (its stacking weight).
+            link law), ``chosen_by`` (``"LOO"`` or ``"given"``) and, with a LOO table,
+            ``candidates``, ``elpd_margin`` (the link's PSIS-LOO elpd minus the best other
+            candidate's: negative for a candidate taken by :meth:`with_links` that LOO ranks
+            below the best), ``margin_se`` (its standard error) and ``weight`` (its stacking weight).
         """
         rows = []
         for task, fit in self.link_fits.items():
@@ -274,8 +275,17 @@ class Downstream:
             }
             if self.choice is not None and task in self.choice.index.get_level_values("task"):
                 table = self.choice.loc[task]
-                row.update(chosen_by="LOO", candidates=len(table), weight=float(table["weight"].iloc[0]))
-                if len(table) > 1:
+                label = row["link"]
+                row.update(chosen_by="LOO", candidates=len(table), weight=float(table.loc[label, "weight"]))
+                if (
+                    label != table.index[0]
+                ):  # another candidate (with_links): behind the best by its elpd_diff
+                    row.update(
+                        chosen_by="given",
+                        elpd_margin=-float(table.loc[label, "elpd_diff"]),
+                        margin_se=float(table.loc[label, "dse"]),
+                    )
+                elif len(table) > 1:
                     row.update(
                         elpd_margin=float(table["elpd_diff"].iloc[1]), margin_se=float(table["dse"].iloc[1])
                     )

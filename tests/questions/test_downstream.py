@@ -394,6 +394,8 @@ def test_auto_link_chooses_the_true_sigmoid_by_loo():
     # Another candidate on request: the same loss fit, the LOO table kept.
     other = model.with_links({"acc": "exponential"})
     assert other.links().loc["acc", "law"] == "link-exponential" and other.loss_fit is model.loss_fit
+    assert other.links().loc["acc", "chosen_by"] == "given"
+    assert other.links().loc["acc", "elpd_margin"] == -choice.loc["exponential", "elpd_diff"] < 0
     with pytest.raises(bs.BayescaleError, match="task 'acc' has no candidate link 'probit'"):
         model.with_links({"acc": "probit"})
 
