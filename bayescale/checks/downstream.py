@@ -140,6 +140,7 @@ def size_backtest(
     target_rows: Any = None,
     prob: float = 0.9,
     random_seed: int | None = None,
+    average_beyond: bool = False,
     **fit_kwargs: Any,
 ) -> pd.DataFrame:
     """Leave the ladder's largest model size out, fit both steps on the rest, predict it.
@@ -160,6 +161,9 @@ def size_backtest(
         Probability of the intervals.
     random_seed, fit_kwargs
         Passed to :func:`~bayescale.fit_downstream`.
+    average_beyond
+        Answer as :meth:`~bayescale.Downstream.predict` does with it: step 1 mixed with its variant
+        law beyond the runs.
 
     Returns
     -------
@@ -185,7 +189,7 @@ def size_backtest(
     )  # fmt: skip
     targets = frame[scored & held]
     params_at, tokens_at = targets["params"].to_numpy(), targets["tokens"].to_numpy()
-    table = model.predict(params_at, tokens_at, prob, random_seed=random_seed)
+    table = model.predict(params_at, tokens_at, prob, random_seed=random_seed, average_beyond=average_beyond)
     rows = []
     for task in tasks:
         actual = pd.to_numeric(targets[task]).to_numpy(dtype=float)
