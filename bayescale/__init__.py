@@ -61,7 +61,7 @@ from bayescale.posterior.result import Result
 from bayescale.questions import design, plan
 from bayescale.questions.averaging import Averaged, average
 from bayescale.questions.compare import LooWarning, compare, loo, stacking_weights
-from bayescale.report import write_report
+from bayescale.report import write_downstream_report, write_report
 
 _aliases.install()
 
@@ -131,5 +131,6 @@ __all__ = [
     "save_fit",
     "stacking_weights",
     "verdict",
+    "write_downstream_report",
     "write_report",
 ]

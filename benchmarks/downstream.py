@@ -315,6 +315,7 @@ def gadre() -> str:
             loss_priors={"sigma": SIGMA},
             link_priors={"sigma": SIGMA},
             loss_likelihood="normal",
+            link="link-exponential",  # the published procedure's link (not chosen by LOO on 6 runs)
             random_seed=2024,
         )
         targets = d[target_rows]
@@ -680,6 +681,154 @@ def selected_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The OLMo ``auto`` part's two candidate sets: the three links of the last increment, then with the
+#: sigmoid whose midpoint moves with size.
+AUTO_BEFORE = ("exponential", "sigmoid", "sigmoid, ceiling 1")
+
+
+def auto_text() -> str:
+    """The OLMo 3B rung through ``bs.fit_downstream(link="auto")``: each task's link chosen by PSIS-LOO.
+
+    As :func:`selected_text`, but the choice is the library's own, floor at the paper's chance level,
+    each checkpoint an independent row. One set of fits per task; before: the best by LOO among
+    :data:`AUTO_BEFORE` (the last increment's links); after: among every candidate of ``AUTO_LINKS``
+    (the sigmoid whose midpoint moves with size included), i.e. ``link="auto"`` itself.
+    """
+    from bayescale.methods.downstream import AUTO_LINKS, fit_downstream
+
+    started, load_before = time.time(), os.getloadavg()
+    results: dict[str, tuple[list, list]] = {"before": ([], []), "after": ([], [])}
+    for i, (task, (_, _, chance)) in enumerate(OLMO_TASKS.items()):
+        frame = olmo_frame(task)
+        loss_rows = (frame.final & frame.paper).to_numpy()
+        link_rows = (~frame.final & frame.paper).to_numpy()
+        held = frame[(frame.final & (frame["size"] == "3B")).to_numpy()]
+        after = fit_downstream(
+            frame.drop(columns="run"), ["acc"], "bpb", loss_unit="bits_per_byte", law="chinchilla",
+            link="auto", score="accuracy", chance=chance, loss_rows=loss_rows, link_rows=link_rows,
+            loss_likelihood="student_t", random_seed=10 + i, warn=False,
+        )  # fmt: skip
+        table = after.choice.loc["acc"]
+        first = str(table[table.index.isin(AUTO_BEFORE)].index[0])
+        before = after.with_links({"acc": first})
+        for label, model in (("before", before), ("after", after)):
+            pred = model.predict(held.params.to_numpy(), held.tokens.to_numpy(), PROB, random_seed=30 + i)
+            acc, bpb = held.acc.to_numpy(), held.bpb.to_numpy()
+            lower, median, upper = (pred[f"acc_{s}"].to_numpy() for s in ("lower", "median", "upper"))
+            ok = all(f.diagnostics["ok"] for f in (model.loss_fit, *model.link_fits.values()))
+            results[label][0].append(
+                pd.DataFrame(
+                    {"task": task, "run": held.run.to_numpy(), "acc": acc, "acc_median": median,
+                     "lower90": lower, "upper90": upper, "abs_err_pts": 100 * np.abs(median - acc),
+                     "covered": (lower <= acc) & (acc <= upper),
+                     "bpb_covered": (pred.loss_lower <= bpb) & (bpb <= pred.loss_upper), "fit_ok": ok}
+                )
+            )  # fmt: skip
+            results[label][1].append(model.links().rename(index={"acc": task}))
+        print(f"auto {task}: before {first}, after {after.links().loc['acc', 'link']}", flush=True)
+    lines = [
+        "OLMo 3B rung (benchmarks/downstream.py auto): fit_downstream(link='auto') per task, the link",
+        "PSIS-LOO prefers on the 16 runs' checkpoints (independent rows), floor at the paper's chance level.",
+        f"before: the best among {list(AUTO_BEFORE)} (the last increment's links);",
+        f"after: the best among {list(AUTO_LINKS)} (link='auto'). Same fits and seeds for both.",
+        "elpd_margin: the chosen link's elpd minus the runner-up's among all candidates (margin_se its se).",
+        "As downstream_olmo.txt otherwise.",
+        f"bayescale {bs.__version__}; load before {load_before[0]:.2f}",
+        "",
+    ]
+    for label, (parts, links) in results.items():
+        out = pd.concat(parts, ignore_index=True)
+        per_task = out.groupby("task", sort=False).agg(
+            mae=("abs_err_pts", "mean"), covered=("covered", "sum"), fit_ok=("fit_ok", "all")
+        )
+        table = pd.concat(links)[["link", "elpd_margin", "margin_se", "weight"]].join(per_task)
+        missed = out[~out.covered]
+        short = int(missed.run.str.endswith("0.5xC").sum())
+        above, below = int((missed.acc > missed.upper90).sum()), int((missed.acc < missed.lower90).sum())
+        lines += [
+            f"{label}:",
+            table.to_string(float_format=lambda v: f"{v:.2f}"),
+            f"{label}: {accuracy_summary(out)}; bpb coverage {out.bpb_covered.mean():.0%}",
+            f"{label}: the {len(missed)} misses (and whether step 1's interval held the bpb):",
+            missed[["task", "run", "acc", "acc_median", "lower90", "upper90", "bpb_covered"]].to_string(
+                index=False, float_format=lambda v: f"{v:.4f}"
+            ),
+            f"{label}: misses at 0.5xC (below the ladder's 1-10xC) {short}; above the interval {above}, "
+            f"below {below}",
+            "",
+        ]
+    lines.append(f"load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all")
+    return "\n".join(lines) + "\n"
+
+
+#: Each OLMo task's link as LOO chose it among the last increment's three (``downstream_olmo_auto.txt``).
+OLMO_LOO_CHOICE = {
+    "mmlu": "exponential", "hellaswag": "sigmoid, ceiling 1", "arc_challenge": "exponential",
+    "arc_easy": "exponential", "piqa": "exponential", "csqa": "sigmoid", "socialiqa": "exponential",
+    "openbookqa": "exponential",
+}  # fmt: skip
+
+
+def beyond_text() -> str:
+    """The OLMo 3B rung with step 1 mixed with its variant law beyond the runs (``average_beyond=True``).
+
+    Each task's link is fixed at :data:`OLMO_LOO_CHOICE` (so the part needs no LOO refits); the same fits
+    answer with ``average_beyond`` off and on. Step 1 beyond the runs is where the 3B-0.5xC misses come from.
+    """
+    from bayescale.methods.downstream import AUTO_LINKS, fit_downstream
+
+    started, load_before = time.time(), os.getloadavg()
+    parts = {False: [], True: []}
+    for i, (task, (_, _, chance)) in enumerate(OLMO_TASKS.items()):
+        full = olmo_frame(task)
+        held = full[(full.final & (full["size"] == "3B")).to_numpy()]
+        frame = full.drop(columns="run")
+        link, fix = AUTO_LINKS[OLMO_LOO_CHOICE[task]]
+        error = link == "link-exponential"
+        column = "err" if error else "acc"
+        model = fit_downstream(
+            frame.assign(err=1.0 - frame.acc), [column], "bpb", loss_unit="bits_per_byte", law="chinchilla",
+            link=link, link_fix={column: ({} if error else {"floor": chance}) | fix},
+            loss_rows=(frame.final & frame.paper).to_numpy(),
+            link_rows=(~frame.final & frame.paper).to_numpy(), loss_likelihood="student_t",
+            random_seed=10 + i, warn=False,
+        )  # fmt: skip
+        for beyond in (False, True):
+            pred = model.predict(held.params.to_numpy(), held.tokens.to_numpy(), PROB, random_seed=30 + i,
+                                 average_beyond=beyond)  # fmt: skip
+            lo, med, hi = (pred[f"{column}_{s}"].to_numpy() for s in ("lower", "median", "upper"))
+            if error:
+                lo, med, hi = 1.0 - hi, 1.0 - med, 1.0 - lo
+            acc, bpb = held.acc.to_numpy(), held.bpb.to_numpy()
+            parts[beyond].append(
+                pd.DataFrame(
+                    {"task": task, "run": held.run.to_numpy(), "acc": acc, "acc_median": med, "lower90": lo,
+                     "upper90": hi, "abs_err_pts": 100 * np.abs(med - acc),
+                     "covered": (lo <= acc) & (acc <= hi),
+                     "bpb_covered": (pred.loss_lower <= bpb) & (bpb <= pred.loss_upper)}
+                )
+            )  # fmt: skip
+        print(f"beyond {task}: done", flush=True)
+    lines = [
+        "OLMo 3B rung (benchmarks/downstream.py beyond): each task's link as LOO chose it (OLMO_LOO_CHOICE),",
+        "predicted with step 1 alone (average_beyond=False) and mixed with its variant law beyond the runs",
+        "(True).",
+        f"bayescale {bs.__version__}; load before {load_before[0]:.2f}",
+        "",
+    ]
+    for beyond, frames in parts.items():
+        out = pd.concat(frames, ignore_index=True)
+        half = out.run.str.endswith("0.5xC")
+        per_task = ", ".join(f"{t} {g.covered.sum()}/{len(g)}" for t, g in out.groupby("task", sort=False))
+        lines += [
+            f"average_beyond={beyond}: {accuracy_summary(out)}; bpb coverage {out.bpb_covered.mean():.0%}",
+            f"    0.5xC runs covered {int(out.covered[half].sum())}/{int(half.sum())}, "
+            f"1-10xC runs {int(out.covered[~half].sum())}/{int((~half).sum())}; per task {per_task}",
+        ]
+    lines.append(f"load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all")
+    return "\n".join(lines) + "\n"
+
+
 PARTS = {
     "gadre": (GADRE, gadre, RESULTS),
     "olmo": (OLMO, olmo_text, RESULTS.with_name("downstream_olmo.txt")),
@@ -688,6 +837,8 @@ PARTS = {
     "loo": (OLMO, loo_text, RESULTS.with_name("downstream_loo.txt")),
     "ablation": (OLMO, ablation_text, RESULTS.with_name("downstream_olmo_ablation.txt")),
     "selected": (OLMO, selected_text, RESULTS.with_name("downstream_olmo_selected.txt")),
+    "auto": (OLMO, auto_text, RESULTS.with_name("downstream_olmo_auto.txt")),
+    "beyond": (OLMO, beyond_text, RESULTS.with_name("downstream_olmo_beyond.txt")),
     "exponential": (
         OLMO,
         lambda: ablation_text(

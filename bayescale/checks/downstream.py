@@ -28,10 +28,12 @@ TOKENS_PER_PARAM = (10.0, 20.0, 40.0)
 HELD_OUT = (4e9, 8e10)
 
 
-def link_mean(link: str, theta: Mapping[str, float], loss: Any) -> np.ndarray:
-    """The link's mean target at input loss ``loss``, at fixed parameter values."""
+def link_mean(link: str, theta: Mapping[str, float], loss: Any, params: Any = None) -> np.ndarray:
+    """The link's mean target at input loss ``loss`` (and model size ``params``, for a link that reads it)."""
     values = {k: np.asarray(v, dtype=float) for k, v in theta.items()}
     x = {f"log_{LINK_COVARIATE}": np.log(np.asarray(loss, dtype=float))}
+    if params is not None:
+        x["log_params"] = np.log(np.asarray(params, dtype=float))
     return np.exp(get_link(link).log_loss(values, x, ops.NUMPY))
 
 
@@ -57,14 +59,24 @@ def simulate_chain(
         params, tokens = n.ravel(), (n * m).ravel()
     params, tokens = np.atleast_1d(np.asarray(params, float)), np.atleast_1d(np.asarray(tokens, float))
     loss = get_law(law).loss(truth, params, tokens) * np.exp(rng.normal(0.0, sigma, params.shape))
-    error = link_mean(link, link_truth, loss) * np.exp(rng.normal(0.0, link_sigma, params.shape))
+    error = link_mean(link, link_truth, loss, params) * np.exp(rng.normal(0.0, link_sigma, params.shape))
     return pd.DataFrame({"params": params, "tokens": tokens, "loss": loss, "error": error})
 
 
 def chained_coverage(
-    seeds: Sequence[int], prob: float = 0.9, sampler: Mapping[str, Any] | None = None
+    seeds: Sequence[int],
+    prob: float = 0.9,
+    sampler: Mapping[str, Any] | None = None,
+    link: str = "link-exponential",
+    link_truth: Mapping[str, float] = TRUE_EXPONENTIAL,
+    fitted_link: Any = None,
+    **fit_kwargs: Any,
 ) -> pd.DataFrame:
     """Fit the chain on a simulated ladder per seed and score the held-out run's loss and error.
+
+    The ladder's target is drawn through ``link`` at ``link_truth`` (:func:`simulate_chain`); the
+    chain is fitted with ``fitted_link`` (default ``link``; ``"auto"`` chooses by LOO), and
+    ``fit_kwargs`` go to :func:`~bayescale.fit_downstream`.
 
     Returns
     -------
@@ -74,11 +86,14 @@ def chained_coverage(
     """
     rows = []
     for seed in seeds:
-        ladder = simulate_chain(seed)
-        truth = simulate_chain(seed + 10_000, *HELD_OUT).iloc[0]
-        model = fit_downstream(
-            ladder, ["error"], "loss", sampler=dict(sampler or {}), random_seed=seed, warn=False
-        )
+        ladder = simulate_chain(seed, link=link, link_truth=link_truth)
+        truth = simulate_chain(seed + 10_000, *HELD_OUT, link=link, link_truth=link_truth).iloc[0]
+        options: dict[str, Any] = {
+            "link": fitted_link or link,
+            "sampler": dict(sampler or {}),
+            "random_seed": seed,
+        }
+        model = fit_downstream(ladder, ["error"], "loss", **(options | {"warn": False} | fit_kwargs))
         row = model.predict(*HELD_OUT, prob=prob, random_seed=seed).iloc[0]
         out = {"seed": seed}
         for name in ("loss", "error"):
@@ -125,6 +140,7 @@ def size_backtest(
     target_rows: Any = None,
     prob: float = 0.9,
     random_seed: int | None = None,
+    average_beyond: bool = False,
     **fit_kwargs: Any,
 ) -> pd.DataFrame:
     """Leave the ladder's largest model size out, fit both steps on the rest, predict it.
@@ -145,6 +161,9 @@ def size_backtest(
         Probability of the intervals.
     random_seed, fit_kwargs
         Passed to :func:`~bayescale.fit_downstream`.
+    average_beyond
+        Answer as :meth:`~bayescale.Downstream.predict` does with it: step 1 mixed with its variant
+        law beyond the runs.
 
     Returns
     -------
@@ -170,7 +189,7 @@ def size_backtest(
     )  # fmt: skip
     targets = frame[scored & held]
     params_at, tokens_at = targets["params"].to_numpy(), targets["tokens"].to_numpy()
-    table = model.predict(params_at, tokens_at, prob, random_seed=random_seed)
+    table = model.predict(params_at, tokens_at, prob, random_seed=random_seed, average_beyond=average_beyond)
     rows = []
     for task in tasks:
         actual = pd.to_numeric(targets[task]).to_numpy(dtype=float)

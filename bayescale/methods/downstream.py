@@ -11,8 +11,8 @@ steps and returns a :class:`Downstream`, whose :meth:`~Downstream.predict` chain
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -20,13 +20,28 @@ import xarray as xr
 
 from bayescale.data.runs import Runs
 from bayescale.data.units import DEFAULT_LOSS_UNIT, check_loss_column, unit_in_name
-from bayescale.errors import RunsError
+from bayescale.errors import BayescaleError, RunsError
 from bayescale.inference.sampling import SamplerSettings
 from bayescale.methods.parametric import Fit, fit_parametric
 from bayescale.model.laws.downstream import LINK_COVARIATE, LinkLaw, get_link
 from bayescale.model.likelihoods import Likelihood
 from bayescale.model.priors import Prior
+from bayescale.posterior.residuals import spearman
+from bayescale.posterior.result import short_repr
 from bayescale.questions import downstream as chain
+
+#: What a task's column measures: its top-1 error or its accuracy.
+Score = Literal["error", "accuracy"]
+
+#: The links ``link="auto"`` chooses from, per task, by PSIS-LOO of the accuracy
+#: (:func:`~bayescale.questions.downstream.compare_links`): label -> (link, fixed values). The
+#: sigmoid's floor is held at the task's ``chance`` when given.
+AUTO_LINKS: dict[str, tuple[str, dict[str, float]]] = {
+    "exponential": ("link-exponential", {}),
+    "sigmoid": ("link-sigmoid", {}),
+    "sigmoid, ceiling 1": ("link-sigmoid", {"headroom": 1.0}),
+    "sigmoid, midpoint with size": ("link-sigmoid-size", {}),
+}
 
 
 def link_table(frame: pd.DataFrame, target: str, input_loss: str) -> pd.DataFrame:
@@ -152,11 +167,25 @@ class Downstream:
     loss_fit
         Step 1: the input loss in (N, D).
     link_fits
-        Step 2 by task (or average) name: the target in step 1's loss.
+        Step 2 by task (or average) name: the link's target in step 1's loss.
+    scores
+        What each task's column measures (``"error"`` or ``"accuracy"``); a task missing here
+        measures its link's target. A task whose link fits the other one answers ``1 -`` it.
+    link_labels
+        The label of each task's link (:data:`AUTO_LINKS`' keys when chosen by LOO).
+    choice
+        With ``link="auto"``: every candidate link's PSIS-LOO row per task, indexed
+        (``task``, ``link``), best first (:func:`~bayescale.questions.downstream.compare_links`).
+    candidates
+        With ``link="auto"``: every candidate's link fit, by task and label (the chosen one included).
     """
 
     loss_fit: Fit
     link_fits: dict[str, Fit]
+    scores: dict[str, str] = field(default_factory=dict)
+    link_labels: dict[str, str] = field(default_factory=dict)
+    choice: pd.DataFrame | None = None
+    candidates: dict[str, dict[str, Fit]] = field(default_factory=dict, repr=False)
 
     @property
     def tasks(self) -> list[str]:
@@ -167,7 +196,9 @@ class Downstream:
         self, params: Any, tokens: Any, random_seed: int | None = None, average_beyond: bool = False
     ) -> xr.Dataset:
         """Draws of the chained answer (see :func:`bayescale.questions.downstream.chained_draws`)."""
-        return chain.chained_draws(self.loss_fit, self.link_fits, params, tokens, random_seed, average_beyond)
+        return chain.chained_draws(
+            self.loss_fit, self.link_fits, params, tokens, random_seed, average_beyond, self.scores
+        )
 
     def predict(
         self,
@@ -189,18 +220,116 @@ class Downstream:
             ``average_*`` (their mean).
         """
         return chain.chained_predict(
-            self.loss_fit, self.link_fits, params, tokens, prob, kind, random_seed, average_beyond
+            self.loss_fit,
+            self.link_fits,
+            params,
+            tokens,
+            prob,
+            kind,
+            random_seed,
+            average_beyond,
+            self.scores,
         )
 
     def diagnostics(self) -> pd.DataFrame:
         """Which tasks scale predictably (see :func:`bayescale.questions.downstream.task_diagnostics`)."""
         return chain.task_diagnostics(self.link_fits)
 
+    def with_links(self, labels: Mapping[str, str]) -> Downstream:
+        """The same model with other candidates' links for some tasks: ``{task: label}`` (see :attr:`choice`).
+
+        For a second look at a task whose LOO choice was close; the LOO table is kept as it was.
+        """
+        links, chosen = dict(self.link_fits), dict(self.link_labels)
+        for task, label in labels.items():
+            have = list(self.candidates.get(task, {}))
+            if label not in have:
+                raise BayescaleError(f"task {task!r} has no candidate link {label!r}; it has {have}")
+            links[task], chosen[task] = self.candidates[task][label], label
+        return Downstream(self.loss_fit, links, dict(self.scores), chosen, self.choice, self.candidates)
+
+    def links(self) -> pd.DataFrame:
+        """Per task: what it measures, its link, and how that link was chosen.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index ``task``: ``score`` (error or accuracy), ``link`` (its label), ``law`` (the
+            link law), ``chosen_by`` (``"LOO"`` or ``"given"``) and, with a LOO table,
+            ``candidates``, ``elpd_margin`` (the link's PSIS-LOO elpd minus the best other
+            candidate's: negative for a candidate taken by :meth:`with_links` that LOO ranks
+            below the best), ``margin_se`` (its standard error) and ``weight`` (its stacking weight).
+        """
+        rows = []
+        for task, fit in self.link_fits.items():
+            row: dict[str, Any] = {
+                "task": task,
+                "score": self.scores.get(task, cast(LinkLaw, fit.law).target),
+                "link": self.link_labels.get(task, fit.law.name),
+                "law": fit.law.name,
+                "chosen_by": "given",
+                "candidates": 1,
+                "elpd_margin": np.nan,
+                "margin_se": np.nan,
+                "weight": np.nan,
+            }
+            if self.choice is not None and task in self.choice.index.get_level_values("task"):
+                table = self.choice.loc[task]
+                label = row["link"]
+                row.update(chosen_by="LOO", candidates=len(table), weight=float(table.loc[label, "weight"]))
+                if (
+                    label != table.index[0]
+                ):  # another candidate (with_links): behind the best by its elpd_diff
+                    row.update(
+                        chosen_by="given",
+                        elpd_margin=-float(table.loc[label, "elpd_diff"]),
+                        margin_se=float(table.loc[label, "dse"]),
+                    )
+                elif len(table) > 1:
+                    row.update(
+                        elpd_margin=float(table["elpd_diff"].iloc[1]), margin_se=float(table["dse"].iloc[1])
+                    )
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("task")
+
     def summary(self, prob: float = 0.9, kind: str = "eti") -> pd.DataFrame:
-        """Both steps' parameter summaries, indexed by (``step``, ``parameter``)."""
-        parts = {"loss": self.loss_fit.summary(prob, kind)}
-        parts.update({f"link:{task}": fit.summary(prob, kind) for task, fit in self.link_fits.items()})
+        """Both steps' parameter summaries, indexed by (``step``, ``parameter``).
+
+        Columns as :meth:`~bayescale.Fit.summary`, then ``link`` (each step's law or link label)
+        and ``loo_weight`` (a link chosen by LOO: its stacking weight among the candidates).
+        """
+        parts = {
+            "loss": self.loss_fit.summary(prob, kind).assign(link=self.loss_fit.law.name, loo_weight=np.nan)
+        }
+        links = self.links()
+        for task, fit in self.link_fits.items():
+            parts[f"link:{task}"] = fit.summary(prob, kind).assign(
+                link=links.loc[task, "link"], loo_weight=links.loc[task, "weight"]
+            )
         return pd.concat(parts, names=["step", "parameter"])
+
+    def __repr__(self) -> str:
+        links = self.links()
+        chosen = []
+        for task, row in links.iterrows():
+            text = f"{task}: {row['link']}"
+            if row["chosen_by"] == "LOO":
+                text += (
+                    f" (LOO over {row['candidates']}, weight {row['weight']:.2f}"
+                    + (
+                        f", elpd +{row['elpd_margin']:.1f} ± {row['margin_se']:.1f}"
+                        if row["candidates"] > 1
+                        else ""
+                    )
+                    + ")"
+                )
+            chosen.append(text)
+        facts = {
+            "law": repr(self.loss_fit.law.name),
+            "runs": len(self.loss_fit.runs),
+            "tasks": "[" + "; ".join(chosen) + "]",
+        }
+        return short_repr("Downstream", facts)
 
 
 def fit_downstream(
@@ -210,7 +339,9 @@ def fit_downstream(
     *,
     loss_unit: str | None = None,
     law: str = "chinchilla-tied",
-    link: str | LinkLaw = "link-exponential",
+    link: str | LinkLaw | Sequence[str] = "auto",
+    score: Score | None = None,
+    chance: float | Mapping[str, float] | None = None,
     loss_rows: Any = None,
     link_rows: Any = None,
     loss_priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
@@ -241,7 +372,18 @@ def fit_downstream(
     law
         Step 1's law (default Gadre et al.'s ``"chinchilla-tied"``).
     link
-        Step 2's link (default ``"link-exponential"``).
+        Step 2's link: ``"auto"`` (default) fits every link of :data:`AUTO_LINKS` to each task
+        and keeps the one PSIS-LOO of the accuracy prefers on the link's rows
+        (:func:`~bayescale.questions.downstream.compare_links`; the table is kept in
+        :attr:`Downstream.choice`), or a link's name (``"link-exponential"``, ``"link-sigmoid"``)
+        for every task, or a list of :data:`AUTO_LINKS`' labels to choose among.
+    score
+        What the task columns measure, ``"error"`` or ``"accuracy"``. Default: with a named
+        link, that link's target; with ``"auto"``, read from the ladder (a column that rises
+        with the input loss is an error) and shown in :meth:`Downstream.links`. A link that
+        fits the other one is fitted to ``1 -`` the column, and answers in the column's terms.
+    chance
+        The tasks' chance accuracy (one for all, or by task): holds the sigmoid's floor there.
     loss_rows, link_rows
         Boolean masks of the rows each step is fitted on (default all): Gadre et al. fit the
         loss on 5 runs and the error law on those plus one larger run.
@@ -252,7 +394,13 @@ def fit_downstream(
     loss_likelihood, link_likelihood
         Noise of each step.
     sampler, random_seed, progressbar, warn
-        As for :func:`~bayescale.fit`; each task's link gets seed ``random_seed + 1 + i``.
+        As for :func:`~bayescale.fit`; task ``i``'s link gets seed ``random_seed + 1 + i`` (the
+        ``j``-th candidate of ``"auto"``: ``+ 1000 j``).
+
+    Returns
+    -------
+    Downstream
+        Both steps; :meth:`Downstream.links` says which link each task got and why.
     """
     frame = runs if isinstance(runs, pd.DataFrame) else Runs.from_any(runs).frame
     missing = [t for t in tasks if t not in frame.columns]
@@ -260,6 +408,8 @@ def fit_downstream(
         raise RunsError(
             f"tasks {missing or list(tasks)} are not columns of the runs; columns: {list(frame.columns)}"
         )
+    if score is not None and score not in ("error", "accuracy"):
+        raise RunsError(f"score must be 'error' or 'accuracy', got {score!r}")
     every = np.ones(len(frame), dtype=bool)
     on_loss = frame.loc[every if loss_rows is None else np.asarray(loss_rows, dtype=bool)]
     on_link = frame.loc[every if link_rows is None else np.asarray(link_rows, dtype=bool)]
@@ -276,20 +426,86 @@ def fit_downstream(
         progressbar=progressbar,
         warn=warn,
     )
-    links = {}
+    given = (
+        get_link(link) if isinstance(link, LinkLaw) or (isinstance(link, str) and link != "auto") else None
+    )
+    auto = given is None
+    pool = AUTO_LINKS if isinstance(link, (str, LinkLaw)) else _candidates(link)
+    links: dict[str, Fit] = {}
+    scores: dict[str, str] = {}
+    labels: dict[str, str] = {}
+    choices = []
+    candidate_fits: dict[str, dict[str, Fit]] = {}
+    rows = on_link.reset_index(drop=True)
     for i, task in enumerate(tasks):
-        links[str(task)] = fit_link(
-            on_link.reset_index(drop=True),
-            task,
-            input_loss,
-            link,
-            loss_unit=unit,
-            priors=link_priors,
-            fix=(link_fix or {}).get(str(task)),
-            likelihood=link_likelihood,
-            sampler=sampler,
-            random_seed=None if random_seed is None else random_seed + 1 + i,
-            progressbar=progressbar,
-            warn=warn,
+        name = str(task)
+        kind = score or (given.target if given is not None else _score_of(rows, name, input_loss))
+        floor = chance.get(name) if isinstance(chance, Mapping) else chance
+        fixed = dict((link_fix or {}).get(name) or {})
+        seed = None if random_seed is None else random_seed + 1 + i
+        candidates: Mapping[str, tuple[str | LinkLaw, dict[str, float]]] = (
+            pool if given is None else {given.name: (given, {})}
         )
-    return Downstream(loss_fit, links)
+        known = {p.name for candidate, _ in candidates.values() for p in get_link(candidate).parameters}
+        if auto and set(fixed) - known:
+            raise RunsError(
+                f"link_fix of {name!r} names {sorted(set(fixed) - known)}, which no candidate link has; "
+                f"their parameters: {sorted(known)}"
+            )
+        fits = {}
+        for j, (label, (candidate, held)) in enumerate(candidates.items()):
+            law_j = get_link(candidate)
+            names = {p.name for p in law_j.parameters}
+            # With "auto", a fixed value binds the candidates that have that parameter.
+            fix_j = ({k: v for k, v in fixed.items() if k in names} if auto else fixed) | held
+            if floor is not None and "floor" in names:
+                fix_j.setdefault("floor", float(floor))
+            column = rows[name] if law_j.target == kind else 1.0 - pd.to_numeric(rows[name], errors="coerce")
+            fits[label] = fit_link(
+                rows.assign(**{name: column}),
+                name,
+                input_loss,
+                law_j,
+                loss_unit=unit,
+                priors={k: v for k, v in (link_priors or {}).items() if k in names} if auto else link_priors,
+                fix=fix_j or None,
+                likelihood=link_likelihood,
+                sampler=sampler,
+                random_seed=None if seed is None else seed + 1000 * j,
+                progressbar=progressbar,
+                warn=warn,
+            )
+        if auto:
+            table = chain.compare_links(fits)
+            choices.append(table.assign(task=name).reset_index().set_index(["task", "link"]))
+            best = str(table.index[0])
+        else:
+            best = next(iter(fits))
+        links[name], scores[name], labels[name] = fits[best], kind, best
+        if auto:
+            candidate_fits[name] = fits
+    choice = pd.concat(choices) if choices else None
+    return Downstream(loss_fit, links, scores, labels, choice, candidate_fits)
+
+
+def _candidates(labels: Sequence[str]) -> dict[str, tuple[str, dict[str, float]]]:
+    """The candidate links called ``labels`` (keys of :data:`AUTO_LINKS`), or an error naming the unknown."""
+    unknown = [label for label in labels if label not in AUTO_LINKS]
+    if unknown or len(labels) < 2:
+        raise RunsError(
+            f"links to choose among must be two or more of {list(AUTO_LINKS)}, got {list(labels)}"
+        )
+    return {label: AUTO_LINKS[label] for label in labels}
+
+
+def _score_of(rows: pd.DataFrame, task: str, input_loss: str) -> str:
+    """``"error"`` when column ``task`` rises with the input loss across ``rows``, else ``"accuracy"``."""
+    x = pd.to_numeric(rows[input_loss], errors="coerce").to_numpy(dtype=float)
+    y = pd.to_numeric(rows[task], errors="coerce").to_numpy(dtype=float)
+    rho = spearman(x, y)[0] if len(x) > 2 else float("nan")
+    if not np.isfinite(rho):
+        raise RunsError(
+            f"cannot tell whether column {task!r} is an error or an accuracy (it does not move with "
+            f"{input_loss!r}); pass score='error' or score='accuracy'"
+        )
+    return "error" if rho > 0 else "accuracy"

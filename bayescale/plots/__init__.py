@@ -14,6 +14,7 @@ from bayescale.plots.curves import (
     plot_loss,
     plot_repeated_value,
 )
+from bayescale.plots.downstream import plot_downstream
 from bayescale.plots.methods import plot_isoflop_fit
 from bayescale.plots.posterior import (
     plot_pair,
@@ -25,6 +26,7 @@ from bayescale.plots.posterior import (
 
 __all__ = [
     "plot_allocation",
+    "plot_downstream",
     "plot_elpd",
     "plot_epochs",
     "plot_extrapolation",

@@ -59,22 +59,32 @@ def _flat_theta(fit: Any, index: np.ndarray, shape: tuple[int, ...]) -> dict[str
 
 
 def link_draws(
-    link_fit: Any, input_loss: np.ndarray, rng: np.random.Generator, predictive: bool = True
+    link_fit: Any,
+    input_loss: np.ndarray,
+    rng: np.random.Generator,
+    predictive: bool = True,
+    params: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draws of a link's target at draws of its input loss, shape ``(chain, draw, query)``.
 
     Each cell of ``input_loss`` gets its own draw of the link's parameters (a random
     permutation of the link's draws, with replacement when it has fewer) and, with
-    ``predictive``, its own draw of the link's noise.
+    ``predictive``, its own draw of the link's noise. ``params`` (one per query) is the model
+    size of each query, for a link that reads it (``link-sigmoid-size``).
     """
     law = _link(link_fit)
+    x = {f"log_{LINK_COVARIATE}": np.log(input_loss)}
+    if "params" in law.required_columns:
+        if params is None:
+            raise BayescaleError(f"link {law.name!r} reads the model size: give the queries' params")
+        x["log_params"] = np.log(np.broadcast_to(np.asarray(params, dtype=float), input_loss.shape))
     chains, draws_, _ = input_loss.shape
     size = int(np.prod([link_fit.posterior.sizes[d] for d in SAMPLE_DIMS]))
     wanted = chains * draws_
     index = rng.permutation(size)[:wanted] if size >= wanted else rng.integers(0, size, wanted)
     theta = _flat_theta(link_fit, index, (chains, draws_))
     with np.errstate(invalid="ignore", divide="ignore"):
-        log_mean = law.log_loss(theta, {f"log_{LINK_COVARIATE}": np.log(input_loss)}, ops.NUMPY)
+        log_mean = law.log_loss(theta, x, ops.NUMPY)
     if not predictive:
         return np.exp(log_mean)
     noise = draw_log_noise(rng, link_fit.likelihood, {k: v[..., 0] for k, v in theta.items()}, log_mean.shape)
@@ -88,12 +98,14 @@ def link_predict(
     kind: str = "eti",
     random_seed: int | None = None,
     predictive: bool = True,
+    params: Any = None,
 ) -> pd.DataFrame:
     """A link's answer at known input losses (step 2 alone): the target of a new run at each loss.
 
     For a loss that is measured rather than forecast (a checkpoint's own validation loss).
     With ``predictive`` each answer carries the link's noise (and, for a link fitted with
-    run offsets, a new run's offset); without, it is the link's mean.
+    run offsets, a new run's offset); without, it is the link's mean. ``params``: the model
+    size at each loss (one, or one per loss), for a link that reads it (``link-sigmoid-size``).
 
     Returns
     -------
@@ -107,8 +119,13 @@ def link_predict(
     if loss.ndim != 1 or not np.all(np.isfinite(loss) & (loss > 0)):
         raise BayescaleError(f"input losses must be finite and > 0, got {input_loss!r}")
     shape = tuple(link_fit.posterior.sizes[d] for d in SAMPLE_DIMS)
+    sizes = None if params is None else np.broadcast_to(np.asarray(params, dtype=float), loss.shape)
     draws = link_draws(
-        link_fit, np.broadcast_to(loss, (*shape, loss.size)), np.random.default_rng(random_seed), predictive
+        link_fit,
+        np.broadcast_to(loss, (*shape, loss.size)),
+        np.random.default_rng(random_seed),
+        predictive,
+        sizes,
     )
     values = xr.Dataset({law.target: (("chain", "draw", "query"), draws)})
     query = xr.Dataset({LINK_COVARIATE: ("query", loss)})
@@ -122,6 +139,7 @@ def chained_draws(
     tokens: Any,
     random_seed: int | None = None,
     average_beyond: bool = False,
+    scores: Mapping[str, str] | None = None,
 ) -> xr.Dataset:
     """Draws of the chained answer at each (N, D) query, dims ``chain, draw, query``.
 
@@ -137,12 +155,15 @@ def chained_draws(
         Seed of the noise draws and the pairing of draws.
     average_beyond
         Mix step 1 with its variant law beyond the runs (see :func:`~bayescale.questions.plan.predict_draws`).
+    scores
+        What each task's answer measures, ``"error"`` or ``"accuracy"`` (default each link's own
+        target): a task whose link fits the other one answers ``1 -`` the link's draws.
 
     Returns
     -------
     xarray.Dataset
-        ``loss`` (step 1's predictive loss), then per task ``<task>`` (the predictive target:
-        both steps' noise) and, with several tasks, ``average`` (their mean, draw by draw:
+        ``loss`` (step 1's predictive loss), then per task ``<task>`` (the predictive target in
+        ``scores``' terms: both steps' noise) and, with several tasks, ``average`` (their mean, draw by draw:
         every task sees the same loss draw, so their errors add up as they would).
     """
     if not link_fits:
@@ -160,9 +181,13 @@ def chained_draws(
     step1 = plan.predict_draws(loss_fit, params, tokens, None, random_seed, average_beyond)
     loss = step1["loss_predictive"].transpose(*SAMPLE_DIMS, "query")
     values = np.asarray(loss.values)
+    sizes = np.asarray(make_query(params=params, tokens=tokens)["params"].values, dtype=float)
     out = {"loss": loss}
     for task, link_fit in link_fits.items():
-        out[str(task)] = loss.copy(data=link_draws(link_fit, values, rng))
+        draws = link_draws(link_fit, values, rng, params=sizes)
+        if (scores or {}).get(str(task), link_fit.law.target) != link_fit.law.target:
+            draws = 1.0 - draws
+        out[str(task)] = loss.copy(data=draws)
     if len(link_fits) > 1:
         out["average"] = xr.concat([out[str(t)] for t in link_fits], "task").mean("task")
     return xr.Dataset(out, attrs={"loss_unit": unit})
@@ -177,11 +202,12 @@ def chained_predict(
     kind: str = "eti",
     random_seed: int | None = None,
     average_beyond: bool = False,
+    scores: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Table of :func:`chained_draws`: the inputs, then ``<quantity>_{median,lower,upper}``."""
     check_interval(prob, kind)
     query = make_query(params=params, tokens=tokens)
-    draws = chained_draws(loss_fit, link_fits, params, tokens, random_seed, average_beyond)
+    draws = chained_draws(loss_fit, link_fits, params, tokens, random_seed, average_beyond, scores)
     table = interval_table(draws, prob, kind, query)
     table.attrs["loss_unit"] = draws.attrs["loss_unit"]
     return table
@@ -207,9 +233,10 @@ def task_diagnostics(link_fits: Mapping[str, Any]) -> pd.DataFrame:
         law = _link(fit)
         x = fit.runs.column(LINK_COVARIATE)
         y = fit.runs.column("loss")
-        ends = np.log(np.array([x.min(), x.max()]))
+        ends = np.array([np.argmin(x), np.argmax(x)])  # the ladder's two ends, each at its own size
+        at = {f"log_{LINK_COVARIATE}": np.log(x[ends]), "log_params": np.log(fit.runs.column("params")[ends])}
         theta = {k: v.values[..., None] for k, v in fit.theta().items()}
-        means = np.exp(law.log_loss(theta, {f"log_{LINK_COVARIATE}": ends}, ops.NUMPY))
+        means = np.exp(law.log_loss(theta, at, ops.NUMPY))
         change = float(np.median(np.abs(means[..., 1] - means[..., 0])))
         noise = float(np.median(fit.posterior["sigma"].values)) * float(np.median(y))
         # Error rises with the loss; accuracy falls.

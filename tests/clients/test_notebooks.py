@@ -26,12 +26,13 @@ def kernel_dir(tmp_path_factory):
     return root
 
 
-def test_four_tutorials_are_committed_with_outputs():
+def test_five_tutorials_are_committed_with_outputs():
     assert [p.name for p in NOTEBOOKS] == [
         "01_quickstart.ipynb",
         "02_your_own_ladder.ipynb",
         "03_running_out_of_data.ipynb",
         "04_which_law_to_believe.ipynb",
+        "05_downstream_olmo.ipynb",
     ]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)

@@ -19,7 +19,7 @@ from bayescale.checks.downstream import (
     simulate_chain,
 )
 from bayescale.inference.diagnostics import FitWarning
-from bayescale.methods.downstream import Downstream, link_table
+from bayescale.methods.downstream import AUTO_LINKS, Downstream, link_table
 from bayescale.model.laws.downstream import LINK_COVARIATE, get_link
 from bayescale.questions.downstream import chained_draws, task_diagnostics
 
@@ -52,11 +52,36 @@ def test_sigmoid_link_has_floor_ceiling_and_midpoint():
     assert np.all(np.diff(link_mean("link-sigmoid", theta, np.linspace(0.2, 3, 20))) < 0)
 
 
+#: A sigmoid whose midpoint moves 0.1 nats per e-fold of N: at 4e9 parameters, 0.14 past its 1e9 place.
+TRUE_SIZE_SIGMOID = {"floor": 0.25, "headroom": 0.9, "k": 4.0, "x0": 3.0, "shift": 0.1}
+
+
+def test_size_sigmoid_moves_its_midpoint_with_model_size():
+    theta = {"floor": 0.25, "headroom": 0.8, "k": 6.0, "x0": 1.0}
+    x = np.linspace(0.4, 2.0, 9)
+    at_pivot = link_mean("link-sigmoid-size", {**theta, "shift": 0.2}, x, 1e9)
+    np.testing.assert_allclose(at_pivot, link_mean("link-sigmoid", theta, x), rtol=1e-12)
+    # e times larger: the same accuracy 0.2 further along the loss (a higher score at the same loss).
+    bigger = link_mean("link-sigmoid-size", {**theta, "shift": 0.2}, x + 0.2, 1e9 * np.e)
+    np.testing.assert_allclose(bigger, at_pivot, rtol=1e-12)
+    with pytest.raises(bs.BayescaleError, match="reads the model size: give the queries' params"):
+        from bayescale.questions.downstream import link_draws
+
+        fit = _hand_built(
+            get_link("link-sigmoid-size"),
+            link_table(simulate_chain(1).assign(error=0.5), "error", "loss"),
+            {**TRUE_SIZE_SIGMOID, "sigma": 0.01},
+            0.002,
+            1,
+        )
+        link_draws(fit, np.full((1, 400, 1), 3.0), np.random.default_rng(0))
+
+
 def test_links_are_not_loss_laws_and_take_the_fast_path():
     from bayescale.model.jax_density import unsupported
 
-    assert not {"link-exponential", "link-sigmoid"} & set(bs.list_laws())
-    for name in ("link-exponential", "link-sigmoid"):
+    assert not {"link-exponential", "link-sigmoid", "link-sigmoid-size"} & set(bs.list_laws())
+    for name in ("link-exponential", "link-sigmoid", "link-sigmoid-size"):
         law = get_link(name)
         assert unsupported(law, law.default_priors(), "normal") is None
     with pytest.raises(bs.LawError, match="unknown link 'logistic'"):
@@ -310,6 +335,122 @@ def test_a_saved_link_fit_keeps_its_input_unit(tmp_path, recovery_link, hand_cha
         bs.load_fit(altered)
 
 
+def test_a_task_scored_the_other_way_answers_one_minus_its_link(hand_chain):
+    """An error link for a task whose column is an accuracy: the answer is 1 - the error, bounds swapped."""
+    as_accuracy = Downstream(hand_chain.loss_fit, hand_chain.link_fits, scores={"a": "accuracy"})
+    error = hand_chain.predict(*HELD_OUT, random_seed=2).iloc[0]
+    accuracy = as_accuracy.predict(*HELD_OUT, random_seed=2).iloc[0]
+    assert accuracy["a_median"] == pytest.approx(1 - error["a_median"], rel=1e-9)
+    assert accuracy["a_lower"] == pytest.approx(1 - error["a_upper"], rel=1e-9)
+    assert accuracy["b_median"] == pytest.approx(error["b_median"], rel=1e-12)
+    assert as_accuracy.links().loc["a", "score"] == "accuracy"
+    assert as_accuracy.links().loc["b", "chosen_by"] == "given"
+
+
+def test_fit_downstream_refuses_a_bad_score_or_fix():
+    ladder = simulate_chain(4)
+    with pytest.raises(bs.RunsError, match="score must be 'error' or 'accuracy', got 'acc'"):
+        bs.fit_downstream(ladder, ["error"], "loss", score="acc")  # type: ignore[arg-type]
+    with pytest.raises(
+        bs.RunsError, match=r"link_fix of 'error' names \['eta'\], which no candidate link has"
+    ):
+        bs.fit_downstream(
+            ladder, ["error"], "loss", link_fix={"error": {"eta": 1.0}}, sampler={"draws": 50, "tune": 50},
+            warn=False,
+        )  # fmt: skip
+
+
+#: A sigmoid in the simulated ladder's loss (2.4-4.2 nats): from chance (0.25) to 0.925, halfway at 3.
+TRUE_SIGMOID = {"floor": 0.25, "headroom": 0.9, "k": 12.0, "x0": 3.0}
+
+
+def test_auto_link_chooses_the_true_sigmoid_by_loo():
+    """Accuracy drawn through a sigmoid: ``link="auto"`` keeps a sigmoid holding it, and says so.
+
+    The sigmoid whose midpoint moves with size holds the plain one (``shift = 0``), so LOO may take
+    either; both must beat the exponential and the ceiling held at 1 by more than twice the se.
+    """
+    ladder = simulate_chain(5, link="link-sigmoid", link_truth=TRUE_SIGMOID).rename(columns={"error": "acc"})
+    model = bs.fit_downstream(ladder, ["acc"], "loss", chance=0.25, sampler=CHEAP, random_seed=1, warn=False)
+    links, choice = model.links(), model.choice.loc["acc"]
+    assert links.loc["acc", "score"] == "accuracy"  # read from the ladder: it falls as the loss rises
+    link = links.loc["acc", "link"]
+    assert link in ("sigmoid", "sigmoid, midpoint with size") and links.loc["acc", "chosen_by"] == "LOO"
+    assert len(choice) == 4 and choice.index[0] == link
+    wrong = choice.loc[["exponential", "sigmoid, ceiling 1"]]
+    assert (wrong.elpd_diff > 2 * wrong.dse).all(), choice
+    assert model.link_fits["acc"].posterior["floor"].values.min() == 0.25  # chance held the floor
+    assert f"acc: {link} (LOO over 4" in repr(model)
+    summary = model.summary()
+    assert set(summary.loc["link:acc", "link"]) == {link}
+    for name, value in TRUE_SIGMOID.items():
+        assert summary.loc[("link:acc", name), "lower"] <= value <= summary.loc[("link:acc", name), "upper"]
+    if "shift" in summary.loc["link:acc"].index:
+        assert (
+            summary.loc[("link:acc", "shift"), "lower"] <= 0.0 <= summary.loc[("link:acc", "shift"), "upper"]
+        )
+    row = model.predict(*HELD_OUT, random_seed=1).iloc[0]
+    assert 0.25 < row["acc_lower"] < row["acc_median"] < row["acc_upper"] <= 1.0
+    # Another candidate on request: the same loss fit, the LOO table kept.
+    other = model.with_links({"acc": "exponential"})
+    assert other.links().loc["acc", "law"] == "link-exponential" and other.loss_fit is model.loss_fit
+    assert other.links().loc["acc", "chosen_by"] == "given"
+    assert other.links().loc["acc", "elpd_margin"] == -choice.loc["exponential", "elpd_diff"] < 0
+    with pytest.raises(bs.BayescaleError, match="task 'acc' has no candidate link 'probit'"):
+        model.with_links({"acc": "probit"})
+
+
+@pytest.mark.slow
+def test_auto_link_chooses_the_true_exponential_by_loo():
+    """Error drawn through Gadre's exponential: ``link="auto"`` keeps it, and answers in the column's terms.
+
+    Four cheap fits (a loss law, three links): about 60 s at load 1.5, hence slow.
+    """
+    ladder = simulate_chain(4)
+    model = bs.fit_downstream(
+        ladder.assign(acc=1 - ladder.error), ["acc"], "loss", score="accuracy", sampler=CHEAP, random_seed=1,
+        warn=False,
+    )  # fmt: skip
+    links = model.links()
+    assert links.loc["acc", "link"] == "exponential" and links.loc["acc", "elpd_margin"] > 0
+    assert model.link_fits["acc"].law.target == "error"  # fitted to 1 - accuracy
+    row = model.predict(*HELD_OUT, random_seed=1).iloc[0]
+    truth = 1 - simulate_chain(10_004, *HELD_OUT).error.iloc[0]
+    assert row["acc_lower"] <= truth <= row["acc_upper"]
+
+
+def test_downstream_report_renders_the_links_the_figure_and_the_held_out_runs(hand_chain, tmp_path):
+    """The report of a two-task chain: links, diagnostics, forecasts, held-out runs scored, one figure."""
+    import re
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayescale import report
+
+    held = simulate_chain(7, [2e9, 4e9], [4e10, 8e10]).rename(columns={"error": "a"})
+    queries = pd.DataFrame({"params": [4e9], "tokens": [8e10]})
+    text = report.build_downstream_report(hand_chain, held_out=held, queries=queries, random_seed=1)
+    assert (
+        "<script" not in text
+        and len(re.findall(r'<img [^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', text)) == 1
+    )
+    assert '<td class="l">a</td><td>error</td><td>link-exponential</td><td>given</td>' in text
+    # The held-out runs are counted against the same intervals predict gives.
+    table = hand_chain.predict(held.params, held.tokens, random_seed=1)
+    inside = int(((table.a_lower <= held.a) & (held.a <= table.a_upper)).sum())
+    assert f'<td class="l">a</td><td>2</td><td>{inside}/2</td>' in text
+    forecast = hand_chain.predict(4e9, 8e10, random_seed=1).iloc[0]
+    assert (
+        f"<td>{report.number(forecast['a_median'])}<br><small>[{report.number(forecast['a_lower'])}" in text
+    )
+    assert "<h2>Which tasks scale predictably</h2>" in text
+    path = bs.write_downstream_report(hand_chain, tmp_path / "ds.html")
+    assert path.read_text().startswith("<!DOCTYPE html>") and "Held-out runs" not in path.read_text()
+    with pytest.raises(bs.BayescaleError, match=r"folder .* does not exist"):
+        bs.write_downstream_report(hand_chain, tmp_path / "no" / "ds.html")
+
+
 def test_chained_interval_covers_held_out_runs():
     """Three simulated ladders, a held-out run 4x beyond each: its loss and error inside the 90% bands."""
     table = chained_coverage([1, 2, 3], sampler=CHEAP)
@@ -337,7 +478,9 @@ def test_size_backtest_flags_a_task_that_breaks_at_the_largest_size():
     ladder = simulate_chain(21)
     largest = ladder.params == ladder.params.max()
     ladder["broken"] = np.where(largest, ladder.error * 1.2, ladder.error)
-    table = size_backtest(ladder, ["error", "broken"], "loss", random_seed=4, sampler=CHEAP, warn=False)
+    table = size_backtest(
+        ladder, ["error", "broken"], "loss", link="link-exponential", random_seed=4, sampler=CHEAP, warn=False
+    )
     assert table.attrs["held_out_params"] == ladder.params.max()
     assert list(table.index) == ["error", "broken"] and (table.targets == largest.sum()).all()
     assert table.loc["error", "backtest_ok"] and table.loc["error", "misses"] <= 1
@@ -345,6 +488,20 @@ def test_size_backtest_flags_a_task_that_breaks_at_the_largest_size():
     assert table.loc["broken", "mae"] > 3 * table.loc["error", "mae"]
     with pytest.raises(ValueError, match="needs rows below the largest size"):
         size_backtest(ladder[largest], ["error"], "loss")
+
+
+@pytest.mark.slow
+def test_chained_interval_covers_runs_whose_link_moves_with_size():
+    """30 ladders drawn through a size-moving sigmoid: its chain covers the 4x larger run 80-98% of the time.
+
+    Two cheap fits per ladder; about 20 minutes at load 15, hence slow. The plain sigmoid, fitted to the
+    same ladders, is biased at the held-out size (the runs' score rises with N at the same loss).
+    """
+    table = chained_coverage(
+        range(200, 230), sampler=CHEAP, link="link-sigmoid-size", link_truth=TRUE_SIZE_SIGMOID
+    )
+    assert 0.8 <= table["error_covered"].mean() <= 0.98
+    assert 0.8 <= table["loss_covered"].mean() <= 0.98
 
 
 @pytest.mark.slow
@@ -365,15 +522,31 @@ def test_cli_downstream_prints_the_chained_answer(tmp_path, capsys):
 
     path = tmp_path / "chain.csv"
     frame = simulate_chain(4)
-    frame.assign(small=frame.params < 5e8).to_csv(path, index=False)
+    frame.assign(small=frame.params < 5e8, largest=frame.params == frame.params.max()).to_csv(
+        path, index=False
+    )
     argv = ["downstream", str(path), "--input-loss", "loss", "--task", "error", "--params", "4e9"]
     argv += ["--tokens", "8e10", "--draws", "100", "--tune", "150", "--chains", "1", "--seed", "1", "--json"]
-    assert main(argv) == 0
+    page = tmp_path / "ds.html"
+    assert main([*argv, "--held-out-rows", "largest", "--report", str(page)]) == 0
     payload = json.loads(capsys.readouterr().out)
+    assert payload["report"] == str(page)
+    assert "<h2>Held-out runs</h2>" in page.read_text() and "data:image/png;base64," in page.read_text()
+    assert main([*argv, "--report", str(tmp_path)]) == 2  # refused before any fit
+    err = capsys.readouterr().err
+    assert "cannot write the report" in err and "is a folder" in err
     assert payload["loss_unit"] == "nats_per_token"
     answer = payload["answers"]["error"]
     assert answer["lower"] < answer["median"] < answer["upper"]
     assert payload["diagnostics"][0]["task"] == "error"
+    # The default link is chosen by LOO among three, and the output says which and by how much.
+    (link,) = payload["links"]
+    assert link["task"] == "error" and link["chosen_by"] == "LOO" and link["candidates"] == 4
+    assert link["score"] == "error" and link["link"] in AUTO_LINKS
+    # An explicit link is still possible, and the text says it was given.
+    assert main([*argv[:-1], "--link", "link-exponential"]) == 0
+    out = capsys.readouterr().out
+    assert "chosen_by" in out and "link-exponential" in out and "given" in out
     assert main([*argv[:-1], "--loss-rows", "params"]) == 2
     assert "rows column 'params' row 0" in capsys.readouterr().err
     assert (

@@ -14,13 +14,15 @@ top-1 error or accuracy, in (0, 1]; the noise is on the log of the target, as fo
   ladder's ``a / (1 + exp(-k (x - x0))) + b`` (Bhagia et al. 2024) with ``b = floor`` (a task's
   chance level) and ``a = (1 - floor) headroom``, so the ceiling ``a + b`` stays at most 1 and
   accuracy falls as the task loss ``x`` grows (``k > 0`` here is ``-k`` there).
+- ``link-sigmoid-size``: the sigmoid with its midpoint at ``x0 + shift log(N / 1e9)``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 from bayescale.errors import LawError
 from bayescale.model.laws.base import Centering, Parameter, ScalingLaw, register
@@ -75,7 +77,7 @@ class LinkLaw(ScalingLaw):
     a vanishing likelihood rather than NaN.
     """
 
-    required_columns = (LINK_COVARIATE,)
+    required_columns: ClassVar[tuple[str, ...]] = (LINK_COVARIATE,)
     #: ``"error"`` or ``"accuracy"``: what the target measures (error falls as the loss falls).
     target: str = "error"
 
@@ -172,17 +174,60 @@ class SigmoidLink(LinkLaw):
 
     def log_loss(self, theta: Mapping[str, Any], x: Mapping[str, Any], ops: SimpleNamespace) -> Any:
         """``log floor + log(1 + (1/floor - 1) headroom sigmoid)``: the mean is above ``floor``, never 0."""
-        loss = ops.exp(x[f"log_{LINK_COVARIATE}"])
-        floor = theta["floor"]
-        rise = theta["headroom"] / (1.0 + ops.exp(theta["k"] * (loss - theta["x0"])))
-        return ops.log(floor) + ops.log1p((1.0 / floor - 1.0) * rise)
+        return sigmoid_log_mean(theta, ops.exp(x[f"log_{LINK_COVARIATE}"]), theta["x0"], ops)
+
+
+def sigmoid_log_mean(theta: Mapping[str, Any], loss: Any, midpoint: Any, ops: SimpleNamespace) -> Any:
+    """Log of ``floor + (1 - floor) headroom / (1 + exp(k (loss - midpoint)))``, never of 0."""
+    floor = theta["floor"]
+    rise = theta["headroom"] / (1.0 + ops.exp(theta["k"] * (loss - midpoint)))
+    return ops.log(floor) + ops.log1p((1.0 / floor - 1.0) * rise)
+
+
+#: Model size at which :class:`SizeSigmoidLink`'s midpoint is ``x0`` (1e9 parameters).
+SIZE_PIVOT = 1e9
+
+SHIFT = Parameter(
+    "shift",
+    Prior("Normal", mu=0.0, sigma=0.1),
+    "move of the midpoint per e-fold of parameters, in units of the input loss: on the OLMo ladder a 3x "
+    "larger model scores ~3 points higher at the same task loss, a shift of ~0.03 bits per byte; "
+    "Normal(0, 0.1) allows 0.3 per e-fold, more than the ladder's whole range of midpoints",
+    "how far the midpoint moves per e-fold of model size (> 0: larger models score higher at the same loss)",
+)
+
+
+class SizeSigmoidLink(LinkLaw):
+    """The sigmoid with a midpoint that moves with size: ``x0(N) = x0 + shift log(N / 1e9)``.
+
+    At the same task loss a larger model may score higher (the OLMo ladder's 3B rung does): the
+    loss of the correct answer does not carry everything the model knows. ``shift = 0`` is
+    :class:`SigmoidLink`. The link reads ``params`` besides the input loss, so a chained answer
+    takes the query's N too.
+    """
+
+    name = "link-sigmoid-size"
+    title = "Accuracy from task loss, sigmoid whose midpoint moves with model size"
+    reference = (
+        "Bhagia et al. 2024's sigmoid (eq. 3) with x0 + shift log(N / 1e9): larger models score higher "
+        "at the same task loss"
+    )
+    formula = "Acc = floor + (1 - floor) headroom / (1 + exp(k (x - x0 - shift log(N / 1e9))))"
+    parameters = (FLOOR, HEADROOM, K_SIGMOID, X0, SHIFT)
+    required_columns = (LINK_COVARIATE, "params")
+    target = "accuracy"
+
+    def log_loss(self, theta: Mapping[str, Any], x: Mapping[str, Any], ops: SimpleNamespace) -> Any:
+        """:meth:`SigmoidLink.log_loss` with the midpoint at ``x0 + shift (log N - log 1e9)``."""
+        midpoint = theta["x0"] + theta["shift"] * (x["log_params"] - math.log(SIZE_PIVOT))
+        return sigmoid_log_mean(theta, ops.exp(x[f"log_{LINK_COVARIATE}"]), midpoint, ops)
 
 
 TIED = register(TiedChinchillaLaw())
 
 #: The links by name. They are not in the registry of loss laws (:func:`~bayescale.list_laws`):
 #: they read a loss, not (N, D), so the loss-law questions (planning, SBC over every law) skip them.
-LINKS: dict[str, LinkLaw] = {law.name: law for law in (ExponentialLink(), SigmoidLink())}
+LINKS: dict[str, LinkLaw] = {law.name: law for law in (ExponentialLink(), SigmoidLink(), SizeSigmoidLink())}
 
 
 def get_link(name: str | LinkLaw) -> LinkLaw:
