@@ -13,8 +13,10 @@ loss at the end of a cooldown branched from the model's constant-LR run: decayed
 term is needed), a ``run`` per model, fitted at ``--seeds`` seeds: how many pass the diagnostics,
 and coverage of the three ~2B models' last cooldown points.
 
-Time: the same OLMo rows on the fast path and on the PyMC model sampled with numpyro (the path
-every fit with a ``run`` column took before), with the load average.
+Time: the same OLMo rows on the fast path (offsets in the form the data call for), again with the
+offsets non-centred whatever the data (the model before the choice), and on the PyMC model sampled
+with numpyro (the path every fit with a ``run`` column took before), with the load average, the
+median leapfrog steps per draw and the form of the offsets.
 
 Run from the repository root (the anchors beside it, ``../shared/anchors``)::
 
@@ -25,10 +27,12 @@ Run from the repository root (the anchors beside it, ``../shared/anchors``)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import bayescale as bs  # noqa: E402
+from bayescale.inference import run_offsets  # noqa: E402
 
 ANCHORS = REPO.parent / "shared" / "anchors"
 #: A checkpoint whose lr is within this factor of its run's final lr counts as the end of the decay.
@@ -116,18 +121,38 @@ def predict(fit: bs.Fit, rows: pd.DataFrame) -> pd.DataFrame:
         return fit.predict(rows["params"].to_numpy(), rows["tokens"].to_numpy(), random_seed=0)
 
 
+def steps_per_draw(fit: bs.Fit) -> float:
+    """Median leapfrog steps per draw (NaN when the sampler does not record them)."""
+    stats = fit.idata["sample_stats"]
+    return float(np.median(np.asarray(stats["n_steps"]))) if "n_steps" in stats else float("nan")
+
+
 def diagnostics_line(fit: bs.Fit) -> str:
     d = fit.diagnostics
+    path = str(d.get("sampler_path", ""))
+    form = path.split("run offsets ", 1)[1] if "run offsets " in path else ""
     return (
         f"r_hat {d['max_r_hat']:.3f}, min ESS {d['min_ess_bulk']:.0f}, {d['divergences']} divergences, "
         f"{100 * d.get('max_tree_depth_share', float('nan')):.1f}% at max depth, "
-        f"{'ok' if d['ok'] else 'FAILED'} [{fit.sampler.backend}]"
+        f"median {steps_per_draw(fit):.0f} steps per draw, "
+        f"{'ok' if d['ok'] else 'FAILED'} [{fit.sampler.backend}{'; offsets ' + form if form else ''}]"
     )
 
 
 def interval(fit: bs.Fit, name: str) -> str:
     row = fit.summary().loc[name]
     return f"{row['median']:.4g} [{row['lower']:.4g}, {row['upper']:.4g}]"
+
+
+@contextlib.contextmanager
+def non_centred() -> Iterator[None]:
+    """Fits inside take the non-centred offsets whatever the data (the model before the choice)."""
+    saved = run_offsets.PINNED_SHARE
+    run_offsets.PINNED_SHARE = float("inf")
+    try:
+        yield
+    finally:
+        run_offsets.PINNED_SHARE = saved
 
 
 def olmo(folder: Path, out: list[str], seeds: int, pymc: bool) -> None:
@@ -141,6 +166,13 @@ def olmo(folder: Path, out: list[str], seeds: int, pymc: bool) -> None:
     fit, seconds = timed_fit(checkpoints, 1)
     out.append(
         f"  checkpoints, fast path: {seconds:.1f} s (load {os.getloadavg()[0]:.1f}); {diagnostics_line(fit)}"
+    )
+    with non_centred():
+        before, before_seconds = timed_fit(checkpoints, 1)
+    out.append(
+        f"  the same, offsets non-centred (the model before): {before_seconds:.1f} s "
+        f"(load {os.getloadavg()[0]:.1f}); {diagnostics_line(before)}; "
+        f"sigma_run {interval(before, 'sigma_run')}; speed-up {before_seconds / seconds:.1f}x"
     )
     base, base_seconds = timed_fit(finals.drop(columns="name"), 1)
     out.append(f"  finals only:            {base_seconds:.1f} s; {diagnostics_line(base)}")
@@ -178,7 +210,8 @@ def olmo(folder: Path, out: list[str], seeds: int, pymc: bool) -> None:
     if seeds > 1:
         passed, covered = 1 if fit.diagnostics["ok"] else 0, [sa["inside"]]
         for seed in range(2, seeds + 1):
-            again, _ = timed_fit(checkpoints, seed)
+            again, again_seconds = timed_fit(checkpoints, seed)
+            out.append(f"  seed {seed}: {again_seconds:.1f} s; {diagnostics_line(again)}")
             passed += bool(again.diagnostics["ok"])
             covered.append(scores(predict(again, targets), truth)["inside"])
         out.append(f"  {seeds} seeds: {passed}/{seeds} pass the diagnostics; 3B inside per seed: {covered}")

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.data import schema
+from bayescale.data.checkpoints import warn_mid_decay
 from bayescale.data.config import parse_config
 from bayescale.errors import RunsError, RunsWarning
 
@@ -439,7 +440,11 @@ def ladder_problems(runs: Any, required: Sequence[str] = ("params", "tokens")) -
 
 
 def warn_ladder(runs: Any, required: Sequence[str] = ("params", "tokens"), stacklevel: int = 3) -> None:
-    """Emit :func:`ladder_problems` as one :class:`~bayescale.errors.RunsWarning`."""
+    """Emit :func:`ladder_problems` as one :class:`~bayescale.errors.RunsWarning`, and checkpoints' own.
+
+    Checkpoints (a ``run`` on several rows) that may be mid-decay get a second warning
+    (:func:`~bayescale.data.checkpoints.mid_decay_problem`).
+    """
     problems = ladder_problems(runs, required)
     if problems:
         warnings.warn(
@@ -447,6 +452,7 @@ def warn_ladder(runs: Any, required: Sequence[str] = ("params", "tokens"), stack
             RunsWarning,
             stacklevel=stacklevel,
         )
+    warn_mid_decay(runs, stacklevel=stacklevel)
 
 
 def count_constrained(priors: Mapping[str, Any] | None, free: Iterable[str]) -> list[str]:

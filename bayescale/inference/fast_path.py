@@ -48,7 +48,14 @@ def _with_attr(idata: Any, name: str, value: str) -> Any:
     return container.with_group(idata, "sample_stats", stats)
 
 
-def sample_density(density: Any, config: SamplerConfig, random_seed: int | None, progressbar: bool) -> Any:
+def sample_density(
+    density: Any,
+    config: SamplerConfig,
+    random_seed: int | None,
+    progressbar: bool,
+    laplace: tuple[np.ndarray, np.ndarray] | None = None,
+    scaled_fallback: bool = False,
+) -> Any:
     """Sample a :class:`~bayescale.model.jax_density.Density` with numpyro's NUTS, chains vectorised.
 
     NUTS (numpyro's, dense mass adapted in warm-up) runs on whitened
@@ -67,6 +74,12 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     ``progressbar``, a fit long enough to want one (:func:`_long_enough_for_a_bar`) runs as
     about 20 calls of a program of fewer iterations under a progress bar, with the same draws.
 
+    ``laplace``, the mode and root of :func:`~bayescale.inference.laplace._laplace` when the
+    caller has them already (:func:`~bayescale.inference.run_offsets.offsets_density`), saves
+    finding them again. ``scaled_fallback``: a mode far from Gaussian still sets each coordinate's
+    centre and scale (not the original coordinates), for densities with coordinates pinned far
+    below the mass matrix's regularisation (run offsets pinned by checkpoints).
+
     Returns
     -------
     xarray.DataTree
@@ -80,8 +93,18 @@ def sample_density(density: Any, config: SamplerConfig, random_seed: int | None,
     size = density.size
     data = jax.tree.map(jnp.asarray, density.data)
     rng = np.random.default_rng(random_seed)
-    laplace = _laplace(density, data)
-    if laplace is None or not _near_gaussian(density, data, *laplace):
+    if laplace is None:
+        laplace = _laplace(density, data)
+    if laplace is not None and scaled_fallback and not _near_gaussian(density, data, *laplace):
+        # Far from Gaussian, but with coordinates pinned to ~1e-5 by the data (the level of a law
+        # fitted to checkpoints of noise 4e-4): on the original coordinates the mass matrix's
+        # regularisation (towards 1e-3 I) swamped them (step size 0.009, 511 steps per draw).
+        # Each coordinate centred at the mode and scaled by its sd there; warm-up learns the rest.
+        shift, scale = laplace[0], np.diag(np.sqrt(np.sum(laplace[1] ** 2, axis=1)))
+        init = shift + rng.uniform(-1.0, 1.0, (config.chains, size)) @ scale.T
+        path = "fast path (JAX density), coordinates scaled at the Laplace mode (far from Gaussian)"
+        say(f"mode far from Gaussian ({say.lap():.1f} s): sampling coordinates scaled at the mode")
+    elif laplace is None or not _near_gaussian(density, data, *laplace):
         shift, scale = np.zeros(size), np.eye(size)
         init = _jittered_starts(density, data, config.chains, rng)
         path = "fast path (JAX density), original coordinates: no usable Gaussian mode"

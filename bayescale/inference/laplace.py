@@ -103,8 +103,10 @@ def mode_and_root(
     return None
 
 
-def _laplace(density: Any, data: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """:func:`mode_and_root` of ``density`` by BFGS from the priors' centre, or ``None``."""
+def _laplace(
+    density: Any, data: Any, start: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`mode_and_root` of ``density`` by BFGS from ``start`` (the priors' centre), or ``None``."""
     import jax
 
     def neg_logp(x: Any, data: Any) -> Any:
@@ -113,7 +115,7 @@ def _laplace(density: Any, data: Any) -> tuple[np.ndarray, np.ndarray] | None:
     def neg_logp_unchunked(x: Any, data: Any) -> Any:
         return -density.logp_unchunked(x, data)
 
-    args = (np.asarray(density.initial_point(), dtype=float), data)
+    args = (np.asarray(density.initial_point() if start is None else start, dtype=float), data)
     structure = _structure(density)
     value_and_grad = _cached_program(structure, "value_and_grad", lambda: jax.value_and_grad(neg_logp), args)
     hessian = _cached_program(structure, "hessian", lambda: jax.hessian(neg_logp_unchunked), args)

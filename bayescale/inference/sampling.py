@@ -22,13 +22,14 @@ from dataclasses import replace
 from typing import Any
 
 from bayescale.errors import BayescaleError
+from bayescale.inference import container
 from bayescale.inference.fast_path import PATH_ATTR, _with_path, sample_density
 from bayescale.inference.geometry import reparametrise
 from bayescale.inference.laplace import mode_and_root
 from bayescale.inference.nuts import shared_step_size
 from bayescale.inference.programs import _cached_program
 from bayescale.inference.pymc_backend import sample, sample_checked, scalar_view
-from bayescale.inference.run_offsets import labelled_offsets
+from bayescale.inference.run_offsets import labelled_offsets, offsets_density, offsets_form
 from bayescale.inference.settings import (
     BACKENDS,
     SAMPLER_DEFAULTS,
@@ -103,10 +104,15 @@ def run(
         else:
             reason = "numpyro and jax are not installed (`pip install bayescale[fast]`)"
         if reason is None:
-            density = reparametrise(build_density(law, runs, priors, fixed, likelihood))
-            idata = sample_density(density, config, random_seed, progressbar)
             labels = run_labels(runs)  # runs with checkpoints: the density's per-run offsets
-            return (idata if labels is None else labelled_offsets(idata, labels[0])), "jax"
+            if labels is None:
+                density = reparametrise(build_density(law, runs, priors, fixed, likelihood))
+                return sample_density(density, config, random_seed, progressbar), "jax"
+            density, laplace = offsets_density(law, runs, labels[1], priors, fixed, likelihood)
+            idata = sample_density(density, config, random_seed, progressbar, laplace, scaled_fallback=True)
+            path = container.group(idata, "sample_stats").attrs[PATH_ATTR]
+            idata = _with_path(idata, f"{path}; run offsets {offsets_form(density)}")
+            return labelled_offsets(idata, labels[0]), "jax"
         if config.backend == "jax":
             raise BayescaleError(f"backend 'jax' cannot fit this model: {reason}; use backend='auto'")
     else:

@@ -49,6 +49,11 @@ CHUNK = 8192
 #: The smallest bucket of runs (see :func:`bucket`).
 _SMALLEST_BUCKET = 8
 
+#: The run offsets' two forms (a :class:`Site`'s ``transform``): ``"offsets"``, non-centred
+#: (``offset = sigma_run * P z``, for offsets the data leave loose) and ``"offsets_centred"``
+#: (the offsets themselves, for offsets the checkpoints pin: see :func:`build_density`).
+OFFSET_FORMS = ("offsets", "offsets_centred")
+
 
 def bucket(runs: int) -> int:
     """The number of rows ``runs`` observations are padded to: a few shapes serve every ladder.
@@ -129,7 +134,7 @@ class Site:
         on the runs, is in the density's data, ``data["ref"][name]``).
     size
         Number of coordinates: 1, or the padded number of runs for the run offsets
-        (``transform`` ``"offsets"``, placed last).
+        (``transform`` one of :data:`OFFSET_FORMS`, placed last).
     """
 
     name: str
@@ -224,7 +229,7 @@ class Density:
         centre = {s.name: s.prior.centre() for s in self.sites}
         out = []
         for s in self.sites:
-            if s.transform == "offsets":
+            if s.transform in OFFSET_FORMS:
                 out.extend([0.0] * s.size)
             elif s.transform == "centered":
                 out.append(math.log(centre[s.name]) - centre[s.exponent] * float(self.data["ref"][s.name]))
@@ -240,7 +245,7 @@ class Density:
         space = ops.NUMPY if xp is np else ops.jax()  # the same functions as xp's, as a namespace
         total: Any = 0.0
         for i, s in enumerate(self.sites):
-            if s.transform in ("centered", "offsets"):
+            if s.transform == "centered" or s.transform in OFFSET_FORMS:
                 continue
             y = position[..., i]
             value, log_value, jac = _backward(s.prior, s.transform, y, xp)
@@ -257,14 +262,61 @@ class Density:
             theta[s.name] = value
             theta[f"log_{s.name}"] = log_value
             total = total + s.prior.log_density(value, space, log_value) + log_value
-        if self.sites and self.sites[-1].transform == "offsets":
+        if self.sites and self.sites[-1].transform in OFFSET_FORMS:
             s = self.sites[-1]
             z = position[..., self.size - s.size :]
-            # Standard normal z, the padding's too (it keeps them proper); the runs' offsets.
-            total = total - 0.5 * xp.sum(z**2, axis=-1) - 0.5 * s.size * math.log(2 * math.pi)
             sigma_run = xp.asarray(theta["sigma_run"])[..., None]
-            theta[s.name] = project_offsets(z, data["run_basis"], sigma_run)
+            total = total - 0.5 * s.size * math.log(2 * math.pi)
+            if s.transform == "offsets":
+                # Standard normal z, the padding's too (it keeps them proper); the runs' offsets.
+                total = total - 0.5 * xp.sum(z**2, axis=-1)
+                theta[s.name] = project_offsets(z, data["run_basis"], sigma_run)
+            else:
+                # Centred: the part of z in the offsets' space (off the design, real runs) is the
+                # offsets less what the rows pin them to given the law (see pinned_offsets); the
+                # rest (along the design, the padding) is read by no row and stays standard
+                # normal, so the density is proper. The shift has unit Jacobian.
+                inside = in_offsets_space(z, data)
+                rest = z - inside
+                # in units of how well the rows pin an offset: coordinates of scale 1, as the
+                # sampler's mass matrix wants them (its regularisation towards 1e-3 I swamped a
+                # posterior variance of 2e-8: step size 0.008, 511 steps per draw on OLMo)
+                scale = data["offset_scale"]
+                offsets = scale * inside + pinned_offsets(self.law, theta, data, space)
+                # the dimension of the offsets' space: the runs less the design's rank
+                free = xp.sum(data["run_mask"]) - xp.sum(data["run_basis"] ** 2)
+                total = (
+                    total
+                    - 0.5 * xp.sum((offsets / sigma_run) ** 2, axis=-1)
+                    - free * (xp.log(sigma_run[..., 0]) - xp.log(scale))
+                    - 0.5 * xp.sum(rest**2, axis=-1)
+                )
+                theta[s.name] = offsets
         return theta, total
+
+
+def in_offsets_space(z: Any, data: Mapping[str, Any]) -> Any:
+    """``z`` (last axis: the padded runs) projected on the offsets' space: off the design, real runs."""
+    basis = data["run_basis"]
+    return data["run_mask"] * (z - (z @ basis) @ basis.T)
+
+
+def pinned_offsets(law: ScalingLaw, theta: Mapping[str, Any], data: Mapping[str, Any], space: Any) -> Any:
+    """The offsets the rows pin given the law at ``theta``: each run's mean residual, off the design.
+
+    The centred offsets are sampled as their distance from these: where the checkpoints pin the
+    offsets (to ``sigma / sqrt(n)``, far inside ``sigma_run``) the offsets follow the law's
+    parameters along a curved ridge (``offset = mean log loss - law``, nonlinear in the exponents),
+    which cost NUTS ~500 leapfrog steps per draw on OLMo even centred; their distance from it is
+    the rows' noise and barely depends on the law. ``space`` is the ops namespace (numpy or JAX).
+    """
+    # parameters of any leading shape (draws), the rows on a last axis
+    mu = law.log_loss({k: v if np.ndim(v) == 0 else v[..., None] for k, v in theta.items()}, data["x"], space)
+    runs = data["run_basis"].shape[0]
+    member = (data["run_index"][:, None] == np.arange(runs)) * data["mask"][:, None]
+    counts = space.sum(member, axis=0)
+    residual = (data["y"] - mu) @ member / space.maximum(counts, 1.0)
+    return in_offsets_space(residual, data)
 
 
 def build_density(
@@ -273,8 +325,22 @@ def build_density(
     priors: Mapping[str, Prior],
     fixed: Mapping[str, float],
     likelihood: Likelihood = "student_t",
+    centred_offsets: float | None = None,
 ) -> Density:
     """The :class:`Density` of the model ``build_model(law, runs, priors, fixed, likelihood)``.
+
+    With run offsets, ``centred_offsets`` (a scale: how well the rows pin an offset, e.g.
+    ``sigma / sqrt(rows per run)``) samples the offsets themselves, as their distance from the
+    offsets the rows pin given the law (:func:`pinned_offsets`) in units of that scale, in the
+    space the projection leaves them (the rest of the coordinates standard normal), instead of
+    the standard offsets ``z`` of ``offset = sigma_run * P z``: the same posterior (the map's
+    Jacobian is ``(sigma_run / scale)`` to the power of that space's dimension), other
+    coordinates. Where a run's checkpoints pin its offset far more tightly than ``sigma_run``
+    (OLMo: 0.00014 against 0.004) the non-centred ``z`` is the offset over ``sigma_run``, a curved
+    ridge in ``(log sigma_run, z)``; centred, the offsets follow the law's parameters along
+    another (the rows' mean residual); from it, they are the rows' noise. Where the data leave
+    the offsets loose (``sigma_run`` near zero) it is the centred form that has the funnel:
+    :func:`bayescale.inference.run_offsets.offsets_density` chooses.
 
     Raises
     ------
@@ -284,6 +350,9 @@ def build_density(
     reason = unsupported(law, priors, likelihood)
     if reason:
         raise ValueError(reason)
+    if centred_offsets is not None and bucket(len(runs)) > CHUNK:
+        # pinned_offsets reads every row at once; the chunked likelihood reads a block at a time
+        raise ValueError(f"centred run offsets take at most {CHUNK} rows, not {len(runs)}")
     setup_jax()  # 64-bit, like the PyMC model: float32 loses the likelihood's last digits
     x = law_covariates(law, runs)
     centered = {c.amplitude: c for c in law.centerings if c.amplitude in priors and c.exponent in priors}
@@ -305,7 +374,10 @@ def build_density(
             sites.append(_scalar_site("sigma_run", priors["sigma_run"]))
         data.update(_padded_runs(law, runs, labels[1], len(data["y"])))
         size = data["run_basis"].shape[0]
-        sites.append(Site(RUN_EFFECT, RUN_Z, Prior("Normal", mu=0.0, sigma=1.0), "offsets", size=size))
+        form, value_name = ("offsets", RUN_Z) if centred_offsets is None else ("offsets_centred", RUN_EFFECT)
+        if centred_offsets is not None:
+            data["offset_scale"] = np.asarray(float(centred_offsets))
+        sites.append(Site(RUN_EFFECT, value_name, Prior("Normal", mu=0.0, sigma=1.0), form, size=size))
     return Density(law, likelihood, tuple(sites), dict(fixed), data)
 
 
@@ -316,7 +388,7 @@ def _scalar_site(name: str, prior: Prior) -> Site:
 
 
 def _padded_runs(law: ScalingLaw, runs: Runs, index: np.ndarray, rows: int) -> dict[str, np.ndarray]:
-    """Each padded row's run and the runs' design basis, the runs padded to a :func:`bucket`.
+    """Each padded row's run, the runs' design basis and mask (1 for a run), padded to a :func:`bucket`.
 
     The basis has zero rows for the padding runs (so their offsets are 0, read by no row) and
     as many columns as the design can have (a constant and each covariate), zero beyond its rank:
@@ -328,7 +400,8 @@ def _padded_runs(law: ScalingLaw, runs: Runs, index: np.ndarray, rows: int) -> d
     padded[:count, : basis.shape[1]] = basis
     run_index = np.zeros(rows, dtype=np.int32)
     run_index[: len(index)] = index
-    return {"run_index": run_index, "run_basis": padded}
+    mask = (np.arange(padded.shape[0]) < count).astype(float)
+    return {"run_index": run_index, "run_basis": padded, "run_mask": mask}
 
 
 def _padded(x: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, Any]:

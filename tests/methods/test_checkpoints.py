@@ -11,7 +11,8 @@ from scipy import stats
 import bayescale as bs
 from bayescale.errors import RunsError
 from bayescale.inference.diagnostics import FitWarning
-from bayescale.model.jax_density import build_density
+from bayescale.model.jax_density import build_density, pinned_offsets
+from bayescale.model.laws import ops
 from bayescale.model.pymc_model import (
     build_model,
     log_likelihood_draws,
@@ -22,6 +23,11 @@ from bayescale.model.pymc_model import (
 )
 
 SIGMA_RUN, SIGMA = 0.02, 0.003
+
+# The simulated checkpoints are the law's values at their tokens (no schedule): the data layer's
+# warning that checkpoints without an 'lr' column may be mid-decay (tests/data/test_mid_decay.py)
+# does not apply to them.
+pytestmark = pytest.mark.filterwarnings("ignore:.*no 'lr' column:bayescale.errors.RunsWarning")
 
 
 def checkpoint_ladder(
@@ -282,3 +288,54 @@ def test_ladders_in_one_bucket_of_runs_share_the_programs():
     shapes = [[(x.shape, x.dtype) for x in jax.tree.leaves(d.data)] for d in (a, b)]
     assert shapes[0] == shapes[1]
     assert int(np.sum(b.data["mask"])) == 80
+
+
+@pytest.mark.parametrize("likelihood", ["normal", "student_t"])
+def test_centred_offsets_are_the_same_posterior_in_other_coordinates(likelihood):
+    # v = (sigma_run P z - pinned(theta)) / scale + (I - P) z: log p_centred(v) = log p(z)
+    # - K log(sigma_run / scale), K = runs - rank (the shift by the offsets the rows pin has unit Jacobian).
+    law = bs.get_law("chinchilla")
+    runs = bs.Runs.from_any(checkpoint_ladder(0))
+    free, fixed = resolve_priors(law, likelihood, None, None, run_effects=True)
+    plain = build_density(law, runs, free, fixed, likelihood)
+    scale = 0.003
+    centred = build_density(law, runs, free, fixed, likelihood, centred_offsets=scale)
+    assert centred.sites[-1].transform == "offsets_centred"
+    assert centred.value_names[:-1] == plain.value_names[:-1]
+    basis, mask = plain.data["run_basis"], plain.data["run_mask"]
+    free_dims = 12 - 2  # 12 runs; the design: 1, log N (every run of a size on one D grid)
+    assert np.sum(mask) - np.sum(basis**2) == pytest.approx(free_dims)
+    sigma_run_at = [s.name for s in plain.sites].index("sigma_run")
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        position = plain.initial_point() + rng.normal(0.0, 0.7, plain.size)
+        tau = float(plain.constrain(position)["sigma_run"])
+        z = position[plain.size - plain.sites[-1].size :]
+        inside = mask * (z - (z @ basis) @ basis.T)
+        moved = position.copy()
+        pinned = pinned_offsets(law, plain.constrain(position), plain.data, ops.NUMPY)
+        assert np.all(pinned[12:] == 0) and abs(pinned @ basis).max() < 1e-12  # in the offsets' space
+        moved[plain.size - plain.sites[-1].size :] = (tau * inside - pinned) / scale + (z - inside)
+        expected = float(plain.logp(position, plain.data)) - free_dims * np.log(tau / scale)
+        assert float(centred.logp(moved, centred.data)) == pytest.approx(expected, rel=1e-10)
+        np.testing.assert_allclose(
+            centred.constrain(moved)["run_effect"][:12],
+            plain.constrain(position)["run_effect"][:12],
+            atol=1e-12,
+        )
+        assert position[sigma_run_at] == moved[sigma_run_at]
+
+
+def test_offsets_take_the_form_their_data_call_for():
+    from bayescale.inference.run_offsets import offsets_density, pinned_share
+
+    assert pinned_share(np.array([8, 8]), 0.003, 0.02) > 0.95  # 8 rows, noise 7x below the spread
+    assert pinned_share(np.array([1, 1]), 0.02, 0.002) < 0.05
+    law = bs.get_law("chinchilla")
+    for sigma_run, form in ((SIGMA_RUN, "offsets_centred"), (0.0, "offsets")):
+        runs = bs.Runs.from_any(checkpoint_ladder(3, sigma_run=sigma_run))
+        free, fixed = resolve_priors(law, "normal", None, None, run_effects=True)
+        density, laplace = offsets_density(law, runs, run_labels(runs)[1], free, fixed, "normal")
+        assert density.sites[-1].transform == form
+        assert laplace is not None  # the mode of the form chosen, handed to the sampler
+        assert laplace[0].shape == (density.size,)
