@@ -454,6 +454,8 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
                 diagnostics=parse_config(attrs["diagnostics"]),
             )
             _check_types(fit)
+            # before the caveats below evaluate the law on these draws
+            _check_draws(fit, container.posterior(idata), required=True)
             if INPUT_UNIT_ATTR in attrs:
                 unit = attrs[INPUT_UNIT_ATTR]
                 if not isinstance(unit, str) or unit not in LOSS_UNITS:
