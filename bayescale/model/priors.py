@@ -166,7 +166,9 @@ class Prior:
         import pymc as pm
 
         dist = getattr(pm, self.distribution).dist(**self.kwargs, size=size)
-        return np.asarray(pm.draw(dist, random_seed=rng))
+        # Python linker: the default (numba) writes its generated source to files in TMPDIR and
+        # leaves them there, and one draw of one distribution gains nothing from compiling.
+        return np.asarray(pm.draw(dist, random_seed=rng, mode="FAST_COMPILE"))
 
     def log_density(self, x: Any, ops: SimpleNamespace, log_x: Any = None) -> Any:
         """The log density at ``x``, written once over an ops namespace (:mod:`~bayescale.model.laws.ops`).
