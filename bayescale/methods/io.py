@@ -650,10 +650,13 @@ def _check_draws(fit: Any, posterior: Any, required: bool) -> None:
         if not np.isfinite(values).all():
             raise TypeError(f"posterior variable {name!r} holds NaN or infinite draws")
         low, high = support(prior)
-        if values.min() < low or values.max() > high:
+        # a positive parameter is sampled on the log scale: an exact 0 comes from no sampler, and
+        # the law's log of it would be -inf in every answer
+        if values.min() < low or values.max() > high or (low == 0 and values.min() == 0):
             raise TypeError(
                 f"posterior variable {name!r} has draws from {values.min():g} to {values.max():g}, "
-                f"outside the support [{low:g}, {high:g}] of its prior {prior.describe()}"
+                f"outside the support {'(' if low == 0 else '['}{low:g}, {high:g}] of its prior "
+                f"{prior.describe()}"
             )
 
 

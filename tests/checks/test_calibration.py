@@ -279,6 +279,7 @@ def test_cluster_interval_covers_correlated_clusters():
 # --- Misspecification: Chinchilla data (irreducible loss E) fitted with Kaplan's law (no E) -------------
 
 
+@pytest.mark.slow  # a statistical check over several fits (the default suite keeps its budget)
 def test_misspecified_law_is_caught_by_comparison_and_diagnostics():
     """Kaplan's law has no floor; on runs that flatten towards E = 1.8 every tool must say so.
 

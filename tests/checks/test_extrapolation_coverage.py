@@ -53,6 +53,7 @@ def check_coverage(scores: dict[str, np.ndarray]) -> None:
     assert ratio <= 1.5 and scores["width"].mean() < 0.15, (ratio, scores)
 
 
+@pytest.mark.slow  # a statistical check over several fits (the default suite keeps its budget)
 def test_held_out_coverage_beyond_the_runs_on_misspecified_ladders():
     check_coverage(held_out("bending", range(20, 30)))
 

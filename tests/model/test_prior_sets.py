@@ -34,6 +34,7 @@ def test_subset_and_errors():
         bs.published_priors("epoch-chinchilla", widen=0)
 
 
+@pytest.mark.slow  # a statistical check over several fits (the default suite keeps its budget)
 def test_informed_priors_shrink_the_plan_interval_of_a_small_ladder():
     # Ten small runs (5e7-3e8 params) cannot pin down the data term; Epoch's refit can.
     runs = simulate_ladder(
