@@ -6,15 +6,13 @@ The fit-level side of :mod:`bayescale.posterior.extrapolation` for the questions
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
-from bayescale.model.laws import covariates, ops
-from bayescale.posterior.extrapolation import beyond, blend_beyond, edge_point, span_of
-from bayescale.posterior.intervals import SAMPLE_DIMS
+from bayescale.posterior.extrapolation import blend_beyond
 
 if TYPE_CHECKING:
     from bayescale.posterior.protocol import FitLike as Fit
@@ -51,44 +49,6 @@ def _beyond_runs(
     edge = (at_edge(fit), at_edge(variant)) if at_edge is not None else None
     ref = reference(fit) if reference is not None else None
     return blend_beyond(draws, second(variant), distance, log_vars, linear_vars, edge=edge, reference=ref)
-
-
-def _mean_loss(one: Fit, theta: Mapping[str, xr.DataArray], params: Any, tokens: Any) -> xr.Dataset:
-    """A law's mean loss draws (``loss``, dims chain, draw, query) at each (N, D), no unique tokens."""
-    n, d = (xr.DataArray(np.atleast_1d(np.asarray(v, dtype=float)), dims="query") for v in (params, tokens))
-    log_mean = one.law.log_loss(theta, covariates(n, d), ops.NUMPY)
-    return xr.Dataset({"loss": np.exp(log_mean.transpose(*SAMPLE_DIMS, "query"))})
-
-
-def _loss_beyond_runs(
-    fit: Fit,
-    draws: xr.Dataset,
-    params: Any,
-    tokens: Any,
-    second: Callable[[Fit], xr.Dataset] | None,
-    names: Sequence[str],
-    group: str | None = None,
-    reference: Callable[[Fit], xr.Dataset] | None = None,
-) -> xr.Dataset:
-    """The one rule for a loss at an allocation (N, D) beyond the runs: ``predict``, ``optimal``, plans.
-
-    Blended as far as (N, D) lies beyond the runs (:func:`~bayescale.posterior.extrapolation.beyond`),
-    towards the second law's change from the point of the runs' range that (N, D) is continued
-    from (:func:`~bayescale.posterior.extrapolation.edge_point`), not towards its level: the two laws'
-    gap there is a loss the runs measured. ``optimal`` passes its per-draw optimal loss as
-    ``draws`` and the fitted law's loss at its median allocation as ``reference``, so it is moved by
-    exactly the terms that move ``predict`` at that allocation.
-    """
-    span = span_of(fit.runs)
-    distance = beyond(span, params, tokens)
-    edge_n, edge_d = edge_point(span, params, tokens)
-
-    def at_edge(one: Fit) -> xr.Dataset:
-        theta = one.theta(group) if one is fit else one.theta()
-        loss = _mean_loss(one, theta, edge_n, edge_d)["loss"]
-        return xr.Dataset(dict.fromkeys(names, loss))
-
-    return _beyond_runs(fit, draws, distance, second, names, (), at_edge, reference)
 
 
 def _on_budget(draws: xr.Dataset, compute: Any, k: float) -> xr.Dataset:

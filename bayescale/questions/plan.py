@@ -38,7 +38,7 @@ from bayescale.questions.allocation import (
     point_theta,
     target_compute_draws,
 )
-from bayescale.questions.beyond_runs import _beyond_runs, _loss_beyond_runs, _mean_loss, _on_budget
+from bayescale.questions.beyond_runs import _beyond_runs, _on_budget
 
 if TYPE_CHECKING:
     from bayescale.posterior.protocol import FitLike as Fit
@@ -88,31 +88,30 @@ def optimal_draws(
         return draws
     query = make_query(compute=compute, unique_tokens=unique_tokens)
     budgets = query["compute"].values
-    k = _check_flops(flops_per_param_token)
-    sees_u = unique_tokens is not None
+    distance = beyond_compute(span_of(fit.runs), budgets, flops_per_param_token)
 
     def second(variant: Fit) -> xr.Dataset:
-        return optimal_allocation_draws(variant.law, variant.theta(), compute, None, k)
+        return optimal_allocation_draws(variant.law, variant.theta(), compute, None, flops_per_param_token)
 
-    # N_opt, which the runs do not measure, moves towards the second law's (not anchored) as the
-    # fitted law's optimum leaves the runs' range: by predict's distance, at its median allocation.
-    median = draws["params"].median(SAMPLE_DIMS).values
-    distance = beyond(span_of(fit.runs), median, budgets / k / median)
-    allocation = _beyond_runs(fit, draws, distance, None if sees_u else second, ("params",), ("a",))
-    # The loss: by the rule of a loss at an allocation (predict's), at the answer's median
-    # allocation, applied to each draw's own optimal loss; so predict there moves as optimal does.
-    params = allocation["params"].median(SAMPLE_DIMS).values
-    tokens = budgets / k / params
+    def at_edge(one: Fit) -> xr.Dataset:
+        # The optimal loss at the budget of the largest run's N D: there the runs measured the loss,
+        # so the laws' gap is not extrapolation. N_opt is not measured by the runs: not anchored.
+        edge = flops_per_param_token * span_of(fit.runs).params_tokens_max
+        theta = one.theta(group) if one is fit else one.theta()
+        return optimal_allocation_draws(one.law, theta, [edge], None, flops_per_param_token)[["loss"]]
 
-    def loss_at(one: Fit) -> xr.Dataset:
-        return _mean_loss(one, one.theta(group) if one is fit else one.theta(), params, tokens)
-
-    loss = _loss_beyond_runs(
-        fit, draws[["loss"]], params, tokens, None if sees_u else loss_at, ("loss",), group, loss_at
+    blended = _beyond_runs(
+        fit,
+        draws,
+        distance,
+        None if unique_tokens is not None else second,
+        ("loss", "params"),
+        ("a",),
+        at_edge,
     )
-    if allocation is draws:
-        return draws.assign(loss=loss["loss"])
-    blended = _on_budget(allocation.assign(loss=loss["loss"]), budgets, k)
+    if blended is draws:
+        return draws
+    blended = _on_budget(blended, budgets, _check_flops(flops_per_param_token))
     if "epochs" in blended:
         blended["epochs"] = blended["tokens"] / xr.DataArray(query["unique_tokens"].values, dims="query")
     return blended
@@ -179,11 +178,9 @@ def predict_draws(
     def second(variant: Fit) -> xr.Dataset:
         return predict_draws(variant, params, tokens, None, seed, average_beyond=False)
 
+    distance = beyond(span_of(fit.runs), query["params"].values, query["tokens"].values)
     sees_u = "unique_tokens" in query
-    names = ("loss", "loss_predictive")
-    return _loss_beyond_runs(
-        fit, draws, query["params"].values, query["tokens"].values, None if sees_u else second, names, group
-    )
+    return _beyond_runs(fit, draws, distance, None if sees_u else second, ("loss", "loss_predictive"))
 
 
 def predict(
@@ -311,15 +308,12 @@ def compare_plans(
                 variant.law, variant.theta(), frame["params"], frame["tokens"], None, flops_per_param_token
             )
 
-        # The loss by predict's rule (anchored at the edge); the regret, a difference of losses at
-        # one budget, towards the second law's level.
-        other = None if u is not None else second
-        params, tokens = frame["params"].to_numpy(), frame["tokens"].to_numpy()
-        loss = _loss_beyond_runs(fit, draws[["loss"]], params, tokens, other, ("loss",))
-        blended = _beyond_runs(fit, draws, distance, other, (), ("regret",)).assign(loss=loss["loss"])
-        if np.any(distance > 0):
-            losses = blended["loss"]
-            best = (losses == losses.min("query")).astype(float)
+        blended = _beyond_runs(
+            fit, draws, distance, None if u is not None else second, ("loss",), ("regret",)
+        )
+        if blended is not draws:
+            loss = blended["loss"]
+            best = (loss == loss.min("query")).astype(float)
             draws = blended.assign(best=best, regret=np.maximum(blended["regret"], 0.0))
     query = make_query(params=frame["params"], tokens=frame["tokens"], unique_tokens=u)
     query["compute"] = flops_per_param_token * query["params"] * query["tokens"]

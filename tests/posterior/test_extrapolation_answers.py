@@ -19,7 +19,6 @@ from bayescale.posterior.extrapolation import (
     blend_draws,
     edge_point,
     law_weight,
-    span_of,
 )
 
 
@@ -171,16 +170,10 @@ def test_compare_plans_beyond_the_runs_judges_far_plans_on_the_blend(small_ladde
     alone = fit.compare_plans(plans, average_beyond=False)
     other = variant.compare_plans(plans, average_beyond=False)
     assert blended["loss_median"].iloc[0] == alone["loss_median"].iloc[0]
-    # anchored as predict is: the other law counts by its change from the plan's edge point
-    edge_n, edge_d = edge_point(span_of(fit.runs), *np.array(plans).T)
-    at_edge = [f.predict(edge_n, edge_d, average_beyond=False)["loss_median"] for f in (fit, variant)]
     for i in (1, 2):
-        gap = np.log(other["loss_median"].iloc[i] / at_edge[1].iloc[i]) - np.log(
-            alone["loss_median"].iloc[i] / at_edge[0].iloc[i]
-        )
-        a, b = sorted([alone["loss_median"].iloc[i], alone["loss_median"].iloc[i] * np.exp(gap)])
-        # the centre moves towards the other law's change; the median of 400 draws carries ~2% of
-        # the interval's width of Monte Carlo error, hence the 5% margin
+        a, b = sorted([alone["loss_median"].iloc[i], other["loss_median"].iloc[i]])
+        # the centre moves towards the other law; the median of 400 draws carries ~2% of the
+        # interval's width of Monte Carlo error, hence the 5% margin
         margin = 0.05 * (blended["loss_upper"].iloc[i] - blended["loss_lower"].iloc[i])
         assert a - margin <= blended["loss_median"].iloc[i] <= b + margin
     assert blended["prob_best"].sum() == pytest.approx(1.0)
@@ -356,34 +349,3 @@ def test_the_edge_point_is_the_identity_inside_and_on_the_edge_outside():
     # continuous: a small step in (N, D) moves the edge point by at most as much (log scale)
     step_n, step_d = edge_point(span, params * 1.001, tokens * 1.001)
     assert np.abs(np.log(step_n / edge_n)).max() < 2e-3 and np.abs(np.log(step_d / edge_d)).max() < 2e-3
-
-
-def test_predict_at_the_optimum_moves_as_optimal_does_beyond_the_runs(small_ladder_fit):
-    # One rule for a loss beyond the runs: predict at optimal's median allocation is moved and
-    # widened by exactly the terms that move optimal's loss there, draw by draw. What remains between
-    # them is the fitted law's own difference between a fixed allocation and each draw's optimum.
-    from bayescale.posterior.intervals import SAMPLE_DIMS
-    from bayescale.questions.plan import optimal_draws, predict_draws
-
-    fit = small_ladder_fit
-    budgets = float(fit.runs.column("compute").max()) * np.array([0.5, 3.0, 30.0, 1000.0])
-    optimum = optimal_draws(fit, budgets)
-    params = optimum["params"].median(SAMPLE_DIMS).values
-    tokens = budgets / 6.0 / params
-    predicted = predict_draws(fit, params, tokens, random_seed=0)["loss"]
-    alone = predict_draws(fit, params, tokens, average_beyond=False)["loss"]
-    optimum_alone = optimal_draws(fit, budgets, average_beyond=False)["loss"]
-    np.testing.assert_allclose(
-        np.log(predicted / optimum["loss"]).values, np.log(alone / optimum_alone).values, atol=1e-9
-    )
-    # beyond the runs the blend moved both (so the check above is not of two unblended answers)
-    moved = np.abs(np.log(optimum["loss"] / optimum_alone)).max(SAMPLE_DIMS).values
-    assert np.all(moved[1:] > 1e-3), moved
-    # The tables: predict at optimal's (N_opt, D_opt) gives optimal's loss distribution, up to the
-    # fitted law's own cost of one allocation for every draw instead of each draw's optimum (never
-    # negative; here 0.1-0.3%, within the Monte Carlo error of a 400-draw interval's ends).
-    table = fit.optimal(budgets)
-    at_optimum = fit.predict(table["params_median"], table["tokens_median"], random_seed=0)
-    for stat in ("median", "lower", "upper"):
-        ratio = (at_optimum[f"loss_{stat}"] / table[f"loss_{stat}"]).to_numpy()
-        assert np.all(ratio >= 1.0 - 2e-4) and np.all(ratio < 1.005), (stat, ratio)
