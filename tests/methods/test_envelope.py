@@ -171,6 +171,7 @@ def test_a_prior_given_moves_the_posterior_is_saved_and_keys_the_laplace_program
     assert envelope._structure(data, "ar1", fit.priors) != envelope._structure(data, "ar1", old.priors)
 
 
+@pytest.mark.slow  # every method fitted for real (70 s cold); the other compare-methods tests stub the fits
 def test_cli_compare_methods_json(tmp_path, capsys):
     """Plumbing: the three approaches on one set of curves, each with a, b and the optimum."""
     import json
