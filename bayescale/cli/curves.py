@@ -15,6 +15,7 @@ from typing import Any
 from bayescale.cli.options import (
     Subcommands,
     _add_sampler_options,
+    _column_option,
     _positive_float,
     _probability,
     _sampler_kwargs,
@@ -54,14 +55,7 @@ def add_curves(sub: Subcommands) -> None:
         help="CSV/Parquet of the LR at every step 0 .. T-1 of each run: run, step, lr "
         "(instead of --schedules)",
     )
-    p.add_argument(
-        "--column",
-        dest="column_map",
-        action="append",
-        default=[],
-        metavar="NAME=SOURCE",
-        help="which table column is run, step, loss or params, e.g. run=schedule (repeatable)",
-    )
+    _column_option(p, "which table column is run, step, loss or params, e.g. run=schedule (repeatable)")
     p.add_argument("--predict", action="append", default=[], metavar="SCHEDULE", help=PREDICT_HELP)
     p.add_argument(
         "--params", type=_positive_float, default=None, help="N of the new run (fits of several sizes)"

@@ -225,15 +225,18 @@ def _flops_k(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number > 0 or 'estimate', got {text!r}") from None
 
 
+def _column_option(p: argparse.ArgumentParser, help: str) -> None:
+    """``--column NAME=SOURCE`` (repeatable): which source column holds a canonical column."""
+    p.add_argument(
+        "--column", dest="column_map", action="append", default=[], metavar="NAME=SOURCE", help=help
+    )
+
+
 def _loader_options(p: argparse.ArgumentParser) -> None:
     """Options reading a raw runs table: column mapping, row filters, derived columns, best-of-sweep."""
-    p.add_argument(
-        "--column",
-        dest="column_map",
-        action="append",
-        default=[],
-        metavar="NAME=SOURCE",
-        help="which source column is a runs column, e.g. params=N_no_emb (repeatable; "
+    _column_option(
+        p,
+        "which source column is a runs column, e.g. params=N_no_emb (repeatable; "
         "NAME= uses no column for NAME)",
     )
     p.add_argument(
