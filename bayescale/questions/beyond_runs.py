@@ -26,15 +26,12 @@ def _beyond_runs(
     log_vars: Sequence[str],
     linear_vars: Sequence[str] = (),
     at_edge: Callable[[Fit], xr.Dataset] | None = None,
-    reference: Callable[[Fit], xr.Dataset] | None = None,
 ) -> xr.Dataset:
     """Answers beyond the runs: the fitted law's draws blended with the variant law's.
 
     See :func:`~bayescale.posterior.extrapolation.blend_beyond`: weight and discrepancy grow
     with ``distance``. ``at_edge`` gives a fit's answers at the edge of the runs (one query, or
     one per query); the variables it holds are anchored there (``blend_beyond``'s ``edge``).
-    ``reference`` gives the fitted law's draws of what ``second`` gives the variant's, when
-    ``draws`` is another quantity moved by their terms (``blend_beyond``'s ``reference``).
 
     ``second`` gives the variant's draws of the same answers; ``None`` when the variant cannot
     answer the question (it does not see unique tokens): then, as for a fit of the variant law
@@ -47,8 +44,7 @@ def _beyond_runs(
     if second is None or variant is None:
         return blend_beyond(draws, draws, distance, log_vars, linear_vars)
     edge = (at_edge(fit), at_edge(variant)) if at_edge is not None else None
-    ref = reference(fit) if reference is not None else None
-    return blend_beyond(draws, second(variant), distance, log_vars, linear_vars, edge=edge, reference=ref)
+    return blend_beyond(draws, second(variant), distance, log_vars, linear_vars, edge=edge)
 
 
 def _on_budget(draws: xr.Dataset, compute: Any, k: float) -> xr.Dataset:
