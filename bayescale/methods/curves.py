@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayescale.data.schedule import BINS, CurveFeatures, Schedule, curve_features
+from bayescale.data.schedule import BINS, CurveFeatures, Schedule, curve_features, summed_lr
 from bayescale.errors import BayescaleError, RunsError
 from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
@@ -47,6 +47,9 @@ from bayescale.model.curve_laws import (
     noise_site_names,
     offset_terms,
     size_name,
+    walk_given,
+    walk_paths,
+    walk_time,
 )
 from bayescale.model.jax_backend import setup_jax
 from bayescale.model.likelihoods import Correlation, check_correlation
@@ -105,6 +108,11 @@ class CurvesData:
     def size_of(self, run: str) -> int:
         """The index in :attr:`sizes` of a fitted run's model size."""
         return int(self.group[np.flatnonzero(self.frame["run"].to_numpy() == run)[0]])
+
+    @property
+    def log_s1_ref(self) -> float:
+        """Where every curve's random walk starts: the lowest ``log S1`` of the fitted checkpoints."""
+        return float(np.log(self.features.s1).min())
 
     @property
     def lr_ref(self) -> float:
@@ -213,6 +221,8 @@ class CurvesFit:
         ``"ar1"`` or ``"none"``.
     offsets
         Whether each curve has its own offset on log loss (spread ``tau``, integrated out).
+    walk
+        Whether each curve's discrepancy from the law walks along it (``kappa``, integrated out).
     diagnostics
         :func:`bayescale.inference.diagnostics.compute`'s report.
     sampler
@@ -226,6 +236,7 @@ class CurvesFit:
     offsets: bool
     diagnostics: dict[str, Any]
     sampler: SamplerConfig
+    walk: bool = False
     _theta: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _offsets: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -278,8 +289,14 @@ class CurvesFit:
         offset is normal (:func:`~bayescale.model.curve_laws.offset_terms`) and is drawn from it
         here (seed 0, so the draws are reproducible).
         """
-        if not self.offsets:
+        if not self.offsets and not self.walk:
             return {}
+        if not self._offsets and self.walk:
+            rng = np.random.default_rng(0)
+            pick = np.arange(len(self.draws()["B"]))
+            for run in self.data.runs:
+                last = self.data.features.s1[self._rows_of(run)][-1:]
+                self._offsets[run] = self._walk_given(run, np.log(last), pick, rng)[:, 0]
         if not self._offsets:
             d = self.draws()
             sigma = np.stack([d[name] for name in noise_site_names(self.sizes, "none", False)], axis=-1)
@@ -300,6 +317,30 @@ class CurvesFit:
                 draws.append(b / precision + rng.standard_normal(b.shape) / np.sqrt(precision))
             self._offsets.update(zip(runs, np.concatenate(draws).T, strict=True))
         return self._offsets
+
+    def _rows_of(self, run: str) -> np.ndarray:
+        return np.flatnonzero(self.data.frame["run"].to_numpy() == run)
+
+    def _walk_given(
+        self, run: str, log_s1: np.ndarray, pick: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Draws ``(len(pick), len(log_s1))`` of fitted ``run``'s discrepancy, given its residuals."""
+        rows = self._rows_of(run)
+        d = self.draws()
+        theta = {k: v[pick, None] for k, v in d.items()}
+        group = self.data.group[rows]
+        law = law_parameters(theta, self.sizes, group, self.data.log_size, math.log(self.data.lr_ref))
+        features = features_dict(self._features_of(rows))
+        resid = np.log(self.data.frame["loss"].to_numpy()[rows]) - np.log(multipower_loss(law, features, np))
+        known = walk_time(features["log_s1"], self.data.log_s1_ref)
+        new = walk_time(log_s1, self.data.log_s1_ref)
+        tau = d["tau"][pick] if self.offsets else np.zeros(len(pick))
+        sigma = self.noise_scale(self.sizes[int(group[0])])[pick]
+        return walk_given(resid, known, new, tau, d["kappa"][pick], sigma, rng)
+
+    def _features_of(self, rows: np.ndarray) -> CurveFeatures:
+        f = self.data.features
+        return CurveFeatures(f.s1[rows], f.weight[rows], f.lr[rows], f.area[rows])
 
     def noise_scale(self, size: Any = None) -> np.ndarray:
         """Per draw, the marginal sd of a checkpoint's log-loss noise (AR(1): sigma / sqrt(1 - rho^2))."""
@@ -337,8 +378,9 @@ class CurvesFit:
 
         ``lower`` / ``upper`` bound a new checkpoint's loss: the law's uncertainty, the curve's
         offset and the noise of one checkpoint (the AR(1) series' marginal scale). A new run's
-        offset is drawn from ``Normal(0, tau)``, once per draw for the whole curve; ``run`` names
-        a fitted run to continue instead (its own offset, e.g. to a longer horizon).
+        offset is drawn from ``Normal(0, tau)``, once per draw for the whole curve (with
+        ``walk``, a walk from it along the curve); ``run`` names a fitted run to continue instead
+        (its own offset, or its walk given its checkpoints, e.g. to a longer horizon).
         ``mean_lower`` / ``mean_upper`` bound the law's mean only (no offset, no noise). In a fit
         of several sizes, ``size`` is the new run's N (one of the fitted sizes); a fitted
         ``run`` brings its own.
@@ -356,7 +398,15 @@ class CurvesFit:
         pick = _thin(len(self.draws()["B"]), max_draws)
         rng = np.random.default_rng(seed)
         log_noise = rng.standard_normal(mean.shape) * self.noise_scale(size)[pick, None]
-        if run is not None:
+        if self.walk:
+            log_s1 = np.log(summed_lr(_lr_of("new", {"new": schedule}), np.asarray(steps)))
+            if run is not None:
+                log_noise += self._walk_given(run, log_s1, pick, rng)
+            else:
+                d = self.draws()
+                tau = d["tau"][pick] if self.offsets else np.zeros(len(pick))
+                log_noise += walk_paths(walk_time(log_s1, self.data.log_s1_ref), tau, d["kappa"][pick], rng)
+        elif run is not None:
             log_noise += self.curve_offsets()[run][pick, None]
         elif self.offsets:
             log_noise += rng.standard_normal((len(pick), 1)) * self.draws()["tau"][pick, None]
@@ -386,6 +436,7 @@ def fit_curves(
     *,
     correlation: Correlation = "none",
     offsets: bool = True,
+    walk: bool = False,
     max_points: int | None = MAX_POINTS,
     priors: Mapping[str, Prior] | None = None,
     bins: int = BINS,
@@ -413,6 +464,11 @@ def fit_curves(
         Each curve's level is offset from the law by ``o_i ~ Normal(0, tau)`` on log loss
         (default), integrated out; a new run's offset is drawn from ``Normal(0, tau)`` in
         :meth:`CurvesFit.predict`.
+    walk
+        Each curve's discrepancy from the law walks along the curve from its offset: a Gaussian
+        random walk in ``log S1`` of scale ``kappa``, integrated out
+        (:func:`~bayescale.model.curve_laws.walk_log_lik`). A run under a new schedule is then
+        more uncertain the further along its curve. Takes ``correlation="none"``.
     max_points
         Checkpoints of each curve in the likelihood at most (:func:`thinned`; ``None``: all).
     priors
@@ -438,8 +494,10 @@ def fit_curves(
     >>> fit.predict(bs.Schedule(3e-4, 72000, 2160, "cosine"), steps=[71999])  # doctest: +SKIP
     """
     check_correlation(correlation)
+    if walk and correlation != "none":
+        raise BayescaleError("walk=True takes correlation='none': the walk is the correlation along a curve")
     data = prepare_curves(thinned(curves, max_points), schedules, bins)
-    merged = _site_priors(data, priors or {}, correlation, offsets)
+    merged = _site_priors(data, priors or {}, correlation, offsets, walk)
     # The mode search starts from the least-squares fit: from the priors' centre BFGS stops on the
     # law's ridges (B, C, beta, gamma trade off) and NUTS on the original coordinates crawls.
     start = _least_squares(data, merged, starts, random_seed or 0)
@@ -457,6 +515,10 @@ def fit_curves(
     for i, name in enumerate(noise_site_names(data.sizes, "none", False)):
         spread = float(np.std(resid[data.group == i]))
         start[name] = spread * math.sqrt(1 - rho**2 if correlation == "ar1" else 1.0)
+    if walk:
+        # a walk half the noise's size over the curves' span of log S1 (the mode search moves it)
+        span = float(np.ptp(np.log(data.features.s1))) or 1.0
+        start["kappa"] = 0.5 * float(np.std(resid)) / math.sqrt(span)
     density = build_curve_density(
         data.features,
         data.frame["loss"].to_numpy(),
@@ -469,6 +531,7 @@ def fit_curves(
         data.sizes,
         data.group,
         data.log_size,
+        data.log_s1_ref if walk else None,
     )
     density = _whitened_at_mode(density)
     config = resolve_sampler(SAMPLER_DEFAULTS, sampler)
@@ -482,7 +545,7 @@ def fit_curves(
     report = diag.compute(view, flat)
     if warn:
         diag.warn_if_failed(report)
-    return CurvesFit(idata, data, merged, correlation, offsets, report, config)
+    return CurvesFit(idata, data, merged, correlation, offsets, report, config, walk)
 
 
 def _whitened_at_mode(density: CurveDensity) -> CurveDensity:
@@ -509,14 +572,14 @@ def _default_priors(data: CurvesData) -> dict[str, Prior]:
 
 
 def _site_priors(
-    data: CurvesData, given: Mapping[str, Prior], correlation: Correlation, offsets: bool
+    data: CurvesData, given: Mapping[str, Prior], correlation: Correlation, offsets: bool, walk: bool = False
 ) -> dict[str, Prior]:
     """A prior for every sampled parameter: ``given`` by site or base name, else the defaults.
 
     A size's ``L0`` prior sits below that size's lowest loss.
     """
     base = _default_priors(data)
-    names = law_site_names(data.sizes) + noise_site_names(data.sizes, correlation, offsets)
+    names = law_site_names(data.sizes) + noise_site_names(data.sizes, correlation, offsets, walk)
     known = set(base) | set(names)
     unknown = sorted(set(given) - known)
     if unknown:
