@@ -64,6 +64,18 @@ def add_curves(sub: Subcommands) -> None:
     p.add_argument(
         "--max-points", type=int, default=100, help="checkpoints per curve in the fit (default 100)"
     )
+    p.add_argument(
+        "--walk",
+        action="store_true",
+        help="each curve's discrepancy from the law walks along it (bands widen along a new run's curve)",
+    )
+    p.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the fit to FILE (NetCDF; bayescale.load_fit)",
+    )
     p.add_argument("--prob", type=_probability, default=0.9)
     _add_sampler_options(p, "--seed", "--draws", "--tune", "--chains", "--progress")
     p.add_argument("--json", action="store_true")
@@ -152,11 +164,19 @@ def cmd_curves(args: argparse.Namespace) -> int:
     predictions = [parse_schedule(text) for text in args.predict]
     if args.max_points < 2:
         raise BayescaleError(f"--max-points must be at least 2; got {args.max_points}")
+    if args.save is not None and not args.save.parent.is_dir():
+        raise BayescaleError(f"--save {args.save}: folder {str(args.save.parent)!r} does not exist")
     fit = fit_curves(
-        _read_curves(args), _read_schedules(args), max_points=args.max_points, **_sampler_kwargs(args)
+        _read_curves(args),
+        _read_schedules(args),
+        max_points=args.max_points,
+        walk=args.walk,
+        **_sampler_kwargs(args),
     )
     if args.run is not None and args.run not in fit.data.runs:
         raise BayescaleError(f"--run {args.run!r} is not a fitted run; the runs are {fit.data.runs}")
+    if args.save is not None:
+        fit.save(args.save)
     summary = fit.parameters(args.prob)
     rows = []
     for text, schedule in zip(args.predict, predictions, strict=True):
@@ -178,6 +198,9 @@ def cmd_curves(args: argparse.Namespace) -> int:
         f"diagnostics: {'ok' if d['ok'] else 'FAILED'} (max r_hat {d['max_r_hat']:.3f}, "
         f"min ESS {d['min_ess_bulk']:.0f}, {d['divergences']} divergences)"
     )
+    if args.save is not None:
+        payload["saved"] = str(args.save)
+        lines.append(f"saved to {args.save}")
     for r in rows:
         lines.append(
             f"final loss at step {int(r['step'])} under {r['schedule']}: {r['median']:.4g} "

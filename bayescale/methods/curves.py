@@ -16,12 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from bayescale.data.schedule import BINS, CurveFeatures, Schedule, curve_features, summed_lr
+from bayescale.data.storage import table_from_dataset, table_to_dataset
 from bayescale.errors import BayescaleError, RunsError
 from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
@@ -34,6 +36,8 @@ from bayescale.inference.sampling import (
     resolve_sampler,
     sample_density,
 )
+from bayescale.methods import io
+from bayescale.methods.saved import MethodResult, check_setting, with_data
 from bayescale.model.curve_laws import (
     MULTIPOWER_PARAMETERS,
     CurveDensity,
@@ -52,9 +56,9 @@ from bayescale.model.curve_laws import (
     walk_time,
 )
 from bayescale.model.jax_backend import setup_jax
-from bayescale.model.likelihoods import Correlation, check_correlation
-from bayescale.model.priors import Prior
-from bayescale.posterior.intervals import check_interval
+from bayescale.model.likelihoods import CORRELATIONS, Correlation, check_correlation
+from bayescale.model.priors import Prior, priors_from_json, priors_to_json
+from bayescale.posterior.intervals import check_interval, interval_dict
 
 #: What a schedule may be given as: a description, or the LR at every step 0 .. T-1.
 type ScheduleLike = Schedule | np.ndarray | list[float]
@@ -91,6 +95,7 @@ class CurvesData:
     bins: int
     sizes: tuple[str, ...] = ("",)
     log_size: np.ndarray = field(default_factory=lambda: np.zeros(1))
+    source: str = "DataFrame"
 
     @property
     def runs(self) -> list[str]:
@@ -205,9 +210,13 @@ def prepare_curves(
     )
 
 
-@dataclass
-class CurvesFit:
+@dataclass(repr=False)
+class CurvesFit(MethodResult):
     """A Bayesian fit of the multi-power law to loss curves.
+
+    Saved and loaded like every result (``fit.save(path)``, :func:`bayescale.load_fit`): the
+    fitted checkpoints and their schedule features travel in the file, so a loaded fit answers
+    :meth:`predict` without the schedules it was fitted with.
 
     Attributes
     ----------
@@ -221,13 +230,17 @@ class CurvesFit:
         ``"ar1"`` or ``"none"``.
     offsets
         Whether each curve has its own offset on log loss (spread ``tau``, integrated out).
-    walk
-        Whether each curve's discrepancy from the law walks along it (``kappa``, integrated out).
     diagnostics
         :func:`bayescale.inference.diagnostics.compute`'s report.
     sampler
         The sampler settings.
+    walk
+        Whether each curve's discrepancy from the law walks along it (``kappa``, integrated out).
+    random_seed
+        The seed of the fit.
     """
+
+    title: ClassVar[str] = "multi-power law fit of loss curves"
 
     idata: Any
     data: CurvesData
@@ -237,8 +250,109 @@ class CurvesFit:
     diagnostics: dict[str, Any]
     sampler: SamplerConfig
     walk: bool = False
+    random_seed: int | None = None
     _theta: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _offsets: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def posterior(self) -> Any:
+        """Posterior draws of the sampled parameters (dims ``chain``, ``draw``)."""
+        return container.posterior(self.idata)
+
+    def to_dict(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
+        """JSON-ready: the law, the curves, the noise model, each parameter's interval, diagnostics."""
+        check_interval(prob, kind)
+        out: dict[str, Any] = {
+            "law": "multi-power law L0 + A S1^-alpha + B LD (Luo et al. 2025)",
+            "n_points": len(self.data.frame),
+            "runs": self.data.runs,
+            "sizes": list(self.sizes),
+            "prob": prob,
+            "priors": {name: prior.to_dict() for name, prior in sorted(self.priors.items())},
+            "correlation": self.correlation,
+            "offsets": self.offsets,
+            "walk": self.walk,
+        }
+        out.update({k: _interval(v, prob, kind) for k, v in self.draws().items()})
+        out["diagnostics"] = {
+            k: self.diagnostics[k] for k in ("divergences", "max_r_hat", "min_ess_bulk", "ok", "problems")
+        }
+        return out
+
+    def _facts(self) -> dict[str, Any]:
+        return {
+            "data": self.data.source,
+            "curves": len(self.data.runs),
+            "checkpoints": len(self.data.frame),
+            "noise": ", ".join(
+                [
+                    "offsets" if self.offsets else "no offsets",
+                    "walk" if self.walk else "no walk",
+                    self.correlation,
+                ]
+            ),
+        }
+
+    def _intervals(self) -> dict[str, dict[str, float]]:
+        return {k: _interval(v) for k, v in self.draws().items()}
+
+    def saved_parts(self) -> tuple[Any, dict[str, Any]]:
+        """The draws with the checkpoints fitted and their features (dim ``checkpoint``); the settings."""
+        data = self.data
+        const = table_to_dataset(data.frame, data.source, "checkpoint")
+        f = data.features
+        const["_s1"] = ("checkpoint", f.s1)
+        for name in ("weight", "lr", "area"):
+            const[f"_{name}"] = (("checkpoint", "bin"), getattr(f, name))
+        const["_curve_index"] = ("checkpoint", data.curve_index)
+        observed = xr.Dataset(
+            {"log_loss": (("checkpoint",), np.log(data.frame["loss"].to_numpy(dtype=float)))}
+        )
+        settings = {
+            "correlation": self.correlation,
+            "offsets": self.offsets,
+            "walk": self.walk,
+            "priors": priors_to_json(self.priors),
+            "bins": data.bins,
+            "sizes": list(data.sizes),
+            "log_size": [float(v) for v in data.log_size],
+        }
+        return with_data(self.idata, const, observed), settings
+
+    @classmethod
+    def from_saved(cls, idata: Any, settings: dict[str, Any], common: dict[str, Any]) -> CurvesFit:
+        """Rebuild a fit from :meth:`saved_parts`; TypeError for a setting of the wrong type."""
+        check_setting("correlation", settings["correlation"], settings["correlation"] in CORRELATIONS)
+        for flag in ("offsets", "walk"):
+            check_setting(flag, settings[flag], isinstance(settings[flag], bool))
+        bins, sizes, log_size = settings["bins"], settings["sizes"], settings["log_size"]
+        check_setting("bins", bins, isinstance(bins, int) and bins >= 2)
+        check_setting("sizes", sizes, isinstance(sizes, list) and all(isinstance(v, str) for v in sizes))
+        check_setting(
+            "log_size",
+            log_size,
+            isinstance(log_size, list)
+            and len(log_size) == len(sizes)
+            and all(isinstance(v, float) and math.isfinite(v) for v in log_size),
+        )
+        const = container.group(idata, "constant_data")
+        frame, source = table_from_dataset(const)
+        features = CurveFeatures(
+            *(np.asarray(const[f"_{k}"].values, dtype=float) for k in ("s1", "weight", "lr", "area"))
+        )
+        curve_index = np.asarray(const["_curve_index"].values, dtype=int)
+        if features.weight.shape != (len(frame), bins) or curve_index.shape != (len(frame),):
+            raise TypeError("the saved curve features do not match the saved checkpoints")
+        data = CurvesData(frame, features, curve_index, bins, tuple(sizes), np.asarray(log_size), source)
+        return cls(
+            idata=idata,
+            data=data,
+            priors=priors_from_json(settings["priors"]),
+            correlation=settings["correlation"],
+            offsets=settings["offsets"],
+            walk=settings["walk"],
+            **common,
+        )
 
     @property
     def sizes(self) -> tuple[str, ...]:
@@ -426,6 +540,11 @@ class CurvesFit:
         )
 
 
+def _interval(draws: np.ndarray, prob: float = 0.9, kind: str = "eti") -> dict[str, float]:
+    """:func:`~bayescale.posterior.intervals.interval_dict` of flattened draws."""
+    return interval_dict(xr.DataArray(np.asarray(draws)[None, :], dims=("chain", "draw")), prob, kind)
+
+
 def _thin(total: int, most: int) -> np.ndarray:
     return np.unique(np.linspace(0, total - 1, min(total, most)).round().astype(int))
 
@@ -545,7 +664,10 @@ def fit_curves(
     report = diag.compute(view, flat)
     if warn:
         diag.warn_if_failed(report)
-    return CurvesFit(idata, data, merged, correlation, offsets, report, config, walk)
+    return CurvesFit(idata, data, merged, correlation, offsets, report, config, walk, random_seed)
+
+
+io.register_result("curves", CurvesFit)
 
 
 def _whitened_at_mode(density: CurveDensity) -> CurveDensity:

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from saved_results import check_html_escapes_file_text, check_refusals, round_trip
 from scipy import stats
 
 import bayescale as bs
@@ -137,6 +138,19 @@ def test_a_walk_fit_measures_the_walk_and_continues_a_run(walk_fit):
     assert width[0] < width[-1]
     own = walk_fit.predict(SCHEDULES["constant"], steps, run="constant")
     assert np.all((own["upper"] - own["lower"]).to_numpy() < width)
+
+
+# the cheap fit's r_hat on B (the loss-drop ridge) is ~1.02: loading it warns, as it should
+@pytest.mark.filterwarnings("ignore::bayescale.FitWarning")
+def test_a_saved_curves_fit_answers_the_same_and_refuses_altered_files(walk_fit, tmp_path, capsys):
+    loaded, path = round_trip(walk_fit, tmp_path)
+    assert loaded.walk and loaded.offsets and loaded.data.bins == BINS
+    steps = np.array([400, 2000, 3900])
+    for run in (None, "wsd"):
+        before = walk_fit.predict(SCHEDULES["cosine"], steps, run=run)
+        pd.testing.assert_frame_equal(loaded.predict(SCHEDULES["cosine"], steps, run=run), before)
+    check_refusals(path, tmp_path, "_s1", "walk", "yes")
+    check_html_escapes_file_text(path, tmp_path, capsys)
 
 
 def test_a_walk_takes_independent_noise():
