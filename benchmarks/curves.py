@@ -10,8 +10,12 @@ pointwise coverage per curve; wall time and the load.
 Run from the repository root (the anchors beside it, ``../shared/anchors``)::
 
     python benchmarks/curves.py [--sizes 25M 100M 400M] [--draws 500] [--tune 500] [--bins 64]
-        [--correlation none] [--no-offsets] [--max-points 100] [--speed] [--anchors PATH]
+        [--correlation none] [--no-offsets] [--walk] [--max-points 100] [--speed] [--anchors PATH]
         [--out benchmarks/results/curves.txt]
+
+``--walk`` fits each curve's discrepancy as a random walk in ``log S1`` from its offset
+(:func:`bayescale.fit_curves`'s ``walk``). ``--held-out-train`` runs only the check that reads no
+test curve: per size, fit two of the three training curves and predict the third.
 
 ``--speed`` also times a fit of all nine curves of each size (about 2,000 checkpoints), the
 issue's speed target (<= 10 s per size).
