@@ -177,16 +177,37 @@ def cmd_curves(args: argparse.Namespace) -> int:
         raise BayescaleError(f"--run {args.run!r} is not a fitted run; the runs are {fit.data.runs}")
     if args.save is not None:
         fit.save(args.save)
-    summary = fit.parameters(args.prob)
+    payload, summary_text = curves_text(args, fit)
     rows = []
     for text, schedule in zip(args.predict, predictions, strict=True):
         band = fit.predict(schedule, [schedule.horizon - 1], prob=args.prob, run=args.run, size=args.params)
         row = band.iloc[0]
         rows.append({"schedule": text, **{k: float(row[k]) for k in ("step", "median", "lower", "upper")}})
+    payload["predictions"] = rows
+    lines = [summary_text]
+    if args.save is not None:
+        payload["saved"] = str(args.save)
+        lines.append(f"saved to {args.save}")
+    for r in rows:
+        lines.append(
+            f"final loss at step {int(r['step'])} under {r['schedule']}: {r['median']:.4g} "
+            f"[{r['lower']:.4g}, {r['upper']:.4g}] ({args.prob:.0%} interval)"
+        )
+    args.failed_diagnostics = not fit.diagnostics["ok"]
+    _emit(args, payload, "\n".join(lines))
+    return 0
+
+
+def curves_text(args: argparse.Namespace, fit: Any) -> tuple[dict[str, Any], str]:
+    """A curves fit's parameters (``args.prob`` intervals) and diagnostics, as JSON and as text.
+
+    Used by ``bayescale curves`` and by ``bayescale summary`` of a saved curves fit.
+    """
+    summary = fit.parameters(args.prob)
     d = fit.diagnostics
     payload = {
         "parameters": {k: dict(summary.loc[k]) for k in summary.index},
-        "predictions": rows,
+        "walk": fit.walk,
         "prob": args.prob,
         "diagnostics": {k: d[k] for k in ("ok", "max_r_hat", "min_ess_bulk", "divergences") if k in d},
     }
@@ -198,14 +219,4 @@ def cmd_curves(args: argparse.Namespace) -> int:
         f"diagnostics: {'ok' if d['ok'] else 'FAILED'} (max r_hat {d['max_r_hat']:.3f}, "
         f"min ESS {d['min_ess_bulk']:.0f}, {d['divergences']} divergences)"
     )
-    if args.save is not None:
-        payload["saved"] = str(args.save)
-        lines.append(f"saved to {args.save}")
-    for r in rows:
-        lines.append(
-            f"final loss at step {int(r['step'])} under {r['schedule']}: {r['median']:.4g} "
-            f"[{r['lower']:.4g}, {r['upper']:.4g}] ({args.prob:.0%} interval)"
-        )
-    args.failed_diagnostics = not d["ok"]
-    _emit(args, payload, "\n".join(lines))
-    return 0
+    return payload, "\n".join(lines)

@@ -78,6 +78,11 @@ def test_fits_the_curves_and_answers_a_new_schedules_final_loss(files, capsys):
     again = loaded.predict(parse_schedule(NEW), [3999], prob=payload["prob"]).iloc[0]
     assert again["median"] == pytest.approx(answer["median"], rel=1e-12)
     assert loaded.parameters(payload["prob"]).loc["L0", "median"] == payload["parameters"]["L0"]["median"]
+    code, out, err = run(capsys, "summary", saved, "--json")
+    assert code == 0, err
+    assert json.loads(out)["parameters"]["L0"] == payload["parameters"]["L0"]
+    code, _, err = run(capsys, "predict", saved, "--params", 1e8, "--tokens", 1e9)
+    assert code == 2 and "holds a multi-power law fit of loss curves" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(
