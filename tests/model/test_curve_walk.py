@@ -157,3 +157,45 @@ def test_a_walk_takes_independent_noise():
     frame = pd.DataFrame({"run": "cosine", "step": STEPS, "loss": _true_loss(SCHEDULES["cosine"])})
     with pytest.raises(BayescaleError, match="walk=True takes correlation='none'"):
         bs.fit_curves(frame, SCHEDULES, walk=True, correlation="ar1")
+
+
+def _walking_curve(schedule: bs.Schedule, rng: np.random.Generator) -> np.ndarray:
+    """The law's curve times exp(offset + walk in log S1 + noise), the walk from the first checkpoint."""
+    log_s1 = np.log(np.cumsum(schedule.per_step())[STEPS])
+    # every schedule has the same warm-up, so the first checkpoint's log S1 is the fit's reference
+    walk = walk_paths(log_s1 - log_s1[0], np.array([TAU]), np.array([KAPPA]), rng)[0]
+    return _true_loss(schedule) * np.exp(walk + rng.normal(0, SIGMA, STEPS.size))
+
+
+@pytest.mark.slow
+def test_a_walking_held_out_curve_is_covered():
+    """Coverage of a new schedule's checkpoints whose discrepancy walks, over simulated replicates.
+
+    Each replicate simulates the three schedules with the model's own discrepancy (offset, walk
+    in log S1, noise), fits with ``walk=True`` and predicts a held-out linear decay simulated the
+    same way. The replicate is the unit (one walk per held-out curve): the number of covered
+    final checkpoints is Binomial(R, 0.9) at nominal coverage, and the test fails below its 1%
+    quantile; the mean pointwise coverage must be above the same bound and below 0.995 (bands
+    that cover everything fail).
+    """
+    held_out = bs.Schedule(PEAK, HORIZON, WARMUP, "linear", 0.1)
+    replicates = 10
+    finals, pointwise = [], []
+    for r in range(replicates):
+        rng = np.random.default_rng(2000 + r)
+        frame = pd.concat(
+            pd.DataFrame({"run": n, "step": STEPS, "loss": _walking_curve(s, rng)})
+            for n, s in SCHEDULES.items()
+        )
+        sampler = {"draws": 300, "tune": 300, "chains": 2}
+        fit = bs.fit_curves(
+            frame, SCHEDULES, walk=True, bins=BINS, sampler=sampler, random_seed=r, warn=False
+        )
+        observed = _walking_curve(held_out, rng)
+        band = fit.predict(held_out, STEPS, seed=r)
+        inside = (observed >= band["lower"]) & (observed <= band["upper"])
+        finals.append(bool(inside.iloc[-1]))
+        pointwise.append(float(inside.mean()))
+    least = stats.binom.ppf(0.01, replicates, 0.9)
+    assert sum(finals) >= least, finals
+    assert least / replicates <= np.mean(pointwise) <= 0.995, pointwise
