@@ -20,6 +20,7 @@ METHOD_NAMES = {
     "isoflop": "an IsoFLOP fit (bayescale isoflop)",
     "envelope": "a training-curve envelope fit (bayescale envelope)",
     "steps": "a Kaplan L(N, S) fit (bayescale steps)",
+    "curves": "a multi-power law fit of loss curves (bayescale curves)",
 }
 
 
@@ -152,6 +153,11 @@ def _load(path: Path, args: argparse.Namespace | None = None, methods: bool = Fa
         warnings.simplefilter("ignore", FitWarning)
         fit = load_fit(path)
     kind = kind_of(fit)
+    if kind == "curves" and (args is None or args.command != "summary"):
+        raise BayescaleError(
+            f"{str(path)!r} holds {METHOD_NAMES[kind]}; it answers `bayescale summary`, and in Python "
+            "bayescale.load_fit(path).predict(schedule, steps)"
+        )
     if kind != "fit" and not methods:
         command = f"`bayescale {args.command}`" if args is not None else "this command"
         raise BayescaleError(
