@@ -47,7 +47,6 @@ from bayescale.inference.sampling import (
     sample_checked,
     setup_jax,
 )
-from bayescale.methods import io
 from bayescale.methods.saved import (
     MethodResult,
     check_setting,
@@ -316,9 +315,6 @@ class EnvelopeFit(MethodResult, AllocationAnswers):
             **self.exponents(),
             **{name: interval_dict(post[name]) for name in ("sigma", "rho") if name in post},
         }
-
-
-io.register_result("envelope", EnvelopeFit)
 
 
 def compute_grid(data: CurveData, size: int = 60) -> pd.DataFrame:

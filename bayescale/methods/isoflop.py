@@ -47,7 +47,6 @@ from bayescale.inference.sampling import (
     resolve_seed,
     sample_checked,
 )
-from bayescale.methods import io
 from bayescale.methods.saved import (
     MethodResult,
     check_setting,
@@ -271,9 +270,6 @@ class IsoflopFit(MethodResult, AllocationAnswers):
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
-
-
-io.register_result("isoflop", IsoflopFit)
 
 
 def fit_isoflop(

@@ -416,6 +416,3 @@ def _tidy(idata: Any, law: ScalingLaw, runs: Runs, fixed: Mapping[str, float], l
     )
     groups["constant_data"] = runs_to_dataset(runs)
     return container.from_groups(**groups)
-
-
-io.register_result("fit", Fit)

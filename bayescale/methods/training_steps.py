@@ -34,7 +34,6 @@ from bayescale.inference.sampling import (
     resolve_seed,
     sample_checked,
 )
-from bayescale.methods import io
 from bayescale.methods.saved import MethodResult, check_setting, with_data
 from bayescale.model.laws import ops as _ops
 from bayescale.model.laws.kaplan_steps import (
@@ -379,9 +378,6 @@ class StepsFit(MethodResult, AllocationAnswers):
 
     def _intervals(self) -> dict[str, dict[str, float]]:
         return {**self.parameters(), "sigma": interval_dict(self.posterior["sigma"])}
-
-
-io.register_result("steps", StepsFit)
 
 
 def fit_steps(
