@@ -224,7 +224,7 @@ class CurvesFit:
     priors: dict[str, Prior]
     correlation: Correlation
     offsets: bool
-    diagnostics: dict[str, Any]
+    diagnostics: diag.Diagnostics
     sampler: SamplerConfig
     _theta: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _offsets: dict[str, np.ndarray] = field(default_factory=dict, repr=False)

@@ -35,6 +35,7 @@ from bayescale.data.envelope import CurveData, prepare
 from bayescale.data.storage import table_from_dataset, table_to_dataset
 from bayescale.errors import RunsError
 from bayescale.inference import container
+from bayescale.inference.diagnostics import Diagnostics
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import (
     SamplerConfig,
@@ -186,7 +187,7 @@ class EnvelopeFit(MethodResult, AllocationAnswers):
     priors: dict[str, Prior]
     sampler: SamplerConfig
     random_seed: int | None
-    diagnostics: dict[str, Any]
+    diagnostics: Diagnostics
     grid: pd.DataFrame
 
     @property

@@ -44,7 +44,7 @@ from bayescale._version import __version__
 from bayescale.data.config import parse_config
 from bayescale.errors import BayescaleError, FitFileError
 from bayescale.inference import container
-from bayescale.inference.diagnostics import warn_if_failed
+from bayescale.inference.diagnostics import Diagnostics, warn_if_failed
 from bayescale.inference.sampling import SamplerConfig
 from bayescale.methods.file_checks import check_common, check_draws, json_object
 from bayescale.methods.file_format import (
@@ -217,7 +217,7 @@ def _stamp(fit: Any) -> tuple[Any, dict[str, Any]]:
     shared = {
         "sampler": json.dumps(fit.sampler.to_dict(), sort_keys=True),
         "random_seed": json.dumps(fit.random_seed),
-        "diagnostics": json.dumps(fit.diagnostics, sort_keys=True),
+        "diagnostics": json.dumps(dict(fit.diagnostics), sort_keys=True),
     }
     if kind != "fit":
         idata, settings = fit.saved_parts()
@@ -358,6 +358,6 @@ def _method_from_file(kind: str, idata: Any, attrs: dict[str, Any]) -> Any:
     common = {
         "sampler": SamplerConfig(**json_object(attrs, "sampler")),
         "random_seed": random_seed,
-        "diagnostics": diagnostics,
+        "diagnostics": Diagnostics.from_dict(diagnostics),
     }
     return cls.from_saved(idata, settings, common)

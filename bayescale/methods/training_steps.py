@@ -26,6 +26,7 @@ from bayescale.data.steps import MIN_BATCH_RATIO, StepsData, _steps_data, batch_
 from bayescale.data.storage import table_from_dataset, table_to_dataset
 from bayescale.errors import RunsError
 from bayescale.inference import container
+from bayescale.inference.diagnostics import Diagnostics
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import (
     SamplerConfig,
@@ -123,7 +124,7 @@ class StepsFit(MethodResult, AllocationAnswers):
     likelihood: Likelihood
     sampler: SamplerConfig
     random_seed: int | None
-    diagnostics: dict[str, Any]
+    diagnostics: Diagnostics
 
     @property
     def posterior(self) -> xr.Dataset:
