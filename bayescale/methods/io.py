@@ -238,9 +238,8 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
         First read the file's whole structure in a child process (:func:`probe_hdf5`), so
         that damage which makes the HDF5 library hang or crash ends in a FitFileError
         instead of hanging or killing this process (a Jupyter kernel, a pipeline). It
-        costs a Python start and an ``import h5py``, whatever the file's size: loading
-        took 0.26 s against 0.09 s without it on a quiet 2-core machine, 0.93 s against
-        0.39 s at load 8.7. A file this process
+        costs a Python start and an ``import h5py``, whatever the file's size (a few tenths of
+        a second: docs/measurements.md, "Reading a saved fit"). A file this process
         saved and that has not changed since (same SHA-256) is trusted without it.
         ``False`` skips the probe, for files you trust.
     probe_timeout
