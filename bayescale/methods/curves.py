@@ -247,7 +247,7 @@ class CurvesFit(MethodResult):
     priors: dict[str, Prior]
     correlation: Correlation
     offsets: bool
-    diagnostics: dict[str, Any]
+    diagnostics: diag.Diagnostics
     sampler: SamplerConfig
     walk: bool = False
     random_seed: int | None = None
