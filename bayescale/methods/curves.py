@@ -36,7 +36,6 @@ from bayescale.inference.sampling import (
     resolve_sampler,
     sample_density,
 )
-from bayescale.methods import io
 from bayescale.methods.saved import MethodResult, check_setting, with_data
 from bayescale.model.curve_laws import (
     MULTIPOWER_PARAMETERS,
@@ -665,9 +664,6 @@ def fit_curves(
     if warn:
         diag.warn_if_failed(report)
     return CurvesFit(idata, data, merged, correlation, offsets, report, config, walk, random_seed)
-
-
-io.register_result("curves", CurvesFit)
 
 
 def _whitened_at_mode(density: CurveDensity) -> CurveDensity:

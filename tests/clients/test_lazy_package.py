@@ -66,7 +66,13 @@ def test_every_public_name_is_its_module_s_object_and_mypy_sees_the_same_names()
 
 
 def test_the_kinds_table_names_each_result_class():
-    classes = {"fit": bs.Fit, "isoflop": bs.IsoflopFit, "envelope": bs.EnvelopeFit, "steps": bs.StepsFit}
+    classes = {
+        "fit": bs.Fit,
+        "isoflop": bs.IsoflopFit,
+        "envelope": bs.EnvelopeFit,
+        "steps": bs.StepsFit,
+        "curves": bs.CurvesFit,
+    }
     assert sorted(io.RESULT_TYPES) == sorted(classes)
     for kind, cls in classes.items():
         assert io.result_type(kind) is cls
