@@ -77,9 +77,9 @@ def add_fit(sub: Subcommands) -> None:
         "--checkpoints",
         choices=CHECKPOINT_POLICIES,
         default=CHECKPOINT_POLICIES[0],
-        help="which checkpoints of each run (rows sharing a 'run') to fit: end-of-decay (default: after "
-        "the warm-up and, with an 'lr' column, lr within 1.1x of the run's last), after-warmup (from 10%% "
-        "of the run's tokens and its lr peak on) or all; rows left out are counted in a warning",
+        help="which checkpoints of each run (rows sharing a 'run') to fit: end-of-decay (default; with an "
+        "'lr' column, from the run's lr peak on with lr within 1.1x of the run's last), after-warmup (from "
+        "10%% of the run's tokens and its lr peak on) or all; rows left out are counted in a warning",
     )
     p.add_argument(
         "--single-law",

@@ -8,9 +8,9 @@ cannot show otherwise (no ``lr`` column) or shows it (rows whose ``lr`` is well 
 
 Nor is a warm-up checkpoint (the first steps of a run, loss up to 8 nats on the OLMo ladder against
 3-4 at its end) a run trained to its D. :func:`select_checkpoints` chooses the checkpoints a fit of
-an (N, D) law reads, by a named policy (:data:`CHECKPOINT_POLICIES`): by default those at the end of
-each run's decay when the table has ``lr``, and otherwise those after the warm-up; it drops the rest
-with a :class:`~bayescale.errors.RunsWarning` that counts them and says how to keep them.
+an (N, D) law reads, by a named policy (:data:`CHECKPOINT_POLICIES`): by default, when the table has
+``lr``, those at the end of each run's decay (from its lr peak on); it drops the rest with a
+:class:`~bayescale.errors.RunsWarning` that counts them and says how to keep them.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ END_OF_DECAY = 1.10
 WARMUP_FRACTION = 0.10
 
 #: Which checkpoints of each run a fit of an (N, D) law reads: ``"end-of-decay"`` (the default)
-#: those after the warm-up whose ``lr`` is within :data:`END_OF_DECAY` of the run's last (without an
-#: ``lr`` column, those after the warm-up), ``"after-warmup"`` every one after the warm-up (before
-#: :data:`WARMUP_FRACTION` of the run's tokens or, with ``lr``, before the run's lr peak), ``"all"``.
+#: those from the run's lr peak on whose ``lr`` is within :data:`END_OF_DECAY` of the run's last
+#: (without an ``lr`` column every one: the data layer's warning says what to give),
+#: ``"after-warmup"`` those from :data:`WARMUP_FRACTION` of the run's tokens and (with ``lr``) its lr
+#: peak on, ``"all"`` every one.
 CHECKPOINT_POLICIES = ("end-of-decay", "after-warmup", "all")
 
 #: What to give or do: keep the end-of-decay checkpoints, or model the schedule.
@@ -110,7 +111,9 @@ def checkpoints_kept(frame: Any, policy: str = "end-of-decay") -> tuple[np.ndarr
     several = runs.groupby(runs).transform("size").to_numpy() > 1
     tokens = frame["tokens"].to_numpy(dtype=float)
     last = pd.Series(tokens).groupby(runs.to_numpy()).transform("max").to_numpy()
-    warmup = tokens < WARMUP_FRACTION * last
+    # The token cut is a rule of thumb, asked for by name only: a table of cooldowns branched off
+    # at 10-100% of a run (Gemstones) has decayed checkpoints at 10% that are no warm-up.
+    warmup = tokens < WARMUP_FRACTION * last if policy == "after-warmup" else np.zeros(len(frame), dtype=bool)
     has_lr = "lr" in frame.columns
     if has_lr:
         lr = frame["lr"].to_numpy(dtype=float)
@@ -130,7 +133,8 @@ def checkpoints_kept(frame: Any, policy: str = "end-of-decay") -> tuple[np.ndarr
     loss = frame["loss"].to_numpy(dtype=float)
     parts = []
     if warmup.any():
-        rule = f"the first {WARMUP_FRACTION:.0%} of their run's tokens" + (" or before its lr peak" * has_lr)
+        rules = [f"the first {WARMUP_FRACTION:.0%} of their run's tokens"] * (policy == "after-warmup")
+        rule = " or ".join(rules + ["before their run's lr peak"] * has_lr)
         parts.append(f"{int(warmup.sum())} in warm-up ({rule}; loss up to {loss[warmup].max():.3g})")
     if mid.any():
         parts.append(f"{int(mid.sum())} mid-decay (lr above {END_OF_DECAY:g}x their run's last)")

@@ -355,10 +355,10 @@ def fit_parametric(
     checkpoints
         Which checkpoints of each run (rows sharing a ``run`` label) a law of tokens reads
         (:func:`~bayescale.data.checkpoints.checkpoints_kept`): ``"end-of-decay"`` (default:
-        after the warm-up, with ``lr`` within 1.1x of the run's last when the table has ``lr``),
-        ``"after-warmup"`` (not before 10% of the run's tokens nor, with ``lr``, its lr peak) or
-        ``"all"``. Rows left out are counted in a :class:`~bayescale.errors.RunsWarning`, and
-        ``fit.runs`` holds the rows fitted.
+        with an ``lr`` column, those from the run's lr peak on with ``lr`` within 1.1x of the run's
+        last; without, every one), ``"after-warmup"`` (from 10% of the run's tokens and, with
+        ``lr``, its lr peak on) or ``"all"``. Rows left out are counted in a
+        :class:`~bayescale.errors.RunsWarning`, and ``fit.runs`` holds the rows fitted.
 
     Returns
     -------

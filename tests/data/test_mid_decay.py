@@ -78,10 +78,14 @@ def test_warmup_is_before_a_tenth_of_the_run_or_its_lr_peak():
     keep, message = checkpoints_kept(frame, "after-warmup")
     assert keep.tolist() == [False] + [True] * 9  # before the lr peak
     assert message is not None and "1 in warm-up" in message and "checkpoints='all'" in message
-    # without lr: the first 10% of the run's tokens (step 1 of 10 is at 10%: kept; step 0.5 is not)
+    # without lr: the first 10% of the run's tokens (step 1 of 10 is at 10%: kept; step 0.5 is not),
+    # asked for by name only (the default cannot tell warm-up from a short decayed run without lr)
     early = pd.concat([frame.drop(columns="lr"), frame.drop(columns="lr").iloc[:1].assign(tokens=5e8)])
-    keep, _ = checkpoints_kept(early, "end-of-decay")
+    keep, message = checkpoints_kept(early, "after-warmup")
     assert keep.tolist() == [True] * 10 + [False]
+    assert message is not None and "1 in warm-up (the first 10% of their run's tokens;" in message
+    keep, message = checkpoints_kept(early)
+    assert keep.all() and message is None
 
 
 def test_all_keeps_every_row_and_independent_runs_are_never_dropped():
@@ -102,3 +106,25 @@ def test_select_checkpoints_warns_and_returns_the_rows_kept():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert select_checkpoints(runs, "all") is runs
+
+
+def test_a_fit_reads_the_rows_its_policy_keeps(monkeypatch):
+    import bayescale.methods.parametric as parametric
+
+    seen = []
+
+    def stop(law, runs, *args, **kwargs):
+        seen.append(len(runs))
+        raise KeyboardInterrupt  # before sampling
+
+    monkeypatch.setattr(parametric, "run_sampler", stop)
+    frame = pd.concat(
+        [_schedule().assign(run=f"r{i}", params=n) for i, n in enumerate([1e8, 2e8, 4e8, 8e8])],
+        ignore_index=True,
+    )
+    for policy, rows in (("end-of-decay", 4), ("after-warmup", 36), ("all", 40)):  # 1 warm-up row per run
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RunsWarning)
+            with pytest.raises(KeyboardInterrupt):
+                parametric.fit_parametric(frame, checkpoints=policy)
+        assert seen[-1] == rows, policy

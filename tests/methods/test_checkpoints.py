@@ -23,9 +23,6 @@ from bayescale.model.pymc_model import (
 )
 
 SIGMA_RUN, SIGMA = 0.02, 0.003
-#: The simulated checkpoints are the law's values at their tokens (no warm-up, no schedule): every
-#: one is fitted (the default leaves out those before 10% of their run's tokens as warm-up).
-SIMULATED = {**QUICK, "checkpoints": "all"}
 
 # The simulated checkpoints are the law's values at their tokens (no schedule): the data layer's
 # warning that checkpoints without an 'lr' column may be mid-decay (tests/data/test_mid_decay.py)
@@ -60,7 +57,7 @@ def checkpoint_ladder(
 
 @pytest.fixture(scope="module")
 def checkpoint_fit() -> bs.Fit:
-    return bs.fit(checkpoint_ladder(0), law="chinchilla", likelihood="normal", random_seed=1, **SIMULATED)
+    return bs.fit(checkpoint_ladder(0), law="chinchilla", likelihood="normal", random_seed=1, **QUICK)
 
 
 def test_a_run_is_one_model():
@@ -189,7 +186,7 @@ def test_offsets_are_orthogonal_to_the_runs_design():
 @pytest.fixture(scope="module")
 def no_offset_fit() -> bs.Fit:
     frame = checkpoint_ladder(3, sigma_run=0.0, ratios=((2.5, 20), (10, 80)))
-    return bs.fit(frame, law="chinchilla", likelihood="normal", random_seed=2, **SIMULATED)
+    return bs.fit(frame, law="chinchilla", likelihood="normal", random_seed=2, **QUICK)
 
 
 def test_zero_offsets_give_a_spread_near_zero_and_the_true_law(no_offset_fit):
@@ -218,7 +215,6 @@ def test_offsets_recovered_without_confounding_over_seeds(sigma_run):
             sampler=settings,
             progressbar=False,
             warn=False,
-            checkpoints="all",
         )
         table = fit.summary(prob=0.9)
         spread = table.loc["sigma_run"]
