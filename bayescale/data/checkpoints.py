@@ -27,9 +27,9 @@ from bayescale.errors import BayescaleError, RunsWarning
 #: the decay (on the OLMo ladder: the last ~7% of each cosine run).
 END_OF_DECAY = 1.10
 
-#: A checkpoint before this fraction of its run's tokens (those of the run's last checkpoint) is warm-up:
-#: OLMo's ladder drops the first 10% of each run's checkpoints before fitting them (Bhagia et al.
-#: 2024, step 2); its runs' lr peaks at 1.4%-5.5% of their tokens.
+#: Under ``"after-warmup"``, a checkpoint before this fraction of its run's tokens (those of its last
+#: checkpoint) is warm-up too: OLMo's ladder drops the first 10% of each run's checkpoints before
+#: fitting them (Bhagia et al. 2024, step 2); its runs' lr peaks at 1.4%-5.5% of their tokens.
 WARMUP_FRACTION = 0.10
 
 #: Which checkpoints of each run a fit of an (N, D) law reads: ``"end-of-decay"`` (the default)
