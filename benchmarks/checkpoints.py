@@ -6,7 +6,9 @@ checkpoints at the end of the cosine decay (``lr`` within 10% of the run's final
 not modelled), fitted with a ``run`` column; against the finals-only fit (the last checkpoint of
 each run, no ``run`` column). Both predict the final C4 loss of the six 3B runs (held out): 90%
 coverage, mean relative error of the median, the width ratio of the intervals. ``sigma_run`` is
-set beside the seed noise the 1xC rerun pairs show (they are not in the fit).
+set beside the seed noise the 1xC rerun pairs show (they are not in the fit), and a second fit with the
+four 190M-1B 1xC reruns added compares each pair's offsets: seed noise, against the offsets' spread
+over (N, D), which holds the law's misfit too.
 
 Gemstones (McLeish et al. 2025): the cooldown endpoints of the 17 models under 1.5B (each row the
 loss at the end of a cooldown branched from the model's constant-LR run: decayed, so no schedule
@@ -57,8 +59,11 @@ class Lines(list[str]):
         super().append(line)
 
 
-def olmo_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(checkpoints of the 16 runs at the end of decay, their finals, the six 3B finals, the reruns)."""
+def olmo_tables(
+    folder: Path,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(checkpoints of the 16 runs at the end of decay, their finals, the six 3B finals, the reruns,
+    the checkpoints of the 16 runs and of the four 190M-1B 1xC reruns at the end of decay)."""
     frame = pd.read_csv(folder / "ladder_checkpoints.csv")
     frame = frame.rename(columns={"N_nonembed": "params", "loss_c4_en": "loss"})
     frame = frame.sort_values(["run", "step"])
@@ -70,7 +75,11 @@ def olmo_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
     finals = train[last[train.index]][["params", "tokens", "loss", "run"]].rename(columns={"run": "name"})
     targets = frame[(frame["size"] == "3B") & last][keep]
     reruns = frame[frame["chinchilla_multiple"] == 1.0][["run", "size", "step", "loss", "lr"]]
-    return checkpoints, finals, targets, reruns
+    paired = frame[
+        frame["used_in_paper_final_config"].astype(bool) | (frame["is_rerun"] & (frame["size"] != "3B"))
+    ]
+    paired = paired[paired["lr"] <= END_OF_DECAY * final_lr[paired.index]][keep]
+    return checkpoints, finals, targets, reruns, paired
 
 
 def rerun_noise(reruns: pd.DataFrame) -> dict[str, float]:
@@ -155,8 +164,8 @@ def non_centred() -> Iterator[None]:
         run_offsets.PINNED_SHARE = saved
 
 
-def olmo(folder: Path, out: list[str], seeds: int, pymc: bool) -> None:
-    checkpoints, finals, targets, reruns = olmo_tables(folder)
+def olmo(folder: Path, out: list[str], seeds: int, pymc: bool, noncentred: bool = True) -> None:
+    checkpoints, finals, targets, reruns, paired = olmo_tables(folder)
     truth = targets["loss"].to_numpy()
     out.append(
         f"OLMo ladder: {len(checkpoints)} checkpoints of {checkpoints['run'].nunique()} runs (lr <= "
@@ -167,15 +176,19 @@ def olmo(folder: Path, out: list[str], seeds: int, pymc: bool) -> None:
     out.append(
         f"  checkpoints, fast path: {seconds:.1f} s (load {os.getloadavg()[0]:.1f}); {diagnostics_line(fit)}"
     )
-    with non_centred():
-        before, before_seconds = timed_fit(checkpoints, 1)
-    out.append(
-        f"  the same, offsets non-centred (the model before): {before_seconds:.1f} s "
-        f"(load {os.getloadavg()[0]:.1f}); {diagnostics_line(before)}; "
-        f"sigma_run {interval(before, 'sigma_run')}; speed-up {before_seconds / seconds:.1f}x"
-    )
+    if noncentred:
+        with non_centred():
+            before, before_seconds = timed_fit(checkpoints, 1)
+        out.append(
+            f"  the same, offsets non-centred (the model before): {before_seconds:.1f} s "
+            f"(load {os.getloadavg()[0]:.1f}); {diagnostics_line(before)}; "
+            f"sigma_run {interval(before, 'sigma_run')}; speed-up {before_seconds / seconds:.1f}x"
+        )
     base, base_seconds = timed_fit(finals.drop(columns="name"), 1)
-    out.append(f"  finals only:            {base_seconds:.1f} s; {diagnostics_line(base)}")
+    out.append(
+        f"  finals only:            {base_seconds:.1f} s; {diagnostics_line(base)}; "
+        f"sigma {interval(base, 'sigma')}"
+    )
     a, b = predict(fit, targets), predict(base, targets)
     sa, sb = scores(a, truth), scores(b, truth)
     for label, s in (("checkpoints", sa), ("finals only", sb)):
@@ -207,6 +220,7 @@ def olmo(folder: Path, out: list[str], seeds: int, pymc: bool) -> None:
             for k, v in zip(effect["run_label"].values, effect.values, strict=True)
         )
     )
+    seed_or_misfit(paired, out)
     if seeds > 1:
         passed, covered = 1 if fit.diagnostics["ok"] else 0, [sa["inside"]]
         for seed in range(2, seeds + 1):
@@ -222,6 +236,45 @@ def olmo(folder: Path, out: list[str], seeds: int, pymc: bool) -> None:
             f"{diagnostics_line(slow)}; sigma_run {interval(slow, 'sigma_run')}"
         )
         out.append(f"  speed-up of the fast path: {slow_seconds / seconds:.1f}x")
+
+
+def seed_or_misfit(paired: pd.DataFrame, out: list[str]) -> None:
+    """What a run's offset holds: the 16 runs and four 1xC reruns fitted at once, the pairs' offsets compared.
+
+    A pair shares (N, D): the law's misfit there is the same for both, so the difference of their
+    offsets is seed noise alone; the spread of the offsets over the (N, D) of the 16 runs is seed
+    noise plus the law's misfit at each.
+    """
+    fit, seconds = timed_fit(paired, 1)
+    out.append(
+        f"  with the four 190M-1B 1xC reruns ({len(paired)} checkpoints of {paired['run'].nunique()} runs): "
+        f"{seconds:.1f} s (load {os.getloadavg()[0]:.1f}); {diagnostics_line(fit)}; "
+        f"sigma_run {interval(fit, 'sigma_run')}"
+    )
+    effect = fit.posterior["run_effect"]
+    median = dict(zip(effect["run_label"].values, effect.median(("chain", "draw")).values, strict=True))
+    pairs = []
+    for label in sorted(k for k in median if str(k).endswith("-rerun")):
+        first = label.removesuffix("-rerun")
+        d = (effect.sel(run_label=first) - effect.sel(run_label=label)).values.ravel()
+        pairs.append(float(np.median(d)))
+        out.append(
+            f"    {first}: offset {1e3 * median[first]:+.2f}e-3, its rerun {1e3 * median[label]:+.2f}e-3, "
+            f"difference {1e3 * np.median(d):+.2f}e-3 [{1e3 * np.quantile(d, 0.05):+.2f}, "
+            f"{1e3 * np.quantile(d, 0.95):+.2f}]"
+        )
+    configs = [v for k, v in median.items() if not str(k).endswith("-rerun")]
+    multiples = {}
+    for k, v in median.items():
+        if not str(k).endswith("-rerun"):
+            multiples.setdefault(str(k).split("-", 1)[1], []).append(1e3 * float(v))
+    by_multiple = sorted(multiples.items(), key=lambda kv: float(kv[0][:-2]))
+    seed = np.sqrt(np.mean(np.square(pairs)) / 2)
+    out.append(
+        f"    seed sd from the pairs' offsets {seed:.5f}; sd of the offsets over the 16 (N, D) "
+        f"{np.std(configs):.5f}; mean offset by token multiple (x1e3): "
+        + ", ".join(f"{m}: {np.mean(v):+.1f}" for m, v in by_multiple)
+    )
 
 
 def gemstones(folder: Path, out: list[str], seeds: int) -> None:
@@ -262,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-pymc", action="store_true")
     parser.add_argument("--skip-gemstones", action="store_true")
     parser.add_argument("--skip-olmo", action="store_true")
+    parser.add_argument(
+        "--skip-noncentred", action="store_true", help="no second OLMo fit, offsets non-centred"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     load = os.getloadavg()[0]
@@ -270,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_olmo:
         pass
     elif (args.anchors / "olmo-ladder").exists():
-        olmo(args.anchors / "olmo-ladder", out, args.olmo_seeds, not args.skip_pymc)
+        olmo(args.anchors / "olmo-ladder", out, args.olmo_seeds, not args.skip_pymc, not args.skip_noncentred)
     else:
         out.append(f"OLMo ladder skipped: {args.anchors / 'olmo-ladder'} not found")
     if not args.skip_gemstones and (args.anchors / "gemstones").exists():

@@ -23,6 +23,7 @@ from bayescale.cli.options import (
     _sampler_kwargs,
 )
 from bayescale.cli.render import _emit, _summary_text
+from bayescale.data.checkpoints import CHECKPOINT_POLICIES
 from bayescale.errors import BayescaleError
 from bayescale.inference.diagnostics import FitWarning
 
@@ -73,6 +74,14 @@ def add_fit(sub: Subcommands) -> None:
     )
     p.add_argument("--strict", action="store_true", help="exit non-zero when diagnostics fail")
     p.add_argument(
+        "--checkpoints",
+        choices=CHECKPOINT_POLICIES,
+        default=CHECKPOINT_POLICIES[0],
+        help="which checkpoints of each run (rows sharing a 'run') to fit: end-of-decay (default; with an "
+        "'lr' column, from the run's lr peak on with lr within 1.1x of the run's last), after-warmup (from "
+        "10%% of the run's tokens and its lr peak on) or all; rows left out are counted in a warning",
+    )
+    p.add_argument(
         "--single-law",
         action="store_true",
         help="do not fit and save the second law that answers beyond the runs are blended with "
@@ -120,6 +129,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             law=args.law,
             priors=priors,
             fix=fixed,
+            checkpoints=args.checkpoints,
             **_sampler_kwargs(args, warn=True),
         )
     # The second law answers beyond the runs are blended with is fitted once, here, and saved.

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.data.checkpoints import select_checkpoints
 from bayescale.data.columns import warn_ladder
 from bayescale.data.runs import Runs
 from bayescale.data.storage import runs_to_dataset
@@ -191,6 +192,7 @@ class Fit(FitAnswers, FitTables):
                 random_seed=self.random_seed if isinstance(self.random_seed, int) else None,
                 progressbar=False,
                 warn=False,
+                checkpoints="all",  # self.runs are the checkpoints this fit chose
             )
         except BayescaleError:
             return None
@@ -309,6 +311,7 @@ def fit_parametric(
     random_seed: int | None = None,
     progressbar: bool = True,
     warn: bool = True,
+    checkpoints: str = "end-of-decay",
 ) -> Fit:
     """Fit a scaling law to runs and return the posterior as a :class:`Fit`.
 
@@ -349,6 +352,13 @@ def fit_parametric(
         are the same with or without it.
     warn
         Emit a :class:`~bayescale.inference.diagnostics.FitWarning` when diagnostics fail.
+    checkpoints
+        Which checkpoints of each run (rows sharing a ``run`` label) a law of tokens reads
+        (:func:`~bayescale.data.checkpoints.checkpoints_kept`): ``"end-of-decay"`` (default:
+        with an ``lr`` column, those from the run's lr peak on with ``lr`` within 1.1x of the run's
+        last; without, every one), ``"after-warmup"`` (from 10% of the run's tokens and, with
+        ``lr``, its lr peak on) or ``"all"``. Rows left out are counted in a
+        :class:`~bayescale.errors.RunsWarning`, and ``fit.runs`` holds the rows fitted.
 
     Returns
     -------
@@ -357,6 +367,9 @@ def fit_parametric(
     law_obj = get_law(law)
     check_likelihood(likelihood)
     runs_obj = Runs.from_any(runs)
+    if "tokens" in law_obj.required_columns:
+        # warm-up and mid-decay checkpoints are not runs trained to their tokens
+        runs_obj = select_checkpoints(runs_obj, checkpoints)
     run_effects = run_labels(runs_obj) is not None
     free, fixed = resolve_priors(law_obj, likelihood, priors, fix, run_effects)
 

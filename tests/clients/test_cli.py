@@ -166,7 +166,8 @@ def test_target_accept_option_reaches_every_method(argv):
     assert _sampler_kwargs(args)["sampler"] == {"target_accept": 0.97, "draws": 300}
 
 
-def test_target_accept_reaches_fit_and_is_checked(capsys, monkeypatch, tmp_path):
+def _keywords_of_fit(monkeypatch) -> dict:
+    """The keywords ``bayescale fit`` passes to ``fit_parametric``, which then stops before sampling."""
     import bayescale.methods.parametric as parametric
 
     seen = {}
@@ -176,6 +177,11 @@ def test_target_accept_reaches_fit_and_is_checked(capsys, monkeypatch, tmp_path)
         raise KeyboardInterrupt  # stop before sampling
 
     monkeypatch.setattr(parametric, "fit_parametric", fake_fit)
+    return seen
+
+
+def test_target_accept_reaches_fit_and_is_checked(capsys, monkeypatch, tmp_path):
+    seen = _keywords_of_fit(monkeypatch)
     out = tmp_path / "fit.nc"
     run(capsys, "fit", "chinchilla", "--out", out, "--target-accept", "0.99")
     assert seen["sampler"] == {"target_accept": 0.99}
@@ -187,6 +193,19 @@ def test_target_accept_reaches_fit_and_is_checked(capsys, monkeypatch, tmp_path)
             main(["fit", "chinchilla", "--out", str(out), "--target-accept", bad])
         assert info.value.code == 2
         assert "--target-accept" in capsys.readouterr().err
+
+
+def test_checkpoints_policy_reaches_fit_and_bad_ones_exit_2(capsys, monkeypatch, tmp_path):
+    seen = _keywords_of_fit(monkeypatch)
+    out = tmp_path / "fit.nc"
+    run(capsys, "fit", "chinchilla", "--out", out)
+    assert seen["checkpoints"] == "end-of-decay"
+    run(capsys, "fit", "chinchilla", "--out", out, "--checkpoints", "all")
+    assert seen["checkpoints"] == "all"
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "chinchilla", "--out", str(out), "--checkpoints", "final"])
+    assert info.value.code == 2
+    assert "--checkpoints: invalid choice: 'final'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
