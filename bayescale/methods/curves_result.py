@@ -19,8 +19,8 @@ from bayescale.data.schedule import CurveFeatures, curve_features, summed_lr
 from bayescale.data.storage import table_from_dataset, table_to_dataset
 from bayescale.errors import BayescaleError
 from bayescale.inference import container
+from bayescale.inference import diagnostics as diag
 from bayescale.inference.sampling import SamplerConfig
-from bayescale.methods import io
 from bayescale.methods.saved import MethodResult, check_setting, with_data
 from bayescale.model.curve_density import curve_structure
 from bayescale.model.curve_laws import (
@@ -77,7 +77,7 @@ class CurvesFit(MethodResult):
     priors: dict[str, Prior]
     correlation: Correlation
     offsets: bool
-    diagnostics: dict[str, Any]
+    diagnostics: diag.Diagnostics
     sampler: SamplerConfig
     walk: bool = False
     random_seed: int | None = None
@@ -377,6 +377,3 @@ def _interval(draws: np.ndarray, prob: float = 0.9, kind: str = "eti") -> dict[s
 
 def _thin(total: int, most: int) -> np.ndarray:
     return np.unique(np.linspace(0, total - 1, min(total, most)).round().astype(int))
-
-
-io.register_result("curves", CurvesFit)
