@@ -44,7 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bayescale.data.schedule import curve_features, per_step_lr  # noqa: E402
-from bayescale.methods.curves import fit_curves, fit_curves_least_squares  # noqa: E402
+from bayescale.methods.curves import fit_curves  # noqa: E402
+from bayescale.methods.curves_start import fit_curves_least_squares  # noqa: E402
 from bayescale.model.curve_laws import (  # noqa: E402
     MULTIPOWER_PARAMETERS,
     features_dict,

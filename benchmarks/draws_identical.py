@@ -55,6 +55,36 @@ def _curves() -> Any:
     return datasets.load_curves("gemstones")
 
 
+def _multipower(seed: int, **options: Any) -> Callable[[], Any]:
+    """A case: ``bayescale.fit_curves`` of three simulated curves (cosine, constant, WSD) of one size."""
+
+    def run() -> Any:
+        import pandas as pd
+
+        from bayescale.data.schedule import curve_features
+        from bayescale.model.curve_laws import features_dict, multipower_loss
+
+        truth = {"L0": 3.0, "A": 0.5, "alpha": 0.5, "B": 400.0, "C": 2.0, "beta": 0.6, "gamma": 0.6}
+        schedules = {
+            "cosine": bs.Schedule(3e-4, 4000, 200, "cosine", 0.1),
+            "constant": bs.Schedule(3e-4, 4000, 200, "constant"),
+            "wsd": bs.Schedule(3e-4, 4000, 200, "wsd", 0.1, decay_start=3000),
+        }
+        steps = np.arange(300, 4000, 100)
+        rng = np.random.default_rng(4)
+        frames = []
+        for name, schedule in schedules.items():
+            features = features_dict(curve_features(schedule.per_step(), steps, 32))
+            loss = multipower_loss({k: np.asarray(v) for k, v in truth.items()}, features, np)
+            noisy = loss * np.exp(rng.normal(0, 1e-3, steps.size))
+            frames.append(pd.DataFrame({"run": name, "step": steps, "loss": noisy}))
+        return bs.fit_curves(
+            pd.concat(frames), schedules, bins=32, sampler=SMALL, random_seed=seed, warn=False, **options
+        )
+
+    return run
+
+
 #: name -> a function fitting it. Names say method, data, law and what is varied.
 CASES: dict[str, Callable[[], Any]] = {
     "fit-chinchilla-jax": _fit("chinchilla", 1, law="chinchilla"),
@@ -69,6 +99,9 @@ CASES: dict[str, Callable[[], Any]] = {
     "envelope-gemstones": _fit(_curves, 5, method="envelope"),
     "steps-gemstones": _fit(_curves, 6, method="steps"),
     "steps-gemstones-student-t": _fit(_curves, 6, method="steps", likelihood="student_t"),
+    "curves-multipower-offsets": _multipower(8),
+    "curves-multipower-ar1": _multipower(8, correlation="ar1"),
+    "curves-multipower-walk": _multipower(8, walk=True),
 }
 
 

@@ -48,9 +48,6 @@ from bayescale.model.jax_density import build_density, unsupported
 from bayescale.model.likelihoods import Likelihood
 from bayescale.model.pymc_model import build_model, run_labels
 
-#: The old private name of :func:`scalar_view` (methods/curves.py imports it).
-_scalar_view = scalar_view
-
 __all__ = [
     "BACKENDS",
     "PATH_ATTR",
@@ -59,7 +56,6 @@ __all__ = [
     "SamplerConfig",
     "SamplerSettings",
     "_cached_program",
-    "_scalar_view",
     "chain_shards",
     "choose_backend",
     "fold_sampler_keywords",

@@ -85,7 +85,7 @@ RESULT_TYPES: dict[str, type[Any] | str] = {
     "isoflop": "bayescale.methods.isoflop:IsoflopFit",
     "envelope": "bayescale.methods.envelope:EnvelopeFit",
     "steps": "bayescale.methods.training_steps:StepsFit",
-    "curves": "bayescale.methods.curves:CurvesFit",
+    "curves": "bayescale.methods.curves_result:CurvesFit",
 }
 
 #: SHA-256 of each file :func:`save_fit` wrote in this process, by resolved path: such a file,

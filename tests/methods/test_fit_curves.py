@@ -11,9 +11,10 @@ import pytest
 from scipy import stats
 
 import bayescale as bs
+from bayescale.data.prepared_curves import thinned
 from bayescale.data.schedule import curve_features
 from bayescale.errors import RunsError
-from bayescale.methods.curves import fit_curves_least_squares, thinned
+from bayescale.methods.curves_start import fit_curves_least_squares
 from bayescale.model.curve_laws import MULTIPOWER_PARAMETERS, features_dict, multipower_loss
 
 TRUE = {"L0": 3.0, "A": 0.5, "alpha": 0.5, "B": 400.0, "C": 2.0, "beta": 0.6, "gamma": 0.6}
@@ -172,7 +173,8 @@ def test_held_out_checkpoints_are_covered():
 
 def test_offsets_integrate_out_to_the_multivariate_normal():
     """The closed form of the curves' offsets equals the Gaussian with covariance S + tau^2 11'."""
-    from bayescale.model.curve_laws import curve_structure, offset_terms
+    from bayescale.model.curve_density import curve_structure
+    from bayescale.model.curve_laws import offset_terms
 
     rng = np.random.default_rng(3)
     curve = np.repeat([0, 1], [5, 7])

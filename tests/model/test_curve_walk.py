@@ -9,9 +9,8 @@ from scipy import stats
 import bayescale as bs
 from bayescale.data.schedule import curve_features
 from bayescale.errors import BayescaleError
-from bayescale.model.curve_laws import (
-    features_dict,
-    multipower_loss,
+from bayescale.model.curve_laws import features_dict, multipower_loss
+from bayescale.model.curve_walk import (
     walk_given,
     walk_kernel,
     walk_log_lik,
