@@ -7,7 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bayescale.cli.options import Subcommands, _add_sampler_options, _positive_float, _probability
+from bayescale.cli.options import (
+    Subcommands,
+    _add_sampler_options,
+    _positive_float,
+    _probability,
+    _single_law_option,
+)
 from bayescale.cli.render import _emit
 from bayescale.errors import BayescaleError
 
@@ -54,6 +60,7 @@ def add_downstream(sub: Subcommands) -> None:
     )
     p.add_argument("--report", type=Path, help="also write an HTML report (tables, LOO choice, figure) here")
     p.add_argument("--prob", type=_probability, default=0.9)
+    _single_law_option(p)  # step 1 beyond its runs, as `bayescale predict` answers it
     _add_sampler_options(p, "--seed", "--draws", "--tune", "--chains")
     p.add_argument("--json", action="store_true")
 
@@ -111,7 +118,9 @@ def cmd_downstream(args: argparse.Namespace) -> int:
         random_seed=args.seed,
         warn=False,
     )
-    table = model.predict(args.params, args.tokens, prob=args.prob, random_seed=args.seed)
+    table = model.predict(
+        args.params, args.tokens, prob=args.prob, random_seed=args.seed, average_beyond=not args.single_law
+    )
     diagnostics = model.diagnostics().reset_index()
     links = model.links().reset_index()
     row = table.iloc[0]

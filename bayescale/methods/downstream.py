@@ -193,7 +193,7 @@ class Downstream:
         return list(self.link_fits)
 
     def predict_draws(
-        self, params: Any, tokens: Any, random_seed: int | None = None, average_beyond: bool = False
+        self, params: Any, tokens: Any, random_seed: int | None = None, average_beyond: bool = True
     ) -> xr.Dataset:
         """Draws of the chained answer (see :func:`bayescale.questions.downstream.chained_draws`)."""
         return chain.chained_draws(
@@ -207,7 +207,7 @@ class Downstream:
         prob: float = 0.9,
         kind: str = "eti",
         random_seed: int | None = None,
-        average_beyond: bool = False,
+        average_beyond: bool = True,
     ) -> pd.DataFrame:
         """The loss and each task's score at new (N, D), with both steps' uncertainty and noise.
 
@@ -217,7 +217,9 @@ class Downstream:
             One row per query: ``params``, ``tokens``, then ``loss_{median,lower,upper}``
             (step 1's predictive loss), ``<task>_{median,lower,upper}`` per task (the
             predictive error or accuracy of a new run) and, with several tasks,
-            ``average_*`` (their mean).
+            ``average_*`` (their mean). With ``average_beyond`` (default, as for
+            :meth:`bayescale.Fit.predict`, by the same code) step 1 answers a query beyond its
+            runs' range by the equal mixture of its law and the loss fit's variant law.
         """
         return chain.chained_predict(
             self.loss_fit,
