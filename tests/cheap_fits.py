@@ -30,22 +30,22 @@ def cheap_fit_file(path: Path, runs: pd.DataFrame | None = None) -> Path:
 def forge(src: Path, dst: Path, edit) -> Path:
     """Copy the saved fit ``src`` to ``dst`` with ``edit(tree)`` applied and every hash recomputed.
 
-    What anyone can do with ``bayescale.methods.io``'s own hash functions: the loader must
+    What anyone can do with ``bayescale.methods.file_format``'s own hash functions: the loader must
     refuse the forged contents by checking them, not by the hashes. ``edit`` changes the
     ``xarray.DataTree`` in place (``tree["posterior"] = ...`` to replace a group's data).
     """
     from bayescale.inference import container
-    from bayescale.methods import io
+    from bayescale.methods import file_format
 
     tree = container.read_netcdf(src).load()
     attrs = dict(tree["posterior"].attrs)
     edit(tree)
     posterior = tree["posterior"].to_dataset()
     attrs = {**attrs, **posterior.attrs}
-    attrs["config_hash"] = io._config_hash(attrs, tree["constant_data"].to_dataset())
-    attrs["posterior_checksum"] = io._posterior_checksum(posterior)
+    attrs["config_hash"] = file_format.config_hash(attrs, tree["constant_data"].to_dataset())
+    attrs["posterior_checksum"] = file_format.posterior_checksum(posterior)
     tree["posterior"] = posterior.assign_attrs(attrs)
-    attrs["content_hash"] = io._content_hash(attrs, tree)
+    attrs["content_hash"] = file_format.content_hash(attrs, tree)
     tree["posterior"] = posterior.assign_attrs(attrs)
     dst.write_bytes(container.netcdf_bytes(tree))
     return dst

@@ -13,7 +13,7 @@ import pytest
 
 import bayescale as bs
 from bayescale.errors import FitFileError
-from bayescale.methods import io
+from bayescale.methods import file_format
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -73,8 +73,8 @@ def _rewrite(src: Path, dst: Path, change: Any, rehash: bool = False) -> Path:
     change(idata)
     if rehash:
         attrs = idata.posterior.attrs
-        attrs["config_hash"] = io._config_hash(attrs, idata.constant_data)
-        attrs["content_hash"] = io._content_hash(attrs, idata)
+        attrs["config_hash"] = file_format.config_hash(attrs, idata.constant_data)
+        attrs["content_hash"] = file_format.content_hash(attrs, idata)
     idata.to_netcdf(dst)
     return dst
 

@@ -19,6 +19,10 @@ refuse a file that is corrupt, foreign or does not match. The hashes are plain
 SHA-256: they catch corruption and careless edits, not a forger who recomputes
 them, so every value read back is also type-checked (and the HTML report
 escapes every value it shows).
+
+This module is the front door (the kinds, writing and reading); the format and its hashes are
+in :mod:`.file_format`, the type checks in :mod:`.file_checks`, the child-process read of a
+damaged HDF5 file in :mod:`.file_probe`, and a Fit's own attrs and second law in :mod:`.fit_file`.
 """
 
 from __future__ import annotations
@@ -34,27 +38,24 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from bayescale._version import __version__
 from bayescale.data.config import parse_config
-from bayescale.data.storage import runs_from_dataset
-from bayescale.data.units import LOSS_UNITS
 from bayescale.errors import BayescaleError, FitFileError
 from bayescale.inference import container
 from bayescale.inference.diagnostics import warn_if_failed
 from bayescale.inference.sampling import SamplerConfig
-from bayescale.model.laws import get_law
-from bayescale.model.laws.downstream import LINKS, get_link
-from bayescale.model.priors import priors_from_json, priors_to_json, support
-from bayescale.model.pymc_model import check_likelihood
+from bayescale.methods.file_checks import check_common, check_draws, json_object
+from bayescale.methods.file_format import (
+    FORMAT,
+    FORMAT_VERSION,
+    REQUIRED_GROUPS,
+    config_hash,
+    content_hash,
+    posterior_checksum,
+)
+from bayescale.methods.file_probe import PROBE_TIMEOUT, check_hdf5, file_digest, probe_hdf5
+from bayescale.methods.fit_file import fit_attrs, fit_from_file, with_variant
 from bayescale.posterior.result import Result
-
-FORMAT = "bayescale-fit"
-#: 2: adds ``content_hash`` (diagnostics, sample stats, observed data, coordinates, version)
-#: and stores a runs column whose name NetCDF cannot hold under a placeholder name.
-FORMAT_VERSION = 2
-REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
 
 
 class SavedMethod(Result, Protocol):
@@ -77,8 +78,9 @@ class SavedMethod(Result, Protocol):
 #: The result classes a saved file is rebuilt into, by kind; each method registers its own.
 RESULT_TYPES: dict[str, type[Any]] = {}
 
-#: The attrs of a method's saved result that :func:`_config_hash` covers (a Fit's are in it).
-_METHOD_CONFIG_KEYS = ("kind", "settings", "sampler", "random_seed")
+#: SHA-256 of each file :func:`save_fit` wrote in this process, by resolved path: such a file,
+#: unchanged, needs no probe.
+_WRITTEN: dict[str, str] = {}
 
 
 def register_result(kind: str, cls: type[Any]) -> None:
@@ -97,130 +99,6 @@ def kind_of(result: Any) -> str:
     raise BayescaleError(
         f"cannot save a {type(result).__name__}: not a result type bayescale saves ({sorted(RESULT_TYPES)})"
     )
-
-
-def _config_hash(attrs: dict[str, Any], runs_ds: Any) -> str:
-    kind = attrs.get("kind", "fit")
-    keys: tuple[str, ...] = ("law", "likelihood", "priors", "fixed", "sampler", "random_seed")
-    if kind != "fit":
-        keys = _METHOD_CONFIG_KEYS
-    digest = hashlib.sha256(json.dumps({k: attrs[k] for k in keys}, sort_keys=True).encode())
-    for name in sorted(runs_ds.data_vars):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(runs_ds[name].values).tobytes())
-    return digest.hexdigest()
-
-
-#: The posterior attr holding a link fit's ``input_loss_unit``: the unit of the loss it reads,
-#: which a chain checks against step 1's (:mod:`bayescale.questions.downstream`).
-INPUT_UNIT_ATTR = "input_loss_unit"
-
-#: The posterior attr holding the saved second law's settings (JSON), and the prefix of its groups:
-#: a Fit's variant law (``Fit.variant_fit``) is saved with it so that no command refits it.
-VARIANT_ATTR = "variant"
-#: The population prior set a small ladder's fit borrowed (absent when none was).
-PRIOR_SET_ATTR = "prior_set"
-VARIANT_PREFIX = "variant_"
-
-
-def _with_variant(fit: Any, idata: Any, attrs: dict[str, Any]) -> Any:
-    """Add the fit's second law, when fitted, as ``variant_*`` groups and its settings as an attr."""
-    variant = fit._variants.get(fit.variant_law) if hasattr(fit, "_variants") else None
-    if variant is None:
-        return idata
-    for name in container.group_names(variant.idata):
-        idata = container.with_group(idata, VARIANT_PREFIX + name, container.group(variant.idata, name))
-    attrs[VARIANT_ATTR] = json.dumps(
-        {
-            "law": variant.law.name,
-            "likelihood": variant.likelihood,
-            "priors": priors_to_json(variant.priors),
-            "fixed": variant.fixed,
-            "sampler": variant.sampler.to_dict(),
-            "random_seed": variant.random_seed,
-            "diagnostics": variant.diagnostics,
-            "posterior_checksum": _posterior_checksum(container.posterior(variant.idata)),
-            # PSIS-LOO of the two laws costs seconds: judged once here, read back by every answer
-            "loo_caveat": fit._loo_caveat(variant),
-        },
-        sort_keys=True,
-    )
-    return idata
-
-
-def _variant_from_file(fit: Any, idata: Any, attrs: dict[str, Any]) -> Any:
-    """The saved second law as a Fit on the same runs (its groups' hash is the file's content hash)."""
-    saved = _json_object(attrs, VARIANT_ATTR)
-    groups = {
-        name[len(VARIANT_PREFIX) :]: container.group(idata, name)
-        for name in container.group_names(idata)
-        if name.startswith(VARIANT_PREFIX)
-    }
-    tree = container.from_groups(**groups)
-    if saved["posterior_checksum"] != _posterior_checksum(container.posterior(tree)):
-        raise FitFileError("the saved second law's draws do not match their recorded checksum")
-    variant = type(fit)(
-        idata=tree,
-        law=get_law(saved["law"]),
-        runs=fit.runs,
-        priors=priors_from_json(saved["priors"]),
-        fixed={k: float(v) for k, v in saved["fixed"].items()},
-        likelihood=saved["likelihood"],
-        sampler=SamplerConfig(**saved["sampler"]),
-        random_seed=saved["random_seed"],
-        diagnostics=saved["diagnostics"],
-        warn=False,
-    )
-    _check_types(variant)
-    return variant
-
-
-def _posterior_checksum(posterior: Any) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(posterior.data_vars):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(posterior[name].values, dtype=float).tobytes())
-    return digest.hexdigest()
-
-
-#: The posterior attrs bayescale writes that :func:`_config_hash` does not cover.
-_CONTENT_KEYS = ("format", "format_version", "bayescale_version", "diagnostics")
-
-
-def _array_bytes(values: Any) -> bytes:
-    """Bytes of an array that survive a NetCDF round trip: text as JSON, numbers as float64."""
-    values = np.asarray(values)
-    if values.dtype.kind in "OUSM m":
-        return json.dumps([str(v) for v in values.ravel().tolist()]).encode()
-    return np.ascontiguousarray(values, dtype=float).tobytes()
-
-
-def _content_hash(attrs: dict[str, Any], idata: Any) -> str:
-    """SHA-256 of every group's variables and coordinates, their non-hash attrs and the version.
-
-    With :func:`_config_hash` and :func:`_posterior_checksum` this covers everything
-    :func:`load_fit` reads: diagnostics, sample stats, observed data, the runs and
-    their ``columns``/``source`` attrs, the group labels, the format and version.
-    """
-    digest = hashlib.sha256()
-    digest.update(json.dumps({k: str(attrs[k]) for k in _CONTENT_KEYS}, sort_keys=True).encode())
-    if VARIANT_ATTR in attrs:  # files without a saved second law hash as before
-        digest.update(str(attrs[VARIANT_ATTR]).encode())
-    if INPUT_UNIT_ATTR in attrs:  # a link fit's; other files hash as before
-        digest.update(f"{INPUT_UNIT_ATTR} {attrs[INPUT_UNIT_ATTR]}".encode())
-    if PRIOR_SET_ATTR in attrs:  # a small ladder's; other files hash as before
-        digest.update(f"{PRIOR_SET_ATTR} {attrs[PRIOR_SET_ATTR]}".encode())
-    for group in sorted(container.group_names(idata)):
-        ds = container.group(idata, group)
-        digest.update(f"group {group}".encode())
-        if group != "posterior":
-            plain = {str(k): np.asarray(v).tolist() for k, v in ds.attrs.items()}
-            digest.update(json.dumps(plain, sort_keys=True, default=str).encode())
-        for name in sorted(map(str, ds.variables)):
-            var = ds[name]
-            digest.update(json.dumps([name, list(map(str, var.dims)), list(var.shape)]).encode())
-            digest.update(_array_bytes(var.values))
-    return digest.hexdigest()
 
 
 def check_writable(path: str | Path, what: str = "the fit") -> Path:
@@ -277,9 +155,9 @@ def save_fit(fit: Result, path: str | Path) -> Path:
     if not path.parent.is_dir():
         raise BayescaleError(f"cannot save fit: {str(path.parent)!r} is a file, not a folder")
     idata, attrs = _stamp(fit)
-    attrs["config_hash"] = _config_hash(attrs, container.group(idata, "constant_data"))
-    attrs["posterior_checksum"] = _posterior_checksum(container.posterior(idata))
-    attrs["content_hash"] = _content_hash(attrs, idata)
+    attrs["config_hash"] = config_hash(attrs, container.group(idata, "constant_data"))
+    attrs["posterior_checksum"] = posterior_checksum(container.posterior(idata))
+    attrs["content_hash"] = content_hash(attrs, idata)
     idata["posterior"].attrs.update(attrs)
     # HDF5 meeting a full disk half-way through can leave its library in a bad state: check first.
     need, free = _estimated_size(idata), shutil.disk_usage(path.parent).free
@@ -322,19 +200,8 @@ def _stamp(fit: Any) -> tuple[Any, dict[str, Any]]:
         idata, settings = fit.saved_parts()
         return idata, {**common, "kind": kind, "settings": json.dumps(settings, sort_keys=True), **shared}
     # A Fit's file has no "kind" attr: files written before the other kinds existed read the same.
-    specific = {
-        "law": fit.law.name,
-        "likelihood": fit.likelihood,
-        "priors": priors_to_json(fit.priors),
-        "fixed": json.dumps(fit.fixed, sort_keys=True),
-    }
-    unit = getattr(fit, INPUT_UNIT_ATTR, None)
-    if unit is not None:
-        specific[INPUT_UNIT_ATTR] = str(unit)
-    if getattr(fit, PRIOR_SET_ATTR, None) is not None:
-        specific[PRIOR_SET_ATTR] = str(fit.prior_set)
-    attrs = {**common, **specific, **shared}
-    return _with_variant(fit, fit.idata.copy(), attrs), attrs
+    attrs = {**common, **fit_attrs(fit), **shared}
+    return with_variant(fit, fit.idata.copy(), attrs), attrs
 
 
 def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | None = None) -> Result:
@@ -374,9 +241,9 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
     if not path.is_file():
         raise FitFileError(f"no saved fit at {str(path)!r}")
     written = _WRITTEN.get(str(path.resolve()))
-    if probe and (written is None or written != _file_digest(path)):
+    if probe and (written is None or written != file_digest(path)):
         probe_hdf5(path, PROBE_TIMEOUT if probe_timeout is None else probe_timeout)
-    _check_hdf5(path)
+    check_hdf5(path)
     failure = None
     try:
         idata = container.read_netcdf(path)
@@ -418,15 +285,15 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
         )
     fit: Any
     try:
-        if attrs["config_hash"] != _config_hash(attrs, constant_data):
+        if attrs["config_hash"] != config_hash(attrs, constant_data):
             raise FitFileError(
                 f"{str(path)!r}: configuration or runs do not match the recorded hash (file altered?)"
             )
-        if attrs["posterior_checksum"] != _posterior_checksum(container.posterior(idata)):
+        if attrs["posterior_checksum"] != posterior_checksum(container.posterior(idata)):
             raise FitFileError(
                 f"{str(path)!r}: posterior draws do not match the recorded checksum (file corrupt?)"
             )
-        if attrs["content_hash"] != _content_hash(attrs, idata):
+        if attrs["content_hash"] != content_hash(attrs, idata):
             raise FitFileError(
                 f"{str(path)!r}: diagnostics, sample stats, observed data, runs attributes or version "
                 "do not match the recorded hash (file altered?)"
@@ -434,48 +301,8 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
         if kind != "fit":
             fit = _method_from_file(kind, idata, attrs)
         else:
-            variant_groups = [g for g in container.group_names(idata) if g.startswith(VARIANT_PREFIX)]
-            own = container.from_groups(
-                **{
-                    g: container.group(idata, g)
-                    for g in container.group_names(idata)
-                    if g not in variant_groups
-                }
-            )
-            fit = RESULT_TYPES["fit"](
-                idata=own,
-                law=get_link(attrs["law"]) if attrs["law"] in LINKS else get_law(attrs["law"]),
-                runs=runs_from_dataset(constant_data),
-                priors=priors_from_json(attrs["priors"]),
-                fixed={k: float(v) for k, v in _json_object(attrs, "fixed").items()},
-                likelihood=attrs["likelihood"],
-                sampler=SamplerConfig(**_json_object(attrs, "sampler")),
-                random_seed=parse_config(attrs["random_seed"]),
-                diagnostics=parse_config(attrs["diagnostics"]),
-            )
-            _check_types(fit)
-            # before the caveats below evaluate the law on these draws
-            _check_draws(fit, container.posterior(idata), required=True)
-            if INPUT_UNIT_ATTR in attrs:
-                unit = attrs[INPUT_UNIT_ATTR]
-                if not isinstance(unit, str) or unit not in LOSS_UNITS:
-                    raise TypeError(f"{INPUT_UNIT_ATTR} must be one of {sorted(LOSS_UNITS)}, got {unit!r}")
-                fit.input_loss_unit = unit
-            if PRIOR_SET_ATTR in attrs:
-                if not isinstance(attrs[PRIOR_SET_ATTR], str):
-                    raise TypeError(f"{PRIOR_SET_ATTR} must be text, got {attrs[PRIOR_SET_ATTR]!r}")
-                fit.prior_set = attrs[PRIOR_SET_ATTR]
-            if attrs["law"] in LINKS:  # a link has no second law (see methods.downstream.no_second_law)
-                fit._variants[fit.variant_law] = None
-            if VARIANT_ATTR in attrs:
-                variant = _variant_from_file(fit, idata, attrs)
-                _check_draws(variant, container.posterior(variant.idata), required=True)
-                fit._variants[fit.variant_law] = variant
-                loo_caveat = _json_object(attrs, VARIANT_ATTR).get("loo_caveat")
-                if not isinstance(loo_caveat, (str, type(None))):
-                    raise TypeError(f"loo_caveat must be text or null, got {type(loo_caveat).__name__}")
-                fit.keep_caveats(variant, [m for m in (fit._nu_caveat(), loo_caveat) if m])
-        _check_draws(fit, container.posterior(idata), required=kind == "fit")
+            fit = fit_from_file(RESULT_TYPES["fit"], idata, attrs, constant_data)
+        check_draws(fit, container.posterior(idata), required=kind == "fit")
     except KeyError as exc:
         raise FitFileError(
             f"{str(path)!r} lacks the attribute {exc.args[0]!r} every bayescale fit has"
@@ -503,189 +330,11 @@ def _method_from_file(kind: str, idata: Any, attrs: dict[str, Any]) -> Any:
         raise TypeError(f"settings must be a JSON object, got {type(settings).__name__}")
     random_seed = parse_config(attrs["random_seed"])
     diagnostics = parse_config(attrs["diagnostics"])
-    _check_common(random_seed, diagnostics)
+    check_common(random_seed, diagnostics)
     cls = RESULT_TYPES[kind]
     common = {
-        "sampler": SamplerConfig(**_json_object(attrs, "sampler")),
+        "sampler": SamplerConfig(**json_object(attrs, "sampler")),
         "random_seed": random_seed,
         "diagnostics": diagnostics,
     }
     return cls.from_saved(idata, settings, common)
-
-
-def _check_hdf5(path: Path) -> None:
-    """Refuse a file HDF5 cannot open before h5netcdf tries (its failed open prints a traceback)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r"):
-            pass
-    except Exception as exc:  # h5py raises OSError, RuntimeError, KeyError ... for a damaged file
-        raise FitFileError(
-            f"{str(path)!r} is not a readable NetCDF fit (corrupt or truncated?): {type(exc).__name__}: {exc}"
-        ) from None
-
-
-#: Seconds :func:`probe_hdf5` lets a child process read a saved fit's structure.
-PROBE_TIMEOUT = 30.0
-
-#: SHA-256 of each file :func:`save_fit` wrote in this process, by resolved path: such a file,
-#: unchanged, needs no probe.
-_WRITTEN: dict[str, str] = {}
-
-
-def _file_digest(path: Path) -> str:
-    """SHA-256 of the file's bytes (0.035 s for 50 MB on a quiet machine)."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-_PROBE = r"""
-import sys
-import h5py
-
-def visit(name, obj):
-    for key in obj.attrs:
-        obj.attrs[key]
-    if isinstance(obj, h5py.Dataset):
-        [len(dim) for dim in obj.dims]
-        obj[()]
-
-with h5py.File(sys.argv[1], "r") as f:
-    visit("/", f)
-    f.visititems(visit)
-"""
-
-
-def probe_hdf5(path: str | Path, timeout: float = PROBE_TIMEOUT) -> None:
-    """Read every object and attribute of ``path`` in a child process first.
-
-    Some damage to an HDF5 file's metadata (one flipped bit in a dimension list) makes
-    the HDF5 library spin forever, holding Python's lock, or crash, and no thread or
-    signal can stop it; a child process can be. Raise a FitFileError when the child
-    hangs past ``timeout`` seconds or is killed by a signal; anything else (including a
-    Python error in the child) is left to :func:`load_fit`, which says what is wrong.
-    :func:`load_fit` probes every file it did not write itself (its ``probe`` keyword).
-    The child runs isolated (``-I``): no module of the current folder can stand in for h5py.
-    """
-    import subprocess
-
-    try:
-        done = subprocess.run(
-            [sys.executable, "-I", "-c", _PROBE, str(path)], capture_output=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise FitFileError(
-            f"{str(path)!r} is not a readable NetCDF fit (corrupt?): reading its structure did not "
-            f"finish within {timeout:g} s"
-        ) from None
-    if done.returncode < 0:
-        raise FitFileError(
-            f"{str(path)!r} is not a readable NetCDF fit (corrupt?): reading it crashed the HDF5 "
-            f"library (signal {-done.returncode})"
-        )
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_types(fit: Any) -> None:
-    """Raise TypeError when a value read from the file does not have the type bayescale writes.
-
-    The hashes only catch careless edits; this keeps a crafted file's text out of
-    numbers, flags and labels that the summary, the plans and the report show.
-    """
-    check_likelihood(fit.likelihood)
-    _check_common(fit.random_seed, fit.diagnostics)
-    for name, value in fit.fixed.items():
-        if not np.isfinite(value):
-            raise TypeError(f"fixed value of {name!r} is not finite: {value!r}")
-    if not isinstance(fit.runs.source, str):
-        raise TypeError(f"runs source must be text, got {fit.runs.source!r}")
-
-
-def _json_object(attrs: dict[str, Any], key: str) -> dict[str, Any]:
-    """The attr ``key`` parsed as a JSON object (bounded in depth and size); TypeError otherwise."""
-    text = attrs[key]
-    if not isinstance(text, str):
-        raise TypeError(f"attr {key!r} must be JSON text, got {type(text).__name__}")
-    value = parse_config(text)
-    if not isinstance(value, dict):
-        raise TypeError(f"attr {key!r} must be a JSON object, got {type(value).__name__}")
-    return value
-
-
-def _check_draws(fit: Any, posterior: Any, required: bool) -> None:
-    """Raise TypeError unless the draws are numbers, finite and inside their priors' supports.
-
-    A forger can recompute the hashes: without this, NaN draws drop out of an average, a negative
-    ``E`` or exponent is planned with, and a missing variable fails deep inside a question.
-    ``required`` (a Fit): every sampled parameter of the law must be there.
-    """
-    for name in posterior.data_vars:
-        var = posterior[name]
-        if var.dtype.kind not in "fiub":
-            raise TypeError(f"posterior variable {name!r} holds {var.dtype} values, not numbers")
-        if tuple(var.dims[:2]) != ("chain", "draw"):
-            raise TypeError(f"posterior variable {name!r} has dims {tuple(var.dims)}, not (chain, draw, ...)")
-    if required:
-        missing = [p for p in fit.law.parameter_names if p not in fit.priors and p not in fit.fixed]
-        if missing:
-            raise TypeError(
-                f"law {fit.law.name!r} has parameter(s) {missing} with neither a prior nor a value"
-            )
-    sizes = dict(posterior.sizes)
-    if sizes.get("chain", 0) * sizes.get("draw", 0) < 2:
-        raise TypeError(
-            f"the posterior holds {sizes.get('chain', 0)} chain(s) x {sizes.get('draw', 0)} draw(s); "
-            "an answer needs at least 2 draws"
-        )
-    for name, prior in getattr(fit, "priors", {}).items():
-        if name not in posterior.data_vars:
-            if required:
-                raise TypeError(f"the posterior lacks the variable {name!r} of law {fit.law.name!r}")
-            continue
-        values = np.asarray(posterior[name].values, dtype=float)
-        if not np.isfinite(values).all():
-            raise TypeError(f"posterior variable {name!r} holds NaN or infinite draws")
-        low, high = support(prior)
-        # a positive parameter is sampled on the log scale: an exact 0 comes from no sampler, and
-        # the law's log of it would be -inf in every answer
-        if values.min() < low or values.max() > high or (low == 0 and values.min() == 0):
-            raise TypeError(
-                f"posterior variable {name!r} has draws from {values.min():g} to {values.max():g}, "
-                f"outside the support {'(' if low == 0 else '['}{low:g}, {high:g}] of its prior "
-                f"{prior.describe()}"
-            )
-
-
-def _check_common(seed: Any, d: Any) -> None:
-    """Raise TypeError unless the seed and diagnostics have the types every result writes."""
-    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)):
-        raise TypeError(f"random_seed must be an integer or null, got {seed!r}")
-    if not isinstance(d, dict):
-        raise TypeError(f"diagnostics must be a JSON object, got {type(d).__name__}")
-    checks = {
-        "divergences": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-        "max_r_hat": _is_number,
-        "min_ess_bulk": _is_number,
-        "ok": lambda v: isinstance(v, bool),
-        "problems": lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v),
-        "r_hat": lambda v: isinstance(v, dict) and all(_is_number(x) for x in v.values()),
-        "ess_bulk": lambda v: isinstance(v, dict) and all(_is_number(x) for x in v.values()),
-    }
-    for key, ok in checks.items():
-        if key not in d or not ok(d[key]):
-            raise TypeError(f"diagnostics[{key!r}] is missing or of the wrong type: {d.get(key)!r}")
-    if "sampler_path" in d and not isinstance(d["sampler_path"], str):
-        raise TypeError(f"diagnostics['sampler_path'] must be text, got {d['sampler_path']!r}")
-    if "warnings" in d and not (
-        isinstance(d["warnings"], list) and all(isinstance(w, str) for w in d["warnings"])
-    ):
-        raise TypeError(f"diagnostics['warnings'] must be a list of text, got {d['warnings']!r}")
-    for key in ("median_steps", "max_tree_depth_share"):
-        if d.get(key) is not None and not _is_number(d[key]):
-            raise TypeError(f"diagnostics[{key!r}] must be a number, got {d[key]!r}")
-    if d["ok"] and d["problems"]:
-        raise TypeError("diagnostics say ok but list problems")

@@ -326,7 +326,7 @@ def test_report_or_plot_over_a_saved_fit_is_refused(tmp_path, capsys, command):
 
 
 def test_report_write_is_atomic(tmp_path, monkeypatch):
-    from bayescale import report
+    from bayescale.report import fit as report
 
     path = tmp_path / "report.html"
     path.write_text("<p>earlier report</p>")

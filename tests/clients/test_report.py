@@ -110,9 +110,9 @@ def test_report_of_a_law_without_closed_form_plan(tmp_path):
 
 
 def test_report_rejects_bad_budgets(quick_fit, tmp_path):
-    with pytest.raises(report.BayescaleError, match="budgets must be finite"):
+    with pytest.raises(bs.BayescaleError, match="budgets must be finite"):
         report.build_report(quick_fit, compute=[1e22, -1])
-    with pytest.raises(report.BayescaleError, match="does not exist"):
+    with pytest.raises(bs.BayescaleError, match="does not exist"):
         report.write_report(quick_fit, tmp_path / "missing" / "r.html")
 
 

@@ -147,7 +147,7 @@ def test_the_old_report_layout_fails_this_check(quick_fit, tmp_path):
     """The check can fail: the plan as pandas printed it (21 columns, index-name row) is too wide."""
     table = quick_fit.optimal([1e22, 1e23])
     table.index.name = "compute [FLOPs]"
-    head = f"<!DOCTYPE html><html><head><style>{report._STYLE}</style></head>"
+    head = f"<!DOCTYPE html><html><head><style>{report.page.STYLE}</style></head>"
     old = f"{head}<body>{table.to_html()}</body></html>"
     path = tmp_path / "old.html"
     path.write_text(old)

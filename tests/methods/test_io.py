@@ -64,26 +64,26 @@ def test_load_fit_reads_a_file_in_a_child_process_before_this_one(quick_fit_path
     The child here hangs or crashes whatever the file (see test_fault_properties for a real
     flipped bit): load_fit refuses within the timeout, or names the signal, and carries on.
     """
-    from bayescale.methods import io
+    from bayescale.methods import file_probe
 
     copy = tmp_path / "copy.nc"  # a file this process did not save
     copy.write_bytes(quick_fit_path.read_bytes())
-    monkeypatch.setattr(io, "_PROBE", HANGING_PROBE)
+    monkeypatch.setattr(file_probe, "_PROBE", HANGING_PROBE)
     start = time.monotonic()
     with pytest.raises(FitFileError, match=r"reading its structure did not finish within 2 s"):
         bs.load_fit(copy, probe_timeout=2)
     assert time.monotonic() - start < 30
-    monkeypatch.setattr(io, "_PROBE", CRASHING_PROBE)
+    monkeypatch.setattr(file_probe, "_PROBE", CRASHING_PROBE)
     with pytest.raises(FitFileError, match=r"reading it crashed the HDF5 library \(signal 11\)"):
         bs.load_fit(copy)
     assert len(bs.load_fit(copy, probe=False).runs) == 40  # opted out: read here, trusted
 
 
 def test_a_file_this_process_saved_is_not_probed_until_it_changes(quick_fit, tmp_path, monkeypatch):
-    from bayescale.methods import io
+    from bayescale.methods import file_probe
 
     path = quick_fit.save(tmp_path / "fit.nc")
-    monkeypatch.setattr(io, "_PROBE", CRASHING_PROBE)
+    monkeypatch.setattr(file_probe, "_PROBE", CRASHING_PROBE)
     assert len(bs.load_fit(path).runs) == 40
     data = bytearray(path.read_bytes())
     data[-1] ^= 1  # changed since: probed again
@@ -164,12 +164,12 @@ def test_unknown_law_is_incompatible(quick_fit_path, tmp_path, monkeypatch):
     # A law this version does not know (newer release, plug-in); rehashed so only the law differs.
     import arviz as az
 
-    from bayescale.methods import io
+    from bayescale.methods import file_format
 
     idata = az.from_netcdf(quick_fit_path)
     attrs = idata.posterior.attrs
     attrs["law"] = "future-law"
-    attrs["config_hash"] = io._config_hash(attrs, idata.constant_data)
+    attrs["config_hash"] = file_format.config_hash(attrs, idata.constant_data)
     idata.to_netcdf(tmp_path / "future.nc")
     with pytest.raises(FitFileError, match=r"incompatible with this bayescale .*unknown law 'future-law'"):
         bs.load_fit(tmp_path / "future.nc")

@@ -1,4 +1,4 @@
-"""A self-contained HTML report of a fit, to attach to a design review.
+"""A fit's self-contained HTML report: the law, data, diagnostics, parameters, plan, comparison.
 
 Everything is in one file: figures are embedded as base64 PNG, there is no
 script, stylesheet or image fetched from the network. The page is laid out by the
@@ -8,47 +8,39 @@ module computes plain values, the template escapes every one of them.
 
 from __future__ import annotations
 
-import base64
-import io
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import numpy as np
 from markupsafe import Markup
 
 from bayescale import plots
 from bayescale._version import __version__
 from bayescale.errors import BayescaleError
-from bayescale.inference import diagnostics as diag
 from bayescale.plots._common import decades
 from bayescale.plots.posterior import PAIR_PARAMETERS
 from bayescale.posterior.residuals import trend_message
+from bayescale.report.page import (
+    STYLE,
+    Interval,
+    diagnostics_line,
+    embedded_figure,
+    environment,
+    interval_cell,
+    number,
+    parameter_section,
+    refuse_to_replace_data,
+    write_atomically,
+)
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from bayescale.methods.downstream import Downstream
     from bayescale.methods.parametric import Fit
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 960px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; vertical-align: top; }
-th.l, td.l { text-align: left; }
-td small { color: #555; white-space: nowrap; }
-figure { margin: 1em 0 2em; } figure img { max-width: 100%; height: auto; }
-figcaption { color: #555; font-size: 0.9em; }
-.ok { color: #1a7f37; } .failed { color: #c62828; font-weight: bold; } .warning { color: #9a6700; }
-"""
 
 #: The report's template, in ``bayescale/templates`` (autoescaped Jinja2).
 TEMPLATE = "report.html.j2"
-
-#: Width of the page the report is laid out for [CSS px]; its tables and figures fit in it.
-PAGE_WIDTH = 1280
 
 
 def default_budgets(fit: Fit) -> np.ndarray:
@@ -91,79 +83,11 @@ def figures(fit: Fit) -> list[tuple[str, Callable[[], Any]]]:
     return out
 
 
-def _png(obj: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    fig = obj if hasattr(obj, "savefig") else obj.figure
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def number(value: Any, digits: int = 4) -> str:
-    """A number as a person reads it: ``digits`` significant digits, exponents without padding.
-
-    ``3.406e+10`` is written ``3.406e10``; integers below 1e6 in full.
-    """
-    value = float(value)
-    if not np.isfinite(value):
-        return str(value)
-    text = f"{value:.{digits}g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
-
-
-class Interval(NamedTuple):
-    """A table cell printed as the median with the interval below it in small print."""
-
-    median: str
-    lower: str
-    upper: str
-
-
-def _interval(median: float, lower: float, upper: float) -> Interval:
-    return Interval(number(median), number(lower), number(upper))
-
-
-def _environment() -> jinja2.Environment:
-    """The templates of ``bayescale/templates``, autoescaped: a value from a fit is always text."""
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("bayescale", "templates"),
-        autoescape=True,  # every template, whatever its file name: the report shows untrusted values
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=False,
-    )
-    env.tests["interval"] = lambda value: isinstance(value, Interval)
-    return env
-
-
 def _data_section(fit: Fit) -> dict[str, Any]:
     frame = fit.runs.frame
     columns = [c for c in ("params", "tokens", "unique_tokens", "compute", "loss") if c in frame]
     rows = [[c, number(frame[c].min()), number(frame[c].median()), number(frame[c].max())] for c in columns]
     return {"n_runs": len(frame), "source": fit.runs.source, "rows": rows}
-
-
-def _parameter_section(fit: Fit, prob: float) -> dict[str, Any]:
-    """Median and interval of each parameter, r_hat to 3 decimals and bulk ESS as a whole number."""
-    summary = fit.summary(prob)
-    any_fixed = bool(summary["fixed"].any())
-    header = ["parameter", "median", "lower", "upper", "r_hat", "bulk ESS"] + (["fixed"] if any_fixed else [])
-    rows = []
-    for name, row in summary.iterrows():
-        fixed = bool(row["fixed"])
-        diagnostics = ["", ""] if fixed else [f"{row['r_hat']:.3f}", f"{round(row['ess_bulk']):d}"]
-        cells = [str(name), number(row["median"]), number(row["lower"]), number(row["upper"]), *diagnostics]
-        rows.append(cells + (["yes" if fixed else ""] if any_fixed else []))
-    return {"header": header, "rows": rows}
-
-
-def _diagnostics_line(diagnostics: dict[str, Any]) -> str:
-    """The text of the one renderer, without its "diagnostics: " and verdict (the state says it)."""
-    return diag.summary_lines(diagnostics)[0].removeprefix("diagnostics: ").rsplit(" -> ", 1)[0]
 
 
 def _diagnostics_section(fit: Fit) -> dict[str, Any]:
@@ -172,7 +96,7 @@ def _diagnostics_section(fit: Fit) -> dict[str, Any]:
     trends = fit.residual_trends()
     return {
         "ok": bool(d["ok"]),
-        "line": _diagnostics_line(d),
+        "line": diagnostics_line(d),
         "sampler": ", ".join(f"{k}={v}" for k, v in config.items()),
         "random_seed": fit.random_seed,
         "problems": list(d["problems"]),
@@ -196,7 +120,7 @@ def _budgets(fit: Fit, compute: Sequence[float] | None) -> np.ndarray:
 
 
 def _row_interval(row: Any, name: str) -> Interval:
-    return _interval(*(row[f"{name}_{s}"] for s in ("median", "lower", "upper")))
+    return interval_cell(*(row[f"{name}_{s}"] for s in ("median", "lower", "upper")))
 
 
 def _plan_section(fit: Fit, compute: Sequence[float] | None, prob: float) -> dict[str, Any] | None:
@@ -232,10 +156,6 @@ def _plan_section(fit: Fit, compute: Sequence[float] | None, prob: float) -> dic
         "exponents": summary,
         "warning": table.attrs.get("extrapolation_warning"),
     }
-
-
-def _figure(caption: str, drawn: Any) -> dict[str, str]:
-    return {"caption": caption, "png": _png(drawn)}
 
 
 def _variant(fit: Fit) -> Fit | None:
@@ -282,7 +202,7 @@ def _comparison_section(
 
         budget = float(_budgets(fit, compute)[0])
         side_by_side = plan_table({fit.law.name: fit, variant.law.name: variant}, budget, prob=prob)
-        plans = _figure(
+        plans = embedded_figure(
             f"The two laws' own plans at C = {number(budget, 3)} FLOPs (each law alone, not blended): "
             f"N_opt, D_opt and loss, medians with {prob:.0%} intervals. How far apart they lie is how "
             "much the choice of law moves the plan.",
@@ -294,7 +214,7 @@ def _comparison_section(
         "verdict": verdict,
         "rows": rows,
         "warnings": [str(w.message) for w in loo],
-        "figure": _figure(
+        "figure": embedded_figure(
             "Law comparison: ELPD of each law with its standard error.", plots.plot_elpd(table)
         ),
         "plans": plans,
@@ -321,7 +241,7 @@ def _extrapolation_section(
     if train_below is not None:
         from bayescale.plots import kinds
 
-        figure = _figure(
+        figure = embedded_figure(
             f"Held-out check: the {fit.law.name} law refitted on the runs below {number(train_below, 3)} "
             "FLOPs with the same priors and settings, predicting the larger runs (90% intervals).",
             kinds.draw("extrapolation", fit, kinds.PlotOptions(train_below=train_below)),
@@ -365,21 +285,21 @@ def build_report(
     law = fit.law
     variant = _variant(fit)
     context = {
-        "style": Markup(_STYLE),  # the page's own stylesheet, not a value from the fit
+        "style": Markup(STYLE),  # the page's own stylesheet, not a value from the fit
         "law": {"name": law.name, "title": law.title, "formula": law.formula, "reference": law.reference},
         "likelihood": fit.likelihood,
         "fixed": ", ".join(f"{k} = {v:.4g}" for k, v in fit.fixed.items()) or "none",
         "prob_text": format(prob, ".0%"),
         "data": _data_section(fit),
         "diagnostics": _diagnostics_section(fit),
-        "parameters": _parameter_section(fit, prob),
+        "parameters": parameter_section(fit, prob),
         "plan": _plan_section(fit, compute, prob),
         "comparison": _comparison_section(fit, variant, compute, prob),
         "extrapolation": _extrapolation_section(fit, variant, compute, train_below),
-        "figures": [_figure(caption, draw()) for caption, draw in figures(fit)],
+        "figures": [embedded_figure(caption, draw()) for caption, draw in figures(fit)],
         "version": __version__,
     }
-    return _environment().get_template(TEMPLATE).render(context)
+    return environment().get_template(TEMPLATE).render(context)
 
 
 def write_report(
@@ -400,209 +320,3 @@ def write_report(
     text = build_report(fit, compute, prob, train_below)
     write_atomically(path, text.encode("utf-8"))
     return path
-
-
-#: The downstream report's template, in ``bayescale/templates``.
-DOWNSTREAM_TEMPLATE = "downstream.html.j2"
-
-
-def _flag(value: Any) -> str:
-    return "yes" if bool(value) else ""
-
-
-def _links_rows(model: Downstream) -> tuple[list[list[str]], list[str]]:
-    """One row per task: score, link, how chosen, the LOO margin and weight, the fit's diagnostics."""
-    rows, warnings_ = [], []
-    for task, row in model.links().iterrows():
-        fit = model.link_fits[str(task)]
-        ok = bool(fit.diagnostics.get("ok"))
-        if not ok:
-            warnings_.append(
-                f"the link of {task!r} failed its diagnostics: {_diagnostics_line(fit.diagnostics)}"
-            )
-        margin = (
-            ""
-            if not np.isfinite(row["elpd_margin"])
-            else f"{row['elpd_margin']:.1f} ± {row['margin_se']:.1f}"
-        )
-        weight = "" if not np.isfinite(row["weight"]) else f"{row['weight']:.2f}"
-        rows.append(
-            [str(task), str(row["score"]), str(row["link"]), str(row["chosen_by"]), margin, weight,
-             "passed" if ok else "FAILED"]
-        )  # fmt: skip
-    return rows, warnings_
-
-
-def _choice_rows(model: Downstream) -> dict[str, Any] | None:
-    if model.choice is None:
-        return None
-    rows = [
-        [str(task), str(link), f"{r['elpd_loo']:.1f} ± {r['se']:.1f}",
-         f"{r['elpd_diff']:.1f} ± {r['dse']:.1f}", f"{r['weight']:.2f}", f"{r['pareto_k_max']:.2f}"]
-        for (task, link), r in model.choice.iterrows()
-    ]  # fmt: skip
-    header = ["task", "link", "ELPD (LOO) ± se", "difference to best ± se", "stacking weight", "max Pareto k"]
-    return {"header": header, "rows": rows}
-
-
-def _interval_rows(model: Downstream, table: pd.DataFrame, names: Sequence[str]) -> list[list[Any]]:
-    return [
-        [number(r["params"]), number(r["tokens"])]
-        + [_interval(r[f"{n}_median"], r[f"{n}_lower"], r[f"{n}_upper"]) for n in names]
-        for _, r in table.iterrows()
-    ]
-
-
-def build_downstream_report(
-    model: Downstream,
-    held_out: pd.DataFrame | None = None,
-    queries: pd.DataFrame | None = None,
-    prob: float = 0.9,
-    random_seed: int | None = 0,
-) -> str:
-    """The HTML text of a downstream model's report (template ``bayescale/templates/downstream.html.j2``).
-
-    Sections: step 1's law and parameters, step 2's links (with the LOO evidence of each choice),
-    the per-task diagnostics, forecasts at ``queries``, the ``held_out`` runs against their
-    intervals, and :func:`~bayescale.plots.downstream.plot_downstream`'s figure.
-
-    Parameters
-    ----------
-    model
-        A :class:`~bayescale.Downstream`.
-    held_out
-        Runs the fits did not see: ``params``, ``tokens`` and any task columns.
-    queries
-        (``params``, ``tokens``) to forecast.
-    prob
-        Probability of the intervals.
-    random_seed
-        Seed of the chained draws.
-    """
-    from bayescale.plots.downstream import plot_downstream
-
-    names = ["loss", *model.tasks]
-    loss_fit = model.loss_fit
-    unit = loss_fit.runs.loss_unit
-    link_rows, link_warnings = _links_rows(model)
-    diagnostics = model.diagnostics()
-    diag_rows = [
-        [str(t), f"{r['change']:.3f}", f"{r['signal_to_noise']:.1f}", f"{r['monotone_rho']:.2f}",
-         _flag(r["flat"]), _flag(r["noisy"]), _flag(r["non_monotone"]), "yes" if r["predictable"] else "NO"]
-        for t, r in diagnostics.iterrows()
-    ]  # fmt: skip
-    context: dict[str, Any] = {
-        "style": Markup(_STYLE),
-        "tasks": ", ".join(model.tasks),
-        "loss_name": "loss",
-        "loss_unit": unit.replace("_", " "),
-        "prob_text": format(prob, ".0%"),
-        "law": {"name": loss_fit.law.name, "formula": loss_fit.law.formula},
-        "loss": {
-            "n_runs": len(loss_fit.runs),
-            "likelihood": loss_fit.likelihood,
-            "ok": bool(loss_fit.diagnostics.get("ok")),
-            "line": _diagnostics_line(loss_fit.diagnostics),
-            **_parameter_section(loss_fit, prob),
-        },
-        "links": {
-            "header": ["task", "score", "link", "chosen by", "elpd margin ± se", "weight", "diagnostics"],
-            "rows": link_rows,
-            "warnings": link_warnings,
-        },
-        "choice": _choice_rows(model),
-        "diagnostics": {
-            "header": [
-                "task",
-                "change",
-                "signal/noise",
-                "rank corr.",
-                "flat",
-                "noisy",
-                "non-monotone",
-                "predictable",
-            ],
-            "rows": diag_rows,
-        },
-        "queries": None,
-        "held_out": None,
-        "version": __version__,
-    }
-    if queries is not None:
-        table = model.predict(queries["params"], queries["tokens"], prob=prob, random_seed=random_seed)
-        context["queries"] = {
-            "header": ["params", "tokens", f"loss [{unit.replace('_', ' ')}]", *model.tasks],
-            "rows": _interval_rows(model, table, names),
-        }
-    if held_out is not None:
-        table = model.predict(held_out["params"], held_out["tokens"], prob=prob, random_seed=random_seed)
-        rows = []
-        for task in [t for t in model.tasks if t in held_out.columns]:
-            actual = held_out[task].to_numpy(dtype=float)
-            lower, median, upper = (table[f"{task}_{s}"].to_numpy() for s in ("lower", "median", "upper"))
-            inside = (lower <= actual) & (actual <= upper)
-            rows.append(
-                [task, str(len(actual)), f"{int(inside.sum())}/{len(actual)}",
-                 number(float(np.mean(np.abs(median - actual)))), number(float(np.mean(upper - lower)))]
-            )  # fmt: skip
-        context["held_out"] = {
-            "header": ["task", "runs", f"inside the {prob:.0%} interval", "mean abs. error", "mean width"],
-            "rows": rows,
-        }
-    drawn = plot_downstream(model, held_out=held_out, prob=prob, random_seed=random_seed)
-    context["figure_"] = _figure(
-        f"Each task's score against training compute: the ladder's rows (grey), the chained median and "
-        f"{prob:.0%} band of a new run (blue), and any held-out run's interval (orange) and actual "
-        "score (red).",
-        drawn,
-    )
-    return _environment().get_template(DOWNSTREAM_TEMPLATE).render(context)
-
-
-def write_downstream_report(model: Downstream, path: str | Path, **kwargs: Any) -> Path:
-    """Write :func:`build_downstream_report` to ``path`` (HTML) atomically and return the path."""
-    path = Path(path)
-    if not path.parent.exists():
-        raise BayescaleError(f"cannot write the report: folder {str(path.parent)!r} does not exist")
-    refuse_to_replace_data(path, "the report")
-    write_atomically(path, build_downstream_report(model, **kwargs).encode("utf-8"))
-    return path
-
-
-#: Leading bytes of the files an output must never replace: HDF5/NetCDF-4 (saved fits), Parquet.
-_DATA_SIGNATURES = (b"\x89HDF\r\n\x1a\n", b"CDF\x01", b"CDF\x02", b"PAR1")
-
-
-def refuse_to_replace_data(path: Path, what: str) -> None:
-    """Raise a BayescaleError when ``path`` is a folder or holds a saved fit or Parquet data."""
-    if path.is_dir():
-        raise BayescaleError(f"cannot write {what}: {str(path)!r} is a folder")
-    if path.is_file():
-        try:
-            with open(path, "rb") as handle:
-                head = handle.read(8)
-        except OSError:
-            return
-        if head.startswith(_DATA_SIGNATURES):
-            raise BayescaleError(
-                f"refusing to write {what} over {str(path)!r}: it holds a saved fit or data; "
-                "choose another --out"
-            )
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` beside ``path`` and move it into place, so a failure leaves no partial file."""
-    import os
-    import tempfile
-
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp_name, 0o666 & ~mask)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
