@@ -328,7 +328,7 @@ def gadre_records(beyond: tuple[bool, ...] = (True,)) -> tuple[pd.DataFrame, pd.
         loss_rows, link_rows, target_rows = rows_of(d)
         model = gadre_model(d, loss_rows, link_rows)
         targets = d[target_rows]
-        diagnostic = model.diagnostics()
+        diagnostic = model.task_diagnostics()
         diagnostics.append(diagnostic.assign(set=dataset).reset_index().set_index(["set", "task"]))
         for average_beyond in beyond:
             table = model.predict(
@@ -929,7 +929,7 @@ def olmo_auto_records(beyond: tuple[bool, ...] = (True,)) -> tuple[pd.DataFrame,
         )  # fmt: skip
         ok = all(f.diagnostics["ok"] for f in (model.loss_fit, *model.link_fits.values()))
         links = model.links()[["link", "elpd_margin", "weight"]]
-        tasks.append(links.join(model.diagnostics()).rename(index={"acc": task}).assign(fit_ok=ok))
+        tasks.append(links.join(model.task_diagnostics()).rename(index={"acc": task}).assign(fit_ok=ok))
         acc, bpb = held.acc.to_numpy(), held.bpb.to_numpy()
         for average_beyond in beyond:
             pred = model.predict(

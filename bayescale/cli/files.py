@@ -20,6 +20,7 @@ METHOD_NAMES = {
     "isoflop": "an IsoFLOP fit (bayescale isoflop)",
     "envelope": "a training-curve envelope fit (bayescale envelope)",
     "steps": "a Kaplan L(N, S) fit (bayescale steps)",
+    "downstream": "a downstream fit (bayescale downstream --save)",
 }
 
 
@@ -140,11 +141,13 @@ def _save_or_keep(result: Any, out: Path, **save_options: Any) -> Path:
     )
 
 
-def _load(path: Path, args: argparse.Namespace | None = None, methods: bool = False) -> Any:
+def _load(
+    path: Path, args: argparse.Namespace | None = None, methods: bool = False, downstream: bool = False
+) -> Any:
     """Load a saved fit, printing a warning (and noting it for --strict) if it failed diagnostics.
 
-    With ``methods``, an IsoFLOP, envelope or L(N, S) fit is accepted too; else only a
-    parametric fit (the other commands' questions need a law).
+    With ``methods``, an IsoFLOP, envelope or L(N, S) fit is accepted too; with ``downstream``, a
+    downstream fit; else only a parametric fit (the other commands' questions need a law).
     """
     from bayescale.methods.io import kind_of, load_fit
 
@@ -152,7 +155,13 @@ def _load(path: Path, args: argparse.Namespace | None = None, methods: bool = Fa
         warnings.simplefilter("ignore", FitWarning)
         fit = load_fit(path)
     kind = kind_of(fit)
-    if kind != "fit" and not methods:
+    if kind == "downstream" and not downstream:
+        command = f"`bayescale {args.command}`" if args is not None else "this command"
+        raise BayescaleError(
+            f"{str(path)!r} holds {METHOD_NAMES[kind]}; {command} does not read one: a saved downstream "
+            "fit answers `bayescale report FILE --out PAGE`, or Python (bs.load_fit(FILE).predict(N, D))"
+        )
+    if kind not in ("fit", "downstream") and not methods:
         command = f"`bayescale {args.command}`" if args is not None else "this command"
         raise BayescaleError(
             f"{str(path)!r} holds {METHOD_NAMES[kind]}; {command} needs a parametric fit "

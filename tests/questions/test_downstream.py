@@ -573,10 +573,29 @@ def test_cli_downstream_prints_the_chained_answer(tmp_path, capsys):
     (link,) = payload["links"]
     assert link["task"] == "error" and link["chosen_by"] == "LOO" and link["candidates"] == 4
     assert link["score"] == "error" and link["link"] in AUTO_LINKS
-    # An explicit link is still possible, and the text says it was given.
-    assert main([*argv[:-1], "--link", "link-exponential"]) == 0
+    # An explicit link is still possible, and the text says it was given; --save keeps both steps.
+    saved = tmp_path / "ds.nc"
+    assert main([*argv[:-1], "--link", "link-exponential", "--save", str(saved)]) == 0
     out = capsys.readouterr().out
     assert "chosen_by" in out and "link-exponential" in out and "given" in out
+    assert f"saved to {saved}" in out
+    with warnings.catch_warnings():  # 100 draws of one chain miss the ESS target, which load repeats
+        warnings.simplefilter("ignore", FitWarning)
+        loaded = bs.load_fit(saved)
+    assert isinstance(loaded, Downstream) and loaded.tasks == ["error"]
+    assert loaded.loss_fit.variant_fit() is not None  # saved with it: answers beyond the runs refit nothing
+    # `bayescale report` reads a saved downstream fit; the loss-fit commands refuse it, naming what it is.
+    page = tmp_path / "saved.html"
+    assert main(["report", str(saved), "--out", str(page)]) == 0
+    assert "<h2>Which tasks scale predictably</h2>" in page.read_text()
+    capsys.readouterr()
+    assert main(["predict", str(saved), "--params", "1e9", "--tokens", "2e10"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "holds a downstream fit" in err and "Traceback" not in err
+    assert main(["report", str(saved), "--out", str(page), "--compute", "1e21"]) == 2
+    assert "--compute ask a loss fit's questions" in capsys.readouterr().err
+    assert main([*argv[:-1], "--save", str(tmp_path / "no" / "ds.nc")]) == 2  # refused before any fit
+    assert "cannot save the downstream fit: folder" in capsys.readouterr().err
     assert main([*argv[:-1], "--loss-rows", "params"]) == 2
     assert "rows column 'params' row 0" in capsys.readouterr().err
     assert (
