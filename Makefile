@@ -42,11 +42,14 @@ demo: versions
 	$(BIN)/bayescale plan $(OUT)/chinchilla.nc --compute 5.76e23
 	$(BIN)/bayescale plot $(OUT)/chinchilla.nc frontier --out $(OUT)/chinchilla_frontier.png
 
+# One pytest worker per core (pytest-xdist); a test file runs on one worker, so a module's shared
+# fits are made once. WORKERS=0 runs the suite in this process.
+WORKERS ?= auto
 test: versions
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
 
 test-slow: versions
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -n $(WORKERS) --dist loadfile
 
 # Headless Chromium for the report's layout test (tests/clients/test_report_browser.py, skipped
 # without it): Debian's chromium package, installed with apt-get (as root, or through sudo).

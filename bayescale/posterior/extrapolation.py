@@ -192,6 +192,26 @@ def blend_draws(
     a different question at the same point (``optimal``'s per-draw optimal loss, moved by the
     terms of the loss at the optimum's median allocation: :func:`blend_beyond`).
     """
+    main = np.asarray(main, dtype=float)
+    shift, sd = blend_terms(main, variant, weight, extra_sd, offset, reference)
+    shape = (main.shape[0],) + (1,) * (main.ndim - 1)
+    with np.errstate(invalid="ignore"):  # inf draws (unreachable targets) stay inf
+        return main + shift + np.reshape(z, shape) * sd
+
+
+def blend_terms(
+    main: np.ndarray,
+    variant: np.ndarray,
+    weight: Any,
+    extra_sd: Any = 0.0,
+    offset: Any = 0.0,
+    reference: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two terms of :func:`blend_draws` per query: a draw of the blend is ``main_i + shift + z_i sd``.
+
+    Apart, so that the blend of a surface can be interpolated between queries
+    (``benchmarks/optimal_surface.py``).
+    """
     main, variant = np.asarray(main, dtype=float), np.asarray(variant, dtype=float)
     ref = main if reference is None else np.asarray(reference, dtype=float)
     w = np.broadcast_to(np.asarray(weight, dtype=float), main.shape[1:])
@@ -204,10 +224,7 @@ def blend_draws(
     gap, grow = (np.where(np.isfinite(v), v, 0.0) for v in (gap, grow))
     gap = gap - np.broadcast_to(np.asarray(offset, dtype=float), gap.shape)
     extra = np.broadcast_to(np.asarray(extra_sd, dtype=float), w.shape)
-    sd = np.sqrt(w * (1 - w) * gap**2 + w * grow + extra**2)
-    shape = (main.shape[0],) + (1,) * (main.ndim - 1)
-    with np.errstate(invalid="ignore"):  # inf draws (unreachable targets) stay inf
-        return main + w * gap + np.reshape(z, shape) * sd
+    return w * gap, np.sqrt(w * (1 - w) * gap**2 + w * grow + extra**2)
 
 
 #: sd of log loss per e-fold of distance added to every answer beyond the runs (:func:`blend_beyond`):

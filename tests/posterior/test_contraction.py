@@ -5,7 +5,7 @@ import pytest
 import xarray as xr
 
 import bayescale as bs
-from bayescale.posterior.contraction import information_message
+from bayescale.posterior.contraction import _prior_sd, information_message
 
 
 def posterior(**draws: np.ndarray) -> xr.Dataset:
@@ -17,7 +17,7 @@ def test_contraction_is_the_share_of_prior_variance_the_runs_removed():
     n = 40_000
     priors = {
         "alpha_N": bs.Prior("LogNormal", mu=-1.2, sigma=0.5),  # closed form, on the log scale
-        "nu": bs.Prior("Gamma", alpha=2.0, beta=0.1),  # drawn, on the log scale
+        "nu": bs.Prior("Gamma", alpha=2.0, beta=0.1),  # closed form (trigamma), on the log scale
         "shift": bs.Prior("Normal", mu=0.0, sigma=2.0),  # closed form, linear
         "absent": bs.Prior("Normal", mu=0.0, sigma=1.0),  # not in the posterior: skipped
     }
@@ -37,3 +37,19 @@ def test_contraction_is_the_share_of_prior_variance_the_runs_removed():
     assert "alpha_N 75%" in text and "shift 90%" in text
     assert "The runs decide alpha_N, shift." in text
     assert "nu mostly keeps the prior 'published-ladders'" in text
+
+
+@pytest.mark.parametrize(
+    ("prior", "draw"),
+    [
+        (bs.Prior("Gamma", alpha=2.0, beta=0.1), lambda rng, n: rng.gamma(2.0, 10.0, n)),
+        (bs.Prior("Gamma", alpha=0.7, beta=3.0), lambda rng, n: rng.gamma(0.7, 1 / 3.0, n)),
+        (bs.Prior("HalfNormal", sigma=0.05), lambda rng, n: np.abs(rng.normal(0.0, 0.05, n))),
+        (bs.Prior("Exponential", lam=3.0), lambda rng, n: rng.exponential(1 / 3.0, n)),
+    ],
+)
+def test_the_noise_priors_spreads_are_closed_forms_that_match_their_draws(prior, draw):
+    # Closed forms, so that a saved fit's contraction (predict, plan) needs no PyMC draws.
+    values = draw(np.random.default_rng(0), 400_000)
+    for log, sample in ((True, np.log(values)), (False, values)):
+        assert _prior_sd(prior, log) == pytest.approx(np.std(sample), rel=0.01), (prior, log)
