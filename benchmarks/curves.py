@@ -10,8 +10,12 @@ pointwise coverage per curve; wall time and the load.
 Run from the repository root (the anchors beside it, ``../shared/anchors``)::
 
     python benchmarks/curves.py [--sizes 25M 100M 400M] [--draws 500] [--tune 500] [--bins 64]
-        [--correlation none] [--no-offsets] [--max-points 100] [--speed] [--anchors PATH]
+        [--correlation none] [--no-offsets] [--walk] [--max-points 100] [--speed] [--anchors PATH]
         [--out benchmarks/results/curves.txt]
+
+``--walk`` fits each curve's discrepancy as a random walk in ``log S1`` from its offset
+(:func:`bayescale.fit_curves`'s ``walk``). ``--held-out-train`` runs only the check that reads no
+test curve: per size, fit two of the three training curves and predict the third.
 
 ``--speed`` also times a fit of all nine curves of each size (about 2,000 checkpoints), the
 issue's speed target (<= 10 s per size).
@@ -178,6 +182,41 @@ def across_sizes(
     )
 
 
+def held_out_train(
+    say: Any, rows: pd.DataFrame, per: dict[str, np.ndarray], size: str, args: Any, options: dict[str, Any]
+) -> None:
+    """The training curves only: fit two of the three, predict the third as a new run, each in turn.
+
+    The check of a noise model that uses no test curve: are the 90% bands of a schedule left out
+    of the fit honest (its final point inside, pointwise coverage), and how wide?
+    """
+    train = rows[rows["repo_split"] == "train"]
+    say(f"\n== {size}: held-out training curves (fit two of {', '.join(TRAIN)}, predict the third)")
+    say(f"{'held out':16s} {'MRE':>8s} {'final in':>8s} {'half-w %':>8s} {'cover':>6s}  fit")
+    scores = []
+    for out in TRAIN:
+        fit, seconds, load, _ = _timed_fit(train[train["run"] != out], per, args.seed, options)
+        curve = train[train["run"] == out]
+        steps, y = curve["step"].to_numpy(), curve["loss"].to_numpy()
+        band = fit.predict(per[out], steps, prob=0.9)
+        inside = (y >= band["lower"].to_numpy()) & (y <= band["upper"].to_numpy())
+        row = (
+            _mre(band["median"].to_numpy(), y),
+            float(inside[-1]),
+            100 * float(np.mean((band["upper"] - band["lower"]) / 2 / band["median"])),
+            float(inside.mean()),
+        )
+        scores.append(row)
+        d = fit.diagnostics
+        say(
+            f"{out:16s} {row[0]:8.5f} {int(row[1]):8d} {row[2]:8.3f} {row[3]:6.2f}  {seconds:.0f} s "
+            f"(load {load[0]:.0f}), r_hat {d['max_r_hat']:.3f}, ok {d['ok']}"
+        )
+    mean = np.mean(scores, axis=0)
+    finals = int(np.sum(np.array(scores)[:, 1]))
+    say(f"{'mean':16s} {mean[0]:8.5f} {finals:6d}/3 {mean[2]:8.3f} {mean[3]:6.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the replication and print (and write) the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -188,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bins", type=int, default=64)
     parser.add_argument("--correlation", default="none")
     parser.add_argument("--no-offsets", dest="offsets", action="store_false")
+    parser.add_argument("--walk", action="store_true", help="each curve's discrepancy walks in log S1")
+    parser.add_argument(
+        "--held-out-train",
+        action="store_true",
+        help="only the check on the training curves: fit two of the three, predict the third",
+    )
     parser.add_argument("--max-points", type=int, default=100, help="checkpoints per curve; 0: all")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--across", action="store_true", help="also the fit across sizes")
@@ -209,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# benchmarks/curves.py --sizes {' '.join(args.sizes)} --draws {args.draws} --tune {args.tune} "
         f"--chains {args.chains} --bins {args.bins} --correlation {args.correlation} --seed {args.seed} "
         f"--max-points {args.max_points}{'' if args.offsets else ' --no-offsets'}"
+        f"{' --walk' if args.walk else ''}{' --held-out-train' if args.held_out_train else ''}"
         f"{' --speed' if args.speed else ''}{' --across' if args.across else ''}"
         f"{' --across-all' if args.across_all else ''}",
         "# MRE: mean |y - pred| / y over the 6 test curves' checkpoints (README's PredE, curve average)",
@@ -221,11 +267,19 @@ def main(argv: list[str] | None = None) -> int:
     options = {
         "correlation": args.correlation,
         "offsets": args.offsets,
+        "walk": args.walk,
         "max_points": args.max_points or None,
         "bins": args.bins,
         "sampler": {"draws": args.draws, "tune": args.tune, "chains": args.chains},
     }
     summary = {}
+    if args.held_out_train:
+        for size in args.sizes:
+            held_out_train(say, table[table["model_size"] == size], per, size, args, options)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text("\n".join(lines) + "\n")
+        return 0
     for size in args.sizes:
         rows = table[table["model_size"] == size]
         train, test = rows[rows["repo_split"] == "train"], rows[rows["repo_split"] == "test"]

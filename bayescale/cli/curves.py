@@ -64,6 +64,18 @@ def add_curves(sub: Subcommands) -> None:
     p.add_argument(
         "--max-points", type=int, default=100, help="checkpoints per curve in the fit (default 100)"
     )
+    p.add_argument(
+        "--walk",
+        action="store_true",
+        help="each curve's discrepancy from the law walks along it (bands widen along a new run's curve)",
+    )
+    p.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the fit to FILE (NetCDF; bayescale.load_fit)",
+    )
     p.add_argument("--prob", type=_probability, default=0.9)
     _add_sampler_options(p, "--seed", "--draws", "--tune", "--chains", "--progress")
     p.add_argument("--json", action="store_true")
@@ -152,21 +164,50 @@ def cmd_curves(args: argparse.Namespace) -> int:
     predictions = [parse_schedule(text) for text in args.predict]
     if args.max_points < 2:
         raise BayescaleError(f"--max-points must be at least 2; got {args.max_points}")
+    if args.save is not None and not args.save.parent.is_dir():
+        raise BayescaleError(f"--save {args.save}: folder {str(args.save.parent)!r} does not exist")
     fit = fit_curves(
-        _read_curves(args), _read_schedules(args), max_points=args.max_points, **_sampler_kwargs(args)
+        _read_curves(args),
+        _read_schedules(args),
+        max_points=args.max_points,
+        walk=args.walk,
+        **_sampler_kwargs(args),
     )
     if args.run is not None and args.run not in fit.data.runs:
         raise BayescaleError(f"--run {args.run!r} is not a fitted run; the runs are {fit.data.runs}")
-    summary = fit.parameters(args.prob)
+    if args.save is not None:
+        fit.save(args.save)
+    payload, summary_text = curves_text(args, fit)
     rows = []
     for text, schedule in zip(args.predict, predictions, strict=True):
         band = fit.predict(schedule, [schedule.horizon - 1], prob=args.prob, run=args.run, size=args.params)
         row = band.iloc[0]
         rows.append({"schedule": text, **{k: float(row[k]) for k in ("step", "median", "lower", "upper")}})
+    payload["predictions"] = rows
+    lines = [summary_text]
+    if args.save is not None:
+        payload["saved"] = str(args.save)
+        lines.append(f"saved to {args.save}")
+    for r in rows:
+        lines.append(
+            f"final loss at step {int(r['step'])} under {r['schedule']}: {r['median']:.4g} "
+            f"[{r['lower']:.4g}, {r['upper']:.4g}] ({args.prob:.0%} interval)"
+        )
+    args.failed_diagnostics = not fit.diagnostics["ok"]
+    _emit(args, payload, "\n".join(lines))
+    return 0
+
+
+def curves_text(args: argparse.Namespace, fit: Any) -> tuple[dict[str, Any], str]:
+    """A curves fit's parameters (``args.prob`` intervals) and diagnostics, as JSON and as text.
+
+    Used by ``bayescale curves`` and by ``bayescale summary`` of a saved curves fit.
+    """
+    summary = fit.parameters(args.prob)
     d = fit.diagnostics
     payload = {
         "parameters": {k: dict(summary.loc[k]) for k in summary.index},
-        "predictions": rows,
+        "walk": fit.walk,
         "prob": args.prob,
         "diagnostics": {k: d[k] for k in ("ok", "max_r_hat", "min_ess_bulk", "divergences") if k in d},
     }
@@ -178,11 +219,4 @@ def cmd_curves(args: argparse.Namespace) -> int:
         f"diagnostics: {'ok' if d['ok'] else 'FAILED'} (max r_hat {d['max_r_hat']:.3f}, "
         f"min ESS {d['min_ess_bulk']:.0f}, {d['divergences']} divergences)"
     )
-    for r in rows:
-        lines.append(
-            f"final loss at step {int(r['step'])} under {r['schedule']}: {r['median']:.4g} "
-            f"[{r['lower']:.4g}, {r['upper']:.4g}] ({args.prob:.0%} interval)"
-        )
-    args.failed_diagnostics = not d["ok"]
-    _emit(args, payload, "\n".join(lines))
-    return 0
+    return payload, "\n".join(lines)

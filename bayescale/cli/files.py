@@ -20,6 +20,7 @@ METHOD_NAMES = {
     "isoflop": "an IsoFLOP fit (bayescale isoflop)",
     "envelope": "a training-curve envelope fit (bayescale envelope)",
     "steps": "a Kaplan L(N, S) fit (bayescale steps)",
+    "curves": "a multi-power law fit of loss curves (bayescale curves)",
     "downstream": "a downstream fit (bayescale downstream --save)",
 }
 
@@ -155,6 +156,11 @@ def _load(
         warnings.simplefilter("ignore", FitWarning)
         fit = load_fit(path)
     kind = kind_of(fit)
+    if kind == "curves" and (args is None or args.command != "summary"):
+        raise BayescaleError(
+            f"{str(path)!r} holds {METHOD_NAMES[kind]}; it answers `bayescale summary`, and in Python "
+            "bayescale.load_fit(path).predict(schedule, steps)"
+        )
     if kind == "downstream" and not downstream:
         command = f"`bayescale {args.command}`" if args is not None else "this command"
         raise BayescaleError(

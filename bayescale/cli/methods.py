@@ -245,9 +245,15 @@ def cmd_compare_methods(args: argparse.Namespace) -> int:
 
 def _method_output(args: argparse.Namespace, result: Any) -> None:
     """Print a method's fit (fitted now or loaded), saving it first to ``--out`` when given."""
+    from bayescale.cli.curves import curves_text
     from bayescale.methods.io import kind_of
 
-    render = {"isoflop": _isoflop_text, "envelope": _envelope_text, "steps": _steps_text}[kind_of(result)]
+    render = {
+        "isoflop": _isoflop_text,
+        "envelope": _envelope_text,
+        "steps": _steps_text,
+        "curves": curves_text,
+    }[kind_of(result)]
     payload, text = render(args, result)
     if getattr(args, "out", None) is not None:
         path = _save_or_keep(result, args.out)

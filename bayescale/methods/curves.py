@@ -16,12 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
-from bayescale.data.schedule import BINS, CurveFeatures, Schedule, curve_features
+from bayescale.data.schedule import BINS, CurveFeatures, Schedule, curve_features, summed_lr
+from bayescale.data.storage import table_from_dataset, table_to_dataset
 from bayescale.errors import BayescaleError, RunsError
 from bayescale.inference import container
 from bayescale.inference import diagnostics as diag
@@ -34,6 +36,8 @@ from bayescale.inference.sampling import (
     resolve_sampler,
     sample_density,
 )
+from bayescale.methods import io
+from bayescale.methods.saved import MethodResult, check_setting, with_data
 from bayescale.model.curve_laws import (
     MULTIPOWER_PARAMETERS,
     CurveDensity,
@@ -47,11 +51,14 @@ from bayescale.model.curve_laws import (
     noise_site_names,
     offset_terms,
     size_name,
+    walk_given,
+    walk_paths,
+    walk_time,
 )
 from bayescale.model.jax_backend import setup_jax
-from bayescale.model.likelihoods import Correlation, check_correlation
-from bayescale.model.priors import Prior
-from bayescale.posterior.intervals import check_interval
+from bayescale.model.likelihoods import CORRELATIONS, Correlation, check_correlation
+from bayescale.model.priors import Prior, priors_from_json, priors_to_json
+from bayescale.posterior.intervals import check_interval, interval_dict
 
 #: What a schedule may be given as: a description, or the LR at every step 0 .. T-1.
 type ScheduleLike = Schedule | np.ndarray | list[float]
@@ -88,6 +95,7 @@ class CurvesData:
     bins: int
     sizes: tuple[str, ...] = ("",)
     log_size: np.ndarray = field(default_factory=lambda: np.zeros(1))
+    source: str = "DataFrame"
 
     @property
     def runs(self) -> list[str]:
@@ -105,6 +113,11 @@ class CurvesData:
     def size_of(self, run: str) -> int:
         """The index in :attr:`sizes` of a fitted run's model size."""
         return int(self.group[np.flatnonzero(self.frame["run"].to_numpy() == run)[0]])
+
+    @property
+    def log_s1_ref(self) -> float:
+        """Where every curve's random walk starts: the lowest ``log S1`` of the fitted checkpoints."""
+        return float(np.log(self.features.s1).min())
 
     @property
     def lr_ref(self) -> float:
@@ -197,9 +210,13 @@ def prepare_curves(
     )
 
 
-@dataclass
-class CurvesFit:
+@dataclass(repr=False)
+class CurvesFit(MethodResult):
     """A Bayesian fit of the multi-power law to loss curves.
+
+    Saved and loaded like every result (``fit.save(path)``, :func:`bayescale.load_fit`): the
+    fitted checkpoints and their schedule features travel in the file, so a loaded fit answers
+    :meth:`predict` without the schedules it was fitted with.
 
     Attributes
     ----------
@@ -217,7 +234,13 @@ class CurvesFit:
         :func:`bayescale.inference.diagnostics.compute`'s report.
     sampler
         The sampler settings.
+    walk
+        Whether each curve's discrepancy from the law walks along it (``kappa``, integrated out).
+    random_seed
+        The seed of the fit.
     """
+
+    title: ClassVar[str] = "multi-power law fit of loss curves"
 
     idata: Any
     data: CurvesData
@@ -226,8 +249,110 @@ class CurvesFit:
     offsets: bool
     diagnostics: dict[str, Any]
     sampler: SamplerConfig
+    walk: bool = False
+    random_seed: int | None = None
     _theta: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _offsets: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def posterior(self) -> Any:
+        """Posterior draws of the sampled parameters (dims ``chain``, ``draw``)."""
+        return container.posterior(self.idata)
+
+    def to_dict(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
+        """JSON-ready: the law, the curves, the noise model, each parameter's interval, diagnostics."""
+        check_interval(prob, kind)
+        out: dict[str, Any] = {
+            "law": "multi-power law L0 + A S1^-alpha + B LD (Luo et al. 2025)",
+            "n_points": len(self.data.frame),
+            "runs": self.data.runs,
+            "sizes": list(self.sizes),
+            "prob": prob,
+            "priors": {name: prior.to_dict() for name, prior in sorted(self.priors.items())},
+            "correlation": self.correlation,
+            "offsets": self.offsets,
+            "walk": self.walk,
+        }
+        out.update({k: _interval(v, prob, kind) for k, v in self.draws().items()})
+        out["diagnostics"] = {
+            k: self.diagnostics[k] for k in ("divergences", "max_r_hat", "min_ess_bulk", "ok", "problems")
+        }
+        return out
+
+    def _facts(self) -> dict[str, Any]:
+        return {
+            "data": self.data.source,
+            "curves": len(self.data.runs),
+            "checkpoints": len(self.data.frame),
+            "noise": ", ".join(
+                [
+                    "offsets" if self.offsets else "no offsets",
+                    "walk" if self.walk else "no walk",
+                    self.correlation,
+                ]
+            ),
+        }
+
+    def _intervals(self) -> dict[str, dict[str, float]]:
+        return {k: _interval(v) for k, v in self.draws().items()}
+
+    def saved_parts(self) -> tuple[Any, dict[str, Any]]:
+        """The draws with the checkpoints fitted and their features (dim ``checkpoint``); the settings."""
+        data = self.data
+        const = table_to_dataset(data.frame, data.source, "checkpoint")
+        f = data.features
+        const["_s1"] = ("checkpoint", f.s1)
+        for name in ("weight", "lr", "area"):
+            const[f"_{name}"] = (("checkpoint", "bin"), getattr(f, name))
+        const["_curve_index"] = ("checkpoint", data.curve_index)
+        observed = xr.Dataset(
+            {"log_loss": (("checkpoint",), np.log(data.frame["loss"].to_numpy(dtype=float)))}
+        )
+        settings = {
+            "correlation": self.correlation,
+            "offsets": self.offsets,
+            "walk": self.walk,
+            "priors": priors_to_json(self.priors),
+            "bins": data.bins,
+            "sizes": list(data.sizes),
+            "log_size": [float(v) for v in data.log_size],
+        }
+        return with_data(self.idata, const, observed), settings
+
+    @classmethod
+    def from_saved(cls, idata: Any, settings: dict[str, Any], common: dict[str, Any]) -> CurvesFit:
+        """Rebuild a fit from :meth:`saved_parts`; TypeError for a setting of the wrong type."""
+        check_setting("correlation", settings["correlation"], settings["correlation"] in CORRELATIONS)
+        for flag in ("offsets", "walk"):
+            check_setting(flag, settings[flag], isinstance(settings[flag], bool))
+        bins, sizes, log_size = settings["bins"], settings["sizes"], settings["log_size"]
+        check_setting("bins", bins, isinstance(bins, int) and bins >= 2)
+        check_setting("sizes", sizes, isinstance(sizes, list) and all(isinstance(v, str) for v in sizes))
+        check_setting(
+            "log_size",
+            log_size,
+            isinstance(log_size, list)
+            and len(log_size) == len(sizes)
+            and all(isinstance(v, float) and math.isfinite(v) for v in log_size),
+        )
+        const = container.group(idata, "constant_data")
+        frame, source = table_from_dataset(const)
+        features = CurveFeatures(
+            *(np.asarray(const[f"_{k}"].values, dtype=float) for k in ("s1", "weight", "lr", "area"))
+        )
+        curve_index = np.asarray(const["_curve_index"].values, dtype=int)
+        if features.weight.shape != (len(frame), bins) or curve_index.shape != (len(frame),):
+            raise TypeError("the saved curve features do not match the saved checkpoints")
+        data = CurvesData(frame, features, curve_index, bins, tuple(sizes), np.asarray(log_size), source)
+        return cls(
+            idata=idata,
+            data=data,
+            priors=priors_from_json(settings["priors"]),
+            correlation=settings["correlation"],
+            offsets=settings["offsets"],
+            walk=settings["walk"],
+            **common,
+        )
 
     @property
     def sizes(self) -> tuple[str, ...]:
@@ -278,8 +403,14 @@ class CurvesFit:
         offset is normal (:func:`~bayescale.model.curve_laws.offset_terms`) and is drawn from it
         here (seed 0, so the draws are reproducible).
         """
-        if not self.offsets:
+        if not self.offsets and not self.walk:
             return {}
+        if not self._offsets and self.walk:
+            rng = np.random.default_rng(0)
+            pick = np.arange(len(self.draws()["B"]))
+            for run in self.data.runs:
+                last = self.data.features.s1[self._rows_of(run)][-1:]
+                self._offsets[run] = self._walk_given(run, np.log(last), pick, rng)[:, 0]
         if not self._offsets:
             d = self.draws()
             sigma = np.stack([d[name] for name in noise_site_names(self.sizes, "none", False)], axis=-1)
@@ -300,6 +431,30 @@ class CurvesFit:
                 draws.append(b / precision + rng.standard_normal(b.shape) / np.sqrt(precision))
             self._offsets.update(zip(runs, np.concatenate(draws).T, strict=True))
         return self._offsets
+
+    def _rows_of(self, run: str) -> np.ndarray:
+        return np.flatnonzero(self.data.frame["run"].to_numpy() == run)
+
+    def _walk_given(
+        self, run: str, log_s1: np.ndarray, pick: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Draws ``(len(pick), len(log_s1))`` of fitted ``run``'s discrepancy, given its residuals."""
+        rows = self._rows_of(run)
+        d = self.draws()
+        theta = {k: v[pick, None] for k, v in d.items()}
+        group = self.data.group[rows]
+        law = law_parameters(theta, self.sizes, group, self.data.log_size, math.log(self.data.lr_ref))
+        features = features_dict(self._features_of(rows))
+        resid = np.log(self.data.frame["loss"].to_numpy()[rows]) - np.log(multipower_loss(law, features, np))
+        known = walk_time(features["log_s1"], self.data.log_s1_ref)
+        new = walk_time(log_s1, self.data.log_s1_ref)
+        tau = d["tau"][pick] if self.offsets else np.zeros(len(pick))
+        sigma = self.noise_scale(self.sizes[int(group[0])])[pick]
+        return walk_given(resid, known, new, tau, d["kappa"][pick], sigma, rng)
+
+    def _features_of(self, rows: np.ndarray) -> CurveFeatures:
+        f = self.data.features
+        return CurveFeatures(f.s1[rows], f.weight[rows], f.lr[rows], f.area[rows])
 
     def noise_scale(self, size: Any = None) -> np.ndarray:
         """Per draw, the marginal sd of a checkpoint's log-loss noise (AR(1): sigma / sqrt(1 - rho^2))."""
@@ -337,8 +492,9 @@ class CurvesFit:
 
         ``lower`` / ``upper`` bound a new checkpoint's loss: the law's uncertainty, the curve's
         offset and the noise of one checkpoint (the AR(1) series' marginal scale). A new run's
-        offset is drawn from ``Normal(0, tau)``, once per draw for the whole curve; ``run`` names
-        a fitted run to continue instead (its own offset, e.g. to a longer horizon).
+        offset is drawn from ``Normal(0, tau)``, once per draw for the whole curve (with
+        ``walk``, a walk from it along the curve); ``run`` names a fitted run to continue instead
+        (its own offset, or its walk given its checkpoints, e.g. to a longer horizon).
         ``mean_lower`` / ``mean_upper`` bound the law's mean only (no offset, no noise). In a fit
         of several sizes, ``size`` is the new run's N (one of the fitted sizes); a fitted
         ``run`` brings its own.
@@ -356,7 +512,15 @@ class CurvesFit:
         pick = _thin(len(self.draws()["B"]), max_draws)
         rng = np.random.default_rng(seed)
         log_noise = rng.standard_normal(mean.shape) * self.noise_scale(size)[pick, None]
-        if run is not None:
+        if self.walk:
+            log_s1 = np.log(summed_lr(_lr_of("new", {"new": schedule}), np.asarray(steps)))
+            if run is not None:
+                log_noise += self._walk_given(run, log_s1, pick, rng)
+            else:
+                d = self.draws()
+                tau = d["tau"][pick] if self.offsets else np.zeros(len(pick))
+                log_noise += walk_paths(walk_time(log_s1, self.data.log_s1_ref), tau, d["kappa"][pick], rng)
+        elif run is not None:
             log_noise += self.curve_offsets()[run][pick, None]
         elif self.offsets:
             log_noise += rng.standard_normal((len(pick), 1)) * self.draws()["tau"][pick, None]
@@ -376,6 +540,11 @@ class CurvesFit:
         )
 
 
+def _interval(draws: np.ndarray, prob: float = 0.9, kind: str = "eti") -> dict[str, float]:
+    """:func:`~bayescale.posterior.intervals.interval_dict` of flattened draws."""
+    return interval_dict(xr.DataArray(np.asarray(draws)[None, :], dims=("chain", "draw")), prob, kind)
+
+
 def _thin(total: int, most: int) -> np.ndarray:
     return np.unique(np.linspace(0, total - 1, min(total, most)).round().astype(int))
 
@@ -386,6 +555,7 @@ def fit_curves(
     *,
     correlation: Correlation = "none",
     offsets: bool = True,
+    walk: bool = False,
     max_points: int | None = MAX_POINTS,
     priors: Mapping[str, Prior] | None = None,
     bins: int = BINS,
@@ -413,6 +583,11 @@ def fit_curves(
         Each curve's level is offset from the law by ``o_i ~ Normal(0, tau)`` on log loss
         (default), integrated out; a new run's offset is drawn from ``Normal(0, tau)`` in
         :meth:`CurvesFit.predict`.
+    walk
+        Each curve's discrepancy from the law walks along the curve from its offset: a Gaussian
+        random walk in ``log S1`` of scale ``kappa``, integrated out
+        (:func:`~bayescale.model.curve_laws.walk_log_lik`). A run under a new schedule is then
+        more uncertain the further along its curve. Takes ``correlation="none"``.
     max_points
         Checkpoints of each curve in the likelihood at most (:func:`thinned`; ``None``: all).
     priors
@@ -438,8 +613,10 @@ def fit_curves(
     >>> fit.predict(bs.Schedule(3e-4, 72000, 2160, "cosine"), steps=[71999])  # doctest: +SKIP
     """
     check_correlation(correlation)
+    if walk and correlation != "none":
+        raise BayescaleError("walk=True takes correlation='none': the walk is the correlation along a curve")
     data = prepare_curves(thinned(curves, max_points), schedules, bins)
-    merged = _site_priors(data, priors or {}, correlation, offsets)
+    merged = _site_priors(data, priors or {}, correlation, offsets, walk)
     # The mode search starts from the least-squares fit: from the priors' centre BFGS stops on the
     # law's ridges (B, C, beta, gamma trade off) and NUTS on the original coordinates crawls.
     start = _least_squares(data, merged, starts, random_seed or 0)
@@ -457,6 +634,10 @@ def fit_curves(
     for i, name in enumerate(noise_site_names(data.sizes, "none", False)):
         spread = float(np.std(resid[data.group == i]))
         start[name] = spread * math.sqrt(1 - rho**2 if correlation == "ar1" else 1.0)
+    if walk:
+        # a walk half the noise's size over the curves' span of log S1 (the mode search moves it)
+        span = float(np.ptp(np.log(data.features.s1))) or 1.0
+        start["kappa"] = 0.5 * float(np.std(resid)) / math.sqrt(span)
     density = build_curve_density(
         data.features,
         data.frame["loss"].to_numpy(),
@@ -469,6 +650,7 @@ def fit_curves(
         data.sizes,
         data.group,
         data.log_size,
+        data.log_s1_ref if walk else None,
     )
     density = _whitened_at_mode(density)
     config = resolve_sampler(SAMPLER_DEFAULTS, sampler)
@@ -482,7 +664,10 @@ def fit_curves(
     report = diag.compute(view, flat)
     if warn:
         diag.warn_if_failed(report)
-    return CurvesFit(idata, data, merged, correlation, offsets, report, config)
+    return CurvesFit(idata, data, merged, correlation, offsets, report, config, walk, random_seed)
+
+
+io.register_result("curves", CurvesFit)
 
 
 def _whitened_at_mode(density: CurveDensity) -> CurveDensity:
@@ -509,14 +694,14 @@ def _default_priors(data: CurvesData) -> dict[str, Prior]:
 
 
 def _site_priors(
-    data: CurvesData, given: Mapping[str, Prior], correlation: Correlation, offsets: bool
+    data: CurvesData, given: Mapping[str, Prior], correlation: Correlation, offsets: bool, walk: bool = False
 ) -> dict[str, Prior]:
     """A prior for every sampled parameter: ``given`` by site or base name, else the defaults.
 
     A size's ``L0`` prior sits below that size's lowest loss.
     """
     base = _default_priors(data)
-    names = law_site_names(data.sizes) + noise_site_names(data.sizes, correlation, offsets)
+    names = law_site_names(data.sizes) + noise_site_names(data.sizes, correlation, offsets, walk)
     known = set(base) | set(names)
     unknown = sorted(set(given) - known)
     if unknown:

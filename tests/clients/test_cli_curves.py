@@ -8,6 +8,7 @@ import pytest
 
 import bayescale as bs
 from bayescale.cli import main
+from bayescale.cli.curves import parse_schedule
 from bayescale.data.schedule import curve_features
 from bayescale.model.curve_laws import features_dict, multipower_loss
 
@@ -24,6 +25,12 @@ NEW = "shape=linear,peak_lr=3e-4,horizon=4000,warmup=200,final_fraction=0.1"
 def true_final(schedule: bs.Schedule) -> float:
     features = features_dict(curve_features(schedule.per_step(), [schedule.horizon - 1], 32))
     return float(multipower_loss({k: np.asarray(v) for k, v in TRUE.items()}, features, np)[0])
+
+
+def _no_warning():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def run(capsys, *argv):
@@ -51,9 +58,10 @@ def files(tmp_path):
 
 def test_fits_the_curves_and_answers_a_new_schedules_final_loss(files, capsys):
     table, schedules = files
+    saved = table.parent / "curves.nc"
     code, out, err = run(
         capsys, "curves", table, "--column", "run=schedule", "--schedules", schedules, "--predict", NEW,
-        "--draws", 100, "--tune", 200, "--chains", 2, "--seed", 1, "--json",
+        "--draws", 100, "--tune", 200, "--chains", 2, "--seed", 1, "--json", "--save", saved,
     )  # fmt: skip
     assert code == 0, err
     payload = json.loads(out)
@@ -63,6 +71,18 @@ def test_fits_the_curves_and_answers_a_new_schedules_final_loss(files, capsys):
     assert answer["lower"] < truth < answer["upper"]
     assert abs(answer["median"] - truth) / truth < 5e-3
     assert {"L0", "alpha", "tau", "offset[cos]"} <= set(payload["parameters"])
+    # the saved fit answers the same without the table or the schedules
+    assert payload["saved"] == str(saved)
+    with pytest.warns(bs.FitWarning) if not payload["diagnostics"]["ok"] else _no_warning():
+        loaded = bs.load_fit(saved)
+    again = loaded.predict(parse_schedule(NEW), [3999], prob=payload["prob"]).iloc[0]
+    assert again["median"] == pytest.approx(answer["median"], rel=1e-12)
+    assert loaded.parameters(payload["prob"]).loc["L0", "median"] == payload["parameters"]["L0"]["median"]
+    code, out, err = run(capsys, "summary", saved, "--json")
+    assert code == 0, err
+    assert json.loads(out)["parameters"]["L0"] == payload["parameters"]["L0"]
+    code, _, err = run(capsys, "predict", saved, "--params", 1e8, "--tokens", 1e9)
+    assert code == 2 and "holds a multi-power law fit of loss curves" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(
@@ -74,6 +94,7 @@ def test_fits_the_curves_and_answers_a_new_schedules_final_loss(files, capsys):
         (("--predict", "shape=spiral,peak_lr=3e-4,horizon=100"), "shape 'spiral' is not one of"),
         (("--column", "lr=schedule"), "NAME one of run, step, loss, params"),
         (("--column", "run=nope"), "the table has no column 'nope'"),
+        (("--save", "/no/such/folder/fit.nc"), "folder '/no/such/folder' does not exist"),
     ],
 )
 def test_bad_input_is_an_error_line_and_exit_2(files, capsys, extra, message):
