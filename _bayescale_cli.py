@@ -1,11 +1,11 @@
 """The ``bayescale`` command's entry point: Ctrl-C stops it cleanly from its first instant.
 
-The console script imports this module, not ``bayescale.cli``. Importing anything from
-the package runs ``bayescale/__init__.py``, which imports pandas, xarray and SciPy (PyMC
-and JAX only when a fit needs them) for a second or more, and a Ctrl-C in that time
-raised a KeyboardInterrupt out of some import with a traceback (issue 20, item 9), before
-``bayescale.cli.main`` could install its handling. This module lives outside the package
-so that importing it imports nothing heavy: it makes SIGINT end the process with the
+The console script imports this module, not ``bayescale.cli``. The command line imports
+pandas, xarray and SciPy (PyMC and JAX only when a fit needs them) for a second or more, and
+a Ctrl-C in that time raised a KeyboardInterrupt out of some import with a traceback (issue 20,
+item 9), before ``bayescale.cli.main`` could install its handling. This module imports only the
+standard library (``import bayescale`` itself imports none of the package's modules, but
+importing ``bayescale.cli`` does): it makes SIGINT end the process with the
 command line's one line and status 130, then imports the command line, whose ``main``
 replaces that with its own handling (``bayescale.cli.entry._handle_interrupts``: files
 being written are cleaned up as the interrupt unwinds). Only the interpreter's own

@@ -53,10 +53,16 @@ def answers(result):
 
 
 def check_answers_in_a_new_process(result: Any, path: Path) -> None:
-    """A new Python process loads the saved file and gives the same answers as ``result``."""
+    """A new Python process, which imported nothing but ``bayescale``, loads the saved file and gives
+    the same answers as ``result``."""
     namespace: dict[str, Any] = {}
     exec(ANSWERS, namespace)  # the same code in both processes
-    load = "import sys\nwarnings.simplefilter('ignore')\nprint(answers(bs.load_fit(sys.argv[1])))\n"
+    # the result's class is imported by load_fit, from the kind the file names: nothing imported it before
+    load = (
+        "import sys\nwarnings.simplefilter('ignore')\n"
+        f"assert {type(result).__module__!r} not in sys.modules, 'imported before load_fit'\n"
+        "print(answers(bs.load_fit(sys.argv[1])))\n"
+    )
     script = ANSWERS + "\n" + load
     proc = subprocess.run(
         [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300, check=False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,12 +31,118 @@ class FitWarning(UserWarning):
     """A fit whose diagnostics fail: its answers may not be trustworthy."""
 
 
-def compute(idata: Any, names: list[str]) -> dict[str, Any]:
+#: The keys of a diagnostics report in the order :func:`compute` writes them; the first two only
+#: when the sampler recorded them.
+_KEYS = (
+    "sampler_path",
+    "mode_mass",
+    "median_steps",
+    "max_tree_depth_share",
+    "warnings",
+    "restarted_chains",
+    "divergences",
+    "max_r_hat",
+    "min_ess_bulk",
+    "r_hat",
+    "ess_bulk",
+    "ok",
+    "problems",
+)
+#: The keys every report has (a saved fit without one is refused).
+REQUIRED_KEYS = ("divergences", "max_r_hat", "min_ess_bulk", "r_hat", "ess_bulk", "ok", "problems")
+
+
+@dataclass(frozen=True, eq=False)
+class Diagnostics(Mapping[str, Any]):
+    """A fit's convergence diagnostics, from :func:`compute` or read from a saved fit.
+
+    Read by attribute (``fit.diagnostics.ok``); reading by key (``fit.diagnostics["ok"]``,
+    ``.get``, ``dict(...)``) gives what the dict of earlier releases held, and :meth:`to_dict`
+    the JSON a saved fit stores (the keys it was built from, in their order: a file read back
+    is written back the same).
+
+    Attributes
+    ----------
+    divergences
+        Divergent transitions after warm-up.
+    max_r_hat, min_ess_bulk
+        The worst r_hat and bulk ESS over the free parameters (r_hat NaN with one chain).
+    r_hat, ess_bulk
+        Per parameter (a vector parameter by its worst element).
+    ok
+        Whether every check passed.
+    problems
+        What failed, each with what to do.
+    warnings
+        What the sampler struggled with without failing (saturated trees).
+    median_steps, max_tree_depth_share
+        Leapfrog steps per draw and the share of draws at :data:`MAX_TREE_DEPTH` (NaN when the
+        sampler does not report them; ``None`` in a fit saved before they were recorded).
+    restarted_chains
+        Chains restarted after a collapsed warm-up (``None`` when not recorded).
+    sampler_path
+        Which sampler drew the tree and why, when it said.
+    mode_mass
+        Each separate mode's chains and share of the posterior mass, when weighed.
+    """
+
+    divergences: int
+    max_r_hat: float
+    min_ess_bulk: float
+    r_hat: dict[str, float]
+    ess_bulk: dict[str, float]
+    ok: bool
+    problems: list[str]
+    warnings: list[str] = field(default_factory=list)
+    median_steps: float | None = None
+    max_tree_depth_share: float | None = None
+    restarted_chains: list[int] | None = None
+    sampler_path: str | None = None
+    mode_mass: list[dict[str, Any]] | None = None
+    #: The keys the report holds, in order (default: each field that is set, in :func:`compute`'s order).
+    keys_held: tuple[str, ...] = field(default=(), repr=False)
+    #: Keys of a saved report this version does not know, kept as read.
+    other: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.keys_held:
+            held = [k for k in _KEYS if k in REQUIRED_KEYS or getattr(self, k) is not None]
+            object.__setattr__(self, "keys_held", (*held, *self.other))
+
+    @classmethod
+    def from_dict(cls, report: Mapping[str, Any]) -> Diagnostics:
+        """The report of a dict such as :meth:`to_dict` gives (a saved fit's); TypeError if not one."""
+        if not isinstance(report, Mapping):
+            raise TypeError(f"diagnostics must be a JSON object, got {type(report).__name__}")
+        missing = [k for k in REQUIRED_KEYS if k not in report]
+        if missing:
+            raise TypeError(f"diagnostics lack {missing}")
+        known = {k: report[k] for k in _KEYS if k in report}
+        other = {k: v for k, v in report.items() if k not in _KEYS}
+        return cls(**known, keys_held=tuple(report), other=other)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a dict, with the keys it holds (JSON-ready: what a saved fit stores)."""
+        return {k: self[k] for k in self.keys_held}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.keys_held:
+            raise KeyError(key)
+        return self.other[key] if key in self.other else getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys_held)
+
+    def __len__(self) -> int:
+        return len(self.keys_held)
+
+
+def compute(idata: Any, names: list[str]) -> Diagnostics:
     """Diagnostics of the free parameters ``names`` of a sampled tree (:mod:`~bayescale.inference.container`).
 
     Returns
     -------
-    dict
+    Diagnostics
         ``divergences``, ``max_r_hat``, ``min_ess_bulk``, per-parameter
         ``r_hat`` and ``ess_bulk``, ``ok``, a list of ``problems``,
         ``restarted_chains`` (chains restarted after a collapsed warm-up),
@@ -96,21 +204,21 @@ def compute(idata: Any, names: list[str]) -> dict[str, Any]:
             "or give informed priors (--priors-from), or add runs that separate them"
         )
     path = stats.attrs.get("sampler_path")
-    return {
-        **({"sampler_path": str(path)} if path else {}),
-        **({"mode_mass": mode_mass} if mode_mass else {}),
-        "median_steps": median_steps,
-        "max_tree_depth_share": saturated,
-        "warnings": notes,
-        "restarted_chains": restarted,
-        "divergences": divergences,
-        "max_r_hat": max_r_hat,
-        "min_ess_bulk": min_ess,
-        "r_hat": per_r_hat,
-        "ess_bulk": per_ess,
-        "ok": not problems,
-        "problems": problems,
-    }
+    return Diagnostics(
+        sampler_path=str(path) if path else None,
+        mode_mass=mode_mass or None,
+        median_steps=median_steps,
+        max_tree_depth_share=saturated,
+        warnings=notes,
+        restarted_chains=restarted,
+        divergences=divergences,
+        max_r_hat=max_r_hat,
+        min_ess_bulk=min_ess,
+        r_hat=per_r_hat,
+        ess_bulk=per_ess,
+        ok=not problems,
+        problems=problems,
+    )
 
 
 def _worst(pick: Any, values: list[float]) -> float:
@@ -142,7 +250,7 @@ def tree_stats(stats: Any) -> tuple[float, float]:
     return float(np.median(steps)), float(np.mean(steps >= 2**MAX_TREE_DEPTH - 1))
 
 
-def summary_lines(diagnostics: dict[str, Any]) -> list[str]:
+def summary_lines(diagnostics: Mapping[str, Any]) -> list[str]:
     """The diagnostics of a fit as text: one summary line, then each problem and warning.
 
     The one renderer of every command's diagnostics; reads saved fits of older
@@ -248,7 +356,7 @@ def _mass_message(mode_mass: list[dict[str, Any]] | None) -> str:
     )
 
 
-def warn_if_failed(diagnostics: dict[str, Any], stacklevel: int = 3) -> None:
+def warn_if_failed(diagnostics: Mapping[str, Any], stacklevel: int = 3) -> None:
     """Emit a :class:`FitWarning` listing every failed diagnostic, and one for the sampler's warnings."""
     if not diagnostics["ok"]:
         warnings.warn(

@@ -118,7 +118,7 @@ def sample_checked(
     random_seed: int | None,
     progressbar: bool,
     warn: bool,
-) -> tuple[Any, dict[str, Any], SamplerConfig]:
+) -> tuple[Any, diag.Diagnostics, SamplerConfig]:
     """Sample ``model`` and diagnose its variables among ``names`` (vectors element by element).
 
     Returns

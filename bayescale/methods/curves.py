@@ -36,7 +36,6 @@ from bayescale.inference.sampling import (
     resolve_sampler,
     sample_density,
 )
-from bayescale.methods import io
 from bayescale.methods.saved import MethodResult, check_setting, with_data
 from bayescale.model.curve_laws import (
     MULTIPOWER_PARAMETERS,
@@ -247,7 +246,7 @@ class CurvesFit(MethodResult):
     priors: dict[str, Prior]
     correlation: Correlation
     offsets: bool
-    diagnostics: dict[str, Any]
+    diagnostics: diag.Diagnostics
     sampler: SamplerConfig
     walk: bool = False
     random_seed: int | None = None
@@ -665,9 +664,6 @@ def fit_curves(
     if warn:
         diag.warn_if_failed(report)
     return CurvesFit(idata, data, merged, correlation, offsets, report, config, walk, random_seed)
-
-
-io.register_result("curves", CurvesFit)
 
 
 def _whitened_at_mode(density: CurveDensity) -> CurveDensity:

@@ -35,6 +35,7 @@ from bayescale.data.envelope import CurveData, prepare
 from bayescale.data.storage import table_from_dataset, table_to_dataset
 from bayescale.errors import RunsError
 from bayescale.inference import container
+from bayescale.inference.diagnostics import Diagnostics
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import (
     SamplerConfig,
@@ -47,7 +48,6 @@ from bayescale.inference.sampling import (
     sample_checked,
     setup_jax,
 )
-from bayescale.methods import io
 from bayescale.methods.saved import (
     MethodResult,
     check_setting,
@@ -187,7 +187,7 @@ class EnvelopeFit(MethodResult, AllocationAnswers):
     priors: dict[str, Prior]
     sampler: SamplerConfig
     random_seed: int | None
-    diagnostics: dict[str, Any]
+    diagnostics: Diagnostics
     grid: pd.DataFrame
 
     @property
@@ -316,9 +316,6 @@ class EnvelopeFit(MethodResult, AllocationAnswers):
             **self.exponents(),
             **{name: interval_dict(post[name]) for name in ("sigma", "rho") if name in post},
         }
-
-
-io.register_result("envelope", EnvelopeFit)
 
 
 def compute_grid(data: CurveData, size: int = 60) -> pd.DataFrame:

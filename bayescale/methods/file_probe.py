@@ -32,7 +32,7 @@ PROBE_TIMEOUT = 30.0
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of the file's bytes (0.035 s for 50 MB on a quiet machine)."""
+    """SHA-256 of the file's bytes (cheap beside a probe: docs/measurements.md, "Reading a saved fit")."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 

@@ -15,6 +15,7 @@ from bayescale.data.storage import runs_from_dataset
 from bayescale.data.units import LOSS_UNITS
 from bayescale.errors import FitFileError
 from bayescale.inference import container
+from bayescale.inference.diagnostics import Diagnostics
 from bayescale.inference.sampling import SamplerConfig
 from bayescale.methods.file_checks import check_draws, check_types, json_object
 from bayescale.methods.file_format import (
@@ -60,7 +61,7 @@ def with_variant(fit: Any, idata: Any, attrs: dict[str, Any]) -> Any:
             "fixed": variant.fixed,
             "sampler": variant.sampler.to_dict(),
             "random_seed": variant.random_seed,
-            "diagnostics": variant.diagnostics,
+            "diagnostics": dict(variant.diagnostics),
             "posterior_checksum": posterior_checksum(container.posterior(variant.idata)),
             # PSIS-LOO of the two laws costs seconds: judged once here, read back by every answer
             "loo_caveat": fit._loo_caveat(variant),
@@ -94,6 +95,7 @@ def variant_from_file(fit: Any, idata: Any, attrs: dict[str, Any]) -> Any:
         warn=False,
     )
     check_types(variant)
+    variant.diagnostics = Diagnostics.from_dict(saved["diagnostics"])  # checked by check_types
     return variant
 
 
@@ -118,6 +120,7 @@ def fit_from_file(cls: type[Any], idata: Any, attrs: dict[str, Any], constant_da
         diagnostics=parse_config(attrs["diagnostics"]),
     )
     check_types(fit)
+    fit.diagnostics = Diagnostics.from_dict(fit.diagnostics)  # checked by check_types
     # before the caveats below evaluate the law on these draws
     check_draws(fit, container.posterior(idata), required=True)
     if INPUT_UNIT_ATTR in attrs:

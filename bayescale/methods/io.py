@@ -2,7 +2,8 @@
 
 A :class:`~bayescale.Fit`, :class:`~bayescale.IsoflopFit`, :class:`~bayescale.EnvelopeFit` or
 :class:`~bayescale.StepsFit` is written by :func:`save_fit` and read back, as the same type, by
-:func:`load_fit`; each class registers itself by kind (:func:`register_result`). The method
+:func:`load_fit`; :data:`RESULT_TYPES` names each kind's class, imported when a file of
+that kind is read (:func:`register_result` adds one). The method
 results (every kind but ``"fit"``) store their data (runs or curves, and the arrays their
 answers read) in ``constant_data`` and their settings as JSON in the ``settings`` attr, which
 the configuration hash covers like a Fit's law and priors.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import errno
 import gc
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -42,7 +44,7 @@ from bayescale._version import __version__
 from bayescale.data.config import parse_config
 from bayescale.errors import BayescaleError, FitFileError
 from bayescale.inference import container
-from bayescale.inference.diagnostics import warn_if_failed
+from bayescale.inference.diagnostics import Diagnostics, warn_if_failed
 from bayescale.inference.sampling import SamplerConfig
 from bayescale.methods.file_checks import check_common, check_draws, json_object
 from bayescale.methods.file_format import (
@@ -75,26 +77,48 @@ class SavedMethod(Result, Protocol):
         ...
 
 
-#: The result classes a saved file is rebuilt into, by kind; each method registers its own.
-RESULT_TYPES: dict[str, type[Any]] = {}
+#: The result classes a saved file is rebuilt into, by kind: a class, or where it is defined
+#: (``"module:attr"``), imported when a file of that kind is first read. The table names the
+#: built-in kinds, so ``bayescale.load_fit`` reads every kind in a process that imported none.
+RESULT_TYPES: dict[str, type[Any] | str] = {
+    "fit": "bayescale.methods.parametric:Fit",
+    "isoflop": "bayescale.methods.isoflop:IsoflopFit",
+    "envelope": "bayescale.methods.envelope:EnvelopeFit",
+    "steps": "bayescale.methods.training_steps:StepsFit",
+    "curves": "bayescale.methods.curves:CurvesFit",
+}
 
 #: SHA-256 of each file :func:`save_fit` wrote in this process, by resolved path: such a file,
 #: unchanged, needs no probe.
 _WRITTEN: dict[str, str] = {}
 
 
-def register_result(kind: str, cls: type[Any]) -> None:
-    """Make :func:`load_fit` rebuild files of ``kind`` as ``cls`` (called by the module defining it).
+def register_result(kind: str, cls: type[Any] | str) -> None:
+    """Make :func:`load_fit` rebuild files of ``kind`` as ``cls``.
 
-    ``cls`` other than the Fit (kind ``"fit"``) follows :class:`SavedMethod`.
+    ``cls`` is the class or, so that nothing is imported before a file of ``kind`` is read,
+    where it is defined: ``"package.module:ClassName"``. A class other than the Fit (kind
+    ``"fit"``) follows :class:`SavedMethod`.
     """
     RESULT_TYPES[kind] = cls
 
 
+def result_type(kind: str) -> type[Any]:
+    """The class of ``kind``'s results, imported from its module when registered by name."""
+    cls = RESULT_TYPES[kind]
+    if isinstance(cls, str):
+        module, _, name = cls.partition(":")
+        cls = RESULT_TYPES[kind] = getattr(importlib.import_module(module), name)
+    return cls
+
+
 def kind_of(result: Any) -> str:
     """The registered kind of ``result`` (``"fit"``, ``"isoflop"``, ``"envelope"``, ``"steps"``)."""
-    for kind, cls in RESULT_TYPES.items():
-        if type(result) is cls:
+    for kind, cls in list(RESULT_TYPES.items()):
+        # a kind registered by name whose module is not imported yet has no results
+        if isinstance(cls, str) and cls.partition(":")[0] not in sys.modules:
+            continue
+        if type(result) is result_type(kind):
             return kind
     raise BayescaleError(
         f"cannot save a {type(result).__name__}: not a result type bayescale saves ({sorted(RESULT_TYPES)})"
@@ -194,7 +218,7 @@ def _stamp(fit: Any) -> tuple[Any, dict[str, Any]]:
     shared = {
         "sampler": json.dumps(fit.sampler.to_dict(), sort_keys=True),
         "random_seed": json.dumps(fit.random_seed),
-        "diagnostics": json.dumps(fit.diagnostics, sort_keys=True),
+        "diagnostics": json.dumps(dict(fit.diagnostics), sort_keys=True),
     }
     if kind != "fit":
         idata, settings = fit.saved_parts()
@@ -215,9 +239,8 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
         First read the file's whole structure in a child process (:func:`probe_hdf5`), so
         that damage which makes the HDF5 library hang or crash ends in a FitFileError
         instead of hanging or killing this process (a Jupyter kernel, a pipeline). It
-        costs a Python start and an ``import h5py``, whatever the file's size: loading
-        took 0.26 s against 0.09 s without it on a quiet 2-core machine, 0.93 s against
-        0.39 s at load 8.7. A file this process
+        costs a Python start and an ``import h5py``, whatever the file's size (a few tenths of
+        a second: docs/measurements.md, "Reading a saved fit"). A file this process
         saved and that has not changed since (same SHA-256) is trusted without it.
         ``False`` skips the probe, for files you trust.
     probe_timeout
@@ -301,7 +324,7 @@ def load_fit(path: str | Path, *, probe: bool = True, probe_timeout: float | Non
         if kind != "fit":
             fit = _method_from_file(kind, idata, attrs)
         else:
-            fit = fit_from_file(RESULT_TYPES["fit"], idata, attrs, constant_data)
+            fit = fit_from_file(result_type("fit"), idata, attrs, constant_data)
         check_draws(fit, container.posterior(idata), required=kind == "fit")
     except KeyError as exc:
         raise FitFileError(
@@ -331,10 +354,10 @@ def _method_from_file(kind: str, idata: Any, attrs: dict[str, Any]) -> Any:
     random_seed = parse_config(attrs["random_seed"])
     diagnostics = parse_config(attrs["diagnostics"])
     check_common(random_seed, diagnostics)
-    cls = RESULT_TYPES[kind]
+    cls = result_type(kind)
     common = {
         "sampler": SamplerConfig(**json_object(attrs, "sampler")),
         "random_seed": random_seed,
-        "diagnostics": diagnostics,
+        "diagnostics": Diagnostics.from_dict(diagnostics),
     }
     return cls.from_saved(idata, settings, common)

@@ -39,6 +39,7 @@ from bayescale.data.runs import Runs
 from bayescale.data.storage import runs_from_dataset, runs_to_dataset
 from bayescale.errors import BayescaleError, RunsError
 from bayescale.inference import container
+from bayescale.inference.diagnostics import Diagnostics
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import (
     SamplerConfig,
@@ -47,7 +48,6 @@ from bayescale.inference.sampling import (
     resolve_seed,
     sample_checked,
 )
-from bayescale.methods import io
 from bayescale.methods.saved import (
     MethodResult,
     check_setting,
@@ -138,7 +138,7 @@ class IsoflopFit(MethodResult, AllocationAnswers):
     priors: dict[str, Prior]
     sampler: SamplerConfig
     random_seed: int | None
-    diagnostics: dict[str, Any]
+    diagnostics: Diagnostics
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -271,9 +271,6 @@ class IsoflopFit(MethodResult, AllocationAnswers):
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
-
-
-io.register_result("isoflop", IsoflopFit)
 
 
 def fit_isoflop(

@@ -97,7 +97,7 @@ class Fit(FitAnswers, FitTables):
     likelihood: Likelihood
     sampler: SamplerConfig
     random_seed: int | None
-    diagnostics: dict[str, Any]
+    diagnostics: diag.Diagnostics
     warn: bool = True
     prior_set: str | None = None
     _variants: dict[str, Fit | None] = field(default_factory=dict, repr=False, compare=False)
@@ -416,6 +416,3 @@ def _tidy(idata: Any, law: ScalingLaw, runs: Runs, fixed: Mapping[str, float], l
     )
     groups["constant_data"] = runs_to_dataset(runs)
     return container.from_groups(**groups)
-
-
-io.register_result("fit", Fit)

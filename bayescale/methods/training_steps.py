@@ -26,6 +26,7 @@ from bayescale.data.steps import MIN_BATCH_RATIO, StepsData, _steps_data, batch_
 from bayescale.data.storage import table_from_dataset, table_to_dataset
 from bayescale.errors import RunsError
 from bayescale.inference import container
+from bayescale.inference.diagnostics import Diagnostics
 from bayescale.inference.sampling import SAMPLER_DEFAULTS as BASE_SAMPLER_DEFAULTS
 from bayescale.inference.sampling import (
     SamplerConfig,
@@ -34,7 +35,6 @@ from bayescale.inference.sampling import (
     resolve_seed,
     sample_checked,
 )
-from bayescale.methods import io
 from bayescale.methods.saved import MethodResult, check_setting, with_data
 from bayescale.model.laws import ops as _ops
 from bayescale.model.laws.kaplan_steps import (
@@ -124,7 +124,7 @@ class StepsFit(MethodResult, AllocationAnswers):
     likelihood: Likelihood
     sampler: SamplerConfig
     random_seed: int | None
-    diagnostics: dict[str, Any]
+    diagnostics: Diagnostics
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -379,9 +379,6 @@ class StepsFit(MethodResult, AllocationAnswers):
 
     def _intervals(self) -> dict[str, dict[str, float]]:
         return {**self.parameters(), "sigma": interval_dict(self.posterior["sigma"])}
-
-
-io.register_result("steps", StepsFit)
 
 
 def fit_steps(

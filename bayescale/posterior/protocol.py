@@ -7,11 +7,12 @@ it offers (:meth:`FitLike.variant_fit` refits the variant law).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import xarray as xr
 
 from bayescale.data.runs import Runs
+from bayescale.inference.diagnostics import Diagnostics
 from bayescale.model.laws import ScalingLaw
 from bayescale.model.likelihoods import Likelihood
 from bayescale.model.priors import Prior
@@ -46,7 +47,7 @@ class FitLike(Protocol):
         ...
 
     @property
-    def diagnostics(self) -> dict[str, Any]:
+    def diagnostics(self) -> Diagnostics:
         """The sampler's diagnostics report."""
         ...
 

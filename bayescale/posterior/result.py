@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import xarray as xr
 
+from bayescale.inference.diagnostics import Diagnostics
 from bayescale.inference.sampling import SamplerConfig
 
 
@@ -31,7 +32,7 @@ class Result(Protocol):
     idata: Any
     sampler: SamplerConfig
     random_seed: int | None
-    diagnostics: dict[str, Any]
+    diagnostics: Diagnostics
 
     @property
     def posterior(self) -> xr.Dataset:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -99,7 +100,7 @@ def parameter_section(fit: Fit, prob: float) -> dict[str, Any]:
     return {"header": header, "rows": rows}
 
 
-def diagnostics_line(diagnostics: dict[str, Any]) -> str:
+def diagnostics_line(diagnostics: Mapping[str, Any]) -> str:
     """The text of the one renderer, without its "diagnostics: " and verdict (the state says it)."""
     return diag.summary_lines(diagnostics)[0].removeprefix("diagnostics: ").rsplit(" -> ", 1)[0]
 

@@ -195,7 +195,7 @@ def test_unedited_copy_still_loads(tmp_path):
     src = cheap_fit_file(tmp_path / "fit.nc")
     path = _rewrite(src, tmp_path / "copy.nc", lambda idata: None)
     loaded = bs.load_fit(path)
-    assert loaded.diagnostics == json.loads(json.dumps(cheap_fit().diagnostics))
+    assert loaded.diagnostics == json.loads(json.dumps(cheap_fit().diagnostics.to_dict()))
 
 
 def test_flipped_diagnostics_no_longer_pass_summary_strict(tmp_path, capsys):
