@@ -23,6 +23,7 @@ import xarray as xr
 from bayescale.data.runs import Runs
 from bayescale.data.units import DEFAULT_LOSS_UNIT, check_loss_column, unit_in_name
 from bayescale.errors import BayescaleError, RunsError
+from bayescale.inference.diagnostics import Diagnostics
 from bayescale.inference.sampling import SamplerSettings
 from bayescale.methods import io
 from bayescale.methods.parametric import Fit, fit_parametric
@@ -219,21 +220,25 @@ class Downstream:
         return self.loss_fit.random_seed
 
     @property
-    def diagnostics(self) -> dict[str, Any]:
+    def diagnostics(self) -> Diagnostics:
         """Every step's sampler diagnostics in one: ``ok`` when all are, each problem named by its step."""
         steps = {"loss": self.loss_fit} | {f"link:{t}": f for t, f in self.link_fits.items()}
         diags = {name: fit.diagnostics for name, fit in steps.items()}
-        return {
-            "divergences": sum(int(d["divergences"]) for d in diags.values()),
-            "max_r_hat": max(float(d["max_r_hat"]) for d in diags.values()),
-            "min_ess_bulk": min(float(d["min_ess_bulk"]) for d in diags.values()),
-            "ok": all(bool(d["ok"]) for d in diags.values()),
-            "problems": [f"{name}: {p}" for name, d in diags.items() for p in d["problems"]],
-            "r_hat": {f"{name}.{k}": float(v) for name, d in diags.items() for k, v in d["r_hat"].items()},
-            "ess_bulk": {
-                f"{name}.{k}": float(v) for name, d in diags.items() for k, v in d["ess_bulk"].items()
-            },
-        }
+        return Diagnostics.from_dict(
+            {
+                "divergences": sum(int(d["divergences"]) for d in diags.values()),
+                "max_r_hat": max(float(d["max_r_hat"]) for d in diags.values()),
+                "min_ess_bulk": min(float(d["min_ess_bulk"]) for d in diags.values()),
+                "ok": all(bool(d["ok"]) for d in diags.values()),
+                "problems": [f"{name}: {p}" for name, d in diags.items() for p in d["problems"]],
+                "r_hat": {
+                    f"{name}.{k}": float(v) for name, d in diags.items() for k, v in d["r_hat"].items()
+                },
+                "ess_bulk": {
+                    f"{name}.{k}": float(v) for name, d in diags.items() for k, v in d["ess_bulk"].items()
+                },
+            }
+        )
 
     def to_dict(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
         """JSON-ready: step 1's fit, each task's link (how chosen, its fit) and the task diagnostics."""
@@ -685,7 +690,7 @@ def _fit_settings(fit: Fit) -> dict[str, str]:
         **fit_attrs(fit),
         "sampler": json.dumps(fit.sampler.to_dict(), sort_keys=True),
         "random_seed": json.dumps(fit.random_seed),
-        "diagnostics": json.dumps(fit.diagnostics, sort_keys=True),
+        "diagnostics": json.dumps(dict(fit.diagnostics), sort_keys=True),
         "posterior_checksum": posterior_checksum(fit.posterior),
     }
 
@@ -778,6 +783,3 @@ def _score_of(rows: pd.DataFrame, task: str, input_loss: str) -> str:
             f"{input_loss!r}); pass score='error' or score='accuracy'"
         )
     return "error" if rho > 0 else "accuracy"
-
-
-io.register_result("downstream", Downstream)

@@ -74,6 +74,29 @@ def test_a_downstream_round_trips_through_one_file(chain_model, tmp_path):
         loaded.with_links({"a": "sigmoid"})
 
 
+def test_a_saved_downstream_loads_in_a_process_that_imported_nothing_else(chain_model, tmp_path):
+    """The kind is named in io's table: load_fit imports the class only when it reads such a file."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = chain_model.save(tmp_path / "ds.nc")
+    program = (
+        "import sys, warnings\n"
+        "import bayescale as bs\n"
+        "warnings.simplefilter('ignore')\n"
+        "print('bayescale.methods.downstream' in sys.modules)\n"
+        "model = bs.load_fit(sys.argv[1])\n"
+        "print(type(model).__name__, model.tasks)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", program, str(path)], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["False", "Downstream ['a', 'b']"]
+
+
 def _altered(path, tmp_path, change, rehash=False):
     """A copy of the saved file with ``change(tree)`` applied; ``rehash`` recomputes its hashes (a forger)."""
     import xarray as xr
