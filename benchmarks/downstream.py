@@ -30,6 +30,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -293,80 +294,93 @@ def olmo_3b(variants=tuple(OLMO_VARIANTS), backtest: bool = True) -> tuple[pd.Da
     return pd.DataFrame(records), pd.concat(backtests) if backtests else pd.DataFrame()
 
 
-def gadre() -> str:
-    """Gadre et al.'s design per training set: the text of ``benchmarks/results/downstream.txt``."""
-    started, load_before = time.time(), os.getloadavg()
+def gadre_model(d: pd.DataFrame, loss_rows: np.ndarray, link_rows: np.ndarray) -> Any:
+    """Both steps on one training set's published design: the loss law, then the 17/46-task error law."""
+    runs = pd.DataFrame(
+        {"params": d.N_params, "tokens": d.D_tokens, "loss_c4": d.loss_c4_val} | {m: d[m] for m in METRICS}
+    )
+    return bs.fit_downstream(
+        runs,
+        list(METRICS),
+        "loss_c4",
+        loss_rows=loss_rows,
+        link_rows=link_rows,
+        loss_priors={"sigma": SIGMA},
+        link_priors={"sigma": SIGMA},
+        loss_likelihood="normal",
+        link="link-exponential",  # the published procedure's link (not chosen by LOO on 6 runs)
+        random_seed=2024,
+    )
+
+
+def gadre_records(beyond: tuple[bool, ...] = (True,)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Gadre et al.'s design per training set: one row per (target, quantity, ``average_beyond``).
+
+    The same fits answer once per value of ``beyond`` (step 1 beyond its runs mixed with its
+    variant law, as ``Fit.predict`` does by default, or the law alone). Also returns the
+    diagnostics of each (set, metric), indexed by ``(set, task)``.
+    """
     frame = pd.read_csv(GADRE / "overtrain_104_models_downstream.csv")
     published = json.loads((GADRE / "published.json").read_text())["refit_here"]
-    records = []
+    records, diagnostics = [], []
     for dataset in DATASETS:
         d = frame[frame.dataset == dataset].reset_index(drop=True)
         loss_rows, link_rows, target_rows = rows_of(d)
-        runs = pd.DataFrame(
-            {"params": d.N_params, "tokens": d.D_tokens, "loss_c4": d.loss_c4_val}
-            | {m: d[m] for m in METRICS}
-        )
-        model = bs.fit_downstream(
-            runs,
-            list(METRICS),
-            "loss_c4",
-            loss_rows=loss_rows,
-            link_rows=link_rows,
-            loss_priors={"sigma": SIGMA},
-            link_priors={"sigma": SIGMA},
-            loss_likelihood="normal",
-            link="link-exponential",  # the published procedure's link (not chosen by LOO on 6 runs)
-            random_seed=2024,
-        )
+        model = gadre_model(d, loss_rows, link_rows)
         targets = d[target_rows]
-        table = model.predict(targets.N_params.to_numpy(), targets.D_tokens.to_numpy(), PROB, random_seed=7)
-        diagnostics = model.diagnostics()
-        for metric in METRICS:
-            ls_loss, ls_err = least_squares(d, loss_rows, link_rows, metric)
-            by_name = {t["name"]: t for t in published[f"{dataset}/{metric}"]["targets"]}
-            for i, (_, target) in enumerate(targets.iterrows()):
-                pub = by_name[target["name"]]
-                ls_l = float(ls_loss(target.N_params, target.token_multiplier))
-                for quantity, actual, pub_pred, ls_pred, col in (
-                    ("loss", target.loss_c4_val, pub["loss_pred"], ls_l, "loss"),
-                    (metric, target[metric], pub["err_pred"], float(ls_err(ls_l)), metric),
-                ):
-                    if quantity == "loss" and metric != METRICS[0]:
-                        continue  # the loss is the same for both metrics
-                    row = table.iloc[i]
-                    lo, med, hi = row[f"{col}_lower"], row[f"{col}_median"], row[f"{col}_upper"]
-                    records.append(
-                        {
-                            "set": dataset,
-                            "target": f"{target.model_shape} M={target.token_multiplier:g}",
-                            "quantity": quantity,
-                            "actual": actual,
-                            "published": pub_pred,
-                            "pub_rel%": 100 * abs(pub_pred - actual) / actual,
-                            "lsq": ls_pred,
-                            "lsq_rel%": 100 * abs(ls_pred - actual) / actual,
-                            "bayes_median": med,
-                            "bayes_rel%": 100 * abs(med - actual) / actual,
-                            "lower90": lo,
-                            "upper90": hi,
-                            "covered": bool(lo <= actual <= hi),
-                            "width%": 100 * (hi - lo) / actual,
-                            "predictable": bool(diagnostics.loc[metric, "predictable"])
-                            if quantity != "loss"
-                            else "",
-                        }
-                    )
-        print(f"{dataset}: done at {time.time() - started:.0f} s", flush=True)
-    out = pd.DataFrame(records)
-    lines = [
-        "Downstream benchmark (benchmarks/downstream.py): Gadre et al. 2024, published 5 + 1 run design,",
-        "C4-eval loss -> 17/46-task average top-1 error; bayescale = chained posterior predictive, 90% ETI.",
-        f"bayescale {bs.__version__}; load before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; "
-        f"{time.time() - started:.0f} s in all",
-        "",
-        out.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
-        "",
-    ]
+        diagnostic = model.task_diagnostics()
+        diagnostics.append(diagnostic.assign(set=dataset).reset_index().set_index(["set", "task"]))
+        for average_beyond in beyond:
+            table = model.predict(
+                targets.N_params.to_numpy(),
+                targets.D_tokens.to_numpy(),
+                PROB,
+                random_seed=7,
+                average_beyond=average_beyond,
+            )
+            for metric in METRICS:
+                ls_loss, ls_err = least_squares(d, loss_rows, link_rows, metric)
+                by_name = {t["name"]: t for t in published[f"{dataset}/{metric}"]["targets"]}
+                for i, (_, target) in enumerate(targets.iterrows()):
+                    pub = by_name[target["name"]]
+                    ls_l = float(ls_loss(target.N_params, target.token_multiplier))
+                    for quantity, actual, pub_pred, ls_pred, col in (
+                        ("loss", target.loss_c4_val, pub["loss_pred"], ls_l, "loss"),
+                        (metric, target[metric], pub["err_pred"], float(ls_err(ls_l)), metric),
+                    ):
+                        if quantity == "loss" and metric != METRICS[0]:
+                            continue  # the loss is the same for both metrics
+                        row = table.iloc[i]
+                        lo, med, hi = row[f"{col}_lower"], row[f"{col}_median"], row[f"{col}_upper"]
+                        records.append(
+                            {
+                                "average_beyond": average_beyond,
+                                "set": dataset,
+                                "target": f"{target.model_shape} M={target.token_multiplier:g}",
+                                "quantity": quantity,
+                                "actual": actual,
+                                "published": pub_pred,
+                                "pub_rel%": 100 * abs(pub_pred - actual) / actual,
+                                "lsq": ls_pred,
+                                "lsq_rel%": 100 * abs(ls_pred - actual) / actual,
+                                "bayes_median": med,
+                                "bayes_rel%": 100 * abs(med - actual) / actual,
+                                "lower90": lo,
+                                "upper90": hi,
+                                "covered": bool(lo <= actual <= hi),
+                                "width%": 100 * (hi - lo) / actual,
+                                "predictable": bool(diagnostic.loc[metric, "predictable"])
+                                if quantity != "loss"
+                                else "",
+                            }
+                        )
+        print(f"gadre {dataset}: done", flush=True)
+    return pd.DataFrame(records), pd.concat(diagnostics)
+
+
+def gadre_summary(out: pd.DataFrame) -> list[str]:
+    """The Gadre table's two summary lines: loss targets, then error targets."""
+    lines = []
     for quantity, part in (("loss", out[out.quantity == "loss"]), ("error", out[out.quantity != "loss"])):
         lines.append(
             f"{quantity}: {len(part)} targets, coverage {part.covered.sum()}/{len(part)}; mean relative "
@@ -375,6 +389,25 @@ def gadre() -> str:
             f"published {part['pub_rel%'].mean():.2f}%; mean 90% width {part['width%'].mean():.1f}% of "
             "the value"
         )
+    return lines
+
+
+def gadre() -> str:
+    """Gadre et al.'s design per training set: the text of ``benchmarks/results/downstream_gadre.txt``."""
+    started, load_before = time.time(), os.getloadavg()
+    out, _ = gadre_records()
+    out = out.drop(columns="average_beyond")
+    lines = [
+        "Downstream benchmark (benchmarks/downstream.py gadre): Gadre et al. 2024, published 5 + 1 run",
+        "design, C4-eval loss -> 17/46-task average top-1 error; bayescale = chained posterior",
+        "predictive, 90% ETI.",
+        f"bayescale {bs.__version__}; load before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; "
+        f"{time.time() - started:.0f} s in all",
+        "",
+        out.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+        "",
+        *gadre_summary(out),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -442,7 +475,7 @@ GEMSTONES = ANCHORS / "gemstones-downstream"
 GEMSTONES_FIT_BELOW = 1.5e9
 
 
-def gemstones_text() -> str:
+def gemstones_records() -> tuple[pd.DataFrame, Any, np.ndarray]:
     """Gemstones: 9-task average error from train loss, fitted on the 19 models under 1.5B.
 
     Step 2 alone: the three ~2B models' checkpoints are predicted at their own logged train
@@ -450,13 +483,15 @@ def gemstones_text() -> str:
     (the 35 checkpoints of a model share it; a new model draws its own), 90% ETI per
     checkpoint. Least squares: ``curve_fit`` of the same form from the repository's default
     start, as ``benchmarks/gadre_fit.py`` does on all rows.
+
+    Returns the held-out checkpoints with ``lsq``, ``median``, ``lower90``, ``upper90`` and
+    ``covered``; the link fit; the least-squares coefficients.
     """
     from scipy.optimize import curve_fit
 
     from bayescale.methods.downstream import fit_link
     from bayescale.questions.downstream import link_predict
 
-    started, load_before = time.time(), os.getloadavg()
     d = pd.read_csv(GEMSTONES / "checkpoints_downstream.csv")
     small = (d.params_active_precise < GEMSTONES_FIT_BELOW).to_numpy()
     table = pd.DataFrame(
@@ -464,8 +499,9 @@ def gemstones_text() -> str:
          "err": d.avg_err_9}
     )  # fmt: skip
     fit = fit_link(
-        table[small].reset_index(drop=True), "err", "train_loss", "link-exponential", random_seed=9
-    )
+        table[small].reset_index(drop=True), "err", "train_loss", "link-exponential", random_seed=9,
+        progressbar=False,
+    )  # fmt: skip
     held = table[~small]
 
     def law(x, k, gamma, eps):
@@ -474,30 +510,74 @@ def gemstones_text() -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         q, _ = curve_fit(law, table.train_loss[small], table.err[small], maxfev=10000)
-    lsq = law(held.train_loss.to_numpy(), *q)
     pred = link_predict(fit, held.train_loss.to_numpy(), PROB, random_seed=11)
+    curve = link_predict(fit, held.train_loss.to_numpy(), PROB, predictive=False).error_median.to_numpy()
     actual = held.err.to_numpy()
-    covered = (pred.error_lower.to_numpy() <= actual) & (actual <= pred.error_upper.to_numpy())
+    lower, upper = pred.error_lower.to_numpy(), pred.error_upper.to_numpy()
     out = held.assign(
-        lsq=lsq, median=pred.error_median.to_numpy(), lower90=pred.error_lower.to_numpy(),
-        upper90=pred.error_upper.to_numpy(), covered=covered,
+        lsq=law(held.train_loss.to_numpy(), *q), median=pred.error_median.to_numpy(), lower90=lower,
+        upper90=upper, covered=(lower <= actual) & (actual <= upper), log_residual=np.log(actual / curve),
     )  # fmt: skip
+    print("gemstones: done", flush=True)
+    return out, fit, q
 
-    def rmse(x):
-        return float(np.sqrt(np.mean((x - actual) ** 2)))
 
-    per_model = out.groupby("run", sort=False).apply(
+def gemstones_per_model(out: pd.DataFrame, fit: Any) -> pd.DataFrame:
+    """Per held-out model: checkpoints, coverage, RMSE of bayescale's median and of least squares, width.
+
+    Then why its points miss: ``offset`` (the mean of its log residuals from the link's median
+    curve, i.e. its run offset), ``offset_z`` (that over ``sigma_run``, the fitted spread of the
+    19 smaller models' offsets), ``scatter`` (the sd of its log residuals about its offset, to
+    set beside the checkpoint noise ``sigma``).
+    """
+    sigma_run = float(np.median(fit.posterior["sigma_run"].values))
+    return out.groupby("run", sort=False).apply(
         lambda g: pd.Series(
             {"checkpoints": len(g), "coverage": g.covered.mean(),
              "rmse_bayes": np.sqrt(np.mean((g["median"] - g.err) ** 2)),
-             "rmse_lsq": np.sqrt(np.mean((g.lsq - g.err) ** 2)), "width": (g.upper90 - g.lower90).mean()}
+             "rmse_lsq": np.sqrt(np.mean((g.lsq - g.err) ** 2)), "width": (g.upper90 - g.lower90).mean(),
+             "offset": g.log_residual.mean(), "offset_z": g.log_residual.mean() / sigma_run,
+             "scatter": g.log_residual.std()}
         ),
         include_groups=False,
     )  # fmt: skip
+
+
+def gemstones_fitted_offsets(fit: Any) -> str:
+    """The 19 fitted models' run offsets in units of ``sigma_run``: how far out the held-out ones sit."""
+    sigma_run = float(np.median(fit.posterior["sigma_run"].values))
+    runs = sorted(set(fit.runs.frame["run"].astype(str)))
+    z = np.array([float(np.median(fit.run_offset(r).values)) / sigma_run for r in runs])
+    worst = runs[int(np.argmax(np.abs(z)))]
+    return (
+        f"the {len(runs)} fitted models' offsets over sigma_run ({sigma_run:.4f}): sd {z.std():.2f}, "
+        f"|z| > 2 for {int((np.abs(z) > 2).sum())}, largest {worst} {z[np.argmax(np.abs(z))]:+.2f}; "
+        f"checkpoint noise sigma {float(np.median(fit.posterior['sigma'].values)):.4f}"
+    )
+
+
+def gemstones_summary(out: pd.DataFrame) -> str:
+    """The Gemstones line: RMSE of the medians and of least squares, coverage, width."""
+
+    def rmse(x):
+        return float(np.sqrt(np.mean((x - out.err.to_numpy()) ** 2)))
+
+    return (
+        f"RMSE bayescale (median) {rmse(out['median'].to_numpy()):.4f}, least squares "
+        f"{rmse(out.lsq.to_numpy()):.4f} (target <= 0.0045); 90% coverage {out.covered.mean():.0%} "
+        f"({int(out.covered.sum())}/{len(out)}; target 85-95%); "
+        f"mean width {(out.upper90 - out.lower90).mean():.4f}"
+    )
+
+
+def gemstones_text() -> str:
+    """The Gemstones part: ``benchmarks/results/downstream_gemstones.txt`` (:func:`gemstones_records`)."""
+    started, load_before = time.time(), os.getloadavg()
+    out, fit, q = gemstones_records()
     lines = [
         "Gemstones (benchmarks/downstream.py gemstones): 9-task average error against train loss; fit on the",
-        f"19 models under 1.5B ({int(small.sum())} checkpoints), predict the three ~2B models' "
-        f"{len(held)} checkpoints at their train loss.",
+        f"19 models under 1.5B ({len(fit.runs)} checkpoints), predict the three ~2B models' "
+        f"{len(out)} checkpoints at their train loss.",
         "bayescale: link-exponential with a per-run offset, 90% ETI;",
         "lsq: curve_fit of eps - k exp(-gamma L).",
         f"bayescale {bs.__version__}; load before {load_before[0]:.2f}; "
@@ -506,12 +586,10 @@ def gemstones_text() -> str:
         fit.summary().to_string(float_format=lambda v: f"{v:.4f}"),
         f"least squares: k {q[0]:.4f}, gamma {q[1]:.4f}, eps {q[2]:.4f}",
         "",
-        per_model.to_string(float_format=lambda v: f"{v:.4f}"),
+        gemstones_per_model(out, fit).to_string(float_format=lambda v: f"{v:.4f}"),
+        gemstones_fitted_offsets(fit),
         "",
-        f"RMSE bayescale (median) {rmse(out['median'].to_numpy()):.4f}, least squares {rmse(lsq):.4f} "
-        f"(target <= 0.0045); 90% coverage {covered.mean():.0%} ({int(covered.sum())}/{len(out)}; "
-        "target 85-95%); "
-        f"mean width {(out.upper90 - out.lower90).mean():.4f}",
+        gemstones_summary(out),
         f"load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all",
     ]
     return "\n".join(lines) + "\n"
@@ -829,8 +907,251 @@ def beyond_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+def olmo_auto_records(beyond: tuple[bool, ...] = (True,)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The OLMo 3B rung through the default ``bs.fit_downstream(link="auto")``, per ``average_beyond``.
+
+    Per task: step 1 the task's bpb by the Chinchilla law on the paper's 16 runs, step 2 the link
+    PSIS-LOO prefers among ``AUTO_LINKS`` on their checkpoints (independent rows), floor at the
+    paper's chance level. The same fits answer once per value of ``beyond``. Returns one row per
+    (``average_beyond``, task, 3B run), and per task its link and diagnostics.
+    """
+    from bayescale.methods.downstream import fit_downstream
+
+    parts, tasks = [], []
+    for i, (task, (_, _, chance)) in enumerate(OLMO_TASKS.items()):
+        frame = olmo_frame(task)
+        held = frame[(frame.final & (frame["size"] == "3B")).to_numpy()]
+        model = fit_downstream(
+            frame.drop(columns="run"), ["acc"], "bpb", loss_unit="bits_per_byte", law="chinchilla",
+            link="auto", score="accuracy", chance=chance, loss_rows=(frame.final & frame.paper).to_numpy(),
+            link_rows=(~frame.final & frame.paper).to_numpy(), loss_likelihood="student_t",
+            random_seed=10 + i, warn=False,
+        )  # fmt: skip
+        ok = all(f.diagnostics["ok"] for f in (model.loss_fit, *model.link_fits.values()))
+        links = model.links()[["link", "elpd_margin", "weight"]]
+        tasks.append(links.join(model.task_diagnostics()).rename(index={"acc": task}).assign(fit_ok=ok))
+        acc, bpb = held.acc.to_numpy(), held.bpb.to_numpy()
+        for average_beyond in beyond:
+            pred = model.predict(
+                held.params.to_numpy(), held.tokens.to_numpy(), PROB, random_seed=30 + i,
+                average_beyond=average_beyond,
+            )  # fmt: skip
+            lower, median, upper = (pred[f"acc_{s}"].to_numpy() for s in ("lower", "median", "upper"))
+            parts.append(
+                pd.DataFrame(
+                    {"average_beyond": average_beyond, "task": task, "run": held.run.to_numpy(), "acc": acc,
+                     "acc_median": median, "lower90": lower, "upper90": upper,
+                     "abs_err_pts": 100 * np.abs(median - acc), "covered": (lower <= acc) & (acc <= upper),
+                     "bpb": bpb, "bpb_median": pred.loss_median.to_numpy(),
+                     "bpb_covered": (pred.loss_lower <= bpb) & (bpb <= pred.loss_upper)}
+                )
+            )  # fmt: skip
+        print(f"olmo auto {task}: {links.loc['acc', 'link']}", flush=True)
+    return pd.concat(parts, ignore_index=True), pd.concat(tasks)
+
+
+def gadre_seeds_text(seeds: int = 20) -> str:
+    """Gadre's panel, both settings of ``average_beyond``, over ``seeds`` seeds of the chained draws.
+
+    The same fits as :func:`gadre_records`; only the Monte Carlo draws change. Says whether a
+    difference between the settings in one run is larger than the draws' own noise.
+    """
+    started, load_before = time.time(), os.getloadavg()
+    frame = pd.read_csv(GADRE / "overtrain_104_models_downstream.csv")
+    rows, variants = [], []
+    for dataset in DATASETS:
+        d = frame[frame.dataset == dataset].reset_index(drop=True)
+        loss_rows, link_rows, target_rows = rows_of(d)
+        model = gadre_model(d, loss_rows, link_rows)
+        variant = model.loss_fit.variant_fit()
+        variants.append(f"{dataset}: {'none (too few runs)' if variant is None else variant.law.name}")
+        targets = d[target_rows]
+        for seed in range(seeds):
+            for beyond in PANEL_SETTINGS:
+                table = model.predict(
+                    targets.N_params.to_numpy(), targets.D_tokens.to_numpy(), PROB, random_seed=100 + seed,
+                    average_beyond=beyond,
+                )  # fmt: skip
+                for i, (_, target) in enumerate(targets.iterrows()):
+                    for col in ("loss", *METRICS):
+                        actual = target["loss_c4_val" if col == "loss" else col]
+                        row = table.iloc[i]
+                        rows.append(
+                            {"quantity": "loss" if col == "loss" else "error", "seed": seed,
+                             "average_beyond": beyond,
+                             "rel%": 100 * abs(row[f"{col}_median"] - actual) / actual,
+                             "covered": bool(row[f"{col}_lower"] <= actual <= row[f"{col}_upper"])}
+                        )  # fmt: skip
+    out = pd.DataFrame(rows)
+    per_seed = out.groupby(["quantity", "average_beyond", "seed"]).agg(
+        mre=("rel%", "mean"), covered=("covered", "sum")
+    )
+    table = per_seed.groupby(["quantity", "average_beyond"]).agg(
+        mre_mean=("mre", "mean"), mre_sd=("mre", "std"), covered_mean=("covered", "mean"),
+        covered_min=("covered", "min"), covered_max=("covered", "max"),
+    )  # fmt: skip
+    paired = per_seed["mre"].unstack("average_beyond")
+    diff = (paired[True] - paired[False]).groupby("quantity").agg(["mean", "std"])
+    diff["se"] = diff["std"] / np.sqrt(seeds)
+    lines = [
+        f"Gadre panel over {seeds} seeds of the chained draws (benchmarks/downstream.py gadre_seeds): the",
+        "same fits, predicted with step 1 beyond the runs mixed with its variant law (average_beyond=True)",
+        "and without. Per seed: mean relative error of the medians (%) and targets covered (6 losses, 12",
+        "errors).",
+        f"bayescale {bs.__version__}; load before {load_before[0]:.2f}; step 1's variant law: "
+        + "; ".join(variants),
+        "",
+        table.to_string(float_format=lambda v: f"{v:.4f}"),
+        "",
+        "MRE with the blend minus without, paired by seed (mean, sd, se of the mean):",
+        diff.to_string(float_format=lambda v: f"{v:+.4f}"),
+        f"load after {os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s in all",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+#: The one-run benchmark's panels: step 1 beyond the runs with the variant law (the default, as
+#: ``Fit.predict``) and without (the previous default of ``Downstream.predict``).
+PANEL_SETTINGS = (False, True)
+
+
+def panel_scores(gadre_out: pd.DataFrame, olmo_out: pd.DataFrame, gem_out: pd.DataFrame) -> pd.DataFrame:
+    """One row per (panel, ``average_beyond``): targets, coverage, and the panel's error measure."""
+    rows = []
+    for beyond in PANEL_SETTINGS:
+        for quantity in ("loss", "error"):
+            g = gadre_out[gadre_out.average_beyond == beyond]
+            g = g[(g.quantity == "loss") == (quantity == "loss")]
+            rows.append(
+                {"panel": f"Gadre {quantity}", "average_beyond": beyond, "targets": len(g),
+                 "covered": int(g.covered.sum()), "coverage": g.covered.mean(),
+                 "error": g["bayes_rel%"].mean(), "measure": "MRE %", "target": "<= 3, all covered"}
+            )  # fmt: skip
+        o = olmo_out[olmo_out.average_beyond == beyond]
+        rows.append(
+            {"panel": "OLMo 3B accuracy", "average_beyond": beyond, "targets": len(o),
+             "covered": int(o.covered.sum()), "coverage": o.covered.mean(), "error": o.abs_err_pts.mean(),
+             "measure": "MAE points", "target": "<= 1.3, 85-95%"}
+        )  # fmt: skip
+        rows.append(
+            {"panel": "OLMo 3B bpb", "average_beyond": beyond, "targets": len(o),
+             "covered": int(o.bpb_covered.sum()), "coverage": o.bpb_covered.mean(),
+             "error": 100 * float(np.mean(np.abs(o.bpb_median - o.bpb) / o.bpb)), "measure": "MRE %",
+             "target": ""}
+        )  # fmt: skip
+        rows.append(
+            {"panel": "Gemstones error", "average_beyond": beyond, "targets": len(gem_out),
+             "covered": int(gem_out.covered.sum()), "coverage": gem_out.covered.mean(),
+             "error": float(np.sqrt(np.mean((gem_out["median"] - gem_out.err) ** 2))), "measure": "RMSE",
+             "target": "<= 0.0045, 85-95%"}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def predictable_vs_missed(
+    gadre_out: pd.DataFrame, gadre_diag: pd.DataFrame, olmo_out: pd.DataFrame, olmo_tasks: pd.DataFrame,
+    gem_out: pd.DataFrame, gem_fit: Any,
+) -> pd.DataFrame:  # fmt: skip
+    """Per task of every panel (default answers): the diagnostics' verdict beside the intervals' misses.
+
+    ``missed``: more misses than a calibrated 90% interval gives 90% of the time
+    (:func:`~bayescale.checks.downstream.allowed_misses`).
+    """
+    from bayescale.checks.downstream import allowed_misses
+    from bayescale.questions.downstream import task_diagnostics
+
+    rows = []
+    g = gadre_out[(gadre_out.quantity != "loss") & gadre_out.average_beyond]
+    for (dataset, metric), part in g.groupby(["set", "quantity"], sort=False):
+        rows.append(("Gadre", f"{dataset} {metric}", gadre_diag.loc[(dataset, metric)], part.covered))
+    o = olmo_out[olmo_out.average_beyond]
+    for task, part in o.groupby("task", sort=False):
+        rows.append(("OLMo 3B", task, olmo_tasks.loc[task], part.covered))
+    rows.append(("Gemstones", "avg_err_9", task_diagnostics({"avg_err_9": gem_fit}).iloc[0], gem_out.covered))
+    table = []
+    for panel, task, diag, covered in rows:
+        misses = int((~covered).sum())
+        flags = [f for f in ("flat", "noisy", "non_monotone") if bool(diag[f])]
+        table.append(
+            {"panel": panel, "task": task, "predictable": bool(diag["predictable"]),
+             "flags": ",".join(flags) or "-", "signal_to_noise": float(diag["signal_to_noise"]),
+             "monotone_rho": float(diag["monotone_rho"]), "targets": len(covered), "misses": misses,
+             "missed": misses > allowed_misses(len(covered), PROB)}
+        )  # fmt: skip
+    out = pd.DataFrame(table)
+    out["agree"] = out.predictable != out.missed
+    return out
+
+
+def panels_text() -> str:
+    """All three panels in one run: ``benchmarks/results/downstream.txt``.
+
+    Gadre et al.'s design (:func:`gadre_records`), the OLMo 3B rung through the default
+    ``fit_downstream`` (:func:`olmo_auto_records`) and Gemstones (:func:`gemstones_records`),
+    each chained answer given with step 1 beyond the runs mixed with its variant law
+    (``average_beyond=True``, the default, as ``Fit.predict``) and without, from the same fits.
+    """
+    started, load_before = time.time(), os.getloadavg()
+    gadre_out, gadre_diag = gadre_records(PANEL_SETTINGS)
+    olmo_out, olmo_tasks = olmo_auto_records(PANEL_SETTINGS)
+    gem_out, gem_fit, q = gemstones_records()
+    scores = panel_scores(gadre_out, olmo_out, gem_out)
+    verdicts = predictable_vs_missed(gadre_out, gadre_diag, olmo_out, olmo_tasks, gem_out, gem_fit)
+    default = gadre_out[gadre_out.average_beyond].drop(columns="average_beyond")
+    olmo_default = olmo_out[olmo_out.average_beyond]
+    per_task = olmo_default.groupby("task", sort=False).agg(
+        mae=("abs_err_pts", "mean"), covered=("covered", "sum"), bpb_covered=("bpb_covered", "sum")
+    )
+    missed = olmo_default[~olmo_default.covered]
+    lines = [
+        "Downstream benchmark, all three panels in one run (python benchmarks/downstream.py panels).",
+        "bayescale = the chained posterior predictive of bs.fit_downstream, 90% ETI. average_beyond=True",
+        "(the default, as Fit.predict, by the same function): step 1 beyond its runs' range mixed with its",
+        "variant law; False: step 1's law alone (the default before). Same fits and seeds for both.",
+        f"bayescale {bs.__version__}; load before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; "
+        f"{time.time() - started:.0f} s in all",
+        "",
+        "Scores per panel:",
+        scores.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+        "",
+        "1. Gadre et al. 2024, published 5 + 1 run design, C4-eval loss -> 17/46-task average top-1 error,",
+        "   link-exponential (default answers):",
+        default.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+        *gadre_summary(default),
+        "",
+        "2. OLMo ladder, held-out 3B rung: fit_downstream(link='auto') per task on the paper's 16 runs",
+        "   (step 1 the task's bpb by the Chinchilla law; step 2 the link LOO prefers on their checkpoints,",
+        "   floor at chance), 8 tasks x 6 runs (default answers):",
+        olmo_tasks[["link", "elpd_margin", "weight", "fit_ok"]]
+        .join(per_task)
+        .to_string(float_format=lambda v: f"{v:.2f}"),
+        f"   {accuracy_summary(olmo_default)}; bpb coverage {olmo_default.bpb_covered.mean():.0%}",
+        "   misses:",
+        missed[["task", "run", "acc", "acc_median", "lower90", "upper90", "bpb_covered"]].to_string(
+            index=False, float_format=lambda v: f"{v:.4f}"
+        ),
+        "",
+        "3. Gemstones: 9-task average error at each checkpoint's train loss (step 2 alone, so",
+        f"   average_beyond does not apply); link-exponential with run offsets fitted on {len(gem_fit.runs)}",
+        "   checkpoints of the 19 models under 1.5B, predicting the three ~2B models' checkpoints:",
+        gem_fit.summary().to_string(float_format=lambda v: f"{v:.4f}"),
+        f"   least squares: k {q[0]:.4f}, gamma {q[1]:.4f}, eps {q[2]:.4f}",
+        gemstones_per_model(gem_out, gem_fit).to_string(float_format=lambda v: f"{v:.4f}"),
+        "   " + gemstones_fitted_offsets(gem_fit),
+        "   " + gemstones_summary(gem_out),
+        "",
+        "4. Which tasks the diagnostics call unpredictable (the task diagnostics) and which the 90%",
+        "   intervals miss (more misses than a calibrated interval gives 90% of the time), default answers:",
+        verdicts.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
+        f"   the diagnostics and the misses agree on {int(verdicts.agree.sum())}/{len(verdicts)} tasks",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 PARTS = {
-    "gadre": (GADRE, gadre, RESULTS),
+    "panels": (ANCHORS, panels_text, RESULTS),
+    "gadre": (GADRE, gadre, RESULTS.with_name("downstream_gadre.txt")),
+    "gadre_seeds": (GADRE, gadre_seeds_text, RESULTS.with_name("downstream_gadre_seeds.txt")),
     "olmo": (OLMO, olmo_text, RESULTS.with_name("downstream_olmo.txt")),
     "gemstones": (GEMSTONES, gemstones_text, RESULTS.with_name("downstream_gemstones.txt")),
     "direct": (OLMO, direct_text, RESULTS.with_name("downstream_direct.txt")),
@@ -851,8 +1172,17 @@ PARTS = {
 
 
 def main() -> None:
-    """Run the parts named on the command line (default all), each to its own results file."""
-    for name in sys.argv[1:] or list(PARTS):
+    """Run the parts named on the command line (default ``panels``), each to its own results file."""
+    names = sys.argv[1:] or ["panels"]
+    if any(n in ("-h", "--help") for n in names) or set(names) - set(PARTS):
+        unknown = sorted(set(names) - set(PARTS) - {"-h", "--help"})
+        print(__doc__)
+        print("parts: " + ", ".join(PARTS) + " (default: panels)")
+        if unknown:
+            print(f"error: unknown part(s) {unknown}", file=sys.stderr)
+            sys.exit(2)
+        return
+    for name in names:
         folder, run, out = PARTS[name]
         if not folder.exists():
             print(f"{name} skipped: {folder} not found (set BAYESCALE_ANCHORS)")

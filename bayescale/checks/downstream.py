@@ -140,7 +140,7 @@ def size_backtest(
     target_rows: Any = None,
     prob: float = 0.9,
     random_seed: int | None = None,
-    average_beyond: bool = False,
+    average_beyond: bool = True,
     **fit_kwargs: Any,
 ) -> pd.DataFrame:
     """Leave the ladder's largest model size out, fit both steps on the rest, predict it.

@@ -7,7 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bayescale.cli.options import Subcommands, _add_sampler_options, _positive_float, _probability
+from bayescale.cli.options import (
+    Subcommands,
+    _add_sampler_options,
+    _positive_float,
+    _probability,
+    _single_law_option,
+)
 from bayescale.cli.render import _emit
 from bayescale.errors import BayescaleError
 
@@ -53,7 +59,11 @@ def add_downstream(sub: Subcommands) -> None:
         help="a true/false column: rows neither step is fitted on, scored against their intervals and drawn",
     )
     p.add_argument("--report", type=Path, help="also write an HTML report (tables, LOO choice, figure) here")
+    p.add_argument(
+        "--save", type=Path, help="also save both steps to this file (NetCDF), which `bayescale report` reads"
+    )
     p.add_argument("--prob", type=_probability, default=0.9)
+    _single_law_option(p)  # step 1 beyond its runs, as `bayescale predict` answers it
     _add_sampler_options(p, "--seed", "--draws", "--tune", "--chains")
     p.add_argument("--json", action="store_true")
 
@@ -91,6 +101,12 @@ def cmd_downstream(args: argparse.Namespace) -> int:
                 f"cannot write the report: folder {str(args.report.parent)!r} does not exist"
             )
         refuse_to_replace_data(args.report, "the report")
+    if args.save is not None:  # refused before any fit, as `bayescale fit --out` is
+        from bayescale.cli.files import _refuse_input_as_output
+        from bayescale.methods.io import check_writable
+
+        _refuse_input_as_output(args.save, [args.runs])
+        check_writable(args.save, "the downstream fit")
     if held_rows is not None:
         frame, held_out = frame[~held_rows].reset_index(drop=True), frame[held_rows].reset_index(drop=True)
     else:
@@ -111,8 +127,10 @@ def cmd_downstream(args: argparse.Namespace) -> int:
         random_seed=args.seed,
         warn=False,
     )
-    table = model.predict(args.params, args.tokens, prob=args.prob, random_seed=args.seed)
-    diagnostics = model.diagnostics().reset_index()
+    table = model.predict(
+        args.params, args.tokens, prob=args.prob, random_seed=args.seed, average_beyond=not args.single_law
+    )
+    diagnostics = model.task_diagnostics().reset_index()
     links = model.links().reset_index()
     row = table.iloc[0]
     names = ["loss", *model.tasks] + (["average"] if len(model.tasks) > 1 else [])
@@ -152,5 +170,8 @@ def cmd_downstream(args: argparse.Namespace) -> int:
         )
         payload["report"] = str(path)
         lines.append(f"report written to {path}")
+    if args.save is not None:
+        payload["saved"] = str(model.save(args.save))
+        lines.append(f"saved to {payload['saved']}")
     _emit(args, payload, "\n".join(lines))
     return 0

@@ -21,6 +21,7 @@ METHOD_NAMES = {
     "envelope": "a training-curve envelope fit (bayescale envelope)",
     "steps": "a Kaplan L(N, S) fit (bayescale steps)",
     "curves": "a multi-power law fit of loss curves (bayescale curves)",
+    "downstream": "a downstream fit (bayescale downstream --save)",
 }
 
 
@@ -141,11 +142,13 @@ def _save_or_keep(result: Any, out: Path, **save_options: Any) -> Path:
     )
 
 
-def _load(path: Path, args: argparse.Namespace | None = None, methods: bool = False) -> Any:
+def _load(
+    path: Path, args: argparse.Namespace | None = None, methods: bool = False, downstream: bool = False
+) -> Any:
     """Load a saved fit, printing a warning (and noting it for --strict) if it failed diagnostics.
 
-    With ``methods``, an IsoFLOP, envelope or L(N, S) fit is accepted too; else only a
-    parametric fit (the other commands' questions need a law).
+    With ``methods``, an IsoFLOP, envelope or L(N, S) fit is accepted too; with ``downstream``, a
+    downstream fit; else only a parametric fit (the other commands' questions need a law).
     """
     from bayescale.methods.io import kind_of, load_fit
 
@@ -158,7 +161,13 @@ def _load(path: Path, args: argparse.Namespace | None = None, methods: bool = Fa
             f"{str(path)!r} holds {METHOD_NAMES[kind]}; it answers `bayescale summary`, and in Python "
             "bayescale.load_fit(path).predict(schedule, steps)"
         )
-    if kind != "fit" and not methods:
+    if kind == "downstream" and not downstream:
+        command = f"`bayescale {args.command}`" if args is not None else "this command"
+        raise BayescaleError(
+            f"{str(path)!r} holds {METHOD_NAMES[kind]}; {command} does not read one: a saved downstream "
+            "fit answers `bayescale report FILE --out PAGE`, or Python (bs.load_fit(FILE).predict(N, D))"
+        )
+    if kind not in ("fit", "downstream") and not methods:
         command = f"`bayescale {args.command}`" if args is not None else "this command"
         raise BayescaleError(
             f"{str(path)!r} holds {METHOD_NAMES[kind]}; {command} needs a parametric fit "

@@ -10,8 +10,10 @@ steps and returns a :class:`Downstream`, whose :meth:`~Downstream.predict` chain
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -21,13 +23,15 @@ import xarray as xr
 from bayescale.data.runs import Runs
 from bayescale.data.units import DEFAULT_LOSS_UNIT, check_loss_column, unit_in_name
 from bayescale.errors import BayescaleError, RunsError
+from bayescale.inference.diagnostics import Diagnostics
 from bayescale.inference.sampling import SamplerSettings
+from bayescale.methods import io
 from bayescale.methods.parametric import Fit, fit_parametric
 from bayescale.model.laws.downstream import LINK_COVARIATE, LinkLaw, get_link
 from bayescale.model.likelihoods import Likelihood
 from bayescale.model.priors import Prior
 from bayescale.posterior.residuals import spearman
-from bayescale.posterior.result import short_repr
+from bayescale.posterior.result import finite_or_none, html_card, json_record, short_repr
 from bayescale.questions import downstream as chain
 
 #: What a task's column measures: its top-1 error or its accuracy.
@@ -192,8 +196,163 @@ class Downstream:
         """Names of the tasks, in fitting order."""
         return list(self.link_fits)
 
+    # The result protocol (:class:`~bayescale.posterior.result.Result`): step 1 stands for the
+    # draws and settings, the diagnostics are every step's.
+
+    @property
+    def idata(self) -> Any:
+        """Step 1's draws (each link's are in :attr:`link_fits`)."""
+        return self.loss_fit.idata
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """Step 1's posterior draws."""
+        return self.loss_fit.posterior
+
+    @property
+    def sampler(self) -> Any:
+        """Step 1's sampler settings (the links were sampled alike)."""
+        return self.loss_fit.sampler
+
+    @property
+    def random_seed(self) -> int | None:
+        """Step 1's seed (task ``i``'s link had ``random_seed + 1 + i``)."""
+        return self.loss_fit.random_seed
+
+    @property
+    def diagnostics(self) -> Diagnostics:
+        """Every step's sampler diagnostics in one: ``ok`` when all are, each problem named by its step."""
+        steps = {"loss": self.loss_fit} | {f"link:{t}": f for t, f in self.link_fits.items()}
+        diags = {name: fit.diagnostics for name, fit in steps.items()}
+        return Diagnostics.from_dict(
+            {
+                "divergences": sum(int(d["divergences"]) for d in diags.values()),
+                "max_r_hat": max(float(d["max_r_hat"]) for d in diags.values()),
+                "min_ess_bulk": min(float(d["min_ess_bulk"]) for d in diags.values()),
+                "ok": all(bool(d["ok"]) for d in diags.values()),
+                "problems": [f"{name}: {p}" for name, d in diags.items() for p in d["problems"]],
+                "r_hat": {
+                    f"{name}.{k}": float(v) for name, d in diags.items() for k, v in d["r_hat"].items()
+                },
+                "ess_bulk": {
+                    f"{name}.{k}": float(v) for name, d in diags.items() for k, v in d["ess_bulk"].items()
+                },
+            }
+        )
+
+    def to_dict(self, prob: float = 0.9, kind: str = "eti") -> dict[str, Any]:
+        """JSON-ready: step 1's fit, each task's link (how chosen, its fit) and the task diagnostics."""
+        links = self.links()
+        diagnostics = self._task_diagnostics_records()
+        tasks = {}
+        for task, fit in self.link_fits.items():
+            row = links.loc[task]
+            tasks[task] = {
+                "score": str(row["score"]),
+                "link": str(row["link"]),
+                "chosen_by": str(row["chosen_by"]),
+                "candidates": int(row["candidates"]),
+                **json_record(row, numbers=("elpd_margin", "margin_se", "weight")),
+                "fit": fit.to_dict(prob, kind),
+            }
+        return {
+            "kind": "downstream",
+            "loss_unit": self.loss_fit.runs.loss_unit,
+            "loss": self.loss_fit.to_dict(prob, kind),
+            "tasks": tasks,
+            "task_diagnostics": diagnostics,
+            "ok": bool(self.diagnostics["ok"]),
+        }
+
+    def _task_diagnostics_records(self) -> list[dict[str, Any]]:
+        """:meth:`task_diagnostics` as JSON-ready records, one per task."""
+        table = self.task_diagnostics()
+        numbers = ("change", "noise", "signal_to_noise", "monotone_rho")
+        flags = ("flat", "noisy", "non_monotone", "predictable")
+        return [
+            {"task": str(task), "runs": int(row["runs"]), **json_record(row, numbers, flags)}
+            for task, row in table.iterrows()
+        ]
+
+    def save(self, path: str | Path) -> Path:
+        """Write both steps to one NetCDF file atomically; :func:`bayescale.load_fit` reads it back.
+
+        Step 1's variant law is fitted first if it has not been and saved with it, as
+        :meth:`bayescale.Fit.save` does, so that answers beyond the runs from the loaded model
+        refit nothing. Each task's chosen link is saved; the other candidates of ``link="auto"``
+        are not (their LOO table is).
+        """
+        self.loss_fit.variant_fit()
+        return io.save_fit(self, path)  # type: ignore[arg-type]
+
+    def saved_parts(self) -> tuple[Any, dict[str, Any]]:
+        """Step 1's groups (and its variant law's), each link's as ``link<i>_*`` groups; the settings."""
+        from bayescale.inference import container
+        from bayescale.methods.fit_file import with_variant
+
+        loss = _fit_settings(self.loss_fit)
+        tree = with_variant(self.loss_fit, _with_runs(self.loss_fit), loss)
+        links = []
+        for i, (task, fit) in enumerate(self.link_fits.items()):
+            idata = _with_runs(fit)
+            for name in container.group_names(idata):
+                tree = container.with_group(tree, f"{LINK_GROUP}{i}_{name}", container.group(idata, name))
+            links.append(
+                {
+                    "task": task,
+                    "score": self.scores.get(task, cast(LinkLaw, fit.law).target),
+                    "label": self.link_labels.get(task, fit.law.name),
+                    "fit": _fit_settings(fit),
+                }
+            )
+        choice = None
+        if self.choice is not None:
+            choice = [
+                {k: (v if isinstance(v, str) else finite_or_none(v)) for k, v in row.items()}
+                for row in self.choice.reset_index().to_dict("records")
+            ]
+        return tree, {"loss": loss, "links": links, "choice": choice}
+
+    @classmethod
+    def from_saved(cls, idata: Any, settings: dict[str, Any], common: dict[str, Any]) -> Downstream:
+        """Rebuild the model from :meth:`saved_parts`; TypeError for a setting of the wrong type."""
+        from bayescale.inference import container
+        from bayescale.methods.saved import check_setting
+
+        names = container.group_names(idata)
+        links = settings["links"]
+        check_setting("links", links, isinstance(links, list) and len(links) > 0)
+        own = [g for g in names if not g.startswith(LINK_GROUP)]
+        loss_fit = _fit_from_settings(idata, own, "", settings["loss"], "loss")
+        link_fits, scores, labels = {}, {}, {}
+        for i, entry in enumerate(links):
+            check_setting(
+                "links", entry, isinstance(entry, dict) and {"task", "score", "label", "fit"} <= set(entry)
+            )
+            task, score, label = entry["task"], entry["score"], entry["label"]
+            check_setting("task", task, isinstance(task, str) and task not in link_fits)
+            check_setting("score", score, score in ("error", "accuracy"))
+            check_setting("label", label, isinstance(label, str))
+            prefix = f"{LINK_GROUP}{i}_"
+            fit = _fit_from_settings(
+                idata, [g for g in names if g.startswith(prefix)], prefix, entry["fit"], task
+            )
+            if not isinstance(fit.law, LinkLaw):
+                raise TypeError(f"the saved link of {task!r} is law {fit.law.name!r}, not a link")
+            link_fits[task], scores[task], labels[task] = fit, score, label
+        extra = [
+            g
+            for g in names
+            if g.startswith(LINK_GROUP)
+            and not g.startswith(tuple(f"{LINK_GROUP}{i}_" for i in range(len(links))))
+        ]
+        if extra:
+            raise TypeError(f"the file has groups {extra} of no saved link")
+        choice = _choice_from_settings(settings.get("choice"), list(link_fits))
+        return cls(loss_fit, link_fits, scores, labels, choice)
+
     def predict_draws(
-        self, params: Any, tokens: Any, random_seed: int | None = None, average_beyond: bool = False
+        self, params: Any, tokens: Any, random_seed: int | None = None, average_beyond: bool = True
     ) -> xr.Dataset:
         """Draws of the chained answer (see :func:`bayescale.questions.downstream.chained_draws`)."""
         return chain.chained_draws(
@@ -207,7 +366,7 @@ class Downstream:
         prob: float = 0.9,
         kind: str = "eti",
         random_seed: int | None = None,
-        average_beyond: bool = False,
+        average_beyond: bool = True,
     ) -> pd.DataFrame:
         """The loss and each task's score at new (N, D), with both steps' uncertainty and noise.
 
@@ -217,7 +376,9 @@ class Downstream:
             One row per query: ``params``, ``tokens``, then ``loss_{median,lower,upper}``
             (step 1's predictive loss), ``<task>_{median,lower,upper}`` per task (the
             predictive error or accuracy of a new run) and, with several tasks,
-            ``average_*`` (their mean).
+            ``average_*`` (their mean). With ``average_beyond`` (default, as for
+            :meth:`bayescale.Fit.predict`, by the same code) step 1 answers a query beyond its
+            runs' range by the equal mixture of its law and the loss fit's variant law.
         """
         return chain.chained_predict(
             self.loss_fit,
@@ -231,7 +392,7 @@ class Downstream:
             self.scores,
         )
 
-    def diagnostics(self) -> pd.DataFrame:
+    def task_diagnostics(self) -> pd.DataFrame:
         """Which tasks scale predictably (see :func:`bayescale.questions.downstream.task_diagnostics`)."""
         return chain.task_diagnostics(self.link_fits)
 
@@ -244,7 +405,10 @@ class Downstream:
         for task, label in labels.items():
             have = list(self.candidates.get(task, {}))
             if label not in have:
-                raise BayescaleError(f"task {task!r} has no candidate link {label!r}; it has {have}")
+                raise BayescaleError(
+                    f"task {task!r} has no candidate link {label!r}; it has {have}"
+                    + ("" if have else " (a loaded model keeps each task's chosen link only: fit again)")
+                )
             links[task], chosen[task] = self.candidates[task][label], label
         return Downstream(self.loss_fit, links, dict(self.scores), chosen, self.choice, self.candidates)
 
@@ -307,6 +471,31 @@ class Downstream:
                 link=links.loc[task, "link"], loo_weight=links.loc[task, "weight"]
             )
         return pd.concat(parts, names=["step", "parameter"])
+
+    def _repr_html_(self) -> str:
+        """Both steps as a compact table in Jupyter: law, runs, each task's link, the parameters."""
+        links = self.links()
+        facts: list[tuple[str, Any]] = [
+            ("law", self.loss_fit.law.name),
+            ("data", self.loss_fit.runs.source),
+            ("runs", len(self.loss_fit.runs)),
+            ("loss unit", self.loss_fit.runs.loss_unit),
+        ]
+        facts += [
+            (f"task {task}", f"{row['link']} ({row['score']}, by {row['chosen_by']})")
+            for task, row in links.iterrows()
+        ]
+        facts.append(("diagnostics", "ok" if self.diagnostics["ok"] else "FAILED"))
+        table = self.summary()
+        rows = {f"{step}: {name}": dict(row) for (step, name), row in table.iterrows()}
+        return html_card(
+            "downstream",
+            facts,
+            rows,
+            ["median", "lower", "upper"],
+            self.diagnostics["problems"],
+            "90% equal-tailed credible intervals",
+        )
 
     def __repr__(self) -> str:
         links = self.links()
@@ -486,6 +675,91 @@ def fit_downstream(
             candidate_fits[name] = fits
     choice = pd.concat(choices) if choices else None
     return Downstream(loss_fit, links, scores, labels, choice, candidate_fits)
+
+
+#: The prefix of the groups of a saved Downstream that hold task ``i``'s link: ``link<i>_posterior`` ...
+LINK_GROUP = "link"
+
+
+def _fit_settings(fit: Fit) -> dict[str, str]:
+    """A step's attrs as a saved Fit has them (law, priors, sampler ...), plus its draws' checksum."""
+    from bayescale.methods.file_format import posterior_checksum
+    from bayescale.methods.fit_file import fit_attrs
+
+    return {
+        **fit_attrs(fit),
+        "sampler": json.dumps(fit.sampler.to_dict(), sort_keys=True),
+        "random_seed": json.dumps(fit.random_seed),
+        "diagnostics": json.dumps(dict(fit.diagnostics), sort_keys=True),
+        "posterior_checksum": posterior_checksum(fit.posterior),
+    }
+
+
+def _with_runs(fit: Fit) -> Any:
+    """A copy of the fit's draws with its runs and observed log target, as a sampled fit keeps them."""
+    from bayescale.data.storage import runs_to_dataset
+    from bayescale.methods.saved import with_data
+    from bayescale.model.pymc_model import OBSERVED
+
+    observed = xr.Dataset(
+        {OBSERVED: (("run",), np.log(fit.runs.column("loss")))}, coords={"run": np.arange(len(fit.runs))}
+    )
+    return with_data(fit.idata.copy(), runs_to_dataset(fit.runs), observed)
+
+
+def _fit_from_settings(idata: Any, groups: Sequence[str], prefix: str, attrs: Any, step: str) -> Fit:
+    """A step's Fit from its ``groups`` of a saved Downstream (``prefix`` stripped) and its attrs."""
+    from bayescale.inference import container
+    from bayescale.methods.file_format import posterior_checksum
+    from bayescale.methods.fit_file import fit_from_file
+
+    if not (isinstance(attrs, dict) and all(isinstance(v, str) for v in attrs.values())):
+        raise TypeError(f"the saved settings of step {step!r} must be a JSON object of text")
+    tree = container.from_groups(**{g[len(prefix) :]: container.group(idata, g) for g in groups})
+    missing = [g for g in ("posterior", "constant_data") if not container.has_group(tree, g)]
+    if missing:
+        raise TypeError(f"the saved step {step!r} lacks its group(s) {missing}")
+    if attrs.get("posterior_checksum") != posterior_checksum(container.posterior(tree)):
+        raise TypeError(f"the draws of step {step!r} do not match their recorded checksum")
+    return cast(Fit, fit_from_file(Fit, tree, attrs, container.group(tree, "constant_data")))
+
+
+#: The columns of :attr:`Downstream.choice` (its index, then the LOO table's).
+CHOICE_COLUMNS = (
+    "task",
+    "link",
+    "rank",
+    "elpd_loo",
+    "p_loo",
+    "se",
+    "elpd_diff",
+    "dse",
+    "weight",
+    "pareto_k_max",
+)
+
+
+def _choice_from_settings(records: Any, tasks: Sequence[str]) -> pd.DataFrame | None:
+    """The saved LOO table of ``link="auto"`` (``None`` when the links were given)."""
+    if records is None:
+        return None
+    if not (isinstance(records, list) and records and all(isinstance(r, dict) for r in records)):
+        raise TypeError(f"the saved LOO table must be a list of rows, got {type(records).__name__}")
+    for row in records:
+        if set(row) != set(CHOICE_COLUMNS):
+            raise TypeError(
+                f"a row of the saved LOO table has columns {sorted(row)}, not {list(CHOICE_COLUMNS)}"
+            )
+        if not (isinstance(row["task"], str) and row["task"] in tasks and isinstance(row["link"], str)):
+            raise TypeError(
+                f"a row of the saved LOO table names task {row['task']!r} and link {row['link']!r}"
+            )
+        for key in CHOICE_COLUMNS[2:]:
+            value = row[key]
+            if not (value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))):
+                raise TypeError(f"the saved LOO table's {key!r} holds {value!r}, not a number")
+    table = pd.DataFrame(records, columns=list(CHOICE_COLUMNS)).set_index(["task", "link"])
+    return table.astype(float).astype({"rank": int})
 
 
 def _candidates(labels: Sequence[str]) -> dict[str, tuple[str, dict[str, float]]]:

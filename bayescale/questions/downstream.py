@@ -138,7 +138,7 @@ def chained_draws(
     params: Any,
     tokens: Any,
     random_seed: int | None = None,
-    average_beyond: bool = False,
+    average_beyond: bool = True,
     scores: Mapping[str, str] | None = None,
 ) -> xr.Dataset:
     """Draws of the chained answer at each (N, D) query, dims ``chain, draw, query``.
@@ -154,7 +154,9 @@ def chained_draws(
     random_seed
         Seed of the noise draws and the pairing of draws.
     average_beyond
-        Mix step 1 with its variant law beyond the runs (see :func:`~bayescale.questions.plan.predict_draws`).
+        Step 1 beyond the runs as :meth:`bayescale.Fit.predict` answers it, by the same function
+        (:func:`~bayescale.questions.plan.predict_draws`): with it (default, as there), mixed with
+        its variant law more as the distance grows; without, the fitted law alone.
     scores
         What each task's answer measures, ``"error"`` or ``"accuracy"`` (default each link's own
         target): a task whose link fits the other one answers ``1 -`` the link's draws.
@@ -201,7 +203,7 @@ def chained_predict(
     prob: float = 0.9,
     kind: str = "eti",
     random_seed: int | None = None,
-    average_beyond: bool = False,
+    average_beyond: bool = True,
     scores: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Table of :func:`chained_draws`: the inputs, then ``<quantity>_{median,lower,upper}``."""

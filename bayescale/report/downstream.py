@@ -112,7 +112,7 @@ def build_downstream_report(
     loss_fit = model.loss_fit
     unit = loss_fit.runs.loss_unit
     link_rows, link_warnings = _links_rows(model)
-    diagnostics = model.diagnostics()
+    diagnostics = model.task_diagnostics()
     diag_rows = [
         [str(t), f"{r['change']:.3f}", f"{r['signal_to_noise']:.1f}", f"{r['monotone_rho']:.2f}",
          _flag(r["flat"]), _flag(r["noisy"]), _flag(r["non_monotone"]), "yes" if r["predictable"] else "NO"]

@@ -72,6 +72,7 @@ def test_the_kinds_table_names_each_result_class():
         "envelope": bs.EnvelopeFit,
         "steps": bs.StepsFit,
         "curves": bs.CurvesFit,
+        "downstream": bs.Downstream,
     }
     assert sorted(io.RESULT_TYPES) == sorted(classes)
     for kind, cls in classes.items():

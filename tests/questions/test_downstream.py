@@ -118,10 +118,18 @@ def _hand_built(law, runs, center, rel_sd, seed, draws=400):
     return hand_built_fit(law, runs, center, rel_sd=rel_sd, draws=draws, seed=seed)
 
 
+#: A Kaplan law near the simulated ladder's: the hand-built loss fit's variant law, so that answers
+#: beyond its runs blend without sampling one.
+NEAR_KAPLAN = {"E": 1.8, "N_c": 5e7, "D_c": 1e9, "alpha_N": 0.34, "alpha_D": 0.37, "sigma": 0.01}
+
+
 @pytest.fixture(scope="module")
 def hand_chain():
     ladder = simulate_chain(0)
     loss_fit = _hand_built(bs.get_law("chinchilla-tied"), ladder, {**TRUE_TIED, "sigma": 0.01}, 0.002, 1)
+    loss_fit._variants[loss_fit.variant_law] = _hand_built(
+        bs.get_law("kaplan-e"), ladder, NEAR_KAPLAN, 0.002, 2
+    )
     links = {
         name: _hand_built(
             get_link("link-exponential"), link_table(ladder, "error", "loss"), center, 0.002, seed
@@ -137,7 +145,8 @@ def hand_chain():
 
 
 def test_chained_draws_carry_both_steps_noise(hand_chain):
-    draws = hand_chain.predict_draws(*HELD_OUT, random_seed=3)
+    # Step 1's law alone: its noise is known exactly (beyond the runs the default blends in the variant).
+    draws = hand_chain.predict_draws(*HELD_OUT, random_seed=3, average_beyond=False)
     loss = draws["loss"].values
     mean_loss = bs.get_law("chinchilla-tied").loss(TRUE_TIED, *HELD_OUT)
     # Step 1's predictive spread is its sigma (1% on log loss), not the posterior's 0.2%.
@@ -152,6 +161,27 @@ def test_chained_draws_carry_both_steps_noise(hand_chain):
     # Without link noise the error would follow the loss draws exactly: the chain propagates step 1.
     spread_from_loss = np.std(np.log(link_mean("link-exponential", TRUE_EXPONENTIAL, loss)))
     assert np.std(np.log(draws["a"].values)) == pytest.approx(np.hypot(spread_from_loss, 0.01), rel=0.1)
+
+
+def test_step_one_answers_as_fit_predict_does(hand_chain):
+    """Step 1 is the loss fit's own predictive answer (same code, same default: blended beyond the runs)."""
+    params, tokens = [3e8, 4e9], [6e9, 8e10]  # inside the ladder, then 4x beyond its largest run
+    chained = hand_chain.predict(params, tokens, random_seed=4)
+    own = hand_chain.loss_fit.predict(params, tokens, random_seed=4)
+    for side in ("median", "lower", "upper"):
+        np.testing.assert_array_equal(chained[f"loss_{side}"], own[f"loss_predictive_{side}"])
+    alone = hand_chain.predict(params, tokens, random_seed=4, average_beyond=False)
+    np.testing.assert_array_equal(
+        alone.loss_upper,
+        hand_chain.loss_fit.predict(params, tokens, random_seed=4, average_beyond=False)[
+            "loss_predictive_upper"
+        ],
+    )
+    # Inside the runs the two agree; beyond them the blend with the variant law widens step 1 and the task.
+    width = {k: (t.loss_upper - t.loss_lower).to_numpy() for k, t in (("blend", chained), ("alone", alone))}
+    assert width["blend"][0] == pytest.approx(width["alone"][0], rel=1e-12)
+    assert width["blend"][1] > 1.2 * width["alone"][1]
+    assert (chained.a_upper - chained.a_lower).iloc[1] > (alone.a_upper - alone.a_lower).iloc[1]
 
 
 def test_chain_refuses_a_link_on_another_loss_unit(hand_chain):
@@ -543,10 +573,29 @@ def test_cli_downstream_prints_the_chained_answer(tmp_path, capsys):
     (link,) = payload["links"]
     assert link["task"] == "error" and link["chosen_by"] == "LOO" and link["candidates"] == 4
     assert link["score"] == "error" and link["link"] in AUTO_LINKS
-    # An explicit link is still possible, and the text says it was given.
-    assert main([*argv[:-1], "--link", "link-exponential"]) == 0
+    # An explicit link is still possible, and the text says it was given; --save keeps both steps.
+    saved = tmp_path / "ds.nc"
+    assert main([*argv[:-1], "--link", "link-exponential", "--save", str(saved)]) == 0
     out = capsys.readouterr().out
     assert "chosen_by" in out and "link-exponential" in out and "given" in out
+    assert f"saved to {saved}" in out
+    with warnings.catch_warnings():  # 100 draws of one chain miss the ESS target, which load repeats
+        warnings.simplefilter("ignore", FitWarning)
+        loaded = bs.load_fit(saved)
+    assert isinstance(loaded, Downstream) and loaded.tasks == ["error"]
+    assert loaded.loss_fit.variant_fit() is not None  # saved with it: answers beyond the runs refit nothing
+    # `bayescale report` reads a saved downstream fit; the loss-fit commands refuse it, naming what it is.
+    page = tmp_path / "saved.html"
+    assert main(["report", str(saved), "--out", str(page)]) == 0
+    assert "<h2>Which tasks scale predictably</h2>" in page.read_text()
+    capsys.readouterr()
+    assert main(["predict", str(saved), "--params", "1e9", "--tokens", "2e10"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "holds a downstream fit" in err and "Traceback" not in err
+    assert main(["report", str(saved), "--out", str(page), "--compute", "1e21"]) == 2
+    assert "--compute ask a loss fit's questions" in capsys.readouterr().err
+    assert main([*argv[:-1], "--save", str(tmp_path / "no" / "ds.nc")]) == 2  # refused before any fit
+    assert "cannot save the downstream fit: folder" in capsys.readouterr().err
     assert main([*argv[:-1], "--loss-rows", "params"]) == 2
     assert "rows column 'params' row 0" in capsys.readouterr().err
     assert (
