@@ -86,7 +86,7 @@ RESULT_TYPES: dict[str, type[Any] | str] = {
     "envelope": "bayescale.methods.envelope:EnvelopeFit",
     "steps": "bayescale.methods.training_steps:StepsFit",
     "curves": "bayescale.methods.curves_result:CurvesFit",
-    "downstream": "bayescale.methods.downstream:Downstream",
+    "downstream": "bayescale.methods.downstream_result:Downstream",
 }
 
 #: SHA-256 of each file :func:`save_fit` wrote in this process, by resolved path: such a file,
